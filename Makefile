@@ -1,0 +1,85 @@
+# lunfs — shared-disk cluster filesystem for VM images.
+#   make          build everything into build/
+#   make check    install missing packages, build, run every test
+#   make demo     install missing packages, build, run the main job
+#   make install  PREFIX=/usr/local DESTDIR=
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+SBINDIR ?= /sbin
+B := build
+PKGS := libiscsi liburing libxxhash blkid
+CC ?= cc
+WARN := -Wall -Wextra -Werror
+CFLAGS ?= -O2 -g
+CFLAGS += $(WARN) -std=gnu11 -D_GNU_SOURCE -I. -Idev -pthread \
+	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+
+LIB_SRC := $(wildcard dev/*.c lock/*.c journal/*.c fs/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOLS := $(TOOL_SRC:tests/tools/%.c=$(B)/tests/%)
+UNIT_SRC := $(wildcard tests/unit/*.c)
+BINS := $(B)/bin/mkfs.lunfs
+
+.PHONY: all deps check check-unit check-asan check-integration demo install clean
+all: $(B)/lib/liblunfs.a $(BINS) $(TOOLS) $(B)/tests/unit_tests
+
+deps:
+	@sh scripts/deps.sh
+
+$(B)/obj/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/lib/liblunfs.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/bin/mkfs.lunfs: $(B)/obj/mkfs/mkfs.o $(B)/lib/liblunfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%: $(B)/obj/tests/tools/%.o $(B)/lib/liblunfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/unit_tests: $(UNIT_SRC:%.c=$(B)/obj/%.o) $(B)/lib/liblunfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
+
+# Unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+$(B)/asan/unit_tests: $(LIB_SRC) $(UNIT_SRC) $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -std=gnu11 -D_GNU_SOURCE -I. -Idev -pthread $(ASAN_FLAGS) \
+		$(shell pkg-config --cflags $(PKGS)) -o $@ $(LIB_SRC) $(UNIT_SRC) $(LDLIBS) $(CHECK_LIBS)
+
+check-unit: all
+	$(B)/tests/unit_tests
+
+check-asan: $(B)/asan/unit_tests
+	ASAN_OPTIONS=detect_leaks=1 $(B)/asan/unit_tests
+
+check-integration: all
+	@sh tests/run-integration.sh
+
+check: deps
+	$(MAKE) all
+	$(MAKE) check-unit
+	$(MAKE) check-asan
+	$(MAKE) check-integration
+
+demo: deps
+	$(MAKE) all
+	@sh scripts/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/lunfs
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/sbin/
+	install -m 644 $(B)/lib/liblunfs.a $(DESTDIR)$(PREFIX)/lib/
+
+clean:
+	rm -rf $(B)

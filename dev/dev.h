@@ -1,0 +1,144 @@
+/* dev: one interface over the LUN.
+ *
+ * A device is opened by URL or path:
+ *   iscsi://HOST[:PORT]/TARGET-IQN/LUN   libiscsi backend
+ *   file:/path or /path                  image file or block device (O_DIRECT + io_uring)
+ * The faulty backend (tests only) wraps another open device: dev_faulty_wrap().
+ *
+ * Every I/O works in whole logical blocks: offsets and lengths are in bytes
+ * but must be multiples of dev_lbs(), and buffers must be aligned to
+ * DEV_BUF_ALIGN (use dev_alloc()).  Sync calls are thread-safe.  The async
+ * queue (dev_submit/dev_reap) belongs to one thread at a time.
+ *
+ * Every function returns 0 (or a byte count) on success, or a negative errno
+ * (see lerrno.h: -EMISCOMPARE for a compare-and-write that lost).
+ */
+#ifndef LUNFS_DEV_H
+#define LUNFS_DEV_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include "lerrno.h"
+
+#define DEV_BUF_ALIGN 4096
+
+struct dev;
+
+/* Capability flags, dev_caps(). */
+enum {
+	DEV_CAP_CAW_NATIVE = 1u << 0, /* SCSI COMPARE AND WRITE in the target */
+	DEV_CAP_CAW_RESERVE = 1u << 1, /* CAW emulated under RESERVE(6)/RELEASE(6) */
+	DEV_CAP_CAW_OFD = 1u << 2,     /* CAW emulated under an OFD byte-range lock */
+	DEV_CAP_PR = 1u << 3,          /* SCSI-3 persistent reservations */
+	DEV_CAP_ZERO = 1u << 4,        /* cheap zeroing (punch hole, WRITE SAME/UNMAP) */
+	DEV_CAP_FAULTY = 1u << 5,      /* a test wrapper */
+};
+
+/* How compare-and-write is done on iSCSI. */
+enum dev_caw_mode {
+	DEV_CAW_AUTO = 0,    /* native when the target has it, else reservation */
+	DEV_CAW_NATIVE = 1,  /* native only; open fails if the target lacks it */
+	DEV_CAW_RESERVE = 2, /* always the RESERVE(6) fallback */
+};
+
+/* Open options.  Zero means the default for every field. */
+struct dev_opts {
+	int readonly;          /* open read-only; writes fail with -EROFS */
+	const char *initiator; /* iSCSI initiator IQN; default iqn.2026-11.org.lunfs:<pid> */
+	int caw_mode;          /* enum dev_caw_mode; default DEV_CAW_AUTO */
+	int buffered;          /* file: no O_DIRECT (for filesystems without it) */
+};
+
+/* I/O counters, kept by the generic layer for every backend. */
+struct dev_stats {
+	uint64_t reads, writes, flushes, caws, zeroes;
+	uint64_t read_bytes, write_bytes;
+	uint64_t miscompares;
+};
+
+enum dev_op { DEV_OP_READ = 1, DEV_OP_WRITE = 2, DEV_OP_FLUSH = 3 };
+
+/* One asynchronous request.  The caller owns the struct until it is reaped. */
+struct dev_io {
+	int op;                  /* enum dev_op */
+	uint64_t off;            /* byte offset, multiple of dev_lbs() */
+	const struct iovec *iov; /* total length a multiple of dev_lbs() */
+	int iovcnt;
+	int64_t res;             /* out: bytes transferred, or -errno */
+	void *priv;              /* caller's */
+};
+
+/* Opens URL.  Returns 0 and sets *out, or a negative errno; *msg (if not
+ * NULL) gets a static or thread-local one-line reason on failure. */
+int dev_open(const char *url, const struct dev_opts *opts, struct dev **out);
+void dev_close(struct dev *d);
+
+/* Last error text from dev_open() in this thread ("" if none). */
+const char *dev_last_error(void);
+
+uint64_t dev_size(const struct dev *d); /* bytes */
+uint32_t dev_lbs(const struct dev *d);  /* logical block size, bytes */
+unsigned dev_caps(const struct dev *d);
+const char *dev_backend(const struct dev *d); /* "file", "iscsi", "faulty" */
+const char *dev_url(const struct dev *d);
+
+/* Aligned buffer of len bytes (zero-filled), free with free(). NULL on ENOMEM. */
+void *dev_alloc(size_t len);
+
+/* Sync I/O.  Return 0 when the whole range was transferred, or -errno. */
+int dev_read(struct dev *d, uint64_t off, void *buf, size_t len);
+int dev_write(struct dev *d, uint64_t off, const void *buf, size_t len);
+int dev_readv(struct dev *d, uint64_t off, const struct iovec *iov, int iovcnt);
+int dev_writev(struct dev *d, uint64_t off, const struct iovec *iov, int iovcnt);
+/* Makes every completed write durable. */
+int dev_flush(struct dev *d);
+
+/* Atomic compare-and-write of len bytes (whole logical blocks) at off: if the
+ * device holds exactly cmp, write data.  Returns 0, or -EMISCOMPARE when it
+ * did not match; then, if cur is not NULL, cur receives what the device
+ * holds (read under the same atomicity, best effort on native CAW). */
+int dev_caw(struct dev *d, uint64_t off, const void *cmp, const void *data, size_t len,
+	    void *cur);
+
+/* Makes [off, off+len) read as zeros (punch hole, BLKZEROOUT, WRITE SAME or
+ * plain writes).  Returns 0 or -errno. */
+int dev_zero(struct dev *d, uint64_t off, uint64_t len);
+
+/* Async queue.  dev_submit queues and starts n requests; dev_reap waits for at
+ * least min completions and stores up to max of them in out.  Returns the
+ * number submitted / reaped, or -errno. */
+int dev_submit(struct dev *d, struct dev_io **ios, unsigned n);
+int dev_reap(struct dev *d, unsigned min, struct dev_io **out, unsigned max);
+
+/* SCSI-3 persistent reservations (iSCSI only; -EOPNOTSUPP elsewhere). */
+enum { DEV_PR_WRITE_EXCLUSIVE_REGS_ONLY = 5 };
+int dev_pr_register(struct dev *d, uint64_t key);
+int dev_pr_unregister(struct dev *d, uint64_t key);
+int dev_pr_reserve(struct dev *d, uint64_t key, int type);
+int dev_pr_preempt(struct dev *d, uint64_t key, uint64_t victim, int type);
+/* Fills up to max registered keys; returns how many are registered (may be > max). */
+int dev_pr_read_keys(struct dev *d, uint64_t *keys, int max);
+
+void dev_get_stats(const struct dev *d, struct dev_stats *out);
+void dev_reset_stats(struct dev *d);
+
+/* Faulty wrapper for tests.  Takes ownership of inner. */
+struct dev_fault {
+	uint64_t fail_io;    /* fail the Nth I/O (1-based, all kinds) with -EIO; 0 = never */
+	uint64_t cut_after;  /* power cut right after write N (1-based): writes since
+				the last flush are lost, later I/O gets -EIO; 0 = never */
+	uint64_t tear_write; /* write N lands only its first half (rounded to blocks) */
+	uint64_t cut_keep_seed; /* at the cut, keep a random (seeded) part of the
+				   unflushed writes instead of none; 0 = lose them all */
+};
+int dev_faulty_wrap(struct dev *inner, struct dev **out);
+void dev_faulty_set(struct dev *d, const struct dev_fault *f);
+/* Number of writes (including CAWs) seen so far. */
+uint64_t dev_faulty_writes(const struct dev *d);
+/* Non-zero once the power cut happened. */
+int dev_faulty_is_cut(const struct dev *d);
+/* Freeze: every I/O blocks until unfrozen (for fencing tests). */
+void dev_faulty_freeze(struct dev *d, int frozen);
+
+#endif

@@ -1,0 +1,65 @@
+/* Internal to dev/: the backend table and the common device header. */
+#ifndef LUNFS_DEV_IMPL_H
+#define LUNFS_DEV_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include "dev.h"
+
+struct dev_ops {
+	const char *name;
+	void (*close)(struct dev *d);
+	/* Whole-range sync transfer; op is DEV_OP_READ or DEV_OP_WRITE. */
+	int (*rw)(struct dev *d, int op, uint64_t off, const struct iovec *iov, int iovcnt);
+	int (*flush)(struct dev *d);
+	int (*caw)(struct dev *d, uint64_t off, const void *cmp, const void *data, size_t len,
+		   void *cur);
+	int (*zero)(struct dev *d, uint64_t off, uint64_t len); /* NULL: generic writes */
+	int (*submit)(struct dev *d, struct dev_io **ios, unsigned n);
+	int (*reap)(struct dev *d, unsigned min, struct dev_io **out, unsigned max);
+	int (*pr_register)(struct dev *d, uint64_t key);
+	int (*pr_unregister)(struct dev *d, uint64_t key);
+	int (*pr_reserve)(struct dev *d, uint64_t key, int type);
+	int (*pr_preempt)(struct dev *d, uint64_t key, uint64_t victim, int type);
+	int (*pr_read_keys)(struct dev *d, uint64_t *keys, int max);
+};
+
+/* Every backend embeds this as its first member. */
+struct dev {
+	const struct dev_ops *ops;
+	uint64_t size;
+	uint32_t lbs;
+	unsigned caps;
+	int readonly;
+	char *url;
+	struct {
+		_Atomic uint64_t reads, writes, flushes, caws, zeroes;
+		_Atomic uint64_t read_bytes, write_bytes, miscompares;
+	} st;
+	/* Completed requests of dev_sync_submit(), waiting for dev_sync_reap(). */
+	struct dev_io **done;
+	unsigned ndone, done_cap;
+};
+
+/* Backend constructors.  They fill the struct dev header. */
+int dev_file_open(const char *path, const struct dev_opts *o, struct dev **out);
+int dev_iscsi_open(const char *url, const struct dev_opts *o, struct dev **out);
+
+/* Sets the thread's dev_last_error() text (printf-style). */
+void dev_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Generic fallbacks a backend may point its table at. */
+int dev_generic_zero(struct dev *d, uint64_t off, uint64_t len);
+/* Sync emulation of submit/reap: runs each request at submit time. */
+int dev_sync_submit(struct dev *d, struct dev_io **ios, unsigned n);
+int dev_sync_reap(struct dev *d, unsigned min, struct dev_io **out, unsigned max);
+
+static inline size_t dev_iov_len(const struct iovec *iov, int n)
+{
+	size_t t = 0;
+	for (int i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+#endif

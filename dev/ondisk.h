@@ -1,0 +1,390 @@
+/* lunfs on-disk format, version 1: every structure, in one place.
+ *
+ * docs/FORMAT.md is the byte-level specification; this header must match it.
+ * All integers are little-endian.  Every metadata block and record starts with
+ * struct lunfs_hdr; its csum field is XXH3-64 (seed 0) over bytes
+ * [8, record size) of the encoded record.  The d_ structs are the disk images
+ * (packed, fixed width); the in-memory forms (no prefix) are converted only by
+ * the encode and decode pairs in ondisk.c, which also verify.
+ *
+ * This header lives in dev/ because it is the bottom layer: lock/, journal/
+ * and fs/ all include it.  It defines data only.
+ */
+#ifndef LUNFS_ONDISK_H
+#define LUNFS_ONDISK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LUNFS_VERSION 1
+#define LUNFS_META_BS 4096u  /* metadata block size */
+#define LUNFS_REC_SIZE 512u  /* heartbeat slot and lock record size */
+#define LUNFS_SLOT_STRIDE 4096u /* bytes between heartbeat slots / lock blocks */
+#define LUNFS_SB_OFF 0ull
+#define LUNFS_MAX_HOSTS 4096u
+#define LUNFS_MAX_HOLDERS 32u
+#define LUNFS_NAME_MAX 255u
+#define LUNFS_LABEL_LEN 64u
+#define LUNFS_HOSTNAME_LEN 64u
+
+/* Magics (the 4 bytes at offset 8, read as a little-endian u32). */
+#define LUNFS_MAGIC(a, b, c, d) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
+#define MAGIC_SB LUNFS_MAGIC('L', 'N', 'S', 'B')
+#define MAGIC_HB LUNFS_MAGIC('L', 'N', 'H', 'B')
+#define MAGIC_LOCK LUNFS_MAGIC('L', 'N', 'L', 'K')
+#define MAGIC_JHDR LUNFS_MAGIC('L', 'N', 'J', 'H')
+#define MAGIC_JDESC LUNFS_MAGIC('L', 'N', 'J', 'D')
+#define MAGIC_JCOMMIT LUNFS_MAGIC('L', 'N', 'J', 'C')
+#define MAGIC_RC LUNFS_MAGIC('L', 'N', 'R', 'C')
+#define MAGIC_INODE LUNFS_MAGIC('L', 'N', 'I', 'N')
+#define MAGIC_PTR LUNFS_MAGIC('L', 'N', 'P', 'B')
+#define MAGIC_DIR LUNFS_MAGIC('L', 'N', 'D', 'B')
+
+/* Common header of every record and metadata block (64 bytes). */
+struct lunfs_hdr {
+	uint64_t csum;       /* XXH3-64 of bytes [8, size) */
+	uint32_t magic;      /* MAGIC_* */
+	uint16_t version;    /* LUNFS_VERSION */
+	uint16_t flags;      /* per type; 0 unless stated */
+	uint8_t uuid[16];    /* volume UUID */
+	uint64_t self;       /* byte address of this record on the device */
+	uint64_t gen;        /* generation: +1 on every rewrite */
+	uint64_t owner;      /* owning object (inode number, cluster index, slot) */
+	uint64_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct lunfs_hdr) == 64, "hdr");
+
+/* ---- superblock (one metadata block at 0, a backup in the last block) ---- */
+struct lunfs_d_sb {
+	struct lunfs_hdr h; /* owner = 0 primary, 1 backup */
+	uint32_t incompat, ro_compat, compat, reserved0;
+	uint64_t dev_size;     /* bytes the volume spans */
+	uint32_t sector_size;  /* device logical block size at mkfs (512 or 4096) */
+	uint32_t meta_bs;      /* LUNFS_META_BS */
+	uint32_t file_bs;      /* file block size, power of two, >= 64 KiB */
+	uint32_t max_hosts;    /* heartbeat slots = journals */
+	uint32_t lease_ms;     /* a host silent this long is dead */
+	uint32_t hb_ms;        /* renewal interval */
+	uint32_t fence_margin_ms; /* a host fences itself at lease - margin */
+	uint32_t reserved1;
+	uint64_t hb_off;       /* heartbeat region: max_hosts * LUNFS_SLOT_STRIDE */
+	uint64_t vlock_off;    /* volume lock block */
+	uint64_t jnl_off;      /* journals: max_hosts * jnl_size */
+	uint64_t jnl_size;     /* bytes per journal, multiple of meta_bs */
+	uint64_t fc_off;       /* file-block cluster table, 8 KiB per cluster */
+	uint32_t fc_count, fc_blocks;
+	uint64_t mc_off;       /* meta-block cluster table, 8 KiB per cluster */
+	uint32_t mc_count, mc_blocks;
+	uint64_t ig_off;       /* inode group table, 8 KiB per group */
+	uint32_t ig_count, ig_inodes;
+	uint64_t ino_off;      /* inode area, 8 KiB per inode */
+	uint64_t meta_off;     /* meta block area */
+	uint64_t meta_blocks;
+	uint64_t file_off;     /* file block area, aligned to file_bs */
+	uint64_t file_blocks;
+	uint64_t root_ino;
+	uint64_t ctime;        /* mkfs time, seconds since the epoch (informational) */
+	uint64_t backup_off;   /* the backup superblock */
+	char label[LUNFS_LABEL_LEN];
+	uint8_t pad[LUNFS_META_BS - 328];
+} __attribute__((packed));
+_Static_assert(offsetof(struct lunfs_d_sb, label) == 264, "sb label");
+_Static_assert(sizeof(struct lunfs_d_sb) == LUNFS_META_BS, "sb");
+
+struct lunfs_sb {
+	uint8_t uuid[16];
+	uint64_t gen;
+	uint32_t incompat, ro_compat, compat;
+	uint64_t dev_size;
+	uint32_t sector_size, meta_bs, file_bs, max_hosts;
+	uint32_t lease_ms, hb_ms, fence_margin_ms;
+	uint64_t hb_off, vlock_off, jnl_off, jnl_size;
+	uint64_t fc_off;
+	uint32_t fc_count, fc_blocks;
+	uint64_t mc_off;
+	uint32_t mc_count, mc_blocks;
+	uint64_t ig_off;
+	uint32_t ig_count, ig_inodes;
+	uint64_t ino_off, meta_off, meta_blocks, file_off, file_blocks;
+	uint64_t root_ino, ctime, backup_off;
+	char label[LUNFS_LABEL_LEN + 1];
+};
+
+/* ---- heartbeat slot (512-byte record at hb_off + slot * 4096) ---- */
+enum { HB_FREE = 0, HB_LIVE = 1, HB_REPLAYING = 2 };
+struct lunfs_d_hb {
+	struct lunfs_hdr h; /* owner = slot index; gen = renewal counter */
+	uint32_t state;     /* HB_* */
+	uint32_t slot;
+	uint64_t mount_gen; /* +1 at every claim of the slot */
+	uint64_t counter;   /* +1 at every renewal */
+	uint8_t host_uuid[16];
+	char host_name[LUNFS_HOSTNAME_LEN];
+	uint64_t jnl_off, jnl_size;
+	uint32_t replayer_slot; /* state REPLAYING: who replays */
+	uint32_t reserved0;
+	uint64_t replayer_gen;  /* ... and that host's mount_gen */
+	uint64_t wall_ns;       /* writer's wall clock, for humans only */
+	uint64_t pr_key;        /* iSCSI PR key this host registered, 0 none */
+	uint64_t st_reads, st_writes, st_locks; /* published counters for lunfs top */
+	uint8_t pad[LUNFS_REC_SIZE - 240];
+} __attribute__((packed));
+_Static_assert(offsetof(struct lunfs_d_hb, replayer_slot) == 184, "hb");
+_Static_assert(sizeof(struct lunfs_d_hb) == LUNFS_REC_SIZE, "hb size");
+
+struct lunfs_hb {
+	uint64_t gen; /* header generation (every write) */
+	uint32_t state, slot;
+	uint64_t mount_gen, counter;
+	uint8_t host_uuid[16];
+	char host_name[LUNFS_HOSTNAME_LEN + 1];
+	uint64_t jnl_off, jnl_size;
+	uint32_t replayer_slot;
+	uint64_t replayer_gen, wall_ns, pr_key;
+	uint64_t st_reads, st_writes, st_locks;
+};
+
+/* ---- lock record (512 bytes at the start of a 4 KiB lock block) ---- */
+enum { LK_FREE = 0, LK_EXCLUSIVE = 1, LK_SHARED_RO = 2, LK_MULTI_WRITER = 3 };
+struct lunfs_d_holder {
+	uint16_t slot;
+	uint16_t flags;
+	uint64_t mount_gen;
+} __attribute__((packed));
+struct lunfs_d_lock {
+	struct lunfs_hdr h; /* gen = lock generation; owner = object id */
+	uint32_t mode;      /* LK_* */
+	uint32_t nholders;
+	uint64_t object;    /* byte address of the object the lock guards */
+	uint64_t wall_ns;   /* when taken, for humans only */
+	uint64_t reserved;
+	struct lunfs_d_holder holders[LUNFS_MAX_HOLDERS];
+	uint8_t pad[LUNFS_REC_SIZE - 96 - 12 * LUNFS_MAX_HOLDERS];
+} __attribute__((packed));
+_Static_assert(offsetof(struct lunfs_d_lock, holders) == 96, "lock");
+_Static_assert(sizeof(struct lunfs_d_lock) == LUNFS_REC_SIZE, "lock size");
+
+struct lunfs_lock {
+	uint64_t gen, owner, object, wall_ns;
+	uint32_t mode, nholders;
+	struct {
+		uint16_t slot;
+		uint64_t mount_gen;
+	} holders[LUNFS_MAX_HOLDERS];
+};
+
+/* ---- journal ---- */
+struct lunfs_d_jhdr {
+	struct lunfs_hdr h; /* owner = slot */
+	uint64_t tail_seq;  /* sequence number of the oldest live transaction */
+	uint64_t tail_off;  /* its offset from the start of the log area */
+	uint64_t mount_gen; /* writer's mount generation */
+	uint8_t pad[LUNFS_META_BS - 88];
+} __attribute__((packed));
+_Static_assert(sizeof(struct lunfs_d_jhdr) == LUNFS_META_BS, "jhdr");
+
+#define JNL_MAX_BLOCKS 500u
+struct lunfs_d_jdesc {
+	struct lunfs_hdr h; /* gen = seq, owner = slot */
+	uint64_t seq;
+	uint32_t nblocks;
+	uint32_t reserved0;
+	uint64_t mount_gen;
+	uint64_t reserved1;
+	uint64_t targets[JNL_MAX_BLOCKS]; /* byte address of each image's home */
+} __attribute__((packed));
+_Static_assert(offsetof(struct lunfs_d_jdesc, targets) == 96, "jdesc");
+_Static_assert(sizeof(struct lunfs_d_jdesc) == LUNFS_META_BS, "jdesc size");
+
+struct lunfs_d_jcommit {
+	struct lunfs_hdr h; /* gen = seq, owner = slot */
+	uint64_t seq;
+	uint32_t nblocks;
+	uint32_t reserved0;
+	uint64_t txn_hash;  /* XXH3-64 over descriptor + images, as written */
+	uint8_t pad[LUNFS_META_BS - 88];
+} __attribute__((packed));
+_Static_assert(sizeof(struct lunfs_d_jcommit) == LUNFS_META_BS, "jcommit");
+
+/* ---- resource cluster header (second 4 KiB of an 8 KiB table entry) ---- */
+enum { RC_FILE = 1, RC_META = 2, RC_INODE = 3 };
+#define RC_MAX_ENTRIES 1024u
+struct lunfs_d_rc {
+	struct lunfs_hdr h; /* owner = cluster index */
+	uint32_t kind;      /* RC_* */
+	uint32_t nentries;  /* blocks or inodes covered */
+	uint32_t nfree;
+	uint32_t affinity;  /* slot that last allocated here (hint) */
+	uint64_t first;     /* first block number or inode number covered */
+	uint64_t reserved;
+	uint8_t bitmap[RC_MAX_ENTRIES / 8];  /* bit i set: entry i in use */
+	uint16_t refcnt[RC_MAX_ENTRIES];     /* references (file and meta blocks) */
+	uint8_t pad[LUNFS_META_BS - 96 - RC_MAX_ENTRIES / 8 - 2 * RC_MAX_ENTRIES];
+} __attribute__((packed));
+_Static_assert(offsetof(struct lunfs_d_rc, bitmap) == 96, "rc");
+_Static_assert(offsetof(struct lunfs_d_rc, refcnt) == 224, "rc refcnt");
+_Static_assert(sizeof(struct lunfs_d_rc) == LUNFS_META_BS, "rc size");
+
+/* ---- inode (second 4 KiB of an 8 KiB inode slot) ---- */
+#define INO_NDIRECT 128u
+#define INO_NINDIRECT 4u /* single, double, triple; the fourth is reserved */
+#define INO_NSNAPS 16u
+#define INO_INLINE_OFF 1392u
+#define INO_INLINE_LEN 1024u
+#define INO_XATTR_OFF 2416u
+#define INO_XATTR_LEN (LUNFS_META_BS - INO_XATTR_OFF)
+enum {
+	INOF_THICK = 1u << 0,    /* preallocated */
+	INOF_EZT = 1u << 1,      /* eager-zeroed thick */
+	INOF_SNAPSHOT = 1u << 2, /* read-only snapshot inode */
+	INOF_INLINE = 1u << 3,   /* data lives in the inline area */
+	INOF_MAPMETA = 1u << 4,  /* the map addresses meta blocks (directories) */
+};
+struct lunfs_d_time {
+	uint64_t sec;
+	uint32_t nsec;
+	uint32_t reserved;
+} __attribute__((packed));
+struct lunfs_d_inode {
+	struct lunfs_hdr h; /* owner = ino */
+	uint64_t ino;
+	uint32_t mode;      /* POSIX type and permission bits; 0 = free */
+	uint32_t flags;     /* INOF_* */
+	uint32_t uid, gid, nlink, igen;
+	uint64_t size;
+	uint64_t nblocks;   /* map units allocated */
+	struct lunfs_d_time atime, mtime, ctime, btime;
+	uint64_t rdev;
+	uint64_t parent;    /* directory: its parent; snapshot: the live file */
+	uint64_t snap_id;   /* snapshot: its id; live file: the next id to give */
+	uint32_t nsnaps;
+	uint32_t xattr_len;
+	uint64_t snaps[INO_NSNAPS];      /* snapshot inodes, oldest first */
+	uint64_t indirect[INO_NINDIRECT];
+	uint64_t direct[INO_NDIRECT];
+	uint8_t inline_data[INO_INLINE_LEN];
+	uint8_t xattrs[INO_XATTR_LEN];
+} __attribute__((packed));
+_Static_assert(offsetof(struct lunfs_d_inode, snaps) == 208, "ino snaps");
+_Static_assert(offsetof(struct lunfs_d_inode, direct) == 368, "ino direct");
+_Static_assert(offsetof(struct lunfs_d_inode, inline_data) == INO_INLINE_OFF, "ino inline");
+_Static_assert(offsetof(struct lunfs_d_inode, xattrs) == INO_XATTR_OFF, "ino xattr");
+_Static_assert(sizeof(struct lunfs_d_inode) == LUNFS_META_BS, "inode");
+
+/* ---- block pointers ---- */
+#define PTR_BLOCK_MASK ((1ull << 48) - 1)
+#define PTR_TBZ (1ull << 63)    /* allocated, reads as zeros until written */
+#define PTR_SHARED (1ull << 62) /* may be shared with a snapshot: copy before write */
+#define PTR_FLAGS_MASK (PTR_TBZ | PTR_SHARED)
+#define PTRS_PER_BLOCK 500u
+struct lunfs_d_ptr {
+	struct lunfs_hdr h; /* owner = ino */
+	uint32_t level;     /* 1 = points at data, n = points at level n-1 */
+	uint32_t reserved0;
+	uint64_t start;     /* first logical unit this block maps */
+	uint64_t reserved1[2];
+	uint64_t ptrs[PTRS_PER_BLOCK];
+} __attribute__((packed));
+_Static_assert(offsetof(struct lunfs_d_ptr, ptrs) == 96, "ptr");
+_Static_assert(sizeof(struct lunfs_d_ptr) == LUNFS_META_BS, "ptr size");
+
+/* ---- directory block ---- */
+#define DIR_FIRST 96u
+struct lunfs_d_dirent {
+	uint64_t ino;      /* 0 = free space */
+	uint16_t rec_len;  /* to the next entry, multiple of 8 */
+	uint8_t name_len;
+	uint8_t type;      /* DT_* of <dirent.h> */
+	char name[];
+} __attribute__((packed));
+#define DIRENT_HDR 12u
+struct lunfs_d_dir {
+	struct lunfs_hdr h; /* owner = directory ino */
+	uint64_t index;     /* logical block index in the directory */
+	uint8_t reserved[24];
+	uint8_t entries[LUNFS_META_BS - DIR_FIRST];
+} __attribute__((packed));
+_Static_assert(sizeof(struct lunfs_d_dir) == LUNFS_META_BS, "dir");
+
+/* ---- helpers (ondisk.c) ---- */
+uint64_t lunfs_csum(const void *rec, size_t size);
+/* Fills the header (magic, version, uuid, self, gen, owner) and stamps the
+ * checksum over [8, size).  Call after the body is complete. */
+void lunfs_hdr_seal(void *rec, size_t size, uint32_t magic, const uint8_t uuid[16], uint64_t self,
+		    uint64_t gen, uint64_t owner);
+/* Verifies a record read from disk.  Returns 0, or -EFSCORRUPTED with a
+ * reason in *why (static string) when why is not NULL.  uuid may be NULL
+ * (superblock before the UUID is known). */
+int lunfs_hdr_check(const void *rec, size_t size, uint32_t magic, const uint8_t *uuid,
+		    uint64_t self, const char **why);
+int lunfs_is_zero(const void *buf, size_t len);
+
+/* Superblock: decode verifies everything, including geometry consistency.
+ * Returns 0, -EFSCORRUPTED (bad magic, checksum or geometry; *why says which)
+ * or -EPROTONOSUPPORT (unknown version). */
+int lunfs_sb_decode(const void *blk, struct lunfs_sb *sb, const char **why);
+void lunfs_sb_encode(const struct lunfs_sb *sb, void *blk, int backup);
+
+/* Heartbeat slot and lock record: an all-zero record decodes as pristine
+ * (FREE, generation 0). */
+int lunfs_hb_decode(const void *rec, const uint8_t uuid[16], uint64_t self, struct lunfs_hb *hb,
+		    const char **why);
+void lunfs_hb_encode(const struct lunfs_hb *hb, const uint8_t uuid[16], uint64_t self, void *rec);
+int lunfs_lock_decode(const void *rec, const uint8_t uuid[16], uint64_t self,
+		      struct lunfs_lock *lk, const char **why);
+void lunfs_lock_encode(const struct lunfs_lock *lk, const uint8_t uuid[16], uint64_t self,
+		       void *rec);
+
+
+/* Resource cluster header.  An all-zero block is a cluster mkfs never
+ * initialised: every entry free.  Decode checks kind, count and that nfree
+ * matches the bitmap. */
+struct lunfs_rc {
+	uint64_t gen;
+	uint32_t kind, nentries, nfree, affinity;
+	uint64_t first;
+	uint8_t bitmap[RC_MAX_ENTRIES / 8];
+	uint16_t refcnt[RC_MAX_ENTRIES];
+};
+void lunfs_rc_init(struct lunfs_rc *rc, uint32_t kind, uint32_t nentries, uint64_t first);
+int lunfs_rc_decode(const void *blk, const uint8_t uuid[16], uint64_t self, uint32_t kind,
+		    uint32_t nentries, uint64_t first, struct lunfs_rc *rc, const char **why);
+void lunfs_rc_encode(const struct lunfs_rc *rc, const uint8_t uuid[16], uint64_t self,
+		     uint64_t index, void *blk);
+static inline int rc_test(const struct lunfs_rc *rc, uint32_t i)
+{
+	return rc->bitmap[i / 8] >> (i % 8) & 1;
+}
+static inline void rc_set(struct lunfs_rc *rc, uint32_t i, int on)
+{
+	if (on)
+		rc->bitmap[i / 8] |= 1u << (i % 8);
+	else
+		rc->bitmap[i / 8] &= ~(1u << (i % 8));
+}
+
+struct lunfs_time {
+	int64_t sec;
+	uint32_t nsec;
+};
+struct lunfs_inode {
+	uint64_t gen, ino;
+	uint32_t mode, flags, uid, gid, nlink, igen;
+	uint64_t size, nblocks;
+	struct lunfs_time atime, mtime, ctime, btime;
+	uint64_t rdev, parent, snap_id;
+	uint32_t nsnaps, xattr_len;
+	uint64_t snaps[INO_NSNAPS];
+	uint64_t indirect[INO_NINDIRECT];
+	uint64_t direct[INO_NDIRECT];
+	uint8_t inline_data[INO_INLINE_LEN];
+	uint8_t xattrs[INO_XATTR_LEN];
+};
+/* An all-zero block decodes as a free inode (mode 0).  Returns 0 or
+ * -EFSCORRUPTED. */
+int lunfs_inode_decode(const void *blk, const uint8_t uuid[16], uint64_t self, uint64_t ino,
+		       struct lunfs_inode *in, const char **why);
+void lunfs_inode_encode(const struct lunfs_inode *in, const uint8_t uuid[16], uint64_t self,
+			void *blk);
+
+#endif

@@ -1,0 +1,156 @@
+/* Geometry computation (mkfs) and address classification. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include "geom.h"
+#include "lerrno.h"
+
+#define KiB 1024ull
+#define MiB (1024ull * KiB)
+
+static uint64_t align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
+}
+
+static uint64_t clamp(uint64_t v, uint64_t lo, uint64_t hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+static int compute(const struct lunfs_mkfs_opts *o, uint64_t dev_size, uint32_t lbs,
+		   struct lunfs_sb *s, char *err, size_t errlen, int say_min)
+{
+	uint32_t file_bs = o->file_bs ? o->file_bs : 1 * MiB;
+	uint32_t hosts = o->max_hosts ? o->max_hosts : 64;
+	uint32_t lease = o->lease_ms ? o->lease_ms : 8000;
+	uint32_t hb = o->hb_ms ? o->hb_ms : 1000;
+	const char *label = o->label ? o->label : "";
+
+	memset(s, 0, sizeof(*s));
+	if (lbs != 512 && lbs != 4096) {
+		snprintf(err, errlen, "device logical block size %u is not supported (512 or 4096)", lbs);
+		return -EINVAL;
+	}
+	if (file_bs < 64 * KiB || file_bs > 256 * MiB || (file_bs & (file_bs - 1))) {
+		snprintf(err, errlen, "file block size %u: must be a power of two from 64K to 256M", file_bs);
+		return -EINVAL;
+	}
+	if (hosts < 1 || hosts > LUNFS_MAX_HOSTS) {
+		snprintf(err, errlen, "max hosts %u: must be 1 to %u", hosts, LUNFS_MAX_HOSTS);
+		return -EINVAL;
+	}
+	if (hb < 50 || hb > 60000 || lease < 3 * hb || lease > 600000) {
+		snprintf(err, errlen,
+			 "lease %u ms / heartbeat %u ms: heartbeat must be 50..60000 ms and the "
+			 "lease at least 3 heartbeats and at most 600000 ms", lease, hb);
+		return -EINVAL;
+	}
+	if (strlen(label) > LUNFS_LABEL_LEN) {
+		snprintf(err, errlen, "label longer than %u bytes", LUNFS_LABEL_LEN);
+		return -EINVAL;
+	}
+	uint64_t jnl = o->jnl_size ? o->jnl_size : align_up(clamp(dev_size / hosts / 64, 4 * MiB, 64 * MiB), 64 * KiB);
+	if (jnl < 1 * MiB || jnl > 16ull * 1024 * MiB || jnl % LUNFS_META_BS) {
+		snprintf(err, errlen, "journal size %llu: must be a multiple of 4K from 1M to 16G",
+			 (unsigned long long)jnl);
+		return -EINVAL;
+	}
+	uint64_t size = dev_size & ~(uint64_t)(LUNFS_META_BS - 1);
+	uint64_t ninodes = o->inodes ? o->inodes : clamp(size / (64 * MiB), 512, 262144);
+	if (ninodes < 16 || ninodes > (1ull << 24)) {
+		snprintf(err, errlen, "inode count %llu: must be 16 to 16777216", (unsigned long long)ninodes);
+		return -EINVAL;
+	}
+
+	s->sector_size = lbs;
+	s->meta_bs = LUNFS_META_BS;
+	s->file_bs = file_bs;
+	s->max_hosts = hosts;
+	s->lease_ms = lease;
+	s->hb_ms = hb;
+	s->fence_margin_ms = lease / 4;
+	s->jnl_size = jnl;
+	snprintf(s->label, sizeof(s->label), "%s", label);
+
+	s->hb_off = 64 * KiB;
+	s->vlock_off = s->hb_off + (uint64_t)hosts * LUNFS_SLOT_STRIDE;
+	s->jnl_off = align_up(s->vlock_off + LUNFS_SLOT_STRIDE, 64 * KiB);
+
+	/* Inode groups: small groups on small volumes so hosts still spread. */
+	s->ig_inodes = ninodes <= 16384 ? 64 : 256;
+	s->ig_count = (ninodes + s->ig_inodes - 1) / s->ig_inodes;
+	/* Meta blocks: 1/256 of the volume, at least 8 MiB. */
+	uint64_t meta = clamp(size / 256, 8 * MiB, 1ull << 40) / LUNFS_META_BS;
+	s->mc_blocks = clamp(meta / 16 / 64 * 64, 64, RC_MAX_ENTRIES);
+	s->mc_count = (meta + s->mc_blocks - 1) / s->mc_blocks;
+	s->meta_blocks = (uint64_t)s->mc_count * s->mc_blocks;
+	/* File blocks: clusters small enough that every host gets a couple. */
+	uint64_t fb_est = size / file_bs;
+	s->fc_blocks = clamp(fb_est / (2 * hosts) / 8 * 8, 8, RC_MAX_ENTRIES);
+	uint64_t fc_est = fb_est / s->fc_blocks + 1;
+
+	s->fc_off = align_up(s->jnl_off + (uint64_t)hosts * jnl, 64 * KiB);
+	s->mc_off = s->fc_off + fc_est * TBL_ENTRY;
+	s->ig_off = s->mc_off + (uint64_t)s->mc_count * TBL_ENTRY;
+	s->ino_off = s->ig_off + (uint64_t)s->ig_count * TBL_ENTRY;
+	s->meta_off = align_up(s->ino_off + (uint64_t)s->ig_count * s->ig_inodes * TBL_ENTRY, 64 * KiB);
+	s->file_off = align_up(s->meta_off + s->meta_blocks * LUNFS_META_BS, file_bs);
+	s->backup_off = size - LUNFS_META_BS;
+	s->dev_size = size;
+	s->root_ino = 1;
+	if (size < s->file_off + (uint64_t)LUNFS_MIN_FILE_BLOCKS * file_bs + LUNFS_META_BS) {
+		uint64_t min = say_min ? lunfs_geom_min_size(o, lbs) : 0;
+		snprintf(err, errlen,
+			 "device too small: %llu bytes; with these options lunfs needs at least %llu bytes (%llu MiB)",
+			 (unsigned long long)dev_size, (unsigned long long)min,
+			 (unsigned long long)(min / MiB));
+		return -ENOSPC;
+	}
+	s->file_blocks = (s->backup_off - s->file_off) / file_bs;
+	s->fc_count = (s->file_blocks + s->fc_blocks - 1) / s->fc_blocks;
+	return 0;
+}
+
+int lunfs_geom_compute(const struct lunfs_mkfs_opts *o, uint64_t dev_size, uint32_t lbs,
+		       struct lunfs_sb *s, char *err, size_t errlen)
+{
+	return compute(o, dev_size, lbs, s, err, errlen, 1);
+}
+
+uint64_t lunfs_geom_min_size(const struct lunfs_mkfs_opts *o, uint32_t lbs)
+{
+	struct lunfs_sb s;
+	char e[8];
+	uint64_t lo = 1, hi = 1ull << 26; /* in MiB: up to 64 TiB */
+	struct lunfs_mkfs_opts oo = *o;
+	/* Defaults that scale with the size must not move under the search. */
+	if (compute(&oo, hi * MiB, lbs, &s, e, sizeof(e), 0))
+		return 0;
+	while (lo < hi) {
+		uint64_t mid = (lo + hi) / 2;
+		if (compute(&oo, mid * MiB, lbs, &s, e, sizeof(e), 0) == 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo * MiB;
+}
+
+/* addr is in [base, base + n * TBL_ENTRY) and is the body (second) block. */
+static int in_table(uint64_t addr, uint64_t base, uint64_t n)
+{
+	return addr >= base && addr - base < n * TBL_ENTRY && (addr - base) % TBL_ENTRY == LUNFS_META_BS;
+}
+
+int geom_is_journaled(const struct lunfs_sb *s, uint64_t addr)
+{
+	if (addr % LUNFS_META_BS)
+		return -EFSCORRUPTED;
+	if (in_table(addr, s->fc_off, s->fc_count) || in_table(addr, s->mc_off, s->mc_count) ||
+	    in_table(addr, s->ig_off, s->ig_count) || in_table(addr, s->ino_off, geom_ninodes(s)))
+		return 0;
+	if (addr >= s->meta_off && addr - s->meta_off < s->meta_blocks * LUNFS_META_BS)
+		return 0;
+	return -EFSCORRUPTED;
+}

@@ -1,0 +1,398 @@
+/* Per-host redo journal: transactions, checkpoint, replay.  See jnl.h and
+ * docs/FORMAT.md "Journal". */
+#include <endian.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+#include "jnl.h"
+
+#define BS LUNFS_META_BS
+
+struct jnl {
+	struct dev *d;
+	struct jnl_geom g;
+	struct hb_host *h;
+	uint64_t log_base, log_size;  /* log area: after the header block */
+	uint64_t head_seq, head_off;  /* where the next transaction goes */
+	uint64_t tail_seq, tail_off;  /* as the header says */
+	uint64_t hdr_gen;
+	int dirty;                    /* in-place writes not yet flushed */
+};
+
+struct jnl_txn {
+	struct jnl *j;
+	unsigned n;
+	uint64_t targets[JNL_MAX_BLOCKS];
+	uint8_t *imgs; /* n * BS, aligned */
+};
+
+static int check_geom(struct dev *d, const struct jnl_geom *g)
+{
+	if (g->off % BS || g->size % BS || g->size < 8 * BS || g->off + g->size > dev_size(d))
+		return -EINVAL;
+	return 0;
+}
+
+/* Reads and verifies the header.  All zero (as mkfs leaves it) means an empty
+ * journal starting at sequence 1. */
+static int read_header(struct dev *d, const struct jnl_geom *g, uint64_t *seq, uint64_t *off,
+		       uint64_t *gen)
+{
+	struct lunfs_d_jhdr *hd = dev_alloc(BS);
+	if (!hd)
+		return -ENOMEM;
+	int r = dev_read(d, g->off, hd, BS);
+	if (r)
+		goto out;
+	if (lunfs_is_zero(hd, BS)) {
+		*seq = 1;
+		*off = 0;
+		*gen = 0;
+		goto out;
+	}
+	r = lunfs_hdr_check(hd, BS, MAGIC_JHDR, g->uuid, g->off, NULL);
+	if (r)
+		goto out;
+	*seq = le64toh(hd->tail_seq);
+	*off = le64toh(hd->tail_off);
+	*gen = le64toh(hd->h.gen);
+	if (*off % BS || *off >= g->size - BS || *seq == 0)
+		r = -EFSCORRUPTED;
+out:
+	free(hd);
+	return r;
+}
+
+static int write_header(struct dev *d, const struct jnl_geom *g, uint64_t seq, uint64_t off,
+			uint64_t gen)
+{
+	struct lunfs_d_jhdr *hd = dev_alloc(BS);
+	if (!hd)
+		return -ENOMEM;
+	hd->tail_seq = htole64(seq);
+	hd->tail_off = htole64(off);
+	lunfs_hdr_seal(hd, BS, MAGIC_JHDR, g->uuid, g->off, gen, g->slot);
+	int r = dev_write(d, g->off, hd, BS);
+	free(hd);
+	return r;
+}
+
+int jnl_reset(struct dev *d, const struct jnl_geom *g, uint64_t seq)
+{
+	int r = check_geom(d, g);
+	if (!r)
+		r = write_header(d, g, seq ? seq : 1, 0, 1);
+	if (!r)
+		r = dev_flush(d);
+	return r;
+}
+
+/* Reads the transaction with sequence seq at log offset pos into *buf
+ * (descriptor, images, commit; allocated).  Returns its block count, or
+ * -ENOENT when what is there is not that transaction (the normal end of the
+ * log, or a torn write), or -EFSCORRUPTED when a complete transaction names a
+ * home replay may not write. */
+static int read_txn(struct dev *d, const struct jnl_geom *g, uint64_t base, uint64_t lsize,
+		    uint64_t pos, uint64_t seq, uint8_t **buf, const char **why)
+{
+	uint8_t *desc = dev_alloc(BS), *all = NULL;
+	int r = -ENOENT;
+	*buf = NULL;
+	if (!desc)
+		return -ENOMEM;
+	if (pos + 2 * BS > lsize)
+		goto out;
+	if ((r = dev_read(d, base + pos, desc, BS)))
+		goto out;
+	r = -ENOENT;
+	struct lunfs_d_jdesc *ds = (void *)desc;
+	if (lunfs_hdr_check(desc, BS, MAGIC_JDESC, g->uuid, base + pos, NULL) ||
+	    le64toh(ds->seq) != seq)
+		goto out;
+	uint32_t n = le32toh(ds->nblocks);
+	if (n == 0 || n > JNL_MAX_BLOCKS || pos + (uint64_t)(n + 2) * BS > lsize) {
+		*why = "descriptor with an impossible block count";
+		goto out;
+	}
+	all = dev_alloc((size_t)(n + 2) * BS);
+	if (!all) {
+		r = -ENOMEM;
+		goto out;
+	}
+	memcpy(all, desc, BS);
+	if ((r = dev_read(d, base + pos + BS, all + BS, (size_t)(n + 1) * BS)))
+		goto out;
+	r = -ENOENT;
+	struct lunfs_d_jcommit *cm = (void *)(all + (size_t)(n + 1) * BS);
+	uint64_t cpos = base + pos + (uint64_t)(n + 1) * BS;
+	if (lunfs_hdr_check(cm, BS, MAGIC_JCOMMIT, g->uuid, cpos, NULL) || le64toh(cm->seq) != seq ||
+	    le32toh(cm->nblocks) != n) {
+		*why = "transaction without a valid commit record (torn or never committed)";
+		goto out;
+	}
+	if (le64toh(cm->txn_hash) != XXH3_64bits(all, (size_t)(n + 1) * BS)) {
+		*why = "transaction checksum mismatch";
+		goto out;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t t = le64toh(ds->targets[i]);
+		if (t % BS || t + BS > dev_size(d) || (g->target_ok && g->target_ok(g->arg, t))) {
+			*why = "committed transaction names a block outside the metadata areas";
+			r = -EFSCORRUPTED;
+			goto out;
+		}
+	}
+	*buf = all;
+	all = NULL;
+	r = n;
+out:
+	free(desc);
+	free(all);
+	return r;
+}
+
+int jnl_replay(struct dev *d, const struct jnl_geom *g, int apply, struct jnl_replay_stats *st)
+{
+	uint64_t seq, pos, gen;
+	uint64_t base = g->off + BS, lsize = g->size - BS;
+	struct jnl_replay_stats local;
+	int r = check_geom(d, g);
+
+	if (!st)
+		st = &local;
+	memset(st, 0, sizeof(*st));
+	if (r)
+		return r;
+	if ((r = read_header(d, g, &seq, &pos, &gen))) {
+		st->stop = "journal header is damaged";
+		return r;
+	}
+	/* Pass 1, scan and apply in sequence order.  A transaction that did not
+	 * fit before the end of the log area starts at offset 0 instead. */
+	st->stop = "end of log";
+	for (;;) {
+		uint8_t *buf;
+		const char *why = "end of log";
+		int n = read_txn(d, g, base, lsize, pos, seq, &buf, &why);
+		if (n == -ENOENT && pos != 0) {
+			const char *why0 = why;
+			n = read_txn(d, g, base, lsize, 0, seq, &buf, &why0);
+			if (n >= 0 || n == -EFSCORRUPTED) {
+				pos = 0;
+				why = why0;
+			}
+		}
+		if (n == -ENOENT) {
+			st->stop = why;
+			break;
+		}
+		if (n < 0) {
+			st->stop = n == -EFSCORRUPTED ? why : "I/O error";
+			r = n;
+			break;
+		}
+		struct lunfs_d_jdesc *ds = (void *)buf;
+		for (int i = 0; i < n && apply && !r; i++)
+			r = dev_write(d, le64toh(ds->targets[i]), buf + (size_t)(i + 1) * BS, BS);
+		free(buf);
+		if (r) {
+			st->stop = "I/O error while applying";
+			break;
+		}
+		st->txns++;
+		st->blocks += n;
+		seq++;
+		pos += (uint64_t)(n + 2) * BS;
+	}
+	st->next_seq = seq;
+	st->next_off = pos;
+	/* Pass 2: make the applied images durable, then retire them. */
+	if (!r && apply && st->txns) {
+		r = dev_flush(d);
+		if (!r)
+			r = write_header(d, g, seq, pos >= lsize ? 0 : pos, gen + 1);
+		if (!r)
+			r = dev_flush(d);
+	}
+	return r;
+}
+
+int jnl_open(struct dev *d, const struct jnl_geom *g, struct hb_host *h, struct jnl **out,
+	     struct jnl_replay_stats *st)
+{
+	struct jnl_replay_stats local;
+	if (!st)
+		st = &local;
+	int r = jnl_replay(d, g, 1, st);
+	if (r)
+		return r;
+	struct jnl *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->d = d;
+	j->g = *g;
+	j->h = h;
+	j->log_base = g->off + BS;
+	j->log_size = g->size - BS;
+	if ((r = read_header(d, g, &j->tail_seq, &j->tail_off, &j->hdr_gen))) {
+		free(j);
+		return r;
+	}
+	j->head_seq = st->next_seq;
+	j->head_off = st->next_off >= j->log_size ? 0 : st->next_off;
+	*out = j;
+	return 0;
+}
+
+uint64_t jnl_next_seq(const struct jnl *j)
+{
+	return j->head_seq;
+}
+
+int jnl_checkpoint(struct jnl *j)
+{
+	int r;
+	if (j->tail_seq == j->head_seq && !j->dirty)
+		return 0;
+	if (j->h && (r = hb_ok(j->h)))
+		return r;
+	if ((r = dev_flush(j->d)))
+		return r;
+	j->dirty = 0;
+	if ((r = write_header(j->d, &j->g, j->head_seq, j->head_off, ++j->hdr_gen)))
+		return r;
+	if ((r = dev_flush(j->d)))
+		return r;
+	j->tail_seq = j->head_seq;
+	j->tail_off = j->head_off;
+	return 0;
+}
+
+int jnl_close(struct jnl *j)
+{
+	int r = jnl_checkpoint(j);
+	free(j);
+	return r;
+}
+
+int jnl_txn_begin(struct jnl *j, struct jnl_txn **out)
+{
+	struct jnl_txn *t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->j = j;
+	*out = t;
+	return 0;
+}
+
+unsigned jnl_txn_count(const struct jnl_txn *t)
+{
+	return t->n;
+}
+
+int jnl_txn_add(struct jnl_txn *t, uint64_t target, const void *blk)
+{
+	if (target % BS)
+		return -EINVAL;
+	for (unsigned i = 0; i < t->n; i++) {
+		if (t->targets[i] == target) {
+			memcpy(t->imgs + (size_t)i * BS, blk, BS);
+			return 0;
+		}
+	}
+	if (t->n == JNL_MAX_BLOCKS)
+		return -E2BIG;
+	/* grow in steps of 16 blocks */
+	if (t->n % 16 == 0) {
+		uint8_t *ni = dev_alloc((size_t)(t->n + 16) * BS);
+		if (!ni)
+			return -ENOMEM;
+		if (t->imgs)
+			memcpy(ni, t->imgs, (size_t)t->n * BS);
+		free(t->imgs);
+		t->imgs = ni;
+	}
+	t->targets[t->n] = target;
+	memcpy(t->imgs + (size_t)t->n * BS, blk, BS);
+	t->n++;
+	return 0;
+}
+
+void jnl_txn_abort(struct jnl_txn *t)
+{
+	if (!t)
+		return;
+	free(t->imgs);
+	free(t);
+}
+
+int jnl_txn_commit(struct jnl_txn *t)
+{
+	struct jnl *j = t->j;
+	uint64_t need = (uint64_t)(t->n + 2) * BS;
+	uint8_t *desc = NULL, *cm = NULL;
+	int r = 0;
+
+	if (t->n == 0)
+		goto out;
+	if (need > j->log_size) {
+		r = -E2BIG;
+		goto out;
+	}
+	/* Room: the live part of the log is [tail, head).  Rather than track a
+	 * circular free span, retire everything (checkpoint) before wrapping. */
+	uint64_t pos = j->head_off;
+	if (pos + need > j->log_size) {
+		if ((r = jnl_checkpoint(j)))
+			goto out;
+		pos = 0;
+	}
+	if (j->h && (r = hb_ok(j->h)))
+		goto out;
+	desc = dev_alloc(BS);
+	cm = dev_alloc(BS);
+	if (!desc || !cm) {
+		r = -ENOMEM;
+		goto out;
+	}
+	struct lunfs_d_jdesc *ds = (void *)desc;
+	ds->seq = htole64(j->head_seq);
+	ds->nblocks = htole32(t->n);
+	for (unsigned i = 0; i < t->n; i++)
+		ds->targets[i] = htole64(t->targets[i]);
+	lunfs_hdr_seal(ds, BS, MAGIC_JDESC, j->g.uuid, j->log_base + pos, j->head_seq, j->g.slot);
+	XXH3_state_t *xs = XXH3_createState();
+	if (!xs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	XXH3_64bits_reset(xs);
+	XXH3_64bits_update(xs, desc, BS);
+	XXH3_64bits_update(xs, t->imgs, (size_t)t->n * BS);
+	struct lunfs_d_jcommit *c = (void *)cm;
+	c->seq = htole64(j->head_seq);
+	c->nblocks = htole32(t->n);
+	c->txn_hash = htole64(XXH3_64bits_digest(xs));
+	XXH3_freeState(xs);
+	uint64_t cpos = j->log_base + pos + (uint64_t)(t->n + 1) * BS;
+	lunfs_hdr_seal(c, BS, MAGIC_JCOMMIT, j->g.uuid, cpos, j->head_seq, j->g.slot);
+	struct iovec v[3] = {{desc, BS}, {t->imgs, (size_t)t->n * BS}, {cm, BS}};
+	if ((r = dev_writev(j->d, j->log_base + pos, v, 3)))
+		goto out;
+	if ((r = dev_flush(j->d)))
+		goto out;
+	/* Durable from here: replay would redo it.  Now the homes. */
+	j->head_seq++;
+	j->head_off = pos + need;
+	j->dirty = 1;
+	for (unsigned i = 0; i < t->n && !r; i++) {
+		if (j->h && (r = hb_ok(j->h)))
+			break;
+		r = dev_write(j->d, t->targets[i], t->imgs + (size_t)i * BS, BS);
+	}
+out:
+	free(desc);
+	free(cm);
+	jnl_txn_abort(t);
+	return r;
+}

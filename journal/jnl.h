@@ -1,0 +1,80 @@
+/* journal/: one redo journal per heartbeat slot.
+ *
+ * A transaction is a descriptor block (sequence number, home addresses), the
+ * full images of the metadata blocks, and a commit block whose XXH3-64 covers
+ * descriptor and images; all three go out in one write, then a flush makes
+ * the transaction durable.  The images are then written in place; a
+ * checkpoint flushes them and advances the tail in the journal header.
+ *
+ * jnl_replay() is the one replay implementation: mount, peer recovery and
+ * fsck all call it.  It scans from the tail in sequence order, checks every
+ * checksum, applies whole committed transactions and stops at the first gap
+ * or bad record.  Running it twice gives the same volume.
+ *
+ * Functions return 0 or a negative errno.
+ */
+#ifndef LUNFS_JNL_H
+#define LUNFS_JNL_H
+
+#include <stdint.h>
+#include "dev.h"
+#include "lock/lk.h"
+
+/* Returns 0 when replay may write a 4 KiB block at target (it must be a
+ * metadata block of the volume), or -EFSCORRUPTED. */
+typedef int (*jnl_target_fn)(void *arg, uint64_t target);
+
+struct jnl_geom {
+	uint8_t uuid[16];
+	uint32_t slot;
+	uint64_t off, size;   /* the journal's region: header block + log area */
+	jnl_target_fn target_ok;
+	void *arg;
+};
+
+struct jnl_replay_stats {
+	uint64_t txns;        /* committed transactions found */
+	uint64_t blocks;      /* block images applied (or that would be) */
+	uint64_t next_seq, next_off; /* where the log continues */
+	const char *stop;     /* why the scan stopped ("end of log", ...) */
+};
+
+/* Replays the journal described by g.  With apply == 0 it only scans and
+ * counts (fsck -n).  Returns 0 or -errno; -EFSCORRUPTED when the header is
+ * damaged or a committed transaction names a home that is not metadata. */
+int jnl_replay(struct dev *d, const struct jnl_geom *g, int apply, struct jnl_replay_stats *st);
+
+/* Rewrites the journal header as empty (fsck repair of a damaged header).
+ * Returns 0 or -errno. */
+int jnl_reset(struct dev *d, const struct jnl_geom *g, uint64_t seq);
+
+struct jnl;
+struct jnl_txn;
+
+/* Opens the journal of this host's slot for writing: replays it first (the
+ * last mount may have crashed).  h may be NULL (mkfs, fsck); otherwise every
+ * write first checks hb_ok(h).  st (may be NULL) receives what replay did. */
+int jnl_open(struct dev *d, const struct jnl_geom *g, struct hb_host *h, struct jnl **out,
+	     struct jnl_replay_stats *st);
+/* Checkpoints and frees j.  Returns the checkpoint's result. */
+int jnl_close(struct jnl *j);
+
+int jnl_txn_begin(struct jnl *j, struct jnl_txn **out);
+/* Adds (or replaces) the image of the 4 KiB block at target.  The image is
+ * copied.  Returns 0, or -E2BIG when the transaction is full. */
+int jnl_txn_add(struct jnl_txn *t, uint64_t target, const void *blk);
+/* Number of blocks in t. */
+unsigned jnl_txn_count(const struct jnl_txn *t);
+/* Commits: one write of descriptor + images + commit, a flush, then the images
+ * in place.  Frees t.  Returns 0 once durable, or -errno (nothing committed). */
+int jnl_txn_commit(struct jnl_txn *t);
+void jnl_txn_abort(struct jnl_txn *t);
+
+/* Flushes the in-place writes and advances the tail to the head.  After it,
+ * replay finds nothing to do.  Returns 0 or -errno. */
+int jnl_checkpoint(struct jnl *j);
+
+/* Sequence number the next transaction gets. */
+uint64_t jnl_next_seq(const struct jnl *j);
+
+#endif

@@ -1,0 +1,399 @@
+/* Heartbeat slots: claim, renewal thread, self-fencing, peer liveness.
+ * See docs/LOCKING.md for the protocol and the lease arithmetic. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include "lk.h"
+
+struct peer_obs {
+	uint64_t mount_gen, counter, since_ms;
+	int valid;
+};
+
+struct hb_host {
+	struct dev *d;
+	struct lk_params p;
+	struct hb_ident id;
+	uint32_t slot, lbs;
+	uint64_t mount_gen;
+	pthread_mutex_t mu;          /* protects everything below */
+	pthread_cond_t cv;
+	uint8_t *img;                /* our slot as last written (lbs bytes) */
+	struct lunfs_hb hb;          /* decoded img */
+	uint64_t last_ok_submit_ms;  /* when the last successful renewal was submitted */
+	int fenced, stop, paused;
+	pthread_t thr;
+	struct peer_obs *peers;      /* max_hosts entries */
+};
+
+uint64_t lk_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+const char *hb_state_name(int s)
+{
+	return s == HB_FREE ? "free" : s == HB_LIVE ? "live" : s == HB_REPLAYING ? "replaying" : "?";
+}
+
+static uint64_t slot_off(const struct lk_params *p, uint32_t s)
+{
+	return p->hb_off + (uint64_t)s * LUNFS_SLOT_STRIDE;
+}
+
+int hb_read(struct dev *d, const struct lk_params *p, uint32_t s, struct lunfs_hb *hb)
+{
+	uint32_t lbs = dev_lbs(d);
+	uint8_t *buf = dev_alloc(lbs);
+	int r;
+	if (!buf)
+		return -ENOMEM;
+	if (s >= p->max_hosts)
+		r = -EINVAL;
+	else
+		r = dev_read(d, slot_off(p, s), buf, lbs);
+	if (!r)
+		r = lunfs_hb_decode(buf, p->uuid, slot_off(p, s), hb, NULL);
+	free(buf);
+	return r;
+}
+
+static void fence(struct hb_host *h, const char *why)
+{
+	if (!h->fenced)
+		syslog(LOG_ERR, "lunfs: host %s (slot %u): %s: fenced, no more writes", h->id.name,
+		       h->slot, why);
+	if (!h->fenced)
+		fprintf(stderr, "lunfs: host %s (slot %u): %s: fenced, no more writes\n", h->id.name,
+			h->slot, why);
+	h->fenced = 1;
+}
+
+/* Lease arithmetic: a peer declares us dead after watching our counter stand
+ * still for lease_ms on its own clock.  Its watch starts no earlier than our
+ * last successful renewal landed, which is after we submitted it.  So if we
+ * stop writing by submit + lease - margin on our clock, we stop before any
+ * peer can have decided we are dead, with margin to spare for clock-rate
+ * differences and the time a write spends in flight. */
+static int lease_expired(struct hb_host *h, uint64_t now)
+{
+	return now - h->last_ok_submit_ms > h->p.lease_ms - h->p.fence_margin_ms;
+}
+
+int hb_ok(struct hb_host *h)
+{
+	int r = 0;
+	pthread_mutex_lock(&h->mu);
+	if (!h->fenced && lease_expired(h, lk_now_ms()))
+		fence(h, "last heartbeat renewal is older than the lease");
+	if (h->fenced)
+		r = -EFENCED;
+	pthread_mutex_unlock(&h->mu);
+	return r;
+}
+
+/* One renewal.  Called with h->mu held; drops it around the I/O. */
+static void renew(struct hb_host *h)
+{
+	struct lunfs_hb nb = h->hb;
+	uint8_t *nimg = dev_alloc(h->lbs), *cur = dev_alloc(h->lbs);
+	if (!nimg || !cur)
+		goto out;
+	nb.counter++;
+	nb.gen++;
+	nb.wall_ns = wall_ns();
+	lunfs_hb_encode(&nb, h->p.uuid, slot_off(&h->p, h->slot), nimg);
+	uint8_t *old = h->img;
+	uint64_t t0 = lk_now_ms();
+	pthread_mutex_unlock(&h->mu);
+	int r = dev_caw(h->d, slot_off(&h->p, h->slot), old, nimg, h->lbs, cur);
+	pthread_mutex_lock(&h->mu);
+	if (r == 0) {
+		free(h->img);
+		h->img = nimg;
+		nimg = NULL;
+		h->hb = nb;
+		if (!h->fenced)
+			h->last_ok_submit_ms = t0;
+	} else if (r == -EMISCOMPARE) {
+		fence(h, "heartbeat slot was taken over by another host");
+	} else {
+		syslog(LOG_WARNING, "lunfs: host %s: heartbeat renewal failed: %s", h->id.name,
+		       lunfs_strerror(r));
+	}
+	if (!h->fenced && lease_expired(h, lk_now_ms()))
+		fence(h, "heartbeat renewals failed for longer than the lease");
+out:
+	free(nimg);
+	free(cur);
+}
+
+static void *renew_thread(void *arg)
+{
+	struct hb_host *h = arg;
+	pthread_mutex_lock(&h->mu);
+	while (!h->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t ns = ts.tv_nsec + (uint64_t)h->p.hb_ms * 1000000;
+		ts.tv_sec += ns / 1000000000;
+		ts.tv_nsec = ns % 1000000000;
+		pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+		if (h->stop)
+			break;
+		if (!h->paused && !h->fenced)
+			renew(h);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+/* Watches slot s (LIVE under our UUID) for a whole lease.  Returns 0 when its
+ * counter stood still (a crashed earlier mount of ours), -EEXIST when it
+ * moved (this identity is mounted elsewhere right now). */
+static int wait_own_stale(struct dev *d, const struct lk_params *p, uint32_t s,
+			  const struct lunfs_hb *first)
+{
+	uint64_t t0 = lk_now_ms();
+	while (lk_now_ms() - t0 <= p->lease_ms) {
+		struct lunfs_hb hb;
+		usleep(p->hb_ms * 1000 / 2);
+		int r = hb_read(d, p, s, &hb);
+		if (r)
+			return r;
+		if (hb.state != first->state || hb.counter != first->counter ||
+		    hb.mount_gen != first->mount_gen)
+			return hb.state == HB_LIVE ? -EEXIST : -EAGAIN;
+	}
+	return 0;
+}
+
+int hb_claim(struct dev *d, const struct lk_params *p, const struct hb_ident *id,
+	     struct hb_host **out, uint32_t *prev_state)
+{
+	uint32_t lbs = dev_lbs(d);
+	size_t rlen = (size_t)p->max_hosts * LUNFS_SLOT_STRIDE;
+	uint8_t *all = NULL, *nimg = NULL, *cur = NULL;
+	struct hb_host *h = NULL;
+	int r;
+
+	if (lbs > LUNFS_SLOT_STRIDE || !p->max_hosts || p->hb_ms == 0)
+		return -EINVAL;
+	all = dev_alloc(rlen);
+	nimg = dev_alloc(lbs);
+	cur = dev_alloc(lbs);
+	h = calloc(1, sizeof(*h));
+	if (!all || !nimg || !cur || !h) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	h->peers = calloc(p->max_hosts, sizeof(*h->peers));
+	if (!h->peers) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (int attempt = 0;; attempt++) {
+		if (attempt > 1000) {
+			r = -EAGAIN;
+			goto fail;
+		}
+		r = dev_read(d, p->hb_off, all, rlen);
+		if (r)
+			goto fail;
+		int64_t pick = -1;
+		struct lunfs_hb hb, cand;
+		for (uint32_t s = 0; s < p->max_hosts; s++) {
+			r = lunfs_hb_decode(all + (size_t)s * LUNFS_SLOT_STRIDE, p->uuid,
+					    slot_off(p, s), &hb, NULL);
+			if (r == 0 && hb.state != HB_FREE && !memcmp(hb.host_uuid, id->uuid, 16)) {
+				pick = s;
+				cand = hb;
+				break;
+			}
+		}
+		if (pick >= 0 && cand.state == HB_LIVE) {
+			r = wait_own_stale(d, p, pick, &cand);
+			if (r == -EAGAIN)
+				continue;
+			if (r)
+				goto fail;
+		} else if (pick >= 0 && cand.state == HB_REPLAYING) {
+			/* a peer is recovering our last mount: let it finish */
+			usleep(p->hb_ms * 1000);
+			continue;
+		}
+		if (pick < 0) {
+			uint32_t start = XXH3_64bits(id->uuid, 16) % p->max_hosts;
+			for (uint32_t i = 0; i < p->max_hosts && pick < 0; i++) {
+				uint32_t s = (start + i) % p->max_hosts;
+				r = lunfs_hb_decode(all + (size_t)s * LUNFS_SLOT_STRIDE, p->uuid,
+						    slot_off(p, s), &hb, NULL);
+				if (r == 0 && hb.state == HB_FREE) {
+					pick = s;
+					cand = hb;
+				}
+			}
+		}
+		if (pick < 0) {
+			r = -ENOSPC;
+			goto fail;
+		}
+		/* The CAW compares against exactly what we decoded. */
+		uint8_t *oldimg = all + (size_t)pick * LUNFS_SLOT_STRIDE;
+		struct lunfs_hb nb = cand;
+		nb.state = HB_LIVE;
+		nb.slot = pick;
+		nb.mount_gen = cand.mount_gen + 1;
+		nb.counter = cand.counter + 1;
+		nb.gen = cand.gen + 1;
+		memcpy(nb.host_uuid, id->uuid, 16);
+		snprintf(nb.host_name, sizeof(nb.host_name), "%s", id->name);
+		nb.jnl_off = p->jnl_off + (uint64_t)pick * p->jnl_size;
+		nb.jnl_size = p->jnl_size;
+		nb.replayer_slot = 0;
+		nb.replayer_gen = 0;
+		nb.wall_ns = wall_ns();
+		lunfs_hb_encode(&nb, p->uuid, slot_off(p, pick), nimg);
+		uint64_t t0 = lk_now_ms();
+		r = dev_caw(d, slot_off(p, pick), oldimg, nimg, lbs, cur);
+		if (r == -EMISCOMPARE)
+			continue;
+		if (r)
+			goto fail;
+		if (prev_state)
+			*prev_state = cand.state;
+		h->d = d;
+		h->p = *p;
+		h->id = *id;
+		h->slot = pick;
+		h->lbs = lbs;
+		h->mount_gen = nb.mount_gen;
+		h->img = nimg;
+		h->hb = nb;
+		h->last_ok_submit_ms = t0;
+		break;
+	}
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&h->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if ((r = -pthread_create(&h->thr, NULL, renew_thread, h))) {
+		/* leave the slot LIVE: the next mount of this identity reclaims it */
+		pthread_mutex_destroy(&h->mu);
+		pthread_cond_destroy(&h->cv);
+		goto fail;
+	}
+	free(all);
+	free(cur);
+	*out = h;
+	return 0;
+fail:
+	free(all);
+	free(cur);
+	free(nimg);
+	if (h)
+		free(h->peers);
+	free(h);
+	return r;
+}
+
+static void stop_thread(struct hb_host *h)
+{
+	pthread_mutex_lock(&h->mu);
+	h->stop = 1;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	pthread_join(h->thr, NULL);
+}
+
+static void destroy(struct hb_host *h)
+{
+	pthread_mutex_destroy(&h->mu);
+	pthread_cond_destroy(&h->cv);
+	free(h->img);
+	free(h->peers);
+	free(h);
+}
+
+int hb_release(struct hb_host *h)
+{
+	int r;
+	stop_thread(h);
+	r = hb_ok(h);
+	if (!r) {
+		struct lunfs_hb nb = h->hb;
+		uint8_t *nimg = dev_alloc(h->lbs);
+		if (!nimg) {
+			r = -ENOMEM;
+		} else {
+			nb.state = HB_FREE;
+			nb.counter++;
+			nb.gen++;
+			nb.wall_ns = wall_ns();
+			lunfs_hb_encode(&nb, h->p.uuid, slot_off(&h->p, h->slot), nimg);
+			r = dev_caw(h->d, slot_off(&h->p, h->slot), h->img, nimg, h->lbs, NULL);
+			free(nimg);
+		}
+	}
+	destroy(h);
+	return r;
+}
+
+void hb_abandon(struct hb_host *h)
+{
+	stop_thread(h);
+	destroy(h);
+}
+
+void hb_pause_renewal(struct hb_host *h, int paused)
+{
+	pthread_mutex_lock(&h->mu);
+	h->paused = paused;
+	pthread_mutex_unlock(&h->mu);
+}
+
+uint32_t hb_slot(const struct hb_host *h) { return h->slot; }
+uint64_t hb_mount_gen(const struct hb_host *h) { return h->mount_gen; }
+struct dev *hb_dev(const struct hb_host *h) { return h->d; }
+const struct lk_params *hb_params(const struct hb_host *h) { return &h->p; }
+
+int hb_peer(struct hb_host *h, uint32_t slot, uint64_t mount_gen)
+{
+	struct lunfs_hb hb;
+	if (slot >= h->p.max_hosts)
+		return -EFSCORRUPTED;
+	int r = hb_read(h->d, &h->p, slot, &hb);
+	if (r)
+		return r;
+	if (hb.state == HB_FREE || hb.mount_gen != mount_gen)
+		return PEER_GONE;
+	if (hb.state == HB_REPLAYING)
+		return PEER_DEAD;
+	uint64_t now = lk_now_ms();
+	pthread_mutex_lock(&h->mu);
+	struct peer_obs *o = &h->peers[slot];
+	if (!o->valid || o->mount_gen != hb.mount_gen || o->counter != hb.counter) {
+		*o = (struct peer_obs){hb.mount_gen, hb.counter, now, 1};
+		r = PEER_ALIVE;
+	} else {
+		r = now - o->since_ms >= h->p.lease_ms ? PEER_DEAD : PEER_ALIVE;
+	}
+	pthread_mutex_unlock(&h->mu);
+	return r;
+}

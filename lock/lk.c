@@ -1,0 +1,203 @@
+/* On-disk lock records, taken and dropped with compare-and-write.
+ * See docs/LOCKING.md: "Lock records". */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "lk.h"
+
+const char *lk_mode_name(int m)
+{
+	switch (m) {
+	case LK_FREE:
+		return "free";
+	case LK_EXCLUSIVE:
+		return "exclusive";
+	case LK_SHARED_RO:
+		return "shared-ro";
+	case LK_MULTI_WRITER:
+		return "multi-writer";
+	}
+	return "?";
+}
+
+int lk_read(struct dev *d, const uint8_t uuid[16], uint64_t off, struct lunfs_lock *rec)
+{
+	uint32_t lbs = dev_lbs(d);
+	uint8_t *buf = dev_alloc(lbs);
+	if (!buf)
+		return -ENOMEM;
+	int r = dev_read(d, off, buf, lbs);
+	if (!r)
+		r = lunfs_lock_decode(buf, uuid, off, rec, NULL);
+	free(buf);
+	return r;
+}
+
+static uint64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static void backoff(unsigned attempt)
+{
+	unsigned ms = 2u << (attempt < 5 ? attempt : 5); /* 2 .. 64 ms */
+	usleep((ms + (unsigned)rand() % ms) * 1000);
+}
+
+static int is_me(struct hb_host *h, const struct lunfs_lock *rec, uint32_t i)
+{
+	return rec->holders[i].slot == hb_slot(h) && rec->holders[i].mount_gen == hb_mount_gen(h);
+}
+
+int lk_acquire(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_t object, int mode,
+	       int wait, uint32_t timeout_ms)
+{
+	struct dev *d = hb_dev(h);
+	const uint8_t *uuid = hb_params(h)->uuid;
+	uint32_t lbs = dev_lbs(d);
+	uint8_t *cur = dev_alloc(lbs), *nimg = dev_alloc(lbs);
+	uint64_t t0 = lk_now_ms();
+	int r;
+
+	if (!cur || !nimg) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (mode != LK_EXCLUSIVE && mode != LK_SHARED_RO && mode != LK_MULTI_WRITER) {
+		r = -EINVAL;
+		goto out;
+	}
+	memset(l, 0, sizeof(*l));
+	l->off = off;
+	r = dev_read(d, off, cur, lbs);
+	for (unsigned attempt = 0; !r; attempt++) {
+		struct lunfs_lock rec, nrec;
+		r = lunfs_lock_decode(cur, uuid, off, &rec, NULL);
+		if (r)
+			break;
+		memset(&nrec, 0, sizeof(nrec));
+		int alive = 0, dead = 0, mine = 0;
+		for (uint32_t i = 0; i < rec.nholders; i++) {
+			if (is_me(h, &rec, i)) {
+				mine = 1;
+				continue;
+			}
+			int st = hb_peer(h, rec.holders[i].slot, rec.holders[i].mount_gen);
+			if (st < 0) {
+				r = st;
+				break;
+			}
+			if (st == PEER_GONE)
+				continue; /* its host was recovered: the hold is void */
+			alive += st == PEER_ALIVE;
+			dead += st == PEER_DEAD;
+			nrec.holders[nrec.nholders++] = rec.holders[i];
+		}
+		if (r)
+			break;
+		if (mine && rec.mode == (uint32_t)mode) {
+			r = -EALREADY;
+			break;
+		}
+		int compatible = nrec.nholders == 0 ||
+				 (mode != LK_EXCLUSIVE && rec.mode == (uint32_t)mode &&
+				  nrec.nholders < LUNFS_MAX_HOLDERS);
+		if (!compatible) {
+			l->rec = rec;
+			r = dead && !alive ? -ESTALE : -EBUSY;
+			if (wait && lk_now_ms() - t0 < timeout_ms) {
+				backoff(attempt);
+				r = dev_read(d, off, cur, lbs);
+				continue;
+			}
+			break;
+		}
+		if ((r = hb_ok(h)))
+			break;
+		nrec.holders[nrec.nholders].slot = hb_slot(h);
+		nrec.holders[nrec.nholders].mount_gen = hb_mount_gen(h);
+		nrec.nholders++;
+		nrec.mode = mode;
+		nrec.gen = rec.gen + 1;
+		nrec.owner = object;
+		nrec.object = object;
+		nrec.wall_ns = wall_ns();
+		lunfs_lock_encode(&nrec, uuid, off, nimg);
+		r = dev_caw(d, off, cur, nimg, lbs, cur);
+		if (r == -EMISCOMPARE) {
+			r = 0; /* cur now holds the new state: decide again */
+			if (attempt > 3)
+				backoff(attempt - 3);
+			continue;
+		}
+		if (!r) {
+			l->mode = mode;
+			l->rec = nrec;
+			memcpy(l->img, nimg, lbs);
+		}
+		break;
+	}
+out:
+	free(cur);
+	free(nimg);
+	return r;
+}
+
+int lk_release(struct hb_host *h, struct lk_lock *l)
+{
+	struct dev *d = hb_dev(h);
+	const uint8_t *uuid = hb_params(h)->uuid;
+	uint32_t lbs = dev_lbs(d);
+	uint8_t *cur = dev_alloc(lbs), *nimg = dev_alloc(lbs);
+	int r;
+
+	if (!cur || !nimg) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (l->mode == LK_FREE) {
+		r = -EINVAL;
+		goto out;
+	}
+	/* Our last image is the likely state: one CAW in the common case. */
+	memcpy(cur, l->img, lbs);
+	for (int attempt = 0; attempt < 10000; attempt++) {
+		struct lunfs_lock rec, nrec;
+		r = lunfs_lock_decode(cur, uuid, l->off, &rec, NULL);
+		if (r)
+			break;
+		nrec = rec;
+		nrec.nholders = 0;
+		int found = 0;
+		for (uint32_t i = 0; i < rec.nholders; i++) {
+			if (is_me(h, &rec, i))
+				found = 1;
+			else
+				nrec.holders[nrec.nholders++] = rec.holders[i];
+		}
+		if (!found) {
+			/* Someone recovered us and broke the lock: nothing to drop. */
+			r = -ESTALE;
+			break;
+		}
+		if ((r = hb_ok(h)))
+			break;
+		if (!nrec.nholders)
+			nrec.mode = LK_FREE;
+		nrec.gen = rec.gen + 1;
+		nrec.wall_ns = wall_ns();
+		lunfs_lock_encode(&nrec, uuid, l->off, nimg);
+		r = dev_caw(d, l->off, cur, nimg, lbs, cur);
+		if (r != -EMISCOMPARE)
+			break;
+	}
+	if (!r)
+		l->mode = LK_FREE;
+out:
+	free(cur);
+	free(nimg);
+	return r;
+}

@@ -1,0 +1,111 @@
+/* lock/: heartbeat slots, liveness and on-disk lock records.
+ *
+ * The protocol, with host interleavings and the lease arithmetic, is in
+ * docs/LOCKING.md.  In short: a host owns one heartbeat slot, claimed and
+ * renewed with compare-and-write (CAW); every lock record names its holders
+ * as (slot, mount generation), so one renewal keeps all of a host's locks
+ * alive.  A host whose renewal miscompares, or whose last successful renewal
+ * was submitted more than lease - margin ago, is fenced: hb_ok() fails and
+ * it must not write again.
+ *
+ * Functions return 0 or a negative errno (-EFENCED, -EBUSY, -EFSCORRUPTED...).
+ */
+#ifndef LUNFS_LK_H
+#define LUNFS_LK_H
+
+#include <stdint.h>
+#include "dev.h"
+#include "ondisk.h"
+
+/* Where the heartbeat region is and how the leases run; from the superblock. */
+struct lk_params {
+	uint8_t uuid[16];
+	uint64_t hb_off;
+	uint32_t max_hosts;
+	uint32_t lease_ms, hb_ms, fence_margin_ms;
+	uint64_t jnl_off, jnl_size; /* journal of slot i at jnl_off + i * jnl_size */
+};
+
+struct hb_host;
+
+/* Identity of this host. */
+struct hb_ident {
+	char name[LUNFS_HOSTNAME_LEN + 1];
+	uint8_t uuid[16];
+};
+
+/* Claims a heartbeat slot for this host and starts the renewal thread.
+ * Prefers the slot this host UUID held before (so its journal is replayed),
+ * else a FREE slot from a place derived from the UUID.  A slot that is LIVE
+ * under our own UUID (a crashed earlier mount, or a second daemon with the
+ * same identity) is taken only after its counter has stood still for a whole
+ * lease, watched on our monotonic clock.  *prev_state receives the slot's
+ * state before the claim (HB_LIVE means the last mount crashed).
+ * Returns 0, -ENOSPC (no free slot), or another negative errno. */
+int hb_claim(struct dev *d, const struct lk_params *p, const struct hb_ident *id,
+	     struct hb_host **out, uint32_t *prev_state);
+
+/* Stops renewing and marks the slot FREE.  Frees h.  Returns 0 or -errno
+ * (h is freed in every case). */
+int hb_release(struct hb_host *h);
+
+/* Stops the renewal thread and frees h without touching the disk: the slot
+ * stays LIVE as after a crash (tests). */
+void hb_abandon(struct hb_host *h);
+
+/* 0 while this host may write; -EFENCED once it lost its heartbeat. */
+int hb_ok(struct hb_host *h);
+
+uint32_t hb_slot(const struct hb_host *h);
+uint64_t hb_mount_gen(const struct hb_host *h);
+struct dev *hb_dev(const struct hb_host *h);
+const struct lk_params *hb_params(const struct hb_host *h);
+
+/* Reads slot s.  Returns 0 or -errno / -EFSCORRUPTED. */
+int hb_read(struct dev *d, const struct lk_params *p, uint32_t s, struct lunfs_hb *hb);
+
+/* Liveness of a lock holder, observed (never compared across clocks). */
+enum hb_peer { PEER_GONE = 0, PEER_ALIVE = 1, PEER_DEAD = 2 };
+/* PEER_GONE: the slot is FREE or holds another mount generation, so the
+ * holder's locks are void.  PEER_ALIVE: its counter moved within the last
+ * lease on our clock (or we have not watched it for a whole lease yet).
+ * PEER_DEAD: LIVE but its counter stood still for a whole lease: it needs
+ * recovery before its locks may be taken.  Returns the state or -errno. */
+int hb_peer(struct hb_host *h, uint32_t slot, uint64_t mount_gen);
+
+/* Test hook: renewals stop (as if the host froze) while set. */
+void hb_pause_renewal(struct hb_host *h, int paused);
+
+/* ---- lock records ---- */
+struct lk_lock {
+	uint64_t off;     /* byte address of the lock block */
+	int mode;         /* LK_* held by us, LK_FREE when not held */
+	struct lunfs_lock rec; /* last image we wrote or read */
+	uint8_t img[4096];     /* its raw block (dev_lbs bytes used) */
+};
+
+enum { LK_NOWAIT = 0, LK_WAIT = 1 };
+
+/* Takes the lock at byte address off for the object at address object, in
+ * mode LK_EXCLUSIVE, LK_SHARED_RO or LK_MULTI_WRITER.  Holders that are GONE
+ * are dropped.  A live holder in a conflicting mode gives -EBUSY at once with
+ * LK_NOWAIT, or retries with backoff up to timeout_ms with LK_WAIT.  A DEAD
+ * holder gives -ESTALE (its host must be recovered first).  On -EBUSY or
+ * -ESTALE, l->rec holds the record that blocked us.  Returns 0 or -errno. */
+int lk_acquire(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_t object, int mode,
+	       int wait, uint32_t timeout_ms);
+
+/* Drops our hold (the record becomes FREE when we were the last holder).
+ * Returns 0 or -errno. */
+int lk_release(struct hb_host *h, struct lk_lock *l);
+
+/* Reads the lock record at off.  Returns 0 or -errno / -EFSCORRUPTED. */
+int lk_read(struct dev *d, const uint8_t uuid[16], uint64_t off, struct lunfs_lock *rec);
+
+const char *lk_mode_name(int mode);
+const char *hb_state_name(int state);
+
+/* Monotonic clock in milliseconds. */
+uint64_t lk_now_ms(void);
+
+#endif

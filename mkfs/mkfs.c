@@ -1,0 +1,211 @@
+/* mkfs.lunfs: make a lunfs volume.
+ *
+ * A pipeline: parse options, open and probe the device, compute the geometry,
+ * then (unless -n) write.  Exit status: 0 done, 1 error, 2 usage. */
+#include <blkid/blkid.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#include "dev.h"
+#include "fs/format.h"
+#include "fs/util.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: mkfs.lunfs [-L LABEL] [-b FILE_BLOCK_SIZE] [-N MAX_HOSTS] [-J JOURNAL_SIZE]\n"
+		"                  [-I INODES] [--lease-ms N] [--heartbeat-ms N] [-n] [-f] DEVICE\n"
+		"  DEVICE is an image file, a block device or iscsi://HOST[:PORT]/IQN/LUN\n"
+		"  -b  file block size, power of two 64K..256M (default 1M)\n"
+		"  -N  heartbeat slots = hosts that can mount at once, 1..4096 (default 64)\n"
+		"  -J  journal size per host, >= 1M (default scales with the volume, 4M..64M)\n"
+		"  -I  number of inodes (default one per 64 MiB, 512..262144)\n"
+		"  --lease-ms      a host silent this long is declared dead (default 8000)\n"
+		"  --heartbeat-ms  heartbeat renewal interval (default 1000)\n"
+		"  -n  print the geometry, write nothing\n"
+		"  -f  overwrite a device that holds a filesystem\n");
+}
+
+/* Asks libblkid what the first and last MiB of the device look like.  Works
+ * for every backend: the bytes are copied into a sparse memfd of the
+ * device's size.  Returns a static description, or NULL when nothing is
+ * recognised. */
+static const char *probe_other_fs(struct dev *d)
+{
+	static char what[128];
+	const char *ret = NULL;
+	uint64_t size = dev_size(d), chunk = 1 << 20;
+	if (size < chunk)
+		chunk = size & ~(uint64_t)(dev_lbs(d) - 1);
+	void *buf = dev_alloc(chunk);
+	int fd = memfd_create("lunfs-probe", MFD_CLOEXEC);
+	if (!buf || fd < 0 || ftruncate(fd, size) < 0)
+		goto out;
+	if (dev_read(d, 0, buf, chunk) || pwrite(fd, buf, chunk, 0) != (ssize_t)chunk)
+		goto out;
+	if (dev_read(d, size - chunk, buf, chunk) || pwrite(fd, buf, chunk, size - chunk) != (ssize_t)chunk)
+		goto out;
+	blkid_probe pr = blkid_new_probe();
+	if (!pr || blkid_probe_set_device(pr, fd, 0, 0)) {
+		if (pr)
+			blkid_free_probe(pr);
+		goto out;
+	}
+	blkid_probe_enable_superblocks(pr, 1);
+	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_LABEL);
+	blkid_probe_enable_partitions(pr, 1);
+	if (blkid_do_safeprobe(pr) == 0) {
+		const char *type = NULL, *label = NULL;
+		if (!blkid_probe_lookup_value(pr, "TYPE", &type, NULL)) {
+			blkid_probe_lookup_value(pr, "LABEL", &label, NULL);
+			snprintf(what, sizeof(what), "a filesystem of type %s%s%s%s", type,
+				 label ? " (label \"" : "", label ? label : "", label ? "\")" : "");
+			ret = what;
+		} else if (!blkid_probe_lookup_value(pr, "PTTYPE", &type, NULL)) {
+			snprintf(what, sizeof(what), "a %s partition table", type);
+			ret = what;
+		}
+	}
+	blkid_free_probe(pr);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	struct lunfs_mkfs_opts o = {0};
+	int dry = 0, force = 0, c;
+	uint64_t v;
+	enum { OPT_LEASE = 256, OPT_HB };
+	static const struct option lopts[] = {
+		{"lease-ms", required_argument, 0, OPT_LEASE},
+		{"heartbeat-ms", required_argument, 0, OPT_HB},
+		{"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0},
+	};
+
+	while ((c = getopt_long(argc, argv, "L:b:N:J:I:nfh", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'L':
+			o.label = optarg;
+			break;
+		case 'b':
+			if (lunfs_parse_size(optarg, &v) || v > 0xffffffffu) {
+				fprintf(stderr, "mkfs.lunfs: bad file block size '%s'\n", optarg);
+				return 2;
+			}
+			o.file_bs = v;
+			break;
+		case 'N':
+			if (lunfs_parse_u32(optarg, 1, LUNFS_MAX_HOSTS, &o.max_hosts)) {
+				fprintf(stderr, "mkfs.lunfs: bad host count '%s' (1..%u)\n", optarg, LUNFS_MAX_HOSTS);
+				return 2;
+			}
+			break;
+		case 'J':
+			if (lunfs_parse_size(optarg, &o.jnl_size) || !o.jnl_size) {
+				fprintf(stderr, "mkfs.lunfs: bad journal size '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'I':
+			if (lunfs_parse_size(optarg, &o.inodes) || !o.inodes) {
+				fprintf(stderr, "mkfs.lunfs: bad inode count '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case OPT_LEASE:
+			if (lunfs_parse_u32(optarg, 1, 600000, &o.lease_ms)) {
+				fprintf(stderr, "mkfs.lunfs: bad lease '%s' (ms)\n", optarg);
+				return 2;
+			}
+			break;
+		case OPT_HB:
+			if (lunfs_parse_u32(optarg, 1, 60000, &o.hb_ms)) {
+				fprintf(stderr, "mkfs.lunfs: bad heartbeat interval '%s' (ms)\n", optarg);
+				return 2;
+			}
+			break;
+		case 'n':
+			dry = 1;
+			break;
+		case 'f':
+			force = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return 2;
+	}
+	const char *path = argv[optind];
+	struct dev_opts dopts = {.readonly = dry};
+	struct dev *d;
+	int r = dev_open(path, &dopts, &d);
+	if (r) {
+		fprintf(stderr, "mkfs.lunfs: cannot open %s: %s\n", path,
+			*dev_last_error() ? dev_last_error() : lunfs_strerror(r));
+		return 1;
+	}
+	struct lunfs_sb sb;
+	char err[256];
+	r = lunfs_geom_compute(&o, dev_size(d), dev_lbs(d), &sb, err, sizeof(err));
+	if (r) {
+		fprintf(stderr, "mkfs.lunfs: %s: %s\n", path, err);
+		dev_close(d);
+		return 1;
+	}
+	if (lunfs_uuid_gen(sb.uuid)) {
+		fprintf(stderr, "mkfs.lunfs: cannot get random bytes for the UUID\n");
+		dev_close(d);
+		return 1;
+	}
+	sb.ctime = time(NULL);
+	sb.gen = 1;
+	if (!dry && !force) {
+		struct lunfs_sb old;
+		int used_backup;
+		const char *other;
+		if (lunfs_read_sb(d, &old, 1, &used_backup, NULL) == 0) {
+			char u[37];
+			lunfs_uuid_str(old.uuid, u);
+			fprintf(stderr,
+				"mkfs.lunfs: %s already holds a lunfs volume (label \"%s\", uuid %s); "
+				"use -f to overwrite it\n", path, old.label, u);
+			dev_close(d);
+			return 1;
+		}
+		if ((other = probe_other_fs(d))) {
+			fprintf(stderr, "mkfs.lunfs: %s holds %s; use -f to overwrite it\n", path, other);
+			dev_close(d);
+			return 1;
+		}
+	}
+	lunfs_print_geometry(&sb, stdout);
+	if (dry) {
+		printf("(dry run: nothing written)\n");
+		dev_close(d);
+		return 0;
+	}
+	r = lunfs_format(d, &sb);
+	dev_close(d);
+	if (r) {
+		fprintf(stderr, "mkfs.lunfs: writing %s failed: %s\n", path, lunfs_strerror(r));
+		return 1;
+	}
+	printf("lunfs volume created on %s\n", path);
+	return 0;
+}
