@@ -70,8 +70,6 @@ int lk_acquire(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_t obje
 		r = -EINVAL;
 		goto out;
 	}
-	memset(l, 0, sizeof(*l));
-	l->off = off;
 	r = dev_read(d, off, cur, lbs);
 	for (unsigned attempt = 0; !r; attempt++) {
 		struct lunfs_lock rec, nrec;
@@ -134,6 +132,8 @@ int lk_acquire(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_t obje
 			continue;
 		}
 		if (!r) {
+			memset(l, 0, sizeof(*l));
+			l->off = off;
 			l->mode = mode;
 			l->rec = nrec;
 			memcpy(l->img, nimg, lbs);

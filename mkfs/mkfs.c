@@ -18,7 +18,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: mkfs.lunfs [-L LABEL] [-b FILE_BLOCK_SIZE] [-N MAX_HOSTS] [-J JOURNAL_SIZE]\n"
-		"                  [-I INODES] [--lease-ms N] [--heartbeat-ms N] [-n] [-f] DEVICE\n"
+		"                  [-I INODES] [--lease-ms N] [--heartbeat-ms N] [-n] [-f] [-q] DEVICE\n"
 		"  DEVICE is an image file, a block device or iscsi://HOST[:PORT]/IQN/LUN\n"
 		"  -b  file block size, power of two 64K..256M (default 1M)\n"
 		"  -N  heartbeat slots = hosts that can mount at once, 1..4096 (default 64)\n"
@@ -27,7 +27,8 @@ static void usage(FILE *f)
 		"  --lease-ms      a host silent this long is declared dead (default 8000)\n"
 		"  --heartbeat-ms  heartbeat renewal interval (default 1000)\n"
 		"  -n  print the geometry, write nothing\n"
-		"  -f  overwrite a device that holds a filesystem\n");
+		"  -f  overwrite a device that holds a filesystem\n"
+		"  -q  quiet: print nothing but errors\n");
 }
 
 /* Asks libblkid what the first and last MiB of the device look like.  Works
@@ -81,7 +82,7 @@ out:
 int main(int argc, char **argv)
 {
 	struct lunfs_mkfs_opts o = {0};
-	int dry = 0, force = 0, c;
+	int dry = 0, force = 0, quiet = 0, c;
 	uint64_t v;
 	enum { OPT_LEASE = 256, OPT_HB };
 	static const struct option lopts[] = {
@@ -91,7 +92,7 @@ int main(int argc, char **argv)
 		{0, 0, 0, 0},
 	};
 
-	while ((c = getopt_long(argc, argv, "L:b:N:J:I:nfh", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "L:b:N:J:I:nfqh", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'L':
 			o.label = optarg;
@@ -138,6 +139,9 @@ int main(int argc, char **argv)
 			break;
 		case 'f':
 			force = 1;
+			break;
+		case 'q':
+			quiet = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -194,7 +198,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	lunfs_print_geometry(&sb, stdout);
+	if (!quiet || dry)
+		lunfs_print_geometry(&sb, stdout);
 	if (dry) {
 		printf("(dry run: nothing written)\n");
 		dev_close(d);
@@ -206,6 +211,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mkfs.lunfs: writing %s failed: %s\n", path, lunfs_strerror(r));
 		return 1;
 	}
-	printf("lunfs volume created on %s\n", path);
+	if (!quiet)
+		printf("lunfs volume created on %s\n", path);
 	return 0;
 }

@@ -1,0 +1,52 @@
+/* Unit test runner (Check). */
+#include <stdlib.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include "tu.h"
+#include "fs/format.h"
+
+char *tu_image(uint64_t size)
+{
+	char *p = strdup("/tmp/lunfs-unit-XXXXXX");
+	int fd = mkstemp(p);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, size), 0);
+	close(fd);
+	return p;
+}
+
+struct dev *tu_open(const char *path)
+{
+	struct dev *d;
+	int r = dev_open(path, NULL, &d);
+	ck_assert_msg(r == 0, "dev_open %s: %s", path, lunfs_strerror(r));
+	return d;
+}
+
+char *tu_volume(uint64_t size, struct lunfs_sb *sb)
+{
+	char *p = tu_image(size);
+	struct dev *d = tu_open(p);
+	struct lunfs_mkfs_opts o = {.max_hosts = 8, .jnl_size = 1 << 20, .lease_ms = 900, .hb_ms = 100};
+	char err[200];
+	ck_assert_int_eq(lunfs_geom_compute(&o, dev_size(d), dev_lbs(d), sb, err, sizeof(err)), 0);
+	ck_assert_int_eq(lunfs_uuid_gen(sb->uuid), 0);
+	sb->gen = 1;
+	ck_assert_int_eq(lunfs_format(d, sb), 0);
+	dev_close(d);
+	return p;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(ondisk_suite());
+	srunner_add_suite(sr, dev_suite());
+	srunner_add_suite(sr, lock_suite());
+	srunner_add_suite(sr, journal_suite());
+	srunner_add_suite(sr, raw_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,294 @@
+/* Journal: commit, checkpoint, replay; power cut at every write. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "tu.h"
+#include "journal/jnl.h"
+
+#define NT 8 /* distinct home blocks */
+
+static int target_ok(void *arg, uint64_t t)
+{
+	return geom_is_journaled(arg, t);
+}
+
+static struct jnl_geom geom_of(struct lunfs_sb *sb, uint32_t slot)
+{
+	struct jnl_geom g = {.slot = slot, .off = geom_jnl(sb, slot), .size = sb->jnl_size,
+			     .target_ok = target_ok, .arg = sb};
+	memcpy(g.uuid, sb->uuid, 16);
+	return g;
+}
+
+struct work {
+	int ntx;      /* transactions */
+	int width;    /* 0: 1..4 blocks each; else that many */
+	int ckpt;     /* checkpoint every ckpt transactions (0 never) */
+};
+
+static uint64_t home(struct lunfs_sb *sb, const struct work *w, int i)
+{
+	return w->width ? geom_meta_blk(sb, 1 + i) : geom_ino_blk(sb, 2 + i);
+}
+
+static int nhomes(const struct work *w)
+{
+	return w->width ? 2 * w->width : NT;
+}
+
+/* Which homes transaction t (1-based) writes. */
+static int touches(const struct work *w, int t, int i)
+{
+	if (w->width)
+		return (i >= (t % 2) * w->width) && (i < (t % 2 + 1) * w->width);
+	int n = 1 + t % 4;
+	for (int k = 0; k < n; k++)
+		if ((t * 3 + k) % NT == i)
+			return 1;
+	return 0;
+}
+
+static void image(int t, int i, uint8_t *blk)
+{
+	memset(blk, (t * 31 + i) & 0xff, 4096);
+	snprintf((char *)blk, 32, "txn %d home %d", t, i);
+}
+
+/* Runs the workload on d; returns how many transactions were committed
+ * (jnl_txn_commit returned 0). */
+static int run(struct dev *d, struct lunfs_sb *sb, const struct work *w)
+{
+	struct jnl_geom g = geom_of(sb, 0);
+	struct jnl *j;
+	uint8_t *blk = dev_alloc(4096);
+	int done = 0;
+	if (jnl_open(d, &g, NULL, &j, NULL))
+		goto out;
+	for (int t = 1; t <= w->ntx; t++) {
+		struct jnl_txn *tx;
+		ck_assert_int_eq(jnl_txn_begin(j, &tx), 0);
+		for (int i = 0; i < nhomes(w); i++) {
+			if (touches(w, t, i)) {
+				image(t, i, blk);
+				ck_assert_int_eq(jnl_txn_add(tx, home(sb, w, i), blk), 0);
+			}
+		}
+		if (jnl_txn_commit(tx))
+			break;
+		done = t;
+		if (w->ckpt && t % w->ckpt == 0 && jnl_checkpoint(j))
+			break;
+	}
+	jnl_close(j);
+out:
+	free(blk);
+	return done;
+}
+
+/* Does the volume hold exactly the state after transactions 1..m? */
+static int state_is(struct dev *d, struct lunfs_sb *sb, const struct work *w, int m)
+{
+	uint8_t *blk = dev_alloc(4096), *want = dev_alloc(4096);
+	int ok = 1;
+	for (int i = 0; i < nhomes(w) && ok; i++) {
+		int last = 0;
+		for (int t = 1; t <= m; t++)
+			if (touches(w, t, i))
+				last = t;
+		if (last)
+			image(last, i, want);
+		else
+			memset(want, 0, 4096);
+		ck_assert_int_eq(dev_read(d, home(sb, w, i), blk, 4096), 0);
+		ok = !memcmp(blk, want, 4096);
+	}
+	free(blk);
+	free(want);
+	return ok;
+}
+
+static void cut_everywhere(const struct work *w, int stride, uint64_t seed, int *points)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(64 << 20, &sb);
+	struct dev *f;
+	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &f), 0);
+	ck_assert_int_eq(run(f, &sb, w), w->ntx);
+	uint64_t total = dev_faulty_writes(f);
+	dev_close(f);
+	unlink(p);
+	free(p);
+	for (uint64_t k = 1; k <= total; k += stride) {
+		p = tu_volume(64 << 20, &sb);
+		ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &f), 0);
+		struct dev_fault cfg = {.cut_after = k, .cut_keep_seed = seed ? seed + k : 0};
+		dev_faulty_set(f, &cfg);
+		int committed = run(f, &sb, w);
+		dev_close(f);
+		/* the next mount: replay on the plain device */
+		struct dev *d = tu_open(p);
+		struct jnl_geom g = geom_of(&sb, 0);
+		struct jnl_replay_stats st;
+		ck_assert_int_eq(jnl_replay(d, &g, 1, &st), 0);
+		int m = -1;
+		for (int c = committed; c <= w->ntx && m < 0; c++)
+			if (state_is(d, &sb, w, c))
+				m = c;
+		ck_assert_msg(m >= 0, "cut after write %llu: state is no prefix >= %d committed",
+			      (unsigned long long)k, committed);
+		/* idempotent: replaying again changes nothing */
+		ck_assert_int_eq(jnl_replay(d, &g, 1, &st), 0);
+		ck_assert_uint_eq(st.txns, 0);
+		ck_assert(state_is(d, &sb, w, m));
+		dev_close(d);
+		unlink(p);
+		free(p);
+		(*points)++;
+	}
+}
+
+START_TEST(commit_and_reopen)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(64 << 20, &sb);
+	struct dev *d = tu_open(p);
+	struct work w = {.ntx = 5};
+	ck_assert_int_eq(run(d, &sb, &w), 5);
+	ck_assert(state_is(d, &sb, &w, 5));
+	struct jnl_geom g = geom_of(&sb, 0);
+	struct jnl_replay_stats st;
+	ck_assert_int_eq(jnl_replay(d, &g, 0, &st), 0);
+	ck_assert_uint_eq(st.txns, 0); /* clean close: nothing to replay */
+	ck_assert_uint_eq(st.next_seq, 6);
+	dev_close(d);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+START_TEST(replay_after_lost_homes)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(64 << 20, &sb);
+	struct dev *f;
+	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &f), 0);
+	/* write 1 is the log write; its flush makes it durable; the cut after
+	 * write 2 (the first home) loses the homes */
+	struct dev_fault cfg = {.cut_after = 2};
+	dev_faulty_set(f, &cfg);
+	struct work w = {.ntx = 1};
+	run(f, &sb, &w);
+	dev_close(f);
+	struct dev *d = tu_open(p);
+	ck_assert(state_is(d, &sb, &w, 0));
+	struct jnl_geom g = geom_of(&sb, 0);
+	struct jnl_replay_stats st;
+	ck_assert_int_eq(jnl_replay(d, &g, 0, &st), 0); /* dry run (fsck -n) */
+	ck_assert_uint_eq(st.txns, 1);
+	ck_assert(state_is(d, &sb, &w, 0));
+	ck_assert_int_eq(jnl_replay(d, &g, 1, &st), 0);
+	ck_assert_uint_eq(st.txns, 1);
+	ck_assert_uint_eq(st.blocks, 2);
+	ck_assert(state_is(d, &sb, &w, 1));
+	dev_close(d);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+START_TEST(torn_commit_is_not_replayed)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(64 << 20, &sb);
+	struct dev *f;
+	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &f), 0);
+	/* the log write lands torn (descriptor and part of the images, no
+	 * commit record) and is flushed; the power goes after the first home */
+	struct dev_fault cfg = {.tear_write = 1, .cut_after = 2};
+	dev_faulty_set(f, &cfg);
+	struct work w = {.ntx = 1};
+	run(f, &sb, &w);
+	dev_close(f);
+	struct dev *d = tu_open(p);
+	struct jnl_geom g = geom_of(&sb, 0);
+	struct jnl_replay_stats st;
+	ck_assert_int_eq(jnl_replay(d, &g, 1, &st), 0);
+	ck_assert_uint_eq(st.txns, 0);
+	ck_assert_msg(strstr(st.stop, "commit") != NULL, "stop: %s", st.stop);
+	ck_assert(state_is(d, &sb, &w, 0));
+	dev_close(d);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+START_TEST(hostile_target_rejected)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(64 << 20, &sb);
+	struct dev *f;
+	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &f), 0);
+	struct dev_fault cfg = {.cut_after = 2};
+	dev_faulty_set(f, &cfg);
+	struct jnl_geom g = geom_of(&sb, 0);
+	g.target_ok = NULL; /* the writer does not check: the disk is hostile */
+	struct jnl *j;
+	struct jnl_txn *t;
+	uint8_t *blk = dev_alloc(4096);
+	ck_assert_int_eq(jnl_open(f, &g, NULL, &j, NULL), 0);
+	ck_assert_int_eq(jnl_txn_begin(j, &t), 0);
+	ck_assert_int_eq(jnl_txn_add(t, sb.hb_off, blk), 0); /* a heartbeat slot */
+	jnl_txn_commit(t);
+	jnl_close(j);
+	dev_close(f);
+	struct dev *d = tu_open(p);
+	g = geom_of(&sb, 0);
+	struct jnl_replay_stats st;
+	ck_assert_int_eq(jnl_replay(d, &g, 1, &st), -EFSCORRUPTED);
+	ck_assert_uint_eq(st.txns, 0);
+	free(blk);
+	dev_close(d);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+START_TEST(power_cut_every_write)
+{
+	int points = 0;
+	struct work w = {.ntx = 14, .ckpt = 4};
+	cut_everywhere(&w, 1, 0, &points);   /* the cache loses everything unflushed */
+	cut_everywhere(&w, 1, 99, &points);  /* ... or a random part of it */
+	printf("journal: %d power-cut states checked\n", points);
+	ck_assert_int_ge(points, 100);
+}
+END_TEST
+
+START_TEST(power_cut_with_wrap)
+{
+	int points = 0;
+	/* 1 MiB journal = 255 log blocks; 24 transactions of 40 blocks wrap it
+	 * three times */
+	struct work w = {.ntx = 24, .width = 40};
+	cut_everywhere(&w, 5, 0, &points);
+	cut_everywhere(&w, 5, 7, &points);
+	printf("journal wrap: %d power-cut states checked\n", points);
+	ck_assert_int_ge(points, 300);
+}
+END_TEST
+
+Suite *journal_suite(void)
+{
+	Suite *s = suite_create("journal");
+	TCase *tc = tcase_create("core");
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, commit_and_reopen);
+	tcase_add_test(tc, replay_after_lost_homes);
+	tcase_add_test(tc, torn_commit_is_not_replayed);
+	tcase_add_test(tc, hostile_target_rejected);
+	tcase_add_test(tc, power_cut_every_write);
+	tcase_add_test(tc, power_cut_with_wrap);
+	suite_add_tcase(s, tc);
+	return s;
+}

@@ -1,0 +1,254 @@
+/* Heartbeats, self-fencing and lock records, several "hosts" in one process
+ * (each with its own device open, so OFD-lock CAW excludes between them). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "tu.h"
+#include "lock/lk.h"
+
+struct vol {
+	char *path;
+	struct lunfs_sb sb;
+	struct lk_params p;
+};
+
+static void vol_make(struct vol *v)
+{
+	v->path = tu_volume(64 << 20, &v->sb);
+	memset(&v->p, 0, sizeof(v->p));
+	memcpy(v->p.uuid, v->sb.uuid, 16);
+	v->p.hb_off = v->sb.hb_off;
+	v->p.max_hosts = v->sb.max_hosts;
+	v->p.lease_ms = v->sb.lease_ms;
+	v->p.hb_ms = v->sb.hb_ms;
+	v->p.fence_margin_ms = v->sb.fence_margin_ms;
+	v->p.jnl_off = v->sb.jnl_off;
+	v->p.jnl_size = v->sb.jnl_size;
+}
+
+static void vol_free(struct vol *v)
+{
+	unlink(v->path);
+	free(v->path);
+}
+
+static struct hb_host *host(struct vol *v, const char *name, int id, struct dev **dp)
+{
+	struct hb_ident ident = {0};
+	struct hb_host *h;
+	snprintf(ident.name, sizeof(ident.name), "%s", name);
+	ident.uuid[0] = id;
+	ident.uuid[15] = 0x77;
+	*dp = tu_open(v->path);
+	int r = hb_claim(*dp, &v->p, &ident, &h, NULL);
+	ck_assert_msg(r == 0, "hb_claim %s: %s", name, lunfs_strerror(r));
+	return h;
+}
+
+START_TEST(heartbeat_claim_renew_release)
+{
+	struct vol v;
+	struct dev *da, *db;
+	vol_make(&v);
+	struct hb_host *a = host(&v, "esx-a", 1, &da), *b = host(&v, "esx-b", 2, &db);
+	ck_assert_uint_ne(hb_slot(a), hb_slot(b));
+	struct lunfs_hb hb1, hb2;
+	ck_assert_int_eq(hb_read(da, &v.p, hb_slot(a), &hb1), 0);
+	ck_assert_uint_eq(hb1.state, HB_LIVE);
+	ck_assert_str_eq(hb1.host_name, "esx-a");
+	usleep(450 * 1000);
+	ck_assert_int_eq(hb_read(da, &v.p, hb_slot(a), &hb2), 0);
+	ck_assert_uint_ge(hb2.counter, hb1.counter + 2); /* renewed every 100 ms */
+	ck_assert_int_eq(hb_ok(a), 0);
+	uint32_t sa = hb_slot(a);
+	ck_assert_int_eq(hb_release(a), 0);
+	ck_assert_int_eq(hb_read(db, &v.p, sa, &hb2), 0);
+	ck_assert_uint_eq(hb2.state, HB_FREE);
+	ck_assert_int_eq(hb_release(b), 0);
+	dev_close(da);
+	dev_close(db);
+	vol_free(&v);
+}
+END_TEST
+
+START_TEST(heartbeat_reclaim_after_crash)
+{
+	struct vol v;
+	struct dev *da, *da2, *db;
+	vol_make(&v);
+	struct hb_host *a = host(&v, "esx-a", 1, &da);
+	uint32_t slot = hb_slot(a);
+	uint64_t gen = hb_mount_gen(a);
+	/* the same identity cannot mount twice at once */
+	struct hb_ident ident = {0};
+	strcpy(ident.name, "esx-a");
+	ident.uuid[0] = 1;
+	ident.uuid[15] = 0x77;
+	struct hb_host *x;
+	db = tu_open(v.path);
+	ck_assert_int_eq(hb_claim(db, &v.p, &ident, &x, NULL), -EEXIST);
+	hb_abandon(a); /* crash: slot stays LIVE */
+	uint32_t prev = 99;
+	uint64_t t0 = lk_now_ms();
+	da2 = tu_open(v.path);
+	ck_assert_int_eq(hb_claim(da2, &v.p, &ident, &a, &prev), 0);
+	ck_assert_uint_ge(lk_now_ms() - t0, v.p.lease_ms); /* waited out the lease */
+	ck_assert_uint_eq(prev, HB_LIVE);
+	ck_assert_uint_eq(hb_slot(a), slot);
+	ck_assert_uint_eq(hb_mount_gen(a), gen + 1);
+	ck_assert_int_eq(hb_release(a), 0);
+	dev_close(da);
+	dev_close(da2);
+	dev_close(db);
+	vol_free(&v);
+}
+END_TEST
+
+START_TEST(self_fence_on_stale_renewal)
+{
+	struct vol v;
+	struct dev *da;
+	vol_make(&v);
+	struct hb_host *a = host(&v, "esx-a", 1, &da);
+	hb_pause_renewal(a, 1);
+	ck_assert_int_eq(hb_ok(a), 0);
+	usleep((v.p.lease_ms - v.p.fence_margin_ms + 100) * 1000);
+	ck_assert_int_eq(hb_ok(a), -EFENCED);
+	struct lk_lock l;
+	ck_assert_int_eq(lk_acquire(a, &l, geom_ino_lock(&v.sb, 3), 3, LK_EXCLUSIVE, LK_NOWAIT, 0),
+			 -EFENCED);
+	hb_pause_renewal(a, 0);
+	usleep(300 * 1000);
+	ck_assert_int_eq(hb_ok(a), -EFENCED); /* fencing is final */
+	ck_assert_int_eq(hb_release(a), -EFENCED); /* and it writes nothing more */
+	dev_close(da);
+	vol_free(&v);
+}
+END_TEST
+
+START_TEST(fence_on_slot_takeover)
+{
+	struct vol v;
+	struct dev *da, *d2;
+	vol_make(&v);
+	struct hb_host *a = host(&v, "esx-a", 1, &da);
+	/* a peer overwrites our slot (as recovery would): our next CAW miscompares */
+	d2 = tu_open(v.path);
+	struct lunfs_hb hb;
+	ck_assert_int_eq(hb_read(d2, &v.p, hb_slot(a), &hb), 0);
+	hb.state = HB_REPLAYING;
+	hb.gen += 1000;
+	uint8_t *rec = dev_alloc(512);
+	lunfs_hb_encode(&hb, v.p.uuid, v.p.hb_off + hb_slot(a) * 4096ull, rec);
+	ck_assert_int_eq(dev_write(d2, v.p.hb_off + hb_slot(a) * 4096ull, rec, 512), 0);
+	usleep(300 * 1000);
+	ck_assert_int_eq(hb_ok(a), -EFENCED);
+	hb_abandon(a);
+	free(rec);
+	dev_close(da);
+	dev_close(d2);
+	vol_free(&v);
+}
+END_TEST
+
+START_TEST(lock_modes)
+{
+	struct vol v;
+	struct dev *da, *db, *dc;
+	vol_make(&v);
+	struct hb_host *a = host(&v, "a", 1, &da), *b = host(&v, "b", 2, &db), *c = host(&v, "c", 3, &dc);
+	uint64_t off = geom_ino_lock(&v.sb, 9), obj = geom_ino_blk(&v.sb, 9);
+	struct lk_lock la, lb, lc;
+	struct lunfs_lock rec;
+
+	ck_assert_int_eq(lk_acquire(a, &la, off, obj, LK_EXCLUSIVE, LK_NOWAIT, 0), 0);
+	ck_assert_int_eq(lk_acquire(a, &la, off, obj, LK_EXCLUSIVE, LK_NOWAIT, 0), -EALREADY);
+	ck_assert_int_eq(lk_acquire(b, &lb, off, obj, LK_EXCLUSIVE, LK_NOWAIT, 0), -EBUSY);
+	ck_assert_uint_eq(lb.rec.holders[0].slot, hb_slot(a)); /* who holds it */
+	ck_assert_int_eq(lk_acquire(b, &lb, off, obj, LK_SHARED_RO, LK_NOWAIT, 0), -EBUSY);
+	ck_assert_int_eq(lk_read(da, v.p.uuid, off, &rec), 0);
+	uint64_t g1 = rec.gen;
+	ck_assert_uint_eq(rec.mode, LK_EXCLUSIVE);
+	ck_assert_uint_eq(rec.object, obj);
+	ck_assert_int_eq(lk_release(a, &la), 0);
+	ck_assert_int_eq(lk_read(da, v.p.uuid, off, &rec), 0);
+	ck_assert_uint_eq(rec.mode, LK_FREE);
+	ck_assert_uint_eq(rec.gen, g1 + 1);
+
+	/* shared read-only: many at once, no writer */
+	ck_assert_int_eq(lk_acquire(a, &la, off, obj, LK_SHARED_RO, LK_NOWAIT, 0), 0);
+	ck_assert_int_eq(lk_acquire(b, &lb, off, obj, LK_SHARED_RO, LK_NOWAIT, 0), 0);
+	ck_assert_int_eq(lk_acquire(c, &lc, off, obj, LK_EXCLUSIVE, LK_NOWAIT, 0), -EBUSY);
+	ck_assert_int_eq(lk_acquire(c, &lc, off, obj, LK_MULTI_WRITER, LK_NOWAIT, 0), -EBUSY);
+	ck_assert_int_eq(lk_read(da, v.p.uuid, off, &rec), 0);
+	ck_assert_uint_eq(rec.nholders, 2);
+	ck_assert_int_eq(lk_release(a, &la), 0);
+	ck_assert_int_eq(lk_release(b, &lb), 0);
+
+	/* multi-writer: several writers, excludes exclusive and read-only */
+	ck_assert_int_eq(lk_acquire(a, &la, off, obj, LK_MULTI_WRITER, LK_NOWAIT, 0), 0);
+	ck_assert_int_eq(lk_acquire(b, &lb, off, obj, LK_MULTI_WRITER, LK_NOWAIT, 0), 0);
+	ck_assert_int_eq(lk_acquire(c, &lc, off, obj, LK_SHARED_RO, LK_NOWAIT, 0), -EBUSY);
+	ck_assert_int_eq(lk_release(b, &lb), 0);
+	ck_assert_int_eq(lk_release(a, &la), 0);
+
+	/* waiting: c gets the lock once a lets go */
+	ck_assert_int_eq(lk_acquire(a, &la, off, obj, LK_EXCLUSIVE, LK_NOWAIT, 0), 0);
+	ck_assert_int_eq(lk_acquire(c, &lc, off, obj, LK_EXCLUSIVE, LK_WAIT, 150), -EBUSY);
+	ck_assert_int_eq(lk_release(a, &la), 0);
+	ck_assert_int_eq(lk_acquire(c, &lc, off, obj, LK_EXCLUSIVE, LK_WAIT, 1000), 0);
+	ck_assert_int_eq(lk_release(c, &lc), 0);
+
+	hb_release(a);
+	hb_release(b);
+	hb_release(c);
+	dev_close(da);
+	dev_close(db);
+	dev_close(dc);
+	vol_free(&v);
+}
+END_TEST
+
+START_TEST(lock_of_gone_and_dead_hosts)
+{
+	struct vol v;
+	struct dev *da, *db, *dc;
+	vol_make(&v);
+	struct hb_host *a = host(&v, "a", 1, &da), *b = host(&v, "b", 2, &db);
+	uint64_t off = geom_ino_lock(&v.sb, 4), obj = geom_ino_blk(&v.sb, 4);
+	struct lk_lock la, lb;
+	/* a unmounts without releasing: its slot is FREE, so the hold is void */
+	ck_assert_int_eq(lk_acquire(a, &la, off, obj, LK_EXCLUSIVE, LK_NOWAIT, 0), 0);
+	ck_assert_int_eq(hb_release(a), 0);
+	ck_assert_int_eq(lk_acquire(b, &lb, off, obj, LK_EXCLUSIVE, LK_NOWAIT, 0), 0);
+	/* b crashes holding it: c sees it alive, then dead after a whole lease */
+	hb_abandon(b);
+	struct hb_host *c = host(&v, "c", 3, &dc);
+	struct lk_lock lc;
+	ck_assert_int_eq(lk_acquire(c, &lc, off, obj, LK_EXCLUSIVE, LK_NOWAIT, 0), -EBUSY);
+	uint64_t t0 = lk_now_ms();
+	ck_assert_int_eq(lk_acquire(c, &lc, off, obj, LK_EXCLUSIVE, LK_WAIT, 5000), -ESTALE);
+	ck_assert_uint_ge(lk_now_ms() - t0, v.p.lease_ms / 2);
+	hb_release(c);
+	dev_close(da);
+	dev_close(db);
+	dev_close(dc);
+	vol_free(&v);
+}
+END_TEST
+
+Suite *lock_suite(void)
+{
+	Suite *s = suite_create("lock");
+	TCase *tc = tcase_create("core");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, heartbeat_claim_renew_release);
+	tcase_add_test(tc, heartbeat_reclaim_after_crash);
+	tcase_add_test(tc, self_fence_on_stale_renewal);
+	tcase_add_test(tc, fence_on_slot_takeover);
+	tcase_add_test(tc, lock_modes);
+	tcase_add_test(tc, lock_of_gone_and_dead_hosts);
+	suite_add_tcase(s, tc);
+	return s;
+}

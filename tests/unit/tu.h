@@ -1,0 +1,24 @@
+/* Shared helpers for the unit tests. */
+#ifndef LUNFS_TU_H
+#define LUNFS_TU_H
+
+#include <check.h>
+#include <stdint.h>
+#include "dev.h"
+#include "fs/geom.h"
+
+/* Creates a sparse temp image of size bytes; returns its malloc'd path. */
+char *tu_image(uint64_t size);
+/* Opens path with the file backend, failing the test on error. */
+struct dev *tu_open(const char *path);
+/* Makes a small volume (8 hosts, 1 MiB journals, short leases) on a new
+ * image; fills *sb. Returns the path. */
+char *tu_volume(uint64_t size, struct lunfs_sb *sb);
+
+Suite *ondisk_suite(void);
+Suite *dev_suite(void);
+Suite *lock_suite(void);
+Suite *journal_suite(void);
+Suite *raw_suite(void);
+
+#endif
