@@ -22,7 +22,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOLS := $(TOOL_SRC:tests/tools/%.c=$(B)/tests/%)
 UNIT_SRC := $(wildcard tests/unit/*.c)
-BINS := $(B)/bin/mkfs.lunfs
+BINS := $(B)/bin/mkfs.lunfs $(B)/bin/fsck.lunfs
 
 .PHONY: all deps check check-unit check-asan check-integration demo install clean
 all: $(B)/lib/liblunfs.a $(BINS) $(TOOLS) $(B)/tests/unit_tests
@@ -39,6 +39,10 @@ $(B)/lib/liblunfs.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(B)/bin/mkfs.lunfs: $(B)/obj/mkfs/mkfs.o $(B)/lib/liblunfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/bin/fsck.lunfs: $(B)/obj/fsck/fsck.o $(B)/lib/liblunfs.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -65,9 +65,9 @@ static const char *sb_geometry_error(const struct lunfs_sb *s)
 		return "bad file block size";
 	if (!s->max_hosts || s->max_hosts > LUNFS_MAX_HOSTS)
 		return "bad host slot count";
-	if (!s->hb_ms || s->lease_ms < 2 * s->hb_ms || s->fence_margin_ms >= s->lease_ms)
+	if (s->hb_ms < 50 || s->lease_ms < 3 * s->hb_ms || s->fence_margin_ms >= s->lease_ms)
 		return "bad lease parameters";
-	if (s->jnl_size < 64 * LUNFS_META_BS || s->jnl_size > (1ull << 34) || s->jnl_size % LUNFS_META_BS)
+	if (s->jnl_size < (1u << 20) || s->jnl_size > (1ull << 34) || s->jnl_size % LUNFS_META_BS)
 		return "bad journal size";
 	if (!s->fc_count || !s->fc_blocks || s->fc_blocks > RC_MAX_ENTRIES || !s->mc_count ||
 	    !s->mc_blocks || s->mc_blocks > RC_MAX_ENTRIES || !s->ig_count || !s->ig_inodes ||
@@ -120,6 +120,11 @@ int lunfs_sb_decode(const void *blk, struct lunfs_sb *s, const char **why)
 	if (le32toh(d->h.magic) != MAGIC_SB) {
 		if (why)
 			*why = "no lunfs superblock (bad magic)";
+		return -EFSCORRUPTED;
+	}
+	if (le64toh(d->h.csum) != lunfs_csum(blk, LUNFS_META_BS)) {
+		if (why)
+			*why = "superblock checksum mismatch";
 		return -EFSCORRUPTED;
 	}
 	if (le16toh(d->h.version) != LUNFS_VERSION) {

@@ -152,7 +152,7 @@ struct lunfs_d_holder {
 	uint64_t mount_gen;
 } __attribute__((packed));
 struct lunfs_d_lock {
-	struct lunfs_hdr h; /* gen = lock generation; owner = object id */
+	struct lunfs_hdr h; /* gen = lock generation; owner = object address */
 	uint32_t mode;      /* LK_* */
 	uint32_t nholders;
 	uint64_t object;    /* byte address of the object the lock guards */

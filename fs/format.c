@@ -47,8 +47,11 @@ int lunfs_format(struct dev *d, const struct lunfs_sb *s)
 	int r;
 	if (!blk)
 		return -ENOMEM;
-	/* 1. Wipe the head (old superblocks, other filesystems' signatures) and
-	 * the tail, and every metadata region: all-zero reads as "free". */
+	/* 1. Wipe everything before the meta-block area (superblock, heartbeats,
+	 * journals, cluster and inode tables: all-zero reads as "free") and the
+	 * last MiB (old backup superblocks, other filesystems' tail signatures).
+	 * Meta blocks need no wipe: a block is read only after it was
+	 * allocated and written. */
 	struct {
 		uint64_t off, len;
 	} z[] = {
@@ -122,16 +125,16 @@ int lunfs_read_sb(struct dev *d, struct lunfs_sb *sb, int fallback, int *used_ba
 		goto out;
 	}
 	r = dev_read(d, LUNFS_SB_OFF, blk, LUNFS_META_BS);
-	if (r) {
-		w = "cannot read the superblock";
-		goto out;
-	}
-	r = lunfs_sb_decode(blk, sb, &w);
+	if (r)
+		w = "cannot read the primary superblock";
+	else
+		r = lunfs_sb_decode(blk, sb, &w);
 	if (r == 0 && sb->dev_size > dev_size(d)) {
 		w = "device is smaller than the volume (truncated?)";
 		r = -EFSCORRUPTED;
 	}
-	if (r == 0 || !fallback)
+	/* A newer format is not damage: never fall back to an older backup. */
+	if (r == 0 || !fallback || r == -EPROTONOSUPPORT)
 		goto out;
 	/* The backup sits in the last 4 KiB of the volume, which is the device's
 	 * end as long as the device did not grow. */

@@ -16,8 +16,8 @@ void lunfs_uuid_str(const uint8_t uuid[16], char out[37]);
  * Returns 0 or -errno. */
 int lunfs_format(struct dev *d, const struct lunfs_sb *sb);
 
-/* Reads the primary superblock, or the backup when use_backup (or when the
- * primary is damaged and fallback is set).  *used_backup says which one.
+/* Reads the primary superblock, or, when it is damaged or unreadable and
+ * fallback is set, the backup.  *used_backup says which one was used.
  * Returns 0, -EFSCORRUPTED / -EPROTONOSUPPORT with *why set, or -errno. */
 int lunfs_read_sb(struct dev *d, struct lunfs_sb *sb, int fallback, int *used_backup,
 		  const char **why);

@@ -28,6 +28,9 @@ struct jnl_txn {
 
 static int check_geom(struct dev *d, const struct jnl_geom *g)
 {
+	/* replay writes wherever the disk says: never without a check */
+	if (!g->target_ok)
+		return -EINVAL;
 	if (g->off % BS || g->size % BS || g->size < 8 * BS || g->off + g->size > dev_size(d))
 		return -EINVAL;
 	return 0;
@@ -80,6 +83,10 @@ static int write_header(struct dev *d, const struct jnl_geom *g, uint64_t seq, u
 int jnl_reset(struct dev *d, const struct jnl_geom *g, uint64_t seq)
 {
 	int r = check_geom(d, g);
+	/* wipe the log too: transactions past a damaged one may carry higher
+	 * sequence numbers and must never be replayed */
+	if (!r)
+		r = dev_zero(d, g->off + BS, g->size - BS);
 	if (!r)
 		r = write_header(d, g, seq ? seq : 1, 0, 1);
 	if (!r)
@@ -136,7 +143,7 @@ static int read_txn(struct dev *d, const struct jnl_geom *g, uint64_t base, uint
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t t = le64toh(ds->targets[i]);
-		if (t % BS || t + BS > dev_size(d) || (g->target_ok && g->target_ok(g->arg, t))) {
+		if (t % BS || t + BS > dev_size(d) || g->target_ok(g->arg, t)) {
 			*why = "committed transaction names a block outside the metadata areas";
 			r = -EFSCORRUPTED;
 			goto out;
@@ -259,12 +266,15 @@ int jnl_checkpoint(struct jnl *j)
 	if ((r = dev_flush(j->d)))
 		return r;
 	j->dirty = 0;
-	if ((r = write_header(j->d, &j->g, j->head_seq, j->head_off, ++j->hdr_gen)))
+	/* a transaction that ended exactly at the end of the log leaves the
+	 * head there; the next one starts at 0 (commit wraps after this) */
+	uint64_t tail = j->head_off >= j->log_size ? 0 : j->head_off;
+	if ((r = write_header(j->d, &j->g, j->head_seq, tail, ++j->hdr_gen)))
 		return r;
 	if ((r = dev_flush(j->d)))
 		return r;
 	j->tail_seq = j->head_seq;
-	j->tail_off = j->head_off;
+	j->tail_off = tail;
 	return 0;
 }
 

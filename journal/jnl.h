@@ -21,7 +21,8 @@
 #include "lock/lk.h"
 
 /* Returns 0 when replay may write a 4 KiB block at target (it must be a
- * metadata block of the volume), or -EFSCORRUPTED. */
+ * metadata block of the volume), or -EFSCORRUPTED.  Required: replay trusts
+ * no address it reads from the disk. */
 typedef int (*jnl_target_fn)(void *arg, uint64_t target);
 
 struct jnl_geom {
@@ -44,8 +45,8 @@ struct jnl_replay_stats {
  * damaged or a committed transaction names a home that is not metadata. */
 int jnl_replay(struct dev *d, const struct jnl_geom *g, int apply, struct jnl_replay_stats *st);
 
-/* Rewrites the journal header as empty (fsck repair of a damaged header).
- * Returns 0 or -errno. */
+/* Empties the journal: zeroes the log and writes a header starting at seq
+ * (fsck repair of a damaged journal).  Returns 0 or -errno. */
 int jnl_reset(struct dev *d, const struct jnl_geom *g, uint64_t seq);
 
 struct jnl;

@@ -266,6 +266,8 @@ int hb_claim(struct dev *d, const struct lk_params *p, const struct hb_ident *id
 		nb.jnl_size = p->jnl_size;
 		nb.replayer_slot = 0;
 		nb.replayer_gen = 0;
+		nb.pr_key = 0;
+		nb.st_reads = nb.st_writes = nb.st_locks = 0;
 		nb.wall_ns = wall_ns();
 		lunfs_hb_encode(&nb, p->uuid, slot_off(p, pick), nimg);
 		uint64_t t0 = lk_now_ms();

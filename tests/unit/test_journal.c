@@ -223,6 +223,13 @@ START_TEST(torn_commit_is_not_replayed)
 }
 END_TEST
 
+static int anything(void *arg, uint64_t t)
+{
+	(void)arg;
+	(void)t;
+	return 0;
+}
+
 START_TEST(hostile_target_rejected)
 {
 	struct lunfs_sb sb;
@@ -232,7 +239,7 @@ START_TEST(hostile_target_rejected)
 	struct dev_fault cfg = {.cut_after = 2};
 	dev_faulty_set(f, &cfg);
 	struct jnl_geom g = geom_of(&sb, 0);
-	g.target_ok = NULL; /* the writer does not check: the disk is hostile */
+	g.target_ok = anything; /* a buggy or hostile writer */
 	struct jnl *j;
 	struct jnl_txn *t;
 	uint8_t *blk = dev_alloc(4096);
@@ -278,6 +285,40 @@ START_TEST(power_cut_with_wrap)
 }
 END_TEST
 
+START_TEST(txn_ending_at_log_end)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(64 << 20, &sb);
+	struct dev *d = tu_open(p);
+	struct jnl_geom g = geom_of(&sb, 0);
+	struct jnl *j;
+	struct jnl_txn *t;
+	uint8_t *blk = dev_alloc(4096);
+	uint64_t logblocks = sb.jnl_size / 4096 - 1;
+	/* two transactions: the first fills the log exactly, the second wraps */
+	for (int round = 0; round < 2; round++) {
+		ck_assert_int_eq(jnl_open(d, &g, NULL, &j, NULL), 0);
+		ck_assert_int_eq(jnl_txn_begin(j, &t), 0);
+		uint64_t n = round ? 3 : logblocks - 2;
+		for (uint64_t i = 0; i < n; i++) {
+			memset(blk, (int)(i + round), 4096);
+			ck_assert_int_eq(jnl_txn_add(t, geom_meta_blk(&sb, 1 + i), blk), 0);
+		}
+		ck_assert_int_eq(jnl_txn_commit(t), 0);
+		ck_assert_int_eq(jnl_close(j), 0);
+		struct jnl_replay_stats st;
+		ck_assert_int_eq(jnl_replay(d, &g, 0, &st), 0);
+		ck_assert_uint_eq(st.txns, 0);
+	}
+	ck_assert_int_eq(dev_read(d, geom_meta_blk(&sb, 3), blk, 4096), 0);
+	ck_assert_uint_eq(blk[0], 3);
+	free(blk);
+	dev_close(d);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 Suite *journal_suite(void)
 {
 	Suite *s = suite_create("journal");
@@ -287,6 +328,7 @@ Suite *journal_suite(void)
 	tcase_add_test(tc, replay_after_lost_homes);
 	tcase_add_test(tc, torn_commit_is_not_replayed);
 	tcase_add_test(tc, hostile_target_rejected);
+	tcase_add_test(tc, txn_ending_at_log_end);
 	tcase_add_test(tc, power_cut_every_write);
 	tcase_add_test(tc, power_cut_with_wrap);
 	suite_add_tcase(s, tc);
