@@ -336,20 +336,23 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return FSCK_OK;
 		default:
-			usage(stderr);
+			fprintf(stderr, "fsck.lunfs: usage: fsck.lunfs [-n | -y | -p] [-f] [-v] DEVICE (-h for help)\n");
 			return FSCK_USAGE;
 		}
 	}
 	if (optind != argc - 1 || (nflag && f.repair)) {
-		usage(stderr);
+		fprintf(stderr, "fsck.lunfs: usage: %s (-h for help)\n",
+			nflag && f.repair ? "-n excludes -y and -p" : "fsck.lunfs [-n | -y | -p] [-f] [-v] DEVICE");
 		return FSCK_USAGE;
 	}
 	const char *path = argv[optind];
 	struct dev_opts o = {.readonly = !f.repair};
 	int r = dev_open(path, &o, &f.d);
 	if (r) {
-		fprintf(stderr, "fsck.lunfs: cannot open %s: %s\n", path,
-			*dev_last_error() ? dev_last_error() : lunfs_strerror(r));
+		if (*dev_last_error())
+			fprintf(stderr, "fsck.lunfs: cannot open %s\n", dev_last_error());
+		else
+			fprintf(stderr, "fsck.lunfs: cannot open %s: %s\n", path, lunfs_strerror(r));
 		return FSCK_OPERR;
 	}
 	int live = 0;

@@ -8,6 +8,10 @@
 
 #define BS LUNFS_META_BS
 
+struct jhdr {
+	uint64_t seq, off, gen, mount_gen;
+};
+
 struct jnl {
 	struct dev *d;
 	struct jnl_geom g;
@@ -37,9 +41,8 @@ static int check_geom(struct dev *d, const struct jnl_geom *g)
 }
 
 /* Reads and verifies the header.  All zero (as mkfs leaves it) means an empty
- * journal starting at sequence 1. */
-static int read_header(struct dev *d, const struct jnl_geom *g, uint64_t *seq, uint64_t *off,
-		       uint64_t *gen)
+ * journal starting at sequence 1, owned by nobody. */
+static int read_header(struct dev *d, const struct jnl_geom *g, struct jhdr *jh)
 {
 	struct lunfs_d_jhdr *hd = dev_alloc(BS);
 	if (!hd)
@@ -48,33 +51,32 @@ static int read_header(struct dev *d, const struct jnl_geom *g, uint64_t *seq, u
 	if (r)
 		goto out;
 	if (lunfs_is_zero(hd, BS)) {
-		*seq = 1;
-		*off = 0;
-		*gen = 0;
+		*jh = (struct jhdr){.seq = 1};
 		goto out;
 	}
 	r = lunfs_hdr_check(hd, BS, MAGIC_JHDR, g->uuid, g->off, NULL);
 	if (r)
 		goto out;
-	*seq = le64toh(hd->tail_seq);
-	*off = le64toh(hd->tail_off);
-	*gen = le64toh(hd->h.gen);
-	if (*off % BS || *off >= g->size - BS || *seq == 0)
+	jh->seq = le64toh(hd->tail_seq);
+	jh->off = le64toh(hd->tail_off);
+	jh->gen = le64toh(hd->h.gen);
+	jh->mount_gen = le64toh(hd->mount_gen);
+	if (jh->off % BS || jh->off >= g->size - BS || jh->seq == 0)
 		r = -EFSCORRUPTED;
 out:
 	free(hd);
 	return r;
 }
 
-static int write_header(struct dev *d, const struct jnl_geom *g, uint64_t seq, uint64_t off,
-			uint64_t gen)
+static int write_header(struct dev *d, const struct jnl_geom *g, const struct jhdr *jh)
 {
 	struct lunfs_d_jhdr *hd = dev_alloc(BS);
 	if (!hd)
 		return -ENOMEM;
-	hd->tail_seq = htole64(seq);
-	hd->tail_off = htole64(off);
-	lunfs_hdr_seal(hd, BS, MAGIC_JHDR, g->uuid, g->off, gen, g->slot);
+	hd->tail_seq = htole64(jh->seq);
+	hd->tail_off = htole64(jh->off);
+	hd->mount_gen = htole64(jh->mount_gen);
+	lunfs_hdr_seal(hd, BS, MAGIC_JHDR, g->uuid, g->off, jh->gen, g->slot);
 	int r = dev_write(d, g->off, hd, BS);
 	free(hd);
 	return r;
@@ -87,8 +89,9 @@ int jnl_reset(struct dev *d, const struct jnl_geom *g, uint64_t seq)
 	 * sequence numbers and must never be replayed */
 	if (!r)
 		r = dev_zero(d, g->off + BS, g->size - BS);
+	struct jhdr jh = {.seq = seq ? seq : 1, .gen = 1};
 	if (!r)
-		r = write_header(d, g, seq ? seq : 1, 0, 1);
+		r = write_header(d, g, &jh);
 	if (!r)
 		r = dev_flush(d);
 	return r;
@@ -100,7 +103,7 @@ int jnl_reset(struct dev *d, const struct jnl_geom *g, uint64_t seq)
  * log, or a torn write), or -EFSCORRUPTED when a complete transaction names a
  * home replay may not write. */
 static int read_txn(struct dev *d, const struct jnl_geom *g, uint64_t base, uint64_t lsize,
-		    uint64_t pos, uint64_t seq, uint8_t **buf, const char **why)
+		    uint64_t pos, uint64_t seq, uint64_t mount_gen, uint8_t **buf, const char **why)
 {
 	uint8_t *desc = dev_alloc(BS), *all = NULL;
 	int r = -ENOENT;
@@ -116,6 +119,10 @@ static int read_txn(struct dev *d, const struct jnl_geom *g, uint64_t base, uint
 	if (lunfs_hdr_check(desc, BS, MAGIC_JDESC, g->uuid, base + pos, NULL) ||
 	    le64toh(ds->seq) != seq)
 		goto out;
+	if (le64toh(ds->mount_gen) != mount_gen) {
+		*why = "transaction from another mount (a fenced host's late write)";
+		goto out;
+	}
 	uint32_t n = le32toh(ds->nblocks);
 	if (n == 0 || n > JNL_MAX_BLOCKS || pos + (uint64_t)(n + 2) * BS > lsize) {
 		*why = "descriptor with an impossible block count";
@@ -158,9 +165,13 @@ out:
 	return r;
 }
 
-int jnl_replay(struct dev *d, const struct jnl_geom *g, int apply, struct jnl_replay_stats *st)
+/* The one replay.  With apply, the header is rewritten at the end for the
+ * new owner (0 seals the journal; jnl_open passes its own mount_gen). */
+static int replay(struct dev *d, const struct jnl_geom *g, int apply, uint64_t new_owner,
+		  struct jnl_replay_stats *st, struct jhdr *out)
 {
-	uint64_t seq, pos, gen;
+	struct jhdr jh;
+	uint64_t seq, pos;
 	uint64_t base = g->off + BS, lsize = g->size - BS;
 	struct jnl_replay_stats local;
 	int r = check_geom(d, g);
@@ -170,20 +181,22 @@ int jnl_replay(struct dev *d, const struct jnl_geom *g, int apply, struct jnl_re
 	memset(st, 0, sizeof(*st));
 	if (r)
 		return r;
-	if ((r = read_header(d, g, &seq, &pos, &gen))) {
+	if ((r = read_header(d, g, &jh))) {
 		st->stop = "journal header is damaged";
 		return r;
 	}
+	seq = jh.seq;
+	pos = jh.off;
 	/* Pass 1, scan and apply in sequence order.  A transaction that did not
 	 * fit before the end of the log area starts at offset 0 instead. */
 	st->stop = "end of log";
 	for (;;) {
 		uint8_t *buf;
 		const char *why = "end of log";
-		int n = read_txn(d, g, base, lsize, pos, seq, &buf, &why);
+		int n = read_txn(d, g, base, lsize, pos, seq, jh.mount_gen, &buf, &why);
 		if (n == -ENOENT && pos != 0) {
 			const char *why0 = why;
-			n = read_txn(d, g, base, lsize, 0, seq, &buf, &why0);
+			n = read_txn(d, g, base, lsize, 0, seq, jh.mount_gen, &buf, &why0);
 			if (n >= 0 || n == -EFSCORRUPTED) {
 				pos = 0;
 				why = why0;
@@ -213,40 +226,55 @@ int jnl_replay(struct dev *d, const struct jnl_geom *g, int apply, struct jnl_re
 	}
 	st->next_seq = seq;
 	st->next_off = pos;
-	/* Pass 2: make the applied images durable, then retire them. */
-	if (!r && apply && st->txns) {
+	/* Pass 2: make the applied images durable, then retire them and seal
+	 * the journal (owner 0: no writer's transactions count any more). */
+	if (!r && apply) {
+		struct jhdr nh = {.seq = seq, .off = pos >= lsize ? 0 : pos, .gen = jh.gen + 1,
+				  .mount_gen = new_owner};
 		r = dev_flush(d);
 		if (!r)
-			r = write_header(d, g, seq, pos >= lsize ? 0 : pos, gen + 1);
+			r = write_header(d, g, &nh);
 		if (!r)
 			r = dev_flush(d);
+		if (out)
+			*out = nh;
 	}
 	return r;
+}
+
+int jnl_replay(struct dev *d, const struct jnl_geom *g, int apply, struct jnl_replay_stats *st)
+{
+	return replay(d, g, apply, 0, st, NULL);
 }
 
 int jnl_open(struct dev *d, const struct jnl_geom *g, struct hb_host *h, struct jnl **out,
 	     struct jnl_replay_stats *st)
 {
 	struct jnl_replay_stats local;
+	struct jnl_geom gg = *g;
+	struct jhdr jh;
 	if (!st)
 		st = &local;
-	int r = jnl_replay(d, g, 1, st);
+	if (!gg.mount_gen && h)
+		gg.mount_gen = hb_mount_gen(h);
+	if (!gg.mount_gen)
+		return -EINVAL; /* 0 is "nobody": a sealed journal's owner */
+	/* replay, then take the journal over: from here on only our
+	 * transactions count (one header write does both) */
+	int r = replay(d, &gg, 1, gg.mount_gen, st, &jh);
 	if (r)
 		return r;
 	struct jnl *j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
 	j->d = d;
-	j->g = *g;
+	j->g = gg;
 	j->h = h;
-	j->log_base = g->off + BS;
-	j->log_size = g->size - BS;
-	if ((r = read_header(d, g, &j->tail_seq, &j->tail_off, &j->hdr_gen))) {
-		free(j);
-		return r;
-	}
-	j->head_seq = st->next_seq;
-	j->head_off = st->next_off >= j->log_size ? 0 : st->next_off;
+	j->log_base = gg.off + BS;
+	j->log_size = gg.size - BS;
+	j->tail_seq = j->head_seq = jh.seq;
+	j->tail_off = j->head_off = jh.off;
+	j->hdr_gen = jh.gen;
 	*out = j;
 	return 0;
 }
@@ -269,7 +297,9 @@ int jnl_checkpoint(struct jnl *j)
 	/* a transaction that ended exactly at the end of the log leaves the
 	 * head there; the next one starts at 0 (commit wraps after this) */
 	uint64_t tail = j->head_off >= j->log_size ? 0 : j->head_off;
-	if ((r = write_header(j->d, &j->g, j->head_seq, tail, ++j->hdr_gen)))
+	struct jhdr jh = {.seq = j->head_seq, .off = tail, .gen = ++j->hdr_gen,
+			  .mount_gen = j->g.mount_gen};
+	if ((r = write_header(j->d, &j->g, &jh)))
 		return r;
 	if ((r = dev_flush(j->d)))
 		return r;
@@ -283,6 +313,11 @@ int jnl_close(struct jnl *j)
 	int r = jnl_checkpoint(j);
 	free(j);
 	return r;
+}
+
+void jnl_abandon(struct jnl *j)
+{
+	free(j);
 }
 
 int jnl_txn_begin(struct jnl *j, struct jnl_txn **out)
@@ -368,6 +403,7 @@ int jnl_txn_commit(struct jnl_txn *t)
 	struct lunfs_d_jdesc *ds = (void *)desc;
 	ds->seq = htole64(j->head_seq);
 	ds->nblocks = htole32(t->n);
+	ds->mount_gen = htole64(j->g.mount_gen);
 	for (unsigned i = 0; i < t->n; i++)
 		ds->targets[i] = htole64(t->targets[i]);
 	lunfs_hdr_seal(ds, BS, MAGIC_JDESC, j->g.uuid, j->log_base + pos, j->head_seq, j->g.slot);

@@ -29,6 +29,8 @@ struct jnl_geom {
 	uint8_t uuid[16];
 	uint32_t slot;
 	uint64_t off, size;   /* the journal's region: header block + log area */
+	uint64_t mount_gen;   /* jnl_open: the writer's mount generation (>= 1;
+				 0 = take it from the hb_host) */
 	jnl_target_fn target_ok;
 	void *arg;
 };
@@ -41,8 +43,12 @@ struct jnl_replay_stats {
 };
 
 /* Replays the journal described by g.  With apply == 0 it only scans and
- * counts (fsck -n).  Returns 0 or -errno; -EFSCORRUPTED when the header is
- * damaged or a committed transaction names a home that is not metadata. */
+ * counts (fsck -n).  Only transactions written by the mount that owns the
+ * header (its mount_gen) count.  With apply, the header is then rewritten
+ * empty and owned by nobody (mount_gen 0), which seals the journal: a late
+ * write from a host fenced while its transaction was in flight can never be
+ * replayed.  Returns 0 or -errno; -EFSCORRUPTED when the header is damaged or
+ * a committed transaction names a home that is not metadata. */
 int jnl_replay(struct dev *d, const struct jnl_geom *g, int apply, struct jnl_replay_stats *st);
 
 /* Empties the journal: zeroes the log and writes a header starting at seq
@@ -53,12 +59,16 @@ struct jnl;
 struct jnl_txn;
 
 /* Opens the journal of this host's slot for writing: replays it first (the
- * last mount may have crashed).  h may be NULL (mkfs, fsck); otherwise every
+ * last mount may have crashed), then takes the header over for
+ * g->mount_gen.  h may be NULL (mkfs, fsck); otherwise every
  * write first checks hb_ok(h).  st (may be NULL) receives what replay did. */
 int jnl_open(struct dev *d, const struct jnl_geom *g, struct hb_host *h, struct jnl **out,
 	     struct jnl_replay_stats *st);
 /* Checkpoints and frees j.  Returns the checkpoint's result. */
 int jnl_close(struct jnl *j);
+/* Frees j without a checkpoint, as a crash would leave it (tests, and a
+ * fenced host that must not write). */
+void jnl_abandon(struct jnl *j);
 
 int jnl_txn_begin(struct jnl *j, struct jnl_txn **out);
 /* Adds (or replaces) the image of the 4 KiB block at target.  The image is

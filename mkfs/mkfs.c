@@ -147,12 +147,12 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
+			fprintf(stderr, "mkfs.lunfs: usage: mkfs.lunfs [options] DEVICE (-h for help)\n");
 			return 2;
 		}
 	}
 	if (optind != argc - 1) {
-		usage(stderr);
+		fprintf(stderr, "mkfs.lunfs: usage: mkfs.lunfs [options] DEVICE (-h for help)\n");
 		return 2;
 	}
 	const char *path = argv[optind];
@@ -160,8 +160,10 @@ int main(int argc, char **argv)
 	struct dev *d;
 	int r = dev_open(path, &dopts, &d);
 	if (r) {
-		fprintf(stderr, "mkfs.lunfs: cannot open %s: %s\n", path,
-			*dev_last_error() ? dev_last_error() : lunfs_strerror(r));
+		if (*dev_last_error())
+			fprintf(stderr, "mkfs.lunfs: cannot open %s\n", dev_last_error());
+		else
+			fprintf(stderr, "mkfs.lunfs: cannot open %s: %s\n", path, lunfs_strerror(r));
 		return 1;
 	}
 	struct lunfs_sb sb;

@@ -16,7 +16,7 @@ static int target_ok(void *arg, uint64_t t)
 static struct jnl_geom geom_of(struct lunfs_sb *sb, uint32_t slot)
 {
 	struct jnl_geom g = {.slot = slot, .off = geom_jnl(sb, slot), .size = sb->jnl_size,
-			     .target_ok = target_ok, .arg = sb};
+			     .mount_gen = 1, .target_ok = target_ok, .arg = sb};
 	memcpy(g.uuid, sb->uuid, 16);
 	return g;
 }
@@ -173,9 +173,10 @@ START_TEST(replay_after_lost_homes)
 	char *p = tu_volume(64 << 20, &sb);
 	struct dev *f;
 	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &f), 0);
-	/* write 1 is the log write; its flush makes it durable; the cut after
-	 * write 2 (the first home) loses the homes */
-	struct dev_fault cfg = {.cut_after = 2};
+	/* write 1 is the journal header (open), write 2 the log write, whose
+	 * flush makes it durable; the cut after write 3 (the first home) loses
+	 * the homes */
+	struct dev_fault cfg = {.cut_after = 3};
 	dev_faulty_set(f, &cfg);
 	struct work w = {.ntx = 1};
 	run(f, &sb, &w);
@@ -205,7 +206,7 @@ START_TEST(torn_commit_is_not_replayed)
 	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &f), 0);
 	/* the log write lands torn (descriptor and part of the images, no
 	 * commit record) and is flushed; the power goes after the first home */
-	struct dev_fault cfg = {.tear_write = 1, .cut_after = 2};
+	struct dev_fault cfg = {.tear_write = 2, .cut_after = 3};
 	dev_faulty_set(f, &cfg);
 	struct work w = {.ntx = 1};
 	run(f, &sb, &w);
@@ -236,7 +237,7 @@ START_TEST(hostile_target_rejected)
 	char *p = tu_volume(64 << 20, &sb);
 	struct dev *f;
 	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &f), 0);
-	struct dev_fault cfg = {.cut_after = 2};
+	struct dev_fault cfg = {.cut_after = 3};
 	dev_faulty_set(f, &cfg);
 	struct jnl_geom g = geom_of(&sb, 0);
 	g.target_ok = anything; /* a buggy or hostile writer */
@@ -319,6 +320,56 @@ START_TEST(txn_ending_at_log_end)
 }
 END_TEST
 
+/* A host fenced while its commit was in flight: the survivor's replay seals
+ * the journal, so the late transaction, though it lands at the very tail the
+ * replay left, is never applied by a later replay. */
+START_TEST(late_write_of_fenced_host_ignored)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(64 << 20, &sb);
+	struct dev *da = tu_open(p), *db = tu_open(p);
+	struct jnl_geom ga = geom_of(&sb, 0);
+	ga.mount_gen = 5;
+	struct jnl *ja;
+	struct jnl_txn *t;
+	uint8_t *blk = dev_alloc(4096), *chk = dev_alloc(4096);
+	uint64_t x = geom_ino_blk(&sb, 7);
+	ck_assert_int_eq(jnl_open(da, &ga, NULL, &ja, NULL), 0);
+	memset(blk, 'A', 4096);
+	ck_assert_int_eq(jnl_txn_begin(ja, &t), 0);
+	ck_assert_int_eq(jnl_txn_add(t, x, blk), 0);
+	ck_assert_int_eq(jnl_txn_commit(t), 0);
+	/* B recovers A: replays txn 1 and seals the journal */
+	struct jnl_geom gb = geom_of(&sb, 0);
+	struct jnl_replay_stats st;
+	ck_assert_int_eq(jnl_replay(db, &gb, 1, &st), 0);
+	ck_assert_uint_eq(st.txns, 1);
+	/* B now owns the object and writes its own version */
+	memset(blk, 'B', 4096);
+	ck_assert_int_eq(dev_write(db, x, blk, 4096), 0);
+	/* A thaws and its in-flight commit lands (txn 2 at the sealed tail) */
+	memset(blk, 'a', 4096);
+	ck_assert_int_eq(jnl_txn_begin(ja, &t), 0);
+	ck_assert_int_eq(jnl_txn_add(t, x, blk), 0);
+	jnl_txn_commit(t);
+	jnl_abandon(ja); /* A is gone: no checkpoint */
+	memset(blk, 'B', 4096); /* its home write bounced (PR fencing) */
+	ck_assert_int_eq(dev_write(db, x, blk, 4096), 0);
+	/* the next replay (a new mount of the slot, or fsck) applies nothing */
+	ck_assert_int_eq(jnl_replay(db, &gb, 1, &st), 0);
+	ck_assert_uint_eq(st.txns, 0);
+	ck_assert_ptr_nonnull(strstr(st.stop, "another mount"));
+	ck_assert_int_eq(dev_read(db, x, chk, 4096), 0);
+	ck_assert_uint_eq(chk[0], 'B');
+	free(blk);
+	free(chk);
+	dev_close(da);
+	dev_close(db);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 Suite *journal_suite(void)
 {
 	Suite *s = suite_create("journal");
@@ -329,6 +380,7 @@ Suite *journal_suite(void)
 	tcase_add_test(tc, torn_commit_is_not_replayed);
 	tcase_add_test(tc, hostile_target_rejected);
 	tcase_add_test(tc, txn_ending_at_log_end);
+	tcase_add_test(tc, late_write_of_fenced_host_ignored);
 	tcase_add_test(tc, power_cut_every_write);
 	tcase_add_test(tc, power_cut_with_wrap);
 	suite_add_tcase(s, tc);
