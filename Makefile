@@ -17,6 +17,12 @@ CFLAGS += $(WARN) -std=gnu11 -D_GNU_SOURCE -I. -Idev -pthread \
 LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 
+ifeq ($(filter deps clean check demo,$(MAKECMDGOALS)),)
+ifneq ($(shell pkg-config --exists $(PKGS) check && echo ok),ok)
+$(error pkg-config cannot find $(PKGS) check: run 'make deps' (as root) first)
+endif
+endif
+
 LIB_SRC := $(wildcard dev/*.c lock/*.c journal/*.c fs/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 TOOL_SRC := $(wildcard tests/tools/*.c)

@@ -239,6 +239,8 @@ int dev_sync_reap(struct dev *d, unsigned min, struct dev_io **out, unsigned max
 {
 	(void)min;
 	unsigned n = d->ndone < max ? d->ndone : max;
+	if (!n)
+		return 0;
 	memcpy(out, d->done, n * sizeof(*out));
 	memmove(d->done, d->done + n, (d->ndone - n) * sizeof(*out));
 	d->ndone -= n;

@@ -45,7 +45,7 @@ enum dev_caw_mode {
 /* Open options.  Zero means the default for every field. */
 struct dev_opts {
 	int readonly;          /* open read-only; writes fail with -EROFS */
-	const char *initiator; /* iSCSI initiator IQN; default iqn.2026-11.org.lunfs:<pid> */
+	const char *initiator; /* iSCSI initiator IQN; default iqn.2026-11.org.lunfs:init-<pid> */
 	int caw_mode;          /* enum dev_caw_mode; default DEV_CAW_AUTO */
 	int buffered;          /* file: no O_DIRECT (for filesystems without it) */
 };
@@ -74,7 +74,8 @@ struct dev_io {
 int dev_open(const char *url, const struct dev_opts *opts, struct dev **out);
 void dev_close(struct dev *d);
 
-/* Last error text from dev_open() in this thread ("" if none). */
+/* Last error text from dev_open() (or a failed iSCSI I/O) in this thread
+ * ("" if none). */
 const char *dev_last_error(void);
 
 uint64_t dev_size(const struct dev *d); /* bytes */

@@ -65,7 +65,7 @@ static const char *sb_geometry_error(const struct lunfs_sb *s)
 		return "bad file block size";
 	if (!s->max_hosts || s->max_hosts > LUNFS_MAX_HOSTS)
 		return "bad host slot count";
-	if (s->hb_ms < 50 || s->lease_ms < 3 * s->hb_ms || s->fence_margin_ms >= s->lease_ms)
+	if (s->hb_ms < 50 || s->lease_ms < 3ull * s->hb_ms || s->fence_margin_ms >= s->lease_ms)
 		return "bad lease parameters";
 	if (s->jnl_size < (1u << 20) || s->jnl_size > (1ull << 34) || s->jnl_size % LUNFS_META_BS)
 		return "bad journal size";
@@ -324,6 +324,7 @@ int lunfs_lock_decode(const void *rec, const uint8_t uuid[16], uint64_t self,
 	}
 	for (uint32_t i = 0; i < lk->nholders; i++) {
 		lk->holders[i].slot = le16toh(d->holders[i].slot);
+		lk->holders[i].flags = le16toh(d->holders[i].flags);
 		lk->holders[i].mount_gen = le64toh(d->holders[i].mount_gen);
 	}
 	return 0;
@@ -340,6 +341,7 @@ void lunfs_lock_encode(const struct lunfs_lock *lk, const uint8_t uuid[16], uint
 	d->wall_ns = htole64(lk->wall_ns);
 	for (uint32_t i = 0; i < lk->nholders && i < LUNFS_MAX_HOLDERS; i++) {
 		d->holders[i].slot = htole16(lk->holders[i].slot);
+		d->holders[i].flags = htole16(lk->holders[i].flags);
 		d->holders[i].mount_gen = htole64(lk->holders[i].mount_gen);
 	}
 	lunfs_hdr_seal(d, LUNFS_REC_SIZE, MAGIC_LOCK, uuid, self, lk->gen, lk->owner);
@@ -520,4 +522,137 @@ void lunfs_inode_encode(const struct lunfs_inode *in, const uint8_t uuid[16], ui
 	memcpy(d->inline_data, in->inline_data, INO_INLINE_LEN);
 	memcpy(d->xattrs, in->xattrs, INO_XATTR_LEN);
 	lunfs_hdr_seal(d, LUNFS_META_BS, MAGIC_INODE, uuid, self, in->gen, in->ino);
+}
+
+uint64_t lunfs_hdr_gen(const void *rec)
+{
+	return le64toh(((const struct lunfs_hdr *)rec)->gen);
+}
+
+/* ---- pointer block ---- */
+
+int lunfs_ptr_decode(const void *blk, const uint8_t uuid[16], uint64_t self, uint64_t owner,
+		     uint32_t level, uint64_t nblocks, struct lunfs_ptrblk *p, const char **why)
+{
+	const struct lunfs_d_ptr *d = blk;
+	const char *w = NULL;
+	int r = lunfs_hdr_check(blk, LUNFS_META_BS, MAGIC_PTR, uuid, self, why);
+	if (r)
+		return r;
+	p->gen = le64toh(d->h.gen);
+	p->owner = le64toh(d->h.owner);
+	p->level = le32toh(d->level);
+	p->start = le64toh(d->start);
+	if (p->owner != owner)
+		w = "pointer block belongs to another inode";
+	else if (p->level != level)
+		w = "pointer block has the wrong level";
+	for (uint32_t i = 0; i < PTRS_PER_BLOCK && !w; i++) {
+		uint64_t v = le64toh(d->ptrs[i]);
+		p->ptrs[i] = v;
+		if ((v & ~(PTR_BLOCK_MASK | PTR_FLAGS_MASK)) || (v && (v & PTR_BLOCK_MASK) >= nblocks) ||
+		    (v && !(v & PTR_BLOCK_MASK)))
+			w = "pointer block holds an impossible pointer";
+	}
+	if (w) {
+		if (why)
+			*why = w;
+		return -EFSCORRUPTED;
+	}
+	return 0;
+}
+
+void lunfs_ptr_encode(const struct lunfs_ptrblk *p, const uint8_t uuid[16], uint64_t self,
+		      void *blk)
+{
+	struct lunfs_d_ptr *d = blk;
+	memset(d, 0, sizeof(*d));
+	d->level = htole32(p->level);
+	d->start = htole64(p->start);
+	for (uint32_t i = 0; i < PTRS_PER_BLOCK; i++)
+		d->ptrs[i] = htole64(p->ptrs[i]);
+	lunfs_hdr_seal(d, LUNFS_META_BS, MAGIC_PTR, uuid, self, p->gen, p->owner);
+}
+
+/* ---- directory block ---- */
+
+void lunfs_dirent_get(const void *blk, uint32_t off, struct lunfs_dirent_info *e)
+{
+	const uint8_t *b = (const uint8_t *)blk + off;
+	const struct lunfs_d_dirent *de = (const void *)b;
+	e->off = off;
+	e->ino = le64toh(de->ino);
+	e->rec_len = le16toh(de->rec_len);
+	e->name_len = de->name_len;
+	e->type = de->type;
+	e->name = (const char *)b + DIRENT_HDR;
+}
+
+void lunfs_dirent_put(void *blk, uint32_t off, uint64_t ino, uint32_t rec_len, uint32_t type,
+		      const char *name, uint32_t name_len)
+{
+	uint8_t *b = (uint8_t *)blk + off;
+	struct lunfs_d_dirent *de = (void *)b;
+	de->ino = htole64(ino);
+	de->rec_len = htole16(rec_len);
+	de->name_len = name_len;
+	de->type = type;
+	if (name && name_len)
+		memmove(b + DIRENT_HDR, name, name_len);
+	/* the unused tail of the entry is zero, so images are deterministic */
+	memset(b + DIRENT_HDR + name_len, 0, rec_len - DIRENT_HDR - name_len);
+}
+
+void lunfs_dir_init(void *blk)
+{
+	memset(blk, 0, LUNFS_META_BS);
+	lunfs_dirent_put(blk, DIR_FIRST, 0, LUNFS_META_BS - DIR_FIRST, 0, NULL, 0);
+}
+
+int lunfs_dir_check(const void *blk, const uint8_t uuid[16], uint64_t self, uint64_t owner,
+		    uint64_t index, const char **why)
+{
+	const struct lunfs_d_dir *d = blk;
+	const char *w = NULL;
+	int r = lunfs_hdr_check(blk, LUNFS_META_BS, MAGIC_DIR, uuid, self, why);
+	if (r)
+		return r;
+	if (le64toh(d->h.owner) != owner)
+		w = "directory block belongs to another inode";
+	else if (le64toh(d->index) != index)
+		w = "directory block has the wrong index";
+	for (uint32_t off = DIR_FIRST; off < LUNFS_META_BS && !w;) {
+		struct lunfs_dirent_info e;
+		if (off + DIRENT_HDR > LUNFS_META_BS) {
+			w = "directory entry crosses the block end";
+			break;
+		}
+		lunfs_dirent_get(blk, off, &e);
+		if (e.rec_len < DIRENT_HDR || e.rec_len % 8 || off + e.rec_len > LUNFS_META_BS ||
+		    (e.ino && dirent_size(e.name_len) > e.rec_len) || (e.ino && e.name_len == 0)) {
+			w = "directory entry has a bad length";
+			break;
+		}
+		for (uint32_t i = 0; e.ino && i < e.name_len && !w; i++)
+			if (e.name[i] == '/' || e.name[i] == 0)
+				w = "directory entry name contains '/' or NUL";
+		if (e.ino && e.type > 15)
+			w = "directory entry has a bad type";
+		off += e.rec_len;
+	}
+	if (w) {
+		if (why)
+			*why = w;
+		return -EFSCORRUPTED;
+	}
+	return 0;
+}
+
+void lunfs_dir_seal(void *blk, const uint8_t uuid[16], uint64_t self, uint64_t gen,
+		    uint64_t owner, uint64_t index)
+{
+	struct lunfs_d_dir *d = blk;
+	d->index = htole64(index);
+	memset(d->reserved, 0, sizeof(d->reserved));
+	lunfs_hdr_seal(d, LUNFS_META_BS, MAGIC_DIR, uuid, self, gen, owner);
 }

@@ -146,6 +146,10 @@ struct lunfs_hb {
 
 /* ---- lock record (512 bytes at the start of a 4 KiB lock block) ---- */
 enum { LK_FREE = 0, LK_EXCLUSIVE = 1, LK_SHARED_RO = 2, LK_MULTI_WRITER = 3 };
+/* Holder flags: LK_HOLD_OPEN marks a hold pinned by an open file, which will
+ * not be let go soon; a hold without it is only lingering (metadata cache)
+ * and is released within the holder's linger time. */
+enum { LK_HOLD_OPEN = 1 };
 struct lunfs_d_holder {
 	uint16_t slot;
 	uint16_t flags;
@@ -169,6 +173,7 @@ struct lunfs_lock {
 	uint32_t mode, nholders;
 	struct {
 		uint16_t slot;
+		uint16_t flags; /* LK_HOLD_* */
 		uint64_t mount_gen;
 	} holders[LUNFS_MAX_HOLDERS];
 };
@@ -386,5 +391,43 @@ int lunfs_inode_decode(const void *blk, const uint8_t uuid[16], uint64_t self, u
 		       struct lunfs_inode *in, const char **why);
 void lunfs_inode_encode(const struct lunfs_inode *in, const uint8_t uuid[16], uint64_t self,
 			void *blk);
+
+/* Pointer block. */
+struct lunfs_ptrblk {
+	uint64_t gen, owner, start;
+	uint32_t level;
+	uint64_t ptrs[PTRS_PER_BLOCK];
+};
+/* Checks owner, level, and that every pointer has only known flags and a
+ * block number below nblocks.  Returns 0 or -EFSCORRUPTED. */
+int lunfs_ptr_decode(const void *blk, const uint8_t uuid[16], uint64_t self, uint64_t owner,
+		     uint32_t level, uint64_t nblocks, struct lunfs_ptrblk *p, const char **why);
+void lunfs_ptr_encode(const struct lunfs_ptrblk *p, const uint8_t uuid[16], uint64_t self,
+		      void *blk);
+
+/* Directory block: entries are read and written in place through these. */
+struct lunfs_dirent_info {
+	uint64_t ino;
+	uint32_t off, rec_len, name_len, type;
+	const char *name; /* points into the block; not NUL-terminated */
+};
+/* Verifies header, owner, index and the entry chain (every rec_len a
+ * multiple of 8 that fits, names without '/' or NUL).  Returns 0 or
+ * -EFSCORRUPTED. */
+int lunfs_dir_check(const void *blk, const uint8_t uuid[16], uint64_t self, uint64_t owner,
+		    uint64_t index, const char **why);
+/* An empty block: one free entry spanning the whole entry area. */
+void lunfs_dir_init(void *blk);
+/* Entry at byte offset off of a checked block. */
+void lunfs_dirent_get(const void *blk, uint32_t off, struct lunfs_dirent_info *e);
+void lunfs_dirent_put(void *blk, uint32_t off, uint64_t ino, uint32_t rec_len, uint32_t type,
+		      const char *name, uint32_t name_len);
+void lunfs_dir_seal(void *blk, const uint8_t uuid[16], uint64_t self, uint64_t gen,
+		    uint64_t owner, uint64_t index);
+uint64_t lunfs_hdr_gen(const void *rec);
+static inline uint32_t dirent_size(uint32_t name_len)
+{
+	return (DIRENT_HDR + name_len + 7) & ~7u;
+}
 
 #endif

@@ -146,6 +146,10 @@ int lunfs_read_sb(struct dev *d, struct lunfs_sb *sb, int fallback, int *used_ba
 		r2 = -EFSCORRUPTED;
 		w2 = "backup superblock is misplaced";
 	}
+	if (r2 == 0 && sb->dev_size > dev_size(d)) {
+		r2 = -EFSCORRUPTED;
+		w2 = "device is smaller than the volume (truncated?)";
+	}
 	if (r2 == 0) {
 		r = 0;
 		if (used_backup)

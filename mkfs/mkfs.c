@@ -185,7 +185,13 @@ int main(int argc, char **argv)
 		struct lunfs_sb old;
 		int used_backup;
 		const char *other;
-		if (lunfs_read_sb(d, &old, 1, &used_backup, NULL) == 0) {
+		int or = lunfs_read_sb(d, &old, 1, &used_backup, NULL);
+		if (or == -EPROTONOSUPPORT) {
+			fprintf(stderr, "mkfs.lunfs: %s holds a lunfs volume of a newer format; use -f to overwrite it\n", path);
+			dev_close(d);
+			return 1;
+		}
+		if (or == 0) {
 			char u[37];
 			lunfs_uuid_str(old.uuid, u);
 			fprintf(stderr,
