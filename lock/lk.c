@@ -55,6 +55,12 @@ static int is_me(struct hb_host *h, const struct lunfs_lock *rec, uint32_t i)
 int lk_acquire(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_t object, int mode,
 	       int wait, uint32_t timeout_ms)
 {
+	return lk_acquire_flags(h, l, off, object, mode, 0, wait, timeout_ms);
+}
+
+int lk_acquire_flags(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_t object,
+		     int mode, unsigned hflags, int wait, uint32_t timeout_ms)
+{
 	struct dev *d = hb_dev(h);
 	const uint8_t *uuid = hb_params(h)->uuid;
 	uint32_t lbs = dev_lbs(d);
@@ -77,10 +83,10 @@ int lk_acquire(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_t obje
 		if (r)
 			break;
 		memset(&nrec, 0, sizeof(nrec));
-		int alive = 0, dead = 0, mine = 0;
+		int alive = 0, dead = 0, mine = 0, pinned = 0;
 		for (uint32_t i = 0; i < rec.nholders; i++) {
 			if (is_me(h, &rec, i)) {
-				mine = 1;
+				mine = rec.holders[i].flags == hflags ? 1 : 2;
 				continue;
 			}
 			int st = hb_peer(h, rec.holders[i].slot, rec.holders[i].mount_gen);
@@ -92,11 +98,12 @@ int lk_acquire(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_t obje
 				continue; /* its host was recovered: the hold is void */
 			alive += st == PEER_ALIVE;
 			dead += st == PEER_DEAD;
+			pinned += st == PEER_ALIVE && (rec.holders[i].flags & LK_HOLD_OPEN);
 			nrec.holders[nrec.nholders++] = rec.holders[i];
 		}
 		if (r)
 			break;
-		if (mine && rec.mode == (uint32_t)mode) {
+		if (mine == 1 && rec.mode == (uint32_t)mode) {
 			r = -EALREADY;
 			break;
 		}
@@ -106,7 +113,8 @@ int lk_acquire(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_t obje
 		if (!compatible) {
 			l->rec = rec;
 			r = dead && !alive ? -ESTALE : -EBUSY;
-			if (wait && lk_now_ms() - t0 < timeout_ms) {
+			/* a hold pinned by an open will not go away soon: no wait */
+			if (wait && !pinned && lk_now_ms() - t0 < timeout_ms) {
 				backoff(attempt);
 				r = dev_read(d, off, cur, lbs);
 				continue;
@@ -116,6 +124,7 @@ int lk_acquire(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_t obje
 		if ((r = hb_ok(h)))
 			break;
 		nrec.holders[nrec.nholders].slot = hb_slot(h);
+		nrec.holders[nrec.nholders].flags = hflags;
 		nrec.holders[nrec.nholders].mount_gen = hb_mount_gen(h);
 		nrec.nholders++;
 		nrec.mode = mode;

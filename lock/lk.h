@@ -95,6 +95,13 @@ enum { LK_NOWAIT = 0, LK_WAIT = 1 };
 int lk_acquire(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_t object, int mode,
 	       int wait, uint32_t timeout_ms);
 
+/* lk_acquire with holder flags (LK_HOLD_OPEN).  Asking again for a mode we
+ * hold with other flags, or for another mode when we are the only holder,
+ * rewrites our entry (upgrade, downgrade, pin, unpin).  A conflicting live
+ * holder that has LK_HOLD_OPEN gives -EBUSY at once even with LK_WAIT. */
+int lk_acquire_flags(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_t object,
+		     int mode, unsigned hflags, int wait, uint32_t timeout_ms);
+
 /* Drops our hold (the record becomes FREE when we were the last holder).
  * Returns 0 or -errno. */
 int lk_release(struct hb_host *h, struct lk_lock *l);
