@@ -482,6 +482,8 @@ int lunfs_inode_decode(const void *blk, const uint8_t uuid[16], uint64_t self, u
 		w = "inode has unknown flags";
 	else if (in->indirect[INO_NINDIRECT - 1])
 		w = "inode uses the reserved fourth indirect pointer";
+	else if (lunfs_xattr_check(in->xattrs, in->xattr_len))
+		w = "inode xattr area is malformed";
 	if (w) {
 		if (why)
 			*why = w;
@@ -655,4 +657,62 @@ void lunfs_dir_seal(void *blk, const uint8_t uuid[16], uint64_t self, uint64_t g
 	d->index = htole64(index);
 	memset(d->reserved, 0, sizeof(d->reserved));
 	lunfs_hdr_seal(d, LUNFS_META_BS, MAGIC_DIR, uuid, self, gen, owner);
+}
+
+/* ---- xattr area ---- */
+
+int lunfs_xattr_next(const uint8_t *a, uint32_t len, uint32_t *pos, struct lunfs_xattr_info *x)
+{
+	uint32_t p = *pos;
+	if (p + XATTR_HDR > len)
+		return 0;
+	x->off = p;
+	x->name_len = a[p];
+	x->value_len = a[p + 2] | (uint32_t)a[p + 3] << 8;
+	x->name = (const char *)a + p + XATTR_HDR;
+	x->value = a + p + XATTR_HDR + x->name_len;
+	if (x->name_len == 0 || p + XATTR_HDR + x->name_len + x->value_len > len)
+		return 0;
+	*pos = p + XATTR_HDR + x->name_len + x->value_len;
+	return 1;
+}
+
+int lunfs_xattr_check(const uint8_t *a, uint32_t len)
+{
+	uint32_t pos = 0;
+	struct lunfs_xattr_info x;
+	if (len > INO_XATTR_LEN)
+		return -EFSCORRUPTED;
+	while (lunfs_xattr_next(a, len, &pos, &x))
+		;
+	return pos == len ? 0 : -EFSCORRUPTED;
+}
+
+void lunfs_xattr_del(uint8_t *a, uint32_t *len, uint32_t off)
+{
+	uint32_t pos = off;
+	struct lunfs_xattr_info x;
+	if (!lunfs_xattr_next(a, *len, &pos, &x))
+		return;
+	memmove(a + off, a + pos, *len - pos);
+	*len -= pos - off;
+	memset(a + *len, 0, pos - off);
+}
+
+int lunfs_xattr_add(uint8_t *a, uint32_t *len, const char *name, uint32_t name_len,
+		    const void *val, uint32_t val_len)
+{
+	if (name_len == 0 || name_len > 255 || val_len > 0xffff)
+		return -EINVAL;
+	if (*len + XATTR_HDR + name_len + val_len > INO_XATTR_LEN)
+		return -ENOSPC;
+	uint8_t *p = a + *len;
+	p[0] = name_len;
+	p[1] = 0;
+	p[2] = val_len & 0xff;
+	p[3] = val_len >> 8;
+	memcpy(p + XATTR_HDR, name, name_len);
+	memcpy(p + XATTR_HDR + name_len, val, val_len);
+	*len += XATTR_HDR + name_len + val_len;
+	return 0;
 }

@@ -26,6 +26,7 @@
 #define LUNFS_NAME_MAX 255u
 #define LUNFS_LABEL_LEN 64u
 #define LUNFS_HOSTNAME_LEN 64u
+#define LUNFS_ORPHAN_INO 2u /* directory of inodes whose space is being freed */
 
 /* Magics (the 4 bytes at offset 8, read as a little-endian u32). */
 #define LUNFS_MAGIC(a, b, c, d) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
@@ -429,5 +430,23 @@ static inline uint32_t dirent_size(uint32_t name_len)
 {
 	return (DIRENT_HDR + name_len + 7) & ~7u;
 }
+
+/* Inode xattr area: packed entries {u8 name_len, u8 0, le16 value_len, name,
+ * value}, xattr_len bytes in all. */
+#define XATTR_HDR 4u
+struct lunfs_xattr_info {
+	uint32_t off, name_len, value_len;
+	const char *name;
+	const uint8_t *value;
+};
+/* Entry at *pos (advancing it); returns 1, or 0 at the end. */
+int lunfs_xattr_next(const uint8_t *area, uint32_t len, uint32_t *pos, struct lunfs_xattr_info *x);
+/* Verifies the chain: entries fit exactly in len, names non-empty. */
+int lunfs_xattr_check(const uint8_t *area, uint32_t len);
+/* Removes the entry at off. */
+void lunfs_xattr_del(uint8_t *area, uint32_t *len, uint32_t off);
+/* Appends an entry; -ENOSPC if it does not fit. */
+int lunfs_xattr_add(uint8_t *area, uint32_t *len, const char *name, uint32_t name_len,
+		    const void *val, uint32_t val_len);
 
 #endif

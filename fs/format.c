@@ -63,7 +63,7 @@ int lunfs_format(struct dev *d, const struct lunfs_sb *s)
 			goto out;
 	/* 2. The reserved entries: file block 0 and meta block 0 (pointer value
 	 * 0 means a hole), inode 0, and the root directory. */
-	const uint32_t zero[] = {0}, inos[] = {0, (uint32_t)s->root_ino};
+	const uint32_t zero[] = {0}, inos[] = {0, (uint32_t)s->root_ino, LUNFS_ORPHAN_INO};
 	if ((r = write_rc(d, s, geom_fc_hdr(s, 0), 0, RC_FILE, geom_fc_entries(s, 0), 0, zero, 1, blk)))
 		goto out;
 	if ((r = write_rc(d, s, geom_mc_hdr(s, 0), 0, RC_META, s->mc_blocks, 0, zero, 1, blk)))
@@ -73,7 +73,7 @@ int lunfs_format(struct dev *d, const struct lunfs_sb *s)
 		r = -EINVAL;
 		goto out;
 	}
-	if ((r = write_rc(d, s, geom_ig_hdr(s, 0), 0, RC_INODE, s->ig_inodes, 0, inos, 2, blk)))
+	if ((r = write_rc(d, s, geom_ig_hdr(s, 0), 0, RC_INODE, s->ig_inodes, 0, inos, 3, blk)))
 		goto out;
 	struct lunfs_inode *root = calloc(1, sizeof(*root));
 	if (!root) {
@@ -92,8 +92,16 @@ int lunfs_format(struct dev *d, const struct lunfs_sb *s)
 	root->atime = root->mtime = root->ctime = root->btime =
 		(struct lunfs_time){now.tv_sec, (uint32_t)now.tv_nsec};
 	lunfs_inode_encode(root, s->uuid, geom_ino_blk(s, s->root_ino), blk);
+	if ((r = dev_write(d, geom_ino_blk(s, s->root_ino), blk, LUNFS_META_BS))) {
+		free(root);
+		goto out;
+	}
+	/* the orphan directory: not linked anywhere, found by its number */
+	root->ino = LUNFS_ORPHAN_INO;
+	root->mode = 040700;
+	lunfs_inode_encode(root, s->uuid, geom_ino_blk(s, LUNFS_ORPHAN_INO), blk);
 	free(root);
-	if ((r = dev_write(d, geom_ino_blk(s, s->root_ino), blk, LUNFS_META_BS)))
+	if ((r = dev_write(d, geom_ino_blk(s, LUNFS_ORPHAN_INO), blk, LUNFS_META_BS)))
 		goto out;
 	/* 3. Backup superblock, flush, then the primary: until the primary
 	 * lands, the device holds no volume that could mount half-made. */

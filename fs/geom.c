@@ -58,8 +58,8 @@ static int compute(const struct lunfs_mkfs_opts *o, uint64_t dev_size, uint32_t 
 	}
 	uint64_t size = dev_size & ~(uint64_t)(LUNFS_META_BS - 1);
 	uint64_t ninodes = o->inodes ? o->inodes : clamp(size / (64 * MiB), 512, 262144);
-	if (ninodes < 16 || ninodes > (1ull << 24)) {
-		snprintf(err, errlen, "inode count %llu: must be 16 to 16777216", (unsigned long long)ninodes);
+	if (ninodes < 64 || ninodes > (1ull << 24)) {
+		snprintf(err, errlen, "inode count %llu: must be 64 to 16777216", (unsigned long long)ninodes);
 		return -EINVAL;
 	}
 

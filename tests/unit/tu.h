@@ -20,5 +20,6 @@ Suite *dev_suite(void);
 Suite *lock_suite(void);
 Suite *journal_suite(void);
 Suite *raw_suite(void);
+Suite *fs_suite(void);
 
 #endif

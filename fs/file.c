@@ -1,0 +1,825 @@
+/* Files: open modes and their locks, data I/O, fallocate, truncate, fsync,
+ * the async queue, and orphan cleanup.
+ *
+ * Data blocks are never journaled, but ordering is kept: a block that a
+ * write or fallocate exposes (a hole filled, a to-be-zeroed block written)
+ * is written and zeroed, and flushed (tx->preflush), before the transaction
+ * that points at it commits.  So a crash never shows stale data. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "fs/internal.h"
+
+struct ofile *of_find(struct lunfs_vol *v, uint64_t ino)
+{
+	for (struct ofile *of = v->ofiles; of; of = of->next)
+		if (of->ino == ino)
+			return of;
+	return NULL;
+}
+
+void of_overlay(const struct ofile *of, struct lunfs_stat *st)
+{
+	if (of->times_dirty)
+		st->mtime = st->ctime = (struct timespec){of->mtime.sec, of->mtime.nsec};
+}
+
+void of_clear_times(struct ofile *of)
+{
+	of->times_dirty = 0;
+}
+
+uint64_t lunfs_file_ino(const struct lunfs_file *f)
+{
+	return f->of->ino;
+}
+
+static int lk_mode_for(int mode)
+{
+	switch (mode) {
+	case LUNFS_OPEN_EXCL:
+	case LUNFS_OPEN_RW:
+		return LK_EXCLUSIVE;
+	case LUNFS_OPEN_SHARED_RO:
+		return LK_SHARED_RO;
+	case LUNFS_OPEN_MULTI:
+		return LK_MULTI_WRITER;
+	}
+	return LK_FREE;
+}
+
+static int writable(int mode)
+{
+	return mode == LUNFS_OPEN_EXCL || mode == LUNFS_OPEN_RW || mode == LUNFS_OPEN_MULTI;
+}
+
+/* Every unit below size is allocated and not to-be-zeroed. */
+static int fully_allocated(struct txn *tx, struct lunfs_inode *in)
+{
+	uint64_t n = (in->size + tx->v->sb.file_bs - 1) / tx->v->sb.file_bs;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t p;
+		int r = bmap_get(tx, in, i, &p);
+		if (r)
+			return r;
+		if (!p || (p & PTR_TBZ))
+			return 0;
+	}
+	return 1;
+}
+
+int lunfs_open(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **out)
+{
+	struct txn tx;
+	struct lunfs_inode *in = malloc(sizeof(*in));
+	struct lunfs_file *f = calloc(1, sizeof(*f));
+	struct ofile *of = NULL;
+	int r, created = 0;
+	if (!in || !f) {
+		r = -ENOMEM;
+		goto out_free;
+	}
+	if (mode < LUNFS_OPEN_READ || mode > LUNFS_OPEN_RW) {
+		r = -EINVAL;
+		goto out_free;
+	}
+	if (writable(mode) && (r = vol_check_writable(v)))
+		goto out_free;
+	if (v->ro && mode != LUNFS_OPEN_READ)
+		mode = mode == LUNFS_OPEN_SHARED_RO ? LUNFS_OPEN_READ : mode;
+	tx_begin(v, &tx);
+	if ((r = ino_read(&tx, ino, LK_FREE, in)))
+		goto out;
+	if (S_ISDIR(in->mode)) {
+		r = -EISDIR;
+		goto out;
+	}
+	if (writable(mode) && (in->flags & INOF_SNAPSHOT)) {
+		r = -EROFS;
+		goto out;
+	}
+	of = of_find(v, ino);
+	if (of) {
+		/* this host's other opens */
+		if (of->excl_here || (mode == LUNFS_OPEN_EXCL && of->opens) ||
+		    ((mode == LUNFS_OPEN_MULTI) != (of->mode == LUNFS_OPEN_MULTI) &&
+		     of->mode != LUNFS_OPEN_READ && mode != LUNFS_OPEN_READ)) {
+			r = -EBUSY;
+			goto out;
+		}
+	} else {
+		if (!(of = calloc(1, sizeof(*of)))) {
+			r = -ENOMEM;
+			goto out;
+		}
+		of->ino = ino;
+		of->mode = LUNFS_OPEN_READ;
+		created = 1;
+	}
+	int want = lk_mode_for(mode);
+	if (want != LK_FREE && (!of->h || (of->h->lk.mode != want && of->h->lk.mode != LK_EXCLUSIVE))) {
+		struct held *h;
+		uint64_t lock = geom_ino_lock(&v->sb, ino);
+		if ((r = vl_get(v, lock, geom_ino_blk(&v->sb, ino), want, &h)))
+			goto out;
+		/* mark the hold as pinned by an open: others fail at once */
+		if (!(h->lk.rec.holders[0].flags & LK_HOLD_OPEN) || h->lk.rec.nholders > 1) {
+			int fl = 0;
+			for (uint32_t i = 0; i < h->lk.rec.nholders; i++)
+				if (h->lk.rec.holders[i].slot == v->slot)
+					fl = h->lk.rec.holders[i].flags;
+			if (!(fl & LK_HOLD_OPEN) &&
+			    (r = lk_acquire_flags(v->hb, &h->lk, lock, geom_ino_blk(&v->sb, ino),
+						  h->lk.mode, LK_HOLD_OPEN, LK_NOWAIT, 0))) {
+				vl_unpin(v, h);
+				goto out;
+			}
+		}
+		if (of->h)
+			vl_unpin(v, of->h); /* the same held entry, now stronger */
+		of->h = h;
+	}
+	if (mode == LUNFS_OPEN_MULTI && (r = fully_allocated(&tx, in)) != 1) {
+		r = r ? r : -EINVAL; /* multi-writer needs every block allocated and zeroed */
+		if (created && of->h)
+			vl_unpin(v, of->h);
+		goto out;
+	}
+	if (mode != LUNFS_OPEN_READ && (of->mode == LUNFS_OPEN_READ || mode == LUNFS_OPEN_EXCL ||
+					 mode == LUNFS_OPEN_RW))
+		of->mode = mode;
+	if (mode == LUNFS_OPEN_EXCL)
+		of->excl_here = 1;
+	of->opens++;
+	if (created) {
+		of->next = v->ofiles;
+		v->ofiles = of;
+		created = 0;
+	}
+	f->v = v;
+	f->of = of;
+	f->mode = mode;
+	pthread_mutex_init(&f->mu, NULL);
+	*out = f;
+	f = NULL;
+	r = 0;
+out:
+	if (created)
+		free(of);
+	tx_end(&tx, r);
+out_free:
+	free(in);
+	free(f);
+	return r;
+}
+
+int vl_release_now(struct lunfs_vol *v, struct held *h); /* vol.c */
+
+int lunfs_close(struct lunfs_file *f)
+{
+	struct lunfs_vol *v = f->v;
+	struct ofile *of = f->of;
+	struct lunfs_inode *in = malloc(sizeof(*in));
+	struct txn tx;
+	int r = 0;
+	if (!in)
+		return -ENOMEM;
+	tx_begin(v, &tx);
+	if (f->mode == LUNFS_OPEN_EXCL)
+		of->excl_here = 0;
+	if (--of->opens > 0)
+		goto out;
+	if (vol_check_writable(v) == 0) {
+		if ((of->times_dirty || of->unlinked) &&
+		    (r = ino_read(&tx, of->ino, LK_EXCLUSIVE, in)) == 0) {
+			if (of->times_dirty) {
+				in->mtime = in->ctime = of->mtime;
+				of->times_dirty = 0;
+				r = ino_write(&tx, in);
+			}
+			if (!r && of->unlinked)
+				r = file_release_inode(&tx, in);
+			if (!r)
+				r = tx_flush(&tx);
+		}
+	}
+	struct ofile **pp = &v->ofiles;
+	while (*pp != of)
+		pp = &(*pp)->next;
+	*pp = of->next;
+	if (of->h) {
+		/* the tx pinned it too: end the tx before letting go */
+		struct held *h = of->h;
+		tx_end(&tx, r);
+		pthread_mutex_lock(&v->mu);
+		int e = vl_release_now(v, h);
+		pthread_mutex_unlock(&v->mu);
+		if (!r)
+			r = e;
+		free(of);
+		goto done;
+	}
+	free(of);
+out:
+	tx_end(&tx, r);
+done:
+	pthread_mutex_destroy(&f->mu);
+	free(f);
+	free(in);
+	return r;
+}
+
+/* ---- data I/O helpers ---- */
+
+static int aligned(struct lunfs_vol *v, uint64_t off, size_t len, const void *buf)
+{
+	uint32_t a = dev_lbs(v->d);
+	return off % a == 0 && len % a == 0 && (uintptr_t)buf % a == 0;
+}
+
+static int read_range(struct lunfs_vol *v, uint64_t off, void *buf, size_t len)
+{
+	if (aligned(v, off, len, buf))
+		return dev_read(v->d, off, buf, len);
+	uint32_t a = dev_lbs(v->d);
+	uint64_t a0 = off / a * a, a1 = (off + len + a - 1) / a * a;
+	uint8_t *bb = dev_alloc(a1 - a0);
+	if (!bb)
+		return -ENOMEM;
+	int r = dev_read(v->d, a0, bb, a1 - a0);
+	if (!r)
+		memcpy(buf, bb + (off - a0), len);
+	free(bb);
+	return r;
+}
+
+/* Writes len bytes at off.  fresh: the sectors around the range are part of
+ * a block being exposed now, so they are zeros (not read back). */
+static int write_range(struct lunfs_vol *v, uint64_t off, const void *buf, size_t len, int fresh)
+{
+	if (aligned(v, off, len, buf))
+		return dev_write(v->d, off, buf, len);
+	uint32_t a = dev_lbs(v->d);
+	uint64_t a0 = off / a * a, a1 = (off + len + a - 1) / a * a;
+	uint8_t *bb = dev_alloc(a1 - a0);
+	int r = 0;
+	if (!bb)
+		return -ENOMEM;
+	if (!fresh) {
+		/* read-modify-write of the partial sectors only */
+		if (off != a0)
+			r = dev_read(v->d, a0, bb, a);
+		if (!r && (off + len) % a && (a1 - a > a0 || off == a0))
+			r = dev_read(v->d, a1 - a, bb + (a1 - a - a0), a);
+	}
+	if (!r) {
+		memcpy(bb + (off - a0), buf, len);
+		r = dev_write(v->d, a0, bb, a1 - a0);
+	}
+	free(bb);
+	return r;
+}
+
+/* Exposes block blk: writes [boff, boff+len) of buf into it (buf NULL:
+ * nothing) and zeroes the rest of the block. */
+static int fill_block(struct lunfs_vol *v, uint64_t blk, uint64_t boff, const void *buf, size_t len)
+{
+	uint64_t base = geom_file_blk(&v->sb, blk), bs = v->sb.file_bs;
+	uint32_t a = dev_lbs(v->d);
+	int r = 0;
+	if (!buf || !len)
+		return dev_zero(v->d, base, bs);
+	uint64_t w0 = boff / a * a, w1 = (boff + len + a - 1) / a * a;
+	if ((r = write_range(v, base + boff, buf, len, 1)))
+		return r;
+	if (w0 && (r = dev_zero(v->d, base, w0)))
+		return r;
+	if (w1 < bs)
+		r = dev_zero(v->d, base + w1, bs - w1);
+	return r;
+}
+
+ssize_t lunfs_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
+{
+	struct lunfs_vol *v = f->v;
+	struct lunfs_inode *in = malloc(sizeof(*in));
+	uint64_t bs = v->sb.file_bs;
+	struct txn tx;
+	int r;
+	if (!in)
+		return -ENOMEM;
+	tx_begin(v, &tx);
+	if ((r = ino_read(&tx, f->of->ino, LK_FREE, in)))
+		goto out;
+	if (off >= in->size) {
+		len = 0;
+		goto out;
+	}
+	if (len > in->size - off)
+		len = in->size - off;
+	for (size_t done = 0; done < len && !r;) {
+		uint64_t pos = off + done, lblk = pos / bs, boff = pos % bs, ptr;
+		size_t n = bs - boff < len - done ? bs - boff : len - done;
+		if ((r = bmap_get(&tx, in, lblk, &ptr)))
+			break;
+		uint64_t blk = ptr & PTR_BLOCK_MASK;
+		if (ptr && blk >= v->sb.file_blocks) {
+			r = -EFSCORRUPTED;
+			break;
+		}
+		/* A mapped block's contents belong to this file while we hold
+		 * its map; the read itself needs no metadata lock. */
+		if (!ptr || (ptr & PTR_TBZ))
+			memset((char *)buf + done, 0, n);
+		else
+			r = read_range(v, geom_file_blk(&v->sb, blk) + boff, (char *)buf + done, n);
+		done += n;
+	}
+out:
+	tx_end(&tx, r);
+	free(in);
+	return r ? r : (ssize_t)len;
+}
+
+ssize_t lunfs_pwrite(struct lunfs_file *f, const void *buf, size_t len, uint64_t off)
+{
+	struct lunfs_vol *v = f->v;
+	struct lunfs_inode *in = malloc(sizeof(*in));
+	uint64_t bs = v->sb.file_bs;
+	struct txn tx;
+	int r, changed = 0;
+	if (!in)
+		return -ENOMEM;
+	if (!writable(f->mode)) {
+		free(in);
+		return -EBADF;
+	}
+	if ((r = vol_check_writable(v))) {
+		free(in);
+		return r;
+	}
+	if (off + len < off || off + len > bmap_max_units() * bs) {
+		free(in);
+		return -EFBIG;
+	}
+	pthread_mutex_lock(&f->mu);
+	tx_begin(v, &tx);
+	int lkmode = f->mode == LUNFS_OPEN_MULTI ? LK_MULTI_WRITER : LK_EXCLUSIVE;
+	if ((r = ino_read(&tx, f->of->ino, lkmode, in)))
+		goto out;
+	for (size_t done = 0; done < len && !r;) {
+		uint64_t pos = off + done, lblk = pos / bs, boff = pos % bs, ptr;
+		size_t n = bs - boff < len - done ? bs - boff : len - done;
+		const char *src = (const char *)buf + done;
+		if ((r = bmap_get(&tx, in, lblk, &ptr)))
+			break;
+		uint64_t blk = ptr & PTR_BLOCK_MASK;
+		if (ptr && blk >= v->sb.file_blocks) {
+			r = -EFSCORRUPTED;
+			break;
+		}
+		if (ptr && !(ptr & PTR_TBZ)) {
+			r = write_range(v, geom_file_blk(&v->sb, blk) + boff, src, n, 0);
+		} else if (f->mode == LUNFS_OPEN_MULTI) {
+			r = -EPERM; /* multi-writer files take no metadata change */
+		} else {
+			if (!ptr) {
+				if ((r = blk_alloc(&tx, RC_FILE, &blk)))
+					break;
+				in->nblocks++;
+			}
+			if ((r = fill_block(v, blk, boff, src, n)))
+				break;
+			tx.preflush = 1;
+			if ((r = bmap_set(&tx, in, lblk, blk)))
+				break;
+			changed = 1;
+		}
+		done += n;
+	}
+	if (r)
+		goto out;
+	struct lunfs_time now;
+	ino_now(&now);
+	if (off + len > in->size) {
+		if (f->mode == LUNFS_OPEN_MULTI) {
+			r = -EPERM;
+			goto out;
+		}
+		in->size = off + len;
+		changed = 1;
+	}
+	if (changed) {
+		in->mtime = in->ctime = now;
+		f->of->times_dirty = 0;
+		if ((r = ino_write(&tx, in)))
+			goto out;
+		r = tx_commit(&tx);
+		goto done;
+	}
+	f->of->times_dirty = 1;
+	f->of->mtime = now;
+out:
+	tx_end(&tx, r);
+done:
+	pthread_mutex_unlock(&f->mu);
+	free(in);
+	return r ? r : (ssize_t)len;
+}
+
+int lunfs_fsync(struct lunfs_file *f)
+{
+	struct lunfs_vol *v = f->v;
+	struct lunfs_inode *in = malloc(sizeof(*in));
+	struct txn tx;
+	int r = 0;
+	if (!in)
+		return -ENOMEM;
+	tx_begin(v, &tx);
+	if (f->of->times_dirty && writable(f->mode) && f->mode != LUNFS_OPEN_MULTI) {
+		if ((r = ino_read(&tx, f->of->ino, LK_EXCLUSIVE, in)) == 0) {
+			in->mtime = in->ctime = f->of->mtime;
+			f->of->times_dirty = 0;
+			r = ino_write(&tx, in);
+		}
+		if (!r)
+			r = tx_flush(&tx);
+	}
+	tx_end(&tx, r);
+	free(in);
+	if (!r && !v->ro)
+		r = dev_flush(v->d);
+	return r;
+}
+
+/* Zeroes [from, to) inside block lblk if it is mapped (not TBZ). */
+static int zero_in_block(struct txn *tx, struct lunfs_inode *in, uint64_t lblk, uint64_t from,
+			 uint64_t to)
+{
+	struct lunfs_vol *v = tx->v;
+	uint64_t ptr;
+	int r = bmap_get(tx, in, lblk, &ptr);
+	if (r || !ptr || (ptr & PTR_TBZ) || from >= to)
+		return r;
+	uint8_t *z = calloc(1, to - from);
+	if (!z)
+		return -ENOMEM;
+	r = write_range(v, geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + from, z, to - from, 0);
+	free(z);
+	return r;
+}
+
+int file_truncate(struct txn *tx, struct lunfs_inode *in, uint64_t size)
+{
+	uint64_t bs = tx->v->sb.file_bs;
+	int r = 0;
+	if (size >= in->size) {
+		in->size = size;
+		return 0;
+	}
+	/* bytes past the new end inside its last block must read as zeros if
+	 * the file grows again */
+	if (size % bs && (r = zero_in_block(tx, in, size / bs, size % bs, bs)))
+		return r;
+	in->size = size;
+	if ((r = ino_write(tx, in)))
+		return r;
+	return bmap_punch(tx, in, (size + bs - 1) / bs, 0);
+}
+
+int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t len)
+{
+	struct lunfs_vol *v = f->v;
+	struct lunfs_inode *in = malloc(sizeof(*in));
+	uint64_t bs = v->sb.file_bs;
+	struct txn tx;
+	int r;
+	if (!in)
+		return -ENOMEM;
+	if (!len || off + len < off) {
+		free(in);
+		return -EINVAL;
+	}
+	if (!writable(f->mode) || f->mode == LUNFS_OPEN_MULTI) {
+		free(in);
+		return f->mode == LUNFS_OPEN_MULTI ? -EPERM : -EBADF;
+	}
+	if ((mode & LUNFS_FALLOC_PUNCH) && !(mode & LUNFS_FALLOC_KEEP_SIZE)) {
+		free(in);
+		return -EOPNOTSUPP;
+	}
+	if (off + len > bmap_max_units() * bs) {
+		free(in);
+		return -EFBIG;
+	}
+	if ((r = vol_check_writable(v))) {
+		free(in);
+		return r;
+	}
+	pthread_mutex_lock(&f->mu);
+	tx_begin(v, &tx);
+	if ((r = ino_read(&tx, f->of->ino, LK_EXCLUSIVE, in)))
+		goto out;
+	uint64_t first = off / bs, last = (off + len - 1) / bs;
+	if (mode & LUNFS_FALLOC_PUNCH) {
+		uint64_t end = off + len;
+		uint64_t full0 = (off + bs - 1) / bs, full1 = end / bs;
+		if (off / bs == (end - 1) / bs && (off % bs || end % bs)) {
+			r = zero_in_block(&tx, in, off / bs, off % bs, end - (off / bs) * bs);
+		} else {
+			if (off % bs)
+				r = zero_in_block(&tx, in, off / bs, off % bs, bs);
+			if (!r && end % bs)
+				r = zero_in_block(&tx, in, end / bs, 0, end % bs);
+		}
+		if (!r && full1 > full0)
+			r = bmap_punch(&tx, in, full0, full1);
+	} else {
+		int eager = mode & LUNFS_FALLOC_ZERO;
+		for (uint64_t l = first; l <= last && !r; l++) {
+			uint64_t ptr, blk;
+			if ((r = bmap_get(&tx, in, l, &ptr)))
+				break;
+			if (ptr && (!(ptr & PTR_TBZ) || !eager))
+				continue;
+			if (!ptr) {
+				if ((r = blk_alloc(&tx, RC_FILE, &blk)))
+					break;
+				in->nblocks++;
+			} else {
+				blk = ptr & PTR_BLOCK_MASK;
+			}
+			if (eager) {
+				if ((r = dev_zero(v->d, geom_file_blk(&v->sb, blk), bs)))
+					break;
+				tx.preflush = 1;
+			}
+			if ((r = bmap_set(&tx, in, l, blk | (eager ? 0 : PTR_TBZ))))
+				break;
+			/* commit in steps that each stay consistent */
+			if (tx.ndirty > TX_MAX - 20 && ((r = ino_write(&tx, in)) || (r = tx_flush(&tx))))
+				break;
+		}
+		in->flags |= INOF_THICK | (eager ? INOF_EZT : 0);
+		if (!r && !(mode & LUNFS_FALLOC_KEEP_SIZE) && off + len > in->size)
+			in->size = off + len;
+	}
+	if (r)
+		goto out;
+	ino_now(&in->ctime);
+	if ((r = ino_write(&tx, in)))
+		goto out;
+	r = tx_commit(&tx);
+	pthread_mutex_unlock(&f->mu);
+	free(in);
+	return r;
+out:
+	tx_end(&tx, r);
+	pthread_mutex_unlock(&f->mu);
+	free(in);
+	return r;
+}
+
+/* ---- orphans ---- */
+
+struct olist {
+	uint64_t *ino;
+	size_t n, cap;
+};
+
+static int collect(void *arg, const char *name, uint64_t ino, uint32_t type, uint64_t next)
+{
+	struct olist *l = arg;
+	(void)type;
+	(void)next;
+	if (name[0] == '.')
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		uint64_t *ni = realloc(l->ino, cap * sizeof(*ni));
+		if (!ni)
+			return 1;
+		l->ino = ni;
+		l->cap = cap;
+	}
+	l->ino[l->n++] = ino;
+	return 0;
+}
+
+/* Finishes deletes that a crash interrupted, and frees files that were
+ * unlinked while open.  Inodes still open on another host stay listed. */
+int orphans_process(struct lunfs_vol *v)
+{
+	struct lunfs_inode *in = malloc(sizeof(*in));
+	struct olist l = {0};
+	struct txn tx;
+	int r;
+	if (!in)
+		return -ENOMEM;
+	tx_begin(v, &tx);
+	r = ino_read(&tx, ORPHAN_INO, LK_FREE, in);
+	if (!r && !S_ISDIR(in->mode))
+		r = -EFSCORRUPTED;
+	if (!r)
+		r = dir_iter(&tx, in, 2, collect, &l);
+	tx_end(&tx, r);
+	for (size_t i = 0; i < l.n && !r; i++) {
+		tx_begin(v, &tx);
+		int e = ino_read(&tx, l.ino[i], LK_EXCLUSIVE, in);
+		if (e == -EBUSY || e == -ESTALE) {
+			tx_end(&tx, 0); /* open elsewhere: its host frees it */
+			continue;
+		}
+		if (!e && in->nlink == 0)
+			e = file_release_inode(&tx, in);
+		r = e ? e : tx_commit(&tx);
+		if (e)
+			tx_end(&tx, e);
+	}
+	free(l.ino);
+	free(in);
+	return r;
+}
+
+/* ---- async queue ---- */
+
+struct areq {
+	struct lunfs_aio *a;
+	int pending;
+	int64_t err;
+	struct dev_io io[2];
+	struct iovec iov[2];
+	struct areq *next;
+};
+
+struct lunfs_ioq {
+	struct lunfs_file *f;
+	unsigned depth, inflight;
+	struct areq *reqs, *free;
+	struct lunfs_aio **done;
+	unsigned ndone;
+};
+
+int lunfs_ioq_create(struct lunfs_file *f, unsigned depth, struct lunfs_ioq **out)
+{
+	struct lunfs_vol *v = f->v;
+	if (!depth || depth > 128)
+		return -EINVAL;
+	struct lunfs_ioq *q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->reqs = calloc(depth, sizeof(*q->reqs));
+	q->done = calloc(depth, sizeof(*q->done));
+	if (!q->reqs || !q->done) {
+		free(q->reqs);
+		free(q->done);
+		free(q);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&v->mu);
+	if (v->ioq_busy) {
+		pthread_mutex_unlock(&v->mu);
+		free(q->reqs);
+		free(q->done);
+		free(q);
+		return -EBUSY;
+	}
+	v->ioq_busy = 1;
+	pthread_mutex_unlock(&v->mu);
+	for (unsigned i = 0; i < depth; i++) {
+		q->reqs[i].next = q->free;
+		q->free = &q->reqs[i];
+	}
+	q->f = f;
+	q->depth = depth;
+	*out = q;
+	return 0;
+}
+
+/* Maps a on the fast path: every piece mapped, aligned, at most 2 blocks.
+ * Returns the number of device requests, or 0 for the slow path. */
+static int fast_map(struct lunfs_ioq *q, struct areq *rq)
+{
+	struct lunfs_file *f = q->f;
+	struct lunfs_vol *v = f->v;
+	struct lunfs_aio *a = rq->a;
+	struct lunfs_inode *in = malloc(sizeof(*in));
+	uint64_t bs = v->sb.file_bs;
+	struct txn tx;
+	int n = 0, r;
+	if (!in)
+		return 0;
+	if (!aligned(v, a->off, a->len, a->buf) || !a->len ||
+	    (a->op == LUNFS_AIO_WRITE && !writable(f->mode))) {
+		free(in);
+		return 0;
+	}
+	tx_begin(v, &tx);
+	r = ino_read(&tx, f->of->ino, LK_FREE, in);
+	if (r || a->off + a->len > in->size || (a->off % bs) + a->len > 2 * bs)
+		goto out;
+	for (size_t done = 0; done < a->len; n++) {
+		uint64_t pos = a->off + done, boff = pos % bs, ptr;
+		size_t len = bs - boff < a->len - done ? bs - boff : a->len - done;
+		if (bmap_get(&tx, in, pos / bs, &ptr) || !ptr || (ptr & PTR_FLAGS_MASK) ||
+		    (ptr & PTR_BLOCK_MASK) >= v->sb.file_blocks) {
+			n = 0;
+			goto out;
+		}
+		rq->iov[n] = (struct iovec){(char *)a->buf + done, len};
+		rq->io[n] = (struct dev_io){.op = a->op == LUNFS_AIO_READ ? DEV_OP_READ : DEV_OP_WRITE,
+					    .off = geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + boff,
+					    .iov = &rq->iov[n], .iovcnt = 1, .priv = rq};
+		done += len;
+	}
+	if (a->op == LUNFS_AIO_WRITE) {
+		ino_now(&f->of->mtime);
+		f->of->times_dirty = 1;
+	}
+out:
+	tx_end(&tx, 0);
+	free(in);
+	return n;
+}
+
+int lunfs_ioq_submit(struct lunfs_ioq *q, struct lunfs_aio **ios, unsigned n)
+{
+	struct lunfs_vol *v = q->f->v;
+	unsigned i;
+	for (i = 0; i < n; i++) {
+		if (!q->free || q->inflight + q->ndone >= q->depth)
+			break;
+		struct areq *rq = q->free;
+		struct lunfs_aio *a = ios[i];
+		rq->a = a;
+		rq->err = 0;
+		if (a->op == LUNFS_AIO_WRITE && vol_check_writable(v)) {
+			a->res = vol_check_writable(v);
+			q->done[q->ndone++] = a;
+			continue;
+		}
+		int nd = fast_map(q, rq);
+		if (nd) {
+			struct dev_io *p[2] = {&rq->io[0], &rq->io[1]};
+			rq->pending = nd;
+			int r = dev_submit(v->d, p, nd);
+			if (r == nd) {
+				q->free = rq->next;
+				q->inflight++;
+				continue;
+			}
+			/* fall back to the slow path */
+		}
+		a->res = a->op == LUNFS_AIO_READ ? lunfs_pread(q->f, a->buf, a->len, a->off)
+						 : lunfs_pwrite(q->f, a->buf, a->len, a->off);
+		q->done[q->ndone++] = a;
+	}
+	return i;
+}
+
+int lunfs_ioq_reap(struct lunfs_ioq *q, unsigned min, struct lunfs_aio **out, unsigned max)
+{
+	struct lunfs_vol *v = q->f->v;
+	unsigned got = 0;
+	while (got < max && q->ndone)
+		out[got++] = q->done[--q->ndone];
+	while (got < max && q->inflight && (got < min || 1)) {
+		struct dev_io *d[64];
+		unsigned want = got < min ? 1 : 0;
+		int n = dev_reap(v->d, want, d, 64);
+		if (n < 0)
+			return got ? (int)got : n;
+		if (n == 0)
+			break;
+		for (int k = 0; k < n; k++) {
+			struct areq *rq = d[k]->priv;
+			if (d[k]->res < 0)
+				rq->err = d[k]->res;
+			if (--rq->pending)
+				continue;
+			rq->a->res = rq->err ? rq->err : (ssize_t)rq->a->len;
+			q->inflight--;
+			rq->next = q->free;
+			q->free = rq;
+			if (got < max)
+				out[got++] = rq->a;
+			else
+				q->done[q->ndone++] = rq->a;
+		}
+	}
+	return got;
+}
+
+void lunfs_ioq_destroy(struct lunfs_ioq *q)
+{
+	struct lunfs_aio *sink[64];
+	while (q->inflight)
+		if (lunfs_ioq_reap(q, 1, sink, 64) <= 0)
+			break;
+	pthread_mutex_lock(&q->f->v->mu);
+	q->f->v->ioq_busy = 0;
+	pthread_mutex_unlock(&q->f->v->mu);
+	free(q->reqs);
+	free(q->done);
+	free(q);
+}

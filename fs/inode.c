@@ -1,0 +1,338 @@
+/* Inodes: read (locked or transient), write through the transaction,
+ * allocate from inode groups, free. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include "fs/internal.h"
+
+void ino_now(struct lunfs_time *t)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	t->sec = ts.tv_sec;
+	t->nsec = ts.tv_nsec;
+}
+
+/* Reads inode ino into *in.  allow_free: a free inode is not -ENOENT. */
+static int ino_load(struct txn *tx, uint64_t ino, int mode, struct lunfs_inode *in, int allow_free)
+{
+	struct lunfs_vol *v = tx->v;
+	struct buf *b;
+	const char *why;
+	int r = ino_check(v, ino);
+	if (r)
+		return r;
+	uint64_t lock = geom_ino_lock(&v->sb, ino), addr = geom_ino_blk(&v->sb, ino);
+	if (mode != LK_FREE && (r = tx_lock(tx, lock, addr, mode)))
+		return r;
+	/* A block read without its lock may be torn by a writer on another
+	 * host: its checksum says so, and a second read gets it whole. */
+	for (int attempt = 0;; attempt++) {
+		if ((r = tx_read(tx, addr, lock, &b)))
+			return r;
+		r = lunfs_inode_decode(b->data, v->sb.uuid, addr, ino, in, &why);
+		if (!r || b->lock || attempt == 3)
+			break;
+	}
+	if (r)
+		return r;
+	if (!allow_free && in->mode == 0)
+		return -ENOENT;
+	return 0;
+}
+
+int ino_read(struct txn *tx, uint64_t ino, int mode, struct lunfs_inode *in)
+{
+	return ino_load(tx, ino, mode, in, 0);
+}
+
+int ino_write(struct txn *tx, struct lunfs_inode *in)
+{
+	struct lunfs_vol *v = tx->v;
+	struct buf *b;
+	uint64_t lock = geom_ino_lock(&v->sb, in->ino), addr = geom_ino_blk(&v->sb, in->ino);
+	if (!vl_find(v, lock))
+		return -EINVAL;
+	int r = tx_read(tx, addr, lock, &b);
+	if (r)
+		return r;
+	in->gen++;
+	lunfs_inode_encode(in, v->sb.uuid, addr, b->data);
+	return tx_dirty(tx, b);
+}
+
+static int find_free_bit(const struct lunfs_rc *rc, uint32_t from)
+{
+	for (uint32_t i = from; i < rc->nentries; i++) {
+		if (rc->bitmap[i / 8] == 0xff) {
+			i |= 7;
+			continue;
+		}
+		if (!rc_test(rc, i))
+			return i;
+	}
+	return -1;
+}
+
+/* Reads and decodes cluster header (locked EXCL). */
+static int rc_load(struct txn *tx, uint64_t lock, uint64_t hdr, uint32_t kind, uint32_t n,
+		   uint64_t first, struct lunfs_rc *rc, struct buf **bp)
+{
+	struct lunfs_vol *v = tx->v;
+	int r = tx_lock(tx, lock, hdr, LK_EXCLUSIVE);
+	if (r)
+		return r;
+	if ((r = tx_read(tx, hdr, lock, bp)))
+		return r;
+	return lunfs_rc_decode((*bp)->data, v->sb.uuid, hdr, kind, n, first, rc, NULL);
+}
+
+static int rc_store(struct txn *tx, struct lunfs_rc *rc, struct buf *b, uint64_t index)
+{
+	rc->gen++;
+	rc->affinity = tx->v->slot;
+	lunfs_rc_encode(rc, tx->v->sb.uuid, b->addr, index, b->data);
+	return tx_dirty(tx, b);
+}
+
+int ino_alloc(struct txn *tx, uint64_t hint_ino, struct lunfs_inode *in)
+{
+	struct lunfs_vol *v = tx->v;
+	const struct lunfs_sb *s = &v->sb;
+	struct lunfs_rc *rc = malloc(sizeof(*rc));
+	int r = -ENOSPC;
+	(void)hint_ino;
+	if (!rc)
+		return -ENOMEM;
+	for (uint64_t k = 0; k < s->ig_count; k++) {
+		uint64_t g = (v->ig_hint + k) % s->ig_count;
+		struct buf *b;
+		r = rc_load(tx, geom_ig_lock(s, g), geom_ig_hdr(s, g), RC_INODE, s->ig_inodes,
+			    g * s->ig_inodes, rc, &b);
+		if (r)
+			goto out;
+		if (rc->nfree == 0)
+			continue;
+		int i = find_free_bit(rc, 0);
+		if (i < 0) {
+			r = -EFSCORRUPTED;
+			goto out;
+		}
+		uint64_t ino = g * s->ig_inodes + i;
+		struct lunfs_inode old;
+		if ((r = ino_load(tx, ino, LK_EXCLUSIVE, &old, 1)))
+			goto out;
+		if (old.mode) {
+			r = -EFSCORRUPTED; /* the bitmap says free, the inode says used */
+			goto out;
+		}
+		rc_set(rc, i, 1);
+		rc->nfree--;
+		if ((r = rc_store(tx, rc, b, g)))
+			goto out;
+		memset(in, 0, sizeof(*in));
+		in->ino = ino;
+		in->gen = old.gen; /* generations only grow, across reuse too */
+		in->igen = old.igen + 1;
+		v->ig_hint = g;
+		r = 0;
+		goto out;
+	}
+	r = -ENOSPC;
+out:
+	free(rc);
+	return r;
+}
+
+int ino_free(struct txn *tx, struct lunfs_inode *in)
+{
+	struct lunfs_vol *v = tx->v;
+	const struct lunfs_sb *s = &v->sb;
+	uint64_t g = in->ino / s->ig_inodes;
+	uint32_t i = in->ino % s->ig_inodes;
+	struct lunfs_rc *rc = malloc(sizeof(*rc));
+	struct buf *b;
+	int r;
+	if (!rc)
+		return -ENOMEM;
+	r = rc_load(tx, geom_ig_lock(s, g), geom_ig_hdr(s, g), RC_INODE, s->ig_inodes,
+		    g * s->ig_inodes, rc, &b);
+	if (!r && !rc_test(rc, i))
+		r = -EFSCORRUPTED;
+	if (!r) {
+		rc_set(rc, i, 0);
+		rc->nfree++;
+		r = rc_store(tx, rc, b, g);
+	}
+	if (!r) {
+		uint64_t gen = in->gen, ino = in->ino;
+		uint32_t igen = in->igen;
+		memset(in, 0, sizeof(*in));
+		in->ino = ino;
+		in->gen = gen;
+		in->igen = igen;
+		r = ino_write(tx, in);
+	}
+	free(rc);
+	return r;
+}
+
+void ino_stat(struct lunfs_vol *v, const struct lunfs_inode *in, struct lunfs_stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->ino = in->ino;
+	st->mode = in->mode;
+	st->nlink = in->nlink;
+	st->uid = in->uid;
+	st->gid = in->gid;
+	st->rdev = in->rdev;
+	st->size = in->size;
+	uint64_t unit = (in->flags & INOF_MAPMETA) ? BS : v->sb.file_bs;
+	st->blocks = in->nblocks * (unit / 512);
+	if (in->flags & INOF_INLINE)
+		st->blocks = 0;
+	st->blksize = S_ISDIR(in->mode) ? BS : v->sb.file_bs;
+	st->atime = (struct timespec){in->atime.sec, in->atime.nsec};
+	st->mtime = (struct timespec){in->mtime.sec, in->mtime.nsec};
+	st->ctime = (struct timespec){in->ctime.sec, in->ctime.nsec};
+	st->flags = ((in->flags & INOF_THICK) ? LUNFS_F_THICK : 0) |
+		    ((in->flags & INOF_EZT) ? LUNFS_F_EZT : 0) |
+		    ((in->flags & INOF_SNAPSHOT) ? LUNFS_F_SNAPSHOT : 0);
+	st->igen = in->igen;
+}
+
+/* ---- block clusters ---- */
+
+static void pool(const struct lunfs_sb *s, int kind, uint64_t *count, uint32_t *per)
+{
+	*count = kind == RC_FILE ? s->fc_count : s->mc_count;
+	*per = kind == RC_FILE ? s->fc_blocks : s->mc_blocks;
+}
+
+static uint32_t entries(const struct lunfs_sb *s, int kind, uint64_t c)
+{
+	return kind == RC_FILE ? geom_fc_entries(s, c) : s->mc_blocks;
+}
+
+static uint64_t rc_lock_addr(const struct lunfs_sb *s, int kind, uint64_t c)
+{
+	return kind == RC_FILE ? geom_fc_lock(s, c) : geom_mc_lock(s, c);
+}
+
+int blk_alloc(struct txn *tx, int kind, uint64_t *blk)
+{
+	struct lunfs_vol *v = tx->v;
+	const struct lunfs_sb *s = &v->sb;
+	uint64_t count, *hint = kind == RC_FILE ? &v->fc_hint : &v->mc_hint;
+	uint32_t per;
+	struct lunfs_rc *rc = malloc(sizeof(*rc));
+	int r = -ENOSPC;
+	if (!rc)
+		return -ENOMEM;
+	pool(s, kind, &count, &per);
+	for (uint64_t k = 0; k < count; k++) {
+		uint64_t c = (*hint + k) % count;
+		uint64_t lock = rc_lock_addr(s, kind, c);
+		struct buf *b;
+		r = rc_load(tx, lock, lock + BS, kind, entries(s, kind, c), c * per, rc, &b);
+		if (r)
+			goto out;
+		if (rc->nfree == 0)
+			continue;
+		int i = find_free_bit(rc, 0);
+		if (i < 0) {
+			r = -EFSCORRUPTED;
+			goto out;
+		}
+		rc_set(rc, i, 1);
+		rc->refcnt[i] = 1;
+		rc->nfree--;
+		if ((r = rc_store(tx, rc, b, c)))
+			goto out;
+		*blk = c * per + i;
+		*hint = c;
+		r = 0;
+		goto out;
+	}
+	r = -ENOSPC;
+out:
+	free(rc);
+	return r;
+}
+
+int blk_ref(struct txn *tx, int kind, uint64_t blk, int delta, uint32_t *newref)
+{
+	struct lunfs_vol *v = tx->v;
+	const struct lunfs_sb *s = &v->sb;
+	uint64_t count;
+	uint32_t per;
+	struct lunfs_rc *rc = malloc(sizeof(*rc));
+	struct buf *b;
+	int r;
+	if (!rc)
+		return -ENOMEM;
+	pool(s, kind, &count, &per);
+	uint64_t c = blk / per;
+	uint32_t i = blk % per;
+	if (c >= count || blk == 0) {
+		r = -EFSCORRUPTED;
+		goto out;
+	}
+	uint64_t lock = rc_lock_addr(s, kind, c);
+	r = rc_load(tx, lock, lock + BS, kind, entries(s, kind, c), c * per, rc, &b);
+	if (r)
+		goto out;
+	if (!rc_test(rc, i) || (int)rc->refcnt[i] + delta < 0 || rc->refcnt[i] + delta > 0xffff) {
+		r = -EFSCORRUPTED; /* freeing a free block: never make it worse */
+		goto out;
+	}
+	rc->refcnt[i] += delta;
+	if (rc->refcnt[i] == 0) {
+		rc_set(rc, i, 0);
+		rc->nfree++;
+	}
+	if (newref)
+		*newref = rc->refcnt[i];
+	r = rc_store(tx, rc, b, c);
+out:
+	free(rc);
+	return r;
+}
+
+int blk_free(struct txn *tx, int kind, uint64_t blk)
+{
+	return blk_ref(tx, kind, blk, -1, NULL);
+}
+
+/* Free counts for statfs: every cluster header, read without its lock. */
+int alloc_counts(struct lunfs_vol *v, uint64_t *free_file, uint64_t *free_ino)
+{
+	const struct lunfs_sb *s = &v->sb;
+	struct lunfs_rc *rc = malloc(sizeof(*rc));
+	uint8_t *blk = dev_alloc(BS);
+	int r = 0;
+	*free_file = *free_ino = 0;
+	if (!rc || !blk) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (uint64_t c = 0; c < s->fc_count && !r; c++) {
+		if ((r = dev_read(v->d, geom_fc_hdr(s, c), blk, BS)))
+			break;
+		if (!lunfs_rc_decode(blk, s->uuid, geom_fc_hdr(s, c), RC_FILE, geom_fc_entries(s, c),
+				     c * s->fc_blocks, rc, NULL))
+			*free_file += rc->nfree;
+	}
+	for (uint64_t g = 0; g < s->ig_count && !r; g++) {
+		if ((r = dev_read(v->d, geom_ig_hdr(s, g), blk, BS)))
+			break;
+		if (!lunfs_rc_decode(blk, s->uuid, geom_ig_hdr(s, g), RC_INODE, s->ig_inodes,
+				     g * s->ig_inodes, rc, NULL))
+			*free_ino += rc->nfree;
+	}
+out:
+	free(rc);
+	free(blk);
+	return r;
+}

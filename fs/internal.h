@@ -1,0 +1,167 @@
+/* Internal to fs/: the mounted volume, its caches and transactions.
+ *
+ * Concurrency: one mutex per volume (v->mu) protects all metadata state and
+ * is held for the length of a metadata operation; data I/O to blocks that
+ * are already mapped happens outside it.  Lock order: v->mu, then a file's
+ * f->mu is never taken while v->mu is held (file ops take f->mu first).
+ *
+ * Cache rule (docs/LOCKING.md): a metadata block is cached only while this
+ * host holds the on-disk lock that covers it (its inode's lock, or its
+ * cluster's lock).  Blocks read without that lock are transient: they live
+ * for one operation.  When a lock is released, the journal is checkpointed
+ * first and every cached block under it is dropped.
+ */
+#ifndef LUNFS_INTERNAL_H
+#define LUNFS_INTERNAL_H
+
+#include <pthread.h>
+#include "dev.h"
+#include "fs/format.h"
+#include "fs/geom.h"
+#include "fs/lunfs.h"
+#include "journal/jnl.h"
+#include "lock/lk.h"
+
+#define BS LUNFS_META_BS
+#define ORPHAN_INO LUNFS_ORPHAN_INO
+#define DT_REG_LUNFS 8
+
+struct buf {
+	uint64_t addr;
+	uint64_t lock;    /* address of the covering lock; 0 = transient */
+	uint8_t *data;    /* BS bytes, aligned */
+	struct buf *next; /* hash chain, or the transaction's transient list */
+};
+
+/* A lock this host holds, cached with its last image.  Protected by v->mu. */
+struct held {
+	struct lk_lock lk;
+	uint64_t object;
+	int pins;          /* operations and opens using it now */
+	uint64_t last_ms;  /* last use, for the linger release */
+	struct held *next;
+};
+
+struct ofile;
+
+struct lunfs_vol {
+	struct dev *d;
+	struct lunfs_sb sb;
+	struct hb_host *hb;
+	struct jnl *j;
+	int ro;
+	uint32_t slot;
+	uint32_t linger_ms;
+	pthread_mutex_t mu;     /* the volume mutex: everything below */
+	struct buf **bh;        /* buffer hash */
+	size_t nbh;
+	struct held *locks;     /* held locks */
+	struct ofile *ofiles;   /* inodes open on this host */
+	uint64_t ig_hint, fc_hint, mc_hint;
+	pthread_t linger_thr;
+	pthread_cond_t linger_cv;
+	int stop;
+	int fenced_logged;
+	int ioq_busy;
+};
+
+/* An inode open on this host (one per inode, shared by its handles). */
+struct ofile {
+	uint64_t ino;
+	int opens;
+	int mode;          /* strongest open mode */
+	int unlinked;      /* nlink reached 0 while open: free at last close */
+	int excl_here;     /* an LUNFS_OPEN_EXCL open: no other open on this host */
+	struct held *h;    /* the pinned inode lock (NULL for LUNFS_OPEN_READ) */
+	int times_dirty;   /* mtime/ctime changed by writes, not yet committed */
+	struct lunfs_time mtime;
+	struct ofile *next;
+};
+
+struct lunfs_file {
+	struct lunfs_vol *v;
+	struct ofile *of;
+	int mode;
+	pthread_mutex_t mu; /* serialises read-modify-write of partial sectors */
+};
+
+/* One metadata operation: holds v->mu from tx_begin to tx_end. */
+#define TX_MAX 240
+struct txn {
+	struct lunfs_vol *v;
+	struct buf *dirty[TX_MAX];
+	int ndirty;
+	struct buf *transient;  /* blocks read without their lock */
+	struct held *pinned[64];
+	int npinned;
+	int preflush;           /* data written for this txn must be durable first */
+};
+
+void tx_begin(struct lunfs_vol *v, struct txn *tx);
+/* Commits the dirty blocks (if any) through the journal, then ends. */
+int tx_commit(struct txn *tx);
+/* Drops the dirty blocks from the cache (the disk still has the old ones). */
+void tx_end(struct txn *tx, int r);
+/* Commits what is dirty so far and continues (large operations in steps). */
+int tx_flush(struct txn *tx);
+/* Takes (or reuses) the lock at off in mode, pinned until tx_end. */
+int tx_lock(struct txn *tx, uint64_t off, uint64_t object, int mode);
+/* Returns the block at addr: cached when this host holds lock, else a
+ * transient copy.  Verifies nothing (the caller decodes). */
+int tx_read(struct txn *tx, uint64_t addr, uint64_t lock, struct buf **out);
+/* A block being written for the first time (no read): zeroed, cached. */
+int tx_new(struct txn *tx, uint64_t addr, uint64_t lock, struct buf **out);
+/* Marks b as part of the transaction (b must be under a lock we hold). */
+int tx_dirty(struct txn *tx, struct buf *b);
+int vol_check_writable(struct lunfs_vol *v);
+
+/* Lock helpers (vol.c) */
+int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, struct held **out);
+void vl_unpin(struct lunfs_vol *v, struct held *h);
+struct held *vl_find(struct lunfs_vol *v, uint64_t off);
+
+/* Inodes (inode.c) */
+int ino_check(struct lunfs_vol *v, uint64_t ino);
+/* Reads inode ino (locked in mode if mode != LK_FREE) into *in. */
+int ino_read(struct txn *tx, uint64_t ino, int mode, struct lunfs_inode *in);
+int ino_write(struct txn *tx, struct lunfs_inode *in);
+int ino_alloc(struct txn *tx, uint64_t hint_ino, struct lunfs_inode *in);
+int ino_free(struct txn *tx, struct lunfs_inode *in);
+void ino_stat(struct lunfs_vol *v, const struct lunfs_inode *in, struct lunfs_stat *st);
+void ino_now(struct lunfs_time *t);
+
+/* Allocation (alloc.c).  kind RC_FILE or RC_META. */
+int blk_alloc(struct txn *tx, int kind, uint64_t *blk);
+int blk_free(struct txn *tx, int kind, uint64_t blk);
+int blk_ref(struct txn *tx, int kind, uint64_t blk, int delta, uint32_t *newref);
+int alloc_counts(struct lunfs_vol *v, uint64_t *free_file, uint64_t *free_ino);
+
+/* Block maps (bmap.c).  Units are file blocks, or meta blocks for
+ * INOF_MAPMETA inodes. */
+int bmap_get(struct txn *tx, struct lunfs_inode *in, uint64_t lblk, uint64_t *ptr);
+int bmap_set(struct txn *tx, struct lunfs_inode *in, uint64_t lblk, uint64_t ptr);
+/* Frees every unit at or after lblk (within [lblk, end) when end != 0). */
+int bmap_punch(struct txn *tx, struct lunfs_inode *in, uint64_t lblk, uint64_t end);
+uint64_t bmap_max_units(void);
+static inline int ino_kind(const struct lunfs_inode *in)
+{
+	return (in->flags & INOF_MAPMETA) ? RC_META : RC_FILE;
+}
+
+/* Directories (dir.c) */
+int dir_lookup(struct txn *tx, struct lunfs_inode *dir, const char *name, uint64_t *ino,
+	       uint32_t *type);
+int dir_add(struct txn *tx, struct lunfs_inode *dir, const char *name, uint64_t ino, uint32_t type);
+int dir_remove(struct txn *tx, struct lunfs_inode *dir, const char *name);
+int dir_set(struct txn *tx, struct lunfs_inode *dir, const char *name, uint64_t ino, uint32_t type);
+int dir_is_empty(struct txn *tx, struct lunfs_inode *dir);
+int dir_iter(struct txn *tx, struct lunfs_inode *dir, uint64_t off, lunfs_dirfn fn, void *arg);
+int name_check(const char *name);
+
+/* Files (file.c) */
+struct ofile *of_find(struct lunfs_vol *v, uint64_t ino);
+void of_overlay(const struct ofile *of, struct lunfs_stat *st);
+void of_clear_times(struct ofile *of);
+int file_release_inode(struct txn *tx, struct lunfs_inode *in);
+
+#endif

@@ -1,0 +1,173 @@
+/* lunfs.h: the public API of the lunfs core library.
+ *
+ * This is the API the FUSE daemon, the NBD export and a VMM embed.  A volume
+ * is mounted by one host identity; objects are named by inode number, as in
+ * the FUSE low-level API.  Every function returns 0 (or a count) on success
+ * and a negative errno on failure; -EFENCED (see lerrno.h) means this host
+ * lost its heartbeat and the volume refuses all further changes.
+ *
+ * Thread safety: every function may be called from any thread.
+ */
+#ifndef LUNFS_H
+#define LUNFS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include "dev.h"
+
+#define LUNFS_ROOT_INO 1
+
+struct lunfs_vol;
+struct lunfs_file;
+
+/* Mount options.  Zero means the default for every field. */
+struct lunfs_mount_opts {
+	const char *host;       /* host name; default: /etc/machine-id, else the hostname */
+	int readonly;           /* no heartbeat slot, no writes, no journal replay */
+	struct dev_opts dev;    /* device open options */
+	struct dev *device;     /* an already open device (tests: faulty); the volume owns it */
+	uint32_t linger_ms;     /* idle locks are released after this; default 500 */
+};
+
+/* Mounts the volume on url (or opts->device).  Claims a heartbeat slot and
+ * replays this host's journal.  Returns 0 and *out, or -errno; *msg (if not
+ * NULL) receives a one-line reason. */
+int lunfs_mount(const char *url, const struct lunfs_mount_opts *opts, struct lunfs_vol **out,
+		const char **msg);
+/* Checkpoints, releases every lock and the heartbeat slot, frees v.  Returns 0
+ * or the first error (v is freed in every case). */
+int lunfs_unmount(struct lunfs_vol *v);
+/* Like a crash: frees v without writing anything (tests). */
+void lunfs_abandon(struct lunfs_vol *v);
+
+struct lunfs_stat {
+	uint64_t ino;
+	uint32_t mode, nlink, uid, gid;
+	uint64_t rdev, size;
+	uint64_t blocks; /* 512-byte units allocated */
+	uint32_t blksize;
+	struct timespec atime, mtime, ctime;
+	uint32_t flags;  /* LUNFS_F_* */
+	uint32_t igen;
+};
+enum { LUNFS_F_THICK = 1, LUNFS_F_EZT = 2, LUNFS_F_SNAPSHOT = 4 };
+
+int lunfs_getattr(struct lunfs_vol *v, uint64_t ino, struct lunfs_stat *st);
+
+/* setattr: which fields of struct lunfs_setattr apply. */
+enum {
+	LUNFS_SET_MODE = 1, LUNFS_SET_UID = 2, LUNFS_SET_GID = 4, LUNFS_SET_SIZE = 8,
+	LUNFS_SET_ATIME = 16, LUNFS_SET_MTIME = 32, LUNFS_SET_ATIME_NOW = 64,
+	LUNFS_SET_MTIME_NOW = 128, LUNFS_SET_CTIME = 256,
+	LUNFS_SET_KILL_SUID = 512, /* clear setuid, and setgid if group-exec */
+};
+struct lunfs_setattr {
+	uint32_t mode, uid, gid;
+	uint64_t size;
+	struct timespec atime, mtime, ctime;
+};
+int lunfs_setattr(struct lunfs_vol *v, uint64_t ino, unsigned mask, const struct lunfs_setattr *sa,
+		  struct lunfs_stat *st);
+
+/* Who creates: the new object's owner, and the credentials for the setgid rule. */
+struct lunfs_cred {
+	uint32_t uid, gid;
+};
+
+int lunfs_lookup(struct lunfs_vol *v, uint64_t dir, const char *name, struct lunfs_stat *st);
+/* mode carries the type (S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFCHR,
+ * S_IFBLK, S_IFSOCK) and the permission bits (umask already applied). */
+int lunfs_mknod(struct lunfs_vol *v, uint64_t dir, const char *name, uint32_t mode, uint64_t rdev,
+		const struct lunfs_cred *c, struct lunfs_stat *st);
+int lunfs_mkdir(struct lunfs_vol *v, uint64_t dir, const char *name, uint32_t mode,
+		const struct lunfs_cred *c, struct lunfs_stat *st);
+int lunfs_symlink(struct lunfs_vol *v, uint64_t dir, const char *name, const char *target,
+		  const struct lunfs_cred *c, struct lunfs_stat *st);
+/* Returns the target's length (the target is NUL-terminated if it fits). */
+int lunfs_readlink(struct lunfs_vol *v, uint64_t ino, char *buf, size_t size);
+int lunfs_link(struct lunfs_vol *v, uint64_t ino, uint64_t dir, const char *name,
+	       struct lunfs_stat *st);
+int lunfs_unlink(struct lunfs_vol *v, uint64_t dir, const char *name);
+int lunfs_rmdir(struct lunfs_vol *v, uint64_t dir, const char *name);
+enum { LUNFS_RENAME_NOREPLACE = 1, LUNFS_RENAME_EXCHANGE = 2 };
+int lunfs_rename(struct lunfs_vol *v, uint64_t odir, const char *oname, uint64_t ndir,
+		 const char *nname, unsigned flags);
+
+/* readdir: calls fn for each entry at or after cookie off ("." is 0, ".." is
+ * 1); fn returns non-zero to stop.  next is the cookie of the entry after
+ * this one.  Cookies stay valid while entries come and go.  Returns 0 or
+ * -errno. */
+typedef int (*lunfs_dirfn)(void *arg, const char *name, uint64_t ino, uint32_t type, uint64_t next);
+int lunfs_readdir(struct lunfs_vol *v, uint64_t dir, uint64_t off, lunfs_dirfn fn, void *arg);
+
+struct lunfs_statfs {
+	uint64_t bsize, blocks, bfree, files, ffree;
+	uint32_t namemax;
+};
+int lunfs_statfs(struct lunfs_vol *v, struct lunfs_statfs *st);
+
+/* Extended attributes (user.*, trusted.*, security.*, system.* names). */
+enum { LUNFS_XATTR_CREATE = 1, LUNFS_XATTR_REPLACE = 2 };
+int lunfs_setxattr(struct lunfs_vol *v, uint64_t ino, const char *name, const void *val,
+		   size_t len, unsigned flags);
+/* Returns the value's length; with size 0 only the length. -ERANGE if too small. */
+int lunfs_getxattr(struct lunfs_vol *v, uint64_t ino, const char *name, void *buf, size_t size);
+/* NUL-separated names; returns the total length. */
+int lunfs_listxattr(struct lunfs_vol *v, uint64_t ino, char *buf, size_t size);
+int lunfs_removexattr(struct lunfs_vol *v, uint64_t ino, const char *name);
+
+/* ---- files ---- */
+enum lunfs_open_mode {
+	LUNFS_OPEN_READ = 0,      /* read only, no lock on another host needed beyond shared */
+	LUNFS_OPEN_EXCL = 1,      /* read-write; exclusive on the whole cluster */
+	LUNFS_OPEN_SHARED_RO = 2, /* read-only; many hosts at once, no writer */
+	LUNFS_OPEN_MULTI = 3,     /* multi-writer; fully allocated files only */
+	LUNFS_OPEN_RW = 4,        /* read-write; exclusive against other hosts,
+				     shared with this host's other RW opens (POSIX) */
+};
+/* Opens ino.  A conflicting open (here or on another host) gives -EBUSY. */
+int lunfs_open(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **out);
+int lunfs_close(struct lunfs_file *f);
+/* Reads up to len bytes at off; returns bytes read (short at EOF). */
+ssize_t lunfs_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off);
+/* Writes len bytes at off (extends the file).  Returns len or -errno. */
+ssize_t lunfs_pwrite(struct lunfs_file *f, const void *buf, size_t len, uint64_t off);
+/* Makes everything written through f durable. */
+int lunfs_fsync(struct lunfs_file *f);
+/* fallocate: mode 0 allocates (thick, lazily zeroed), LUNFS_FALLOC_KEEP_SIZE
+ * keeps the size, LUNFS_FALLOC_ZERO writes zeros now (eager-zeroed thick),
+ * LUNFS_FALLOC_PUNCH frees the range (with KEEP_SIZE). */
+enum { LUNFS_FALLOC_KEEP_SIZE = 1, LUNFS_FALLOC_PUNCH = 2, LUNFS_FALLOC_ZERO = 4 };
+int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t len);
+uint64_t lunfs_file_ino(const struct lunfs_file *f);
+
+/* ---- asynchronous data I/O (a VMM's I/O thread, the NBD export) ----
+ * A queue belongs to one thread.  Requests to allocated blocks go straight
+ * to the device queue (io_uring on the file backend) with no copy when the
+ * buffer, offset and length are aligned to the device's logical block size;
+ * others (holes to fill, unaligned ranges) complete synchronously inside
+ * submit.  One queue per volume at a time. */
+enum { LUNFS_AIO_READ = 1, LUNFS_AIO_WRITE = 2 };
+struct lunfs_aio {
+	int op;         /* LUNFS_AIO_READ or LUNFS_AIO_WRITE */
+	void *buf;
+	size_t len;
+	uint64_t off;
+	ssize_t res;    /* out: bytes, or -errno */
+	void *priv;     /* caller's */
+};
+struct lunfs_ioq;
+/* depth: most requests in flight (<= 128). -EBUSY if the volume has a queue. */
+int lunfs_ioq_create(struct lunfs_file *f, unsigned depth, struct lunfs_ioq **out);
+/* Returns how many were accepted (all, unless the queue is full), or -errno. */
+int lunfs_ioq_submit(struct lunfs_ioq *q, struct lunfs_aio **ios, unsigned n);
+/* Waits for at least min completions; returns how many were stored in out. */
+int lunfs_ioq_reap(struct lunfs_ioq *q, unsigned min, struct lunfs_aio **out, unsigned max);
+/* Waits for everything in flight, then frees q. */
+void lunfs_ioq_destroy(struct lunfs_ioq *q);
+
+/* Counters of the device under v (I/Os per operation in benchmarks). */
+void lunfs_dev_stats(struct lunfs_vol *v, struct dev_stats *st);
+struct dev *lunfs_device(struct lunfs_vol *v);
+
+#endif

@@ -1,0 +1,560 @@
+/* Mount and unmount, the lock cache with its linger release, the metadata
+ * buffer cache, and transactions.  See internal.h for the rules. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include "fs/internal.h"
+
+#define NBUCKETS 4096
+
+static size_t bucket(uint64_t addr)
+{
+	return (addr / BS) % NBUCKETS;
+}
+
+static struct buf *cache_find(struct lunfs_vol *v, uint64_t addr)
+{
+	for (struct buf *b = v->bh[bucket(addr)]; b; b = b->next)
+		if (b->addr == addr)
+			return b;
+	return NULL;
+}
+
+static void buf_free(struct buf *b)
+{
+	free(b->data);
+	free(b);
+}
+
+static void cache_drop(struct lunfs_vol *v, uint64_t addr)
+{
+	struct buf **pp = &v->bh[bucket(addr)];
+	for (; *pp; pp = &(*pp)->next) {
+		if ((*pp)->addr == addr) {
+			struct buf *b = *pp;
+			*pp = b->next;
+			buf_free(b);
+			return;
+		}
+	}
+}
+
+/* Drops every cached block covered by lock (0: everything). */
+static void cache_drop_lock(struct lunfs_vol *v, uint64_t lock)
+{
+	for (size_t i = 0; i < NBUCKETS; i++) {
+		struct buf **pp = &v->bh[i];
+		while (*pp) {
+			if (!lock || (*pp)->lock == lock) {
+				struct buf *b = *pp;
+				*pp = b->next;
+				buf_free(b);
+			} else {
+				pp = &(*pp)->next;
+			}
+		}
+	}
+}
+
+static struct buf *buf_new(uint64_t addr, uint64_t lock)
+{
+	struct buf *b = calloc(1, sizeof(*b));
+	if (!b)
+		return NULL;
+	b->data = dev_alloc(BS);
+	if (!b->data) {
+		free(b);
+		return NULL;
+	}
+	b->addr = addr;
+	b->lock = lock;
+	return b;
+}
+
+/* ---- locks ---- */
+
+struct held *vl_find(struct lunfs_vol *v, uint64_t off)
+{
+	for (struct held *h = v->locks; h; h = h->next)
+		if (h->lk.off == off && h->lk.mode != LK_FREE)
+			return h;
+	return NULL;
+}
+
+static int mode_covers(int held, int want)
+{
+	return held == want || held == LK_EXCLUSIVE ||
+	       (want == LK_SHARED_RO && held == LK_MULTI_WRITER && 0);
+}
+
+int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, struct held **out)
+{
+	struct held *h = vl_find(v, off);
+	int r;
+	if (h && mode_covers(h->lk.mode, mode)) {
+		h->pins++;
+		h->last_ms = lk_now_ms();
+		*out = h;
+		return 0;
+	}
+	int wait = LK_WAIT;
+	uint32_t timeout = 2 * v->linger_ms + 2 * v->sb.hb_ms;
+	if (h) {
+		/* upgrade (we are then the only holder) */
+		r = lk_acquire_flags(v->hb, &h->lk, off, object, mode,
+				     h->lk.rec.holders[0].flags, LK_NOWAIT, 0);
+		if (r)
+			return r;
+		h->pins++;
+		h->last_ms = lk_now_ms();
+		*out = h;
+		return 0;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	r = lk_acquire_flags(v->hb, &h->lk, off, object, mode, 0, wait, timeout);
+	if (r) {
+		free(h);
+		return r;
+	}
+	h->object = object;
+	h->pins = 1;
+	h->last_ms = lk_now_ms();
+	h->next = v->locks;
+	v->locks = h;
+	*out = h;
+	return 0;
+}
+
+void vl_unpin(struct lunfs_vol *v, struct held *h)
+{
+	h->pins--;
+	h->last_ms = lk_now_ms();
+	(void)v;
+}
+
+/* Releases h: checkpoint first (the journal rule), then drop its cache. */
+static int vl_release(struct lunfs_vol *v, struct held *h)
+{
+	int r = jnl_checkpoint(v->j);
+	cache_drop_lock(v, h->lk.off);
+	if (!r)
+		r = lk_release(v->hb, &h->lk);
+	struct held **pp = &v->locks;
+	while (*pp != h)
+		pp = &(*pp)->next;
+	*pp = h->next;
+	free(h);
+	return r;
+}
+
+int vl_release_now(struct lunfs_vol *v, struct held *h)
+{
+	if (--h->pins > 0)
+		return 0;
+	if (hb_ok(v->hb))
+		return -EFENCED;
+	return vl_release(v, h);
+}
+
+static void release_idle(struct lunfs_vol *v, uint64_t idle_ms)
+{
+	uint64_t now = lk_now_ms();
+	struct held *h = v->locks, *n;
+	for (; h; h = n) {
+		n = h->next;
+		if (h->pins == 0 && now - h->last_ms >= idle_ms)
+			vl_release(v, h);
+	}
+}
+
+static void *linger_thread(void *arg)
+{
+	struct lunfs_vol *v = arg;
+	pthread_mutex_lock(&v->mu);
+	while (!v->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t ns = ts.tv_nsec + (uint64_t)(v->linger_ms / 2 + 1) * 1000000;
+		ts.tv_sec += ns / 1000000000;
+		ts.tv_nsec = ns % 1000000000;
+		pthread_cond_timedwait(&v->linger_cv, &v->mu, &ts);
+		if (!v->stop && hb_ok(v->hb) == 0)
+			release_idle(v, v->linger_ms);
+	}
+	pthread_mutex_unlock(&v->mu);
+	return NULL;
+}
+
+/* ---- transactions ---- */
+
+int vol_check_writable(struct lunfs_vol *v)
+{
+	if (v->ro)
+		return -EROFS;
+	return hb_ok(v->hb);
+}
+
+void tx_begin(struct lunfs_vol *v, struct txn *tx)
+{
+	memset(tx, 0, sizeof(*tx));
+	tx->v = v;
+	pthread_mutex_lock(&v->mu);
+}
+
+int tx_lock(struct txn *tx, uint64_t off, uint64_t object, int mode)
+{
+	struct held *h;
+	if (tx->v->ro)
+		return mode == LK_EXCLUSIVE ? -EROFS : 0;
+	if (tx->npinned == (int)(sizeof(tx->pinned) / sizeof(tx->pinned[0])))
+		return -E2BIG;
+	int r = vl_get(tx->v, off, object, mode, &h);
+	if (r)
+		return r;
+	tx->pinned[tx->npinned++] = h;
+	return 0;
+}
+
+int tx_read(struct txn *tx, uint64_t addr, uint64_t lock, struct buf **out)
+{
+	struct lunfs_vol *v = tx->v;
+	int locked = lock && vl_find(v, lock);
+	struct buf *b = locked ? cache_find(v, addr) : NULL;
+	if (b) {
+		*out = b;
+		return 0;
+	}
+	b = buf_new(addr, locked ? lock : 0);
+	if (!b)
+		return -ENOMEM;
+	int r = dev_read(v->d, addr, b->data, BS);
+	if (r) {
+		buf_free(b);
+		return r;
+	}
+	if (locked) {
+		b->next = v->bh[bucket(addr)];
+		v->bh[bucket(addr)] = b;
+	} else {
+		b->next = tx->transient;
+		tx->transient = b;
+	}
+	*out = b;
+	return 0;
+}
+
+int tx_new(struct txn *tx, uint64_t addr, uint64_t lock, struct buf **out)
+{
+	struct lunfs_vol *v = tx->v;
+	struct buf *b = cache_find(v, addr);
+	if (!b) {
+		b = buf_new(addr, lock);
+		if (!b)
+			return -ENOMEM;
+		b->next = v->bh[bucket(addr)];
+		v->bh[bucket(addr)] = b;
+	}
+	b->lock = lock;
+	memset(b->data, 0, BS);
+	*out = b;
+	return 0;
+}
+
+int tx_dirty(struct txn *tx, struct buf *b)
+{
+	if (!b->lock)
+		return -EINVAL; /* never write what we do not hold the lock of */
+	for (int i = 0; i < tx->ndirty; i++)
+		if (tx->dirty[i] == b)
+			return 0;
+	if (tx->ndirty == TX_MAX)
+		return -E2BIG;
+	tx->dirty[tx->ndirty++] = b;
+	return 0;
+}
+
+int tx_flush(struct txn *tx)
+{
+	struct lunfs_vol *v = tx->v;
+	struct jnl_txn *jt;
+	int r;
+	if (!tx->ndirty)
+		return 0;
+	if ((r = vol_check_writable(v)))
+		goto fail;
+	/* data a new pointer exposes must be on disk before the pointer */
+	if (tx->preflush && (r = dev_flush(v->d)))
+		goto fail;
+	tx->preflush = 0;
+	if ((r = jnl_txn_begin(v->j, &jt)))
+		goto fail;
+	for (int i = 0; i < tx->ndirty && !r; i++)
+		r = jnl_txn_add(jt, tx->dirty[i]->addr, tx->dirty[i]->data);
+	if (r) {
+		jnl_txn_abort(jt);
+		goto fail;
+	}
+	if ((r = jnl_txn_commit(jt)))
+		goto fail;
+	tx->ndirty = 0;
+	return 0;
+fail:
+	/* the cache must equal the disk: forget what we changed */
+	for (int i = 0; i < tx->ndirty; i++)
+		cache_drop(v, tx->dirty[i]->addr);
+	tx->ndirty = 0;
+	return r;
+}
+
+void tx_end(struct txn *tx, int r)
+{
+	struct lunfs_vol *v = tx->v;
+	if (r)
+		for (int i = 0; i < tx->ndirty; i++)
+			cache_drop(v, tx->dirty[i]->addr);
+	while (tx->transient) {
+		struct buf *b = tx->transient;
+		tx->transient = b->next;
+		buf_free(b);
+	}
+	for (int i = 0; i < tx->npinned; i++)
+		vl_unpin(v, tx->pinned[i]);
+	tx->npinned = 0;
+	tx->ndirty = 0;
+	pthread_mutex_unlock(&v->mu);
+}
+
+int tx_commit(struct txn *tx)
+{
+	int r = tx_flush(tx);
+	tx_end(tx, r);
+	return r;
+}
+
+/* ---- mount ---- */
+
+static void host_identity(const char *name, struct hb_ident *id)
+{
+	char buf[256] = "";
+	memset(id, 0, sizeof(*id));
+	if (!name || !*name) {
+		FILE *f = fopen("/etc/machine-id", "r");
+		if (f) {
+			if (fgets(buf, sizeof(buf), f))
+				buf[strcspn(buf, "\n")] = 0;
+			fclose(f);
+		}
+		if (!*buf)
+			gethostname(buf, sizeof(buf) - 1);
+		name = buf;
+	}
+	snprintf(id->name, sizeof(id->name), "%s", name);
+	/* the identity persists: the same name gives the same UUID */
+	XXH128_hash_t hsh = XXH3_128bits_withSeed(id->name, strlen(id->name), 0x6c756e6673);
+	memcpy(id->uuid, &hsh.low64, 8);
+	memcpy(id->uuid + 8, &hsh.high64, 8);
+}
+
+int ino_check(struct lunfs_vol *v, uint64_t ino)
+{
+	return ino == 0 || ino >= geom_ninodes(&v->sb) ? -ENOENT : 0;
+}
+
+static int jtarget_ok(void *arg, uint64_t t)
+{
+	return geom_is_journaled(arg, t);
+}
+
+int orphans_process(struct lunfs_vol *v); /* file.c */
+
+int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_vol **out,
+		const char **msg)
+{
+	struct lunfs_mount_opts dflt = {0};
+	struct lunfs_vol *v = calloc(1, sizeof(*v));
+	const char *why = NULL;
+	int r, used_backup;
+	if (!o)
+		o = &dflt;
+	if (msg)
+		*msg = NULL;
+	if (!v)
+		return -ENOMEM;
+	pthread_mutex_init(&v->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&v->linger_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	v->ro = o->readonly;
+	v->linger_ms = o->linger_ms ? o->linger_ms : 500;
+	v->bh = calloc(NBUCKETS, sizeof(*v->bh));
+	if (!v->bh) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if (o->device) {
+		v->d = o->device;
+	} else {
+		struct dev_opts dopts = o->dev;
+		dopts.readonly = v->ro;
+		if ((r = dev_open(url, &dopts, &v->d))) {
+			why = dev_last_error();
+			goto fail;
+		}
+	}
+	if (dev_lbs(v->d) > LUNFS_SLOT_STRIDE) {
+		why = "device logical block size above 4096 is not supported";
+		r = -EINVAL;
+		goto fail;
+	}
+	r = lunfs_read_sb(v->d, &v->sb, 1, &used_backup, &why);
+	if (r)
+		goto fail;
+	if (used_backup) {
+		why = "primary superblock is damaged (the backup is good): run fsck.lunfs -y";
+		r = -EFSCORRUPTED;
+		goto fail;
+	}
+	if (!v->ro) {
+		struct hb_ident id;
+		struct lk_params p = {.hb_off = v->sb.hb_off, .max_hosts = v->sb.max_hosts,
+				      .lease_ms = v->sb.lease_ms, .hb_ms = v->sb.hb_ms,
+				      .fence_margin_ms = v->sb.fence_margin_ms,
+				      .jnl_off = v->sb.jnl_off, .jnl_size = v->sb.jnl_size};
+		memcpy(p.uuid, v->sb.uuid, 16);
+		host_identity(o->host, &id);
+		if ((r = hb_claim(v->d, &p, &id, &v->hb, NULL))) {
+			why = r == -ENOSPC   ? "no free heartbeat slot (too many hosts mounted)"
+			      : r == -EEXIST ? "this host identity is already mounted (heartbeat moves)"
+					     : "cannot claim a heartbeat slot";
+			goto fail;
+		}
+		v->slot = hb_slot(v->hb);
+		struct jnl_geom g = {.slot = v->slot, .off = geom_jnl(&v->sb, v->slot),
+				     .size = v->sb.jnl_size, .target_ok = jtarget_ok, .arg = &v->sb};
+		memcpy(g.uuid, v->sb.uuid, 16);
+		struct jnl_replay_stats st;
+		if ((r = jnl_open(v->d, &g, v->hb, &v->j, &st))) {
+			why = "journal replay failed: run fsck.lunfs";
+			hb_abandon(v->hb);
+			goto fail;
+		}
+		if (st.txns)
+			syslog(LOG_NOTICE, "lunfs: replayed %llu transaction(s) from slot %u",
+			       (unsigned long long)st.txns, v->slot);
+		/* hosts start their searches in different places */
+		v->ig_hint = (uint64_t)v->slot * v->sb.ig_count / v->sb.max_hosts;
+		v->fc_hint = (uint64_t)v->slot * v->sb.fc_count / v->sb.max_hosts;
+		v->mc_hint = (uint64_t)v->slot * v->sb.mc_count / v->sb.max_hosts;
+		if ((r = pthread_create(&v->linger_thr, NULL, linger_thread, v))) {
+			r = -r;
+			jnl_abandon(v->j);
+			hb_abandon(v->hb);
+			goto fail;
+		}
+		if ((r = orphans_process(v))) {
+			why = "cannot clean up orphan inodes";
+			lunfs_unmount(v);
+			return r;
+		}
+	}
+	*out = v;
+	return 0;
+fail:
+	if (msg)
+		*msg = why ? why : lunfs_strerror(r);
+	if (v->d)
+		dev_close(v->d);
+	free(v->bh);
+	pthread_mutex_destroy(&v->mu);
+	pthread_cond_destroy(&v->linger_cv);
+	free(v);
+	return r;
+}
+
+static void vol_free(struct lunfs_vol *v)
+{
+	cache_drop_lock(v, 0);
+	while (v->locks) {
+		struct held *h = v->locks;
+		v->locks = h->next;
+		free(h);
+	}
+	while (v->ofiles) {
+		struct ofile *of = v->ofiles;
+		v->ofiles = of->next;
+		free(of);
+	}
+	dev_close(v->d);
+	free(v->bh);
+	pthread_mutex_destroy(&v->mu);
+	pthread_cond_destroy(&v->linger_cv);
+	free(v);
+}
+
+static void stop_linger(struct lunfs_vol *v)
+{
+	if (v->ro)
+		return;
+	pthread_mutex_lock(&v->mu);
+	v->stop = 1;
+	pthread_cond_broadcast(&v->linger_cv);
+	pthread_mutex_unlock(&v->mu);
+	pthread_join(v->linger_thr, NULL);
+}
+
+int lunfs_unmount(struct lunfs_vol *v)
+{
+	int r = 0, e;
+	if (!v)
+		return -EINVAL;
+	stop_linger(v);
+	if (!v->ro) {
+		pthread_mutex_lock(&v->mu);
+		if (hb_ok(v->hb) == 0) {
+			r = jnl_checkpoint(v->j);
+			for (struct held *h = v->locks; h; h = h->next)
+				h->pins = 0;
+			while (v->locks)
+				if ((e = vl_release(v, v->locks)) && !r)
+					r = e;
+			if ((e = jnl_close(v->j)) && !r)
+				r = e;
+		} else {
+			jnl_abandon(v->j);
+			r = -EFENCED;
+		}
+		pthread_mutex_unlock(&v->mu);
+		if ((e = hb_release(v->hb)) && !r)
+			r = e;
+	}
+	vol_free(v);
+	return r;
+}
+
+void lunfs_abandon(struct lunfs_vol *v)
+{
+	stop_linger(v);
+	if (!v->ro) {
+		jnl_abandon(v->j);
+		hb_abandon(v->hb);
+	}
+	vol_free(v);
+}
+
+void lunfs_dev_stats(struct lunfs_vol *v, struct dev_stats *st)
+{
+	dev_get_stats(v->d, st);
+}
+
+struct dev *lunfs_device(struct lunfs_vol *v)
+{
+	return v->d;
+}

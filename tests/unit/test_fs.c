@@ -1,0 +1,505 @@
+/* The core library through its public API (fs/lunfs.h). */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "tu.h"
+#include "fs/lunfs.h"
+#include "fs/format.h"
+
+#define MiB (1024 * 1024)
+
+static struct lunfs_vol *mnt(const char *path, const char *host)
+{
+	struct lunfs_mount_opts o = {.host = host, .linger_ms = 200};
+	struct lunfs_vol *v;
+	const char *msg;
+	int r = lunfs_mount(path, &o, &v, &msg);
+	ck_assert_msg(r == 0, "mount %s: %s", path, msg ? msg : lunfs_strerror(r));
+	return v;
+}
+
+static uint64_t mkfile(struct lunfs_vol *v, uint64_t dir, const char *name)
+{
+	struct lunfs_stat st;
+	int r = lunfs_mknod(v, dir, name, S_IFREG | 0644, 0, NULL, &st);
+	ck_assert_msg(r == 0, "create %s: %s", name, lunfs_strerror(r));
+	return st.ino;
+}
+
+struct names {
+	char n[64][64];
+	uint64_t next[64];
+	int count;
+};
+
+static int add_name(void *arg, const char *name, uint64_t ino, uint32_t type, uint64_t next)
+{
+	struct names *ns = arg;
+	(void)ino;
+	(void)type;
+	if (ns->count < 64) {
+		snprintf(ns->n[ns->count], 64, "%s", name);
+		ns->next[ns->count] = next;
+		ns->count++;
+	}
+	return 0;
+}
+
+static int has(struct names *ns, const char *name)
+{
+	for (int i = 0; i < ns->count; i++)
+		if (!strcmp(ns->n[i], name))
+			return 1;
+	return 0;
+}
+
+START_TEST(namespace_ops)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	struct lunfs_stat st, st2;
+	struct lunfs_cred c = {1000, 100};
+
+	ck_assert_int_eq(lunfs_mkdir(v, 1, "vm1", 0755, &c, &st), 0);
+	uint64_t vm1 = st.ino;
+	ck_assert_uint_eq(st.uid, 1000);
+	ck_assert_uint_eq(st.nlink, 2);
+	ck_assert_int_eq(lunfs_getattr(v, 1, &st), 0);
+	ck_assert_uint_eq(st.nlink, 3);
+	ck_assert_int_eq(lunfs_mkdir(v, 1, "vm1", 0755, &c, &st), -EEXIST);
+	uint64_t a = mkfile(v, vm1, "disk.img");
+	ck_assert_int_eq(lunfs_lookup(v, vm1, "disk.img", &st), 0);
+	ck_assert_uint_eq(st.ino, a);
+	ck_assert_int_eq(lunfs_lookup(v, vm1, "nope", &st), -ENOENT);
+	ck_assert_int_eq(lunfs_lookup(v, a, "x", &st), -ENOTDIR);
+	char longname[300];
+	memset(longname, 'x', 256);
+	longname[256] = 0;
+	ck_assert_int_eq(lunfs_mknod(v, vm1, longname, S_IFREG | 0644, 0, NULL, &st), -ENAMETOOLONG);
+	longname[255] = 0;
+	ck_assert_int_eq(lunfs_mknod(v, vm1, longname, S_IFREG | 0644, 0, NULL, &st), 0);
+	ck_assert_int_eq(lunfs_unlink(v, vm1, longname), 0);
+
+	/* setgid directory: group and bit inherited */
+	struct lunfs_setattr sa = {.mode = 02775};
+	ck_assert_int_eq(lunfs_setattr(v, vm1, LUNFS_SET_MODE, &sa, &st), 0);
+	sa.gid = 555;
+	ck_assert_int_eq(lunfs_setattr(v, vm1, LUNFS_SET_GID, &sa, &st), 0);
+	struct lunfs_cred c2 = {7, 8};
+	ck_assert_int_eq(lunfs_mkdir(v, vm1, "sub", 0755, &c2, &st), 0);
+	ck_assert_uint_eq(st.gid, 555);
+	ck_assert(st.mode & S_ISGID);
+	ck_assert_int_eq(lunfs_mknod(v, vm1, "f2", S_IFREG | 0600, 0, &c2, &st), 0);
+	ck_assert_uint_eq(st.gid, 555);
+	ck_assert_uint_eq(st.uid, 7);
+
+	/* hard links, nlink and ctime */
+	ck_assert_int_eq(lunfs_link(v, a, 1, "alias", &st), 0);
+	ck_assert_uint_eq(st.nlink, 2);
+	ck_assert_int_eq(lunfs_link(v, vm1, 1, "dirlink", &st), -EPERM);
+	ck_assert_int_eq(lunfs_unlink(v, 1, "alias"), 0);
+	ck_assert_int_eq(lunfs_getattr(v, a, &st), 0);
+	ck_assert_uint_eq(st.nlink, 1);
+
+	/* symlinks */
+	ck_assert_int_eq(lunfs_symlink(v, vm1, "link", "../target/path", NULL, &st), 0);
+	char buf[64];
+	ck_assert_int_eq(lunfs_readlink(v, st.ino, buf, sizeof(buf)), 14);
+	ck_assert_str_eq(buf, "../target/path");
+	ck_assert(S_ISLNK(st.mode));
+
+	/* special files */
+	ck_assert_int_eq(lunfs_mknod(v, vm1, "fifo", S_IFIFO | 0644, 0, NULL, &st), 0);
+	ck_assert(S_ISFIFO(st.mode));
+	ck_assert_int_eq(lunfs_mknod(v, vm1, "null", S_IFCHR | 0644, 0x0103, NULL, &st), 0);
+	ck_assert_uint_eq(st.rdev, 0x0103);
+
+	/* rename: plain, over an existing file, across directories */
+	ck_assert_int_eq(lunfs_rename(v, vm1, "f2", vm1, "f3", 0), 0);
+	ck_assert_int_eq(lunfs_lookup(v, vm1, "f2", &st), -ENOENT);
+	ck_assert_int_eq(lunfs_lookup(v, vm1, "f3", &st), 0);
+	uint64_t f3 = st.ino;
+	ck_assert_int_eq(lunfs_rename(v, vm1, "f3", vm1, "disk.img", LUNFS_RENAME_NOREPLACE), -EEXIST);
+	ck_assert_int_eq(lunfs_rename(v, vm1, "f3", vm1, "disk.img", 0), 0); /* replaces a */
+	ck_assert_int_eq(lunfs_lookup(v, vm1, "disk.img", &st), 0);
+	ck_assert_uint_eq(st.ino, f3);
+	ck_assert_int_eq(lunfs_getattr(v, a, &st), -ENOENT); /* a was freed */
+	ck_assert_int_eq(lunfs_rename(v, vm1, "sub", 1, "sub-moved", 0), 0);
+	ck_assert_int_eq(lunfs_getattr(v, vm1, &st), 0);
+	ck_assert_uint_eq(st.nlink, 2);
+	ck_assert_int_eq(lunfs_lookup(v, 1, "sub-moved", &st), 0);
+	uint64_t sub = st.ino;
+	ck_assert_int_eq(lunfs_lookup(v, sub, "..", &st2), 0);
+	ck_assert_uint_eq(st2.ino, 1);
+	/* a directory may not move into itself */
+	ck_assert_int_eq(lunfs_mkdir(v, sub, "deeper", 0755, NULL, &st), 0);
+	ck_assert_int_eq(lunfs_rename(v, 1, "sub-moved", st.ino, "loop", 0), -EINVAL);
+	/* exchange */
+	mkfile(v, 1, "x1");
+	ck_assert_int_eq(lunfs_rename(v, 1, "x1", vm1, "disk.img", LUNFS_RENAME_EXCHANGE), 0);
+	ck_assert_int_eq(lunfs_lookup(v, 1, "x1", &st), 0);
+	ck_assert_uint_eq(st.ino, f3);
+
+	/* rmdir */
+	ck_assert_int_eq(lunfs_rmdir(v, 1, "sub-moved"), -ENOTEMPTY);
+	ck_assert_int_eq(lunfs_rmdir(v, sub, "deeper"), 0);
+	ck_assert_int_eq(lunfs_rmdir(v, 1, "sub-moved"), 0);
+	ck_assert_int_eq(lunfs_rmdir(v, 1, "x1"), -ENOTDIR);
+	ck_assert_int_eq(lunfs_unlink(v, 1, "vm1"), -EISDIR);
+
+	/* readdir with stable cookies while entries come and go */
+	for (int i = 0; i < 40; i++) {
+		char n[32];
+		snprintf(n, sizeof(n), "file-%02d-with-a-longer-name", i);
+		mkfile(v, vm1, n);
+	}
+	struct names ns = {0};
+	ck_assert_int_eq(lunfs_readdir(v, vm1, 0, add_name, &ns), 0);
+	ck_assert(has(&ns, ".") && has(&ns, "..") && has(&ns, "file-39-with-a-longer-name"));
+	int total = ns.count;
+	/* resume from the middle after deleting entries before it */
+	uint64_t cookie = ns.next[20];
+	ck_assert_int_eq(lunfs_unlink(v, vm1, "file-00-with-a-longer-name"), 0);
+	struct names rest = {0};
+	ck_assert_int_eq(lunfs_readdir(v, vm1, cookie, add_name, &rest), 0);
+	ck_assert_int_eq(rest.count, total - 21);
+	ck_assert_str_eq(rest.n[0], ns.n[21]);
+
+	/* xattrs */
+	ck_assert_int_eq(lunfs_setxattr(v, f3, "user.vm", "win10", 5, 0), 0);
+	ck_assert_int_eq(lunfs_setxattr(v, f3, "user.vm", "x", 1, LUNFS_XATTR_CREATE), -EEXIST);
+	ck_assert_int_eq(lunfs_setxattr(v, f3, "user.new", "x", 1, LUNFS_XATTR_REPLACE), -ENODATA);
+	ck_assert_int_eq(lunfs_setxattr(v, f3, "user.vm", "linux", 5, LUNFS_XATTR_REPLACE), 0);
+	ck_assert_int_eq(lunfs_getxattr(v, f3, "user.vm", NULL, 0), 5);
+	ck_assert_int_eq(lunfs_getxattr(v, f3, "user.vm", buf, 2), -ERANGE);
+	ck_assert_int_eq(lunfs_getxattr(v, f3, "user.vm", buf, sizeof(buf)), 5);
+	ck_assert_int_eq(memcmp(buf, "linux", 5), 0);
+	ck_assert_int_eq(lunfs_setxattr(v, f3, "user.b", "", 0, 0), 0);
+	ck_assert_int_eq(lunfs_listxattr(v, f3, buf, sizeof(buf)), 15); /* user.vm, user.b */
+	ck_assert_int_eq(lunfs_removexattr(v, f3, "user.vm"), 0);
+	ck_assert_int_eq(lunfs_getxattr(v, f3, "user.vm", buf, sizeof(buf)), -ENODATA);
+	char big[2000] = {0};
+	ck_assert_int_eq(lunfs_setxattr(v, f3, "user.big", big, sizeof(big), 0), -E2BIG);
+
+	/* times: explicit, now, omitted */
+	struct lunfs_setattr ts = {.atime = {100, 5}, .mtime = {200, 6}};
+	ck_assert_int_eq(lunfs_setattr(v, f3, LUNFS_SET_ATIME | LUNFS_SET_MTIME, &ts, &st), 0);
+	ck_assert_int_eq(st.atime.tv_sec, 100);
+	ck_assert_int_eq(st.mtime.tv_nsec, 6);
+	ck_assert_int_eq(lunfs_setattr(v, f3, LUNFS_SET_MTIME_NOW, &ts, &st), 0);
+	ck_assert_int_eq(st.atime.tv_sec, 100);
+	ck_assert_int_gt(st.mtime.tv_sec, 1000000);
+
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	/* all of it survives a remount */
+	v = mnt(p, "h1");
+	ck_assert_int_eq(lunfs_lookup(v, vm1, "file-39-with-a-longer-name", &st), 0);
+	ck_assert_int_eq(lunfs_lookup(v, 1, "x1", &st), 0);
+	ck_assert_uint_eq(st.ino, f3);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+static void fill(uint8_t *b, size_t n, uint64_t seed)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)((seed + i) * 2654435761u >> 13);
+}
+
+START_TEST(file_io)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	struct lunfs_statfs sf0, sf1;
+	struct lunfs_stat st;
+	struct lunfs_file *f;
+	ck_assert_int_eq(lunfs_statfs(v, &sf0), 0);
+	uint64_t ino = mkfile(v, 1, "thin.img");
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	uint8_t *w = malloc(3 * MiB), *r = malloc(3 * MiB);
+	fill(w, 3 * MiB, 1);
+	/* an unaligned write across a block boundary into a thin file */
+	ck_assert_int_eq(lunfs_pwrite(f, w, 1000, MiB - 500), 1000);
+	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
+	ck_assert_uint_eq(st.size, MiB + 500);
+	ck_assert_uint_eq(st.blocks, 2 * MiB / 512); /* two blocks allocated */
+	memset(r, 0xee, 3 * MiB);
+	ck_assert_int_eq(lunfs_pread(f, r, 3 * MiB, 0), MiB + 500);
+	for (size_t i = 0; i < MiB - 500; i++)
+		ck_assert_uint_eq(r[i], 0); /* the fresh block's head reads zero */
+	ck_assert_int_eq(memcmp(r + MiB - 500, w, 1000), 0);
+	/* a hole in the middle */
+	ck_assert_int_eq(lunfs_pwrite(f, w, MiB, 10 * MiB), MiB);
+	ck_assert_int_eq(lunfs_pread(f, r, MiB, 5 * MiB), MiB);
+	ck_assert(lunfs_is_zero(r, MiB));
+	ck_assert_int_eq(lunfs_pread(f, r, MiB, 10 * MiB), MiB);
+	ck_assert_int_eq(memcmp(r, w, MiB), 0);
+	/* overwrite in place */
+	fill(w, MiB, 7);
+	ck_assert_int_eq(lunfs_pwrite(f, w + 3, 4093, 10 * MiB + 3), 4093);
+	ck_assert_int_eq(lunfs_pread(f, r, 4096, 10 * MiB), 4096);
+	ck_assert_int_eq(memcmp(r + 3, w + 3, 4093), 0);
+	/* truncate down to the middle of a block, then up: the tail reads zero */
+	struct lunfs_setattr sa = {.size = 10 * MiB + 100};
+	ck_assert_int_eq(lunfs_setattr(v, ino, LUNFS_SET_SIZE, &sa, &st), 0);
+	sa.size = 12 * MiB;
+	ck_assert_int_eq(lunfs_setattr(v, ino, LUNFS_SET_SIZE, &sa, &st), 0);
+	ck_assert_int_eq(lunfs_pread(f, r, 4096, 10 * MiB), 4096);
+	ck_assert_int_eq(memcmp(r + 3, w + 3, 97), 0);
+	ck_assert(lunfs_is_zero(r + 100, 4096 - 100));
+	ck_assert_int_eq(lunfs_fsync(f), 0);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	/* delete: the space comes back */
+	ck_assert_int_eq(lunfs_unlink(v, 1, "thin.img"), 0);
+	ck_assert_int_eq(lunfs_statfs(v, &sf1), 0);
+	ck_assert_uint_eq(sf1.bfree, sf0.bfree);
+	ck_assert_uint_eq(sf1.ffree, sf0.ffree);
+	free(w);
+	free(r);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+START_TEST(thick_and_zeroing)
+{
+	struct lunfs_sb sb;
+	char *p = tu_image(256 << 20);
+	/* stale data on the device where file blocks will land */
+	struct dev *d = tu_open(p);
+	uint8_t *junk = dev_alloc(MiB);
+	memset(junk, 0xab, MiB);
+	for (uint64_t off = 0; off + MiB <= 256ull << 20; off += MiB)
+		dev_write(d, off, junk, MiB);
+	struct lunfs_mkfs_opts o = {.max_hosts = 8, .jnl_size = 1 << 20, .lease_ms = 900, .hb_ms = 100};
+	char err[200];
+	ck_assert_int_eq(lunfs_geom_compute(&o, dev_size(d), dev_lbs(d), &sb, err, sizeof(err)), 0);
+	lunfs_uuid_gen(sb.uuid);
+	ck_assert_int_eq(lunfs_format(d, &sb), 0);
+	dev_close(d);
+	struct lunfs_vol *v = mnt(p, "h1");
+	struct lunfs_file *f;
+	struct lunfs_stat st;
+	uint64_t ino = mkfile(v, 1, "thick.img");
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	ck_assert_int_eq(lunfs_fallocate(f, 0, 0, 8 * MiB), 0);
+	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
+	ck_assert_uint_eq(st.size, 8 * MiB);
+	ck_assert_uint_eq(st.blocks, 8 * MiB / 512);
+	ck_assert(st.flags & LUNFS_F_THICK);
+	uint8_t *r = malloc(8 * MiB);
+	ck_assert_int_eq(lunfs_pread(f, r, 8 * MiB, 0), 8 * MiB);
+	ck_assert(lunfs_is_zero(r, 8 * MiB)); /* to-be-zeroed: never the stale 0xab */
+	/* a small write into a to-be-zeroed block: the rest stays zero */
+	ck_assert_int_eq(lunfs_pwrite(f, "hello", 5, 3 * MiB + 77), 5);
+	ck_assert_int_eq(lunfs_pread(f, r, MiB, 3 * MiB), MiB);
+	ck_assert_int_eq(memcmp(r + 77, "hello", 5), 0);
+	r[77] = 0;
+	memset(r + 77, 0, 5);
+	ck_assert(lunfs_is_zero(r, MiB));
+	/* eager-zeroed, keep size */
+	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_ZERO | LUNFS_FALLOC_KEEP_SIZE, 8 * MiB, 2 * MiB), 0);
+	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
+	ck_assert_uint_eq(st.size, 8 * MiB);
+	ck_assert(st.flags & LUNFS_F_EZT);
+	/* punch a hole: reads zero, space freed */
+	ck_assert_int_eq(lunfs_pwrite(f, junk, MiB, 5 * MiB), MiB);
+	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_PUNCH | LUNFS_FALLOC_KEEP_SIZE, 5 * MiB, MiB), 0);
+	ck_assert_int_eq(lunfs_pread(f, r, MiB, 5 * MiB), MiB);
+	ck_assert(lunfs_is_zero(r, MiB));
+	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
+	ck_assert_uint_eq(st.blocks, 9 * MiB / 512);
+	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_PUNCH, 0, MiB), -EOPNOTSUPP);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	free(r);
+	free(junk);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+START_TEST(open_modes)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	struct lunfs_file *a, *b, *c;
+	uint64_t ino = mkfile(v, 1, "vm.img");
+	/* exclusive: a second open in the same process is refused */
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &a), 0);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &b), -EBUSY);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_RW, &b), -EBUSY);
+	ck_assert_int_eq(lunfs_close(a), 0);
+	/* RW opens share this host */
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_RW, &a), 0);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_RW, &b), 0);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &c), -EBUSY);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_MULTI, &c), -EBUSY);
+	ck_assert_int_eq(lunfs_close(a), 0);
+	ck_assert_int_eq(lunfs_close(b), 0);
+	/* multi-writer needs a fully allocated, zeroed file */
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &a), 0);
+	ck_assert_int_eq(lunfs_pwrite(a, "x", 1, 2 * MiB), 1); /* blocks 0, 1 are holes */
+	ck_assert_int_eq(lunfs_close(a), 0);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_MULTI, &a), -EINVAL);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &a), 0);
+	ck_assert_int_eq(lunfs_fallocate(a, LUNFS_FALLOC_ZERO, 0, 4 * MiB), 0);
+	ck_assert_int_eq(lunfs_close(a), 0);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_MULTI, &a), 0);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_MULTI, &b), 0);
+	ck_assert_int_eq(lunfs_pwrite(a, "abc", 3, 100), 3);
+	ck_assert_int_eq(lunfs_pwrite(b, "abc", 3, 5 * MiB), -EPERM); /* no growth */
+	ck_assert_int_eq(lunfs_close(a), 0);
+	ck_assert_int_eq(lunfs_close(b), 0);
+
+	/* another host (another process) cannot open it while we hold it */
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &a), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct lunfs_mount_opts o = {.host = "h2", .linger_ms = 200};
+		struct lunfs_vol *v2;
+		struct lunfs_file *x;
+		if (lunfs_mount(p, &o, &v2, NULL))
+			_exit(10);
+		int r1 = lunfs_open(v2, ino, LUNFS_OPEN_EXCL, &x);
+		int r2 = lunfs_open(v2, ino, LUNFS_OPEN_SHARED_RO, &x);
+		lunfs_unmount(v2);
+		_exit(r1 == -EBUSY && r2 == -EBUSY ? 0 : 11);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child: %d", WEXITSTATUS(status));
+	ck_assert_int_eq(lunfs_close(a), 0);
+	/* shared read-only from two hosts at once */
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_SHARED_RO, &a), 0);
+	pid = fork();
+	if (pid == 0) {
+		struct lunfs_mount_opts o = {.host = "h2", .linger_ms = 200};
+		struct lunfs_vol *v2;
+		struct lunfs_file *x;
+		char c3[3];
+		if (lunfs_mount(p, &o, &v2, NULL))
+			_exit(10);
+		int r1 = lunfs_open(v2, ino, LUNFS_OPEN_SHARED_RO, &x);
+		int r2 = r1 ? r1 : (int)lunfs_pread(x, c3, 3, 100);
+		if (!r1)
+			lunfs_close(x);
+		lunfs_unmount(v2);
+		_exit(r1 == 0 && r2 == 3 && !memcmp(c3, "abc", 3) ? 0 : 12);
+	}
+	waitpid(pid, &status, 0);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child: %d", WEXITSTATUS(status));
+	ck_assert_int_eq(lunfs_close(a), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+START_TEST(crash_replay_and_orphans)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	struct lunfs_file *f;
+	struct lunfs_statfs sf0, sf1;
+	ck_assert_int_eq(lunfs_statfs(v, &sf0), 0);
+	uint64_t ino = mkfile(v, 1, "a");
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	ck_assert_int_eq(lunfs_pwrite(f, "durable", 7, 0), 7);
+	ck_assert_int_eq(lunfs_fsync(f), 0);
+	/* unlinked while open: readable until close */
+	uint64_t tmp = mkfile(v, 1, "tmp");
+	struct lunfs_file *t;
+	ck_assert_int_eq(lunfs_open(v, tmp, LUNFS_OPEN_EXCL, &t), 0);
+	ck_assert_int_eq(lunfs_pwrite(t, "gone soon", 9, 0), 9);
+	ck_assert_int_eq(lunfs_unlink(v, 1, "tmp"), 0);
+	char buf[16];
+	ck_assert_int_eq(lunfs_pread(t, buf, 16, 0), 9);
+	/* crash with both open */
+	lunfs_abandon(v);
+	free(f);
+	free(t);
+	v = mnt(p, "h1"); /* waits out the lease, replays, frees the orphan */
+	struct lunfs_stat st;
+	ck_assert_int_eq(lunfs_lookup(v, 1, "a", &st), 0);
+	ck_assert_int_eq(lunfs_open(v, st.ino, LUNFS_OPEN_READ, &f), 0);
+	ck_assert_int_eq(lunfs_pread(f, buf, 16, 0), 7);
+	ck_assert_int_eq(memcmp(buf, "durable", 7), 0);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_getattr(v, tmp, &st), -ENOENT);
+	ck_assert_int_eq(lunfs_unlink(v, 1, "a"), 0);
+	ck_assert_int_eq(lunfs_statfs(v, &sf1), 0);
+	ck_assert_uint_eq(sf1.bfree, sf0.bfree);
+	ck_assert_uint_eq(sf1.ffree, sf0.ffree);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+/* Writes near the end of a 64 TiB sparse file on a sparse 64 TiB+ image.
+ * The image lives on /dev/shm (tmpfs): ext4 caps files at 16 TiB. */
+START_TEST(file_64t)
+{
+	const char *p = "/dev/shm/lunfs-unit-64t.img";
+	int fd = open(p, O_CREAT | O_TRUNC | O_RDWR, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, 80ull << 40), 0);
+	close(fd);
+	struct dev *d = tu_open(p);
+	struct lunfs_mkfs_opts o = {.max_hosts = 8, .jnl_size = 4 << 20};
+	struct lunfs_sb sb;
+	char err[200];
+	ck_assert_int_eq(lunfs_geom_compute(&o, dev_size(d), dev_lbs(d), &sb, err, sizeof(err)), 0);
+	lunfs_uuid_gen(sb.uuid);
+	ck_assert_int_eq(lunfs_format(d, &sb), 0);
+	dev_close(d);
+	struct lunfs_vol *v = mnt(p, "h1");
+	struct lunfs_file *f;
+	uint64_t ino = mkfile(v, 1, "huge.img");
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	uint64_t end = 64ull << 40;
+	ck_assert_int_eq(lunfs_pwrite(f, "the end", 7, end - 7), 7);
+	ck_assert_int_eq(lunfs_pwrite(f, "x", 1, end), -EFBIG * 0 + 1); /* 64 TiB is not the limit */
+	char buf[8] = {0};
+	ck_assert_int_eq(lunfs_pread(f, buf, 7, end - 7), 7);
+	ck_assert_int_eq(memcmp(buf, "the end", 7), 0);
+	ck_assert_int_eq(lunfs_pread(f, buf, 7, end / 2), 7);
+	ck_assert(lunfs_is_zero(buf, 7));
+	struct lunfs_stat st;
+	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
+	ck_assert_uint_eq(st.size, end + 1);
+	ck_assert_uint_eq(st.blocks, 2 * MiB / 512);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unlink(v, 1, "huge.img"), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+}
+END_TEST
+
+Suite *fs_suite(void)
+{
+	Suite *s = suite_create("fs");
+	TCase *tc = tcase_create("core");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, namespace_ops);
+	tcase_add_test(tc, file_io);
+	tcase_add_test(tc, thick_and_zeroing);
+	tcase_add_test(tc, open_modes);
+	tcase_add_test(tc, crash_replay_and_orphans);
+	tcase_add_test(tc, file_64t);
+	suite_add_tcase(s, tc);
+	return s;
+}
