@@ -339,7 +339,7 @@ int tx_commit(struct txn *tx)
 
 /* ---- mount ---- */
 
-static void host_identity(const char *name, struct hb_ident *id)
+static int host_identity(const char *name, struct hb_ident *id)
 {
 	char buf[256] = "";
 	memset(id, 0, sizeof(*id));
@@ -354,11 +354,15 @@ static void host_identity(const char *name, struct hb_ident *id)
 			gethostname(buf, sizeof(buf) - 1);
 		name = buf;
 	}
-	snprintf(id->name, sizeof(id->name), "%s", name);
+	size_t n = strlen(name);
+	if (n == 0 || n > LUNFS_HOSTNAME_LEN)
+		return -ENAMETOOLONG;
+	memcpy(id->name, name, n);
 	/* the identity persists: the same name gives the same UUID */
 	XXH128_hash_t hsh = XXH3_128bits_withSeed(id->name, strlen(id->name), 0x6c756e6673);
 	memcpy(id->uuid, &hsh.low64, 8);
 	memcpy(id->uuid + 8, &hsh.high64, 8);
+	return 0;
 }
 
 int ino_check(struct lunfs_vol *v, uint64_t ino)
@@ -429,7 +433,10 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 				      .fence_margin_ms = v->sb.fence_margin_ms,
 				      .jnl_off = v->sb.jnl_off, .jnl_size = v->sb.jnl_size};
 		memcpy(p.uuid, v->sb.uuid, 16);
-		host_identity(o->host, &id);
+		if ((r = host_identity(o->host, &id))) {
+			why = "host name is empty or longer than 64 bytes";
+			goto fail;
+		}
 		if ((r = hb_claim(v->d, &p, &id, &v->hb, NULL))) {
 			why = r == -ENOSPC   ? "no free heartbeat slot (too many hosts mounted)"
 			      : r == -EEXIST ? "this host identity is already mounted (heartbeat moves)"

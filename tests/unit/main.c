@@ -28,7 +28,7 @@ char *tu_volume(uint64_t size, struct lunfs_sb *sb)
 {
 	char *p = tu_image(size);
 	struct dev *d = tu_open(p);
-	struct lunfs_mkfs_opts o = {.max_hosts = 8, .jnl_size = 1 << 20, .lease_ms = 900, .hb_ms = 100};
+	struct lunfs_mkfs_opts o = {.max_hosts = 8, .jnl_size = 1 << 20, .lease_ms = 2400, .hb_ms = 200};
 	char err[200];
 	ck_assert_int_eq(lunfs_geom_compute(&o, dev_size(d), dev_lbs(d), sb, err, sizeof(err)), 0);
 	ck_assert_int_eq(lunfs_uuid_gen(sb->uuid), 0);

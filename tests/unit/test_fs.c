@@ -155,7 +155,7 @@ START_TEST(namespace_ops)
 
 	/* readdir with stable cookies while entries come and go */
 	for (int i = 0; i < 40; i++) {
-		char n[32];
+		char n[64];
 		snprintf(n, sizeof(n), "file-%02d-with-a-longer-name", i);
 		mkfile(v, vm1, n);
 	}
@@ -281,7 +281,7 @@ START_TEST(thick_and_zeroing)
 	memset(junk, 0xab, MiB);
 	for (uint64_t off = 0; off + MiB <= 256ull << 20; off += MiB)
 		dev_write(d, off, junk, MiB);
-	struct lunfs_mkfs_opts o = {.max_hosts = 8, .jnl_size = 1 << 20, .lease_ms = 900, .hb_ms = 100};
+	struct lunfs_mkfs_opts o = {.max_hosts = 8, .jnl_size = 1 << 20, .lease_ms = 2400, .hb_ms = 200};
 	char err[200];
 	ck_assert_int_eq(lunfs_geom_compute(&o, dev_size(d), dev_lbs(d), &sb, err, sizeof(err)), 0);
 	lunfs_uuid_gen(sb.uuid);

@@ -29,7 +29,7 @@ struct work {
 
 static uint64_t home(struct lunfs_sb *sb, const struct work *w, int i)
 {
-	return w->width ? geom_meta_blk(sb, 1 + i) : geom_ino_blk(sb, 2 + i);
+	return w->width ? geom_meta_blk(sb, 1 + i) : geom_ino_blk(sb, 3 + i); /* 1, 2: root, orphans */
 }
 
 static int nhomes(const struct work *w)

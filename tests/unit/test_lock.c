@@ -57,9 +57,9 @@ START_TEST(heartbeat_claim_renew_release)
 	ck_assert_int_eq(hb_read(da, &v.p, hb_slot(a), &hb1), 0);
 	ck_assert_uint_eq(hb1.state, HB_LIVE);
 	ck_assert_str_eq(hb1.host_name, "esx-a");
-	usleep(450 * 1000);
+	usleep((3 * v.p.hb_ms + 100) * 1000);
 	ck_assert_int_eq(hb_read(da, &v.p, hb_slot(a), &hb2), 0);
-	ck_assert_uint_ge(hb2.counter, hb1.counter + 2); /* renewed every 100 ms */
+	ck_assert_uint_ge(hb2.counter, hb1.counter + 2); /* renewed every hb_ms */
 	ck_assert_int_eq(hb_ok(a), 0);
 	uint32_t sa = hb_slot(a);
 	ck_assert_int_eq(hb_release(a), 0);
@@ -119,7 +119,7 @@ START_TEST(self_fence_on_stale_renewal)
 	ck_assert_int_eq(lk_acquire(a, &l, geom_ino_lock(&v.sb, 3), 3, LK_EXCLUSIVE, LK_NOWAIT, 0),
 			 -EFENCED);
 	hb_pause_renewal(a, 0);
-	usleep(300 * 1000);
+	usleep((2 * v.p.hb_ms + 100) * 1000);
 	ck_assert_int_eq(hb_ok(a), -EFENCED); /* fencing is final */
 	ck_assert_int_eq(hb_release(a), -EFENCED); /* and it writes nothing more */
 	dev_close(da);
@@ -141,9 +141,13 @@ START_TEST(fence_on_slot_takeover)
 	hb.gen += 1000;
 	uint8_t *rec = dev_alloc(512);
 	lunfs_hb_encode(&hb, v.p.uuid, v.p.hb_off + hb_slot(a) * 4096ull, rec);
+	uint64_t t0 = lk_now_ms();
 	ck_assert_int_eq(dev_write(d2, v.p.hb_off + hb_slot(a) * 4096ull, rec, 512), 0);
-	usleep(300 * 1000);
+	/* fenced by the miscompare, well before the lease timer could do it */
+	while (hb_ok(a) == 0 && lk_now_ms() - t0 < v.p.lease_ms - v.p.fence_margin_ms - 300)
+		usleep(20 * 1000);
 	ck_assert_int_eq(hb_ok(a), -EFENCED);
+	ck_assert_uint_lt(lk_now_ms() - t0, v.p.lease_ms - v.p.fence_margin_ms - 200);
 	hb_abandon(a);
 	free(rec);
 	dev_close(da);
