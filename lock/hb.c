@@ -27,6 +27,7 @@ struct hb_host {
 	struct lunfs_hb hb;          /* decoded img */
 	uint64_t last_ok_submit_ms;  /* when the last successful renewal was submitted */
 	int fenced, stop, paused;
+	const char *fence_why;       /* why we fenced, for logs and tests */
 	pthread_t thr;
 	struct peer_obs *peers;      /* max_hosts entries */
 };
@@ -80,7 +81,17 @@ static void fence(struct hb_host *h, const char *why)
 	if (!h->fenced)
 		fprintf(stderr, "lunfs: host %s (slot %u): %s: fenced, no more writes\n", h->id.name,
 			h->slot, why);
+	if (!h->fenced)
+		h->fence_why = why;
 	h->fenced = 1;
+}
+
+const char *hb_fence_reason(struct hb_host *h)
+{
+	pthread_mutex_lock(&h->mu);
+	const char *w = h->fenced ? h->fence_why : NULL;
+	pthread_mutex_unlock(&h->mu);
+	return w;
 }
 
 /* Lease arithmetic: a peer declares us dead after watching our counter stand

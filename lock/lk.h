@@ -56,6 +56,9 @@ void hb_abandon(struct hb_host *h);
 /* 0 while this host may write; -EFENCED once it lost its heartbeat. */
 int hb_ok(struct hb_host *h);
 
+/* Why this host fenced itself (a static string), or NULL while it is not. */
+const char *hb_fence_reason(struct hb_host *h);
+
 uint32_t hb_slot(const struct hb_host *h);
 uint64_t hb_mount_gen(const struct hb_host *h);
 struct dev *hb_dev(const struct hb_host *h);
