@@ -93,8 +93,10 @@ START_TEST(superblock_and_heartbeat_raw)
 	ck_assert_str_eq((char *)hb + 104, "raw-host");
 	ck_assert_uint_eq(le(hb + 168, 8), lp.jnl_off + slot * lp.jnl_size); /* journal */
 	uint64_t c1 = le(hb + 80, 8);
-	usleep(350 * 1000);
-	raw_read(p, off, hb, 512);
+	for (int i = 0; i < 300 && le(hb + 80, 8) == c1; i++) {
+		usleep(100 * 1000);
+		raw_read(p, off, hb, 512);
+	}
 	ck_assert_uint_gt(le(hb + 80, 8), c1);                           /* counter moves */
 	ck_assert_int_eq(hb_release(h), 0);
 	raw_read(p, off, hb, 512);
