@@ -103,7 +103,8 @@ int jnl_reset(struct dev *d, const struct jnl_geom *g, uint64_t seq)
  * log, or a torn write), or -EFSCORRUPTED when a complete transaction names a
  * home replay may not write. */
 static int read_txn(struct dev *d, const struct jnl_geom *g, uint64_t base, uint64_t lsize,
-		    uint64_t pos, uint64_t seq, uint64_t mount_gen, uint8_t **buf, const char **why)
+		    uint64_t pos, uint64_t seq, uint64_t mount_gen, uint8_t **buf, const char **why,
+		    int *torn)
 {
 	uint8_t *desc = dev_alloc(BS), *all = NULL;
 	int r = -ENOENT;
@@ -123,6 +124,8 @@ static int read_txn(struct dev *d, const struct jnl_geom *g, uint64_t base, uint
 		*why = "transaction from another mount (a fenced host's late write)";
 		goto out;
 	}
+	/* From here on the descriptor is ours: a failure is a torn transaction. */
+	*torn = 1;
 	uint32_t n = le32toh(ds->nblocks);
 	if (n == 0 || n > JNL_MAX_BLOCKS || pos + (uint64_t)(n + 2) * BS > lsize) {
 		*why = "descriptor with an impossible block count";
@@ -158,6 +161,7 @@ static int read_txn(struct dev *d, const struct jnl_geom *g, uint64_t base, uint
 	}
 	*buf = all;
 	all = NULL;
+	*torn = 0;
 	r = n;
 out:
 	free(desc);
@@ -193,17 +197,20 @@ static int replay(struct dev *d, const struct jnl_geom *g, int apply, uint64_t n
 	for (;;) {
 		uint8_t *buf;
 		const char *why = "end of log";
-		int n = read_txn(d, g, base, lsize, pos, seq, jh.mount_gen, &buf, &why);
+		int torn = 0, torn0 = 0;
+		int n = read_txn(d, g, base, lsize, pos, seq, jh.mount_gen, &buf, &why, &torn);
 		if (n == -ENOENT && pos != 0) {
 			const char *why0 = why;
-			n = read_txn(d, g, base, lsize, 0, seq, jh.mount_gen, &buf, &why0);
-			if (n >= 0 || n == -EFSCORRUPTED) {
+			n = read_txn(d, g, base, lsize, 0, seq, jh.mount_gen, &buf, &why0, &torn0);
+			if (n >= 0 || n == -EFSCORRUPTED || torn0) {
 				pos = 0;
 				why = why0;
+				torn = torn0;
 			}
 		}
 		if (n == -ENOENT) {
 			st->stop = why;
+			st->torn = torn;
 			break;
 		}
 		if (n < 0) {

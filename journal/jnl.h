@@ -40,6 +40,7 @@ struct jnl_replay_stats {
 	uint64_t blocks;      /* block images applied (or that would be) */
 	uint64_t next_seq, next_off; /* where the log continues */
 	const char *stop;     /* why the scan stopped ("end of log", ...) */
+	int torn;             /* it stopped at a torn transaction (crash mid-commit) */
 };
 
 /* Replays the journal described by g.  With apply == 0 it only scans and
