@@ -30,7 +30,7 @@ TOOLS := $(TOOL_SRC:tests/tools/%.c=$(B)/tests/%)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 BINS := $(B)/bin/mkfs.lunfs $(B)/bin/fsck.lunfs
 
-.PHONY: all deps check check-unit check-asan check-integration demo install clean
+.PHONY: all deps check check-unit check-asan check-integration demo install clean bench
 all: $(B)/lib/liblunfs.a $(BINS) $(TOOLS) $(B)/tests/unit_tests
 
 deps:
@@ -93,3 +93,6 @@ install: all
 
 clean:
 	rm -rf $(B)
+
+# bench/ adds its own rules and the 'bench' target.
+-include bench/bench.mk

@@ -92,8 +92,8 @@ struct txn {
 	struct buf *dirty[TX_MAX];
 	int ndirty;
 	struct buf *transient;  /* blocks read without their lock */
-	struct held *pinned[64];
-	int npinned;
+	struct held **pinned;   /* locks this operation holds pinned (each once) */
+	int npinned, cpinned;
 	int preflush;           /* data written for this txn must be durable first */
 };
 

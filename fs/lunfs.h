@@ -27,6 +27,10 @@ struct lunfs_mount_opts {
 	struct dev_opts dev;    /* device open options */
 	struct dev *device;     /* an already open device (tests: faulty); the volume owns it */
 	uint32_t linger_ms;     /* idle locks are released after this; default 500 */
+	int assume_dead;        /* this host identity's earlier mount is known to be
+				   gone (its process exited): take its heartbeat
+				   slot without waiting a lease.  Wrong use lets
+				   two mounts write at once. */
 };
 
 /* Mounts the volume on url (or opts->device).  Claims a heartbeat slot and

@@ -212,11 +212,28 @@ int tx_lock(struct txn *tx, uint64_t off, uint64_t object, int mode)
 	struct held *h;
 	if (tx->v->ro)
 		return mode == LK_EXCLUSIVE ? -EROFS : 0;
-	if (tx->npinned == (int)(sizeof(tx->pinned) / sizeof(tx->pinned[0])))
-		return -E2BIG;
+	/* already pinned by this operation in a mode that covers it? */
+	h = vl_find(tx->v, off);
+	if (h && (h->lk.mode == mode || h->lk.mode == LK_EXCLUSIVE))
+		for (int i = 0; i < tx->npinned; i++)
+			if (tx->pinned[i] == h)
+				return 0;
+	if (tx->npinned == tx->cpinned) {
+		int c = tx->cpinned ? 2 * tx->cpinned : 16;
+		struct held **np = realloc(tx->pinned, c * sizeof(*np));
+		if (!np)
+			return -ENOMEM;
+		tx->pinned = np;
+		tx->cpinned = c;
+	}
 	int r = vl_get(tx->v, off, object, mode, &h);
 	if (r)
 		return r;
+	for (int i = 0; i < tx->npinned; i++)
+		if (tx->pinned[i] == h) {
+			vl_unpin(tx->v, h); /* upgraded in place: keep one pin */
+			return 0;
+		}
 	tx->pinned[tx->npinned++] = h;
 	return 0;
 }
@@ -325,7 +342,9 @@ void tx_end(struct txn *tx, int r)
 	}
 	for (int i = 0; i < tx->npinned; i++)
 		vl_unpin(v, tx->pinned[i]);
-	tx->npinned = 0;
+	free(tx->pinned);
+	tx->pinned = NULL;
+	tx->npinned = tx->cpinned = 0;
 	tx->ndirty = 0;
 	pthread_mutex_unlock(&v->mu);
 }
@@ -376,6 +395,57 @@ static int jtarget_ok(void *arg, uint64_t t)
 }
 
 int orphans_process(struct lunfs_vol *v); /* file.c */
+
+/* After a crash, the locks our slot's earlier mounts held still name them.
+ * They are void (the mount generation differs), but leaving them would keep
+ * stale records around until someone needs each lock: clear them now.  The
+ * tables are contiguous, so this is a few large reads. */
+static int purge_old_locks(struct lunfs_vol *v)
+{
+	const struct lunfs_sb *s = &v->sb;
+	struct {
+		uint64_t off, n;
+	} tab[] = {
+		{s->fc_off, s->fc_count},
+		{s->mc_off, s->mc_count},
+		{s->ig_off, s->ig_count},
+		{s->ino_off, geom_ninodes(s)},
+	};
+	const uint64_t per = 256; /* entries per read */
+	uint8_t *buf = dev_alloc(per * TBL_ENTRY);
+	uint64_t cleared = 0;
+	int r = 0;
+	if (!buf)
+		return -ENOMEM;
+	uint8_t *vl = dev_alloc(LUNFS_SLOT_STRIDE);
+	if (vl && !(r = dev_read(v->d, s->vlock_off, vl, dev_lbs(v->d))))
+		r = lk_purge(v->hb, s->vlock_off, vl, v->slot, hb_mount_gen(v->hb));
+	free(vl);
+	r = r < 0 ? r : 0;
+	for (size_t t = 0; t < sizeof(tab) / sizeof(tab[0]) && !r; t++) {
+		for (uint64_t i = 0; i < tab[t].n && !r; i += per) {
+			uint64_t n = tab[t].n - i < per ? tab[t].n - i : per;
+			if ((r = dev_read(v->d, tab[t].off + i * TBL_ENTRY, buf, n * TBL_ENTRY)))
+				break;
+			for (uint64_t k = 0; k < n && r >= 0; k++) {
+				uint8_t *rec = buf + k * TBL_ENTRY;
+				if (lunfs_is_zero(rec, LUNFS_REC_SIZE))
+					continue;
+				r = lk_purge(v->hb, tab[t].off + (i + k) * TBL_ENTRY, rec, v->slot,
+					     hb_mount_gen(v->hb));
+				cleared += r > 0;
+				if (r == -EFSCORRUPTED)
+					r = 0; /* fsck's business, not the mount's */
+			}
+			r = r < 0 ? r : 0;
+		}
+	}
+	if (cleared)
+		syslog(LOG_NOTICE, "lunfs: cleared %llu lock(s) of an earlier mount of slot %u",
+		       (unsigned long long)cleared, v->slot);
+	free(buf);
+	return r;
+}
 
 int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_vol **out,
 		const char **msg)
@@ -437,7 +507,9 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 			why = "host name is empty or longer than 64 bytes";
 			goto fail;
 		}
-		if ((r = hb_claim(v->d, &p, &id, &v->hb, NULL))) {
+		uint32_t prev = HB_FREE;
+		if ((r = hb_claim_flags(v->d, &p, &id, o->assume_dead ? HB_ASSUME_DEAD : 0, &v->hb,
+					&prev))) {
 			why = r == -ENOSPC   ? "no free heartbeat slot (too many hosts mounted)"
 			      : r == -EEXIST ? "this host identity is already mounted (heartbeat moves)"
 					     : "cannot claim a heartbeat slot";
@@ -465,6 +537,11 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 			jnl_abandon(v->j);
 			hb_abandon(v->hb);
 			goto fail;
+		}
+		if (prev != HB_FREE && (r = purge_old_locks(v))) {
+			why = "cannot clear the locks of this host's crashed mount";
+			lunfs_unmount(v);
+			return r;
 		}
 		if ((r = orphans_process(v))) {
 			why = "cannot clean up orphan inodes";

@@ -196,6 +196,12 @@ static int wait_own_stale(struct dev *d, const struct lk_params *p, uint32_t s,
 int hb_claim(struct dev *d, const struct lk_params *p, const struct hb_ident *id,
 	     struct hb_host **out, uint32_t *prev_state)
 {
+	return hb_claim_flags(d, p, id, 0, out, prev_state);
+}
+
+int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ident *id,
+		   unsigned flags, struct hb_host **out, uint32_t *prev_state)
+{
 	uint32_t lbs = dev_lbs(d);
 	size_t rlen = (size_t)p->max_hosts * LUNFS_SLOT_STRIDE;
 	uint8_t *all = NULL, *nimg = NULL, *cur = NULL;
@@ -236,7 +242,7 @@ int hb_claim(struct dev *d, const struct lk_params *p, const struct hb_ident *id
 				break;
 			}
 		}
-		if (pick >= 0 && cand.state == HB_LIVE) {
+		if (pick >= 0 && cand.state == HB_LIVE && !(flags & HB_ASSUME_DEAD)) {
 			r = wait_own_stale(d, p, pick, &cand);
 			if (r == -EAGAIN)
 				continue;

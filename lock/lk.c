@@ -210,3 +210,48 @@ out:
 	free(nimg);
 	return r;
 }
+
+int lk_purge(struct hb_host *h, uint64_t off, const void *img, uint32_t slot, uint64_t below_gen)
+{
+	struct dev *d = hb_dev(h);
+	const uint8_t *uuid = hb_params(h)->uuid;
+	uint32_t lbs = dev_lbs(d);
+	uint8_t *cur = dev_alloc(lbs), *nimg = dev_alloc(lbs);
+	int r = 0;
+	if (!cur || !nimg) {
+		r = -ENOMEM;
+		goto out;
+	}
+	memcpy(cur, img, lbs);
+	for (int attempt = 0; attempt < 100; attempt++) {
+		struct lunfs_lock rec, nrec;
+		if ((r = lunfs_lock_decode(cur, uuid, off, &rec, NULL)))
+			break;
+		nrec = rec;
+		nrec.nholders = 0;
+		for (uint32_t i = 0; i < rec.nholders; i++)
+			if (rec.holders[i].slot != slot || rec.holders[i].mount_gen >= below_gen)
+				nrec.holders[nrec.nholders++] = rec.holders[i];
+		if (nrec.nholders == rec.nholders) {
+			r = 0;
+			break;
+		}
+		if ((r = hb_ok(h)))
+			break;
+		if (!nrec.nholders)
+			nrec.mode = LK_FREE;
+		nrec.gen = rec.gen + 1;
+		lunfs_lock_encode(&nrec, uuid, off, nimg);
+		r = dev_caw(d, off, cur, nimg, lbs, cur);
+		if (r == 0) {
+			r = 1;
+			break;
+		}
+		if (r != -EMISCOMPARE)
+			break;
+	}
+out:
+	free(cur);
+	free(nimg);
+	return r;
+}

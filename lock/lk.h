@@ -44,6 +44,12 @@ struct hb_ident {
  * Returns 0, -ENOSPC (no free slot), or another negative errno. */
 int hb_claim(struct dev *d, const struct lk_params *p, const struct hb_ident *id,
 	     struct hb_host **out, uint32_t *prev_state);
+/* hb_claim with flags: HB_ASSUME_DEAD takes our own LIVE slot at once,
+ * without watching it for a lease.  Only for a caller that knows the earlier
+ * mount of this identity is gone (its process exited; tests). */
+enum { HB_ASSUME_DEAD = 1 };
+int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ident *id,
+		   unsigned flags, struct hb_host **out, uint32_t *prev_state);
 
 /* Stops renewing and marks the slot FREE.  Frees h.  Returns 0 or -errno
  * (h is freed in every case). */
@@ -111,6 +117,13 @@ int lk_release(struct hb_host *h, struct lk_lock *l);
 
 /* Reads the lock record at off.  Returns 0 or -errno / -EFSCORRUPTED. */
 int lk_read(struct dev *d, const uint8_t uuid[16], uint64_t off, struct lunfs_lock *rec);
+
+/* Removes from the lock record at off every holder that names slot with a
+ * mount generation below below_gen (earlier mounts of that slot, which
+ * crashed or were recovered).  cur is the record's current image (lbs
+ * bytes), as read.  Returns 1 if it rewrote the record, 0 if nothing named
+ * them, or -errno. */
+int lk_purge(struct hb_host *h, uint64_t off, const void *cur, uint32_t slot, uint64_t below_gen);
 
 const char *lk_mode_name(int mode);
 const char *hb_state_name(int state);

@@ -489,6 +489,38 @@ START_TEST(file_64t)
 }
 END_TEST
 
+/* One call that allocates and frees blocks in many clusters (many locks). */
+START_TEST(big_alloc_and_free)
+{
+	char *p = tu_image(1ull << 30);
+	struct dev *d = tu_open(p);
+	struct lunfs_mkfs_opts o = {.max_hosts = 64, .jnl_size = 1 << 20, .lease_ms = 2400, .hb_ms = 200};
+	struct lunfs_sb sb;
+	char err[200];
+	ck_assert_int_eq(lunfs_geom_compute(&o, dev_size(d), dev_lbs(d), &sb, err, sizeof(err)), 0);
+	lunfs_uuid_gen(sb.uuid);
+	ck_assert_int_eq(lunfs_format(d, &sb), 0);
+	dev_close(d);
+	ck_assert_uint_le(sb.fc_blocks, 8);
+	struct lunfs_vol *v = mnt(p, "h1");
+	struct lunfs_statfs s0, s1;
+	struct lunfs_file *f;
+	ck_assert_int_eq(lunfs_statfs(v, &s0), 0);
+	uint64_t ino = mkfile(v, 1, "big");
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	ck_assert_int_eq(lunfs_fallocate(f, 0, 0, 600 * MiB), 0); /* ~75 clusters */
+	ck_assert_int_eq(lunfs_statfs(v, &s1), 0);
+	ck_assert_uint_eq(s1.bfree, s0.bfree - 600);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unlink(v, 1, "big"), 0);
+	ck_assert_int_eq(lunfs_statfs(v, &s1), 0);
+	ck_assert_uint_eq(s1.bfree, s0.bfree);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 Suite *fs_suite(void)
 {
 	Suite *s = suite_create("fs");
@@ -500,6 +532,7 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, open_modes);
 	tcase_add_test(tc, crash_replay_and_orphans);
 	tcase_add_test(tc, file_64t);
+	tcase_add_test(tc, big_alloc_and_free);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,446 @@
+/* crashtest: power-cut the whole workload at every write.
+ *
+ *   crashtest IMAGE [MIN_POINTS]
+ *
+ * A deterministic workload (create, write+fsync, rename, unlink, mkdir,
+ * truncate, fallocate, xattr) runs on the faulty device, which cuts power
+ * after write k: writes since the last flush are lost (all of them, or a
+ * seeded random part).  For every k: mount the image (which replays the
+ * journal), run `fsck.lunfs -n` (must be clean), and check every file
+ * against a model of what the workload made durable.  The operation that
+ * was running at the cut may have happened or not; its files may show
+ * either state.  Prints the number of crash states checked. */
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "dev.h"
+#include "fs/format.h"
+#include "fs/lunfs.h"
+
+#define NF 12
+#define MAXLEN (1536 * 1024)
+extern char **environ;
+
+struct mfile {
+	char path[48];
+	int exists, certain; /* certain: contents were fsynced (or set by a sync op) */
+	size_t size;
+	uint8_t *data;
+	char xv[16];
+	int xlen;
+};
+
+struct model {
+	struct mfile f[NF];
+	int ndirs;
+};
+
+static void mf_copy(struct mfile *d, const struct mfile *s)
+{
+	uint8_t *keep = d->data;
+	*d = *s;
+	d->data = keep;
+	memcpy(d->data, s->data, s->size);
+}
+
+static void pattern(uint8_t *b, size_t n, uint32_t seed)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)((i + seed) * 2654435761u >> 11);
+}
+
+/* The op running at the cut: file a (and its state before and after). */
+struct inflight {
+	int active, a;
+	struct mfile pre, post;
+};
+
+static const char *dirname_of(int k)
+{
+	static const char *d[] = {"/vms", "/vms/a", "/vms/b"};
+	return d[k % 3];
+}
+
+static int walk(struct lunfs_vol *v, const char *path, uint64_t *ino, char *leaf)
+{
+	uint64_t cur = LUNFS_ROOT_INO;
+	char tmp[64];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	char *save, *tok = strtok_r(tmp, "/", &save), *next;
+	while (tok) {
+		next = strtok_r(NULL, "/", &save);
+		if (!next) {
+			strcpy(leaf, tok);
+			*ino = cur;
+			return 0;
+		}
+		struct lunfs_stat st;
+		int r = lunfs_lookup(v, cur, tok, &st);
+		if (r)
+			return r;
+		cur = st.ino;
+		tok = next;
+	}
+	return -EINVAL;
+}
+
+static int lookup_path(struct lunfs_vol *v, const char *path, struct lunfs_stat *st)
+{
+	uint64_t dir;
+	char leaf[64];
+	int r = walk(v, path, &dir, leaf);
+	return r ? r : lunfs_lookup(v, dir, leaf, st);
+}
+
+/* One step of the workload.  Returns 0, or the error that stopped it.
+ * m is updated as each sub-step becomes durable. */
+static int step(struct lunfs_vol *v, struct model *m, int j, struct inflight *fl, uint8_t *buf)
+{
+	int i = (j * 5 + j / NF) % NF, r = 0;
+	struct mfile *f = &m->f[i];
+	struct lunfs_stat st;
+	struct lunfs_file *h;
+	uint64_t dir;
+	char leaf[64];
+	fl->active = 1;
+	fl->a = i;
+	mf_copy(&fl->pre, f);
+	mf_copy(&fl->post, f);
+	struct mfile *p = &fl->post;
+	if (j < 3) { /* directories first */
+		if ((r = walk(v, dirname_of(j), &dir, leaf)))
+			return r;
+		fl->active = 0;
+		return lunfs_mkdir(v, dir, leaf, 0755, NULL, &st);
+	}
+	switch (j % 6) {
+	case 0: /* create or overwrite, write, fsync */
+	case 3: {
+		size_t len = (size_t)(j * 7919) % MAXLEN + 1;
+		uint64_t off = (j % 3) * 4096 + (j % 2) * 100;
+		if (!f->exists) {
+			snprintf(f->path, sizeof(f->path), "%s/f%d-%d", dirname_of(j), i, j);
+			if ((r = walk(v, f->path, &dir, leaf)))
+				return r;
+			mf_copy(&fl->pre, f); /* pre: does not exist at path */
+			fl->pre.exists = 0;
+			mf_copy(p, f); /* post: exists, empty */
+			p->exists = 1;
+			p->certain = 1;
+			p->size = 0;
+			p->xlen = 0;
+			if ((r = lunfs_mknod(v, dir, leaf, S_IFREG | 0644, 0, NULL, &st)))
+				return r;
+			mf_copy(f, p);
+			mf_copy(&fl->pre, f);
+		} else if ((r = lookup_path(v, f->path, &st))) {
+			return r;
+		}
+		if (off + len > MAXLEN)
+			len = MAXLEN - off;
+		pattern(buf, len, j);
+		mf_copy(p, f);
+		if (off > p->size)
+			memset(p->data + p->size, 0, off - p->size);
+		memcpy(p->data + off, buf, len);
+		if (off + len > p->size)
+			p->size = off + len;
+		/* from the first byte written until fsync returns, the contents
+		 * are whatever part of the write landed */
+		f->certain = 0;
+		mf_copy(&fl->pre, f);
+		p->certain = 0;
+		if ((r = lunfs_open(v, st.ino, LUNFS_OPEN_EXCL, &h)))
+			return r;
+		ssize_t w = lunfs_pwrite(h, buf, len, off);
+		r = w < 0 ? (int)w : lunfs_fsync(h);
+		int e = lunfs_close(h);
+		if (r || (r = e))
+			return r;
+		mf_copy(f, p);
+		f->certain = 1;
+		break;
+	}
+	case 1: /* rename into another directory */
+		if (!f->exists)
+			break;
+		snprintf(p->path, sizeof(p->path), "%s/r%d-%d", dirname_of(j + 1), i, j);
+		{
+			uint64_t od, nd;
+			char ol[64], nl[64];
+			if ((r = walk(v, f->path, &od, ol)) || (r = walk(v, p->path, &nd, nl)))
+				return r;
+			if ((r = lunfs_rename(v, od, ol, nd, nl, 0)))
+				return r;
+		}
+		mf_copy(f, p);
+		break;
+	case 2: /* truncate down, or unlink every fourth time */
+		if (!f->exists)
+			break;
+		if (j % 4 == 2) {
+			p->exists = 0;
+			if ((r = walk(v, f->path, &dir, leaf)) || (r = lunfs_unlink(v, dir, leaf)))
+				return r;
+		} else {
+			struct lunfs_setattr sa = {.size = f->size / 3};
+			p->size = sa.size;
+			if ((r = lookup_path(v, f->path, &st)) ||
+			    (r = lunfs_setattr(v, st.ino, LUNFS_SET_SIZE, &sa, &st)))
+				return r;
+		}
+		mf_copy(f, p);
+		break;
+	case 4: /* fallocate: grows the file with zeros */
+		if (!f->exists || f->size + 1048576 > MAXLEN)
+			break;
+		memset(p->data + p->size, 0, 1048576);
+		p->size += 1048576;
+		if ((r = lookup_path(v, f->path, &st)) || (r = lunfs_open(v, st.ino, LUNFS_OPEN_EXCL, &h)))
+			return r;
+		r = lunfs_fallocate(h, 0, f->size, 1048576);
+		int e = lunfs_close(h);
+		if (r || (r = e))
+			return r;
+		mf_copy(f, p);
+		break;
+	case 5: /* xattr */
+		if (!f->exists)
+			break;
+		p->xlen = snprintf(p->xv, sizeof(p->xv), "v%d", j);
+		if ((r = lookup_path(v, f->path, &st)) ||
+		    (r = lunfs_setxattr(v, st.ino, "user.k", p->xv, p->xlen, 0)))
+			return r;
+		mf_copy(f, p);
+		break;
+	}
+	fl->active = 0;
+	return 0;
+}
+
+#define NSTEPS 150
+
+static int workload(struct lunfs_vol *v, struct model *m, struct inflight *fl)
+{
+	uint8_t *buf = malloc(MAXLEN);
+	int r = 0;
+	for (int j = 0; j < NSTEPS && !r; j++)
+		r = step(v, m, j, fl, buf);
+	free(buf);
+	return r;
+}
+
+/* Does the volume show file state s?  Returns 1 if so. */
+static int dbg(const char *what, const struct mfile *s, long a, long b)
+{
+	if (getenv("CRASHTEST_DEBUG"))
+		fprintf(stderr, "  %s: %s: %ld vs %ld (exists %d certain %d)\n", s->path, what, a, b,
+			s->exists, s->certain);
+	return 0;
+}
+
+static int shows(struct lunfs_vol *v, const struct mfile *s, uint8_t *buf)
+{
+	struct lunfs_stat st;
+	int r = lookup_path(v, s->path, &st);
+	if (!s->exists)
+		return r == -ENOENT || dbg("exists, should not", s, r, 0);
+	if (r)
+		return dbg("lookup", s, r, 0);
+	if (!s->certain)
+		return 1; /* written but not synced: any contents */
+	if (st.size != s->size)
+		return dbg("size", s, st.size, s->size);
+	struct lunfs_file *h;
+	if (lunfs_open(v, st.ino, LUNFS_OPEN_READ, &h))
+		return 0;
+	ssize_t n = lunfs_pread(h, buf, s->size + 1, 0);
+	lunfs_close(h);
+	if (n != (ssize_t)s->size)
+		return dbg("read", s, n, s->size);
+	for (size_t i = 0; i < s->size; i++)
+		if (buf[i] != s->data[i])
+			return dbg("byte differs at", s, i, s->size);
+	char xv[16];
+	int xl = lunfs_getxattr(v, st.ino, "user.k", xv, sizeof(xv));
+	if (s->xlen ? (xl != s->xlen || memcmp(xv, s->xv, xl)) : xl != -ENODATA)
+		return dbg("xattr", s, xl, s->xlen);
+	return 1;
+}
+
+static int run_fsck(const char *fsck, const char *img)
+{
+	pid_t pid;
+	char *argv[] = {(char *)fsck, "-n", (char *)img, NULL};
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	if (posix_spawn(&pid, fsck, &fa, NULL, argv, environ))
+		return -1;
+	posix_spawn_file_actions_destroy(&fa);
+	int st;
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void model_init(struct model *m)
+{
+	memset(m, 0, sizeof(*m));
+	for (int i = 0; i < NF; i++)
+		m->f[i].data = malloc(MAXLEN + 4096);
+}
+
+static void model_free(struct model *m)
+{
+	for (int i = 0; i < NF; i++)
+		free(m->f[i].data);
+}
+
+static int fresh(const char *img)
+{
+	struct dev *d;
+	struct lunfs_sb sb;
+	char err[200];
+	struct lunfs_mkfs_opts o = {.max_hosts = 4, .jnl_size = 1 << 20, .lease_ms = 2400, .hb_ms = 200};
+	int r = dev_open(img, NULL, &d);
+	if (r)
+		return r;
+	if (!(r = lunfs_geom_compute(&o, dev_size(d), dev_lbs(d), &sb, err, sizeof(err)))) {
+		lunfs_uuid_gen(sb.uuid);
+		r = lunfs_format(d, &sb);
+	}
+	dev_close(d);
+	return r;
+}
+
+/* One crash state: cut after write k (seed: keep part of the cache). */
+static int one(const char *img, const char *fsck, uint64_t k, uint64_t seed, uint64_t *writes)
+{
+	struct model m;
+	struct inflight fl;
+	struct dev *d, *f;
+	struct lunfs_vol *v;
+	const char *msg;
+	int r, bad = 0;
+	model_init(&m);
+	memset(&fl, 0, sizeof(fl));
+	fl.pre.data = malloc(MAXLEN + 4096);
+	fl.post.data = malloc(MAXLEN + 4096);
+	if ((r = fresh(img)) || (r = dev_open(img, NULL, &d)) || (r = dev_faulty_wrap(d, &f))) {
+		fprintf(stderr, "crashtest: setup: %s\n", lunfs_strerror(r));
+		exit(2);
+	}
+	struct dev_fault cfg = {.cut_after = k, .cut_keep_seed = seed};
+	dev_faulty_set(f, &cfg);
+	struct lunfs_mount_opts mo = {.host = "crash", .device = f, .assume_dead = 1};
+	if ((r = lunfs_mount(NULL, &mo, &v, &msg)) == 0) {
+		r = workload(v, &m, &fl);
+		if (writes)
+			*writes = dev_faulty_writes(f);
+		if (!r && !k)
+			r = lunfs_unmount(v);
+		else
+			lunfs_abandon(v);
+	}
+	if (!k) {
+		if (r) {
+			fprintf(stderr, "crashtest: the workload fails without a cut: %s\n", lunfs_strerror(r));
+			bad = 1;
+		}
+		goto out;
+	}
+	/* the next mount replays */
+	struct lunfs_mount_opts mo2 = {.host = "crash", .assume_dead = 1};
+	if ((r = lunfs_mount(img, &mo2, &v, &msg))) {
+		fprintf(stderr, "cut after write %llu: mount failed: %s\n", (unsigned long long)k,
+			msg ? msg : lunfs_strerror(r));
+		bad = 1;
+		goto out;
+	}
+	uint8_t *buf = malloc(MAXLEN + 8192);
+	for (int i = 0; i < NF; i++) {
+		struct mfile *s = &m.f[i];
+		int ok;
+		if (fl.active && fl.a == i)
+			ok = shows(v, &fl.pre, buf) || shows(v, &fl.post, buf);
+		else
+			ok = !s->path[0] || shows(v, s, buf);
+		if (!ok) {
+			fprintf(stderr, "cut after write %llu (seed %llu): file %d (%s) does not hold its durable state\n",
+				(unsigned long long)k, (unsigned long long)seed, i, s->path);
+			bad = 1;
+		}
+	}
+	free(buf);
+	if ((r = lunfs_unmount(v))) {
+		fprintf(stderr, "cut after write %llu: unmount: %s\n", (unsigned long long)k, lunfs_strerror(r));
+		bad = 1;
+	}
+	int fr = run_fsck(fsck, img);
+	if (fr != 0) {
+		fprintf(stderr, "cut after write %llu (seed %llu): fsck.lunfs -n exit %d\n",
+			(unsigned long long)k, (unsigned long long)seed, fr);
+		bad = 1;
+	}
+out:
+	model_free(&m);
+	free(fl.pre.data);
+	free(fl.post.data);
+	return bad;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: crashtest IMAGE [MIN_POINTS] [FSCK]\n");
+		return 2;
+	}
+	const char *img = argv[1];
+	if (argc == 5 && !strcmp(argv[2], "--one")) /* debug: one cut, image kept */
+		return one(img, "build/bin/fsck.lunfs", strtoull(argv[3], NULL, 0),
+			   strtoull(argv[4], NULL, 0), NULL);
+	long minpts = argc > 2 ? atol(argv[2]) : 2000;
+	const char *fsck = argc > 3 ? argv[3] : "build/bin/fsck.lunfs";
+	uint64_t total = 0;
+	if (one(img, fsck, 0, 0, &total) || total == 0)
+		return 1;
+	printf("crashtest: the workload does %llu writes\n", (unsigned long long)total);
+	/* cut points: every write without a cache, then every write with a
+	 * random part of the cache kept, until there are enough */
+	long points = 0, failed = 0;
+	int workers = 2;
+	char wimg[2][256];
+	for (int w = 0; w < workers; w++) {
+		snprintf(wimg[w], sizeof(wimg[w]), "%s.w%d", img, w);
+		char cmd[600];
+		snprintf(cmd, sizeof(cmd), "cp --sparse=always '%s' '%s'", img, wimg[w]);
+		if (system(cmd))
+			return 2;
+	}
+	for (uint64_t seed = 0; points < minpts || seed == 0; seed++) {
+		pid_t pid[2];
+		for (int w = 0; w < workers; w++) {
+			if ((pid[w] = fork()) == 0) {
+				int bad = 0;
+				for (uint64_t k = 1 + w; k <= total; k += workers)
+					bad += one(wimg[w], fsck, k, seed ? seed * 7919 + k : 0, NULL);
+				_exit(bad > 250 ? 250 : bad);
+			}
+		}
+		for (int w = 0; w < workers; w++) {
+			int st;
+			waitpid(pid[w], &st, 0);
+			failed += WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+		}
+		points += total;
+	}
+	for (int w = 0; w < workers; w++)
+		unlink(wimg[w]);
+	printf("crashtest: %ld crash states checked, %ld failed\n", points, failed);
+	return failed ? 1 : 0;
+}
