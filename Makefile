@@ -30,7 +30,7 @@ TOOLS := $(TOOL_SRC:tests/tools/%.c=$(B)/tests/%)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 BINS := $(B)/bin/mkfs.lunfs $(B)/bin/fsck.lunfs
 
-.PHONY: all deps check check-unit check-asan check-integration demo install clean bench
+.PHONY: all deps check check-unit check-asan check-integration demo install clean bench fuzz check-fuzz-regress
 all: $(B)/lib/liblunfs.a $(BINS) $(TOOLS) $(B)/tests/unit_tests
 
 deps:
@@ -80,6 +80,7 @@ check: deps
 	$(MAKE) all
 	$(MAKE) check-unit
 	$(MAKE) check-asan
+	$(MAKE) check-fuzz-regress
 	$(MAKE) check-integration
 
 demo: deps
@@ -96,3 +97,5 @@ clean:
 
 # bench/ adds its own rules and the 'bench' target.
 -include bench/bench.mk
+# tests/fuzz/ adds 'fuzz' (bounded run) and 'check-fuzz-regress' (run by check).
+-include tests/fuzz/fuzz.mk
