@@ -305,34 +305,30 @@ int blk_free(struct txn *tx, int kind, uint64_t blk)
 	return blk_ref(tx, kind, blk, -1, NULL);
 }
 
-/* Free counts for statfs: every cluster header, read without its lock. */
+/* Free counts for statfs: every cluster header, from the cache where this
+ * host holds its lock (its newest state may not be on disk yet). */
 int alloc_counts(struct lunfs_vol *v, uint64_t *free_file, uint64_t *free_ino)
 {
 	const struct lunfs_sb *s = &v->sb;
 	struct lunfs_rc *rc = malloc(sizeof(*rc));
-	uint8_t *blk = dev_alloc(BS);
 	int r = 0;
 	*free_file = *free_ino = 0;
-	if (!rc || !blk) {
-		r = -ENOMEM;
-		goto out;
+	if (!rc)
+		return -ENOMEM;
+	for (uint64_t c = 0; c < s->fc_count + s->ig_count && !r; c++) {
+		int ino = c >= s->fc_count;
+		uint64_t k = ino ? c - s->fc_count : c;
+		uint64_t lock = ino ? geom_ig_lock(s, k) : geom_fc_lock(s, k);
+		struct txn tx;
+		struct buf *b;
+		tx_begin(v, &tx);
+		r = tx_read(&tx, lock + BS, lock, &b);
+		if (!r && !lunfs_rc_decode(b->data, s->uuid, lock + BS, ino ? RC_INODE : RC_FILE,
+					   ino ? s->ig_inodes : geom_fc_entries(s, k),
+					   ino ? k * s->ig_inodes : k * s->fc_blocks, rc, NULL))
+			*(ino ? free_ino : free_file) += rc->nfree;
+		tx_end(&tx, 0);
 	}
-	for (uint64_t c = 0; c < s->fc_count && !r; c++) {
-		if ((r = dev_read(v->d, geom_fc_hdr(s, c), blk, BS)))
-			break;
-		if (!lunfs_rc_decode(blk, s->uuid, geom_fc_hdr(s, c), RC_FILE, geom_fc_entries(s, c),
-				     c * s->fc_blocks, rc, NULL))
-			*free_file += rc->nfree;
-	}
-	for (uint64_t g = 0; g < s->ig_count && !r; g++) {
-		if ((r = dev_read(v->d, geom_ig_hdr(s, g), blk, BS)))
-			break;
-		if (!lunfs_rc_decode(blk, s->uuid, geom_ig_hdr(s, g), RC_INODE, s->ig_inodes,
-				     g * s->ig_inodes, rc, NULL))
-			*free_ino += rc->nfree;
-	}
-out:
 	free(rc);
-	free(blk);
 	return r;
 }

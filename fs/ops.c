@@ -570,9 +570,7 @@ int lunfs_readdir(struct lunfs_vol *v, uint64_t dir, uint64_t off, lunfs_dirfn f
 int lunfs_statfs(struct lunfs_vol *v, struct lunfs_statfs *st)
 {
 	uint64_t ff, fi;
-	pthread_mutex_lock(&v->mu);
 	int r = alloc_counts(v, &ff, &fi);
-	pthread_mutex_unlock(&v->mu);
 	if (r)
 		return r;
 	memset(st, 0, sizeof(*st));

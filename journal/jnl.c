@@ -12,6 +12,15 @@ struct jhdr {
 	uint64_t seq, off, gen, mount_gen;
 };
 
+/* A committed block image whose home is not written yet. */
+struct pend {
+	uint64_t target;
+	uint8_t *img;
+	struct pend *next;
+};
+#define PEND_BUCKETS 1024
+#define PEND_MAX 4096 /* checkpoint beyond this many (16 MiB of images) */
+
 struct jnl {
 	struct dev *d;
 	struct jnl_geom g;
@@ -20,7 +29,8 @@ struct jnl {
 	uint64_t head_seq, head_off;  /* where the next transaction goes */
 	uint64_t tail_seq, tail_off;  /* as the header says */
 	uint64_t hdr_gen;
-	int dirty;                    /* in-place writes not yet flushed */
+	struct pend *pend[PEND_BUCKETS]; /* homes to write at the checkpoint */
+	unsigned npend;
 };
 
 struct jnl_txn {
@@ -291,16 +301,61 @@ uint64_t jnl_next_seq(const struct jnl *j)
 	return j->head_seq;
 }
 
+static void pend_free(struct jnl *j)
+{
+	for (unsigned b = 0; b < PEND_BUCKETS; b++) {
+		while (j->pend[b]) {
+			struct pend *p = j->pend[b];
+			j->pend[b] = p->next;
+			free(p->img);
+			free(p);
+		}
+	}
+	j->npend = 0;
+}
+
+/* Keeps the newest image of target until the checkpoint. */
+static int pend_add(struct jnl *j, uint64_t target, const uint8_t *img)
+{
+	unsigned b = (target / BS) % PEND_BUCKETS;
+	for (struct pend *p = j->pend[b]; p; p = p->next) {
+		if (p->target == target) {
+			memcpy(p->img, img, BS);
+			return 0;
+		}
+	}
+	struct pend *p = calloc(1, sizeof(*p));
+	if (!p || !(p->img = dev_alloc(BS))) {
+		free(p);
+		return -ENOMEM;
+	}
+	p->target = target;
+	memcpy(p->img, img, BS);
+	p->next = j->pend[b];
+	j->pend[b] = p;
+	j->npend++;
+	return 0;
+}
+
 int jnl_checkpoint(struct jnl *j)
 {
 	int r;
-	if (j->tail_seq == j->head_seq && !j->dirty)
+	if (j->tail_seq == j->head_seq && !j->npend)
 		return 0;
 	if (j->h && (r = hb_ok(j->h)))
 		return r;
+	/* the homes, then a flush, then the tail may move past them */
+	for (unsigned b = 0; b < PEND_BUCKETS; b++) {
+		for (struct pend *p = j->pend[b]; p; p = p->next) {
+			if (j->h && (r = hb_ok(j->h)))
+				return r;
+			if ((r = dev_write(j->d, p->target, p->img, BS)))
+				return r;
+		}
+	}
 	if ((r = dev_flush(j->d)))
 		return r;
-	j->dirty = 0;
+	pend_free(j);
 	/* a transaction that ended exactly at the end of the log leaves the
 	 * head there; the next one starts at 0 (commit wraps after this) */
 	uint64_t tail = j->head_off >= j->log_size ? 0 : j->head_off;
@@ -318,12 +373,14 @@ int jnl_checkpoint(struct jnl *j)
 int jnl_close(struct jnl *j)
 {
 	int r = jnl_checkpoint(j);
+	pend_free(j);
 	free(j);
 	return r;
 }
 
 void jnl_abandon(struct jnl *j)
 {
+	pend_free(j);
 	free(j);
 }
 
@@ -434,15 +491,15 @@ int jnl_txn_commit(struct jnl_txn *t)
 		goto out;
 	if ((r = dev_flush(j->d)))
 		goto out;
-	/* Durable from here: replay would redo it.  Now the homes. */
+	/* Durable from here: replay would redo it.  The homes are written at
+	 * the checkpoint (lock release, log wrap, unmount), once per block
+	 * however many transactions touched it. */
 	j->head_seq++;
 	j->head_off = pos + need;
-	j->dirty = 1;
-	for (unsigned i = 0; i < t->n && !r; i++) {
-		if (j->h && (r = hb_ok(j->h)))
-			break;
-		r = dev_write(j->d, t->targets[i], t->imgs + (size_t)i * BS, BS);
-	}
+	for (unsigned i = 0; i < t->n && !r; i++)
+		r = pend_add(j, t->targets[i], t->imgs + (size_t)i * BS);
+	if (!r && j->npend > PEND_MAX)
+		r = jnl_checkpoint(j);
 out:
 	free(desc);
 	free(cm);

@@ -3,8 +3,11 @@
  * A transaction is a descriptor block (sequence number, home addresses), the
  * full images of the metadata blocks, and a commit block whose XXH3-64 covers
  * descriptor and images; all three go out in one write, then a flush makes
- * the transaction durable.  The images are then written in place; a
- * checkpoint flushes them and advances the tail in the journal header.
+ * the transaction durable.  The newest image of each block is kept in memory
+ * and written in place at the checkpoint (lock release, log wrap, unmount,
+ * or when too many are pending), which flushes them and then advances the
+ * tail in the journal header.  Until then the caller reads its own blocks
+ * from its cache (fs/ caches every block under a lock it holds).
  *
  * jnl_replay() is the one replay implementation: mount, peer recovery and
  * fsck all call it.  It scans from the tail in sequence order, checks every
@@ -77,13 +80,14 @@ int jnl_txn_begin(struct jnl *j, struct jnl_txn **out);
 int jnl_txn_add(struct jnl_txn *t, uint64_t target, const void *blk);
 /* Number of blocks in t. */
 unsigned jnl_txn_count(const struct jnl_txn *t);
-/* Commits: one write of descriptor + images + commit, a flush, then the images
- * in place.  Frees t.  Returns 0 once durable, or -errno (nothing committed). */
+/* Commits: one write of descriptor + images + commit, then a flush.  Frees t.
+ * Returns 0 once durable, or -errno (nothing committed).  The homes are
+ * written at a later checkpoint. */
 int jnl_txn_commit(struct jnl_txn *t);
 void jnl_txn_abort(struct jnl_txn *t);
 
-/* Flushes the in-place writes and advances the tail to the head.  After it,
- * replay finds nothing to do.  Returns 0 or -errno. */
+/* Writes every pending home, flushes, and advances the tail to the head.
+ * After it, replay finds nothing to do.  Returns 0 or -errno. */
 int jnl_checkpoint(struct jnl *j);
 
 /* Sequence number the next transaction gets. */
