@@ -112,6 +112,7 @@ static int ptr_new(struct txn *tx, struct lunfs_inode *in, uint32_t lvl, uint64_
 
 int bmap_set(struct txn *tx, struct lunfs_inode *in, uint64_t lblk, uint64_t ptr)
 {
+	of_invalidate(tx->v, in->ino);
 	uint32_t idx[3];
 	int root = 0;
 	int lvl = path(lblk, &root, idx);
@@ -226,6 +227,7 @@ out:
 int bmap_punch(struct txn *tx, struct lunfs_inode *in, uint64_t from, uint64_t to)
 {
 	int r = 0;
+	of_invalidate(tx->v, in->ino);
 	if (!to)
 		to = bmap_max_units();
 	for (uint64_t i = from; i < INO_NDIRECT && i < to && !r; i++) {

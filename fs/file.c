@@ -29,6 +29,78 @@ void of_clear_times(struct ofile *of)
 	of->times_dirty = 0;
 }
 
+void of_invalidate(struct lunfs_vol *v, uint64_t ino)
+{
+	for (struct ofile *of = v->ofiles; of; of = of->next) {
+		if (ino && of->ino != ino)
+			continue;
+		of->size_ok = 0;
+		if (of->mapc)
+			memset(of->mapc, 0, MAPC_SIZE * sizeof(*of->mapc));
+	}
+}
+
+/* Mapping lookups for one operation on an open file: the cache when the
+ * open pins the inode lock, else the inode and its map (loaded once). */
+struct fmap {
+	struct txn *tx;
+	struct ofile *of;
+	struct lunfs_inode *in;
+	int loaded;
+};
+
+static int fmap_load(struct fmap *m)
+{
+	if (m->loaded)
+		return 0;
+	if (!m->in && !(m->in = malloc(sizeof(*m->in))))
+		return -ENOMEM;
+	int r = ino_read(m->tx, m->of->ino, LK_FREE, m->in);
+	if (r)
+		return r;
+	m->loaded = 1;
+	if (m->of->h) {
+		m->of->size = m->in->size;
+		m->of->size_ok = 1;
+	}
+	return 0;
+}
+
+static int fmap_size(struct fmap *m, uint64_t *size)
+{
+	if (m->of->h && m->of->size_ok) {
+		*size = m->of->size;
+		return 0;
+	}
+	int r = fmap_load(m);
+	if (!r)
+		*size = m->in->size;
+	return r;
+}
+
+static int fmap_get(struct fmap *m, uint64_t lblk, uint64_t *ptr)
+{
+	struct ofile *of = m->of;
+	struct mapc *c = NULL;
+	if (of->h) {
+		if (!of->mapc && !(of->mapc = calloc(MAPC_SIZE, sizeof(*of->mapc))))
+			return -ENOMEM;
+		c = &of->mapc[lblk % MAPC_SIZE];
+		if (c->lblk1 == lblk + 1) {
+			*ptr = c->ptr;
+			return 0;
+		}
+	}
+	int r = fmap_load(m);
+	if (!r)
+		r = bmap_get(m->tx, m->in, lblk, ptr);
+	if (!r && c) {
+		c->lblk1 = lblk + 1;
+		c->ptr = *ptr;
+	}
+	return r;
+}
+
 uint64_t lunfs_file_ino(const struct lunfs_file *f)
 {
 	return f->of->ino;
@@ -207,6 +279,7 @@ int lunfs_close(struct lunfs_file *f)
 	while (*pp != of)
 		pp = &(*pp)->next;
 	*pp = of->next;
+	free(of->mapc);
 	if (of->h) {
 		/* the tx pinned it too: end the tx before letting go */
 		struct held *h = of->h;
@@ -309,18 +382,20 @@ ssize_t lunfs_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 	if (!in)
 		return -ENOMEM;
 	tx_begin(v, &tx);
-	if ((r = ino_read(&tx, f->of->ino, LK_FREE, in)))
+	struct fmap fm = {&tx, f->of, in, 0};
+	uint64_t size;
+	if ((r = fmap_size(&fm, &size)))
 		goto out;
-	if (off >= in->size) {
+	if (off >= size) {
 		len = 0;
 		goto out;
 	}
-	if (len > in->size - off)
-		len = in->size - off;
+	if (len > size - off)
+		len = size - off;
 	for (size_t done = 0; done < len && !r;) {
 		uint64_t pos = off + done, lblk = pos / bs, boff = pos % bs, ptr;
 		size_t n = bs - boff < len - done ? bs - boff : len - done;
-		if ((r = bmap_get(&tx, in, lblk, &ptr)))
+		if ((r = fmap_get(&fm, lblk, &ptr)))
 			break;
 		uint64_t blk = ptr & PTR_BLOCK_MASK;
 		if (ptr && blk >= v->sb.file_blocks) {
@@ -703,25 +778,22 @@ static int fast_map(struct lunfs_ioq *q, struct areq *rq)
 	struct lunfs_file *f = q->f;
 	struct lunfs_vol *v = f->v;
 	struct lunfs_aio *a = rq->a;
-	struct lunfs_inode *in = malloc(sizeof(*in));
 	uint64_t bs = v->sb.file_bs;
 	struct txn tx;
-	int n = 0, r;
-	if (!in)
-		return 0;
+	int n = 0;
 	if (!aligned(v, a->off, a->len, a->buf) || !a->len ||
-	    (a->op == LUNFS_AIO_WRITE && !writable(f->mode))) {
-		free(in);
+	    (a->op == LUNFS_AIO_WRITE && !writable(f->mode)))
 		return 0;
-	}
 	tx_begin(v, &tx);
-	r = ino_read(&tx, f->of->ino, LK_FREE, in);
-	if (r || a->off + a->len > in->size || (a->off % bs) + a->len > 2 * bs)
+	struct fmap fm = {&tx, f->of, NULL, 0};
+	uint64_t size;
+	int r = fmap_size(&fm, &size);
+	if (r || a->off + a->len > size || (a->off % bs) + a->len > 2 * bs)
 		goto out;
 	for (size_t done = 0; done < a->len; n++) {
 		uint64_t pos = a->off + done, boff = pos % bs, ptr;
 		size_t len = bs - boff < a->len - done ? bs - boff : a->len - done;
-		if (bmap_get(&tx, in, pos / bs, &ptr) || !ptr || (ptr & PTR_FLAGS_MASK) ||
+		if (fmap_get(&fm, pos / bs, &ptr) || !ptr || (ptr & PTR_FLAGS_MASK) ||
 		    (ptr & PTR_BLOCK_MASK) >= v->sb.file_blocks) {
 			n = 0;
 			goto out;
@@ -738,16 +810,39 @@ static int fast_map(struct lunfs_ioq *q, struct areq *rq)
 	}
 out:
 	tx_end(&tx, 0);
-	free(in);
+	free(fm.in);
 	return n;
+}
+
+/* Submits the collected device requests in one call; on failure each of
+ * their requests goes the slow (synchronous) way. */
+static void flush_batch(struct lunfs_ioq *q, struct dev_io **batch, unsigned *nb,
+			struct areq **rqs, unsigned *nr)
+{
+	struct lunfs_vol *v = q->f->v;
+	if (*nb && dev_submit(v->d, batch, *nb) == (int)*nb) {
+		q->inflight += *nr;
+	} else {
+		for (unsigned k = 0; k < *nr; k++) {
+			struct lunfs_aio *a = rqs[k]->a;
+			a->res = a->op == LUNFS_AIO_READ ? lunfs_pread(q->f, a->buf, a->len, a->off)
+							 : lunfs_pwrite(q->f, a->buf, a->len, a->off);
+			q->done[q->ndone++] = a;
+			rqs[k]->next = q->free;
+			q->free = rqs[k];
+		}
+	}
+	*nb = *nr = 0;
 }
 
 int lunfs_ioq_submit(struct lunfs_ioq *q, struct lunfs_aio **ios, unsigned n)
 {
 	struct lunfs_vol *v = q->f->v;
-	unsigned i;
+	struct dev_io *batch[64];
+	struct areq *rqs[32];
+	unsigned i, nb = 0, nr = 0;
 	for (i = 0; i < n; i++) {
-		if (!q->free || q->inflight + q->ndone >= q->depth)
+		if (!q->free || q->inflight + q->ndone + nr >= q->depth)
 			break;
 		struct areq *rq = q->free;
 		struct lunfs_aio *a = ios[i];
@@ -760,20 +855,21 @@ int lunfs_ioq_submit(struct lunfs_ioq *q, struct lunfs_aio **ios, unsigned n)
 		}
 		int nd = fast_map(q, rq);
 		if (nd) {
-			struct dev_io *p[2] = {&rq->io[0], &rq->io[1]};
 			rq->pending = nd;
-			int r = dev_submit(v->d, p, nd);
-			if (r == nd) {
-				q->free = rq->next;
-				q->inflight++;
-				continue;
-			}
-			/* fall back to the slow path */
+			q->free = rq->next;
+			for (int k = 0; k < nd; k++)
+				batch[nb++] = &rq->io[k];
+			rqs[nr++] = rq;
+			if (nr == 32)
+				flush_batch(q, batch, &nb, rqs, &nr);
+			continue;
 		}
+		flush_batch(q, batch, &nb, rqs, &nr); /* keep the order of writes */
 		a->res = a->op == LUNFS_AIO_READ ? lunfs_pread(q->f, a->buf, a->len, a->off)
 						 : lunfs_pwrite(q->f, a->buf, a->len, a->off);
 		q->done[q->ndone++] = a;
 	}
+	flush_batch(q, batch, &nb, rqs, &nr);
 	return i;
 }
 

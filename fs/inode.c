@@ -59,6 +59,11 @@ int ino_write(struct txn *tx, struct lunfs_inode *in)
 		return r;
 	in->gen++;
 	lunfs_inode_encode(in, v->sb.uuid, addr, b->data);
+	struct ofile *of = of_find(v, in->ino);
+	if (of && of->h) {
+		of->size = in->size;
+		of->size_ok = 1;
+	}
 	return tx_dirty(tx, b);
 }
 

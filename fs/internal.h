@@ -75,8 +75,21 @@ struct ofile {
 	struct held *h;    /* the pinned inode lock (NULL for LUNFS_OPEN_READ) */
 	int times_dirty;   /* mtime/ctime changed by writes, not yet committed */
 	struct lunfs_time mtime;
+	/* While h pins the inode lock, no other host changes this inode: its
+	 * size and block map may be cached here.  Every bmap change and every
+	 * failed transaction clears the cache. */
+	int size_ok;
+	uint64_t size;
+	struct mapc *mapc; /* MAPC_SIZE entries, direct-mapped by unit */
 	struct ofile *next;
 };
+
+#define MAPC_SIZE 4096
+struct mapc {
+	uint64_t lblk1; /* unit + 1; 0 = empty */
+	uint64_t ptr;
+};
+void of_invalidate(struct lunfs_vol *v, uint64_t ino); /* ino 0: every open file */
 
 struct lunfs_file {
 	struct lunfs_vol *v;

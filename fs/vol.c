@@ -325,6 +325,7 @@ fail:
 	/* the cache must equal the disk: forget what we changed */
 	for (int i = 0; i < tx->ndirty; i++)
 		cache_drop(v, tx->dirty[i]->addr);
+	of_invalidate(v, 0);
 	tx->ndirty = 0;
 	return r;
 }
@@ -332,9 +333,11 @@ fail:
 void tx_end(struct txn *tx, int r)
 {
 	struct lunfs_vol *v = tx->v;
-	if (r)
+	if (r && tx->ndirty) {
 		for (int i = 0; i < tx->ndirty; i++)
 			cache_drop(v, tx->dirty[i]->addr);
+		of_invalidate(v, 0);
+	}
 	while (tx->transient) {
 		struct buf *b = tx->transient;
 		tx->transient = b->next;

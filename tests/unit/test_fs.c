@@ -521,6 +521,71 @@ START_TEST(big_alloc_and_free)
 }
 END_TEST
 
+START_TEST(async_queue)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	struct lunfs_file *f;
+	struct lunfs_ioq *q, *q2;
+	uint64_t ino = mkfile(v, 1, "aio.img");
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_ZERO, 0, 8 * MiB), 0);
+	ck_assert_int_eq(lunfs_ioq_create(f, 32, &q), 0);
+	ck_assert_int_eq(lunfs_ioq_create(f, 32, &q2), -EBUSY);
+	enum { N = 64 };
+	struct lunfs_aio io[N], *ptr[N], *done[N];
+	uint8_t *buf = dev_alloc(N * 8192);
+	/* fast path (mapped, aligned), a request spanning two blocks, and
+	 * slow ones (unaligned, past the end: a hole to fill) */
+	for (int i = 0; i < N; i++) {
+		fill(buf + i * 8192, 8192, i);
+		uint64_t off = (uint64_t)i * 3 * 4096 * 41 % (8 * MiB - 8192);
+		if (i == 1)
+			off = MiB - 4096;
+		if (i == 2)
+			off = 8 * MiB + 4096;
+		io[i] = (struct lunfs_aio){.op = LUNFS_AIO_WRITE, .buf = buf + i * 8192,
+					   .len = i == 3 ? 5000 : 8192, .off = i == 3 ? 77 : off};
+		ptr[i] = &io[i];
+	}
+	/* distinct offsets: */
+	for (int i = 4; i < N; i++)
+		io[i].off = (uint64_t)(i + 4) * 16384 * 7 % (8 * MiB - 8192) / 4096 * 4096;
+	int sub = 0, got = 0;
+	while (got < N) {
+		if (sub < N) {
+			int s = lunfs_ioq_submit(q, ptr + sub, N - sub);
+			ck_assert_int_ge(s, 0);
+			sub += s;
+		}
+		int n = lunfs_ioq_reap(q, 1, done, N);
+		ck_assert_int_ge(n, 0);
+		for (int k = 0; k < n; k++)
+			ck_assert_int_eq(done[k]->res, done[k]->len);
+		got += n;
+	}
+	lunfs_ioq_destroy(q);
+	uint8_t *r = malloc(8192);
+	for (int i = 0; i < N; i++) {
+		int later = 0; /* a later request to an overlapping range wins */
+		for (int k = i + 1; k < N; k++)
+			if (io[k].off < io[i].off + io[i].len && io[i].off < io[k].off + io[k].len)
+				later = 1;
+		if (later)
+			continue;
+		ck_assert_int_eq(lunfs_pread(f, r, io[i].len, io[i].off), io[i].len);
+		ck_assert_msg(!memcmp(r, io[i].buf, io[i].len), "request %d differs", i);
+	}
+	free(r);
+	free(buf);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 Suite *fs_suite(void)
 {
 	Suite *s = suite_create("fs");
@@ -533,6 +598,7 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, crash_replay_and_orphans);
 	tcase_add_test(tc, file_64t);
 	tcase_add_test(tc, big_alloc_and_free);
+	tcase_add_test(tc, async_queue);
 	suite_add_tcase(s, tc);
 	return s;
 }
