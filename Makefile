@@ -18,7 +18,7 @@ LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 
 ifeq ($(filter deps clean check demo,$(MAKECMDGOALS)),)
-ifneq ($(shell pkg-config --exists $(PKGS) check && echo ok),ok)
+ifneq ($(shell pkg-config --exists $(PKGS) check fuse3 && echo ok),ok)
 $(error pkg-config cannot find $(PKGS) check: run 'make deps' (as root) first)
 endif
 endif
@@ -28,7 +28,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOLS := $(TOOL_SRC:tests/tools/%.c=$(B)/tests/%)
 UNIT_SRC := $(wildcard tests/unit/*.c)
-BINS := $(B)/bin/mkfs.lunfs $(B)/bin/fsck.lunfs
+BINS := $(B)/bin/mkfs.lunfs $(B)/bin/fsck.lunfs $(B)/bin/mount.lunfs
 
 .PHONY: all deps check check-unit check-asan check-integration demo install clean bench fuzz check-fuzz-regress
 all: $(B)/lib/liblunfs.a $(BINS) $(TOOLS) $(B)/tests/unit_tests
@@ -51,6 +51,11 @@ $(B)/bin/mkfs.lunfs: $(B)/obj/mkfs/mkfs.o $(B)/lib/liblunfs.a
 $(B)/bin/fsck.lunfs: $(B)/obj/fsck/fsck.o $(B)/lib/liblunfs.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/obj/fuse/%.o: CFLAGS += $(shell pkg-config --cflags fuse3)
+$(B)/bin/mount.lunfs: $(B)/obj/fuse/lunfsd.o $(B)/lib/liblunfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs fuse3)
 
 $(B)/tests/%: $(B)/obj/tests/tools/%.o $(B)/lib/liblunfs.a
 	@mkdir -p $(dir $@)
