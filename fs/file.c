@@ -262,6 +262,8 @@ int lunfs_close(struct lunfs_file *f)
 	if (--of->opens > 0)
 		goto out;
 	if (vol_check_writable(v) == 0) {
+		if (of->mode == LUNFS_OPEN_MULTI)
+			of->times_dirty = 0; /* multi-writer files take no metadata change */
 		if ((of->times_dirty || of->unlinked) &&
 		    (r = ino_read(&tx, of->ino, LK_EXCLUSIVE, in)) == 0) {
 			if (of->times_dirty) {

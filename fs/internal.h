@@ -1,8 +1,8 @@
 /* Internal to fs/: the mounted volume, its caches and transactions.
  *
  * Concurrency: one mutex per volume (v->mu) protects all metadata state and
- * is held for the length of a metadata operation; data I/O to blocks that
- * are already mapped happens outside it.  Lock order: v->mu, then a file's
+ * is held for the length of a metadata operation, and of lunfs_pread and
+ * lunfs_pwrite; the async queue's device I/O runs outside it.  Lock order: v->mu, then a file's
  * f->mu is never taken while v->mu is held (file ops take f->mu first).
  *
  * Cache rule (docs/LOCKING.md): a metadata block is cached only while this

@@ -105,8 +105,12 @@ int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, struct 
 	uint32_t timeout = 2 * v->linger_ms + 2 * v->sb.hb_ms;
 	if (h) {
 		/* upgrade (we are then the only holder) */
-		r = lk_acquire_flags(v->hb, &h->lk, off, object, mode,
-				     h->lk.rec.holders[0].flags, LK_NOWAIT, 0);
+		unsigned fl = 0;
+		for (uint32_t i = 0; i < h->lk.rec.nholders; i++)
+			if (h->lk.rec.holders[i].slot == v->slot &&
+			    h->lk.rec.holders[i].mount_gen == hb_mount_gen(v->hb))
+				fl = h->lk.rec.holders[i].flags;
+		r = lk_acquire_flags(v->hb, &h->lk, off, object, mode, fl, LK_NOWAIT, 0);
 		if (r)
 			return r;
 		h->pins++;
@@ -142,9 +146,10 @@ void vl_unpin(struct lunfs_vol *v, struct held *h)
 static int vl_release(struct lunfs_vol *v, struct held *h)
 {
 	int r = jnl_checkpoint(v->j);
+	if (r)
+		return r; /* keep holding it: its blocks are not all home yet */
 	cache_drop_lock(v, h->lk.off);
-	if (!r)
-		r = lk_release(v->hb, &h->lk);
+	r = lk_release(v->hb, &h->lk);
 	struct held **pp = &v->locks;
 	while (*pp != h)
 		pp = &(*pp)->next;
@@ -531,6 +536,13 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 		if (st.txns)
 			syslog(LOG_NOTICE, "lunfs: replayed %llu transaction(s) from slot %u",
 			       (unsigned long long)st.txns, v->slot);
+		/* replayed: the old holds may now be treated as gone */
+		if ((r = hb_recovered(v->hb))) {
+			why = "cannot mark the heartbeat slot live after recovery";
+			jnl_abandon(v->j);
+			hb_abandon(v->hb);
+			goto fail;
+		}
 		/* hosts start their searches in different places */
 		v->ig_hint = (uint64_t)v->slot * v->sb.ig_count / v->sb.max_hosts;
 		v->fc_hint = (uint64_t)v->slot * v->sb.fc_count / v->sb.max_hosts;
@@ -542,12 +554,14 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 			goto fail;
 		}
 		if (prev != HB_FREE && (r = purge_old_locks(v))) {
-			why = "cannot clear the locks of this host's crashed mount";
+			if (msg)
+				*msg = "cannot clear the locks of this host's crashed mount";
 			lunfs_unmount(v);
 			return r;
 		}
 		if ((r = orphans_process(v))) {
-			why = "cannot clean up orphan inodes";
+			if (msg)
+				*msg = "cannot clean up orphan inodes (run fsck.lunfs)";
 			lunfs_unmount(v);
 			return r;
 		}

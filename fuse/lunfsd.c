@@ -276,13 +276,19 @@ static void lo_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 static int do_open(fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	int acc = fi->flags & O_ACCMODE;
-	int mode = acc == O_RDONLY ? LUNFS_OPEN_READ : LUNFS_OPEN_RW;
+	int mode = acc == O_RDONLY ? LUNFS_OPEN_SHARED_RO : LUNFS_OPEN_RW;
 	struct lunfs_file *f;
 	int r = lunfs_open(V, ino_of(ino), mode, &f);
+	if (r == -EBUSY && mode == LUNFS_OPEN_SHARED_RO) {
+		/* a writer on another host: read without a lock (direct I/O,
+		 * the file may change under us, as with any shared disk read) */
+		mode = LUNFS_OPEN_READ;
+		r = lunfs_open(V, ino_of(ino), mode, &f);
+	}
 	if (r)
 		return r;
 	fi->fh = (uintptr_t)f;
-	fi->direct_io = mode == LUNFS_OPEN_READ || (fi->flags & O_DIRECT);
+	fi->direct_io = mode != LUNFS_OPEN_RW || (fi->flags & O_DIRECT);
 	fi->keep_cache = 0;
 	return 0;
 }

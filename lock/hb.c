@@ -272,17 +272,22 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 		/* The CAW compares against exactly what we decoded. */
 		uint8_t *oldimg = all + (size_t)pick * LUNFS_SLOT_STRIDE;
 		struct lunfs_hb nb = cand;
-		nb.state = HB_LIVE;
+		/* Our own slot after a crash: claim it as REPLAYING, keeping the
+		 * old mount generation, so peers still see the old holds as a
+		 * dead host's (blocked) until our journal is replayed; then
+		 * hb_recovered() makes it LIVE under the new generation. */
+		int recovering = cand.state != HB_FREE;
+		nb.state = recovering ? HB_REPLAYING : HB_LIVE;
 		nb.slot = pick;
-		nb.mount_gen = cand.mount_gen + 1;
+		nb.mount_gen = recovering ? cand.mount_gen : cand.mount_gen + 1;
 		nb.counter = cand.counter + 1;
 		nb.gen = cand.gen + 1;
 		memcpy(nb.host_uuid, id->uuid, 16);
 		snprintf(nb.host_name, sizeof(nb.host_name), "%s", id->name);
 		nb.jnl_off = p->jnl_off + (uint64_t)pick * p->jnl_size;
 		nb.jnl_size = p->jnl_size;
-		nb.replayer_slot = 0;
-		nb.replayer_gen = 0;
+		nb.replayer_slot = recovering ? (uint32_t)pick : 0;
+		nb.replayer_gen = recovering ? cand.mount_gen + 1 : 0;
 		nb.pr_key = 0;
 		nb.st_reads = nb.st_writes = nb.st_locks = 0;
 		nb.wall_ns = wall_ns();
@@ -300,7 +305,7 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 		h->id = *id;
 		h->slot = pick;
 		h->lbs = lbs;
-		h->mount_gen = nb.mount_gen;
+		h->mount_gen = cand.mount_gen + 1;
 		h->img = nimg;
 		h->hb = nb;
 		h->last_ok_submit_ms = t0;
@@ -378,6 +383,43 @@ void hb_abandon(struct hb_host *h)
 {
 	stop_thread(h);
 	destroy(h);
+}
+
+int hb_recovered(struct hb_host *h)
+{
+	int r = 0;
+	pthread_mutex_lock(&h->mu);
+	if (h->hb.state == HB_REPLAYING) {
+		struct lunfs_hb nb = h->hb;
+		uint8_t *nimg = dev_alloc(h->lbs);
+		if (!nimg) {
+			r = -ENOMEM;
+			goto out;
+		}
+		nb.state = HB_LIVE;
+		nb.mount_gen = h->mount_gen;
+		nb.replayer_slot = 0;
+		nb.replayer_gen = 0;
+		nb.counter++;
+		nb.gen++;
+		nb.wall_ns = wall_ns();
+		lunfs_hb_encode(&nb, h->p.uuid, slot_off(&h->p, h->slot), nimg);
+		uint64_t t0 = lk_now_ms();
+		r = h->fenced ? -EFENCED : dev_caw(h->d, slot_off(&h->p, h->slot), h->img, nimg, h->lbs, NULL);
+		if (r == 0) {
+			free(h->img);
+			h->img = nimg;
+			h->hb = nb;
+			h->last_ok_submit_ms = t0;
+		} else {
+			free(nimg);
+			if (r == -EMISCOMPARE)
+				fence(h, "heartbeat slot was taken over by another host");
+		}
+	}
+out:
+	pthread_mutex_unlock(&h->mu);
+	return r;
 }
 
 void hb_pause_renewal(struct hb_host *h, int paused)

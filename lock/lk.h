@@ -62,6 +62,12 @@ void hb_abandon(struct hb_host *h);
 /* 0 while this host may write; -EFENCED once it lost its heartbeat. */
 int hb_ok(struct hb_host *h);
 
+/* After a claim that found our own slot LIVE (a crashed earlier mount), the
+ * slot is REPLAYING under the old mount generation: call this once our
+ * journal is replayed to go LIVE under the new one (hb_mount_gen()).  A
+ * no-op for a slot claimed FREE.  Returns 0 or -errno. */
+int hb_recovered(struct hb_host *h);
+
 /* Why this host fenced itself (a static string), or NULL while it is not. */
 const char *hb_fence_reason(struct hb_host *h);
 

@@ -1,0 +1,315 @@
+/* posix_check DIR: POSIX behaviour of a mounted file system, checked for
+ * real through the kernel.  Run as root on an empty directory of the mount;
+ * some checks drop to uid/gid 1000 in a child.  Prints one line per check,
+ * and "posix: N passed, N failed" at the end; exit 1 on any failure. */
+#include <dirent.h>
+#include <stdint.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+static int passed, failed;
+static char D[4096];
+
+#define CHECK(cond, ...)                                                                          \
+	do {                                                                                      \
+		if (cond) {                                                                       \
+			passed++;                                                                 \
+		} else {                                                                          \
+			failed++;                                                                 \
+			printf("FAIL %s:%d: ", __FILE__, __LINE__);                               \
+			printf(__VA_ARGS__);                                                      \
+			printf(" (errno %d %s)\n", errno, strerror(errno));                       \
+		}                                                                                 \
+	} while (0)
+
+static char *P(const char *name)
+{
+	static char buf[8][4400];
+	static int k;
+	k = (k + 1) % 8;
+	snprintf(buf[k], sizeof(buf[k]), "%s/%s", D, name);
+	return buf[k];
+}
+
+static void put(const char *name, const char *data)
+{
+	int fd = open(P(name), O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	CHECK(fd >= 0, "create %s", name);
+	CHECK(write(fd, data, strlen(data)) == (ssize_t)strlen(data), "write %s", name);
+	close(fd);
+}
+
+static int get(const char *name, char *buf, size_t n)
+{
+	int fd = open(P(name), O_RDONLY);
+	if (fd < 0)
+		return -1;
+	ssize_t r = read(fd, buf, n - 1);
+	close(fd);
+	buf[r < 0 ? 0 : r] = 0;
+	return r;
+}
+
+static int ts_after(struct timespec a, struct timespec b) /* a >= b */
+{
+	return a.tv_sec > b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec >= b.tv_nsec);
+}
+
+static void t_files(void)
+{
+	char b[256];
+	struct stat st;
+	put("f", "hello");
+	CHECK(get("f", b, sizeof(b)) == 5 && !strcmp(b, "hello"), "read back");
+	int fd = open(P("f"), O_WRONLY | O_APPEND);
+	CHECK(write(fd, " world", 6) == 6, "append");
+	close(fd);
+	CHECK(get("f", b, sizeof(b)) == 11 && !strcmp(b, "hello world"), "after append: %s", b);
+	CHECK(truncate(P("f"), 4) == 0 && get("f", b, sizeof(b)) == 4 && !strcmp(b, "hell"), "truncate down");
+	CHECK(truncate(P("f"), 8192) == 0 && stat(P("f"), &st) == 0 && st.st_size == 8192, "truncate up");
+	fd = open(P("f"), O_RDONLY);
+	CHECK(pread(fd, b, 10, 4) == 10 && b[0] == 0 && b[9] == 0, "extended part reads zeros");
+	close(fd);
+	fd = open(P("f"), O_RDWR);
+	CHECK(fsync(fd) == 0 && fdatasync(fd) == 0, "fsync");
+	close(fd);
+	/* O_EXCL */
+	CHECK(open(P("f"), O_CREAT | O_EXCL | O_WRONLY, 0644) < 0 && errno == EEXIST, "O_EXCL");
+}
+
+static void t_names(void)
+{
+	char name[300];
+	memset(name, 'n', 255);
+	name[255] = 0;
+	int fd = open(P(name), O_CREAT | O_WRONLY, 0644);
+	CHECK(fd >= 0, "255-byte name");
+	close(fd);
+	CHECK(unlink(P(name)) == 0, "unlink 255-byte name");
+	name[255] = 'n';
+	name[256] = 0;
+	CHECK(open(P(name), O_CREAT | O_WRONLY, 0644) < 0 && errno == ENAMETOOLONG, "256 bytes: ENAMETOOLONG");
+}
+
+static void t_dirs(void)
+{
+	struct stat st, st2;
+	CHECK(mkdir(P("d1"), 0755) == 0 && mkdir(P("d2"), 0755) == 0, "mkdir");
+	CHECK(stat(P("d1"), &st) == 0 && st.st_nlink == 2, "new dir nlink 2");
+	CHECK(mkdir(P("d1/sub"), 0755) == 0 && stat(P("d1"), &st) == 0 && st.st_nlink == 3, "subdir nlink");
+	put("d1/sub/x", "x");
+	CHECK(rmdir(P("d1/sub")) < 0 && errno == ENOTEMPTY, "rmdir ENOTEMPTY");
+	CHECK(unlink(P("d1/sub/x")) == 0 && rmdir(P("d1/sub")) == 0, "rmdir empty");
+	CHECK(stat(P("d1"), &st) == 0 && st.st_nlink == 2, "nlink after rmdir");
+	/* rename across directories, onto an existing file */
+	put("d1/a", "A");
+	put("d2/b", "B");
+	CHECK(rename(P("d1/a"), P("d2/b")) == 0, "rename onto existing");
+	char buf[8];
+	CHECK(get("d2/b", buf, sizeof(buf)) == 1 && buf[0] == 'A', "replaced content");
+	CHECK(access(P("d1/a"), F_OK) < 0 && errno == ENOENT, "source gone");
+	CHECK(mkdir(P("d1/m"), 0755) == 0 && rename(P("d1/m"), P("d2/m")) == 0, "move directory");
+	CHECK(stat(P("d1"), &st) == 0 && st.st_nlink == 2 && stat(P("d2"), &st2) == 0 && st2.st_nlink == 3,
+	      "nlink after directory move");
+	CHECK(rename(P("d2"), P("d2/m/in")) < 0 && errno == EINVAL, "rename into own subtree");
+	/* readdir during changes: every entry present before and after is seen once */
+	for (int i = 0; i < 60; i++) {
+		char n[32];
+		snprintf(n, sizeof(n), "d1/e%02d", i);
+		put(n, "e");
+	}
+	DIR *dir = opendir(P("d1"));
+	int seen[60] = {0}, k = 0;
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		int i;
+		if (sscanf(de->d_name, "e%d", &i) == 1 && i >= 0 && i < 60)
+			seen[i]++;
+		if (k++ == 10) { /* change the directory in the middle */
+			unlink(P("d1/e59"));
+			put("d1/new", "n");
+		}
+	}
+	closedir(dir);
+	int ok = 1;
+	for (int i = 0; i < 59; i++)
+		ok &= seen[i] == 1;
+	CHECK(ok, "readdir during changes sees each stable entry once");
+}
+
+static void t_links(void)
+{
+	struct stat st, st2;
+	put("l1", "data");
+	CHECK(stat(P("l1"), &st) == 0, "stat");
+	struct timespec ts = {0, 20 * 1000000};
+	nanosleep(&ts, NULL);
+	CHECK(link(P("l1"), P("l2")) == 0, "link");
+	CHECK(stat(P("l1"), &st2) == 0 && st2.st_nlink == 2, "nlink 2 after link");
+	CHECK(ts_after(st2.st_ctim, st.st_ctim) && memcmp(&st2.st_ctim, &st.st_ctim, sizeof(st.st_ctim)),
+	      "ctime changes at link");
+	nanosleep(&ts, NULL);
+	CHECK(rename(P("l2"), P("l3")) == 0 && stat(P("l3"), &st) == 0 && st.st_nlink == 2, "rename keeps nlink");
+	CHECK(ts_after(st.st_ctim, st2.st_ctim) && memcmp(&st2.st_ctim, &st.st_ctim, sizeof(st.st_ctim)),
+	      "ctime changes at rename");
+	CHECK(unlink(P("l3")) == 0 && stat(P("l1"), &st) == 0 && st.st_nlink == 1, "nlink 1 after unlink");
+	CHECK(symlink("l1", P("sym")) == 0, "symlink");
+	char b[64] = {0};
+	CHECK(readlink(P("sym"), b, sizeof(b)) == 2 && !strcmp(b, "l1"), "readlink");
+	CHECK(get("sym", b, sizeof(b)) == 4 && !strcmp(b, "data"), "read through symlink");
+	CHECK(lstat(P("sym"), &st) == 0 && S_ISLNK(st.st_mode), "lstat symlink");
+	/* unlink while open: the file lives until the last close */
+	put("u", "still here");
+	int fd = open(P("u"), O_RDWR);
+	CHECK(unlink(P("u")) == 0 && access(P("u"), F_OK) < 0, "unlink open file");
+	CHECK(pread(fd, b, 10, 0) == 10 && !memcmp(b, "still here", 10), "read after unlink");
+	CHECK(pwrite(fd, "X", 1, 0) == 1 && fstat(fd, &st) == 0 && st.st_nlink == 0, "write after unlink");
+	close(fd);
+	CHECK(mkfifo(P("fifo"), 0644) == 0 && stat(P("fifo"), &st) == 0 && S_ISFIFO(st.st_mode), "mkfifo");
+	CHECK(mknod(P("cdev"), S_IFCHR | 0644, makedev(1, 3)) == 0 && stat(P("cdev"), &st) == 0 &&
+	      S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3), "mknod char device");
+}
+
+static void t_attrs(void)
+{
+	struct stat st;
+	put("a", "attr");
+	CHECK(chmod(P("a"), 0600) == 0 && stat(P("a"), &st) == 0 && (st.st_mode & 07777) == 0600, "chmod");
+	CHECK(chown(P("a"), 1234, 5678) == 0 && stat(P("a"), &st) == 0 && st.st_uid == 1234 && st.st_gid == 5678,
+	      "chown");
+	struct timespec t[2] = {{1000, 111}, {2000, 222}};
+	CHECK(utimensat(AT_FDCWD, P("a"), t, 0) == 0 && stat(P("a"), &st) == 0 && st.st_atim.tv_sec == 1000 &&
+	      st.st_atim.tv_nsec == 111 && st.st_mtim.tv_sec == 2000 && st.st_mtim.tv_nsec == 222,
+	      "utimes with nanoseconds");
+	struct timespec o[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
+	CHECK(utimensat(AT_FDCWD, P("a"), o, 0) == 0 && stat(P("a"), &st) == 0 && st.st_atim.tv_sec == 1000 &&
+	      st.st_mtim.tv_sec > 1000000, "UTIME_OMIT keeps atime, UTIME_NOW sets mtime");
+	/* xattrs as libvirt and QEMU use them */
+	CHECK(setxattr(P("a"), "user.libvirt.owner", "qemu", 4, 0) == 0, "setxattr");
+	char v[64];
+	CHECK(getxattr(P("a"), "user.libvirt.owner", v, sizeof(v)) == 4 && !memcmp(v, "qemu", 4), "getxattr");
+	CHECK(setxattr(P("a"), "user.libvirt.owner", "x", 1, XATTR_CREATE) < 0 && errno == EEXIST, "XATTR_CREATE");
+	CHECK(listxattr(P("a"), v, sizeof(v)) == 19, "listxattr");
+	CHECK(removexattr(P("a"), "user.libvirt.owner") == 0 &&
+	      getxattr(P("a"), "user.libvirt.owner", v, sizeof(v)) < 0 && errno == ENODATA, "removexattr");
+	struct statvfs sv;
+	CHECK(statvfs(D, &sv) == 0 && sv.f_blocks > 0 && sv.f_bfree <= sv.f_blocks && sv.f_namemax == 255, "statfs");
+}
+
+/* Ownership, the setgid rule, permission checks and suid clearing, as a
+ * user: the kernel checks (default_permissions), lunfs stores. */
+static void t_users(void)
+{
+	struct stat st;
+	CHECK(mkdir(P("sg"), 0777) == 0 && chown(P("sg"), 0, 4321) == 0 && chmod(P("sg"), 02777) == 0,
+	      "setgid directory");
+	CHECK(mkdir(P("priv"), 0700) == 0, "private directory");
+	put("suid", "#!/bin/sh\n");
+	CHECK(chown(P("suid"), 1000, 1000) == 0 && chmod(P("suid"), 06755) == 0, "setuid file");
+	pid_t pid = fork();
+	if (pid == 0) {
+		int bad = 0;
+		if (setgid(1000) || setuid(1000))
+			_exit(99);
+		int fd = open(P("sg/mine"), O_CREAT | O_WRONLY, 0644);
+		struct stat s;
+		if (fd < 0 || fstat(fd, &s) || s.st_uid != 1000 || s.st_gid != 4321)
+			bad |= 1; /* owner is the caller, group from the setgid dir */
+		close(fd);
+		if (mkdir(P("sg/sub"), 0755) || stat(P("sg/sub"), &s) || !(s.st_mode & S_ISGID))
+			bad |= 2; /* subdirectories inherit setgid */
+		if (open(P("priv/x"), O_CREAT | O_WRONLY, 0644) >= 0 || errno != EACCES)
+			bad |= 4; /* permission checks */
+		fd = open(P("suid"), O_WRONLY | O_APPEND);
+		if (fd < 0 || write(fd, "echo\n", 5) != 5)
+			bad |= 8;
+		close(fd);
+		_exit(bad);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	int bad = WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+	CHECK(!(bad & 1), "new file: caller's uid, setgid directory's gid");
+	CHECK(!(bad & 2), "new subdirectory inherits setgid");
+	CHECK(!(bad & 4), "EACCES in a directory without permission");
+	CHECK(!(bad & 8), "owner can write its setuid file");
+	CHECK(stat(P("suid"), &st) == 0 && !(st.st_mode & (S_ISUID | S_ISGID)), "setuid/setgid cleared by write");
+	CHECK(chmod(P("suid"), 06755) == 0 && chown(P("suid"), 1001, 1001) == 0 && stat(P("suid"), &st) == 0 &&
+	      !(st.st_mode & S_ISUID), "setuid cleared by chown");
+}
+
+static void t_direct(void)
+{
+	void *buf;
+	if (posix_memalign(&buf, 4096, 1 << 20))
+		return;
+	memset(buf, 0x5a, 1 << 20);
+	int fd = open(P("direct"), O_CREAT | O_RDWR | O_DIRECT, 0644);
+	CHECK(fd >= 0, "open O_DIRECT");
+	CHECK(pwrite(fd, buf, 1 << 20, 0) == 1 << 20, "O_DIRECT write 1 MiB");
+	CHECK(pwrite(fd, buf, 4096, 3 << 20) == 4096, "O_DIRECT write 4 KiB past a hole");
+	memset(buf, 0, 1 << 20);
+	CHECK(pread(fd, buf, 1 << 20, 0) == 1 << 20 && ((unsigned char *)buf)[12345] == 0x5a, "O_DIRECT read");
+	CHECK(pread(fd, buf, 4096, 2 << 20) == 4096 && ((unsigned char *)buf)[100] == 0, "O_DIRECT read of a hole");
+	close(fd);
+	free(buf);
+}
+
+static void t_enospc(void)
+{
+	struct statvfs sv;
+	if (statvfs(D, &sv))
+		return;
+	/* fill the volume, expect ENOSPC, free it, write again */
+	int fd = open(P("fill"), O_CREAT | O_WRONLY, 0644);
+	char *b = malloc(1 << 20);
+	memset(b, 1, 1 << 20);
+	int got = 0;
+	for (uint64_t i = 0; i < sv.f_blocks + 8; i++) {
+		if (write(fd, b, 1 << 20) < 0) {
+			got = errno;
+			break;
+		}
+	}
+	close(fd);
+	CHECK(got == ENOSPC, "ENOSPC when full (got %d)", got);
+	CHECK(unlink(P("fill")) == 0, "delete the filler");
+	struct statvfs sv2;
+	CHECK(statvfs(D, &sv2) == 0 && sv2.f_bfree >= sv.f_bfree, "space returns (%llu >= %llu)",
+	      (unsigned long long)sv2.f_bfree, (unsigned long long)sv.f_bfree);
+	fd = open(P("after"), O_CREAT | O_WRONLY, 0644);
+	CHECK(fd >= 0 && write(fd, b, 1 << 20) == 1 << 20, "write after freeing");
+	close(fd);
+	free(b);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: posix_check DIR [--enospc]\n");
+		return 2;
+	}
+	snprintf(D, sizeof(D), "%s", argv[1]);
+	umask(022);
+	t_files();
+	t_names();
+	t_dirs();
+	t_links();
+	t_attrs();
+	t_users();
+	t_direct();
+	if (argc > 2 && !strcmp(argv[2], "--enospc"))
+		t_enospc();
+	printf("posix: %d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
