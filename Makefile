@@ -96,10 +96,16 @@ demo: deps
 	$(MAKE) all
 	@sh scripts/demo.sh
 
+# mount(8) looks for helpers in /sbin: mount.lunfs goes to $(SBINDIR).
+HEADERS := fs/lunfs.h dev/dev.h dev/lerrno.h
 install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/lunfs
-	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/sbin/
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PREFIX)/lib \
+		$(DESTDIR)$(PREFIX)/include/lunfs $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 755 $(B)/bin/mkfs.lunfs $(B)/bin/fsck.lunfs $(B)/bin/lunfs $(DESTDIR)$(PREFIX)/sbin/
+	install -m 755 $(B)/bin/mount.lunfs $(DESTDIR)$(SBINDIR)/
 	install -m 644 $(B)/lib/liblunfs.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(HEADERS) $(DESTDIR)$(PREFIX)/include/lunfs/
+	install -m 644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 
 clean:
 	rm -rf $(B)
