@@ -8,6 +8,7 @@ truncate -s 2G "$T/v.img"
 mount_lunfs "$T/v.img" "$T/mnt" fsx
 "$TBIN/fsx" "$T/mnt/fsx-buffered" -N 50000 -S 11 || fail "fsx buffered"
 "$TBIN/fsx" "$T/mnt/fsx-direct" -N 50000 -S 12 -d || fail "fsx O_DIRECT"
+cd "$T" # fio keeps verify state files in the working directory
 fio --name=verify --directory="$T/mnt" --size=64M --bs=4k --rw=randwrite --ioengine=psync \
 	--verify=crc32c --verify_fatal=1 --do_verify=1 --numjobs=2 --group_reporting \
 	--output="$T/fio.out" || fail "fio: $(tail -20 "$T/fio.out")"
