@@ -247,6 +247,17 @@ out_free:
 
 int vl_release_now(struct lunfs_vol *v, struct held *h); /* vol.c */
 
+/* Commits the mtime/ctime that writes left pending on an open inode. */
+static int commit_times(struct txn *tx, struct ofile *of, struct lunfs_inode *in)
+{
+	int r = ino_read(tx, of->ino, LK_EXCLUSIVE, in);
+	if (r)
+		return r;
+	in->mtime = in->ctime = of->mtime;
+	of->times_dirty = 0;
+	return ino_write(tx, in);
+}
+
 int lunfs_close(struct lunfs_file *f)
 {
 	struct lunfs_vol *v = f->v;
@@ -264,18 +275,12 @@ int lunfs_close(struct lunfs_file *f)
 	if (vol_check_writable(v) == 0) {
 		if (of->mode == LUNFS_OPEN_MULTI)
 			of->times_dirty = 0; /* multi-writer files take no metadata change */
-		if ((of->times_dirty || of->unlinked) &&
-		    (r = ino_read(&tx, of->ino, LK_EXCLUSIVE, in)) == 0) {
-			if (of->times_dirty) {
-				in->mtime = in->ctime = of->mtime;
-				of->times_dirty = 0;
-				r = ino_write(&tx, in);
-			}
-			if (!r && of->unlinked)
-				r = file_release_inode(&tx, in);
-			if (!r)
-				r = tx_flush(&tx);
-		}
+		if (of->times_dirty)
+			r = commit_times(&tx, of, in);
+		if (!r && of->unlinked && !(r = ino_read(&tx, of->ino, LK_EXCLUSIVE, in)))
+			r = file_release_inode(&tx, in);
+		if (!r)
+			r = tx_flush(&tx);
 	}
 	struct ofile **pp = &v->ofiles;
 	while (*pp != of)
@@ -514,11 +519,7 @@ int lunfs_fsync(struct lunfs_file *f)
 		return -ENOMEM;
 	tx_begin(v, &tx);
 	if (f->of->times_dirty && writable(f->mode) && f->mode != LUNFS_OPEN_MULTI) {
-		if ((r = ino_read(&tx, f->of->ino, LK_EXCLUSIVE, in)) == 0) {
-			in->mtime = in->ctime = f->of->mtime;
-			f->of->times_dirty = 0;
-			r = ino_write(&tx, in);
-		}
+		r = commit_times(&tx, f->of, in);
 		if (!r)
 			r = tx_flush(&tx);
 	}

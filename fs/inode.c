@@ -101,53 +101,93 @@ static int rc_store(struct txn *tx, struct lunfs_rc *rc, struct buf *b, uint64_t
 	return tx_dirty(tx, b);
 }
 
-int ino_alloc(struct txn *tx, uint64_t hint_ino, struct lunfs_inode *in)
+/* ---- clusters: file blocks, meta blocks, inodes ---- */
+
+static void pool(const struct lunfs_sb *s, int kind, uint64_t *count, uint32_t *per)
+{
+	*count = kind == RC_FILE ? s->fc_count : kind == RC_META ? s->mc_count : s->ig_count;
+	*per = kind == RC_FILE ? s->fc_blocks : kind == RC_META ? s->mc_blocks : s->ig_inodes;
+}
+
+static uint32_t entries(const struct lunfs_sb *s, int kind, uint64_t c)
+{
+	return kind == RC_FILE ? geom_fc_entries(s, c) : kind == RC_META ? s->mc_blocks : s->ig_inodes;
+}
+
+static uint64_t rc_lock_addr(const struct lunfs_sb *s, int kind, uint64_t c)
+{
+	return kind == RC_FILE ? geom_fc_lock(s, c) : kind == RC_META ? geom_mc_lock(s, c) : geom_ig_lock(s, c);
+}
+
+static uint64_t *rc_hint(struct lunfs_vol *v, int kind)
+{
+	return kind == RC_FILE ? &v->fc_hint : kind == RC_META ? &v->mc_hint : &v->ig_hint;
+}
+
+/* Takes a free entry of kind from the first cluster with one, starting at
+ * this host's hint (so hosts allocate in different places).  Marks it used
+ * (a block with one reference) in the cached header.  Returns 0 and *n, the
+ * block or inode number, or -ENOSPC. */
+static int rc_take(struct txn *tx, int kind, uint64_t *n)
 {
 	struct lunfs_vol *v = tx->v;
 	const struct lunfs_sb *s = &v->sb;
+	uint64_t count, *hint = rc_hint(v, kind);
+	uint32_t per;
 	struct lunfs_rc *rc = malloc(sizeof(*rc));
 	int r = -ENOSPC;
-	(void)hint_ino;
 	if (!rc)
 		return -ENOMEM;
-	for (uint64_t k = 0; k < s->ig_count; k++) {
-		uint64_t g = (v->ig_hint + k) % s->ig_count;
+	pool(s, kind, &count, &per);
+	for (uint64_t k = 0; k < count; k++) {
+		uint64_t c = (*hint + k) % count;
+		uint64_t lock = rc_lock_addr(s, kind, c);
 		struct buf *b;
-		r = rc_load(tx, geom_ig_lock(s, g), geom_ig_hdr(s, g), RC_INODE, s->ig_inodes,
-			    g * s->ig_inodes, rc, &b);
+		r = rc_load(tx, lock, lock + BS, kind, entries(s, kind, c), c * per, rc, &b);
 		if (r)
-			goto out;
+			break;
 		if (rc->nfree == 0)
 			continue;
 		int i = find_free_bit(rc, 0);
 		if (i < 0) {
 			r = -EFSCORRUPTED;
-			goto out;
-		}
-		uint64_t ino = g * s->ig_inodes + i;
-		struct lunfs_inode old;
-		if ((r = ino_load(tx, ino, LK_EXCLUSIVE, &old, 1)))
-			goto out;
-		if (old.mode) {
-			r = -EFSCORRUPTED; /* the bitmap says free, the inode says used */
-			goto out;
+			break;
 		}
 		rc_set(rc, i, 1);
+		if (kind != RC_INODE)
+			rc->refcnt[i] = 1;
 		rc->nfree--;
-		if ((r = rc_store(tx, rc, b, g)))
-			goto out;
-		memset(in, 0, sizeof(*in));
-		in->ino = ino;
-		in->gen = old.gen; /* generations only grow, across reuse too */
-		in->igen = old.igen + 1;
-		v->ig_hint = g;
+		if ((r = rc_store(tx, rc, b, c)))
+			break;
+		*n = c * per + i;
+		*hint = c;
 		r = 0;
 		goto out;
 	}
-	r = -ENOSPC;
+	if (r == 0)
+		r = -ENOSPC;
 out:
 	free(rc);
 	return r;
+}
+
+int ino_alloc(struct txn *tx, uint64_t hint_ino, struct lunfs_inode *in)
+{
+	struct lunfs_inode old;
+	uint64_t ino;
+	(void)hint_ino;
+	int r = rc_take(tx, RC_INODE, &ino);
+	if (r)
+		return r;
+	if ((r = ino_load(tx, ino, LK_EXCLUSIVE, &old, 1)))
+		return r;
+	if (old.mode)
+		return -EFSCORRUPTED; /* the bitmap says free, the inode says used */
+	memset(in, 0, sizeof(*in));
+	in->ino = ino;
+	in->gen = old.gen; /* generations only grow, across reuse too */
+	in->igen = old.igen + 1;
+	return 0;
 }
 
 int ino_free(struct txn *tx, struct lunfs_inode *in)
@@ -207,63 +247,9 @@ void ino_stat(struct lunfs_vol *v, const struct lunfs_inode *in, struct lunfs_st
 	st->igen = in->igen;
 }
 
-/* ---- block clusters ---- */
-
-static void pool(const struct lunfs_sb *s, int kind, uint64_t *count, uint32_t *per)
-{
-	*count = kind == RC_FILE ? s->fc_count : s->mc_count;
-	*per = kind == RC_FILE ? s->fc_blocks : s->mc_blocks;
-}
-
-static uint32_t entries(const struct lunfs_sb *s, int kind, uint64_t c)
-{
-	return kind == RC_FILE ? geom_fc_entries(s, c) : s->mc_blocks;
-}
-
-static uint64_t rc_lock_addr(const struct lunfs_sb *s, int kind, uint64_t c)
-{
-	return kind == RC_FILE ? geom_fc_lock(s, c) : geom_mc_lock(s, c);
-}
-
 int blk_alloc(struct txn *tx, int kind, uint64_t *blk)
 {
-	struct lunfs_vol *v = tx->v;
-	const struct lunfs_sb *s = &v->sb;
-	uint64_t count, *hint = kind == RC_FILE ? &v->fc_hint : &v->mc_hint;
-	uint32_t per;
-	struct lunfs_rc *rc = malloc(sizeof(*rc));
-	int r = -ENOSPC;
-	if (!rc)
-		return -ENOMEM;
-	pool(s, kind, &count, &per);
-	for (uint64_t k = 0; k < count; k++) {
-		uint64_t c = (*hint + k) % count;
-		uint64_t lock = rc_lock_addr(s, kind, c);
-		struct buf *b;
-		r = rc_load(tx, lock, lock + BS, kind, entries(s, kind, c), c * per, rc, &b);
-		if (r)
-			goto out;
-		if (rc->nfree == 0)
-			continue;
-		int i = find_free_bit(rc, 0);
-		if (i < 0) {
-			r = -EFSCORRUPTED;
-			goto out;
-		}
-		rc_set(rc, i, 1);
-		rc->refcnt[i] = 1;
-		rc->nfree--;
-		if ((r = rc_store(tx, rc, b, c)))
-			goto out;
-		*blk = c * per + i;
-		*hint = c;
-		r = 0;
-		goto out;
-	}
-	r = -ENOSPC;
-out:
-	free(rc);
-	return r;
+	return rc_take(tx, kind, blk);
 }
 
 int blk_ref(struct txn *tx, int kind, uint64_t blk, int delta, uint32_t *newref)

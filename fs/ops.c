@@ -87,7 +87,8 @@ static void orphan_name(uint64_t ino, char *name)
 	snprintf(name, 24, "%llu", (unsigned long long)ino);
 }
 
-static int orphan_add(struct txn *tx, uint64_t ino)
+/* Lists ino in the orphan directory (add) or takes it out. */
+static int orphan_edit(struct txn *tx, uint64_t ino, int add)
 {
 	struct lunfs_inode *o = malloc(sizeof(*o));
 	char name[24];
@@ -97,24 +98,7 @@ static int orphan_add(struct txn *tx, uint64_t ino)
 	orphan_name(ino, name);
 	r = read_dir(tx, ORPHAN_INO, LK_EXCLUSIVE, o);
 	if (!r)
-		r = dir_add(tx, o, name, ino, DT_REG_LUNFS);
-	if (!r)
-		r = ino_write(tx, o);
-	free(o);
-	return r;
-}
-
-static int orphan_del(struct txn *tx, uint64_t ino)
-{
-	struct lunfs_inode *o = malloc(sizeof(*o));
-	char name[24];
-	int r;
-	if (!o)
-		return -ENOMEM;
-	orphan_name(ino, name);
-	r = read_dir(tx, ORPHAN_INO, LK_EXCLUSIVE, o);
-	if (!r)
-		r = dir_remove(tx, o, name);
+		r = add ? dir_add(tx, o, name, ino, DT_REG_LUNFS) : dir_remove(tx, o, name);
 	if (!r)
 		r = ino_write(tx, o);
 	free(o);
@@ -130,7 +114,7 @@ int file_release_inode(struct txn *tx, struct lunfs_inode *in)
 	if (!r)
 		r = ino_write(tx, in);
 	if (!r)
-		r = orphan_del(tx, in->ino);
+		r = orphan_edit(tx, in->ino, 0);
 	if (!r)
 		r = ino_free(tx, in);
 	return r;
@@ -140,7 +124,7 @@ int file_release_inode(struct txn *tx, struct lunfs_inode *in)
  * after this).  Frees it now, or at its last close on this host. */
 static int drop_last_link(struct txn *tx, struct lunfs_inode *in)
 {
-	int r = orphan_add(tx, in->ino);
+	int r = orphan_edit(tx, in->ino, 1);
 	if (r)
 		return r;
 	struct ofile *of = of_find(tx->v, in->ino);

@@ -155,103 +155,105 @@ out:
 	return r;
 }
 
-int lk_release(struct hb_host *h, struct lk_lock *l)
+/* Rewrites the lock record at off (current image in cur, lbs bytes) without
+ * the holders that drop() selects; the mode becomes FREE when none is left.
+ * Retries on miscompare from the image the device returns.  *found: some
+ * holder was selected.  On success cur holds the new image. */
+static int drop_holders(struct hb_host *h, uint64_t off, uint8_t *cur,
+			int (*drop)(struct hb_host *, const struct lunfs_lock *, uint32_t, void *),
+			void *arg, int *found)
 {
 	struct dev *d = hb_dev(h);
 	const uint8_t *uuid = hb_params(h)->uuid;
 	uint32_t lbs = dev_lbs(d);
-	uint8_t *cur = dev_alloc(lbs), *nimg = dev_alloc(lbs);
-	int r;
-
-	if (!cur || !nimg) {
-		r = -ENOMEM;
-		goto out;
-	}
-	if (l->mode == LK_FREE) {
-		r = -EINVAL;
-		goto out;
-	}
-	/* Our last image is the likely state: one CAW in the common case. */
-	memcpy(cur, l->img, lbs);
-	for (int attempt = 0; attempt < 10000; attempt++) {
+	uint8_t *nimg = dev_alloc(lbs);
+	int r = -EAGAIN;
+	if (!nimg)
+		return -ENOMEM;
+	*found = 0;
+	for (int attempt = 0; attempt < 10000 && r == -EAGAIN; attempt++) {
 		struct lunfs_lock rec, nrec;
-		r = lunfs_lock_decode(cur, uuid, l->off, &rec, NULL);
-		if (r)
+		if ((r = lunfs_lock_decode(cur, uuid, off, &rec, NULL)))
 			break;
 		nrec = rec;
 		nrec.nholders = 0;
-		int found = 0;
+		*found = 0;
 		for (uint32_t i = 0; i < rec.nholders; i++) {
-			if (is_me(h, &rec, i))
-				found = 1;
+			if (drop(h, &rec, i, arg))
+				*found = 1;
 			else
 				nrec.holders[nrec.nholders++] = rec.holders[i];
 		}
-		if (!found) {
-			/* Someone recovered us and broke the lock: nothing to drop. */
-			r = -ESTALE;
-			break;
-		}
+		if (!*found)
+			break; /* r == 0 */
 		if ((r = hb_ok(h)))
 			break;
 		if (!nrec.nholders)
 			nrec.mode = LK_FREE;
 		nrec.gen = rec.gen + 1;
 		nrec.wall_ns = wall_ns();
-		lunfs_lock_encode(&nrec, uuid, l->off, nimg);
-		r = dev_caw(d, l->off, cur, nimg, lbs, cur);
-		if (r != -EMISCOMPARE)
-			break;
+		lunfs_lock_encode(&nrec, uuid, off, nimg);
+		r = dev_caw(d, off, cur, nimg, lbs, cur);
+		if (r == 0)
+			memcpy(cur, nimg, lbs);
+		else if (r == -EMISCOMPARE)
+			r = -EAGAIN;
 	}
-	if (!r)
-		l->mode = LK_FREE;
-out:
-	free(cur);
 	free(nimg);
 	return r;
 }
 
+static int drop_me(struct hb_host *h, const struct lunfs_lock *rec, uint32_t i, void *arg)
+{
+	(void)arg;
+	return is_me(h, rec, i);
+}
+
+int lk_release(struct hb_host *h, struct lk_lock *l)
+{
+	uint32_t lbs = dev_lbs(hb_dev(h));
+	uint8_t *cur = dev_alloc(lbs);
+	int found, r;
+	if (!cur)
+		return -ENOMEM;
+	if (l->mode == LK_FREE) {
+		free(cur);
+		return -EINVAL;
+	}
+	/* Our last image is the likely state: one CAW in the common case. */
+	memcpy(cur, l->img, lbs);
+	r = drop_holders(h, l->off, cur, drop_me, NULL, &found);
+	if (!r && !found)
+		r = -ESTALE; /* someone recovered us and broke the lock */
+	if (!r)
+		l->mode = LK_FREE;
+	free(cur);
+	return r;
+}
+
+
+struct purge_arg {
+	uint32_t slot;
+	uint64_t below;
+};
+
+static int drop_old(struct hb_host *h, const struct lunfs_lock *rec, uint32_t i, void *arg)
+{
+	const struct purge_arg *p = arg;
+	(void)h;
+	return rec->holders[i].slot == p->slot && rec->holders[i].mount_gen < p->below;
+}
+
 int lk_purge(struct hb_host *h, uint64_t off, const void *img, uint32_t slot, uint64_t below_gen)
 {
-	struct dev *d = hb_dev(h);
-	const uint8_t *uuid = hb_params(h)->uuid;
-	uint32_t lbs = dev_lbs(d);
-	uint8_t *cur = dev_alloc(lbs), *nimg = dev_alloc(lbs);
-	int r = 0;
-	if (!cur || !nimg) {
-		r = -ENOMEM;
-		goto out;
-	}
+	uint32_t lbs = dev_lbs(hb_dev(h));
+	uint8_t *cur = dev_alloc(lbs);
+	struct purge_arg pa = {slot, below_gen};
+	int found, r;
+	if (!cur)
+		return -ENOMEM;
 	memcpy(cur, img, lbs);
-	for (int attempt = 0; attempt < 100; attempt++) {
-		struct lunfs_lock rec, nrec;
-		if ((r = lunfs_lock_decode(cur, uuid, off, &rec, NULL)))
-			break;
-		nrec = rec;
-		nrec.nholders = 0;
-		for (uint32_t i = 0; i < rec.nholders; i++)
-			if (rec.holders[i].slot != slot || rec.holders[i].mount_gen >= below_gen)
-				nrec.holders[nrec.nholders++] = rec.holders[i];
-		if (nrec.nholders == rec.nholders) {
-			r = 0;
-			break;
-		}
-		if ((r = hb_ok(h)))
-			break;
-		if (!nrec.nholders)
-			nrec.mode = LK_FREE;
-		nrec.gen = rec.gen + 1;
-		lunfs_lock_encode(&nrec, uuid, off, nimg);
-		r = dev_caw(d, off, cur, nimg, lbs, cur);
-		if (r == 0) {
-			r = 1;
-			break;
-		}
-		if (r != -EMISCOMPARE)
-			break;
-	}
-out:
+	r = drop_holders(h, off, cur, drop_old, &pa, &found);
 	free(cur);
-	free(nimg);
-	return r;
+	return r ? r : found;
 }
