@@ -776,6 +776,41 @@ int lunfs_ioq_create(struct lunfs_file *f, unsigned depth, struct lunfs_ioq **ou
 
 /* Maps a on the fast path: every piece mapped, aligned, at most 2 blocks.
  * Returns the number of device requests, or 0 for the slow path. */
+/* Fills rq from the open file's cache alone: no transaction, no I/O.
+ * Returns the number of device requests, or 0 when something is not cached. */
+static int cached_map(struct lunfs_file *f, struct areq *rq, uint64_t bs)
+{
+	struct lunfs_vol *v = f->v;
+	struct ofile *of = f->of;
+	struct lunfs_aio *a = rq->a;
+	int n = 0;
+	pthread_mutex_lock(&v->mu);
+	if (!of->h || !of->size_ok || !of->mapc || a->off + a->len > of->size)
+		goto out;
+	for (size_t done = 0; done < a->len; n++) {
+		uint64_t pos = a->off + done, boff = pos % bs, lblk = pos / bs;
+		size_t len = bs - boff < a->len - done ? bs - boff : a->len - done;
+		const struct mapc *c = &of->mapc[lblk % MAPC_SIZE];
+		if (c->lblk1 != lblk + 1 || !c->ptr || (c->ptr & PTR_FLAGS_MASK) ||
+		    (c->ptr & PTR_BLOCK_MASK) >= v->sb.file_blocks) {
+			n = 0;
+			goto out;
+		}
+		rq->iov[n] = (struct iovec){(char *)a->buf + done, len};
+		rq->io[n] = (struct dev_io){.op = a->op == LUNFS_AIO_READ ? DEV_OP_READ : DEV_OP_WRITE,
+					    .off = geom_file_blk(&v->sb, c->ptr & PTR_BLOCK_MASK) + boff,
+					    .iov = &rq->iov[n], .iovcnt = 1, .priv = rq};
+		done += len;
+	}
+	if (a->op == LUNFS_AIO_WRITE) {
+		ino_now(&of->mtime);
+		of->times_dirty = 1;
+	}
+out:
+	pthread_mutex_unlock(&v->mu);
+	return n;
+}
+
 static int fast_map(struct lunfs_ioq *q, struct areq *rq)
 {
 	struct lunfs_file *f = q->f;
@@ -785,8 +820,10 @@ static int fast_map(struct lunfs_ioq *q, struct areq *rq)
 	struct txn tx;
 	int n = 0;
 	if (!aligned(v, a->off, a->len, a->buf) || !a->len ||
-	    (a->op == LUNFS_AIO_WRITE && !writable(f->mode)))
+	    (a->op == LUNFS_AIO_WRITE && !writable(f->mode)) || (a->off % bs) + a->len > 2 * bs)
 		return 0;
+	if ((n = cached_map(f, rq, bs)))
+		return n;
 	tx_begin(v, &tx);
 	struct fmap fm = {&tx, f->of, NULL, 0};
 	uint64_t size;
