@@ -242,13 +242,16 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 				break;
 			}
 		}
-		if (pick >= 0 && cand.state == HB_LIVE && !(flags & HB_ASSUME_DEAD)) {
+		/* REPLAYING by itself: an earlier mount of ours died while
+		 * recovering its own slot; treat it like a crashed LIVE one */
+		int own_replay = pick >= 0 && cand.state == HB_REPLAYING && cand.replayer_slot == pick;
+		if (pick >= 0 && (cand.state == HB_LIVE || own_replay) && !(flags & HB_ASSUME_DEAD)) {
 			r = wait_own_stale(d, p, pick, &cand);
 			if (r == -EAGAIN)
 				continue;
 			if (r)
 				goto fail;
-		} else if (pick >= 0 && cand.state == HB_REPLAYING) {
+		} else if (pick >= 0 && cand.state == HB_REPLAYING && !own_replay) {
 			/* a peer is recovering our last mount: let it finish */
 			usleep(p->hb_ms * 1000);
 			continue;
