@@ -17,9 +17,17 @@ int name_check(const char *name)
 	return 0;
 }
 
-static uint64_t dir_nblocks(const struct lunfs_inode *dir)
+/* Directory blocks to look at.  Directories grow one block at a time and
+ * never have holes, so a size beyond the blocks allocated (a hostile inode)
+ * must not make us walk an enormous empty map. */
+static uint64_t dir_blocks(struct txn *tx, const struct lunfs_inode *dir)
 {
-	return dir->size / BS;
+	uint64_t n = dir->size / BS;
+	if (n > dir->nblocks)
+		n = dir->nblocks;
+	if (n > tx->v->sb.meta_blocks)
+		n = tx->v->sb.meta_blocks;
+	return n;
 }
 
 /* Reads directory block idx of dir (cached under dir's lock, else transient
@@ -61,7 +69,7 @@ struct found {
 static int find(struct txn *tx, struct lunfs_inode *dir, const char *name, struct found *f)
 {
 	size_t nl = strlen(name);
-	for (uint64_t idx = 0; idx < dir_nblocks(dir); idx++) {
+	for (uint64_t idx = 0; idx < dir_blocks(tx, dir); idx++) {
 		struct buf *b;
 		int r = dblk_load(tx, dir, idx, &b);
 		if (r)
@@ -107,7 +115,7 @@ int dir_add(struct txn *tx, struct lunfs_inode *dir, const char *name, uint64_t 
 	if (r != -ENOENT)
 		return r;
 	/* first fit: a free entry, or the slack after a live one */
-	for (uint64_t idx = 0; idx < dir_nblocks(dir); idx++) {
+	for (uint64_t idx = 0; idx < dir_blocks(tx, dir); idx++) {
 		struct buf *b;
 		if ((r = dblk_load(tx, dir, idx, &b)))
 			return r;
@@ -132,7 +140,7 @@ int dir_add(struct txn *tx, struct lunfs_inode *dir, const char *name, uint64_t 
 		}
 	}
 	/* a new block at the end */
-	uint64_t idx = dir_nblocks(dir), blk;
+	uint64_t idx = dir_blocks(tx, dir), blk;
 	struct buf *b;
 	if ((r = blk_alloc(tx, RC_META, &blk)))
 		return r;
@@ -181,7 +189,7 @@ int dir_set(struct txn *tx, struct lunfs_inode *dir, const char *name, uint64_t 
 
 int dir_is_empty(struct txn *tx, struct lunfs_inode *dir)
 {
-	for (uint64_t idx = 0; idx < dir_nblocks(dir); idx++) {
+	for (uint64_t idx = 0; idx < dir_blocks(tx, dir); idx++) {
 		struct buf *b;
 		int r = dblk_load(tx, dir, idx, &b);
 		if (r)
@@ -203,7 +211,7 @@ int dir_iter(struct txn *tx, struct lunfs_inode *dir, uint64_t cookie, lunfs_dir
 		return 0;
 	if (cookie <= 1 && fn(arg, "..", dir->parent, 4, 2))
 		return 0;
-	for (uint64_t idx = cookie / BS; idx < dir_nblocks(dir); idx++) {
+	for (uint64_t idx = cookie / BS; idx < dir_blocks(tx, dir); idx++) {
 		struct buf *b;
 		int r = dblk_load(tx, dir, idx, &b);
 		if (r)
