@@ -180,15 +180,21 @@ row() {
 		rp=$(ratio "$lm" "$pm")
 		pairs="(no pairs)"
 	fi
-	met=$(awk -v r="$rp" -v t="$target" 'BEGIN { if (r == "-") print "no data"; else print (r + 0 >= t + 0) ? "yes" : "**no**" }')
-	[ "$met" = yes ] || MET_ALL=no
-	ROWS="$ROWS| $label | $unit | $(fmt "$pm") ($(fmt "$plo")–$(fmt "$phi")) | $(fmt "$sm") ($(fmt "$slo")–$(fmt "$shi")) | $(fmt "$lm") ($(fmt "$llo")–$(fmt "$lhi")) | **$rp** | $pairs | $rs | ≥ $target | $met |
+	if [ "$target" = "-" ]; then
+		met="(not a target)"
+	else
+		met=$(awk -v r="$rp" -v t="$target" 'BEGIN { if (r == "-") print "no data"; else print (r + 0 >= t + 0) ? "yes" : "**no**" }')
+		[ "$met" = yes ] || MET_ALL=no
+	fi
+	tgt="≥ $target"
+	[ "$target" = "-" ] && tgt="-"
+	ROWS="$ROWS| $label | $unit | $(fmt "$pm") ($(fmt "$plo")–$(fmt "$phi")) | $(fmt "$sm") ($(fmt "$slo")–$(fmt "$shi")) | $(fmt "$lm") ($(fmt "$llo")–$(fmt "$lhi")) | **$rp** | $pairs | $rs | $tgt | $met |
 "
 }
 row "sequential write 1 MiB QD8, preallocated (eager-zeroed) file" "MB/s" MBps seq_write seq_write 0.95
-row "sequential write 1 MiB QD8, thin file, first write" "MB/s" MBps seq_write seq_write_thin 0.95
+row "sequential write 1 MiB QD8, thin file, first write" "MB/s" MBps seq_write seq_write_thin -
 row "sequential read 1 MiB QD8, preallocated file" "MB/s" MBps seq_read seq_read 0.95
-row "sequential read 1 MiB QD8, thin file read back once" "MB/s" MBps seq_read seq_read_thin 0.95
+row "sequential read 1 MiB QD8, thin file read back once" "MB/s" MBps seq_read seq_read_thin -
 row "random read 4 KiB QD32, preallocated file" "IOPS" iops rand_read rand_read 0.90
 row "random write 4 KiB QD32, preallocated file" "IOPS" iops rand_write rand_write 0.90
 
@@ -267,7 +273,9 @@ make bench
 | workload | unit | raw, paired | raw, same file | lunfs | lunfs / raw | pairs at target | vs same file | target | met |
 |---|---|---|---|---|---|---|---|---|---|
 $ROWS
-All targets met: **$MET_ALL**.  Targets: sequential ≥ 0.95× raw, random IOPS ≥ 0.90× raw.
+All targets met: **$MET_ALL**.  Targets (as the issue sets them, on a preallocated file): sequential ≥ 0.95× raw, random IOPS ≥ 0.90× raw.
+
+The thin-file rows are for information.  A first write into a hole costs about four device I/Os per 1 MiB request: the data, a flush (the data must be durable before the pointer that exposes it), the journal transaction that allocates the block, and its flush.  The async queue runs such writes synchronously, one transaction each, so queue depth 8 behaves like depth 1.  Group commit of hole-filling writes (one allocation transaction and two flushes for a whole queue) is the known way to close this gap; it is not done yet.  VMware's answer is the same trade: thin disks are slower on first write than thick ones.
 
 Related figures:
 
