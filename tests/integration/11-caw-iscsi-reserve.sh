@@ -146,4 +146,12 @@ if ! "$PR" fence "$URL" iqn.2026-11.org.lunfs:it11-a iqn.2026-11.org.lunfs:it11-
 fi
 sed 's/^/    /' "$TMP/pr.log"
 echo "ok - persistent reservations: register, reserve type 5, preempt, -EACCES on the preempted write"
+
+# ---- 4: mkfs.lunfs and fsck.lunfs on an iscsi:// URL -----------------------
+# (PR fencing above left no reservation behind: A unregistered)
+LBIN="$(cd "$(dirname "$0")/../.." && pwd)/build/bin"
+"$LBIN/mkfs.lunfs" -q -f -N 4 -J 1M -L iscsi "$URL" || fail "mkfs.lunfs on $URL"
+"$LBIN/fsck.lunfs" -n "$URL" >"$TMP/fsck.log" 2>&1 || fail "fsck.lunfs on $URL: $(cat "$TMP/fsck.log")"
+"$LBIN/lunfs" info "$URL" | grep -q 'label:           iscsi' || fail "lunfs info on $URL"
+echo "ok - mkfs.lunfs, fsck.lunfs and lunfs info on $URL"
 echo "PASS: 11-caw-iscsi-reserve"

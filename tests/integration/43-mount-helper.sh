@@ -40,6 +40,21 @@ assert len(l)==1 and l[0]["mode"]=="exclusive" and l[0]["holders"][0]["host"]=="
 	fail "lunfs locks does not name esx01 as the holder"
 "$BIN/lunfs" locks "$T/v.img" | grep -q 'esx01(slot' || fail "lunfs locks text"
 ok "lunfs info/hosts/locks (--json) on a mounted volume"
+# a second host: its read-write open of esx01's open disk fails with EBUSY
+mount -t lunfs "$T/v.img" "$T/m2" -o host=esx02 || fail "second host mount"
+[ "$(cat "$T/m2/vm.vmx")" = vm ] || fail "second host reads"
+( exec 6>>"$T/m2/vm.vmx" ) 2>"$T/err" && fail "second host opened a disk held read-write by the first"
+grep -q 'busy' "$T/err" || fail "second host's open: $(cat "$T/err"), want EBUSY"
+ok "a read-write open on host esx02 of a file esx01 holds open: EBUSY"
+umount "$T/m2"
+# fsck refuses to repair under a live host, and names it
+set +e
+"$BIN/fsck.lunfs" -y "$T/v.img" >"$T/out" 2>"$T/err"; rc=$?
+set -e
+[ $rc = 8 ] || fail "fsck -y under a live host: exit $rc, want 8"
+grep -q 'esx01' "$T/out" "$T/err" && grep -q 'refusing to repair' "$T/err" ||
+	fail "fsck -y under a live host: $(cat "$T/out" "$T/err")"
+ok "fsck -y refuses while host esx01 is live, and names it"
 exec 7>&-
 umount "$T/m1" || fail "umount"
 for _ in $(seq 100); do pgrep -f "mount.lunfs .*$T/m1" >/dev/null || break; sleep 0.1; done
