@@ -251,10 +251,16 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 				continue;
 			if (r)
 				goto fail;
-		} else if (pick >= 0 && cand.state == HB_REPLAYING && !own_replay) {
-			/* a peer is recovering our last mount: let it finish */
-			usleep(p->hb_ms * 1000);
-			continue;
+		} else if (pick >= 0 && cand.state == HB_REPLAYING && !own_replay &&
+			   !(flags & HB_ASSUME_DEAD)) {
+			/* a peer is recovering our last mount: let it finish, unless
+			 * the slot stands still for a whole lease (the replayer died):
+			 * then we recover it ourselves (replay is idempotent) */
+			r = wait_own_stale(d, p, pick, &cand);
+			if (r == -EAGAIN || r == -EEXIST)
+				continue;
+			if (r)
+				goto fail;
 		}
 		if (pick < 0) {
 			uint32_t start = XXH3_64bits(id->uuid, 16) % p->max_hosts;
