@@ -480,9 +480,15 @@ static int walk_ptr(struct walk *w, uint64_t *pp, uint32_t lvl, uint64_t base)
 {
 	struct fsck *f = w->f;
 	uint64_t ino = w->in->ino;
+	uint64_t b = *pp & PTR_BLOCK_MASK;
+	/* A second claim of a pointer block is not walked again: -y clears the
+	 * pointer, and -n must not walk it either, or a block whose 500
+	 * pointers all name one lower block is walked 500^2 times and reports
+	 * 500^3 duplicates (fuzz: tests/fuzz/regress/). */
+	int again = *pp && !(*pp & PTR_SHARED) && b && b < f->sb.meta_blocks && f->mused[b];
 	if (claim(f, ino, RC_META, pp, "pointer-block"))
 		return 1;
-	if (!*pp)
+	if (!*pp || again)
 		return 0;
 	uint64_t addr = geom_meta_blk(&f->sb, *pp & PTR_BLOCK_MASK);
 	uint8_t *blk = dev_alloc(BS_);
@@ -752,22 +758,38 @@ static int dent_edit(struct fsck *f, const struct dent *d, int remove, uint32_t 
 		return -ENOMEM;
 	if ((r = dev_read(f->d, d->blk, blk, BS_)))
 		goto out;
+	/* Phase 5 recorded the entry, but the block may have changed since:
+	 * another fix can have emptied it (a block claimed by two directories)
+	 * or rewritten it as a pointer block.  Offsets and lengths read from
+	 * it are only safe while it is still a valid block of this directory
+	 * with the same entry at d->off (fuzz: tests/fuzz/regress/). */
+	if (lunfs_dir_check(blk, f->sb.uuid, d->blk, d->dir, d->idx, NULL)) {
+		r = -ESTALE;
+		goto out;
+	}
 	struct lunfs_dirent_info e;
+	uint32_t prev = 0, off;
+	for (off = DIR_FIRST; off < d->off;) {
+		struct lunfs_dirent_info p;
+		lunfs_dirent_get(blk, off, &p);
+		prev = off;
+		off += p.rec_len;
+	}
 	lunfs_dirent_get(blk, d->off, &e);
+	if (off != d->off || e.ino != d->ino) {
+		r = -ESTALE;
+		goto out;
+	}
 	if (remove) {
 		/* fold into the previous entry, as the library does */
-		uint32_t prev = 0;
-		for (uint32_t off = DIR_FIRST; off < d->off;) {
-			struct lunfs_dirent_info p;
-			lunfs_dirent_get(blk, off, &p);
-			prev = off;
-			off += p.rec_len;
-		}
 		if (prev) {
 			struct lunfs_dirent_info p;
 			char keep[256];
 			lunfs_dirent_get(blk, prev, &p);
-			memcpy(keep, p.name, p.name_len);
+			/* a free entry's name_len is not checked and may run
+			 * past the block: only a live entry keeps its name */
+			if (p.ino)
+				memcpy(keep, p.name, p.name_len);
 			lunfs_dirent_put(blk, prev, p.ino, p.rec_len + e.rec_len, p.type, keep,
 					 p.ino ? p.name_len : 0);
 		} else {

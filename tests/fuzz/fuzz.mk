@@ -42,7 +42,7 @@ fuzz: $(FUZZ_DIR)/fuzz_volume
 	cp -n tests/fuzz/seeds/* $(FUZZ_DIR)/corpus/ 2>/dev/null || true
 	@touch $(FUZZ_DIR)/.start
 	ASAN_OPTIONS=detect_leaks=1 $(FUZZ_DIR)/fuzz_volume -max_total_time=$(FUZZ_SECONDS) \
-		-timeout=30 -rss_limit_mb=4096 -max_len=512 -close_fd_mask=3 -print_final_stats=1 \
+		-timeout=30 -rss_limit_mb=4096 -max_len=512 -len_control=10 -close_fd_mask=3 -print_final_stats=1 \
 		-dict=tests/fuzz/lunfs.dict -artifact_prefix=$(FUZZ_DIR)/crashes/ \
 		$(if $(filter-out 0,$(FUZZ_FORK)),-fork=$(FUZZ_FORK) -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1) \
 		$(FUZZ_DIR)/corpus; \

@@ -74,6 +74,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * included, in every lookup, create and readdir: a directory inode claiming
  * more than this is a known hang (reported), and such inputs are skipped. */
 #define FZ_MAX_DIR_SIZE (64 * FZ_MiB)
+/* lock/hb.c: a mount whose own slot (same host UUID) is REPLAYING waits for
+ * the replay to end, 1000 times hb_ms, without asking whether the replayer
+ * is alive: another known hang (reported).  Inputs that leave "fuzz2"'s slot
+ * REPLAYING are skipped. */
 /* Above this (lease + heartbeat, either superblock copy) a LIVE slot would
  * make fsck watch it, and lock waits last, for too long: slot damage is then
  * reverted (see bound_slots()). */
@@ -111,6 +115,7 @@ static struct {
 	struct blist cls[CLS_COUNT];
 	int devnull, saved_stdout, saved_stderr, verbose;
 	int no_skip;      /* FUZZ_NO_SKIP: run known hangs too (to reproduce them) */
+	uint8_t fuzz2_uuid[16]; /* host UUID of the mounts the harness makes */
 	int quiet_stderr; /* the replay build: libFuzzer has -close_fd_mask */
 } G;
 
@@ -360,6 +365,9 @@ static void classify(void)
 	bl_add(&G.cls[CLS_SB], s->backup_off);
 	bl_add(&G.cls[CLS_LOCK], s->vlock_off);
 	for (uint32_t i = 0; i < s->max_hosts; i++) {
+		const uint8_t *hb = G.pristine + geom_hb(s, i);
+		if (magic_of(hb) == MAGIC_HB && !strncmp((const char *)hb + 104, "fuzz2", 6))
+			memcpy(G.fuzz2_uuid, hb + 88, 16);
 		bl_add(&G.cls[CLS_HB], geom_hb(s, i));
 		bl_add(&G.cls[CLS_JHDR], geom_jnl(s, i));
 	}
@@ -543,6 +551,20 @@ static int dir_too_big(uint64_t a)
 	return S_ISDIR(get32(b + 72)) && size > FZ_MAX_DIR_SIZE;
 }
 
+/* The known hang of a REPLAYING own slot (see above). */
+static int own_slot_replaying(void)
+{
+	for (uint32_t s = 0; s < G.sb.max_hosts; s++) {
+		uint8_t b[LUNFS_REC_SIZE];
+		if (pread(G.fd, b, sizeof(b), geom_hb(&G.sb, s)) != sizeof(b))
+			die("pread", -EIO);
+		if (magic_of(b) == MAGIC_HB && get32(b + 64) == HB_REPLAYING &&
+		    !memcmp(b + 88, G.fuzz2_uuid, 16))
+			return 1;
+	}
+	return 0;
+}
+
 /* Applies the patches of the input; returns -1 when the input must be
  * skipped (a known hang). */
 static int apply(const uint8_t *data, size_t size)
@@ -594,6 +616,8 @@ static int apply(const uint8_t *data, size_t size)
 	}
 	if (slot_hit)
 		bound_slots();
+	if (slot_hit && !G.no_skip && own_slot_replaying())
+		return -1;
 	for (int k = 0; k < nt && !G.no_skip; k++)
 		if (dir_too_big(t[k].addr))
 			return -1;
