@@ -591,6 +591,7 @@ static void vol_free(struct lunfs_vol *v)
 	while (v->ofiles) {
 		struct ofile *of = v->ofiles;
 		v->ofiles = of->next;
+		free(of->mapc);
 		free(of);
 	}
 	dev_close(v->d);
