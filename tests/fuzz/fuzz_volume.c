@@ -24,7 +24,7 @@
  * sanitizer reports, leaks and hangs are what is being looked for.
  *
  * Input format (all little-endian):
- *   byte 0        mode: bits 0-1 the order of the runs (see run_mode()),
+ *   byte 0        mode: bits 0-1 the order of the runs (see ORDERS),
  *                 bit 2 do not re-hash journal transactions after patching
  *   then records  u32 sel, u8 len, len bytes
  *     sel bits 28-31  block class (enum cls, modulo CLS_COUNT)
@@ -74,13 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * included, in every lookup, create and readdir: a directory inode claiming
  * more than this is a known hang (reported), and such inputs are skipped. */
 #define FZ_MAX_DIR_SIZE (64 * FZ_MiB)
-/* lock/hb.c: a mount whose own slot (same host UUID) is REPLAYING waits for
- * the replay to end, 1000 times hb_ms, without asking whether the replayer
- * is alive: another known hang (reported).  Inputs that leave "fuzz2"'s slot
- * REPLAYING are skipped. */
 /* Above this (lease + heartbeat, either superblock copy) a LIVE slot would
- * make fsck watch it, and lock waits last, for too long: slot damage is then
- * reverted (see bound_slots()). */
+ * make fsck watch it, and lock waits last, for too long (see free_slots()). */
 #define FZ_MAX_WATCH_MS 1000
 
 enum cls {
@@ -115,7 +110,6 @@ static struct {
 	struct blist cls[CLS_COUNT];
 	int devnull, saved_stdout, saved_stderr, verbose;
 	int no_skip;      /* FUZZ_NO_SKIP: run known hangs too (to reproduce them) */
-	uint8_t fuzz2_uuid[16]; /* host UUID of the mounts the harness makes */
 	int quiet_stderr; /* the replay build: libFuzzer has -close_fd_mask */
 } G;
 
@@ -365,9 +359,6 @@ static void classify(void)
 	bl_add(&G.cls[CLS_SB], s->backup_off);
 	bl_add(&G.cls[CLS_LOCK], s->vlock_off);
 	for (uint32_t i = 0; i < s->max_hosts; i++) {
-		const uint8_t *hb = G.pristine + geom_hb(s, i);
-		if (magic_of(hb) == MAGIC_HB && !strncmp((const char *)hb + 104, "fuzz2", 6))
-			memcpy(G.fuzz2_uuid, hb + 88, 16);
 		bl_add(&G.cls[CLS_HB], geom_hb(s, i));
 		bl_add(&G.cls[CLS_JHDR], geom_jnl(s, i));
 	}
@@ -515,24 +506,41 @@ static void rehash_journal(uint64_t j)
 	free(log);
 }
 
-/* Slot damage that makes a slot LIVE costs fsck a lease of watching; keep
- * it only while the lease (as both superblock copies say) is short. */
-static void bound_slots(void)
+/* fsck watches a LIVE slot for a whole lease (and lock waits last as long):
+ * fine while the lease is short, as the harness makes it.  A superblock
+ * (either copy) patched to a long lease would turn every LIVE slot, whether
+ * patched or left by a mount that failed half-way, into a wait of up to ten
+ * minutes: then non-free slots are marked FREE before each run (as an
+ * operator who knows no host is alive would).  A slot with a bad checksum is
+ * left alone: it reads as damaged, not as LIVE. */
+static int long_lease(void)
 {
 	uint8_t b[FZ_BS];
 	uint64_t offs[2] = {0, G.sb.backup_off};
 	for (int i = 0; i < 2; i++) {
 		if (pread(G.fd, b, FZ_BS, offs[i]) != FZ_BS)
 			die("pread", -EIO);
-		uint64_t lease = get32(b + 104), hb = get32(b + 108);
-		if (lease + hb > FZ_MAX_WATCH_MS)
-			goto revert;
+		if ((uint64_t)get32(b + 104) + get32(b + 108) > FZ_MAX_WATCH_MS)
+			return 1;
 	}
-	return;
-revert:
+	return 0;
+}
+
+static void free_slots(void)
+{
+	if (!long_lease())
+		return;
 	for (uint32_t s = 0; s < G.sb.max_hosts; s++) {
+		uint8_t b[LUNFS_REC_SIZE];
 		uint64_t a = geom_hb(&G.sb, s);
-		if (pwrite(G.fd, G.pristine + a, FZ_BS, a) != FZ_BS)
+		if (pread(G.fd, b, sizeof(b), a) != sizeof(b))
+			die("pread", -EIO);
+		if (magic_of(b) != MAGIC_HB || get32(b + 64) == HB_FREE ||
+		    lunfs_csum(b, sizeof(b)) != (get32(b) | (uint64_t)get32(b + 4) << 32))
+			continue;
+		memset(b + 64, 0, 4);
+		put64(b, lunfs_csum(b, sizeof(b)));
+		if (pwrite(G.fd, b, sizeof(b), a) != sizeof(b))
 			die("pwrite", -EIO);
 	}
 }
@@ -551,26 +559,12 @@ static int dir_too_big(uint64_t a)
 	return S_ISDIR(get32(b + 72)) && size > FZ_MAX_DIR_SIZE;
 }
 
-/* The known hang of a REPLAYING own slot (see above). */
-static int own_slot_replaying(void)
-{
-	for (uint32_t s = 0; s < G.sb.max_hosts; s++) {
-		uint8_t b[LUNFS_REC_SIZE];
-		if (pread(G.fd, b, sizeof(b), geom_hb(&G.sb, s)) != sizeof(b))
-			die("pread", -EIO);
-		if (magic_of(b) == MAGIC_HB && get32(b + 64) == HB_REPLAYING &&
-		    !memcmp(b + 88, G.fuzz2_uuid, 16))
-			return 1;
-	}
-	return 0;
-}
-
 /* Applies the patches of the input; returns -1 when the input must be
  * skipped (a known hang). */
 static int apply(const uint8_t *data, size_t size)
 {
 	struct touched t[64];
-	int nt = 0, slot_hit = 0;
+	int nt = 0;
 	size_t p = 1;
 	while (p + 5 <= size) {
 		uint32_t sel = get32(data + p);
@@ -590,8 +584,6 @@ static int apply(const uint8_t *data, size_t size)
 			len = rs - off;
 		if (len && pwrite(G.fd, bytes, len, a + off) != (ssize_t)len)
 			die("pwrite", -EIO);
-		if (in_range(a, G.sb.hb_off, (uint64_t)G.sb.max_hosts * FZ_BS))
-			slot_hit = 1;
 		int k;
 		for (k = 0; k < nt && t[k].addr != a; k++)
 			;
@@ -614,10 +606,6 @@ static int apply(const uint8_t *data, size_t size)
 			}
 		}
 	}
-	if (slot_hit)
-		bound_slots();
-	if (slot_hit && !G.no_skip && own_slot_replaying())
-		return -1;
 	for (int k = 0; k < nt && !G.no_skip; k++)
 		if (dir_too_big(t[k].addr))
 			return -1;
@@ -780,38 +768,28 @@ static void run_mount(int readonly)
 	lunfs_unmount(v);
 }
 
-/* The order of the runs (mode bits 0-1):
- *   0: fsck -n, -y, -n, then mount (a repaired volume)
- *   1: fsck -n, then mount the damaged volume, then fsck -y, -n
- *   2: read-only mount, mount, then fsck -y, -n
- *   3: fsck -y, then mount, then fsck -n */
+static void step(char what)
+{
+	free_slots();
+	if (what == 'm' || what == 'r')
+		run_mount(what == 'r');
+	else
+		run_fsck(what == 'y' ? "-y" : "-n");
+}
+
+/* The order of the runs (mode bits 0-1), n/y: fsck -n/-y, m/r: mount
+ * read-write/read-only. */
+static const char *const ORDERS[4] = {
+	"nynm", /* check, repair, check again, mount the repaired volume */
+	"nmyn", /* mount the damaged volume, then repair */
+	"rmyn", /* the same, read-only first */
+	"ymn",  /* repair at once, mount, check what the mount left */
+};
+
 static void run_mode(int mode)
 {
-	switch (mode & 3) {
-	case 0:
-		run_fsck("-n");
-		run_fsck("-y");
-		run_fsck("-n");
-		run_mount(0);
-		break;
-	case 1:
-		run_fsck("-n");
-		run_mount(0);
-		run_fsck("-y");
-		run_fsck("-n");
-		break;
-	case 2:
-		run_mount(1);
-		run_mount(0);
-		run_fsck("-y");
-		run_fsck("-n");
-		break;
-	case 3:
-		run_fsck("-y");
-		run_mount(0);
-		run_fsck("-n");
-		break;
-	}
+	for (const char *p = ORDERS[mode & 3]; *p; p++)
+		step(*p);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
