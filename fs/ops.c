@@ -567,12 +567,11 @@ int lunfs_statfs(struct lunfs_vol *v, struct lunfs_statfs *st)
 	return 0;
 }
 
-/* ---- setattr ---- */
-
-int file_truncate(struct txn *tx, struct lunfs_inode *in, uint64_t size); /* file.c */
-
-int lunfs_setattr(struct lunfs_vol *v, uint64_t ino, unsigned mask, const struct lunfs_setattr *sa,
-		  struct lunfs_stat *st)
+/* One change to one inode: lock it exclusively, let fn change it, write it
+ * and commit.  st (may be NULL) receives its attributes afterwards. */
+static int modify_inode(struct lunfs_vol *v, uint64_t ino,
+			int (*fn)(struct txn *, struct lunfs_inode *, void *), void *arg,
+			struct lunfs_stat *st)
 {
 	struct txn tx;
 	struct lunfs_inode *in = malloc(sizeof(*in));
@@ -584,26 +583,47 @@ int lunfs_setattr(struct lunfs_vol *v, uint64_t ino, unsigned mask, const struct
 		return r;
 	}
 	tx_begin(v, &tx);
-	if ((r = ino_read(&tx, ino, LK_EXCLUSIVE, in)))
-		goto out;
+	if (!(r = ino_read(&tx, ino, LK_EXCLUSIVE, in)) && !(r = fn(&tx, in, arg)) &&
+	    !(r = ino_write(&tx, in))) {
+		if (st) {
+			ino_stat(v, in, st);
+			overlay(v, st);
+		}
+		r = tx_commit(&tx);
+	} else {
+		tx_end(&tx, r);
+	}
+	free(in);
+	return r;
+}
+
+/* ---- setattr ---- */
+
+int file_truncate(struct txn *tx, struct lunfs_inode *in, uint64_t size); /* file.c */
+
+struct setattr_arg {
+	unsigned mask;
+	const struct lunfs_setattr *sa;
+};
+
+static int do_setattr(struct txn *tx, struct lunfs_inode *in, void *arg)
+{
+	const struct setattr_arg *a = arg;
+	const struct lunfs_setattr *sa = a->sa;
+	unsigned mask = a->mask;
 	struct lunfs_time now;
+	int r;
 	ino_now(&now);
 	if (mask & LUNFS_SET_SIZE) {
-		if (S_ISDIR(in->mode)) {
-			r = -EISDIR;
-			goto out;
-		}
-		if (!S_ISREG(in->mode) || (in->flags & INOF_SNAPSHOT)) {
-			r = -EINVAL;
-			goto out;
-		}
-		if (sa->size > bmap_max_units() * v->sb.file_bs) {
-			r = -EFBIG;
-			goto out;
-		}
+		if (S_ISDIR(in->mode))
+			return -EISDIR;
+		if (!S_ISREG(in->mode) || (in->flags & INOF_SNAPSHOT))
+			return -EINVAL;
+		if (sa->size > bmap_max_units() * tx->v->sb.file_bs)
+			return -EFBIG;
 		if (sa->size != in->size) {
-			if ((r = file_truncate(&tx, in, sa->size)))
-				goto out;
+			if ((r = file_truncate(tx, in, sa->size)))
+				return r;
 			in->mtime = now;
 		}
 	}
@@ -630,22 +650,17 @@ int lunfs_setattr(struct lunfs_vol *v, uint64_t ino, unsigned mask, const struct
 		in->ctime = (struct lunfs_time){sa->ctime.tv_sec, (uint32_t)sa->ctime.tv_nsec};
 	else
 		in->ctime = now;
-	struct ofile *of = of_find(v, ino);
+	struct ofile *of = of_find(tx->v, in->ino);
 	if (of && (mask & (LUNFS_SET_MTIME | LUNFS_SET_MTIME_NOW | LUNFS_SET_SIZE)))
 		of_clear_times(of);
-	if ((r = ino_write(&tx, in)))
-		goto out;
-	if (st) {
-		ino_stat(v, in, st);
-		overlay(v, st);
-	}
-	r = tx_commit(&tx);
-	free(in);
-	return r;
-out:
-	tx_end(&tx, r);
-	free(in);
-	return r;
+	return 0;
+}
+
+int lunfs_setattr(struct lunfs_vol *v, uint64_t ino, unsigned mask, const struct lunfs_setattr *sa,
+		  struct lunfs_stat *st)
+{
+	struct setattr_arg a = {mask, sa};
+	return modify_inode(v, ino, do_setattr, &a, st);
 }
 
 /* ---- extended attributes ---- */
@@ -660,61 +675,47 @@ static int xattr_find(const struct lunfs_inode *in, const char *name, struct lun
 	return 0;
 }
 
-int lunfs_setxattr(struct lunfs_vol *v, uint64_t ino, const char *name, const void *val,
-		   size_t len, unsigned flags)
+struct setx_arg {
+	const char *name;
+	const void *val;
+	size_t len;
+	unsigned flags;
+};
+
+static int do_setxattr(struct txn *tx, struct lunfs_inode *in, void *arg)
 {
-	struct txn tx;
-	struct lunfs_inode *in = malloc(sizeof(*in));
+	const struct setx_arg *a = arg;
 	struct lunfs_xattr_info x;
-	size_t nl = strlen(name);
-	int r;
-	if (!in)
-		return -ENOMEM;
-	if (nl == 0 || nl > 255) {
-		free(in);
-		return nl ? -ERANGE : -EINVAL;
-	}
-	if (len > INO_XATTR_LEN) {
-		free(in);
-		return -E2BIG;
-	}
-	if ((r = vol_check_writable(v))) {
-		free(in);
-		return r;
-	}
-	tx_begin(v, &tx);
-	if ((r = ino_read(&tx, ino, LK_EXCLUSIVE, in)))
-		goto out;
-	int had = xattr_find(in, name, &x);
-	if (had && (flags & LUNFS_XATTR_CREATE)) {
-		r = -EEXIST;
-		goto out;
-	}
-	if (!had && (flags & LUNFS_XATTR_REPLACE)) {
-		r = -ENODATA;
-		goto out;
-	}
+	(void)tx;
+	int had = xattr_find(in, a->name, &x);
+	if (had && (a->flags & LUNFS_XATTR_CREATE))
+		return -EEXIST;
+	if (!had && (a->flags & LUNFS_XATTR_REPLACE))
+		return -ENODATA;
 	uint8_t save[INO_XATTR_LEN];
 	uint32_t save_len = in->xattr_len;
 	memcpy(save, in->xattrs, INO_XATTR_LEN);
 	if (had)
 		lunfs_xattr_del(in->xattrs, &in->xattr_len, x.off);
-	if ((r = lunfs_xattr_add(in->xattrs, &in->xattr_len, name, nl, val, len))) {
+	if (lunfs_xattr_add(in->xattrs, &in->xattr_len, a->name, strlen(a->name), a->val, a->len)) {
 		memcpy(in->xattrs, save, INO_XATTR_LEN);
 		in->xattr_len = save_len;
-		r = -ENOSPC;
-		goto out;
+		return -ENOSPC;
 	}
 	ino_now(&in->ctime);
-	if ((r = ino_write(&tx, in)))
-		goto out;
-	r = tx_commit(&tx);
-	free(in);
-	return r;
-out:
-	tx_end(&tx, r);
-	free(in);
-	return r;
+	return 0;
+}
+
+int lunfs_setxattr(struct lunfs_vol *v, uint64_t ino, const char *name, const void *val,
+		   size_t len, unsigned flags)
+{
+	size_t nl = strlen(name);
+	if (nl == 0 || nl > 255)
+		return nl ? -ERANGE : -EINVAL;
+	if (len > INO_XATTR_LEN)
+		return -E2BIG;
+	struct setx_arg a = {name, val, len, flags};
+	return modify_inode(v, ino, do_setxattr, &a, NULL);
 }
 
 int lunfs_getxattr(struct lunfs_vol *v, uint64_t ino, const char *name, void *buf, size_t size)
@@ -769,36 +770,20 @@ int lunfs_listxattr(struct lunfs_vol *v, uint64_t ino, char *buf, size_t size)
 	return r ? r : (int)total;
 }
 
-int lunfs_removexattr(struct lunfs_vol *v, uint64_t ino, const char *name)
+static int do_removexattr(struct txn *tx, struct lunfs_inode *in, void *arg)
 {
-	struct txn tx;
-	struct lunfs_inode *in = malloc(sizeof(*in));
 	struct lunfs_xattr_info x;
-	int r;
-	if (!in)
-		return -ENOMEM;
-	if ((r = vol_check_writable(v))) {
-		free(in);
-		return r;
-	}
-	tx_begin(v, &tx);
-	if ((r = ino_read(&tx, ino, LK_EXCLUSIVE, in)))
-		goto out;
-	if (!xattr_find(in, name, &x)) {
-		r = -ENODATA;
-		goto out;
-	}
+	(void)tx;
+	if (!xattr_find(in, arg, &x))
+		return -ENODATA;
 	lunfs_xattr_del(in->xattrs, &in->xattr_len, x.off);
 	ino_now(&in->ctime);
-	if ((r = ino_write(&tx, in)))
-		goto out;
-	r = tx_commit(&tx);
-	free(in);
-	return r;
-out:
-	tx_end(&tx, r);
-	free(in);
-	return r;
+	return 0;
+}
+
+int lunfs_removexattr(struct lunfs_vol *v, uint64_t ino, const char *name)
+{
+	return modify_inode(v, ino, do_removexattr, (void *)name, NULL);
 }
 
 static void overlay(struct lunfs_vol *v, struct lunfs_stat *st)

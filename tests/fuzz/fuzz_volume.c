@@ -36,8 +36,7 @@
  *
  * Build: make fuzz (libFuzzer) or make check-fuzz-regress (-DREPLAY_MAIN:
  * main() replays the files and directories named on the command line).
- * FUZZ_DUMP=FILE writes the pristine image to FILE.  FUZZ_NO_SKIP=1 runs the
- * inputs that are skipped as known hangs (see FZ_MAX_DIR_SIZE).
+ * FUZZ_DUMP=FILE writes the pristine image to FILE.
  * FUZZ_VERBOSE=1 in the environment keeps the output of fsck and of the
  * library (the replay build silences stdout and stderr otherwise; sanitizer
  * reports still reach the real stderr).  Under libFuzzer use -close_fd_mask=3.
@@ -70,10 +69,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FZ_IMG_SIZE (64 * FZ_MiB)
 #define FZ_HB_MS 50
 #define FZ_LEASE_MS 150
-/* fs/dir.c walks a directory block by block up to its size, holes
- * included, in every lookup, create and readdir: a directory inode claiming
- * more than this is a known hang (reported), and such inputs are skipped. */
-#define FZ_MAX_DIR_SIZE (64 * FZ_MiB)
 /* Above this (lease + heartbeat, either superblock copy) a LIVE slot would
  * make fsck watch it, and lock waits last, for too long (see free_slots()). */
 #define FZ_MAX_WATCH_MS 1000
@@ -109,7 +104,6 @@ static struct {
 	struct blist nz;   /* non-zero 4 KiB blocks of the pristine image */
 	struct blist cls[CLS_COUNT];
 	int devnull, saved_stdout, saved_stderr, verbose;
-	int no_skip;      /* FUZZ_NO_SKIP: run known hangs too (to reproduce them) */
 	int quiet_stderr; /* the replay build: libFuzzer has -close_fd_mask */
 } G;
 
@@ -397,7 +391,6 @@ static void setup(void)
 	char err[256];
 	int r;
 	G.verbose = getenv("FUZZ_VERBOSE") != NULL;
-	G.no_skip = getenv("FUZZ_NO_SKIP") != NULL;
 	G.devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	G.saved_stdout = dup(1);
 	G.saved_stderr = dup(2);
@@ -545,23 +538,8 @@ static void free_slots(void)
 	}
 }
 
-/* The known hang of FZ_MAX_DIR_SIZE: only a patched block can be such an
- * inode (in the inode table, or an image in a journal that replay copies
- * there), so only the patched blocks are looked at. */
-static int dir_too_big(uint64_t a)
-{
-	uint8_t b[FZ_BS];
-	if (recsize(a) != FZ_BS || pread(G.fd, b, FZ_BS, a) != FZ_BS || magic_of(b) != MAGIC_INODE)
-		return 0;
-	uint64_t size = 0;
-	for (int i = 7; i >= 0; i--)
-		size = size << 8 | b[96 + i];
-	return S_ISDIR(get32(b + 72)) && size > FZ_MAX_DIR_SIZE;
-}
-
-/* Applies the patches of the input; returns -1 when the input must be
- * skipped (a known hang). */
-static int apply(const uint8_t *data, size_t size)
+/* Applies the patches of the input. */
+static void apply(const uint8_t *data, size_t size)
 {
 	struct touched t[64];
 	int nt = 0;
@@ -606,10 +584,6 @@ static int apply(const uint8_t *data, size_t size)
 			}
 		}
 	}
-	for (int k = 0; k < nt && !G.no_skip; k++)
-		if (dir_too_big(t[k].addr))
-			return -1;
-	return nt;
 }
 
 static void quiet(int on)
@@ -658,10 +632,12 @@ static int collect(void *arg, const char *name, uint64_t ino, uint32_t type, uin
 	return 0;
 }
 
+/* What the walk found for the changes to work on. */
 struct found {
-	uint64_t file_dir, dir;
+	uint64_t file_dir, file_ino, file2_ino; /* the first two regular files */
 	char file[LUNFS_NAME_MAX + 1];
-	uint64_t file_ino;
+	uint64_t dir, dir_parent;              /* the first directory below the root */
+	char dir_name[LUNFS_NAME_MAX + 1];
 };
 
 static void read_file(struct lunfs_vol *v, uint64_t ino, uint64_t size)
@@ -704,12 +680,17 @@ static void walk(struct lunfs_vol *v, uint64_t dir, int depth, struct found *fd)
 				fd->file_ino = st.ino;
 				fd->file_dir = dir;
 				snprintf(fd->file, sizeof(fd->file), "%s", e->name);
+			} else if (!fd->file2_ino && st.ino != fd->file_ino) {
+				fd->file2_ino = st.ino;
 			}
 		} else if (S_ISLNK(st.mode)) {
 			lunfs_readlink(v, st.ino, buf, sizeof(buf));
 		} else if (S_ISDIR(st.mode) && depth < 3) {
-			if (!fd->dir)
+			if (!fd->dir) {
 				fd->dir = st.ino;
+				fd->dir_parent = dir;
+				snprintf(fd->dir_name, sizeof(fd->dir_name), "%s", e->name);
+			}
 			walk(v, st.ino, depth + 1, fd);
 		}
 	}
@@ -748,6 +729,21 @@ static void changes(struct lunfs_vol *v, struct found *fd)
 		lunfs_close(f);
 		lunfs_unlink(v, fd->file_dir, fd->file);
 	}
+	/* the second file: punch its map, then thick, eager-zeroed and
+	 * multi-writer (which wants every block allocated) */
+	if (fd->file2_ino && !lunfs_open(v, fd->file2_ino, LUNFS_OPEN_EXCL, &f)) {
+		lunfs_fallocate(f, LUNFS_FALLOC_PUNCH | LUNFS_FALLOC_KEEP_SIZE, fbs, 700 * fbs);
+		lunfs_fallocate(f, 0, 0, 3 * fbs);
+		lunfs_fallocate(f, LUNFS_FALLOC_ZERO | LUNFS_FALLOC_KEEP_SIZE, fbs, fbs);
+		lunfs_close(f);
+		if (!lunfs_open(v, fd->file2_ino, LUNFS_OPEN_MULTI, &f))
+			lunfs_close(f);
+	}
+	if (!lunfs_lookup(v, 1, "fz.renamed", &st))
+		lunfs_removexattr(v, st.ino, "user.fz");
+	lunfs_rename(v, 1, "fz.lnk", 1, "fz.renamed", LUNFS_RENAME_EXCHANGE);
+	if (fd->dir) /* into itself: refused, after walking up the parents */
+		lunfs_rename(v, fd->dir_parent, fd->dir_name, fd->dir, "fz.loop", 0);
 	lunfs_rmdir(v, 1, "fz.dir");
 	struct lunfs_statfs sf;
 	lunfs_statfs(v, &sf);
@@ -799,8 +795,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	restore();
-	if (apply(data, size) < 0)
-		return 0;
+	apply(data, size);
 	quiet(1);
 	run_mode(data[0]);
 	quiet(0);

@@ -3,7 +3,7 @@
 
 Each seed is a mode byte and patch records (see fuzz_volume.c):
 u32 sel = class << 28 | index << 12 | offset, u8 len (bit 7: raw), bytes.
-The seeds touch every block class once, in every run order."""
+The seeds touch every block class at least once, in every run order."""
 import os
 import struct
 
@@ -42,6 +42,11 @@ SEEDS = {
     '08-dirblock': bytes([1]) + rec(DIR, 0, 104, struct.pack('<H', 16)) + rec(DIR, 1, 108, b'a/b'),
     # a never-used inode slot forged from a raw header, and a raw meta block
     '09-raw': bytes([3]) + rec(INOSLOT, 40, 8, b'LNIN\x01\x00') + rec(RAW, 0x1000, 0, b'LNDB') + rec(META, 0, 0, b'\x00' * 8, raw=True),
+    # the crashed mount's slot LIVE, mounted before any repair: the mount
+    # takes its own slot back and clears the locks of its earlier mount
+    '10-own-slot-live-mount-first': bytes([1]) + rec(HB, 3, 64, u32(1)) + rec(LOCK, 3, 100, u64(7)),
+    # read-only mount first, of an inode whose xattr area is damaged
+    '11-readonly-mount': bytes([2]) + rec(INODE, 2, 204, u32(1680)) + rec(INODE, 2, 2416, b'\x05\x00\xff\xff'),
 }
 
 d = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'seeds')
