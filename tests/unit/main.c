@@ -1,4 +1,5 @@
 /* Unit test runner (Check). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <fcntl.h>
 #include <string.h>
@@ -6,9 +7,14 @@
 #include "tu.h"
 #include "fs/format.h"
 
+/* Every image of one run lives in one directory that main() removes at the
+ * end, so a failing test (whose forked child exits at the failed assertion)
+ * leaves nothing behind. */
 char *tu_image(uint64_t size)
 {
-	char *p = strdup("/tmp/lunfs-unit-XXXXXX");
+	const char *dir = getenv("LUNFS_UNIT_DIR");
+	char *p = malloc(strlen(dir ? dir : "/tmp") + 32);
+	sprintf(p, "%s/img-XXXXXX", dir ? dir : "/tmp");
 	int fd = mkstemp(p);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(ftruncate(fd, size), 0);
@@ -40,6 +46,12 @@ char *tu_volume(uint64_t size, struct lunfs_sb *sb)
 
 int main(void)
 {
+	char dir[] = "/tmp/lunfs-unit.XXXXXX";
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return EXIT_FAILURE;
+	}
+	setenv("LUNFS_UNIT_DIR", dir, 1);
 	SRunner *sr = srunner_create(ondisk_suite());
 	srunner_add_suite(sr, dev_suite());
 	srunner_add_suite(sr, lock_suite());
@@ -49,5 +61,9 @@ int main(void)
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' /dev/shm/lunfs-unit-64t.img", dir);
+	if (system(cmd))
+		fprintf(stderr, "could not remove %s\n", dir);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
