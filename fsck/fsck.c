@@ -1005,6 +1005,7 @@ int main(int argc, char **argv)
 			f.repair ? "refusing to repair" : "checking a live volume can report false problems");
 		if (f.repair) {
 			dev_close(f.d);
+			fsck_free(&f);
 			return FSCK_OPERR;
 		}
 	}

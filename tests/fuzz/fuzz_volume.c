@@ -4,24 +4,30 @@
  * that every mutation lands in metadata instead of in megabytes of zeros.
  * Once per process the harness builds a small populated volume (64 MiB, 4
  * hosts, 1 MiB journals, 64 KiB file blocks, 128 inodes, the shortest lease
- * mkfs accepts: heartbeat 50 ms, lease 150 ms) in a memfd and
- * keeps a pristine copy.  The pristine volume has directories spanning two
- * blocks, files reached through single and double indirect pointer blocks, a
- * thick file, xattrs, links and symlinks, and it "crashed": the last mount
- * left committed but un-checkpointed transactions in its journal, an
- * unlinked-while-open file in the orphan directory and its locks held.  Its
- * heartbeat slot is then marked FREE so that fsck does not have to watch a
- * LIVE slot for a lease on every execution.
+ * mkfs accepts: heartbeat 50 ms, lease 150 ms) in a memfd and keeps a
+ * pristine copy.  It has directories of one and two blocks, a file reached
+ * through single and double indirect pointer blocks, a thick file, xattrs,
+ * hard links, symlinks and device nodes.  Its last mount "crashed": the
+ * journal holds committed transactions that were never checkpointed (their
+ * homes are stale) and the locks of that mount are still held.  Its
+ * heartbeat slot is then marked FREE, so that fsck does not watch a LIVE
+ * slot for a lease on every execution (an input can make it LIVE again).
+ * The UUID and mkfs time are fixed, so an input means the same in every
+ * process.
  *
  * For each input the pristine image is restored, the patches are applied
  * (and the checksums re-stamped, so mutations reach the decoders), and then,
- * in this process so that the sanitizers see everything:
- *   - fsck.lunfs (fsck/fsck.c compiled with -Dmain=fsck_main) runs -n, -y, -n;
- *   - lunfs_mount as host "fuzz2" (assume_dead), then a walk of the tree
- *     (readdir, lookup, getattr, xattrs, readlink, reads) and some changes
- *     (create, write, mkdir, rename, link, truncate, unlink), then unmount.
- * The order depends on the mode byte.  Errors are expected; crashes,
- * sanitizer reports, leaks and hangs are what is being looked for.
+ * in this process so that the sanitizers see everything, a sequence chosen
+ * by the mode byte of:
+ *   - fsck.lunfs -n or -y (fsck/fsck.c compiled with -Dmain=fsck_main);
+ *   - lunfs_mount as host "fuzz2" (assume_dead: the crashed mount was its
+ *     own), read-only or read-write, a walk of the tree (readdir, lookup,
+ *     getattr, xattrs, readlink, reads at several offsets), and read-write:
+ *     create, write, link, symlink, rename (also exchange, and into its own
+ *     subtree), truncate, punch, fallocate, multi-writer open, unlink,
+ *     rmdir; then unmount.
+ * Errors are expected; crashes, sanitizer reports, leaks and hangs are what
+ * is being looked for.
  *
  * Input format (all little-endian):
  *   byte 0        mode: bits 0-1 the order of the runs (see ORDERS),
@@ -269,7 +275,7 @@ static void populate(void)
 
 	/* A second mount that crashes: its journal keeps what it committed
 	 * (the linger time is long, so nothing is checkpointed), its locks stay
-	 * held, and the file unlinked while open waits in the orphan dir. */
+	 * held. */
 	mo = (struct lunfs_mount_opts){.host = "fuzz2", .linger_ms = 60000};
 	if ((r = lunfs_mount(G.path, &mo, &v, &msg)))
 		die(msg ? msg : "mount", r);
