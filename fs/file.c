@@ -382,14 +382,13 @@ static int fill_block(struct lunfs_vol *v, uint64_t blk, uint64_t boff, const vo
 ssize_t lunfs_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 {
 	struct lunfs_vol *v = f->v;
-	struct lunfs_inode *in = malloc(sizeof(*in));
 	uint64_t bs = v->sb.file_bs;
 	struct txn tx;
 	int r;
-	if (!in)
-		return -ENOMEM;
 	tx_begin(v, &tx);
-	struct fmap fm = {&tx, f->of, in, 0};
+	/* the inode is loaded (and allocated) only when the open file's cache
+	 * cannot answer: reads of cached mappings do no allocation and no I/O */
+	struct fmap fm = {&tx, f->of, NULL, 0};
 	uint64_t size;
 	if ((r = fmap_size(&fm, &size)))
 		goto out;
@@ -419,7 +418,7 @@ ssize_t lunfs_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 	}
 out:
 	tx_end(&tx, r);
-	free(in);
+	free(fm.in);
 	return r ? r : (ssize_t)len;
 }
 
