@@ -261,6 +261,8 @@ int lunfs_hb_decode(const void *rec, const uint8_t uuid[16], uint64_t self, stru
 	hb->st_reads = le64toh(d->st_reads);
 	hb->st_writes = le64toh(d->st_writes);
 	hb->st_locks = le64toh(d->st_locks);
+	hb->want_off = le64toh(d->want_off);
+	hb->st_held = le64toh(d->st_held);
 	if (hb->state > HB_REPLAYING) {
 		if (why)
 			*why = "heartbeat slot has an unknown state";
@@ -288,6 +290,8 @@ void lunfs_hb_encode(const struct lunfs_hb *hb, const uint8_t uuid[16], uint64_t
 	d->st_reads = htole64(hb->st_reads);
 	d->st_writes = htole64(hb->st_writes);
 	d->st_locks = htole64(hb->st_locks);
+	d->want_off = htole64(hb->want_off);
+	d->st_held = htole64(hb->st_held);
 	lunfs_hdr_seal(d, LUNFS_REC_SIZE, MAGIC_HB, uuid, self, hb->gen, hb->slot);
 }
 

@@ -1,4 +1,4 @@
-/* lunfs on-disk format, version 1: every structure, in one place.
+/* lunfs on-disk format, version 2: every structure, in one place.
  *
  * docs/FORMAT.md is the byte-level specification; this header must match it.
  * All integers are little-endian.  Every metadata block and record starts with
@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LUNFS_VERSION 1
+#define LUNFS_VERSION 2
 #define LUNFS_META_BS 4096u  /* metadata block size */
 #define LUNFS_REC_SIZE 512u  /* heartbeat slot and lock record size */
 #define LUNFS_SLOT_STRIDE 4096u /* bytes between heartbeat slots / lock blocks */
@@ -128,7 +128,9 @@ struct lunfs_d_hb {
 	uint64_t wall_ns;       /* writer's wall clock, for humans only */
 	uint64_t pr_key;        /* iSCSI PR key this host registered, 0 none */
 	uint64_t st_reads, st_writes, st_locks; /* published counters for lunfs top */
-	uint8_t pad[LUNFS_REC_SIZE - 240];
+	uint64_t want_off;      /* lock record this host waits for, 0 none (v2) */
+	uint64_t st_held;       /* lock records held now (v2) */
+	uint8_t pad[LUNFS_REC_SIZE - 256];
 } __attribute__((packed));
 _Static_assert(offsetof(struct lunfs_d_hb, replayer_slot) == 184, "hb");
 _Static_assert(sizeof(struct lunfs_d_hb) == LUNFS_REC_SIZE, "hb size");
@@ -143,6 +145,7 @@ struct lunfs_hb {
 	uint32_t replayer_slot;
 	uint64_t replayer_gen, wall_ns, pr_key;
 	uint64_t st_reads, st_writes, st_locks;
+	uint64_t want_off, st_held;
 };
 
 /* ---- lock record (512 bytes at the start of a 4 KiB lock block) ---- */

@@ -63,7 +63,30 @@ struct lunfs_vol {
 	int stop;
 	int fenced_logged;
 	int ioq_busy;
+	uint64_t nacquired;     /* lock records acquired (published for lunfs top) */
+	uint64_t pr_key;        /* our iSCSI PR registration, 0 none */
+	/* peer recovery (recover.c): its own thread, outside mu */
+	pthread_t rec_thr;
+	int rec_started, rec_stop;
+	pthread_mutex_t rec_mu;
+	pthread_cond_t rec_cv;
+	uint32_t recovery_pause_ms; /* test hook: pause after REPLAYING */
+	uint64_t recovered;     /* hosts this mount recovered */
 };
+
+/* vol.c: the journal replay's check of a home address */
+int vol_jtarget_ok(void *sb, uint64_t target);
+/* vol.c: removes the holds of mounts of slot older than below from every
+ * lock record */
+int vol_purge_locks(struct lunfs_vol *v, uint32_t slot, uint64_t below);
+/* file.c: frees what the orphan directory lists and nobody has open */
+int orphans_process(struct lunfs_vol *v);
+
+/* recover.c */
+int recover_start(struct lunfs_vol *v);
+void recover_stop(struct lunfs_vol *v);
+int pr_mount(struct lunfs_vol *v);
+void pr_unmount(struct lunfs_vol *v);
 
 /* An inode open on this host (one per inode, shared by its handles). */
 struct ofile {

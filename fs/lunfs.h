@@ -31,6 +31,8 @@ struct lunfs_mount_opts {
 				   gone (its process exited): take its heartbeat
 				   slot without waiting a lease.  Wrong use lets
 				   two mounts write at once. */
+	uint32_t recovery_pause_ms; /* test hook: a recovery of a dead peer pauses
+				       this long after taking its slot */
 };
 
 /* Mounts the volume on url (or opts->device).  Claims a heartbeat slot and

@@ -91,18 +91,40 @@ static int mode_covers(int held, int want)
 	       (want == LK_SHARED_RO && held == LK_MULTI_WRITER && 0);
 }
 
+static int vl_release(struct lunfs_vol *v, struct held *h);
+
+/* Another host waits for a lock we only linger on: let it go, and give the
+ * waiter a moment to take it before we queue behind it (fairness). */
+static int yield(struct lunfs_vol *v, struct held *h)
+{
+	uint64_t off = h->lk.off;
+	int r = vl_release(v, h);
+	if (r)
+		return r;
+	for (uint64_t t0 = lk_now_ms(); lk_now_ms() - t0 < 300;) {
+		struct lunfs_lock rec;
+		usleep(5000);
+		if (lk_read(v->d, v->sb.uuid, off, &rec) || rec.mode != LK_FREE)
+			break;
+	}
+	return 0;
+}
+
 int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, struct held **out)
 {
 	struct held *h = vl_find(v, off);
 	int r;
+	if (h && !h->pins && hb_wanted(v->hb, off) && !yield(v, h))
+		h = NULL;
 	if (h && mode_covers(h->lk.mode, mode)) {
 		h->pins++;
 		h->last_ms = lk_now_ms();
 		*out = h;
 		return 0;
 	}
-	int wait = LK_WAIT;
-	uint32_t timeout = 2 * v->linger_ms + 2 * v->sb.hb_ms;
+	/* long enough for a lingering holder to notice our want, and for a
+	 * dead holder to be declared dead and recovered */
+	uint32_t timeout = v->sb.lease_ms + 2 * v->linger_ms + 4 * v->sb.hb_ms;
 	if (h) {
 		/* upgrade (we are then the only holder) */
 		unsigned fl = 0;
@@ -121,11 +143,17 @@ int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, struct 
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
-	r = lk_acquire_flags(v->hb, &h->lk, off, object, mode, 0, wait, timeout);
+	r = lk_acquire_flags(v->hb, &h->lk, off, object, mode, 0, LK_NOWAIT, 0);
+	if (r == -EBUSY || r == -ESTALE) {
+		hb_set_want(v->hb, off);
+		r = lk_acquire_flags(v->hb, &h->lk, off, object, mode, 0, LK_WAIT, timeout);
+		hb_set_want(v->hb, 0);
+	}
 	if (r) {
 		free(h);
 		return r;
 	}
+	v->nacquired++;
 	h->object = object;
 	h->pins = 1;
 	h->last_ms = lk_now_ms();
@@ -167,15 +195,28 @@ int vl_release_now(struct lunfs_vol *v, struct held *h)
 	return vl_release(v, h);
 }
 
+/* The linger thread's round: releases holds idle for idle_ms or wanted by
+ * another host, checkpoints committed changes older than idle_ms (so other
+ * hosts' unlocked reads see them within about a second), and publishes this
+ * host's counters in its heartbeat slot. */
 static void release_idle(struct lunfs_vol *v, uint64_t idle_ms)
 {
-	uint64_t now = lk_now_ms();
+	uint64_t now = lk_now_ms(), held = 0;
 	struct held *h = v->locks, *n;
 	for (; h; h = n) {
 		n = h->next;
-		if (h->pins == 0 && now - h->last_ms >= idle_ms)
+		if (h->pins == 0 && (now - h->last_ms >= idle_ms || hb_wanted(v->hb, h->lk.off)))
 			vl_release(v, h);
 	}
+	if (jnl_pending_age_ms(v->j) >= idle_ms)
+		jnl_checkpoint(v->j);
+	for (h = v->locks; h; h = h->next)
+		held++;
+	struct dev_stats st;
+	dev_get_stats(v->d, &st);
+	struct hb_pub pub = {.reads = st.reads, .writes = st.writes + st.caws,
+			     .locks = v->nacquired, .held = held};
+	hb_publish(v->hb, &pub);
 }
 
 static void *linger_thread(void *arg)
@@ -397,18 +438,17 @@ int ino_check(struct lunfs_vol *v, uint64_t ino)
 	return ino == 0 || ino >= geom_ninodes(&v->sb) ? -ENOENT : 0;
 }
 
-static int jtarget_ok(void *arg, uint64_t t)
+int vol_jtarget_ok(void *arg, uint64_t t)
 {
 	return geom_is_journaled(arg, t);
 }
 
-int orphans_process(struct lunfs_vol *v); /* file.c */
-
-/* After a crash, the locks our slot's earlier mounts held still name them.
- * They are void (the mount generation differs), but leaving them would keep
- * stale records around until someone needs each lock: clear them now.  The
- * tables are contiguous, so this is a few large reads. */
-static int purge_old_locks(struct lunfs_vol *v)
+/* After a crash (ours, or a peer's we recovered), the locks the dead mounts
+ * of slot held still name them.  They are void (the slot is FREE or carries
+ * a newer mount generation), but leaving them would keep stale records
+ * around until someone needs each lock: clear every holder (slot, gen <
+ * below).  The tables are contiguous, so this is a few large reads. */
+int vol_purge_locks(struct lunfs_vol *v, uint32_t slot, uint64_t below)
 {
 	const struct lunfs_sb *s = &v->sb;
 	struct {
@@ -427,7 +467,7 @@ static int purge_old_locks(struct lunfs_vol *v)
 		return -ENOMEM;
 	uint8_t *vl = dev_alloc(LUNFS_SLOT_STRIDE);
 	if (vl && !(r = dev_read(v->d, s->vlock_off, vl, dev_lbs(v->d))))
-		r = lk_purge(v->hb, s->vlock_off, vl, v->slot, hb_mount_gen(v->hb));
+		r = lk_purge(v->hb, s->vlock_off, vl, slot, below);
 	free(vl);
 	r = r < 0 ? r : 0;
 	for (size_t t = 0; t < sizeof(tab) / sizeof(tab[0]) && !r; t++) {
@@ -439,8 +479,8 @@ static int purge_old_locks(struct lunfs_vol *v)
 				uint8_t *rec = buf + k * TBL_ENTRY;
 				if (lunfs_is_zero(rec, LUNFS_REC_SIZE))
 					continue;
-				r = lk_purge(v->hb, tab[t].off + (i + k) * TBL_ENTRY, rec, v->slot,
-					     hb_mount_gen(v->hb));
+				r = lk_purge(v->hb, tab[t].off + (i + k) * TBL_ENTRY, rec, slot,
+					     below);
 				cleared += r > 0;
 				if (r == -EFSCORRUPTED)
 					r = 0; /* fsck's business, not the mount's */
@@ -449,8 +489,8 @@ static int purge_old_locks(struct lunfs_vol *v)
 		}
 	}
 	if (cleared)
-		syslog(LOG_NOTICE, "lunfs: cleared %llu lock(s) of an earlier mount of slot %u",
-		       (unsigned long long)cleared, v->slot);
+		lunfs_log(LOG_NOTICE, "lunfs: cleared %llu lock(s) of dead mounts of slot %u",
+			  (unsigned long long)cleared, slot);
 	free(buf);
 	return r;
 }
@@ -515,6 +555,12 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 			why = "host name is empty or longer than 64 bytes";
 			goto fail;
 		}
+		if ((r = pr_mount(v))) {
+			why = "cannot register a persistent-reservation key on the target";
+			goto fail;
+		}
+		id.pr_key = v->pr_key;
+		v->recovery_pause_ms = o->recovery_pause_ms;
 		uint32_t prev = HB_FREE;
 		if ((r = hb_claim_flags(v->d, &p, &id, o->assume_dead ? HB_ASSUME_DEAD : 0, &v->hb,
 					&prev))) {
@@ -525,7 +571,7 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 		}
 		v->slot = hb_slot(v->hb);
 		struct jnl_geom g = {.slot = v->slot, .off = geom_jnl(&v->sb, v->slot),
-				     .size = v->sb.jnl_size, .target_ok = jtarget_ok, .arg = &v->sb};
+				     .size = v->sb.jnl_size, .target_ok = vol_jtarget_ok, .arg = &v->sb};
 		memcpy(g.uuid, v->sb.uuid, 16);
 		struct jnl_replay_stats st;
 		if ((r = jnl_open(v->d, &g, v->hb, &v->j, &st))) {
@@ -534,7 +580,7 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 			goto fail;
 		}
 		if (st.txns)
-			syslog(LOG_NOTICE, "lunfs: replayed %llu transaction(s) from slot %u",
+			lunfs_log(LOG_NOTICE, "lunfs: replayed %llu transaction(s) from slot %u",
 			       (unsigned long long)st.txns, v->slot);
 		/* replayed: the old holds may now be treated as gone */
 		if ((r = hb_recovered(v->hb))) {
@@ -553,7 +599,7 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 			hb_abandon(v->hb);
 			goto fail;
 		}
-		if (prev != HB_FREE && (r = purge_old_locks(v))) {
+		if (prev != HB_FREE && (r = vol_purge_locks(v, v->slot, hb_mount_gen(v->hb)))) {
 			if (msg)
 				*msg = "cannot clear the locks of this host's crashed mount";
 			lunfs_unmount(v);
@@ -565,12 +611,20 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 			lunfs_unmount(v);
 			return r;
 		}
+		if ((r = recover_start(v))) {
+			if (msg)
+				*msg = "cannot start the recovery thread";
+			lunfs_unmount(v);
+			return r;
+		}
 	}
 	*out = v;
 	return 0;
 fail:
 	if (msg)
 		*msg = why ? why : lunfs_strerror(r);
+	if (v->d)
+		pr_unmount(v);
 	if (v->d)
 		dev_close(v->d);
 	free(v->bh);
@@ -617,6 +671,7 @@ int lunfs_unmount(struct lunfs_vol *v)
 	int r = 0, e;
 	if (!v)
 		return -EINVAL;
+	recover_stop(v);
 	stop_linger(v);
 	if (!v->ro) {
 		pthread_mutex_lock(&v->mu);
@@ -636,6 +691,8 @@ int lunfs_unmount(struct lunfs_vol *v)
 		pthread_mutex_unlock(&v->mu);
 		if ((e = hb_release(v->hb)) && !r)
 			r = e;
+		if (r != -EFENCED)
+			pr_unmount(v);
 	}
 	vol_free(v);
 	return r;
@@ -643,6 +700,7 @@ int lunfs_unmount(struct lunfs_vol *v)
 
 void lunfs_abandon(struct lunfs_vol *v)
 {
+	recover_stop(v);
 	stop_linger(v);
 	if (!v->ro) {
 		jnl_abandon(v->j);

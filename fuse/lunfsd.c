@@ -56,12 +56,20 @@ static void logmsg(int prio, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The library's messages (recovery, fencing) go to our log. */
+static void lib_log(int prio, const char *msg)
+{
+	logmsg(prio, "%s", msg);
+}
+
 /* The one place a library error becomes a FUSE reply. */
 static void reply_err(fuse_req_t req, int r)
 {
+	int orig = r;
 	r = lunfs_sys_errno(r);
 	if (r == -EIO || r == -EUCLEAN)
-		logmsg(LOG_ERR, "lunfs: I/O error: %s", lunfs_strerror(r));
+		logmsg(LOG_ERR, "lunfs: returning %s: %s", r == -EIO ? "EIO" : "EUCLEAN",
+		       lunfs_strerror(orig));
 	fuse_reply_err(req, r < 0 ? -r : r);
 }
 
@@ -521,7 +529,7 @@ static const struct fuse_lowlevel_ops ops = {
 
 struct opts {
 	char *host, *log;
-	int ro, foreground, linger;
+	int ro, foreground, linger, caw, recovery_pause;
 };
 
 /* Splits -o lists: our options are taken out, mount(8)-only options are
@@ -538,6 +546,12 @@ static int take_opts(const char *list, struct opts *o, char *fuse_opts, size_t n
 			o->log = strdup(tok + 4);
 		} else if (!strncmp(tok, "linger_ms=", 10)) {
 			o->linger = atoi(tok + 10);
+		} else if (!strncmp(tok, "recovery_pause_ms=", 18)) {
+			o->recovery_pause = atoi(tok + 18); /* test hook */
+		} else if (!strcmp(tok, "caw=auto") || !strcmp(tok, "caw=native") ||
+			   !strcmp(tok, "caw=reserve")) {
+			o->caw = tok[4] == 'a' ? DEV_CAW_AUTO : tok[4] == 'n' ? DEV_CAW_NATIVE
+									 : DEV_CAW_RESERVE;
 		} else if (!strcmp(tok, "ro")) {
 			o->ro = 1;
 		} else if (!strcmp(tok, "rw") || !strcmp(tok, "defaults") || !strcmp(tok, "_netdev") ||
@@ -561,7 +575,7 @@ static int take_opts(const char *list, struct opts *o, char *fuse_opts, size_t n
 static void usage(const char *prog)
 {
 	fprintf(stderr,
-		"usage: %s DEVICE MOUNTPOINT [-f] [-o host=NAME,ro,allow_other,log=FILE,linger_ms=N]\n"
+		"usage: %s DEVICE MOUNTPOINT [-f] [-o host=NAME,ro,allow_other,log=FILE,linger_ms=N,caw=auto|native|reserve]\n"
 		"  DEVICE: an image file, a block device or iscsi://HOST[:PORT]/IQN/LUN\n"
 		"  host=NAME  this host's identity (default: /etc/machine-id)\n"
 		"  -f         stay in the foreground\n",
@@ -667,7 +681,11 @@ int main(int argc, char **argv)
 		logf_ = stderr;
 	}
 
-	struct lunfs_mount_opts mo = {.host = o.host, .readonly = o.ro, .linger_ms = o.linger};
+	if (logf_ || use_syslog)
+		lunfs_log_set(lib_log);
+	struct lunfs_mount_opts mo = {.host = o.host, .readonly = o.ro, .linger_ms = o.linger,
+				      .recovery_pause_ms = o.recovery_pause,
+				      .dev = {.caw_mode = o.caw}};
 	const char *msg = NULL;
 	int r = lunfs_mount(dev, &mo, &V, &msg);
 	if (r) {

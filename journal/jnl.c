@@ -31,6 +31,7 @@ struct jnl {
 	uint64_t hdr_gen;
 	struct pend *pend[PEND_BUCKETS]; /* homes to write at the checkpoint */
 	unsigned npend;
+	uint64_t pend_since_ms; /* when the oldest pending image was committed */
 };
 
 struct jnl_txn {
@@ -230,7 +231,8 @@ static int replay(struct dev *d, const struct jnl_geom *g, int apply, uint64_t n
 		}
 		struct lunfs_d_jdesc *ds = (void *)buf;
 		for (int i = 0; i < n && apply && !r; i++)
-			r = dev_write(d, le64toh(ds->targets[i]), buf + (size_t)(i + 1) * BS, BS);
+			if (!g->guard || !(r = hb_ok(g->guard)))
+				r = dev_write(d, le64toh(ds->targets[i]), buf + (size_t)(i + 1) * BS, BS);
 		free(buf);
 		if (r) {
 			st->stop = "I/O error while applying";
@@ -249,6 +251,8 @@ static int replay(struct dev *d, const struct jnl_geom *g, int apply, uint64_t n
 		struct jhdr nh = {.seq = seq, .off = pos >= lsize ? 0 : pos, .gen = jh.gen + 1,
 				  .mount_gen = new_owner};
 		r = dev_flush(d);
+		if (!r && g->guard)
+			r = hb_ok(g->guard);
 		if (!r)
 			r = write_header(d, g, &nh);
 		if (!r)
@@ -333,8 +337,14 @@ static int pend_add(struct jnl *j, uint64_t target, const uint8_t *img)
 	memcpy(p->img, img, BS);
 	p->next = j->pend[b];
 	j->pend[b] = p;
-	j->npend++;
+	if (!j->npend++)
+		j->pend_since_ms = lk_now_ms();
 	return 0;
+}
+
+uint64_t jnl_pending_age_ms(const struct jnl *j)
+{
+	return j->npend ? lk_now_ms() - j->pend_since_ms : 0;
 }
 
 int jnl_checkpoint(struct jnl *j)

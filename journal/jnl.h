@@ -36,6 +36,8 @@ struct jnl_geom {
 				 0 = take it from the hb_host) */
 	jnl_target_fn target_ok;
 	void *arg;
+	struct hb_host *guard; /* jnl_replay: when set, every write first checks
+				  hb_ok(guard) (a survivor replaying a peer) */
 };
 
 struct jnl_replay_stats {
@@ -89,6 +91,10 @@ void jnl_txn_abort(struct jnl_txn *t);
 /* Writes every pending home, flushes, and advances the tail to the head.
  * After it, replay finds nothing to do.  Returns 0 or -errno. */
 int jnl_checkpoint(struct jnl *j);
+
+/* How long (ms, monotonic) the oldest committed transaction whose homes are
+ * not written yet has waited; 0 when nothing is pending. */
+uint64_t jnl_pending_age_ms(const struct jnl *j);
 
 /* Sequence number the next transaction gets. */
 uint64_t jnl_next_seq(const struct jnl *j);

@@ -26,10 +26,16 @@ struct hb_host {
 	uint8_t *img;                /* our slot as last written (lbs bytes) */
 	struct lunfs_hb hb;          /* decoded img */
 	uint64_t last_ok_submit_ms;  /* when the last successful renewal was submitted */
-	int fenced, stop, paused;
+	int fenced, stop, paused, renew_now;
 	const char *fence_why;       /* why we fenced, for logs and tests */
 	pthread_t thr;
 	struct peer_obs *peers;      /* max_hosts entries */
+	struct lunfs_hb *snap;       /* every slot as the last scan read it */
+	int snap_valid;
+	uint8_t *region;             /* buffer for the scan: max_hosts * stride */
+	struct hb_pub pub;           /* what the next renewal publishes */
+	uint8_t *rimg;               /* a slot we recover: its REPLAYING image */
+	uint32_t rslot;
 };
 
 uint64_t lk_now_ms(void)
@@ -75,14 +81,11 @@ int hb_read(struct dev *d, const struct lk_params *p, uint32_t s, struct lunfs_h
 
 static void fence(struct hb_host *h, const char *why)
 {
-	if (!h->fenced)
-		syslog(LOG_ERR, "lunfs: host %s (slot %u): %s: fenced, no more writes", h->id.name,
-		       h->slot, why);
-	if (!h->fenced)
-		fprintf(stderr, "lunfs: host %s (slot %u): %s: fenced, no more writes\n", h->id.name,
-			h->slot, why);
-	if (!h->fenced)
+	if (!h->fenced) {
+		lunfs_log(LOG_ERR, "lunfs: host %s (slot %u): %s: fenced, no more writes",
+			  h->id.name, h->slot, why);
 		h->fence_why = why;
+	}
 	h->fenced = 1;
 }
 
@@ -117,6 +120,48 @@ int hb_ok(struct hb_host *h)
 	return r;
 }
 
+/* Records an observation of slot s (mu held).  Returns PEER_ALIVE or
+ * PEER_DEAD for a LIVE or REPLAYING slot: DEAD once its counter stood still
+ * for a whole lease on our clock. */
+static int observe(struct hb_host *h, uint32_t s, const struct lunfs_hb *hb, uint64_t now)
+{
+	struct peer_obs *o = &h->peers[s];
+	if (!o->valid || o->mount_gen != hb->mount_gen || o->counter != hb->counter) {
+		*o = (struct peer_obs){hb->mount_gen, hb->counter, now, 1};
+		return PEER_ALIVE;
+	}
+	return now - o->since_ms >= h->p.lease_ms ? PEER_DEAD : PEER_ALIVE;
+}
+
+/* Reads the whole heartbeat region (one I/O) and observes every slot, so
+ * that each peer's watch runs continuously.  Called with h->mu held; drops
+ * it around the I/O. */
+static void scan(struct hb_host *h)
+{
+	size_t stride = LUNFS_SLOT_STRIDE;
+	pthread_mutex_unlock(&h->mu);
+	int r = dev_read(h->d, h->p.hb_off, h->region, (size_t)h->p.max_hosts * stride);
+	pthread_mutex_lock(&h->mu);
+	if (r) {
+		h->snap_valid = 0;
+		return;
+	}
+	uint64_t now = lk_now_ms();
+	for (uint32_t s = 0; s < h->p.max_hosts; s++) {
+		struct lunfs_hb hb;
+		if (lunfs_hb_decode(h->region + s * stride, h->p.uuid, slot_off(&h->p, s), &hb,
+				    NULL)) {
+			memset(&hb, 0, sizeof(hb));
+			hb.state = HB_FREE; /* undecodable: neither ours nor anyone's */
+			hb.slot = UINT32_MAX;
+		}
+		h->snap[s] = hb;
+		if (hb.state != HB_FREE && s != h->slot)
+			observe(h, s, &hb, now);
+	}
+	h->snap_valid = 1;
+}
+
 /* One renewal.  Called with h->mu held; drops it around the I/O. */
 static void renew(struct hb_host *h)
 {
@@ -127,6 +172,11 @@ static void renew(struct hb_host *h)
 	nb.counter++;
 	nb.gen++;
 	nb.wall_ns = wall_ns();
+	nb.want_off = h->pub.want_off;
+	nb.st_reads = h->pub.reads;
+	nb.st_writes = h->pub.writes;
+	nb.st_locks = h->pub.locks;
+	nb.st_held = h->pub.held;
 	lunfs_hb_encode(&nb, h->p.uuid, slot_off(&h->p, h->slot), nimg);
 	uint8_t *old = h->img;
 	uint64_t t0 = lk_now_ms();
@@ -142,8 +192,10 @@ static void renew(struct hb_host *h)
 			h->last_ok_submit_ms = t0;
 	} else if (r == -EMISCOMPARE) {
 		fence(h, "heartbeat slot was taken over by another host");
+	} else if (r == -EACCES) {
+		fence(h, "the target refuses our writes (persistent reservation preempted)");
 	} else {
-		syslog(LOG_WARNING, "lunfs: host %s: heartbeat renewal failed: %s", h->id.name,
+		lunfs_log(LOG_WARNING, "lunfs: host %s: heartbeat renewal failed: %s", h->id.name,
 		       lunfs_strerror(r));
 	}
 	if (!h->fenced && lease_expired(h, lk_now_ms()))
@@ -163,11 +215,15 @@ static void *renew_thread(void *arg)
 		uint64_t ns = ts.tv_nsec + (uint64_t)h->p.hb_ms * 1000000;
 		ts.tv_sec += ns / 1000000000;
 		ts.tv_nsec = ns % 1000000000;
-		pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+		if (!h->renew_now)
+			pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+		h->renew_now = 0;
 		if (h->stop)
 			break;
 		if (!h->paused && !h->fenced)
 			renew(h);
+		if (!h->paused && !h->fenced && !h->stop)
+			scan(h);
 	}
 	pthread_mutex_unlock(&h->mu);
 	return NULL;
@@ -191,6 +247,41 @@ static int wait_own_stale(struct dev *d, const struct lk_params *p, uint32_t s,
 			return hb.state == HB_LIVE ? -EEXIST : -EAGAIN;
 	}
 	return 0;
+}
+
+/* Slot s (ours) is REPLAYING by a peer.  Watches the replayer: returns 0
+ * when it is gone (its slot FREE or re-mounted) or its counter stood still
+ * for a whole lease (it died mid-recovery: we take the recovery over),
+ * -EAGAIN when our slot changes (the recovery progressed or ended), and
+ * -EBUSY when a live replayer has not finished after many leases. */
+static int wait_replayer(struct dev *d, const struct lk_params *p, uint32_t s,
+			 const struct lunfs_hb *first)
+{
+	uint64_t t0 = lk_now_ms(), since = t0, counter = 0;
+	int seen = 0;
+	while (lk_now_ms() - t0 <= 20ull * p->lease_ms) {
+		struct lunfs_hb hb, rp;
+		int r = hb_read(d, p, s, &hb);
+		if (r)
+			return r;
+		if (hb.state != first->state || hb.gen != first->gen)
+			return -EAGAIN;
+		if (first->replayer_slot >= p->max_hosts)
+			return 0;
+		if ((r = hb_read(d, p, first->replayer_slot, &rp)))
+			return r;
+		if (rp.state == HB_FREE || rp.mount_gen != first->replayer_gen)
+			return 0;
+		if (!seen || rp.counter != counter) {
+			seen = 1;
+			counter = rp.counter;
+			since = lk_now_ms();
+		} else if (lk_now_ms() - since >= p->lease_ms) {
+			return 0;
+		}
+		usleep(p->hb_ms * 1000 / 2);
+	}
+	return -EBUSY;
 }
 
 int hb_claim(struct dev *d, const struct lk_params *p, const struct hb_ident *id,
@@ -219,7 +310,9 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 		goto fail;
 	}
 	h->peers = calloc(p->max_hosts, sizeof(*h->peers));
-	if (!h->peers) {
+	h->snap = calloc(p->max_hosts, sizeof(*h->snap));
+	h->region = dev_alloc(rlen);
+	if (!h->peers || !h->snap || !h->region) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -254,10 +347,10 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 		} else if (pick >= 0 && cand.state == HB_REPLAYING && !own_replay &&
 			   !(flags & HB_ASSUME_DEAD)) {
 			/* a peer is recovering our last mount: let it finish, unless
-			 * the slot stands still for a whole lease (the replayer died):
-			 * then we recover it ourselves (replay is idempotent) */
-			r = wait_own_stale(d, p, pick, &cand);
-			if (r == -EAGAIN || r == -EEXIST)
+			 * the replayer died: then we recover it ourselves (replay is
+			 * idempotent) */
+			r = wait_replayer(d, p, pick, &cand);
+			if (r == -EAGAIN)
 				continue;
 			if (r)
 				goto fail;
@@ -297,8 +390,8 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 		nb.jnl_size = p->jnl_size;
 		nb.replayer_slot = recovering ? (uint32_t)pick : 0;
 		nb.replayer_gen = recovering ? cand.mount_gen + 1 : 0;
-		nb.pr_key = 0;
-		nb.st_reads = nb.st_writes = nb.st_locks = 0;
+		nb.pr_key = id->pr_key;
+		nb.st_reads = nb.st_writes = nb.st_locks = nb.st_held = nb.want_off = 0;
 		nb.wall_ns = wall_ns();
 		lunfs_hb_encode(&nb, p->uuid, slot_off(p, pick), nimg);
 		uint64_t t0 = lk_now_ms();
@@ -340,8 +433,11 @@ fail:
 	free(all);
 	free(cur);
 	free(nimg);
-	if (h)
+	if (h) {
 		free(h->peers);
+		free(h->snap);
+		free(h->region);
+	}
 	free(h);
 	return r;
 }
@@ -361,6 +457,9 @@ static void destroy(struct hb_host *h)
 	pthread_cond_destroy(&h->cv);
 	free(h->img);
 	free(h->peers);
+	free(h->snap);
+	free(h->region);
+	free(h->rimg);
 	free(h);
 }
 
@@ -455,15 +554,168 @@ int hb_peer(struct hb_host *h, uint32_t slot, uint64_t mount_gen)
 		return PEER_GONE;
 	if (hb.state == HB_REPLAYING)
 		return PEER_DEAD;
-	uint64_t now = lk_now_ms();
 	pthread_mutex_lock(&h->mu);
-	struct peer_obs *o = &h->peers[slot];
-	if (!o->valid || o->mount_gen != hb.mount_gen || o->counter != hb.counter) {
-		*o = (struct peer_obs){hb.mount_gen, hb.counter, now, 1};
-		r = PEER_ALIVE;
-	} else {
-		r = now - o->since_ms >= h->p.lease_ms ? PEER_DEAD : PEER_ALIVE;
+	r = observe(h, slot, &hb, lk_now_ms());
+	pthread_mutex_unlock(&h->mu);
+	return r;
+}
+
+/* ---- published state, wants, and recovery of dead peers ---- */
+
+void hb_publish(struct hb_host *h, const struct hb_pub *pub)
+{
+	pthread_mutex_lock(&h->mu);
+	uint64_t want = h->pub.want_off;
+	h->pub = *pub;
+	h->pub.want_off = want;
+	pthread_mutex_unlock(&h->mu);
+}
+
+void hb_set_want(struct hb_host *h, uint64_t off)
+{
+	pthread_mutex_lock(&h->mu);
+	if (h->pub.want_off != off) {
+		h->pub.want_off = off;
+		if (off) { /* tell the holder now, not at the next interval */
+			h->renew_now = 1;
+			pthread_cond_broadcast(&h->cv);
+		}
 	}
 	pthread_mutex_unlock(&h->mu);
+}
+
+int hb_wanted(struct hb_host *h, uint64_t off)
+{
+	int r = 0;
+	pthread_mutex_lock(&h->mu);
+	for (uint32_t s = 0; h->snap_valid && s < h->p.max_hosts && !r; s++)
+		r = s != h->slot && h->snap[s].state == HB_LIVE && h->snap[s].want_off == off;
+	pthread_mutex_unlock(&h->mu);
+	return r;
+}
+
+/* Does slot s (mu held, from the last scan) need recovery by a survivor? */
+static int needs_recovery(struct hb_host *h, uint32_t s, uint64_t now)
+{
+	const struct lunfs_hb *hb = &h->snap[s];
+	if (s == h->slot || hb->slot != s)
+		return 0;
+	if (hb->state == HB_LIVE)
+		return observe(h, s, hb, now) == PEER_DEAD;
+	if (hb->state != HB_REPLAYING)
+		return 0;
+	uint32_t rs = hb->replayer_slot;
+	if (rs == s) /* the host's own replay after a crash: it renews meanwhile */
+		return observe(h, s, hb, now) == PEER_DEAD;
+	if (rs == h->slot && hb->replayer_gen == h->mount_gen)
+		return 1; /* ours, left over from a recovery that failed: retry */
+	if (rs >= h->p.max_hosts)
+		return 1;
+	const struct lunfs_hb *r = &h->snap[rs];
+	if (r->state == HB_FREE || r->mount_gen != hb->replayer_gen)
+		return 1; /* the replayer is gone */
+	return observe(h, rs, r, now) == PEER_DEAD; /* the replayer died */
+}
+
+int hb_needs_recovery(struct hb_host *h, uint32_t *slots, int max)
+{
+	int n = 0;
+	pthread_mutex_lock(&h->mu);
+	uint64_t now = lk_now_ms();
+	for (uint32_t s = 0; h->snap_valid && !h->fenced && s < h->p.max_hosts && n < max; s++)
+		if (needs_recovery(h, s, now))
+			slots[n++] = s;
+	pthread_mutex_unlock(&h->mu);
+	return n;
+}
+
+int hb_recover_begin(struct hb_host *h, uint32_t s, struct lunfs_hb *victim)
+{
+	uint8_t *cur = dev_alloc(h->lbs), *nimg = dev_alloc(h->lbs);
+	int r;
+	if (!cur || !nimg) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (s >= h->p.max_hosts || s == h->slot) {
+		r = -EINVAL;
+		goto out;
+	}
+	if ((r = dev_read(h->d, slot_off(&h->p, s), cur, h->lbs)))
+		goto out;
+	struct lunfs_hb hb;
+	if ((r = lunfs_hb_decode(cur, h->p.uuid, slot_off(&h->p, s), &hb, NULL)))
+		goto out;
+	/* decide again on what the disk holds now, against our own watch */
+	pthread_mutex_lock(&h->mu);
+	h->snap[s] = hb;
+	int need = needs_recovery(h, s, lk_now_ms());
+	pthread_mutex_unlock(&h->mu);
+	if (!need) {
+		r = -EAGAIN;
+		goto out;
+	}
+	*victim = hb;
+	struct lunfs_hb nb = hb;
+	nb.state = HB_REPLAYING;
+	nb.replayer_slot = h->slot;
+	nb.replayer_gen = h->mount_gen;
+	nb.counter++;
+	nb.gen++;
+	nb.want_off = 0;
+	nb.wall_ns = wall_ns();
+	lunfs_hb_encode(&nb, h->p.uuid, slot_off(&h->p, s), nimg);
+	if ((r = hb_ok(h)))
+		goto out;
+	r = dev_caw(h->d, slot_off(&h->p, s), cur, nimg, h->lbs, NULL);
+	if (r == -EMISCOMPARE)
+		r = -EAGAIN; /* another survivor, or the host itself, got there first */
+	if (!r) {
+		pthread_mutex_lock(&h->mu);
+		free(h->rimg);
+		h->rimg = nimg;
+		h->rslot = s;
+		nimg = NULL;
+		pthread_mutex_unlock(&h->mu);
+	}
+out:
+	free(cur);
+	free(nimg);
+	return r;
+}
+
+int hb_recover_end(struct hb_host *h, uint32_t s)
+{
+	uint8_t *nimg = dev_alloc(h->lbs);
+	int r;
+	pthread_mutex_lock(&h->mu);
+	uint8_t *old = h->rslot == s ? h->rimg : NULL;
+	h->rimg = NULL;
+	pthread_mutex_unlock(&h->mu);
+	if (!nimg || !old) {
+		r = nimg ? -EINVAL : -ENOMEM;
+		goto out;
+	}
+	struct lunfs_hb hb;
+	if ((r = lunfs_hb_decode(old, h->p.uuid, slot_off(&h->p, s), &hb, NULL)))
+		goto out;
+	/* FREE, keeping mount_gen (the next claim takes mount_gen + 1, so the
+	 * dead mount's holds stay GONE) and the name, for the admin */
+	hb.state = HB_FREE;
+	hb.replayer_slot = 0;
+	hb.replayer_gen = 0;
+	hb.counter++;
+	hb.gen++;
+	hb.pr_key = 0;
+	hb.wall_ns = wall_ns();
+	lunfs_hb_encode(&hb, h->p.uuid, slot_off(&h->p, s), nimg);
+	if ((r = hb_ok(h)))
+		goto out;
+	r = dev_caw(h->d, slot_off(&h->p, s), old, nimg, h->lbs, NULL);
+	if (r == -EMISCOMPARE)
+		r = -EAGAIN; /* someone took the recovery over from us */
+out:
+	free(old);
+	free(nimg);
 	return r;
 }

@@ -32,6 +32,13 @@ struct hb_host;
 struct hb_ident {
 	char name[LUNFS_HOSTNAME_LEN + 1];
 	uint8_t uuid[16];
+	uint64_t pr_key; /* iSCSI PR key registered before the claim, 0 none */
+};
+
+/* What a host publishes in its slot at every renewal (lunfs top). */
+struct hb_pub {
+	uint64_t reads, writes, locks, held; /* device I/Os, lock acquires, held now */
+	uint64_t want_off;                   /* set with hb_set_want() only */
 };
 
 /* Claims a heartbeat slot for this host and starts the renewal thread.
@@ -87,6 +94,32 @@ enum hb_peer { PEER_GONE = 0, PEER_ALIVE = 1, PEER_DEAD = 2 };
  * PEER_DEAD: LIVE but its counter stood still for a whole lease: it needs
  * recovery before its locks may be taken.  Returns the state or -errno. */
 int hb_peer(struct hb_host *h, uint32_t slot, uint64_t mount_gen);
+
+/* Sets the counters the next renewals publish (want_off is kept). */
+void hb_publish(struct hb_host *h, const struct hb_pub *pub);
+
+/* Publishes that this host waits for the lock record at off (0: no more),
+ * at once: a holder that only lingers on it lets go when it sees that. */
+void hb_set_want(struct hb_host *h, uint64_t off);
+
+/* Non-zero when, at the last scan, another live host waited for off. */
+int hb_wanted(struct hb_host *h, uint64_t off);
+
+/* Peer recovery (docs/LOCKING.md section 11).  The renewal thread reads the
+ * whole heartbeat region after every renewal, so every peer is watched all
+ * the time.  hb_needs_recovery() fills slots with up to max slots that need
+ * a survivor: LIVE (or REPLAYING by itself) with a counter that stood still
+ * for a lease, or REPLAYING by a host that is gone or dead.  Returns the
+ * count. */
+int hb_needs_recovery(struct hb_host *h, uint32_t *slots, int max);
+/* Re-reads slot s, decides again, and CAWs it to REPLAYING by us, keeping
+ * the dead mount's generation.  *victim receives the slot as it was (name,
+ * mount_gen, pr_key).  Returns 0, -EAGAIN (not ours to recover: alive,
+ * already taken, or another survivor won), or -errno. */
+int hb_recover_begin(struct hb_host *h, uint32_t s, struct lunfs_hb *victim);
+/* After the replay: CAWs slot s from our REPLAYING image to FREE.  Returns
+ * 0, -EAGAIN (someone took the recovery over), or -errno. */
+int hb_recover_end(struct hb_host *h, uint32_t s);
 
 /* Test hook: renewals stop (as if the host froze) while set. */
 void hb_pause_renewal(struct hb_host *h, int paused);

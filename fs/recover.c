@@ -1,0 +1,202 @@
+/* Recovery of dead peers by a survivor, and persistent-reservation fencing.
+ * See docs/LOCKING.md section 11.
+ *
+ * Every read-write mount runs one recovery thread.  The heartbeat layer
+ * watches every slot continuously (it reads the whole heartbeat region after
+ * each renewal); every hb_ms / 2 this thread asks it which slots need a
+ * survivor and recovers each:
+ *   1. CAW the slot to REPLAYING by us (hb_recover_begin);
+ *   2. on iSCSI with persistent reservations, PREEMPT the dead host's key,
+ *      so the target refuses whatever it still sends;
+ *   3. replay its journal with the one replay (jnl_replay), every write
+ *      guarded by our own heartbeat, which seals it;
+ *   4. CAW the slot to FREE (hb_recover_end).
+ * From step 4 on every hold of the dead mount classifies as GONE.  The thread
+ * does not take the volume mutex during the replay: the dead host's locks
+ * were never ours, so no block of our cache is involved. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+#include "fs/internal.h"
+
+/* ---- persistent reservations (iSCSI) ---- */
+
+static int has_pr(struct lunfs_vol *v)
+{
+	return (dev_caps(v->d) & DEV_CAP_PR) != 0;
+}
+
+/* Makes sure a Write Exclusive - Registrants Only reservation exists: the
+ * first host takes it, later ones get RESERVATION CONFLICT (someone holds
+ * it), which is fine.  A holder's clean unmount releases it; the survivors
+ * take it again at their next check. */
+static void pr_ensure(struct lunfs_vol *v)
+{
+	int r = dev_pr_reserve(v->d, v->pr_key, DEV_PR_WRITE_EXCLUSIVE_REGS_ONLY);
+	if (r && r != -EACCES)
+		lunfs_log(LOG_WARNING, "lunfs: cannot take the persistent reservation: %s",
+			  lunfs_strerror(r));
+}
+
+int pr_mount(struct lunfs_vol *v)
+{
+	uint64_t rnd = 0;
+	if (!has_pr(v))
+		return 0;
+	while (!(rnd & 0xffffffffffffull))
+		if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+			rnd = (uint64_t)lk_now_ms() * 2654435761u ^ (uint64_t)getpid();
+	/* "LN" in the top bytes marks our keys for the admin */
+	v->pr_key = 0x4c4e000000000000ull | (rnd & 0xffffffffffffull);
+	int r = dev_pr_register(v->d, v->pr_key);
+	if (r) {
+		v->pr_key = 0;
+		return r;
+	}
+	pr_ensure(v);
+	return 0;
+}
+
+void pr_unmount(struct lunfs_vol *v)
+{
+	if (v->pr_key)
+		dev_pr_unregister(v->d, v->pr_key);
+	v->pr_key = 0;
+}
+
+/* Step 2: the dead host's key must be gone from the target afterwards.  A
+ * PREEMPT of a key nobody holds any more (an earlier recoverer preempted it)
+ * gets RESERVATION CONFLICT: check the key list instead. */
+static int pr_fence(struct lunfs_vol *v, uint64_t victim)
+{
+	if (!v->pr_key || !victim || victim == v->pr_key)
+		return 0;
+	int r = dev_pr_preempt(v->d, v->pr_key, victim, DEV_PR_WRITE_EXCLUSIVE_REGS_ONLY);
+	if (r && r != -EACCES)
+		return r;
+	pr_ensure(v);
+	uint64_t keys[256];
+	int n = dev_pr_read_keys(v->d, keys, 256);
+	if (n < 0)
+		return n;
+	int mine = 0;
+	for (int i = 0; i < n && i < 256; i++) {
+		if (keys[i] == victim)
+			return -EAGAIN; /* still registered: not fenced yet */
+		mine |= keys[i] == v->pr_key;
+	}
+	return mine ? 0 : -EACCES; /* we were preempted ourselves */
+}
+
+/* ---- recovery ---- */
+
+static int recover_slot(struct lunfs_vol *v, uint32_t s)
+{
+	struct lunfs_hb victim;
+	uint64_t t0 = lk_now_ms();
+	int r = hb_recover_begin(v->hb, s, &victim);
+	if (r)
+		return r == -EAGAIN ? 0 : r;
+	lunfs_log(LOG_WARNING,
+		  "lunfs: host %s (slot %u, mount %llu) is dead: recovering it (slot REPLAYING)",
+		  victim.host_name, s, (unsigned long long)victim.mount_gen);
+	if (v->recovery_pause_ms)
+		usleep(v->recovery_pause_ms * 1000); /* test hook: die here */
+	const char *step = "fencing its persistent-reservation key";
+	if (!(r = pr_fence(v, victim.pr_key))) {
+		struct jnl_geom g = {.slot = s, .off = geom_jnl(&v->sb, s), .size = v->sb.jnl_size,
+				     .target_ok = vol_jtarget_ok, .arg = &v->sb, .guard = v->hb};
+		struct jnl_replay_stats st;
+		memcpy(g.uuid, v->sb.uuid, 16);
+		step = "replaying its journal";
+		if (!(r = jnl_replay(v->d, &g, 1, &st))) {
+			step = "freeing its slot";
+			if (!(r = hb_recover_end(v->hb, s)) &&
+			    vol_purge_locks(v, s, victim.mount_gen + 1) < 0)
+				lunfs_log(LOG_WARNING, "lunfs: could not clear every lock of host %s",
+					  victim.host_name);
+			if (!r)
+				lunfs_log(LOG_WARNING,
+					  "lunfs: recovered host %s (slot %u): replayed %llu "
+					  "transaction(s) in %llu ms; its locks are free",
+					  victim.host_name, s, (unsigned long long)st.txns,
+					  (unsigned long long)(lk_now_ms() - t0));
+		}
+	}
+	if (r && r != -EAGAIN)
+		lunfs_log(LOG_ERR, "lunfs: recovery of host %s (slot %u) failed while %s: %s",
+			  victim.host_name, s, step, lunfs_strerror(r));
+	if (r == -EAGAIN)
+		r = 0; /* someone else goes on with it */
+	else if (!r)
+		v->recovered++;
+	return r;
+}
+
+static void *recover_thread(void *arg)
+{
+	struct lunfs_vol *v = arg;
+	uint64_t last_pr = lk_now_ms();
+	pthread_mutex_lock(&v->rec_mu);
+	while (!v->rec_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t ns = ts.tv_nsec + (uint64_t)(v->sb.hb_ms / 2 + 1) * 1000000;
+		ts.tv_sec += ns / 1000000000;
+		ts.tv_nsec = ns % 1000000000;
+		pthread_cond_timedwait(&v->rec_cv, &v->rec_mu, &ts);
+		if (v->rec_stop || hb_ok(v->hb))
+			continue;
+		pthread_mutex_unlock(&v->rec_mu);
+		uint32_t slots[64];
+		int n = hb_needs_recovery(v->hb, slots, 64), done = 0;
+		for (int i = 0; i < n; i++)
+			done += recover_slot(v, slots[i]) == 0;
+		/* files the dead host had unlinked while open are ours to free */
+		if (done && !hb_ok(v->hb))
+			orphans_process(v);
+		if (v->pr_key && lk_now_ms() - last_pr >= v->sb.lease_ms) {
+			pr_ensure(v);
+			last_pr = lk_now_ms();
+		}
+		pthread_mutex_lock(&v->rec_mu);
+	}
+	pthread_mutex_unlock(&v->rec_mu);
+	return NULL;
+}
+
+int recover_start(struct lunfs_vol *v)
+{
+	pthread_mutex_init(&v->rec_mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&v->rec_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	int r = pthread_create(&v->rec_thr, NULL, recover_thread, v);
+	if (r) {
+		pthread_mutex_destroy(&v->rec_mu);
+		pthread_cond_destroy(&v->rec_cv);
+		return -r;
+	}
+	v->rec_started = 1;
+	return 0;
+}
+
+void recover_stop(struct lunfs_vol *v)
+{
+	if (!v->rec_started)
+		return;
+	pthread_mutex_lock(&v->rec_mu);
+	v->rec_stop = 1;
+	pthread_cond_broadcast(&v->rec_cv);
+	pthread_mutex_unlock(&v->rec_mu);
+	pthread_join(v->rec_thr, NULL);
+	pthread_mutex_destroy(&v->rec_mu);
+	pthread_cond_destroy(&v->rec_cv);
+	v->rec_started = 0;
+}
