@@ -132,90 +132,7 @@ static int cmd_info(const char *path)
 	return 0;
 }
 
-/* Reads every slot twice, one heartbeat and a half apart, to see whose
- * counter moves.  Liveness is observed on our clock, never read from the
- * disk's timestamps (which are the writers' clocks, shown for humans). */
-static int read_slots(struct dev *d, const struct lunfs_sb *s, struct lunfs_hb *a, struct lunfs_hb *b,
-		      uint64_t *watched_ms)
-{
-	struct lk_params p = params(s);
-	for (uint32_t i = 0; i < s->max_hosts; i++)
-		if (hb_read(d, &p, i, &a[i]))
-			memset(&a[i], 0xff, sizeof(a[i]));
-	uint64_t t0 = lk_now_ms();
-	usleep(s->hb_ms * 1500);
-	for (uint32_t i = 0; i < s->max_hosts; i++)
-		if (hb_read(d, &p, i, &b[i]))
-			memset(&b[i], 0xff, sizeof(b[i]));
-	*watched_ms = lk_now_ms() - t0;
-	return 0;
-}
-
-static const char *liveness(const struct lunfs_hb *a, const struct lunfs_hb *b)
-{
-	if (a->state == 0xffffffffu || b->state == 0xffffffffu)
-		return "damaged";
-	if (b->state == HB_FREE)
-		return "free";
-	if (b->state == HB_REPLAYING)
-		return "replaying";
-	return a->counter != b->counter || a->mount_gen != b->mount_gen ? "live" : "silent";
-}
-
-static int cmd_hosts(const char *path)
-{
-	struct dev *d;
-	struct lunfs_sb s;
-	if (open_vol(path, &d, &s))
-		return 1;
-	struct lunfs_hb *a = calloc(s.max_hosts, sizeof(*a)), *b = calloc(s.max_hosts, sizeof(*b));
-	uint64_t watched;
-	read_slots(d, &s, a, b, &watched);
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
-	uint64_t now_ns = now.tv_sec * 1000000000ull + now.tv_nsec;
-	int n = 0;
-	if (json)
-		printf("{\"device\":\"%s\",\"watched_ms\":%llu,\"lease_ms\":%u,\"slots\":[", path,
-		       (unsigned long long)watched, s.lease_ms);
-	else
-		printf("%-5s %-9s %-24s %-10s %-10s %s\n", "SLOT", "STATE", "HOST", "MOUNT-GEN", "COUNTER",
-		       "HEARTBEAT");
-	for (uint32_t i = 0; i < s.max_hosts; i++) {
-		const char *l = liveness(&a[i], &b[i]);
-		if (!strcmp(l, "free") && b[i].mount_gen == 0)
-			continue; /* never used */
-		double age = b[i].wall_ns && now_ns > b[i].wall_ns ? (now_ns - b[i].wall_ns) / 1e9 : 0;
-		char hb[96];
-		if (!strcmp(l, "live"))
-			snprintf(hb, sizeof(hb), "moved within the last %llu ms", (unsigned long long)watched);
-		else if (!strcmp(l, "silent"))
-			snprintf(hb, sizeof(hb), "did not move for %llu ms (last write %.1f s ago by its clock)",
-				 (unsigned long long)watched, age);
-		else
-			snprintf(hb, sizeof(hb), "-");
-		if (json) {
-			printf("%s{\"slot\":%u,\"state\":\"%s\",\"host\":", n ? "," : "", i, l);
-			jstr(strcmp(l, "damaged") ? b[i].host_name : "");
-			printf(",\"mount_gen\":%llu,\"counter\":%llu,\"moving\":%s,\"last_write_age_s\":%.1f}",
-			       (unsigned long long)b[i].mount_gen, (unsigned long long)b[i].counter,
-			       strcmp(l, "live") ? "false" : "true", age);
-		} else {
-			printf("%-5u %-9s %-24s %-10llu %-10llu %s\n", i, l, strcmp(l, "damaged") ? b[i].host_name : "?",
-			       (unsigned long long)b[i].mount_gen, (unsigned long long)b[i].counter, hb);
-		}
-		n++;
-	}
-	if (json)
-		printf("]}\n");
-	else if (!n)
-		printf("(no host has mounted this volume)\n");
-	free(a);
-	free(b);
-	dev_close(d);
-	return 0;
-}
-
+@@WATCH@@
 /* Path to inode number through a read-only mount (takes no slot). */
 static int resolve(const char *dev, const char *path, uint64_t *ino)
 {
@@ -332,32 +249,4 @@ static int cmd_locks(const char *path, const char *fpath)
 	return 0;
 }
 
-int main(int argc, char **argv)
-{
-	const char *args[4];
-	int na = 0;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json"))
-			json = 1;
-		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			usage(stdout);
-			return 0;
-		} else if (argv[i][0] == '-' && argv[i][1]) {
-			fprintf(stderr, "lunfs: unknown option %s (-h for help)\n", argv[i]);
-			return 2;
-		} else if (na < 4)
-			args[na++] = argv[i];
-		else {
-			fprintf(stderr, "lunfs: too many arguments (-h for help)\n");
-			return 2;
-		}
-	}
-	if (na >= 2 && !strcmp(args[0], "info") && na == 2)
-		return cmd_info(args[1]);
-	if (na >= 2 && !strcmp(args[0], "hosts") && na == 2)
-		return cmd_hosts(args[1]);
-	if (na >= 2 && !strcmp(args[0], "locks") && na <= 3)
-		return cmd_locks(args[1], na == 3 ? args[2] : NULL);
-	fprintf(stderr, "lunfs: usage: lunfs info|hosts|locks DEVICE [PATH] [--json] (-h for help)\n");
-	return 2;
-}
+@@MAIN@@

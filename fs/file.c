@@ -101,6 +101,12 @@ static int fmap_get(struct fmap *m, uint64_t lblk, uint64_t *ptr)
 	return r;
 }
 
+/* -ESTALE once the file's lock was handed to another host. */
+int of_handed_off(const struct ofile *of)
+{
+	return of->handed_off ? -ESTALE : 0;
+}
+
 uint64_t lunfs_file_ino(const struct lunfs_file *f)
 {
 	return f->of->ino;
@@ -309,6 +315,54 @@ done:
 	return r;
 }
 
+int lunfs_handoff(struct lunfs_vol *v, uint64_t ino, const char *host)
+{
+	struct lunfs_inode *in = malloc(sizeof(*in));
+	struct txn tx;
+	uint32_t slot;
+	uint64_t gen;
+	int r;
+	if (!in)
+		return -ENOMEM;
+	if (!host || !*host) {
+		free(in);
+		return -EINVAL;
+	}
+	if ((r = vol_check_writable(v)) || (r = hb_find_live(v->hb, host, &slot, &gen))) {
+		free(in);
+		return r;
+	}
+	if (slot == v->slot) {
+		free(in);
+		return -EINVAL; /* to ourselves */
+	}
+	tx_begin(v, &tx);
+	struct ofile *of = of_find(v, ino);
+	if (!of || !of->h || of->h->lk.mode != LK_EXCLUSIVE || of->handed_off ||
+	    of->mode == LUNFS_OPEN_MULTI)
+		r = -ENOLCK; /* not open for writing here */
+	else if (of->unlinked)
+		r = -ESTALE;
+	/* the times writes left in memory go first, under our lock */
+	if (!r && of->times_dirty && !(r = commit_times(&tx, of, in)))
+		r = tx_flush(&tx);
+	tx_end(&tx, r);
+	if (!r) {
+		pthread_mutex_lock(&v->mu);
+		if (!of->h || of->handed_off) {
+			r = -ENOLCK; /* a close raced with us */
+		} else if (!(r = vl_hand_over(v, of->h, slot, gen))) {
+			of->h = NULL;
+			of->handed_off = 1;
+			of->excl_here = 0;
+			of_invalidate(v, ino);
+		}
+		pthread_mutex_unlock(&v->mu);
+	}
+	free(in);
+	return r;
+}
+
 /* ---- data I/O helpers ---- */
 
 static int aligned(struct lunfs_vol *v, uint64_t off, size_t len, const void *buf)
@@ -435,7 +489,7 @@ ssize_t lunfs_pwrite(struct lunfs_file *f, const void *buf, size_t len, uint64_t
 		free(in);
 		return -EBADF;
 	}
-	if ((r = vol_check_writable(v))) {
+	if ((r = vol_check_writable(v)) || (r = of_handed_off(f->of))) {
 		free(in);
 		return r;
 	}
@@ -517,7 +571,9 @@ int lunfs_fsync(struct lunfs_file *f)
 	if (!in)
 		return -ENOMEM;
 	tx_begin(v, &tx);
-	if (f->of->times_dirty && writable(f->mode) && f->mode != LUNFS_OPEN_MULTI) {
+	if (f->of->handed_off)
+		r = -ESTALE;
+	else if (f->of->times_dirty && writable(f->mode) && f->mode != LUNFS_OPEN_MULTI) {
 		r = commit_times(&tx, f->of, in);
 		if (!r)
 			r = tx_flush(&tx);
@@ -589,7 +645,7 @@ int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t 
 		free(in);
 		return -EFBIG;
 	}
-	if ((r = vol_check_writable(v))) {
+	if ((r = vol_check_writable(v)) || (r = of_handed_off(f->of))) {
 		free(in);
 		return r;
 	}
@@ -819,8 +875,9 @@ static int fast_map(struct lunfs_ioq *q, struct areq *rq)
 	struct txn tx;
 	int n = 0;
 	if (!aligned(v, a->off, a->len, a->buf) || !a->len ||
-	    (a->op == LUNFS_AIO_WRITE && !writable(f->mode)) || (a->off % bs) + a->len > 2 * bs)
-		return 0;
+	    (a->op == LUNFS_AIO_WRITE && (!writable(f->mode) || !f->of->h)) ||
+	    (a->off % bs) + a->len > 2 * bs)
+		return 0; /* the slow path decides (and refuses a write it must) */
 	if ((n = cached_map(f, rq, bs)))
 		return n;
 	tx_begin(v, &tx);

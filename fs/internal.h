@@ -74,6 +74,9 @@ struct lunfs_vol {
 	uint64_t recovered;     /* hosts this mount recovered */
 };
 
+/* vol.c: gives the hold h (pinned by an open) to the mount (slot,
+ * mount_gen), checkpointing first; h is freed.  v->mu held. */
+int vl_hand_over(struct lunfs_vol *v, struct held *h, uint32_t slot, uint64_t mount_gen);
 /* vol.c: the journal replay's check of a home address */
 int vol_jtarget_ok(void *sb, uint64_t target);
 /* vol.c: removes the holds of mounts of slot older than below from every
@@ -95,6 +98,8 @@ struct ofile {
 	int mode;          /* strongest open mode */
 	int unlinked;      /* nlink reached 0 while open: free at last close */
 	int excl_here;     /* an LUNFS_OPEN_EXCL open: no other open on this host */
+	int handed_off;    /* its lock went to another host (lunfs_handoff): no
+			      more writes here; reads go unlocked, as READ */
 	struct held *h;    /* the pinned inode lock (NULL for LUNFS_OPEN_READ) */
 	int times_dirty;   /* mtime/ctime changed by writes, not yet committed */
 	struct lunfs_time mtime;
@@ -197,6 +202,7 @@ int name_check(const char *name);
 /* Files (file.c) */
 struct ofile *of_find(struct lunfs_vol *v, uint64_t ino);
 void of_overlay(const struct ofile *of, struct lunfs_stat *st);
+int of_handed_off(const struct ofile *of);
 void of_clear_times(struct ofile *of);
 int file_release_inode(struct txn *tx, struct lunfs_inode *in);
 

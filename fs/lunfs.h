@@ -140,6 +140,22 @@ ssize_t lunfs_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off);
 ssize_t lunfs_pwrite(struct lunfs_file *f, const void *buf, size_t len, uint64_t off);
 /* Makes everything written through f durable. */
 int lunfs_fsync(struct lunfs_file *f);
+
+/* Lock handoff for live migration: passes this host's exclusive lock on
+ * the open file ino to the live host named host, in one compare-and-write
+ * (the lock is never free in between, so no third host can take it).  The
+ * times pending in memory are committed and the journal checkpointed first,
+ * so host sees a consistent inode.  From then on this host's handles of ino
+ * refuse writes, fsync and fallocate with -ESTALE (reads still work), and
+ * host's next read-write open of ino adopts the lock.  Drain an async queue
+ * on ino before calling.  Returns 0, -ENOENT (no live host of that name),
+ * -ENOLCK (ino is not open read-write here), -EINVAL (host is this host), or
+ * -errno. */
+int lunfs_handoff(struct lunfs_vol *v, uint64_t ino, const char *host);
+/* The FUSE daemon takes a setxattr of this name (value: the target host's
+ * name) on a file as a handoff order; `lunfs handoff` sends it. */
+#define LUNFS_HANDOFF_XATTR "trusted.lunfs.handoff"
+
 /* fallocate: mode 0 allocates (thick, lazily zeroed), LUNFS_FALLOC_KEEP_SIZE
  * keeps the size, LUNFS_FALLOC_ZERO writes zeros now (eager-zeroed thick),
  * LUNFS_FALLOC_PUNCH frees the range (with KEEP_SIZE). */

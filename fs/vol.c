@@ -186,6 +186,24 @@ static int vl_release(struct lunfs_vol *v, struct held *h)
 	return r;
 }
 
+int vl_hand_over(struct lunfs_vol *v, struct held *h, uint32_t slot, uint64_t mount_gen)
+{
+	int r = hb_ok(v->hb);
+	if (!r)
+		r = jnl_checkpoint(v->j); /* the journal rule, as for a release */
+	if (r)
+		return r;
+	cache_drop_lock(v, h->lk.off);
+	if ((r = lk_transfer(v->hb, &h->lk, slot, mount_gen, LK_HOLD_OPEN)))
+		return r;
+	struct held **pp = &v->locks;
+	while (*pp != h)
+		pp = &(*pp)->next;
+	*pp = h->next;
+	free(h);
+	return 0;
+}
+
 int vl_release_now(struct lunfs_vol *v, struct held *h)
 {
 	if (--h->pins > 0)

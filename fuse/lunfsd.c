@@ -461,6 +461,21 @@ static void lo_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 {
 	unsigned f = ((flags & XATTR_CREATE) ? LUNFS_XATTR_CREATE : 0) |
 		     ((flags & XATTR_REPLACE) ? LUNFS_XATTR_REPLACE : 0);
+	if (!strcmp(name, LUNFS_HANDOFF_XATTR)) {
+		/* `lunfs handoff FILE HOST`: not stored, an order to this daemon */
+		char host[65];
+		if (!size || size >= sizeof(host) || memchr(value, 0, size)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		memcpy(host, value, size);
+		host[size] = 0;
+		int r = lunfs_handoff(V, ino_of(ino), host);
+		logmsg(r ? LOG_ERR : LOG_NOTICE, "lunfs: handoff of inode %llu to host %s: %s",
+		       (unsigned long long)ino_of(ino), host, r ? lunfs_strerror(r) : "done");
+		fuse_reply_err(req, -lunfs_sys_errno(r));
+		return;
+	}
 	fuse_reply_err(req, -lunfs_sys_errno(lunfs_setxattr(V, ino_of(ino), name, value, size, f)));
 }
 

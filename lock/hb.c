@@ -719,3 +719,25 @@ out:
 	free(nimg);
 	return r;
 }
+
+int hb_find_live(struct hb_host *h, const char *name, uint32_t *slot, uint64_t *mount_gen)
+{
+	size_t stride = LUNFS_SLOT_STRIDE;
+	uint8_t *all = dev_alloc((size_t)h->p.max_hosts * stride);
+	int r;
+	if (!all)
+		return -ENOMEM;
+	r = dev_read(h->d, h->p.hb_off, all, (size_t)h->p.max_hosts * stride);
+	for (uint32_t s = 0; !r && s < h->p.max_hosts; s++) {
+		struct lunfs_hb hb;
+		if (lunfs_hb_decode(all + s * stride, h->p.uuid, slot_off(&h->p, s), &hb, NULL) ||
+		    hb.state != HB_LIVE || strcmp(hb.host_name, name))
+			continue;
+		*slot = s;
+		*mount_gen = hb.mount_gen;
+		free(all);
+		return 0;
+	}
+	free(all);
+	return r ? r : -ENOENT;
+}

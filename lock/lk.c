@@ -159,9 +159,14 @@ out:
  * the holders that drop() selects; the mode becomes FREE when none is left.
  * Retries on miscompare from the image the device returns.  *found: some
  * holder was selected.  On success cur holds the new image. */
+struct add_holder {
+	uint16_t slot, flags;
+	uint64_t mount_gen;
+};
+
 static int drop_holders(struct hb_host *h, uint64_t off, uint8_t *cur,
 			int (*drop)(struct hb_host *, const struct lunfs_lock *, uint32_t, void *),
-			void *arg, int *found)
+			void *arg, const struct add_holder *add, int *found)
 {
 	struct dev *d = hb_dev(h);
 	const uint8_t *uuid = hb_params(h)->uuid;
@@ -188,6 +193,12 @@ static int drop_holders(struct hb_host *h, uint64_t off, uint8_t *cur,
 			break; /* r == 0 */
 		if ((r = hb_ok(h)))
 			break;
+		if (add) { /* in place of what was dropped: the record never goes FREE */
+			nrec.holders[nrec.nholders].slot = add->slot;
+			nrec.holders[nrec.nholders].flags = add->flags;
+			nrec.holders[nrec.nholders].mount_gen = add->mount_gen;
+			nrec.nholders++;
+		}
 		if (!nrec.nholders)
 			nrec.mode = LK_FREE;
 		nrec.gen = rec.gen + 1;
@@ -209,7 +220,9 @@ static int drop_me(struct hb_host *h, const struct lunfs_lock *rec, uint32_t i, 
 	return is_me(h, rec, i);
 }
 
-int lk_release(struct hb_host *h, struct lk_lock *l)
+/* lk_release and lk_transfer: drops our entry, adding add (if not NULL) in
+ * the same CAW. */
+static int release_to(struct hb_host *h, struct lk_lock *l, const struct add_holder *add)
 {
 	uint32_t lbs = dev_lbs(hb_dev(h));
 	uint8_t *cur = dev_alloc(lbs);
@@ -222,7 +235,7 @@ int lk_release(struct hb_host *h, struct lk_lock *l)
 	}
 	/* Our last image is the likely state: one CAW in the common case. */
 	memcpy(cur, l->img, lbs);
-	r = drop_holders(h, l->off, cur, drop_me, NULL, &found);
+	r = drop_holders(h, l->off, cur, drop_me, NULL, add, &found);
 	if (!r && !found)
 		r = -ESTALE; /* someone recovered us and broke the lock */
 	if (!r)
@@ -231,6 +244,19 @@ int lk_release(struct hb_host *h, struct lk_lock *l)
 	return r;
 }
 
+int lk_release(struct hb_host *h, struct lk_lock *l)
+{
+	return release_to(h, l, NULL);
+}
+
+int lk_transfer(struct hb_host *h, struct lk_lock *l, uint32_t slot, uint64_t mount_gen,
+		unsigned flags)
+{
+	struct add_holder a = {(uint16_t)slot, (uint16_t)flags, mount_gen};
+	if (slot >= hb_params(h)->max_hosts || !mount_gen)
+		return -EINVAL;
+	return release_to(h, l, &a);
+}
 
 struct purge_arg {
 	uint32_t slot;
@@ -253,7 +279,7 @@ int lk_purge(struct hb_host *h, uint64_t off, const void *img, uint32_t slot, ui
 	if (!cur)
 		return -ENOMEM;
 	memcpy(cur, img, lbs);
-	r = drop_holders(h, off, cur, drop_old, &pa, &found);
+	r = drop_holders(h, off, cur, drop_old, &pa, NULL, &found);
 	free(cur);
 	return r ? r : found;
 }

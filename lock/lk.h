@@ -105,6 +105,10 @@ void hb_set_want(struct hb_host *h, uint64_t off);
 /* Non-zero when, at the last scan, another live host waited for off. */
 int hb_wanted(struct hb_host *h, uint64_t off);
 
+/* Finds the LIVE slot of the host named name (fresh read).  Returns 0 with
+ * *slot and *mount_gen, or -ENOENT. */
+int hb_find_live(struct hb_host *h, const char *name, uint32_t *slot, uint64_t *mount_gen);
+
 /* Peer recovery (docs/LOCKING.md section 11).  The renewal thread reads the
  * whole heartbeat region after every renewal, so every peer is watched all
  * the time.  hb_needs_recovery() fills slots with up to max slots that need
@@ -153,6 +157,13 @@ int lk_acquire_flags(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_
 /* Drops our hold (the record becomes FREE when we were the last holder).
  * Returns 0 or -errno. */
 int lk_release(struct hb_host *h, struct lk_lock *l);
+
+/* Hands our hold over to the mount (slot, mount_gen) with holder flags, in
+ * one CAW that replaces our entry: the record is never FREE in between, so
+ * no third host can take it (lock handoff for live migration).  Returns 0,
+ * -ESTALE when we no longer held it, or -errno. */
+int lk_transfer(struct hb_host *h, struct lk_lock *l, uint32_t slot, uint64_t mount_gen,
+		unsigned flags);
 
 /* Reads the lock record at off.  Returns 0 or -errno / -EFSCORRUPTED. */
 int lk_read(struct dev *d, const uint8_t uuid[16], uint64_t off, struct lunfs_lock *rec);
