@@ -94,6 +94,23 @@ static int pr_fence(struct lunfs_vol *v, uint64_t victim)
 
 /* ---- recovery ---- */
 
+/* Test hook: waits recovery_pause_ms, or until the mount stops (then
+ * returns 1: act as if this host died here). */
+static int pause_or_stop(struct lunfs_vol *v)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t ns = ts.tv_nsec + (uint64_t)v->recovery_pause_ms * 1000000;
+	ts.tv_sec += ns / 1000000000;
+	ts.tv_nsec = ns % 1000000000;
+	pthread_mutex_lock(&v->rec_mu);
+	while (!v->rec_stop && pthread_cond_timedwait(&v->rec_cv, &v->rec_mu, &ts) == 0)
+		;
+	int stop = v->rec_stop;
+	pthread_mutex_unlock(&v->rec_mu);
+	return stop;
+}
+
 static int recover_slot(struct lunfs_vol *v, uint32_t s)
 {
 	struct lunfs_hb victim;
@@ -104,8 +121,11 @@ static int recover_slot(struct lunfs_vol *v, uint32_t s)
 	lunfs_log(LOG_WARNING,
 		  "lunfs: host %s (slot %u, mount %llu) is dead: recovering it (slot REPLAYING)",
 		  victim.host_name, s, (unsigned long long)victim.mount_gen);
-	if (v->recovery_pause_ms)
-		usleep(v->recovery_pause_ms * 1000); /* test hook: die here */
+	if (v->recovery_pause_ms && pause_or_stop(v)) {
+		/* test hook: the mount was abandoned during the pause; leave the
+		 * slot REPLAYING by us, as a crash here would */
+		return -ECANCELED;
+	}
 	const char *step = "fencing its persistent-reservation key";
 	if (!(r = pr_fence(v, victim.pr_key))) {
 		struct jnl_geom g = {.slot = s, .off = geom_jnl(&v->sb, s), .size = v->sb.jnl_size,
@@ -154,7 +174,7 @@ static void *recover_thread(void *arg)
 		pthread_mutex_unlock(&v->rec_mu);
 		uint32_t slots[64];
 		int n = hb_needs_recovery(v->hb, slots, 64), done = 0;
-		for (int i = 0; i < n; i++)
+		for (int i = 0; i < n && !v->rec_stop; i++)
 			done += recover_slot(v, slots[i]) == 0;
 		/* files the dead host had unlinked while open are ours to free */
 		if (done && !hb_ok(v->hb))

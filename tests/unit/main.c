@@ -58,6 +58,7 @@ int main(void)
 	srunner_add_suite(sr, journal_suite());
 	srunner_add_suite(sr, raw_suite());
 	srunner_add_suite(sr, fs_suite());
+	srunner_add_suite(sr, cluster_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

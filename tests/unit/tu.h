@@ -21,5 +21,6 @@ Suite *lock_suite(void);
 Suite *journal_suite(void);
 Suite *raw_suite(void);
 Suite *fs_suite(void);
+Suite *cluster_suite(void);
 
 #endif
