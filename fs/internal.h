@@ -44,6 +44,8 @@ struct held {
 
 struct ofile;
 
+#define REC_RETRY_SLOTS 64 /* recovery backoff per slot (modulo) */
+
 struct lunfs_vol {
 	struct dev *d;
 	struct lunfs_sb sb;
@@ -71,6 +73,10 @@ struct lunfs_vol {
 	pthread_mutex_t rec_mu;
 	pthread_cond_t rec_cv;
 	uint32_t recovery_pause_ms; /* test hook: pause after REPLAYING */
+	struct rec_retry {
+		uint64_t at;       /* no new attempt before (ms, monotonic) */
+		uint32_t backoff;  /* ms; doubles after each failure, up to 60 s */
+	} rec_retry[REC_RETRY_SLOTS];
 	uint64_t recovered;     /* hosts this mount recovered */
 };
 

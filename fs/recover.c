@@ -86,7 +86,7 @@ static int pr_fence(struct lunfs_vol *v, uint64_t victim)
 	int mine = 0;
 	for (int i = 0; i < n && i < 256; i++) {
 		if (keys[i] == victim)
-			return -EAGAIN; /* still registered: not fenced yet */
+			return -EBUSY; /* still registered: not fenced yet */
 		mine |= keys[i] == v->pr_key;
 	}
 	return mine ? 0 : -EACCES; /* we were preempted ourselves */
@@ -174,8 +174,23 @@ static void *recover_thread(void *arg)
 		pthread_mutex_unlock(&v->rec_mu);
 		uint32_t slots[64];
 		int n = hb_needs_recovery(v->hb, slots, 64), done = 0;
-		for (int i = 0; i < n && !v->rec_stop; i++)
-			done += recover_slot(v, slots[i]) == 0;
+		for (int i = 0; i < n && !v->rec_stop; i++) {
+			struct rec_retry *rt = &v->rec_retry[slots[i] % REC_RETRY_SLOTS];
+			if (lk_now_ms() < rt->at)
+				continue; /* failed lately: do not hammer (or flood the log) */
+			int r = recover_slot(v, slots[i]);
+			done += r == 0;
+			if (r && r != -ECANCELED) {
+				/* a damaged journal, an I/O error: try again later,
+				 * backing off to once a minute; fsck repairs it */
+				rt->backoff = rt->backoff ? rt->backoff * 2 : v->sb.hb_ms;
+				if (rt->backoff > 60000)
+					rt->backoff = 60000;
+				rt->at = lk_now_ms() + rt->backoff;
+			} else {
+				rt->backoff = rt->at = 0;
+			}
+		}
 		/* files the dead host had unlinked while open are ours to free */
 		if (done && !hb_ok(v->hb))
 			orphans_process(v);

@@ -31,7 +31,7 @@ struct hb_host {
 	pthread_t thr;
 	struct peer_obs *peers;      /* max_hosts entries */
 	struct lunfs_hb *snap;       /* every slot as the last scan read it */
-	int snap_valid;
+	int snap_valid, any_want;    /* any_want: some other slot shows a want */
 	uint8_t *region;             /* buffer for the scan: max_hosts * stride */
 	struct hb_pub pub;           /* what the next renewal publishes */
 	uint8_t *rimg;               /* a slot we recover: its REPLAYING image */
@@ -147,6 +147,7 @@ static void scan(struct hb_host *h)
 		return;
 	}
 	uint64_t now = lk_now_ms();
+	int want = 0;
 	for (uint32_t s = 0; s < h->p.max_hosts; s++) {
 		struct lunfs_hb hb;
 		if (lunfs_hb_decode(h->region + s * stride, h->p.uuid, slot_off(&h->p, s), &hb,
@@ -158,8 +159,10 @@ static void scan(struct hb_host *h)
 		h->snap[s] = hb;
 		if (hb.state != HB_FREE && s != h->slot)
 			observe(h, s, &hb, now);
+		want |= s != h->slot && hb.state == HB_LIVE && hb.want_off;
 	}
 	h->snap_valid = 1;
+	h->any_want = want;
 }
 
 /* One renewal.  Called with h->mu held; drops it around the I/O. */
@@ -588,7 +591,7 @@ int hb_wanted(struct hb_host *h, uint64_t off)
 {
 	int r = 0;
 	pthread_mutex_lock(&h->mu);
-	for (uint32_t s = 0; h->snap_valid && s < h->p.max_hosts && !r; s++)
+	for (uint32_t s = 0; h->snap_valid && h->any_want && s < h->p.max_hosts && !r; s++)
 		r = s != h->slot && h->snap[s].state == HB_LIVE && h->snap[s].want_off == off;
 	pthread_mutex_unlock(&h->mu);
 	return r;
