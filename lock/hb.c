@@ -23,6 +23,8 @@ struct hb_host {
 	uint64_t mount_gen;
 	pthread_mutex_t mu;          /* protects everything below */
 	pthread_cond_t cv;
+	pthread_cond_t idle_cv;      /* signalled when a renewal's CAW is done */
+	int renewing;                /* a renewal's CAW is in flight (mu dropped) */
 	uint8_t *img;                /* our slot as last written (lbs bytes) */
 	struct lunfs_hb hb;          /* decoded img */
 	uint64_t last_ok_submit_ms;  /* when the last successful renewal was submitted */
@@ -183,9 +185,12 @@ static void renew(struct hb_host *h)
 	lunfs_hb_encode(&nb, h->p.uuid, slot_off(&h->p, h->slot), nimg);
 	uint8_t *old = h->img;
 	uint64_t t0 = lk_now_ms();
+	h->renewing = 1; /* nobody else CAWs our slot from h->img meanwhile */
 	pthread_mutex_unlock(&h->mu);
 	int r = dev_caw(h->d, slot_off(&h->p, h->slot), old, nimg, h->lbs, cur);
 	pthread_mutex_lock(&h->mu);
+	h->renewing = 0;
+	pthread_cond_broadcast(&h->idle_cv);
 	if (r == 0) {
 		free(h->img);
 		h->img = nimg;
@@ -421,11 +426,13 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&h->cv, &ca);
+	pthread_cond_init(&h->idle_cv, NULL);
 	pthread_condattr_destroy(&ca);
 	if ((r = -pthread_create(&h->thr, NULL, renew_thread, h))) {
 		/* leave the slot LIVE: the next mount of this identity reclaims it */
 		pthread_mutex_destroy(&h->mu);
 		pthread_cond_destroy(&h->cv);
+		pthread_cond_destroy(&h->idle_cv);
 		goto fail;
 	}
 	free(all);
@@ -458,6 +465,7 @@ static void destroy(struct hb_host *h)
 {
 	pthread_mutex_destroy(&h->mu);
 	pthread_cond_destroy(&h->cv);
+	pthread_cond_destroy(&h->idle_cv);
 	free(h->img);
 	free(h->peers);
 	free(h->snap);
@@ -500,6 +508,8 @@ int hb_recovered(struct hb_host *h)
 {
 	int r = 0;
 	pthread_mutex_lock(&h->mu);
+	while (h->renewing)
+		pthread_cond_wait(&h->idle_cv, &h->mu);
 	if (h->hb.state == HB_REPLAYING) {
 		struct lunfs_hb nb = h->hb;
 		uint8_t *nimg = dev_alloc(h->lbs);
