@@ -1,15 +1,20 @@
 /* lunfs: the administrator's command.
  *
  *   lunfs info  DEVICE [--json]         geometry, label, UUID, leases, space
- *   lunfs hosts DEVICE [--json]         heartbeat slots and how alive they look
+ *   lunfs hosts DEVICE [--json]         heartbeat slots: live, dead, replaying, free
+ *   lunfs top DEVICE [-d SECONDS] [-n N] [--json]
+ *                                       live view: heartbeat age, locks, I/O rates
  *   lunfs locks DEVICE [PATH] [--json]  held locks: object, mode, holders
  *
  * Every command only reads, so it works while hosts have the volume
  * mounted.  Exit status: 0 done, 1 error, 2 usage. */
+#include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +29,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: lunfs info DEVICE [--json]\n"
 		   "       lunfs hosts DEVICE [--json]\n"
+		   "       lunfs top DEVICE [-d SECONDS] [-n ITERATIONS] [--json]\n"
 		   "       lunfs locks DEVICE [PATH] [--json]\n"
 		   "DEVICE is an image file, a block device or iscsi://HOST[:PORT]/IQN/LUN.\n"
 		   "Every command only reads; it is safe while the volume is mounted.\n");
@@ -132,7 +138,567 @@ static int cmd_info(const char *path)
 	return 0;
 }
 
-@@WATCH@@
+/* ---- watching the heartbeat region ----
+ *
+ * Liveness is observed on our monotonic clock, the way peers observe it
+ * (docs/LOCKING.md section 3): a slot "moves" when its state, mount
+ * generation or counter changes between two of our reads.  The wall clock a
+ * host writes into its slot is its own; it is shown for humans only and is
+ * never compared with ours. */
+struct watch {
+	struct dev *d;
+	const struct lunfs_sb *s;
+	uint8_t *region;       /* max_hosts * LUNFS_SLOT_STRIDE bytes, as read */
+	struct lunfs_hb *hb;   /* decoded slots (valid where !bad) */
+	uint8_t *bad;          /* slot does not decode */
+	uint8_t *moved;        /* slot moved since the watch began */
+	uint64_t *changed_ms;  /* our clock: last change, or the first read */
+	uint64_t *before_ms;   /* the read before that change: it moved after it */
+	uint64_t start_ms;     /* first read */
+	uint64_t read_ms;      /* last read */
+	int nreads;
+};
+
+static void watch_free(struct watch *w)
+{
+	free(w->region);
+	free(w->hb);
+	free(w->bad);
+	free(w->moved);
+	free(w->changed_ms);
+	free(w->before_ms);
+}
+
+static int watch_init(struct watch *w, struct dev *d, const struct lunfs_sb *s)
+{
+	memset(w, 0, sizeof(*w));
+	w->d = d;
+	w->s = s;
+	w->region = dev_alloc((size_t)s->max_hosts * LUNFS_SLOT_STRIDE);
+	w->hb = calloc(s->max_hosts, sizeof(*w->hb));
+	w->bad = calloc(s->max_hosts, 1);
+	w->moved = calloc(s->max_hosts, 1);
+	w->changed_ms = calloc(s->max_hosts, sizeof(*w->changed_ms));
+	w->before_ms = calloc(s->max_hosts, sizeof(*w->before_ms));
+	if (!w->region || !w->hb || !w->bad || !w->moved || !w->changed_ms || !w->before_ms) {
+		watch_free(w);
+		fprintf(stderr, "lunfs: out of memory\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads the whole heartbeat region once and notes which slots moved. */
+static int watch_read(struct watch *w, const char *path)
+{
+	const struct lunfs_sb *s = w->s;
+	int r = dev_read(w->d, s->hb_off, w->region, (size_t)s->max_hosts * LUNFS_SLOT_STRIDE);
+	if (r) {
+		fprintf(stderr, "lunfs: %s: cannot read the heartbeat region: %s\n", path,
+			lunfs_strerror(r));
+		return r;
+	}
+	uint64_t now = lk_now_ms();
+	for (uint32_t i = 0; i < s->max_hosts; i++) {
+		struct lunfs_hb hb;
+		int bad = lunfs_hb_decode(w->region + (size_t)i * LUNFS_SLOT_STRIDE, s->uuid,
+					  geom_hb(s, i), &hb, NULL) != 0;
+		if (bad)
+			memset(&hb, 0, sizeof(hb));
+		if (!w->nreads) {
+			w->changed_ms[i] = w->before_ms[i] = now;
+		} else if (bad != w->bad[i] || hb.state != w->hb[i].state ||
+			   hb.mount_gen != w->hb[i].mount_gen || hb.counter != w->hb[i].counter) {
+			w->changed_ms[i] = now;
+			w->before_ms[i] = w->read_ms;
+			w->moved[i] = 1;
+		}
+		w->bad[i] = bad;
+		w->hb[i] = hb;
+	}
+	if (!w->nreads++)
+		w->start_ms = now;
+	w->read_ms = now;
+	return 0;
+}
+
+/* ms the slot's counter has stood still at our last read. */
+static uint64_t still_ms(const struct watch *w, uint32_t i)
+{
+	return w->read_ms - w->changed_ms[i];
+}
+
+/* Sleeps ms milliseconds, or less when a signal arrives. */
+static void nap_ms(uint64_t ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+	nanosleep(&ts, NULL);
+}
+
+/* State of a slot as the watch sees it: free; live (LIVE, and we saw its
+ * counter move within live_ms); silent (LIVE, but not seen moving lately,
+ * and not yet still for a whole lease); dead (LIVE and still for at least a
+ * lease on our clock); replaying; damaged. */
+static const char *watch_state(const struct watch *w, uint32_t i, uint64_t live_ms)
+{
+	if (w->bad[i])
+		return "damaged";
+	if (w->hb[i].state == HB_FREE)
+		return "free";
+	if (w->hb[i].state == HB_REPLAYING)
+		return "replaying";
+	if (w->hb[i].state != HB_LIVE)
+		return "damaged";
+	uint64_t still = still_ms(w, i);
+	if (still >= w->s->lease_ms)
+		return "dead";
+	/* live only once we saw it move: a slot that has not moved since we
+	 * began to watch may belong to a host that died a moment ago */
+	return w->moved[i] && still < live_ms ? "live" : "silent";
+}
+
+static int shown(const struct watch *w, uint32_t i)
+{
+	/* every slot ever used: a FREE slot keeps the last owner's name and
+	 * mount generation; an all-zero one was never claimed */
+	return w->bad[i] || w->hb[i].state != HB_FREE || w->hb[i].mount_gen != 0;
+}
+
+/* "by HOST slot N", with what the watch knows about the replayer. */
+static void replayer_desc(const struct watch *w, uint32_t i, char *buf, size_t n)
+{
+	const struct lunfs_hb *h = &w->hb[i];
+	uint32_t r = h->replayer_slot;
+	if (r >= w->s->max_hosts) {
+		snprintf(buf, n, "by slot %u, which does not exist", r);
+		return;
+	}
+	if (r == i) {
+		snprintf(buf, n, "by %s slot %u, its own journal after a crash", h->host_name, r);
+		return;
+	}
+	const struct lunfs_hb *rh = &w->hb[r];
+	const char *name = w->bad[r] ? "?" : rh->host_name;
+	const char *note = "";
+	if (w->bad[r])
+		note = ", its slot is damaged";
+	else if (rh->state == HB_FREE || rh->mount_gen != h->replayer_gen)
+		note = ", which is gone";
+	else if (rh->state == HB_LIVE && still_ms(w, r) >= w->s->lease_ms)
+		note = ", which is dead";
+	snprintf(buf, n, "by %s slot %u%s", *name ? name : "?", r, note);
+}
+
+static void pr_key_str(uint64_t key, char *buf, size_t n)
+{
+	if (key)
+		snprintf(buf, n, "0x%016llx", (unsigned long long)key);
+	else
+		snprintf(buf, n, "-");
+}
+
+/* ---- lunfs hosts ---- */
+
+/* Watches every slot, re-reading the region every hb_ms / 2, until every
+ * LIVE slot has moved, or for at most lease_ms + hb_ms: a LIVE slot that
+ * stood still for a whole lease is dead. */
+static int cmd_hosts(const char *path)
+{
+	struct dev *d;
+	struct lunfs_sb s;
+	struct watch w;
+	if (open_vol(path, &d, &s))
+		return 1;
+	if (watch_init(&w, d, &s)) {
+		dev_close(d);
+		return 1;
+	}
+	int rc = 1;
+	uint64_t step = s.hb_ms / 2 ? s.hb_ms / 2 : 1, limit = (uint64_t)s.lease_ms + s.hb_ms;
+	if (watch_read(&w, path))
+		goto out;
+	for (;;) {
+		int waiting = 0;
+		for (uint32_t i = 0; i < s.max_hosts && !waiting; i++)
+			waiting = !w.bad[i] && w.hb[i].state == HB_LIVE && !w.moved[i];
+		uint64_t watched = lk_now_ms() - w.start_ms;
+		if (!waiting || watched >= limit)
+			break;
+		nap_ms(limit - watched < step ? limit - watched : step);
+		if (watch_read(&w, path))
+			goto out;
+	}
+	uint64_t watched = w.read_ms - w.start_ms;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	uint64_t now_ns = now.tv_sec * 1000000000ull + now.tv_nsec;
+	int n = 0;
+	if (json) {
+		printf("{\"device\":");
+		jstr(path);
+		printf(",\"label\":");
+		jstr(s.label);
+		printf(",\"watched_ms\":%llu,\"lease_ms\":%u,\"heartbeat_ms\":%u,\"slots\":[",
+		       (unsigned long long)watched, s.lease_ms, s.hb_ms);
+	} else {
+		printf("%-5s %-9s %-20s %-9s %-9s %-18s %s\n", "SLOT", "STATE", "HOST", "MOUNT-GEN",
+		       "COUNTER", "PR-KEY", "HEARTBEAT");
+	}
+	for (uint32_t i = 0; i < s.max_hosts; i++) {
+		if (!shown(&w, i))
+			continue;
+		const struct lunfs_hb *h = &w.hb[i];
+		/* a LIVE slot that did not move was watched for lease + hb */
+		const char *st = watch_state(&w, i, UINT64_MAX);
+		uint64_t still = still_ms(&w, i);
+		double age = h->wall_ns && now_ns > h->wall_ns ? (now_ns - h->wall_ns) / 1e9 : 0;
+		char detail[256], rep[160] = "", key[24];
+		pr_key_str(h->pr_key, key, sizeof(key));
+		if (!strcmp(st, "damaged"))
+			snprintf(detail, sizeof(detail), "slot does not decode (run fsck.lunfs)");
+		else if (!strcmp(st, "replaying")) {
+			replayer_desc(&w, i, rep, sizeof(rep));
+			snprintf(detail, sizeof(detail), "replaying (%s)", rep);
+		} else if (!strcmp(st, "free"))
+			snprintf(detail, sizeof(detail), "-");
+		else if (w.moved[i])
+			snprintf(detail, sizeof(detail), "counter moved within the last %llu ms",
+				 (unsigned long long)(w.read_ms - w.before_ms[i]));
+		else
+			snprintf(detail, sizeof(detail),
+				 "counter stood still for %llu ms (lease %u ms); last write %.1f s ago by its clock",
+				 (unsigned long long)still, s.lease_ms, age);
+		const char *name = w.bad[i] ? "" : h->host_name;
+		if (json) {
+			printf("%s{\"slot\":%u,\"state\":\"%s\",\"host\":", n ? "," : "", i, st);
+			jstr(name);
+			printf(",\"mount_gen\":%llu,\"counter\":%llu,\"moving\":%s,\"still_ms\":%llu,"
+			       "\"dead\":%s,\"pr_key\":",
+			       (unsigned long long)h->mount_gen, (unsigned long long)h->counter,
+			       w.moved[i] ? "true" : "false", (unsigned long long)still,
+			       strcmp(st, "dead") ? "false" : "true");
+			if (h->pr_key)
+				printf("\"%s\"", key);
+			else
+				printf("null");
+			printf(",\"replayer\":");
+			if (!strcmp(st, "replaying")) {
+				uint32_t r = h->replayer_slot;
+				printf("{\"slot\":%u,\"host\":", r);
+				jstr(r < s.max_hosts && !w.bad[r] ? w.hb[r].host_name : "");
+				printf(",\"mount_gen\":%llu}", (unsigned long long)h->replayer_gen);
+			} else {
+				printf("null");
+			}
+			printf(",\"detail\":");
+			jstr(detail);
+			printf(",\"last_write_age_s\":%.1f}", age);
+		} else {
+			printf("%-5u %-9s %-20s %-9llu %-9llu %-18s %s\n", i, st, w.bad[i] ? "?" : name,
+			       (unsigned long long)h->mount_gen, (unsigned long long)h->counter, key,
+			       detail);
+		}
+		n++;
+	}
+	if (json)
+		printf("]}\n");
+	else if (!n)
+		printf("(no host has mounted this volume)\n");
+	rc = 0;
+out:
+	watch_free(&w);
+	dev_close(d);
+	return rc;
+}
+
+/* ---- lunfs top ---- */
+
+static volatile sig_atomic_t stop_top;
+static void on_stop(int sig)
+{
+	(void)sig;
+	stop_top = 1;
+}
+
+/* Rates of one slot, from the counters it publishes. */
+struct rates {
+	int have_base, have_rate;
+	uint64_t mount_gen, counter, wall_ns, our_ms;
+	uint64_t reads, writes, locks;
+	double rd, wr, lk; /* per second */
+};
+
+static void rates_update(struct rates *rt, const struct lunfs_hb *h, uint64_t now, uint64_t still,
+			 uint32_t hb_ms)
+{
+	if (!rt->have_base || rt->mount_gen != h->mount_gen || h->st_reads < rt->reads ||
+	    h->st_writes < rt->writes || h->st_locks < rt->locks) {
+		/* first sight, or a new mount (its counters start again) */
+		*rt = (struct rates){.have_base = 1, .mount_gen = h->mount_gen, .counter = h->counter,
+				     .wall_ns = h->wall_ns, .our_ms = now, .reads = h->st_reads,
+				     .writes = h->st_writes, .locks = h->st_locks};
+		return;
+	}
+	if (h->counter == rt->counter) {
+		/* nothing new published: keep the last rates while the host
+		 * renews on time, else it does nothing we can see */
+		if (still > 2ull * hb_ms)
+			rt->rd = rt->wr = rt->lk = 0;
+		return;
+	}
+	/* The counters accrued between the writer's two renewals: divide by
+	 * the time between them on the writer's own clock (a difference of one
+	 * clock, never compared with ours), unless that looks wrong (clock
+	 * stepped), then by the time between our two reads. */
+	double ours = (double)(now - rt->our_ms), dt = ours;
+	if (h->wall_ns > rt->wall_ns) {
+		double theirs = (h->wall_ns - rt->wall_ns) / 1e6;
+		if (theirs <= 2 * ours + 2.0 * hb_ms)
+			dt = theirs;
+	}
+	if (dt < 1)
+		dt = 1;
+	rt->rd = (h->st_reads - rt->reads) * 1000.0 / dt;
+	rt->wr = (h->st_writes - rt->writes) * 1000.0 / dt;
+	rt->lk = (h->st_locks - rt->locks) * 1000.0 / dt;
+	rt->have_rate = 1;
+	rt->counter = h->counter;
+	rt->wall_ns = h->wall_ns;
+	rt->our_ms = now;
+	rt->reads = h->st_reads;
+	rt->writes = h->st_writes;
+	rt->locks = h->st_locks;
+}
+
+/* Names the object whose lock record is at off ("inode 321"). */
+static void lock_object(const struct lunfs_sb *s, uint64_t off, char *buf, size_t n)
+{
+	if (off == s->vlock_off)
+		snprintf(buf, n, "volume");
+	else if (off >= s->fc_off && off < geom_fc_lock(s, s->fc_count) && (off - s->fc_off) % TBL_ENTRY == 0)
+		snprintf(buf, n, "file-cluster %llu", (unsigned long long)((off - s->fc_off) / TBL_ENTRY));
+	else if (off >= s->mc_off && off < geom_mc_lock(s, s->mc_count) && (off - s->mc_off) % TBL_ENTRY == 0)
+		snprintf(buf, n, "meta-cluster %llu", (unsigned long long)((off - s->mc_off) / TBL_ENTRY));
+	else if (off >= s->ig_off && off < geom_ig_lock(s, s->ig_count) && (off - s->ig_off) % TBL_ENTRY == 0)
+		snprintf(buf, n, "inode-group %llu", (unsigned long long)((off - s->ig_off) / TBL_ENTRY));
+	else if (off >= s->ino_off && off < geom_ino_lock(s, geom_ninodes(s)) &&
+		 (off - s->ino_off) % TBL_ENTRY == 0)
+		snprintf(buf, n, "inode %llu", (unsigned long long)((off - s->ino_off) / TBL_ENTRY));
+	else
+		snprintf(buf, n, "offset %llu", (unsigned long long)off);
+}
+
+static void fmt_rate(char *buf, size_t n, const struct rates *rt, double v)
+{
+	if (rt->have_rate)
+		snprintf(buf, n, "%.1f", v);
+	else
+		snprintf(buf, n, "-");
+}
+
+static void jrate(const char *key, const struct rates *rt, double v)
+{
+	if (rt->have_rate)
+		printf(",\"%s\":%.1f", key, v);
+	else
+		printf(",\"%s\":null", key);
+}
+
+/* Prints one refresh.  screen: clear and redraw in place (a terminal). */
+static void top_print(const char *path, const struct watch *w, struct rates *rt, uint64_t live_ms,
+		      int iter, int screen)
+{
+	const struct lunfs_sb *s = w->s;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	struct tm tm;
+	localtime_r(&now.tv_sec, &tm);
+	char hhmmss[16], iso[40];
+	strftime(hhmmss, sizeof(hhmmss), "%H:%M:%S", &tm);
+	strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%S%z", &tm);
+	int nlive = 0, nsilent = 0, ndead = 0, nrep = 0, nbad = 0, nhosts = 0;
+	for (uint32_t i = 0; i < s->max_hosts; i++) {
+		const char *st = watch_state(w, i, live_ms);
+		if (!strcmp(st, "free"))
+			continue;
+		nhosts++;
+		nlive += !strcmp(st, "live");
+		nsilent += !strcmp(st, "silent");
+		ndead += !strcmp(st, "dead");
+		nrep += !strcmp(st, "replaying");
+		nbad += !strcmp(st, "damaged");
+	}
+	int rows = 0;
+	if (screen) {
+		struct winsize ws;
+		if (!ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) && ws.ws_row > 4)
+			rows = ws.ws_row - 3; /* header, column names, "more" */
+		printf("\033[H");
+	}
+	const char *eol = screen ? "\033[K\n" : "\n";
+	if (json) {
+		printf("{\"device\":");
+		jstr(path);
+		printf(",\"label\":");
+		jstr(s->label);
+		printf(",\"time\":\"%s\",\"unix_ms\":%llu,\"iteration\":%d,\"lease_ms\":%u,"
+		       "\"heartbeat_ms\":%u,\"hosts\":%d,\"live\":%d,\"silent\":%d,\"dead\":%d,"
+		       "\"replaying\":%d,\"damaged\":%d,\"slots\":[",
+		       iso, (unsigned long long)now.tv_sec * 1000 + now.tv_nsec / 1000000, iter,
+		       s->lease_ms, s->hb_ms, nhosts, nlive, nsilent, ndead, nrep, nbad);
+	} else {
+		printf("lunfs top - %s  %s  hosts: %d (%d live, %d silent, %d dead, %d replaying%s)  "
+		       "lease %u ms, heartbeat %u ms%s",
+		       *s->label ? s->label : "(no label)", hhmmss, nhosts, nlive, nsilent, ndead, nrep,
+		       nbad ? ", some damaged" : "", s->lease_ms, s->hb_ms, eol);
+		printf("%4s %-16s %-9s %7s %5s %5s %8s %9s %9s  %s%s", "SLOT", "HOST", "STATE",
+		       "HB-AGE", "MGEN", "HELD", "LOCKS/s", "READS/s", "WRITES/s", "WAIT", eol);
+	}
+	int n = 0, left = 0;
+	for (uint32_t i = 0; i < s->max_hosts; i++) {
+		const char *st = watch_state(w, i, live_ms);
+		if (!strcmp(st, "free"))
+			continue;
+		const struct lunfs_hb *h = &w->hb[i];
+		const char *name = w->bad[i] ? "?" : h->host_name;
+		uint64_t age = still_ms(w, i);
+		char want[64] = "-";
+		if (!w->bad[i] && h->want_off)
+			lock_object(s, h->want_off, want, sizeof(want));
+		if (json) {
+			printf("%s{\"slot\":%u,\"host\":", n ? "," : "", i);
+			jstr(w->bad[i] ? "" : name);
+			printf(",\"state\":\"%s\",\"hb_age_ms\":%llu,\"hb_age_known\":%s,\"mount_gen\":%llu,"
+			       "\"counter\":%llu,\"held\":%llu,\"reads\":%llu,\"writes\":%llu,\"locks\":%llu",
+			       st, (unsigned long long)age, w->moved[i] ? "true" : "false",
+			       (unsigned long long)h->mount_gen, (unsigned long long)h->counter,
+			       (unsigned long long)h->st_held, (unsigned long long)h->st_reads,
+			       (unsigned long long)h->st_writes, (unsigned long long)h->st_locks);
+			jrate("locks_per_s", &rt[i], rt[i].lk);
+			jrate("reads_per_s", &rt[i], rt[i].rd);
+			jrate("writes_per_s", &rt[i], rt[i].wr);
+			printf(",\"waiting\":%s,\"want_off\":%llu,\"want\":", h->want_off ? "true" : "false",
+			       (unsigned long long)h->want_off);
+			if (h->want_off)
+				jstr(want);
+			else
+				printf("null");
+			if (h->state == HB_REPLAYING && !w->bad[i])
+				printf(",\"replayer_slot\":%u", h->replayer_slot);
+			printf("}");
+		} else if (!rows || n < rows) {
+			char ag[24], lk[24], rd[24], wr[24];
+			snprintf(ag, sizeof(ag), "%s%llu", w->moved[i] ? "" : ">",
+				 (unsigned long long)age);
+			fmt_rate(lk, sizeof(lk), &rt[i], rt[i].lk);
+			fmt_rate(rd, sizeof(rd), &rt[i], rt[i].rd);
+			fmt_rate(wr, sizeof(wr), &rt[i], rt[i].wr);
+			printf("%4u %-16s %-9s %7s %5llu %5llu %8s %9s %9s  %s%s", i, name, st, ag,
+			       (unsigned long long)h->mount_gen, (unsigned long long)h->st_held, lk, rd,
+			       wr, want, eol);
+		} else {
+			left++;
+		}
+		n++;
+	}
+	if (json)
+		printf("]}\n");
+	else if (!n)
+		printf("(no host has the volume mounted)%s", eol);
+	if (left)
+		printf("... %d more%s", left, eol);
+	if (screen)
+		printf("\033[J");
+	else if (!json)
+		printf("\n");
+	fflush(stdout);
+}
+
+/* A live view of the hosts, refreshed every delay_ms: one line per
+ * non-free slot.  iters 0: until interrupted. */
+static int cmd_top(const char *path, uint64_t delay_ms, long iters)
+{
+	struct dev *d;
+	struct lunfs_sb s;
+	struct watch w;
+	if (open_vol(path, &d, &s))
+		return 1;
+	if (watch_init(&w, d, &s)) {
+		dev_close(d);
+		return 1;
+	}
+	struct rates *rt = calloc(s.max_hosts, sizeof(*rt));
+	int rc = 1, screen = !json && !iters && isatty(STDOUT_FILENO);
+	if (!rt) {
+		fprintf(stderr, "lunfs: out of memory\n");
+		goto out;
+	}
+	struct sigaction sa = {.sa_handler = on_stop}; /* no SA_RESTART: sleeps end */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	/* poll the heartbeats more often than they renew, so a heartbeat's
+	 * age is known to within a quarter of a heartbeat */
+	uint64_t poll = s.hb_ms / 4;
+	poll = poll < 25 ? 25 : poll > 250 ? 250 : poll;
+	/* a LIVE slot that moved within two heartbeats (and a poll) is live */
+	uint64_t live_ms = 2ull * s.hb_ms + poll;
+	/* the first refresh waits, if it has to, until every LIVE slot moved
+	 * or was watched long enough to call it silent */
+	uint64_t first_min = live_ms < s.lease_ms ? live_ms : s.lease_ms;
+	if (watch_read(&w, path))
+		goto out;
+	for (uint32_t i = 0; i < s.max_hosts; i++)
+		if (!w.bad[i] && w.hb[i].state == HB_LIVE)
+			rates_update(&rt[i], &w.hb[i], w.read_ms, 0, s.hb_ms);
+	if (screen)
+		printf("\033[H\033[2J");
+	uint64_t next = w.start_ms + delay_ms;
+	for (int iter = 1; !stop_top && (!iters || iter <= iters); iter++) {
+		for (;;) {
+			uint64_t now = lk_now_ms();
+			int due = now >= next;
+			if (due && iter == 1) {
+				for (uint32_t i = 0; i < s.max_hosts && due; i++)
+					due = w.bad[i] || w.hb[i].state != HB_LIVE || w.moved[i] ||
+					      now - w.start_ms >= first_min;
+			}
+			if (due || stop_top)
+				break;
+			uint64_t nap = next > now && next - now < poll ? next - now : poll;
+			nap_ms(nap);
+			if (stop_top)
+				break;
+			if (watch_read(&w, path))
+				goto out;
+		}
+		if (stop_top)
+			break;
+		if (lk_now_ms() - w.read_ms > poll / 2 && watch_read(&w, path))
+			goto out;
+		for (uint32_t i = 0; i < s.max_hosts; i++) {
+			/* a REPLAYING slot is written by its replayer: no rates */
+			if (w.bad[i] || w.hb[i].state != HB_LIVE)
+				rt[i].have_base = rt[i].have_rate = 0;
+			else
+				rates_update(&rt[i], &w.hb[i], w.read_ms, still_ms(&w, i), s.hb_ms);
+		}
+		top_print(path, &w, rt, live_ms, iter, screen);
+		uint64_t now = lk_now_ms();
+		next += delay_ms;
+		if (next < now) /* we fell behind (slow device): do not catch up */
+			next = now + delay_ms;
+	}
+	rc = 0;
+out:
+	fflush(stdout);
+	free(rt);
+	watch_free(&w);
+	dev_close(d);
+	return rc;
+}
+
 /* Path to inode number through a read-only mount (takes no slot). */
 static int resolve(const char *dev, const char *path, uint64_t *ino)
 {
@@ -249,4 +815,73 @@ static int cmd_locks(const char *path, const char *fpath)
 	return 0;
 }
 
-@@MAIN@@
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("lunfs: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputs(" (-h for help)\n", stderr);
+	va_end(ap);
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	const char *args[4];
+	const char *delay_arg = NULL, *iters_arg = NULL;
+	int na = 0;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			json = 1;
+		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return 0;
+		} else if (argv[i][0] == '-' && (argv[i][1] == 'd' || argv[i][1] == 'n')) {
+			char opt = argv[i][1];
+			const char *v = argv[i][2] ? argv[i] + 2 : i + 1 < argc ? argv[++i] : NULL;
+			if (!v)
+				return usage_error("option -%c needs a value", opt);
+			if (opt == 'd')
+				delay_arg = v;
+			else
+				iters_arg = v;
+		} else if (argv[i][0] == '-' && argv[i][1]) {
+			return usage_error("unknown option %s", argv[i]);
+		} else if (na < 4)
+			args[na++] = argv[i];
+		else {
+			return usage_error("too many arguments");
+		}
+	}
+	int top = na >= 1 && !strcmp(args[0], "top");
+	if ((delay_arg || iters_arg) && !top)
+		return usage_error("options -d and -n are for lunfs top only");
+	if (na == 2 && !strcmp(args[0], "info"))
+		return cmd_info(args[1]);
+	if (na == 2 && !strcmp(args[0], "hosts"))
+		return cmd_hosts(args[1]);
+	if (na >= 2 && na <= 3 && !strcmp(args[0], "locks"))
+		return cmd_locks(args[1], na == 3 ? args[2] : NULL);
+	if (top && na == 2) {
+		uint64_t delay_ms = 1000;
+		long iters = 0;
+		if (delay_arg) {
+			char *end;
+			double sec = strtod(delay_arg, &end);
+			if (end == delay_arg || *end || !(sec >= 0.1 && sec <= 86400))
+				return usage_error("-d %s: the delay is seconds, 0.1 to 86400", delay_arg);
+			delay_ms = (uint64_t)(sec * 1000 + 0.5);
+		}
+		if (iters_arg) {
+			char *end;
+			errno = 0;
+			long n = strtol(iters_arg, &end, 10);
+			if (end == iters_arg || *end || errno || n < 1 || n > 1000000000)
+				return usage_error("-n %s: the iteration count is 1 or more", iters_arg);
+			iters = n;
+		}
+		return cmd_top(args[1], delay_ms, iters);
+	}
+	return usage_error("usage: lunfs info|hosts|top|locks DEVICE [PATH] [-d SECONDS] [-n N] [--json]");
+}
