@@ -9,6 +9,7 @@
  * Every command only reads, so it works while hosts have the volume
  * mounted.  Exit status: 0 done, 1 error, 2 usage. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +17,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 #include "dev.h"
@@ -31,8 +34,11 @@ static void usage(FILE *f)
 		   "       lunfs hosts DEVICE [--json]\n"
 		   "       lunfs top DEVICE [-d SECONDS] [-n ITERATIONS] [--json]\n"
 		   "       lunfs locks DEVICE [PATH] [--json]\n"
+		   "       lunfs handoff FILE HOST\n"
 		   "DEVICE is an image file, a block device or iscsi://HOST[:PORT]/IQN/LUN.\n"
-		   "Every command only reads; it is safe while the volume is mounted.\n");
+		   "info, hosts, top and locks only read; they are safe while the volume is mounted.\n"
+		   "handoff passes the exclusive lock of FILE, open read-write on the host whose\n"
+		   "lunfs mount FILE is in, to the live host HOST (live migration).\n");
 }
 
 /* Prints s as a JSON string. */
@@ -815,6 +821,66 @@ static int cmd_locks(const char *path, const char *fpath)
 	return 0;
 }
 
+/* lunfs handoff FILE HOST: flushes FILE's dirty pages, then asks the
+ * daemon of the mount FILE lives in to hand its lock over (a setxattr the
+ * daemon takes as an order, LUNFS_HANDOFF_XATTR). */
+/* Non-zero when fd is on a lunfs FUSE mount (its device number names a
+ * "fuse.lunfs" line of /proc/self/mountinfo). */
+static int on_lunfs(int fd)
+{
+	struct stat st;
+	char line[4096];
+	int found = 0;
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	if (!f || fstat(fd, &st)) {
+		if (f)
+			fclose(f);
+		return 0;
+	}
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned maj, min;
+		char *sep = strstr(line, " - ");
+		if (sscanf(line, "%*u %*u %u:%u", &maj, &min) == 2 && sep &&
+		    maj == major(st.st_dev) && min == minor(st.st_dev))
+			found = !strncmp(sep + 3, "fuse.lunfs ", 11);
+	}
+	fclose(f);
+	return found;
+}
+
+static int cmd_handoff(const char *file, const char *host)
+{
+	int fd = open(file, O_RDONLY);
+	if (fd < 0) {
+		fprintf(stderr, "lunfs: %s: %s\n", file, strerror(errno));
+		return 1;
+	}
+	if (!on_lunfs(fd)) {
+		fprintf(stderr, "lunfs: %s: not a file in a lunfs mount\n", file);
+		close(fd);
+		return 1;
+	}
+	if (fsync(fd)) {
+		fprintf(stderr, "lunfs: %s: flushing before the handoff: %s\n", file, strerror(errno));
+		close(fd);
+		return 1;
+	}
+	if (fsetxattr(fd, LUNFS_HANDOFF_XATTR, host, strlen(host), 0)) {
+		int e = errno;
+		const char *why = e == ENOENT	 ? "no live host of that name is mounted"
+				  : e == ENOLCK	 ? "the file is not open read-write on this host"
+				  : e == EINVAL	 ? "that is this host"
+				  : e == ENOTSUP ? "not a file in a lunfs mount"
+						 : strerror(e);
+		fprintf(stderr, "lunfs: handoff of %s to %s: %s\n", file, host, why);
+		close(fd);
+		return 1;
+	}
+	close(fd);
+	printf("%s: handed over to host %s\n", file, host);
+	return 0;
+}
+
 static int usage_error(const char *fmt, ...)
 {
 	va_list ap;
@@ -863,6 +929,11 @@ int main(int argc, char **argv)
 		return cmd_hosts(args[1]);
 	if (na >= 2 && na <= 3 && !strcmp(args[0], "locks"))
 		return cmd_locks(args[1], na == 3 ? args[2] : NULL);
+	if (na == 3 && !strcmp(args[0], "handoff")) {
+		if (!*args[2] || strlen(args[2]) > LUNFS_HOSTNAME_LEN)
+			return usage_error("handoff: the host name is 1 to %u bytes", LUNFS_HOSTNAME_LEN);
+		return cmd_handoff(args[1], args[2]);
+	}
 	if (top && na == 2) {
 		uint64_t delay_ms = 1000;
 		long iters = 0;
@@ -883,5 +954,6 @@ int main(int argc, char **argv)
 		}
 		return cmd_top(args[1], delay_ms, iters);
 	}
-	return usage_error("usage: lunfs info|hosts|top|locks DEVICE [PATH] [-d SECONDS] [-n N] [--json]");
+	return usage_error("usage: lunfs info|hosts|top|locks DEVICE [PATH] [-d SECONDS] [-n N] [--json], "
+			   "or lunfs handoff FILE HOST");
 }
