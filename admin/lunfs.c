@@ -303,6 +303,19 @@ static void pr_key_str(uint64_t key, char *buf, size_t n)
 		snprintf(buf, n, "-");
 }
 
+/* Opens the volume and starts a watch of its heartbeats.  Returns 0, or 1
+ * after printing why. */
+static int watch_open(const char *path, struct dev **d, struct lunfs_sb *s, struct watch *w)
+{
+	if (open_vol(path, d, s))
+		return 1;
+	if (watch_init(w, *d, s)) {
+		dev_close(*d);
+		return 1;
+	}
+	return 0;
+}
+
 /* ---- lunfs hosts ---- */
 
 /* Watches every slot, re-reading the region every hb_ms / 2, until every
@@ -313,12 +326,8 @@ static int cmd_hosts(const char *path)
 	struct dev *d;
 	struct lunfs_sb s;
 	struct watch w;
-	if (open_vol(path, &d, &s))
+	if (watch_open(path, &d, &s, &w))
 		return 1;
-	if (watch_init(&w, d, &s)) {
-		dev_close(d);
-		return 1;
-	}
 	int rc = 1;
 	uint64_t step = s.hb_ms / 2 ? s.hb_ms / 2 : 1, limit = (uint64_t)s.lease_ms + s.hb_ms;
 	if (watch_read(&w, path))
@@ -627,12 +636,8 @@ static int cmd_top(const char *path, uint64_t delay_ms, long iters)
 	struct dev *d;
 	struct lunfs_sb s;
 	struct watch w;
-	if (open_vol(path, &d, &s))
+	if (watch_open(path, &d, &s, &w))
 		return 1;
-	if (watch_init(&w, d, &s)) {
-		dev_close(d);
-		return 1;
-	}
 	struct rates *rt = calloc(s.max_hosts, sizeof(*rt));
 	int rc = 1, screen = !json && !iters && isatty(STDOUT_FILENO);
 	if (!rt) {

@@ -607,6 +607,21 @@ int hb_wanted(struct hb_host *h, uint64_t off)
 	return r;
 }
 
+/* CAWs peer slot s from cur to nb (counter, gen and wall clock advanced),
+ * encoded into nimg.  Returns 0, -EAGAIN on a miscompare, or -errno. */
+static int caw_peer(struct hb_host *h, uint32_t s, const void *cur, struct lunfs_hb *nb,
+		    uint8_t *nimg)
+{
+	nb->counter++;
+	nb->gen++;
+	nb->wall_ns = wall_ns();
+	lunfs_hb_encode(nb, h->p.uuid, slot_off(&h->p, s), nimg);
+	int r = hb_ok(h);
+	if (!r)
+		r = dev_caw(h->d, slot_off(&h->p, s), cur, nimg, h->lbs, NULL);
+	return r == -EMISCOMPARE ? -EAGAIN : r;
+}
+
 /* Does slot s (mu held, from the last scan) need recovery by a survivor? */
 static int needs_recovery(struct hb_host *h, uint32_t s, uint64_t now)
 {
@@ -673,17 +688,9 @@ int hb_recover_begin(struct hb_host *h, uint32_t s, struct lunfs_hb *victim)
 	nb.state = HB_REPLAYING;
 	nb.replayer_slot = h->slot;
 	nb.replayer_gen = h->mount_gen;
-	nb.counter++;
-	nb.gen++;
 	nb.want_off = 0;
-	nb.wall_ns = wall_ns();
-	lunfs_hb_encode(&nb, h->p.uuid, slot_off(&h->p, s), nimg);
-	if ((r = hb_ok(h)))
-		goto out;
-	r = dev_caw(h->d, slot_off(&h->p, s), cur, nimg, h->lbs, NULL);
-	if (r == -EMISCOMPARE)
-		r = -EAGAIN; /* another survivor, or the host itself, got there first */
-	if (!r) {
+	/* -EAGAIN: another survivor, or the host itself, got there first */
+	if (!(r = caw_peer(h, s, cur, &nb, nimg))) {
 		pthread_mutex_lock(&h->mu);
 		free(h->rimg);
 		h->rimg = nimg;
@@ -717,16 +724,8 @@ int hb_recover_end(struct hb_host *h, uint32_t s)
 	hb.state = HB_FREE;
 	hb.replayer_slot = 0;
 	hb.replayer_gen = 0;
-	hb.counter++;
-	hb.gen++;
 	hb.pr_key = 0;
-	hb.wall_ns = wall_ns();
-	lunfs_hb_encode(&hb, h->p.uuid, slot_off(&h->p, s), nimg);
-	if ((r = hb_ok(h)))
-		goto out;
-	r = dev_caw(h->d, slot_off(&h->p, s), old, nimg, h->lbs, NULL);
-	if (r == -EMISCOMPARE)
-		r = -EAGAIN; /* someone took the recovery over from us */
+	r = caw_peer(h, s, old, &hb, nimg); /* -EAGAIN: someone took it over from us */
 out:
 	free(old);
 	free(nimg);

@@ -61,6 +61,17 @@ static int open_when_free(struct lunfs_vol *v, uint64_t ino, int mode, struct lu
 	return r;
 }
 
+/* Unmounts the hosts (each must succeed) and removes the image. */
+static void teardown(char *p, struct lunfs_vol *a, struct lunfs_vol *b, struct lunfs_vol *c)
+{
+	struct lunfs_vol *v[3] = {a, b, c};
+	for (int i = 0; i < 3; i++)
+		if (v[i])
+			ck_assert_int_eq(lunfs_unmount(v[i]), 0);
+	unlink(p);
+	free(p);
+}
+
 static uint64_t create(struct lunfs_vol *v, uint64_t dir, const char *name)
 {
 	struct lunfs_stat st;
@@ -110,10 +121,7 @@ START_TEST(peer_recovery)
 	a = host(p, "esx-a", 0);
 	ck_assert_uint_lt(lk_now_ms() - t0, sb.lease_ms);
 	ck_assert_int_eq(lunfs_lookup(a, 1, "late", &st), 0);
-	ck_assert_int_eq(lunfs_unmount(a), 0);
-	ck_assert_int_eq(lunfs_unmount(b), 0);
-	unlink(p);
-	free(p);
+	teardown(p, a, b, NULL);
 }
 END_TEST
 
@@ -158,9 +166,7 @@ START_TEST(recovery_taken_over)
 	       lk_now_ms() - t0 < 20000)
 		usleep(50000);
 	ck_assert_uint_eq(hbb.state, HB_FREE);
-	ck_assert_int_eq(lunfs_unmount(c), 0);
-	unlink(p);
-	free(p);
+	teardown(p, c, NULL, NULL);
 }
 END_TEST
 
@@ -170,8 +176,7 @@ START_TEST(handoff)
 {
 	struct lunfs_sb sb;
 	char *p = tu_volume(256 << 20, &sb);
-	struct lunfs_vol *a = host(p, "esx-a", 0), *b = host(p, "esx-b", 0),
-			 *c = host(p, "esx-c", 0);
+	struct lunfs_vol *a = host(p, "esx-a", 0), *b = host(p, "esx-b", 0), *c = host(p, "esx-c", 0);
 	struct lunfs_file *f, *g, *h;
 	uint64_t ino = create(a, 1, "vm.vmdk");
 	ck_assert_int_eq(lunfs_open(a, ino, LUNFS_OPEN_RW, &f), 0);
@@ -198,11 +203,7 @@ START_TEST(handoff)
 	ck_assert_int_eq(lunfs_pread(h, rd, 6, 0), 6);
 	ck_assert_int_eq(memcmp(rd, "Before", 6), 0);
 	ck_assert_int_eq(lunfs_close(h), 0);
-	ck_assert_int_eq(lunfs_unmount(a), 0);
-	ck_assert_int_eq(lunfs_unmount(b), 0);
-	ck_assert_int_eq(lunfs_unmount(c), 0);
-	unlink(p);
-	free(p);
+	teardown(p, a, b, c);
 }
 END_TEST
 
@@ -244,11 +245,7 @@ START_TEST(modes_across_hosts)
 	ck_assert_int_eq(lunfs_close(fa), 0);
 	ck_assert_int_eq(lunfs_close(fb), 0);
 	ck_assert_int_eq(lunfs_close(fc), 0);
-	ck_assert_int_eq(lunfs_unmount(a), 0);
-	ck_assert_int_eq(lunfs_unmount(b), 0);
-	ck_assert_int_eq(lunfs_unmount(c), 0);
-	unlink(p);
-	free(p);
+	teardown(p, a, b, c);
 }
 END_TEST
 
