@@ -86,6 +86,24 @@ static int check_range(const struct dev *d, uint64_t off, uint64_t len)
 	return 0;
 }
 
+void dev_set_fence_hook(struct dev *d, void (*fn)(void *arg), void *arg)
+{
+	d->fenced_arg = arg;
+	d->on_fenced = fn;
+}
+
+/* The result of a write-type request: RESERVATION CONFLICT on a device with
+ * persistent reservations means we were preempted (dev/iscsi.c tells a
+ * peer's short SCSI-2 reservation apart and retries that). */
+static int fenced(struct dev *d, int r)
+{
+	if (r != -EACCES || !(d->caps & DEV_CAP_PR))
+		return r;
+	if (d->on_fenced)
+		d->on_fenced(d->fenced_arg);
+	return -EFENCED;
+}
+
 static int do_rw(struct dev *d, int op, uint64_t off, const struct iovec *iov, int iovcnt)
 {
 	size_t len = dev_iov_len(iov, iovcnt);
@@ -103,7 +121,8 @@ static int do_rw(struct dev *d, int op, uint64_t off, const struct iovec *iov, i
 		d->st.writes++;
 		d->st.write_bytes += len;
 	}
-	return d->ops->rw(d, op, off, iov, iovcnt);
+	r = d->ops->rw(d, op, off, iov, iovcnt);
+	return op == DEV_OP_WRITE ? fenced(d, r) : r;
 }
 
 int dev_readv(struct dev *d, uint64_t off, const struct iovec *iov, int iovcnt)
@@ -133,7 +152,7 @@ int dev_flush(struct dev *d)
 	if (d->readonly)
 		return 0;
 	d->st.flushes++;
-	return d->ops->flush(d);
+	return fenced(d, d->ops->flush(d));
 }
 
 int dev_caw(struct dev *d, uint64_t off, const void *cmp, const void *data, size_t len,
@@ -150,7 +169,7 @@ int dev_caw(struct dev *d, uint64_t off, const void *cmp, const void *data, size
 	r = d->ops->caw(d, off, cmp, data, len, cur);
 	if (r == -EMISCOMPARE)
 		d->st.miscompares++;
-	return r;
+	return fenced(d, r);
 }
 
 int dev_generic_zero(struct dev *d, uint64_t off, uint64_t len)
@@ -179,7 +198,7 @@ int dev_zero(struct dev *d, uint64_t off, uint64_t len)
 	if (d->readonly)
 		return -EROFS;
 	d->st.zeroes++;
-	return d->ops->zero ? d->ops->zero(d, off, len) : dev_generic_zero(d, off, len);
+	return fenced(d, d->ops->zero ? d->ops->zero(d, off, len) : dev_generic_zero(d, off, len));
 }
 
 int dev_submit(struct dev *d, struct dev_io **ios, unsigned n)
@@ -209,7 +228,11 @@ int dev_submit(struct dev *d, struct dev_io **ios, unsigned n)
 
 int dev_reap(struct dev *d, unsigned min, struct dev_io **out, unsigned max)
 {
-	return d->ops->reap(d, min, out, max);
+	int n = d->ops->reap(d, min, out, max);
+	for (int i = 0; i < n; i++)
+		if (out[i]->op != DEV_OP_READ && out[i]->res == -EACCES)
+			out[i]->res = fenced(d, -EACCES);
+	return n;
 }
 
 int dev_sync_submit(struct dev *d, struct dev_io **ios, unsigned n)

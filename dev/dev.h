@@ -121,6 +121,12 @@ int dev_pr_preempt(struct dev *d, uint64_t key, uint64_t victim, int type);
 /* Fills up to max registered keys; returns how many are registered (may be > max). */
 int dev_pr_read_keys(struct dev *d, uint64_t *keys, int max);
 
+/* A write, compare-and-write, zeroing or flush that the device refuses for
+ * good because this initiator's persistent-reservation registration is gone
+ * (RESERVATION CONFLICT: another host preempted us) calls fn(arg) and
+ * returns -EFENCED instead of -EACCES.  fn must not block.  NULL removes it. */
+void dev_set_fence_hook(struct dev *d, void (*fn)(void *arg), void *arg);
+
 void dev_get_stats(const struct dev *d, struct dev_stats *out);
 void dev_reset_stats(struct dev *d);
 

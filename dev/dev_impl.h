@@ -36,6 +36,8 @@ struct dev {
 		_Atomic uint64_t reads, writes, flushes, caws, zeroes;
 		_Atomic uint64_t read_bytes, write_bytes, miscompares;
 	} st;
+	void (*on_fenced)(void *arg); /* dev_set_fence_hook() */
+	void *fenced_arg;
 	/* Completed requests of dev_sync_submit(), waiting for dev_sync_reap(). */
 	struct dev_io **done;
 	unsigned ndone, done_cap;

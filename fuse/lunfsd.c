@@ -39,6 +39,7 @@
 #define TIMEOUT 1.0
 
 static struct lunfs_vol *V;
+static struct fuse_session *SE;
 static FILE *logf_;
 static int use_syslog;
 
@@ -304,10 +305,14 @@ static int do_open(fuse_ino_t ino, struct fuse_file_info *fi)
 static void lo_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	int r = do_open(ino, fi);
-	if (r)
+	if (r) {
 		reply_err(req, r);
-	else
-		fuse_reply_open(req, fi);
+		return;
+	}
+	/* Another host may have changed the file since the kernel cached its
+	 * attributes (for up to TIMEOUT): an open starts from the disk's size. */
+	fuse_lowlevel_notify_inval_inode(SE, ino, -1, 0);
+	fuse_reply_open(req, fi);
 }
 
 static void lo_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -316,7 +321,14 @@ static void lo_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct lunfs_cred c = cred_of(req);
 	struct lunfs_stat st;
 	int r = lunfs_mknod(V, ino_of(parent), name, S_IFREG | (mode & 07777), 0, &c, &st);
-	if (!r && (r = do_open(st.ino, fi)))
+	int made = !r;
+	/* O_CREAT without O_EXCL of a name another host created a moment ago
+	 * (the kernel's lookup read the directory before it was checkpointed):
+	 * open the existing file, as open(2) promises */
+	if (r == -EEXIST && !(fi->flags & O_EXCL) && !(r = lunfs_lookup(V, ino_of(parent), name, &st)) &&
+	    S_ISDIR(st.mode))
+		r = -EISDIR;
+	if (!r && (r = do_open(st.ino, fi)) && made)
 		lunfs_unlink(V, ino_of(parent), name);
 	if (r) {
 		reply_err(req, r);
@@ -714,6 +726,7 @@ int main(int argc, char **argv)
 	char *fargv[] = {(char *)prog, "-o", all, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
 	struct fuse_session *se = fuse_session_new(&args, &ops, sizeof(ops), NULL);
+	SE = se;
 	if (!se) {
 		snprintf(err, sizeof(err), "%s: bad FUSE options (see -h)\n", prog);
 		lunfs_unmount(V);

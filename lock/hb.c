@@ -29,6 +29,7 @@ struct hb_host {
 	struct lunfs_hb hb;          /* decoded img */
 	uint64_t last_ok_submit_ms;  /* when the last successful renewal was submitted */
 	int fenced, stop, paused, renew_now;
+	_Atomic int preempted;       /* the device said our PR registration is gone */
 	const char *fence_why;       /* why we fenced, for logs and tests */
 	pthread_t thr;
 	struct peer_obs *peers;      /* max_hosts entries */
@@ -110,10 +111,19 @@ static int lease_expired(struct hb_host *h, uint64_t now)
 	return now - h->last_ok_submit_ms > h->p.lease_ms - h->p.fence_margin_ms;
 }
 
+/* dev_set_fence_hook: may run with h->mu held (a CAW of ours): only flag */
+static void dev_preempted(void *arg)
+{
+	struct hb_host *h = arg;
+	h->preempted = 1;
+}
+
 int hb_ok(struct hb_host *h)
 {
 	int r = 0;
 	pthread_mutex_lock(&h->mu);
+	if (!h->fenced && h->preempted)
+		fence(h, "the target refuses our writes (persistent reservation preempted)");
 	if (!h->fenced && lease_expired(h, lk_now_ms()))
 		fence(h, "last heartbeat renewal is older than the lease");
 	if (h->fenced)
@@ -200,7 +210,7 @@ static void renew(struct hb_host *h)
 			h->last_ok_submit_ms = t0;
 	} else if (r == -EMISCOMPARE) {
 		fence(h, "heartbeat slot was taken over by another host");
-	} else if (r == -EACCES) {
+	} else if (r == -EACCES || r == -EFENCED) {
 		fence(h, "the target refuses our writes (persistent reservation preempted)");
 	} else {
 		lunfs_log(LOG_WARNING, "lunfs: host %s: heartbeat renewal failed: %s", h->id.name,
@@ -428,7 +438,9 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 	pthread_cond_init(&h->cv, &ca);
 	pthread_cond_init(&h->idle_cv, NULL);
 	pthread_condattr_destroy(&ca);
+	dev_set_fence_hook(d, dev_preempted, h);
 	if ((r = -pthread_create(&h->thr, NULL, renew_thread, h))) {
+		dev_set_fence_hook(d, NULL, NULL);
 		/* leave the slot LIVE: the next mount of this identity reclaims it */
 		pthread_mutex_destroy(&h->mu);
 		pthread_cond_destroy(&h->cv);
@@ -463,6 +475,7 @@ static void stop_thread(struct hb_host *h)
 
 static void destroy(struct hb_host *h)
 {
+	dev_set_fence_hook(h->d, NULL, NULL);
 	pthread_mutex_destroy(&h->mu);
 	pthread_cond_destroy(&h->cv);
 	pthread_cond_destroy(&h->idle_cv);
