@@ -48,6 +48,8 @@ struct dev_opts {
 	const char *initiator; /* iSCSI initiator IQN; default iqn.2026-11.org.lunfs:init-<pid> */
 	int caw_mode;          /* enum dev_caw_mode; default DEV_CAW_AUTO */
 	int buffered;          /* file: no O_DIRECT (for filesystems without it) */
+	int no_pr;             /* iSCSI: do not use persistent reservations even if
+				  the target has them (targets whose PREEMPT is broken) */
 };
 
 /* I/O counters, kept by the generic layer for every backend. */

@@ -54,6 +54,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 #include <iscsi/iscsi.h>
@@ -71,6 +72,19 @@
 #define RESERVE_WAIT_MS 30000
 /* How long a read or write waits out a peer's SCSI-2 reservation. */
 #define CONFLICT_WAIT_MS 10000
+/* Reserve-mode compare-and-write holds RESERVE(6) for one READ and one WRITE:
+ * well under a millisecond.  A holder that finds more than RESERVE_HOLD_MS
+ * gone between its RESERVE and its WRITE (it was frozen, or starved) does
+ * not write: it releases and starts again.  A peer that has been shut out by
+ * a SCSI-2 reservation for RESERVE_BREAK_MS without a break takes that
+ * holder for frozen or dead and breaks the reservation with a LOGICAL UNIT
+ * RESET, as VMFS does with SCSI-2 reservations: otherwise one frozen host
+ * would stall every other host's heartbeat until they all fenced.  The
+ * holder's check makes the break safe: it can no longer be inside the
+ * window in which it would write.  (A freeze between that check and the
+ * WRITE reaching the target, microseconds, is the one residual case.) */
+#define RESERVE_HOLD_MS 150
+#define RESERVE_BREAK_MS 1000
 /* Largest single READ/WRITE when the target sets no limit. */
 #define MAX_XFER_BYTES (8u << 20)
 
@@ -153,6 +167,7 @@ struct iscsi_dev {
 	uint64_t rnd;        /* backoff jitter */
 	unsigned char *scratch; /* reserve-mode CAW read buffer */
 	size_t scratch_len;
+	uint64_t last_break;  /* when we last broke a stale SCSI-2 reservation */
 };
 
 #define S(d) ((struct iscsi_dev *)(d))
@@ -559,6 +574,22 @@ static int pr_blocks_us(struct iscsi_dev *s, enum cmd_op op)
 	}
 }
 
+/* We have been shut out by a SCSI-2 reservation since start (ms): past
+ * RESERVE_BREAK_MS, break it with a LOGICAL UNIT RESET (see
+ * RESERVE_HOLD_MS).  At most once per RESERVE_BREAK_MS from this handle. */
+static void break_stale_reserve(struct iscsi_dev *s, uint64_t start)
+{
+	uint64_t now = now_ms();
+	if (now - start < RESERVE_BREAK_MS || now - s->last_break < RESERVE_BREAK_MS || !s->iscsi)
+		return;
+	s->last_break = now;
+	int r = iscsi_task_mgmt_lun_reset_sync(s->iscsi, s->lun);
+	lunfs_log(LOG_WARNING,
+		  "lunfs: iscsi %s: shut out by a SCSI-2 reservation for %llu ms: its holder "
+		  "is frozen or dead; LOGICAL UNIT RESET to break it%s",
+		  s->target, (unsigned long long)(now - start), r ? " (failed)" : "");
+}
+
 /* A command got RESERVATION CONFLICT.  With the RESERVE(6) emulation of
  * compare-and-write a peer holds the whole LU for a few round trips, and
  * every other I_T nexus gets RESERVATION CONFLICT for nearly any command
@@ -584,6 +615,7 @@ static int conflict_wait(struct iscsi_dev *s, const struct cmd *c, uint64_t star
 	int blocked = pr_blocks_us(s, c->op);
 	if (blocked == 1 || (blocked < 0 && blocked != -EACCES))
 		return 0;
+	break_stale_reserve(s, start);
 	backoff_sleep(s, c->gen, *us + jitter(s, *us));
 	if (*us < 20000)
 		*us *= 2;
@@ -797,6 +829,7 @@ static int reserve_lu(struct iscsi_dev *s)
 				      RESERVE_WAIT_MS / 1000);
 			return -EBUSY;
 		}
+		break_stale_reserve(s, start);
 		backoff_sleep(s, 0, us + jitter(s, us));
 		if (us < 10000)
 			us = us * 3 / 2;
@@ -806,7 +839,7 @@ static int reserve_lu(struct iscsi_dev *s)
 static int caw_reserve(struct iscsi_dev *s, uint64_t off, const void *cmp, const void *data,
 		       size_t len, void *cur)
 {
-	unsigned gen;
+	unsigned gen, rounds = 0;
 	int r, r2;
 
 	if (s->scratch_len < len) {
@@ -816,9 +849,11 @@ static int caw_reserve(struct iscsi_dev *s, uint64_t off, const void *cmp, const
 		s->scratch = p;
 		s->scratch_len = len;
 	}
+again:
 	r = reserve_lu(s);
 	if (r < 0)
 		return r;
+	uint64_t t_res = now_ms();
 	/* From here on every command must run in this very session: a new
 	 * one would not hold the reservation. */
 	gen = s->gen;
@@ -827,6 +862,10 @@ static int caw_reserve(struct iscsi_dev *s, uint64_t off, const void *cmp, const
 		if (cur)
 			memcpy(cur, s->scratch, len);
 		r = -EMISCOMPARE;
+	} else if (r == 0 && now_ms() - t_res > RESERVE_HOLD_MS) {
+		/* we may have been frozen: a peer may have broken our
+		 * reservation; never write on a compare that old */
+		r = 1;
 	} else if (r == 0) {
 		struct iovec v = {(void *)data, len};
 		r = do_rw(s, DEV_OP_WRITE, off, &v, 1, gen);
@@ -839,7 +878,9 @@ static int caw_reserve(struct iscsi_dev *s, uint64_t off, const void *cmp, const
 		/* Never leave the LU reserved: ending the session releases it. */
 		sess_drop(s);
 	}
-	return r;
+	if (r == 1 && ++rounds < 20)
+		goto again;
+	return r == 1 ? -EBUSY : r;
 }
 
 static int choose_caw(struct iscsi_dev *s, int mode, int readonly);
@@ -1258,7 +1299,7 @@ int dev_iscsi_open(const char *url, const struct dev_opts *o, struct dev **out)
 		block_limits(s);
 		/* PR IN works: the target speaks SCSI-3 persistent reservations. */
 		uint64_t k;
-		if (read_keys_locked(s, &k, 1) >= 0)
+		if (!o->no_pr && read_keys_locked(s, &k, 1) >= 0)
 			s->dev.caps |= DEV_CAP_PR;
 		if (opcode_supported(s, SCSI_OPCODE_WRITE_SAME16) == 1)
 			s->dev.caps |= DEV_CAP_ZERO;

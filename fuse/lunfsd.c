@@ -556,7 +556,7 @@ static const struct fuse_lowlevel_ops ops = {
 
 struct opts {
 	char *host, *log;
-	int ro, foreground, linger, caw, recovery_pause;
+	int ro, foreground, linger, caw, recovery_pause, no_pr;
 };
 
 /* Splits -o lists: our options are taken out, mount(8)-only options are
@@ -573,6 +573,8 @@ static int take_opts(const char *list, struct opts *o, char *fuse_opts, size_t n
 			o->log = strdup(tok + 4);
 		} else if (!strncmp(tok, "linger_ms=", 10)) {
 			o->linger = atoi(tok + 10);
+		} else if (!strcmp(tok, "pr=off") || !strcmp(tok, "pr=on")) {
+			o->no_pr = tok[4] == 'f';
 		} else if (!strncmp(tok, "recovery_pause_ms=", 18)) {
 			o->recovery_pause = atoi(tok + 18); /* test hook */
 		} else if (!strcmp(tok, "caw=auto") || !strcmp(tok, "caw=native") ||
@@ -602,7 +604,7 @@ static int take_opts(const char *list, struct opts *o, char *fuse_opts, size_t n
 static void usage(const char *prog)
 {
 	fprintf(stderr,
-		"usage: %s DEVICE MOUNTPOINT [-f] [-o host=NAME,ro,allow_other,log=FILE,linger_ms=N,caw=auto|native|reserve]\n"
+		"usage: %s DEVICE MOUNTPOINT [-f] [-o host=NAME,ro,allow_other,log=FILE,linger_ms=N,caw=auto|native|reserve,pr=on|off]\n"
 		"  DEVICE: an image file, a block device or iscsi://HOST[:PORT]/IQN/LUN\n"
 		"  host=NAME  this host's identity (default: /etc/machine-id)\n"
 		"  -f         stay in the foreground\n",
@@ -712,7 +714,7 @@ int main(int argc, char **argv)
 		lunfs_log_set(lib_log);
 	struct lunfs_mount_opts mo = {.host = o.host, .readonly = o.ro, .linger_ms = o.linger,
 				      .recovery_pause_ms = o.recovery_pause,
-				      .dev = {.caw_mode = o.caw}};
+				      .dev = {.caw_mode = o.caw, .no_pr = o.no_pr}};
 	const char *msg = NULL;
 	int r = lunfs_mount(dev, &mo, &V, &msg);
 	if (r) {
