@@ -759,15 +759,18 @@ int orphans_process(struct lunfs_vol *v)
 	for (size_t i = 0; i < l.n && !r; i++) {
 		tx_begin(v, &tx);
 		int e = ino_read(&tx, l.ino[i], LK_EXCLUSIVE, in);
-		if (e == -EBUSY || e == -ESTALE) {
-			tx_end(&tx, 0); /* open elsewhere: its host frees it */
-			continue;
-		}
 		if (!e && in->nlink == 0)
 			e = file_release_inode(&tx, in);
-		r = e ? e : tx_commit(&tx);
 		if (e)
 			tx_end(&tx, e);
+		else
+			e = tx_commit(&tx);
+		/* Busy: open on another host (its host frees it at the last
+		 * close), or another host frees it right now (a survivor after a
+		 * recovery), or a lock it needs is held elsewhere: whoever next
+		 * processes the orphans frees it.  Only hard errors count. */
+		if (e && e != -EBUSY && e != -ESTALE && e != -ENOENT)
+			r = e;
 	}
 	free(l.ino);
 	free(in);

@@ -10,6 +10,7 @@
 #include "fs/internal.h"
 
 #define NBUCKETS 4096
+#define LOCK_WAIT_MS 30000
 
 static size_t bucket(uint64_t addr)
 {
@@ -122,9 +123,11 @@ int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, struct 
 		*out = h;
 		return 0;
 	}
-	/* long enough for a lingering holder to notice our want, and for a
-	 * dead holder to be declared dead and recovered */
-	uint32_t timeout = v->sb.lease_ms + 2 * v->linger_ms + 4 * v->sb.hb_ms;
+	/* A wait ends only to break a cycle of hosts waiting for each other
+	 * (section 7 of LOCKING.md): long enough for a queue of hosts that each
+	 * notice wants and let go in turn, and for a dead holder to be declared
+	 * dead and recovered. */
+	uint32_t timeout = LOCK_WAIT_MS + v->sb.lease_ms + 4 * v->sb.hb_ms;
 	if (h) {
 		/* upgrade (we are then the only holder) */
 		unsigned fl = 0;

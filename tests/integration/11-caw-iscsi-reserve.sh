@@ -8,7 +8,8 @@
 #   1. --caw-mode reserve: 4 initiators x 500 increments end at exactly 2000.
 #   2. --caw-mode auto falls back to reserve on tgt and counts exactly too.
 #   3. SCSI-3 PR, the way fencing uses them (pr_tool fence): register, reserve
-#      type 5, preempt; the preempted initiator's write fails with -EACCES,
+#      type 5, preempt; the preempted initiator's write fails with -EFENCED
+#      (RESERVATION CONFLICT),
 #      its read still works.
 # tgtd runs on 127.0.0.1:$PORT with its own control port, and is stopped with
 # tgtadm (it ignores SIGTERM), or killed by PID if that fails.
@@ -145,7 +146,7 @@ if ! "$PR" fence "$URL" iqn.2026-11.org.lunfs:it11-a iqn.2026-11.org.lunfs:it11-
 	fail "persistent reservation checks"
 fi
 sed 's/^/    /' "$TMP/pr.log"
-echo "ok - persistent reservations: register, reserve type 5, preempt, -EACCES on the preempted write"
+echo "ok - persistent reservations: register, reserve type 5, preempt, -EFENCED on the preempted write"
 
 # ---- 4: mkfs.lunfs and fsck.lunfs on an iscsi:// URL -----------------------
 # (PR fencing above left no reservation behind: A unregistered)
