@@ -573,6 +573,8 @@ int lunfs_fsync(struct lunfs_file *f)
 	tx_begin(v, &tx);
 	if (f->of->handed_off)
 		r = -ESTALE;
+	else if (writable(f->mode) && (r = vol_check_writable(v)))
+		; /* fenced: nothing this host wrote is known to be durable any more */
 	else if (f->of->times_dirty && writable(f->mode) && f->mode != LUNFS_OPEN_MULTI) {
 		r = commit_times(&tx, f->of, in);
 		if (!r)
