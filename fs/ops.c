@@ -105,11 +105,19 @@ static int orphan_edit(struct txn *tx, uint64_t ino, int add)
 	return r;
 }
 
-/* Frees everything of an inode already listed as an orphan, in steps. */
+/* Frees everything of an inode already listed as an orphan, in steps.
+ * Lock order: the orphan directory, then the inode's group, then the
+ * clusters of its blocks.  A create takes a group and then a meta cluster,
+ * and an unlink the orphan directory and then the group: any other order
+ * here would let two hosts wait for each other until their timeouts. */
 int file_release_inode(struct txn *tx, struct lunfs_inode *in)
 {
-	int r = 0;
-	if (!(in->flags & INOF_INLINE))
+	const struct lunfs_sb *s = &tx->v->sb;
+	uint64_t g = in->ino / s->ig_inodes;
+	int r = tx_lock(tx, geom_ino_lock(s, ORPHAN_INO), geom_ino_blk(s, ORPHAN_INO), LK_EXCLUSIVE);
+	if (!r)
+		r = tx_lock(tx, geom_ig_lock(s, g), geom_ig_hdr(s, g), LK_EXCLUSIVE);
+	if (!r && !(in->flags & INOF_INLINE))
 		r = bmap_punch(tx, in, 0, 0);
 	if (!r)
 		r = ino_write(tx, in);

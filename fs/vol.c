@@ -93,6 +93,7 @@ static int mode_covers(int held, int want)
 }
 
 static int vl_release(struct lunfs_vol *v, struct held *h);
+static void release_unpinned(struct lunfs_vol *v, uint64_t idle_ms);
 
 /* Another host waits for a lock we only linger on: let it go, and give the
  * waiter a moment to take it before we queue behind it (fairness). */
@@ -147,9 +148,19 @@ int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, struct 
 	if (!h)
 		return -ENOMEM;
 	r = lk_acquire_flags(v->hb, &h->lk, off, object, mode, 0, LK_NOWAIT, 0);
-	if (r == -EBUSY || r == -ESTALE) {
+	if ((r == -EBUSY && !h->lk.pinned) || r == -ESTALE) {
+		/* Wait in short rounds.  Between them, let go of what other
+		 * hosts want and we only linger on: the linger thread cannot
+		 * while we hold the volume mutex, and the holder we wait for
+		 * may itself be waiting for one of those. */
 		hb_set_want(v->hb, off);
-		r = lk_acquire_flags(v->hb, &h->lk, off, object, mode, 0, LK_WAIT, timeout);
+		for (uint64_t t0 = lk_now_ms();;) {
+			r = lk_acquire_flags(v->hb, &h->lk, off, object, mode, 0, LK_WAIT, 200);
+			if (!((r == -EBUSY && !h->lk.pinned) || r == -ESTALE) ||
+			    lk_now_ms() - t0 >= timeout)
+				break;
+			release_unpinned(v, UINT64_MAX);
+		}
 		hb_set_want(v->hb, 0);
 	}
 	if (r) {
@@ -216,19 +227,28 @@ int vl_release_now(struct lunfs_vol *v, struct held *h)
 	return vl_release(v, h);
 }
 
-/* The linger thread's round: releases holds idle for idle_ms or wanted by
- * another host, checkpoints committed changes older than idle_ms (so other
- * hosts' unlocked reads see them within about a second), and publishes this
- * host's counters in its heartbeat slot. */
-static void release_idle(struct lunfs_vol *v, uint64_t idle_ms)
+/* Releases the holds nothing pins that were idle for idle_ms, or that
+ * another host wants.  v->mu held. */
+static void release_unpinned(struct lunfs_vol *v, uint64_t idle_ms)
 {
-	uint64_t now = lk_now_ms(), held = 0;
+	uint64_t now = lk_now_ms();
 	struct held *h = v->locks, *n;
 	for (; h; h = n) {
 		n = h->next;
 		if (h->pins == 0 && (now - h->last_ms >= idle_ms || hb_wanted(v->hb, h->lk.off)))
 			vl_release(v, h);
 	}
+}
+
+/* The linger thread's round: releases holds idle for idle_ms or wanted by
+ * another host, checkpoints committed changes older than idle_ms (so other
+ * hosts' unlocked reads see them within about a second), and publishes this
+ * host's counters in its heartbeat slot. */
+static void release_idle(struct lunfs_vol *v, uint64_t idle_ms)
+{
+	uint64_t held = 0;
+	struct held *h;
+	release_unpinned(v, idle_ms);
 	if (jnl_pending_age_ms(v->j) >= idle_ms)
 		jnl_checkpoint(v->j);
 	for (h = v->locks; h; h = h->next)

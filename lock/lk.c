@@ -112,6 +112,7 @@ int lk_acquire_flags(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_
 				  nrec.nholders < LUNFS_MAX_HOLDERS);
 		if (!compatible) {
 			l->rec = rec;
+			l->pinned = pinned > 0;
 			r = dead && !alive ? -ESTALE : -EBUSY;
 			/* a hold pinned by an open will not go away soon: no wait */
 			if (wait && !pinned && lk_now_ms() - t0 < timeout_ms) {

@@ -133,6 +133,7 @@ struct lk_lock {
 	uint64_t off;     /* byte address of the lock block */
 	int mode;         /* LK_* held by us, LK_FREE when not held */
 	struct lunfs_lock rec; /* last image we wrote or read */
+	int pinned;            /* after -EBUSY: a live conflicting holder has an open pin */
 	uint8_t img[4096];     /* its raw block (dev_lbs bytes used) */
 };
 
