@@ -127,6 +127,9 @@ static void lo_init(void *ud, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
 	if (conn->capable & FUSE_CAP_ASYNC_DIO)
 		conn->want |= FUSE_CAP_ASYNC_DIO;
+	/* open(O_TRUNC): the kernel truncates through setattr (which takes
+	 * the inode lock) before the open, instead of passing O_TRUNC to us */
+	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 }
 
 static void lo_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

@@ -75,6 +75,11 @@ static void t_files(void)
 	CHECK(write(fd, " world", 6) == 6, "append");
 	close(fd);
 	CHECK(get("f", b, sizeof(b)) == 11 && !strcmp(b, "hello world"), "after append: %s", b);
+	put("g", "a longer first version");
+	put("g", "short");
+	CHECK(get("g", b, sizeof(b)) == 5 && !strcmp(b, "short"), "open(O_TRUNC) then a shorter write: %s", b);
+	CHECK(stat(P("g"), &st) == 0 && st.st_size == 5, "size after open(O_TRUNC): %lld", (long long)st.st_size);
+	CHECK(unlink(P("g")) == 0, "unlink g");
 	CHECK(truncate(P("f"), 4) == 0 && get("f", b, sizeof(b)) == 4 && !strcmp(b, "hell"), "truncate down");
 	CHECK(truncate(P("f"), 8192) == 0 && stat(P("f"), &st) == 0 && st.st_size == 8192, "truncate up");
 	fd = open(P("f"), O_RDONLY);
