@@ -57,6 +57,7 @@
 #include "fs/format.h"
 #include "fs/lunfs.h"
 #include "lock/lk.h"
+#include "bench/bench_util.h"
 
 #define FUSE_SUPER_MAGIC 0x65735546
 #define DISK_SIZE (256ull << 20)
@@ -84,17 +85,7 @@ static void sleep_ms(double ms)
 		;
 }
 
-static void __attribute__((format(printf, 1, 2))) problem(const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	printf("cluster problem %s\n", msg);
-	fflush(stdout);
-	fprintf(stderr, "lunfs-cluster: %s\n", msg);
-}
+#define problem(...) bench_problem("cluster", "lunfs-cluster", __VA_ARGS__)
 
 static const char *ename(int e)
 {

@@ -52,6 +52,7 @@
 #include "fs/geom.h"
 #include "fs/lunfs.h"
 #include "lock/lk.h"
+#include "bench/bench_util.h"
 
 #define SEQ_BS (1u << 20)
 #define SEQ_QD 8u
@@ -387,19 +388,7 @@ static int check_job(const struct job *j, int r)
 	return 0;
 }
 
-/* A library misbehaviour that does not stop the benchmark: stdout, for the
- * report, and stderr. */
-static void __attribute__((format(printf, 1, 2))) problem(const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	printf("lunfs problem %s\n", msg);
-	fflush(stdout);
-	fprintf(stderr, "lunfs-bench: %s\n", msg);
-}
+#define problem(...) bench_problem("lunfs", "lunfs-bench", __VA_ARGS__)
 
 /* Bytes the image file really holds (allocated in the host filesystem). */
 static double image_alloc_mb(const char *path)

@@ -7,7 +7,7 @@ pass=0
 fail=0
 failed=""
 for t in tests/integration/*.sh; do
-	case "$t" in */lib.sh) continue ;; esac # helpers, sourced by the tests
+	case "$t" in */lib.sh | */lib-*.sh) continue ;; esac # helpers, sourced by the tests
 	case "$t" in *"${LUNFS_TESTS:-}"*) ;; *) continue ;; esac
 	name=$(basename "$t")
 	echo "=== $name"

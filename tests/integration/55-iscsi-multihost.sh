@@ -39,7 +39,7 @@
 # 127.0.0.1:32612 (unit control 32613); both started and stopped here.
 . "$(dirname "$0")/lib.sh"
 PR=$TBIN/pr_tool
-TGT_PORT=${LUNFS_IT55_TGT_PORT:-32610}
+TGT_PORT_55=${LUNFS_IT55_TGT_PORT:-32610}
 IST_PORT=${LUNFS_IT55_ISTGT_PORT:-32612}
 IST_UCPORT=$((IST_PORT + 1))
 IQN_BASE=iqn.2026-11.org.lunfs
@@ -51,41 +51,7 @@ command -v python3 >/dev/null || fail "python3 not found"
 port_free() { ! (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 
 # ---- targets ----------------------------------------------------------------
-TGTD_PID=
-stop_tgtd() {
-	[ -n "$TGTD_PID" ] || return 0
-	if kill -0 "$TGTD_PID" 2>/dev/null; then
-		tgtadm -C "$TGT_PORT" --lld iscsi --op delete --force --mode target --tid 1 >/dev/null 2>&1 || true
-		tgtadm -C "$TGT_PORT" --op delete --mode system >/dev/null 2>&1 || true
-		for _ in $(seq 50); do
-			kill -0 "$TGTD_PID" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -9 "$TGTD_PID" 2>/dev/null || true
-	fi
-	wait "$TGTD_PID" 2>/dev/null || true
-	rm -f "/var/run/tgtd/socket.$TGT_PORT" "/var/run/tgtd/socket.$TGT_PORT.lock"
-	TGTD_PID=
-}
-# start_tgtd LUNFILE: tgtd with LUNFILE as LUN 1 of target $IQN_BASE:it55
-start_tgtd() {
-	command -v tgtd >/dev/null && command -v tgtadm >/dev/null || fail "tgtd/tgtadm not found (package tgt)"
-	tgtadm -C "$TGT_PORT" --op show --mode system >/dev/null 2>&1 &&
-		fail "a tgtd already listens on control port $TGT_PORT"
-	port_free "$TGT_PORT" || fail "127.0.0.1:$TGT_PORT is already in use"
-	tgtd -f --iscsi portal=127.0.0.1:$TGT_PORT -C "$TGT_PORT" >"$T/tgtd.log" 2>&1 &
-	TGTD_PID=$!
-	on_exit stop_tgtd
-	for _ in $(seq 100); do
-		tgtadm -C "$TGT_PORT" --op show --mode system >/dev/null 2>&1 && break
-		kill -0 "$TGTD_PID" 2>/dev/null || fail "tgtd exited: $(cat "$T/tgtd.log")"
-		sleep 0.1
-	done
-	tgtadm -C "$TGT_PORT" --lld iscsi --op new --mode target --tid 1 -T "$IQN_BASE:it55" &&
-		tgtadm -C "$TGT_PORT" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$1" &&
-		tgtadm -C "$TGT_PORT" --lld iscsi --op bind --mode target --tid 1 -I ALL ||
-		fail "tgtadm could not set up the target"
-}
+. "$(dirname "$0")/lib-tgt.sh"
 
 ISTGT_PID=
 stop_istgt() {
@@ -425,8 +391,8 @@ EOF
 # ---- A: tgtd, compare-and-write under RESERVE(6) ------------------------------
 leg_tgt() {
 	truncate -s 1G "$T/tgt-lun.img"
-	start_tgtd "$T/tgt-lun.img"
-	local url=iscsi://127.0.0.1:$TGT_PORT/$IQN_BASE:it55/1
+	start_tgtd "$TGT_PORT_55" "$IQN_BASE:it55" "$T/tgt-lun.img"
+	local url=iscsi://127.0.0.1:$TGT_PORT_55/$IQN_BASE:it55/1
 	ok "tgtd (pid $TGTD_PID) on 127.0.0.1:$TGT_PORT: $url, 1 GiB file"
 	# the PREEMPT a recovery issues, with a live bystander, on the fresh LUN
 	"$PR" preempt "$url" "$IQN_BASE:it55-a" "$IQN_BASE:it55-b" "$IQN_BASE:it55-c" >"$T/tgt-preempt.log" 2>&1 ||

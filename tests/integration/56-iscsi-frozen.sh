@@ -46,37 +46,9 @@ command -v python3 >/dev/null || fail "python3 not found"
 command -v tgtd >/dev/null && command -v tgtadm >/dev/null || fail "tgtd/tgtadm not found (package tgt)"
 
 # ---- tgtd ---------------------------------------------------------------------
-TGTD_PID=
-stop_tgtd() {
-	[ -n "$TGTD_PID" ] || return 0
-	if kill -0 "$TGTD_PID" 2>/dev/null; then
-		tgtadm -C "$PORT" --lld iscsi --op delete --force --mode target --tid 1 >/dev/null 2>&1 || true
-		tgtadm -C "$PORT" --op delete --mode system >/dev/null 2>&1 || true
-		for _ in $(seq 50); do
-			kill -0 "$TGTD_PID" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -9 "$TGTD_PID" 2>/dev/null || true
-	fi
-	wait "$TGTD_PID" 2>/dev/null || true
-	rm -f "/var/run/tgtd/socket.$PORT" "/var/run/tgtd/socket.$PORT.lock"
-	TGTD_PID=
-}
-tgtadm -C "$PORT" --op show --mode system >/dev/null 2>&1 && fail "a tgtd already listens on control port $PORT"
-(exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && fail "127.0.0.1:$PORT is already in use"
+. "$(dirname "$0")/lib-tgt.sh"
 truncate -s 1G "$T/lun.img"
-tgtd -f --iscsi portal=127.0.0.1:$PORT -C "$PORT" >"$T/tgtd.log" 2>&1 &
-TGTD_PID=$!
-on_exit stop_tgtd
-for _ in $(seq 100); do
-	tgtadm -C "$PORT" --op show --mode system >/dev/null 2>&1 && break
-	kill -0 "$TGTD_PID" 2>/dev/null || fail "tgtd exited: $(cat "$T/tgtd.log")"
-	sleep 0.1
-done
-tgtadm -C "$PORT" --lld iscsi --op new --mode target --tid 1 -T "$IQN" &&
-	tgtadm -C "$PORT" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$T/lun.img" &&
-	tgtadm -C "$PORT" --lld iscsi --op bind --mode target --tid 1 -I ALL ||
-	fail "tgtadm could not set up the target"
+start_tgtd "$PORT" "$IQN" "$T/lun.img"
 ok "tgtd (pid $TGTD_PID) on 127.0.0.1:$PORT: $URL, 1 GiB file"
 
 # ---- helpers ----------------------------------------------------------------

@@ -1,0 +1,39 @@
+# A stock tgtd for the iSCSI tests (sourced after lib.sh, not run).
+# start_tgtd PORT IQN LUNFILE: tgtd on 127.0.0.1:PORT (control port PORT)
+# with LUNFILE as LUN 1 of target IQN; stop_tgtd is registered to run at exit.
+TGTD_PID=
+TGT_PORT=
+stop_tgtd() {
+	[ -n "$TGTD_PID" ] || return 0
+	if kill -0 "$TGTD_PID" 2>/dev/null; then
+		tgtadm -C "$TGT_PORT" --lld iscsi --op delete --force --mode target --tid 1 >/dev/null 2>&1 || true
+		tgtadm -C "$TGT_PORT" --op delete --mode system >/dev/null 2>&1 || true
+		for _ in $(seq 50); do
+			kill -0 "$TGTD_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -9 "$TGTD_PID" 2>/dev/null || true
+	fi
+	wait "$TGTD_PID" 2>/dev/null || true
+	rm -f "/var/run/tgtd/socket.$TGT_PORT" "/var/run/tgtd/socket.$TGT_PORT.lock"
+	TGTD_PID=
+}
+start_tgtd() {
+	TGT_PORT=$1
+	command -v tgtd >/dev/null && command -v tgtadm >/dev/null || fail "tgtd/tgtadm not found (package tgt)"
+	tgtadm -C "$TGT_PORT" --op show --mode system >/dev/null 2>&1 &&
+		fail "a tgtd already listens on control port $TGT_PORT"
+	(exec 3<>/dev/tcp/127.0.0.1/"$TGT_PORT") 2>/dev/null && fail "127.0.0.1:$TGT_PORT is already in use"
+	tgtd -f --iscsi portal=127.0.0.1:$TGT_PORT -C "$TGT_PORT" >"$T/tgtd.log" 2>&1 &
+	TGTD_PID=$!
+	on_exit stop_tgtd
+	for _ in $(seq 100); do
+		tgtadm -C "$TGT_PORT" --op show --mode system >/dev/null 2>&1 && break
+		kill -0 "$TGTD_PID" 2>/dev/null || fail "tgtd exited: $(cat "$T/tgtd.log")"
+		sleep 0.1
+	done
+	tgtadm -C "$TGT_PORT" --lld iscsi --op new --mode target --tid 1 -T "$2" &&
+		tgtadm -C "$TGT_PORT" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$3" &&
+		tgtadm -C "$TGT_PORT" --lld iscsi --op bind --mode target --tid 1 -I ALL ||
+		fail "tgtadm could not set up the target"
+}
