@@ -7,8 +7,9 @@ T=$(mktemp -d /tmp/lunfs-it.XXXXXX)
 chmod 755 "$T" # tests drop to other users inside
 CLEANUP=""
 # Register a cleanup command; all run at exit, last registered first.
+# LUNFS_KEEP=1 keeps $T (images, logs) after the cleanup, for a post-mortem.
 on_exit() { CLEANUP="$1; $CLEANUP"; }
-_cleanup() { set +e; eval "$CLEANUP"; rm -rf "$T"; }
+_cleanup() { set +e; eval "$CLEANUP"; [ -n "${LUNFS_KEEP:-}" ] && echo "kept $T" >&2 || rm -rf "$T"; }
 trap _cleanup EXIT
 trap 'exit 130' INT TERM
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -46,4 +47,61 @@ umount_lunfs() {
 	done
 	echo "daemon for $1 did not exit" >&2
 	return 1
+}
+
+# ---- helpers for the multi-host tests (50-54) ----
+# mkfs_multi IMG [SIZE [MKFS-OPTIONS...]]: a sparse volume with a short
+# lease (3 s), for tests that watch hosts die and get recovered.
+mkfs_multi() {
+	_img=$1
+	truncate -s "${2:-2G}" "$_img"
+	shift $(( $# < 2 ? $# : 2 ))
+	"$BIN/mkfs.lunfs" -q --lease-ms 3000 --heartbeat-ms 500 -N 64 -J 1M "$@" "$_img" || fail "mkfs.lunfs $_img"
+}
+# now_ms: CLOCK_REALTIME in milliseconds.
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# daemon_pid DIR: the PID of the mount.lunfs daemon serving DIR (exactly one).
+daemon_pid() {
+	_p=$(pgrep -f "mount.lunfs .* $1( |$)" || true)
+	[ -n "$_p" ] && [ "$(echo "$_p" | wc -l)" = 1 ] || fail "daemon for $1: '$_p'"
+	echo "$_p"
+}
+# poll SECONDS CMD...: runs CMD every 0.1 s until it succeeds (returns 0) or
+# SECONDS have passed (returns 1).  POLL_MS is the time it took.
+poll() {
+	_lim=$(( $1 * 1000 ))
+	shift
+	_t0=$(now_ms)
+	while :; do
+		if "$@"; then
+			POLL_MS=$(( $(now_ms) - _t0 ))
+			return 0
+		fi
+		POLL_MS=$(( $(now_ms) - _t0 ))
+		[ "$POLL_MS" -lt "$_lim" ] || return 1
+		sleep 0.1
+	done
+}
+# kill_daemon DIR: kill -9 of DIR's daemon (a crash), then a lazy unmount of
+# the dead mount point.
+kill_daemon() {
+	_p=$(daemon_pid "$1")
+	kill -9 "$_p"
+	# gone, or a zombie (its cmdline is empty then)
+	for _ in $(seq 100); do [ -s "/proc/$_p/cmdline" ] || break; sleep 0.05; done
+	umount -l "$1" 2>/dev/null || true
+}
+# slots_free IMG [HOST...]: every used heartbeat slot (or every slot of the
+# named hosts) is free; prints `lunfs hosts` and fails otherwise.
+slots_free() {
+	_img=$1
+	shift
+	"$BIN/lunfs" hosts "$_img" --json >"$T/hosts.json" || fail "lunfs hosts $_img"
+	python3 - "$T/hosts.json" "$@" <<'PYEOF' || fail "slots not free: $("$BIN/lunfs" hosts "$_img")"
+import json, sys
+want = set(sys.argv[2:])
+busy = [s for s in json.load(open(sys.argv[1]))["slots"]
+        if s["state"] != "free" and (not want or s["host"] in want)]
+sys.exit(1 if busy else 0)
+PYEOF
 }
