@@ -364,16 +364,16 @@ EOF
 	# stop at a's next pwrite, then at that thread's first data WRITE; hold
 	# the process there until $C/release exists
 	gdb -p "$pida" -batch -ex 'set pagination off' -ex 'break lunfs_pwrite' -ex continue -ex delete \
-		-ex 'eval "break iscsi_rw thread %d if op == 2", $_thread' -ex continue -ex 'bt 4' \
+		-ex 'eval "break iscsi_rw thread %d if op == 2", $_thread' -ex continue -ex 'bt 8' \
 		-ex "shell while [ ! -e '$C/release' ]; do sleep 0.05; done" -ex detach >"$C/gdb.log" 2>&1 &
 	gpid=$!
 	on_exit "touch '$C/release'; sleep 0.5; kill $gpid 2>/dev/null; kill -CONT $pida 2>/dev/null"
 	poll_for 10 "late: gdb attaches ($(tail -3 "$C/gdb.log"))" grep -q '^Breakpoint 1 at' "$C/gdb.log"
 	touch "$C/go"
 	poll_for 10 "late: a's daemon stops before its WRITE ($(tail -5 "$C/gdb.log"))" grep -q 'hit Breakpoint 2' "$C/gdb.log"
-	grep -q 'write_range' "$C/gdb.log" || fail "late: a stopped elsewhere than a data write: $(grep -A5 'hit Breakpoint 2' "$C/gdb.log")"
+	grep -Eq 'data_write|write_range' "$C/gdb.log" || fail "late: a stopped elsewhere than a data write: $(grep -A5 'hit Breakpoint 2' "$C/gdb.log")"
 	t0=$(now_ms)
-	ok "late: a's daemon (pid $pida) held by gdb in write_range -> dev_write, its pwrite past every fencing check"
+	ok "late: a's daemon (pid $pida) held by gdb in write_range -> data_write -> dev_write, its pwrite past every fencing check"
 	r=$(python3 -c '
 import errno, os, sys, time
 t0 = time.monotonic()
