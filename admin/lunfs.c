@@ -56,14 +56,6 @@ static void jstr(const char *s)
 	putchar('"');
 }
 
-static struct lk_params params(const struct lunfs_sb *s)
-{
-	struct lk_params p = {.hb_off = s->hb_off, .max_hosts = s->max_hosts, .lease_ms = s->lease_ms,
-			      .hb_ms = s->hb_ms, .fence_margin_ms = s->fence_margin_ms,
-			      .jnl_off = s->jnl_off, .jnl_size = s->jnl_size};
-	memcpy(p.uuid, s->uuid, 16);
-	return p;
-}
 
 static int open_vol(const char *path, struct dev **d, struct lunfs_sb *sb)
 {
@@ -794,7 +786,7 @@ static int cmd_locks(const char *path, const char *fpath)
 		return 1;
 	if (open_vol(path, &d, &s))
 		return 1;
-	struct lk_params p = params(&s);
+	struct lk_params p = lk_params_of(&s);
 	struct lunfs_hb *hb = calloc(s.max_hosts, sizeof(*hb));
 	for (uint32_t i = 0; i < s.max_hosts; i++)
 		if (hb_read(d, &p, i, &hb[i]))

@@ -1062,16 +1062,8 @@ static int cmd_hbio(const char *img, double secs)
 	}
 	/* Our slot's counter, through a second handle. */
 	struct dev *d = NULL;
-	struct lk_params p = {0};
+	struct lk_params p = lk_params_of(&sb);
 	uint32_t slot = UINT32_MAX;
-	memcpy(p.uuid, sb.uuid, 16);
-	p.hb_off = sb.hb_off;
-	p.max_hosts = sb.max_hosts;
-	p.lease_ms = sb.lease_ms;
-	p.hb_ms = sb.hb_ms;
-	p.fence_margin_ms = sb.fence_margin_ms;
-	p.jnl_off = sb.jnl_off;
-	p.jnl_size = sb.jnl_size;
 	if (!dev_open(img, NULL, &d))
 		for (uint32_t s = 0; s < sb.max_hosts; s++) {
 			struct lunfs_hb hb;

@@ -143,14 +143,7 @@ static void hbwatch_open(struct hbwatch *w, const char *path, const char *host)
 		return;
 	if (lunfs_read_sb(w->d, &sb, 0, NULL, &why))
 		return;
-	memcpy(w->p.uuid, sb.uuid, 16);
-	w->p.hb_off = sb.hb_off;
-	w->p.max_hosts = sb.max_hosts;
-	w->p.lease_ms = sb.lease_ms;
-	w->p.hb_ms = sb.hb_ms;
-	w->p.fence_margin_ms = sb.fence_margin_ms;
-	w->p.jnl_off = sb.jnl_off;
-	w->p.jnl_size = sb.jnl_size;
+	w->p = lk_params_of(&sb);
 	for (uint32_t s = 0; s < sb.max_hosts; s++) {
 		struct lunfs_hb hb;
 		if (!hb_read(w->d, &w->p, s, &hb) && hb.state == HB_LIVE &&
@@ -417,14 +410,7 @@ static int bench_locks(const struct opts *o)
 		fprintf(stderr, "lunfs-bench: locks: superblock: %s\n", why ? why : lunfs_strerror(r));
 		goto out;
 	}
-	memcpy(p.uuid, sb.uuid, 16);
-	p.hb_off = sb.hb_off;
-	p.max_hosts = sb.max_hosts;
-	p.lease_ms = sb.lease_ms;
-	p.hb_ms = sb.hb_ms;
-	p.fence_margin_ms = sb.fence_margin_ms;
-	p.jnl_off = sb.jnl_off;
-	p.jnl_size = sb.jnl_size;
+	p = lk_params_of(&sb);
 	snprintf(id.name, sizeof(id.name), "%s-locks", o->host);
 	memcpy(id.uuid, "lunfs-bench-lock", 16);
 	if ((r = hb_claim(d, &p, &id, &h, NULL))) {

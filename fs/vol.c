@@ -587,11 +587,7 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 	}
 	if (!v->ro) {
 		struct hb_ident id;
-		struct lk_params p = {.hb_off = v->sb.hb_off, .max_hosts = v->sb.max_hosts,
-				      .lease_ms = v->sb.lease_ms, .hb_ms = v->sb.hb_ms,
-				      .fence_margin_ms = v->sb.fence_margin_ms,
-				      .jnl_off = v->sb.jnl_off, .jnl_size = v->sb.jnl_size};
-		memcpy(p.uuid, v->sb.uuid, 16);
+		struct lk_params p = lk_params_of(&v->sb);
 		if ((r = host_identity(o->host, &id))) {
 			why = "host name is empty or longer than 64 bytes";
 			goto fail;

@@ -178,21 +178,13 @@ out:
 	return r;
 }
 
-static struct lk_params params_of(const struct lunfs_sb *s)
-{
-	struct lk_params p = {.hb_off = s->hb_off, .max_hosts = s->max_hosts, .lease_ms = s->lease_ms,
-			      .hb_ms = s->hb_ms, .fence_margin_ms = s->fence_margin_ms,
-			      .jnl_off = s->jnl_off, .jnl_size = s->jnl_size};
-	memcpy(p.uuid, s->uuid, 16);
-	return p;
-}
 
 /* Phase 2.  A LIVE slot whose counter moves is a host that is mounted now:
  * fsck refuses to repair under it.  A LIVE slot that stands still for a whole
  * lease is a host that died: its journal is replayed in phase 3. */
 static int phase2(struct fsck *f, int *live_hosts)
 {
-	struct lk_params p = params_of(&f->sb);
+	struct lk_params p = lk_params_of(&f->sb);
 	struct lunfs_hb *first = calloc(p.max_hosts, sizeof(*first));
 	int *state = calloc(p.max_hosts, sizeof(int)), nlive = 0, r = 0;
 	printf("Phase 2 - heartbeat slots\n");

@@ -60,6 +60,15 @@ const char *hb_state_name(int s)
 	return s == HB_FREE ? "free" : s == HB_LIVE ? "live" : s == HB_REPLAYING ? "replaying" : "?";
 }
 
+struct lk_params lk_params_of(const struct lunfs_sb *s)
+{
+	struct lk_params p = {.hb_off = s->hb_off, .max_hosts = s->max_hosts, .lease_ms = s->lease_ms,
+			      .hb_ms = s->hb_ms, .fence_margin_ms = s->fence_margin_ms,
+			      .jnl_off = s->jnl_off, .jnl_size = s->jnl_size};
+	memcpy(p.uuid, s->uuid, 16);
+	return p;
+}
+
 static uint64_t slot_off(const struct lk_params *p, uint32_t s)
 {
 	return p->hb_off + (uint64_t)s * LUNFS_SLOT_STRIDE;

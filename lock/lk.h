@@ -28,6 +28,9 @@ struct lk_params {
 
 struct hb_host;
 
+/* The parameters a volume's superblock gives. */
+struct lk_params lk_params_of(const struct lunfs_sb *sb);
+
 /* Identity of this host. */
 struct hb_ident {
 	char name[LUNFS_HOSTNAME_LEN + 1];

@@ -307,8 +307,7 @@ static void populate(void)
 	struct dev *d;
 	if ((r = dev_open(G.path, NULL, &d)))
 		die("dev_open", r);
-	struct lk_params p = {.hb_off = G.sb.hb_off, .max_hosts = G.sb.max_hosts};
-	memcpy(p.uuid, G.sb.uuid, 16);
+	struct lk_params p = lk_params_of(&G.sb);
 	for (uint32_t s = 0; s < G.sb.max_hosts; s++) {
 		struct lunfs_hb hb;
 		if ((r = hb_read(d, &p, s, &hb)))

@@ -29,8 +29,7 @@ static int slot_of(const char *path, const struct lunfs_sb *sb, const char *name
 		   struct lunfs_hb *out)
 {
 	struct dev *d = tu_open(path);
-	struct lk_params p = {.hb_off = sb->hb_off, .max_hosts = sb->max_hosts};
-	memcpy(p.uuid, sb->uuid, 16);
+	struct lk_params p = lk_params_of(sb);
 	int found = -1;
 	for (uint32_t s = 0; s < sb->max_hosts && found < 0; s++) {
 		struct lunfs_hb hb;

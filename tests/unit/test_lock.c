@@ -16,15 +16,7 @@ struct vol {
 static void vol_make(struct vol *v)
 {
 	v->path = tu_volume(64 << 20, &v->sb);
-	memset(&v->p, 0, sizeof(v->p));
-	memcpy(v->p.uuid, v->sb.uuid, 16);
-	v->p.hb_off = v->sb.hb_off;
-	v->p.max_hosts = v->sb.max_hosts;
-	v->p.lease_ms = v->sb.lease_ms;
-	v->p.hb_ms = v->sb.hb_ms;
-	v->p.fence_margin_ms = v->sb.fence_margin_ms;
-	v->p.jnl_off = v->sb.jnl_off;
-	v->p.jnl_size = v->sb.jnl_size;
+	v->p = lk_params_of(&v->sb);
 }
 
 static void vol_free(struct vol *v)
