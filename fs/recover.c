@@ -98,11 +98,7 @@ static int pr_fence(struct lunfs_vol *v, uint64_t victim)
  * returns 1: act as if this host died here). */
 static int pause_or_stop(struct lunfs_vol *v)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t ns = ts.tv_nsec + (uint64_t)v->recovery_pause_ms * 1000000;
-	ts.tv_sec += ns / 1000000000;
-	ts.tv_nsec = ns % 1000000000;
+	struct timespec ts = lk_deadline(v->recovery_pause_ms);
 	pthread_mutex_lock(&v->rec_mu);
 	while (!v->rec_stop && pthread_cond_timedwait(&v->rec_cv, &v->rec_mu, &ts) == 0)
 		;
@@ -163,11 +159,7 @@ static void *recover_thread(void *arg)
 	uint64_t last_pr = lk_now_ms();
 	pthread_mutex_lock(&v->rec_mu);
 	while (!v->rec_stop) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t ns = ts.tv_nsec + (uint64_t)(v->sb.hb_ms / 2 + 1) * 1000000;
-		ts.tv_sec += ns / 1000000000;
-		ts.tv_nsec = ns % 1000000000;
+		struct timespec ts = lk_deadline(v->sb.hb_ms / 2 + 1);
 		pthread_cond_timedwait(&v->rec_cv, &v->rec_mu, &ts);
 		if (v->rec_stop || hb_ok(v->hb))
 			continue;
@@ -207,11 +199,7 @@ static void *recover_thread(void *arg)
 int recover_start(struct lunfs_vol *v)
 {
 	pthread_mutex_init(&v->rec_mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&v->rec_cv, &ca);
-	pthread_condattr_destroy(&ca);
+	lk_cond_init(&v->rec_cv);
 	int r = pthread_create(&v->rec_thr, NULL, recover_thread, v);
 	if (r) {
 		pthread_mutex_destroy(&v->rec_mu);

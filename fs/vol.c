@@ -265,11 +265,7 @@ static void *linger_thread(void *arg)
 	struct lunfs_vol *v = arg;
 	pthread_mutex_lock(&v->mu);
 	while (!v->stop) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t ns = ts.tv_nsec + (uint64_t)(v->linger_ms / 2 + 1) * 1000000;
-		ts.tv_sec += ns / 1000000000;
-		ts.tv_nsec = ns % 1000000000;
+		struct timespec ts = lk_deadline(v->linger_ms / 2 + 1);
 		pthread_cond_timedwait(&v->linger_cv, &v->mu, &ts);
 		if (!v->stop && hb_ok(v->hb) == 0)
 			release_idle(v, v->linger_ms);
@@ -550,11 +546,7 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 	if (!v)
 		return -ENOMEM;
 	pthread_mutex_init(&v->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&v->linger_cv, &ca);
-	pthread_condattr_destroy(&ca);
+	lk_cond_init(&v->linger_cv);
 	v->ro = o->readonly;
 	v->linger_ms = o->linger_ms ? o->linger_ms : 500;
 	v->bh = calloc(NBUCKETS, sizeof(*v->bh));

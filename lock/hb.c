@@ -37,6 +37,7 @@ struct hb_host {
 	int snap_valid, any_want;    /* any_want: some other slot shows a want */
 	uint8_t *region;             /* buffer for the scan: max_hosts * stride */
 	struct hb_pub pub;           /* what the next renewal publishes */
+	uint64_t want_off;           /* ... and the lock we wait for (hb_set_want) */
 	uint8_t *rimg;               /* a slot we recover: its REPLAYING image */
 	uint32_t rslot;
 };
@@ -46,6 +47,25 @@ uint64_t lk_now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void lk_cond_init(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
+struct timespec lk_deadline(uint64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t ns = ts.tv_nsec + ms * 1000000;
+	ts.tv_sec += ns / 1000000000;
+	ts.tv_nsec = ns % 1000000000;
+	return ts;
 }
 
 static uint64_t wall_ns(void)
@@ -196,7 +216,7 @@ static void renew(struct hb_host *h)
 	nb.counter++;
 	nb.gen++;
 	nb.wall_ns = wall_ns();
-	nb.want_off = h->pub.want_off;
+	nb.want_off = h->want_off;
 	nb.st_reads = h->pub.reads;
 	nb.st_writes = h->pub.writes;
 	nb.st_locks = h->pub.locks;
@@ -237,11 +257,7 @@ static void *renew_thread(void *arg)
 	struct hb_host *h = arg;
 	pthread_mutex_lock(&h->mu);
 	while (!h->stop) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t ns = ts.tv_nsec + (uint64_t)h->p.hb_ms * 1000000;
-		ts.tv_sec += ns / 1000000000;
-		ts.tv_nsec = ns % 1000000000;
+		struct timespec ts = lk_deadline(h->p.hb_ms);
 		if (!h->renew_now)
 			pthread_cond_timedwait(&h->cv, &h->mu, &ts);
 		h->renew_now = 0;
@@ -441,12 +457,8 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 		break;
 	}
 	pthread_mutex_init(&h->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&h->cv, &ca);
+	lk_cond_init(&h->cv);
 	pthread_cond_init(&h->idle_cv, NULL);
-	pthread_condattr_destroy(&ca);
 	dev_set_fence_hook(d, dev_preempted, h);
 	if ((r = -pthread_create(&h->thr, NULL, renew_thread, h))) {
 		dev_set_fence_hook(d, NULL, NULL);
@@ -600,17 +612,15 @@ int hb_peer(struct hb_host *h, uint32_t slot, uint64_t mount_gen)
 void hb_publish(struct hb_host *h, const struct hb_pub *pub)
 {
 	pthread_mutex_lock(&h->mu);
-	uint64_t want = h->pub.want_off;
 	h->pub = *pub;
-	h->pub.want_off = want;
 	pthread_mutex_unlock(&h->mu);
 }
 
 void hb_set_want(struct hb_host *h, uint64_t off)
 {
 	pthread_mutex_lock(&h->mu);
-	if (h->pub.want_off != off) {
-		h->pub.want_off = off;
+	if (h->want_off != off) {
+		h->want_off = off;
 		if (off) { /* tell the holder now, not at the next interval */
 			h->renew_now = 1;
 			pthread_cond_broadcast(&h->cv);

@@ -13,7 +13,9 @@
 #ifndef LUNFS_LK_H
 #define LUNFS_LK_H
 
+#include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 #include "dev.h"
 #include "ondisk.h"
 
@@ -41,7 +43,6 @@ struct hb_ident {
 /* What a host publishes in its slot at every renewal (lunfs top). */
 struct hb_pub {
 	uint64_t reads, writes, locks, held; /* device I/Os, lock acquires, held now */
-	uint64_t want_off;                   /* set with hb_set_want() only */
 };
 
 /* Claims a heartbeat slot for this host and starts the renewal thread.
@@ -98,7 +99,7 @@ enum hb_peer { PEER_GONE = 0, PEER_ALIVE = 1, PEER_DEAD = 2 };
  * recovery before its locks may be taken.  Returns the state or -errno. */
 int hb_peer(struct hb_host *h, uint32_t slot, uint64_t mount_gen);
 
-/* Sets the counters the next renewals publish (want_off is kept). */
+/* Sets the counters the next renewals publish. */
 void hb_publish(struct hb_host *h, const struct hb_pub *pub);
 
 /* Publishes that this host waits for the lock record at off (0: no more),
@@ -184,5 +185,10 @@ const char *hb_state_name(int state);
 
 /* Monotonic clock in milliseconds. */
 uint64_t lk_now_ms(void);
+
+/* A condition variable timed on the monotonic clock, and the absolute
+ * deadline ms from now for pthread_cond_timedwait on it. */
+void lk_cond_init(pthread_cond_t *cv);
+struct timespec lk_deadline(uint64_t ms);
 
 #endif
