@@ -63,7 +63,6 @@ struct lunfs_vol {
 	pthread_t linger_thr;
 	pthread_cond_t linger_cv;
 	int stop;
-	int fenced_logged;
 	int ioq_busy;
 	uint64_t nacquired;     /* lock records acquired (published for lunfs top) */
 	uint64_t pr_key;        /* our iSCSI PR registration, 0 none */
@@ -77,7 +76,6 @@ struct lunfs_vol {
 		uint64_t at;       /* no new attempt before (ms, monotonic) */
 		uint32_t backoff;  /* ms; doubles after each failure, up to 60 s */
 	} rec_retry[REC_RETRY_SLOTS];
-	uint64_t recovered;     /* hosts this mount recovered */
 };
 
 /* vol.c: gives the hold h (pinned by an open) to the mount (slot,

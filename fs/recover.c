@@ -146,11 +146,7 @@ static int recover_slot(struct lunfs_vol *v, uint32_t s)
 	if (r && r != -EAGAIN)
 		lunfs_log(LOG_ERR, "lunfs: recovery of host %s (slot %u) failed while %s: %s",
 			  victim.host_name, s, step, lunfs_strerror(r));
-	if (r == -EAGAIN)
-		r = 0; /* someone else goes on with it */
-	else if (!r)
-		v->recovered++;
-	return r;
+	return r == -EAGAIN ? 0 : r; /* -EAGAIN: someone else goes on with it */
 }
 
 static void *recover_thread(void *arg)
