@@ -84,32 +84,10 @@ for p in $PORT $UCPORT; do
 	fi
 done
 truncate -s 64M "$TMP/lun.img"
-: >"$TMP/auth.conf"
-cat >"$TMP/istgt.conf" <<EOF
-[Global]
-  NodeBase "iqn.2026-11.org.lunfs"
-  PidFile $TMP/istgt.pid
-  AuthFile $TMP/auth.conf
-  MediaDirectory $TMP
-  Timeout 30
-  NopInInterval 20
-  DiscoveryAuthMethod None
-  MaxSessions 16
-  MaxConnections 4
-  FirstBurstLength 262144
-  MaxBurstLength 1048576
-  MaxRecvDataSegmentLength 262144
-  InitialR2T Yes
-  ImmediateData Yes
-[UnitControl]
-  AuthMethod None
-  Portal UC1 127.0.0.1:$UCPORT
-  Netmask 127.0.0.1
-[PortalGroup1]
-  Portal DA1 127.0.0.1:$PORT
-[InitiatorGroup1]
-  InitiatorName "ALL"
-  Netmask 127.0.0.1
+. "$(dirname "$0")/lib-tgt.sh"
+{
+	istgt_conf_head "$TMP" "$PORT" "$UCPORT"
+	cat <<EOF
 [LogicalUnit1]
   TargetName it12
   Mapping PortalGroup1 InitiatorGroup1
@@ -118,6 +96,7 @@ cat >"$TMP/istgt.conf" <<EOF
   UnitType Disk
   LUN0 Storage $TMP/lun.img 64MB
 EOF
+} >"$TMP/istgt.conf"
 "$ISTGT" -c "$TMP/istgt.conf" -D >"$TMP/istgt.log" 2>&1 &
 ISTGT_PID=$!
 up=0

@@ -71,32 +71,9 @@ start_istgt() {
 	ist=$(command -v istgt || echo /usr/sbin/istgt)
 	[ -x "$ist" ] || fail "istgt not found (package istgt)"
 	port_free "$IST_PORT" && port_free "$IST_UCPORT" || fail "127.0.0.1:$IST_PORT or :$IST_UCPORT is in use"
-	: >"$1/auth.conf"
-	cat >"$1/istgt.conf" <<EOF
-[Global]
-  NodeBase "$IQN_BASE"
-  PidFile $1/istgt.pid
-  AuthFile $1/auth.conf
-  MediaDirectory $1
-  Timeout 30
-  NopInInterval 20
-  DiscoveryAuthMethod None
-  MaxSessions 16
-  MaxConnections 4
-  FirstBurstLength 262144
-  MaxBurstLength 1048576
-  MaxRecvDataSegmentLength 262144
-  InitialR2T Yes
-  ImmediateData Yes
-[UnitControl]
-  AuthMethod None
-  Portal UC1 127.0.0.1:$IST_UCPORT
-  Netmask 127.0.0.1
-[PortalGroup1]
-  Portal DA1 127.0.0.1:$IST_PORT
-[InitiatorGroup1]
-  InitiatorName "ALL"
-  Netmask 127.0.0.1
+	{
+		istgt_conf_head "$1" "$IST_PORT" "$IST_UCPORT"
+		cat <<EOF
 [LogicalUnit1]
   TargetName it55
   Mapping PortalGroup1 InitiatorGroup1
@@ -112,6 +89,7 @@ start_istgt() {
   UnitType Disk
   LUN0 Storage $1/probe.img 64MB
 EOF
+	} >"$1/istgt.conf"
 	truncate -s 64M "$1/probe.img"
 	"$ist" -c "$1/istgt.conf" -D >"$1/istgt.log" 2>&1 &
 	ISTGT_PID=$!

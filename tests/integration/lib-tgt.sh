@@ -1,4 +1,5 @@
-# A stock tgtd for the iSCSI tests (sourced after lib.sh, not run).
+# iSCSI targets for the tests (sourced, not run): a stock tgtd, and the
+# common part of an istgt configuration.
 # start_tgtd PORT IQN LUNFILE: tgtd on 127.0.0.1:PORT (control port PORT)
 # with LUNFILE as LUN 1 of target IQN; stop_tgtd is registered to run at exit.
 TGTD_PID=
@@ -36,4 +37,38 @@ start_tgtd() {
 		tgtadm -C "$TGT_PORT" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$3" &&
 		tgtadm -C "$TGT_PORT" --lld iscsi --op bind --mode target --tid 1 -I ALL ||
 		fail "tgtadm could not set up the target"
+}
+
+# istgt_conf_head DIR PORT UCPORT: the [Global], [UnitControl], [PortalGroup1]
+# and [InitiatorGroup1] sections of an istgt.conf for files in DIR, a portal
+# on 127.0.0.1:PORT and unit control on UCPORT, all local only; the caller
+# appends its [LogicalUnitN] sections (Mapping PortalGroup1 InitiatorGroup1).
+istgt_conf_head() {
+	: >"$1/auth.conf"
+	cat <<EOF
+[Global]
+  NodeBase "iqn.2026-11.org.lunfs"
+  PidFile $1/istgt.pid
+  AuthFile $1/auth.conf
+  MediaDirectory $1
+  Timeout 30
+  NopInInterval 20
+  DiscoveryAuthMethod None
+  MaxSessions 16
+  MaxConnections 4
+  FirstBurstLength 262144
+  MaxBurstLength 1048576
+  MaxRecvDataSegmentLength 262144
+  InitialR2T Yes
+  ImmediateData Yes
+[UnitControl]
+  AuthMethod None
+  Portal UC1 127.0.0.1:$3
+  Netmask 127.0.0.1
+[PortalGroup1]
+  Portal DA1 127.0.0.1:$2
+[InitiatorGroup1]
+  InitiatorName "ALL"
+  Netmask 127.0.0.1
+EOF
 }
