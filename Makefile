@@ -94,7 +94,7 @@ check: deps
 
 demo: deps
 	$(MAKE) all
-	@sh scripts/demo.sh
+	@bash scripts/demo.sh
 
 # mount(8) looks for helpers in /sbin: mount.lunfs goes to $(SBINDIR).
 HEADERS := fs/lunfs.h dev/dev.h dev/lerrno.h
