@@ -30,7 +30,7 @@ TOOLS := $(TOOL_SRC:tests/tools/%.c=$(B)/tests/%)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 BINS := $(B)/bin/mkfs.lunfs $(B)/bin/fsck.lunfs $(B)/bin/mount.lunfs $(B)/bin/lunfs
 
-.PHONY: all deps check check-unit check-asan check-integration demo install clean bench fuzz check-fuzz-regress
+.PHONY: all deps check check-model check-unit check-asan check-integration demo install clean bench fuzz check-fuzz-regress
 all: $(B)/lib/liblunfs.a $(BINS) $(TOOLS) $(B)/tests/unit_tests
 
 deps:
@@ -90,6 +90,7 @@ check: deps
 	$(MAKE) check-unit
 	$(MAKE) check-asan
 	$(MAKE) check-fuzz-regress
+	$(MAKE) check-model
 	$(MAKE) check-integration
 
 demo: deps
@@ -114,3 +115,5 @@ clean:
 -include bench/bench.mk
 # tests/fuzz/ adds 'fuzz' (bounded run) and 'check-fuzz-regress' (run by check).
 -include tests/fuzz/fuzz.mk
+# model/ adds 'model' (the Spin model of the protocol) and 'check-model' (run by check).
+-include model/model.mk

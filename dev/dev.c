@@ -92,6 +92,13 @@ void dev_set_fence_hook(struct dev *d, void (*fn)(void *arg), void *arg)
 	d->on_fenced = fn;
 }
 
+void dev_set_guard(struct dev *d, int (*fn)(void *arg), void *arg)
+{
+	d->guard = NULL;
+	d->guard_arg = arg;
+	d->guard = fn;
+}
+
 /* The result of a write-type request: RESERVATION CONFLICT on a device with
  * persistent reservations means we were preempted (dev/iscsi.c tells a
  * peer's short SCSI-2 reservation apart and retries that). */
@@ -121,6 +128,8 @@ static int do_rw(struct dev *d, int op, uint64_t off, const struct iovec *iov, i
 		d->st.writes++;
 		d->st.write_bytes += len;
 	}
+	if (op == DEV_OP_WRITE && (r = dev_guard(d)))
+		return r;
 	r = d->ops->rw(d, op, off, iov, iovcnt);
 	return op == DEV_OP_WRITE ? fenced(d, r) : r;
 }
@@ -166,6 +175,8 @@ int dev_caw(struct dev *d, uint64_t off, const void *cmp, const void *data, size
 	if (!len)
 		return -EINVAL;
 	d->st.caws++;
+	if ((r = dev_guard(d)))
+		return r;
 	r = d->ops->caw(d, off, cmp, data, len, cur);
 	if (r == -EMISCOMPARE)
 		d->st.miscompares++;
@@ -182,7 +193,9 @@ int dev_generic_zero(struct dev *d, uint64_t off, uint64_t len)
 	while (len && !r) {
 		size_t n = len < chunk ? len : chunk;
 		struct iovec v = {z, n};
-		r = d->ops->rw(d, DEV_OP_WRITE, off, &v, 1);
+		r = dev_guard(d);
+		if (!r)
+			r = d->ops->rw(d, DEV_OP_WRITE, off, &v, 1);
 		off += n;
 		len -= n;
 	}
@@ -198,11 +211,14 @@ int dev_zero(struct dev *d, uint64_t off, uint64_t len)
 	if (d->readonly)
 		return -EROFS;
 	d->st.zeroes++;
+	if ((r = dev_guard(d)))
+		return r;
 	return fenced(d, d->ops->zero ? d->ops->zero(d, off, len) : dev_generic_zero(d, off, len));
 }
 
 int dev_submit(struct dev *d, struct dev_io **ios, unsigned n)
 {
+	int writes = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct dev_io *io = ios[i];
 		size_t len = io->op == DEV_OP_FLUSH ? 0 : dev_iov_len(io->iov, io->iovcnt);
@@ -217,13 +233,15 @@ int dev_submit(struct dev *d, struct dev_io **ios, unsigned n)
 			d->st.reads++;
 			d->st.read_bytes += len;
 		} else if (io->op == DEV_OP_WRITE) {
+			writes = 1;
 			d->st.writes++;
 			d->st.write_bytes += len;
 		} else {
 			d->st.flushes++;
 		}
 	}
-	return d->ops->submit(d, ios, n);
+	int r = writes ? dev_guard(d) : 0;
+	return r ? r : d->ops->submit(d, ios, n);
 }
 
 int dev_reap(struct dev *d, unsigned min, struct dev_io **out, unsigned max)

@@ -129,6 +129,18 @@ int dev_pr_read_keys(struct dev *d, uint64_t *keys, int max);
  * returns -EFENCED instead of -EACCES.  fn must not block.  NULL removes it. */
 void dev_set_fence_hook(struct dev *d, void (*fn)(void *arg), void *arg);
 
+/* The write guard: fn(arg) runs right before every request that changes the
+ * device is handed to it (a write, each chunk of a zeroing, the write half of
+ * a compare-and-write after its read and compare, an async batch holding a
+ * write), after everything in this layer that can block.  A non-zero return
+ * (-EFENCED: the lease ran out) refuses the request with that error, so a
+ * host that stalled anywhere above (a flush, a lock wait, a debugger) cannot
+ * submit a write once its lease is gone.  Flushes and reads are not guarded.
+ * fn must not block and must be callable with any caller lock held.  NULL
+ * removes it.  The faulty wrapper runs it again after a freeze (dev_faulty_freeze
+ * models a stall at the call site, before the last check). */
+void dev_set_guard(struct dev *d, int (*fn)(void *arg), void *arg);
+
 void dev_get_stats(const struct dev *d, struct dev_stats *out);
 void dev_reset_stats(struct dev *d);
 

@@ -38,10 +38,21 @@ struct dev {
 	} st;
 	void (*on_fenced)(void *arg); /* dev_set_fence_hook() */
 	void *fenced_arg;
+	int (*_Atomic guard)(void *arg); /* dev_set_guard() */
+	void *_Atomic guard_arg;
 	/* Completed requests of dev_sync_submit(), waiting for dev_sync_reap(). */
 	struct dev_io **done;
 	unsigned ndone, done_cap;
 };
+
+/* Runs the write guard (dev_set_guard): 0, or the guard's refusal.  Backends
+ * call it again right before the write of an emulated compare-and-write and
+ * before every write they retry after a wait. */
+static inline int dev_guard(struct dev *d)
+{
+	int (*fn)(void *) = d->guard;
+	return fn ? fn(d->guard_arg) : 0;
+}
 
 /* Backend constructors.  They fill the struct dev header. */
 int dev_file_open(const char *path, const struct dev_opts *o, struct dev **out);

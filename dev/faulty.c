@@ -163,6 +163,8 @@ static int faulty_rw(struct dev *d, int op, uint64_t off, const struct iovec *io
 	struct faulty_dev *f = FY(d);
 	pthread_mutex_lock(&f->lock);
 	int r = enter_io(f);
+	if (!r && op == DEV_OP_WRITE)
+		r = dev_guard(d); /* again: the freeze was a stall before the last check */
 	if (!r)
 		r = op == DEV_OP_READ ? read_through(f, off, iov, iovcnt)
 				      : write_locked(f, off, iov, iovcnt);
@@ -201,6 +203,8 @@ static int faulty_caw(struct dev *d, uint64_t off, const void *cmp, const void *
 			memcpy(cur, buf, len);
 		r = -EMISCOMPARE;
 	}
+	if (!r)
+		r = dev_guard(d);
 	if (!r) {
 		struct iovec w = {(void *)data, len};
 		r = write_locked(f, off, &w, 1);

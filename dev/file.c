@@ -111,6 +111,8 @@ static int file_caw(struct dev *d, uint64_t off, const void *cmp, const void *da
 		r = -EMISCOMPARE;
 		goto out_unlock;
 	}
+	if ((r = dev_guard(d))) /* the OFD lock wait and the read can block */
+		goto out_unlock;
 	struct iovec w = {(void *)data, len};
 	r = full_rw(f->fd, DEV_OP_WRITE, off, &w, 1);
 out_unlock:

@@ -637,6 +637,11 @@ static int exec(struct iscsi_dev *s, struct cmd *c, struct scsi_task **out)
 		int r = sess_get(s, c->gen);
 		if (r < 0)
 			return r;
+		/* every WRITE, COMPARE AND WRITE and WRITE SAME, and each retry of
+		 * one after a wait, rechecks the lease right before it is sent */
+		if ((c->op == OP_WRITE || c->op == OP_CAW || c->op == OP_WSAME16) &&
+		    (r = dev_guard(&s->dev)))
+			return r;
 		t = issue(s, c, &w);
 		if (!t) {
 			one_line(w.err, sizeof(w.err), iscsi_get_error(s->iscsi));

@@ -1,0 +1,3 @@
+# Placeholder until the Spin model lands.
+check-model model:
+	@echo "model: not yet"; false
