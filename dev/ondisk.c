@@ -263,7 +263,7 @@ int lunfs_hb_decode(const void *rec, const uint8_t uuid[16], uint64_t self, stru
 	hb->st_locks = le64toh(d->st_locks);
 	hb->want_off = le64toh(d->want_off);
 	hb->st_held = le64toh(d->st_held);
-	if (hb->state > HB_REPLAYING) {
+	if (hb->state > HB_EXCLUSIVE) {
 		if (why)
 			*why = "heartbeat slot has an unknown state";
 		return -EFSCORRUPTED;

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LUNFS_VERSION 2
+#define LUNFS_VERSION 3
 #define LUNFS_META_BS 4096u  /* metadata block size */
 #define LUNFS_REC_SIZE 512u  /* heartbeat slot and lock record size */
 #define LUNFS_SLOT_STRIDE 4096u /* bytes between heartbeat slots / lock blocks */
@@ -112,7 +112,9 @@ struct lunfs_sb {
 };
 
 /* ---- heartbeat slot (512-byte record at hb_off + slot * 4096) ---- */
-enum { HB_FREE = 0, HB_LIVE = 1, HB_REPLAYING = 2 };
+/* HB_EXCLUSIVE (v3): fsck.lunfs -y or mkfs.lunfs holds the whole volume; no
+ * host may mount while that slot's counter moves. */
+enum { HB_FREE = 0, HB_LIVE = 1, HB_REPLAYING = 2, HB_EXCLUSIVE = 3 };
 struct lunfs_d_hb {
 	struct lunfs_hdr h; /* owner = slot index; gen = renewal counter */
 	uint32_t state;     /* HB_* */

@@ -25,11 +25,6 @@
 
 /* ---- persistent reservations (iSCSI) ---- */
 
-static int has_pr(struct lunfs_vol *v)
-{
-	return (dev_caps(v->d) & DEV_CAP_PR) != 0;
-}
-
 /* Makes sure a Write Exclusive - Registrants Only reservation exists: the
  * first host takes it, later ones get RESERVATION CONFLICT (someone holds
  * it), which is fine.  A holder's clean unmount releases it; the survivors
@@ -44,21 +39,7 @@ static void pr_ensure(struct lunfs_vol *v)
 
 int pr_mount(struct lunfs_vol *v)
 {
-	uint64_t rnd = 0;
-	if (!has_pr(v))
-		return 0;
-	while (!(rnd & 0xffffffffffffull))
-		if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
-			rnd = (uint64_t)lk_now_ms() * 2654435761u ^ (uint64_t)getpid();
-	/* "LN" in the top bytes marks our keys for the admin */
-	v->pr_key = 0x4c4e000000000000ull | (rnd & 0xffffffffffffull);
-	int r = dev_pr_register(v->d, v->pr_key);
-	if (r) {
-		v->pr_key = 0;
-		return r;
-	}
-	pr_ensure(v);
-	return 0;
+	return hb_pr_register(v->d, &v->pr_key);
 }
 
 void pr_unmount(struct lunfs_vol *v)
@@ -66,30 +47,6 @@ void pr_unmount(struct lunfs_vol *v)
 	if (v->pr_key)
 		dev_pr_unregister(v->d, v->pr_key);
 	v->pr_key = 0;
-}
-
-/* Step 2: the dead host's key must be gone from the target afterwards.  A
- * PREEMPT of a key nobody holds any more (an earlier recoverer preempted it)
- * gets RESERVATION CONFLICT: check the key list instead. */
-static int pr_fence(struct lunfs_vol *v, uint64_t victim)
-{
-	if (!v->pr_key || !victim || victim == v->pr_key)
-		return 0;
-	int r = dev_pr_preempt(v->d, v->pr_key, victim, DEV_PR_WRITE_EXCLUSIVE_REGS_ONLY);
-	if (r && r != -EACCES)
-		return r;
-	pr_ensure(v);
-	uint64_t keys[256];
-	int n = dev_pr_read_keys(v->d, keys, 256);
-	if (n < 0)
-		return n;
-	int mine = 0;
-	for (int i = 0; i < n && i < 256; i++) {
-		if (keys[i] == victim)
-			return -EBUSY; /* still registered: not fenced yet */
-		mine |= keys[i] == v->pr_key;
-	}
-	return mine ? 0 : -EACCES; /* we were preempted ourselves */
 }
 
 /* ---- recovery ---- */
@@ -123,7 +80,7 @@ static int recover_slot(struct lunfs_vol *v, uint32_t s)
 		return -ECANCELED;
 	}
 	const char *step = "fencing its persistent-reservation key";
-	if (!(r = pr_fence(v, victim.pr_key))) {
+	if (!(r = hb_fence_victim(v->hb, victim.pr_key))) {
 		struct jnl_geom g = {.slot = s, .off = geom_jnl(&v->sb, s), .size = v->sb.jnl_size,
 				     .target_ok = vol_jtarget_ok, .arg = &v->sb, .guard = v->hb};
 		struct jnl_replay_stats st;

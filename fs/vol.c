@@ -599,6 +599,24 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 			goto fail;
 		}
 		v->slot = hb_slot(v->hb);
+		/* before any other write: fsck or mkfs may hold the volume */
+		char who[LUNFS_HOSTNAME_LEN + 1] = "";
+		if ((r = hb_exclusive_alive(v->hb, who, sizeof(who)))) {
+			static __thread char msgbuf[160];
+			snprintf(msgbuf, sizeof(msgbuf),
+				 "the volume is held by %s (fsck.lunfs or mkfs.lunfs is running)", who);
+			why = r > 0 ? msgbuf : "cannot read the heartbeat region";
+			r = r > 0 ? -EBUSY : r;
+			hb_release(v->hb);
+			goto fail;
+		}
+		/* the same identity taking its own crashed slot over: the one
+		 * takeover path, so its old key is preempted before the replay */
+		if ((r = hb_fence_victim(v->hb, hb_prev_pr_key(v->hb)))) {
+			why = "cannot fence this host's earlier mount (persistent reservation)";
+			hb_abandon(v->hb);
+			goto fail;
+		}
 		struct jnl_geom g = {.slot = v->slot, .off = geom_jnl(&v->sb, v->slot),
 				     .size = v->sb.jnl_size, .target_ok = vol_jtarget_ok, .arg = &v->sb};
 		memcpy(g.uuid, v->sb.uuid, 16);

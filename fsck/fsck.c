@@ -21,7 +21,9 @@
 #include "lock/lk.h"
 #include "fs/lunfs.h"
 #include "fs/repair.h"
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 enum { FSCK_OK = 0, FSCK_FIXED = 1, FSCK_LEFT = 4, FSCK_OPERR = 8, FSCK_USAGE = 16 };
 
@@ -104,7 +106,10 @@ struct fsck {
 	int repair;  /* -y or -p */
 	int verbose;
 	int found, fixed;
-	struct lunfs_hb *hb;      /* heartbeat slots after phase 2 */
+	struct lunfs_hb *hb;      /* heartbeat slots after phase 3 */
+	struct hb_host *me;       /* -y/-p: our EXCLUSIVE slot, renewed while we run */
+	struct hb_watch *watch;   /* the other slots, watched for a lease */
+	uint8_t *taken;           /* per slot: taken over in phase 2, freed after 3 */
 	struct iinfo *ii;         /* per inode */
 	uint16_t *fused, *mused;  /* references found per file / meta block */
 	struct dent *dents;
@@ -179,84 +184,128 @@ out:
 }
 
 
-/* Phase 2.  A LIVE slot whose counter moves is a host that is mounted now:
- * fsck refuses to repair under it.  A LIVE slot that stands still for a whole
- * lease is a host that died: its journal is replayed in phase 3. */
+/* Phase 2.  A slot whose heartbeat moves is a host that is mounted now:
+ * fsck refuses to repair under it (with -y the claim found it, and nothing
+ * was written).  A slot that stood still for a whole lease, or that does not
+ * decode (it may be a live host's: it is watched the same way, by its raw
+ * bytes), is a host that died: fsck takes it over by the one takeover path
+ * (docs/LOCKING.md section 11): the slot goes REPLAYING by us, its PR key is
+ * preempted, phase 3 replays its journal, and then the slot is freed. */
 static int phase2(struct fsck *f, int *live_hosts)
 {
 	struct lk_params p = lk_params_of(&f->sb);
-	struct lunfs_hb *first = calloc(p.max_hosts, sizeof(*first));
-	int *state = calloc(p.max_hosts, sizeof(int)), nlive = 0, r = 0;
+	int r = 0;
 	printf("Phase 2 - heartbeat slots\n");
-	if (!first || !state) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (uint32_t s = 0; s < p.max_hosts; s++) {
-		state[s] = hb_read(f->d, &p, s, &first[s]);
-		if (state[s] == -EFSCORRUPTED) {
-			if (problem(f, PR_HB_CORRUPT, "slot %u", s)) {
-				uint8_t *z = dev_alloc(LUNFS_SLOT_STRIDE);
-				fixed(f, dev_write(f->d, geom_hb(&f->sb, s), z, LUNFS_SLOT_STRIDE));
-				free(z);
-			}
-		} else if (state[s]) {
-			r = state[s];
-			goto out;
-		} else if (first[s].state != HB_FREE) {
-			nlive++;
-		}
-	}
-	if (nlive) {
-		/* watch the non-free slots for one lease (plus a heartbeat) */
+	if (!f->watch) { /* -n: watch without a claim (nothing is written) */
+		if (!(f->watch = calloc(1, sizeof(*f->watch))))
+			return -ENOMEM;
 		if (f->verbose)
-			printf("  watching %d non-free slot(s) for %u ms\n", nlive, p.lease_ms + p.hb_ms);
-		uint64_t t0 = lk_now_ms();
-		int moving = 0;
-		while (lk_now_ms() - t0 < p.lease_ms + p.hb_ms && !moving) {
-			for (uint32_t s = 0; s < p.max_hosts && !moving; s++) {
-				struct lunfs_hb now;
-				if (state[s] || first[s].state == HB_FREE || hb_read(f->d, &p, s, &now))
-					continue;
-				if (now.counter != first[s].counter || now.mount_gen != first[s].mount_gen) {
-					printf("  host \"%s\" (slot %u) is alive: its heartbeat moves\n",
-					       now.host_name, s);
-					moving = 1;
-				}
-			}
-			if (!moving && lk_now_ms() - t0 < p.lease_ms + p.hb_ms) {
-				struct timespec ts = {0, 100 * 1000000};
-				nanosleep(&ts, NULL);
-			}
-		}
-		if (moving) {
-			*live_hosts = 1;
-			goto out;
-		}
-		for (uint32_t s = 0; s < p.max_hosts; s++) {
-			if (state[s] || first[s].state == HB_FREE)
-				continue;
-			if (problem(f, PR_HB_STALE_LIVE, "slot %u, host \"%s\"", s, first[s].host_name)) {
-				/* phase 3 replays every journal; freeing the slot
-				 * afterwards is safe because fsck holds the volume */
-				struct lunfs_hb nb = first[s];
-				uint8_t *rec = dev_alloc(LUNFS_SLOT_STRIDE);
-				nb.state = HB_FREE;
-				nb.gen++;
-				lunfs_hb_encode(&nb, p.uuid, geom_hb(&f->sb, s), rec);
-				fixed(f, dev_write(f->d, geom_hb(&f->sb, s), rec, dev_lbs(f->d)));
-				free(rec);
-			}
-		}
+			printf("  watching the heartbeat slots for %u ms\n", p.lease_ms + p.hb_ms);
+		if ((r = hb_watch(f->d, &p, UINT32_MAX, 0, p.lease_ms + p.hb_ms, f->watch)))
+			return r;
 	}
-out:
-	free(first);
-	free(state);
-	/* the slots as they are now, for the lock checks of phase 4 */
-	for (uint32_t s = 0; !r && s < p.max_hosts; s++)
+	struct hb_watch *w = f->watch;
+	for (uint32_t s = 0; s < p.max_hosts && s < HB_WATCH_MAX; s++)
+		if (w->slot[s].status == HB_W_ALIVE)
+			printf("  host \"%s\" (slot %u) is alive: its heartbeat moves\n",
+			       w->slot[s].hb.host_name, s);
+	if (w->nalive) {
+		*live_hosts = 1;
+		return 0;
+	}
+	for (uint32_t s = 0; s < p.max_hosts && s < HB_WATCH_MAX; s++) {
+		if (w->slot[s].status != HB_W_DEAD)
+			continue;
+		int bad = w->slot[s].damaged;
+		if (!problem(f, bad ? PR_HB_CORRUPT : PR_HB_STALE_LIVE, "slot %u, host \"%s\"", s,
+			     bad ? "?" : w->slot[s].hb.host_name))
+			continue;
+		/* the renewal thread's scans watch it too: they agree once
+		 * they have seen it stand still for a lease */
+		struct lunfs_hb victim;
+		uint64_t t0 = lk_now_ms();
+		while ((r = hb_recover_begin(f->me, s, &victim)) == -EAGAIN &&
+		       lk_now_ms() - t0 < 2ull * p.lease_ms)
+			usleep(p.hb_ms * 1000 / 2);
+		if (!r && (r = hb_fence_victim(f->me, victim.pr_key)))
+			printf("  cannot fence slot %u's PR key: %s\n", s, lunfs_strerror(r));
+		if (!r)
+			f->taken[s] = 1;
+		fixed(f, r);
+		r = 0;
+	}
+	return r;
+}
+
+/* After phase 3 replayed their journals: the slots taken over are freed,
+ * and phase 4 sees the slots as they are now. */
+static int phase2_free(struct fsck *f)
+{
+	struct lk_params p = lk_params_of(&f->sb);
+	for (uint32_t s = 0; f->taken && s < p.max_hosts; s++)
+		if (f->taken[s]) {
+			int r = hb_recover_end(f->me, s);
+			if (r) {
+				printf("  cannot free slot %u: %s\n", s, lunfs_strerror(r));
+				return r;
+			}
+			f->taken[s] = 0;
+		}
+	for (uint32_t s = 0; s < p.max_hosts; s++)
 		if (hb_read(f->d, &p, s, &f->hb[s]))
 			memset(&f->hb[s], 0, sizeof(f->hb[s]));
+	return 0;
+}
+
+/* -y/-p: the volume is claimed on disk before anything is written (an
+ * EXCLUSIVE heartbeat slot, renewed while fsck runs, so no host mounts
+ * meanwhile) and every other slot is watched for a lease.  Returns 0, 1 when
+ * a host is alive (nothing else was written), or -errno. */
+static int claim_volume(struct fsck *f)
+{
+	struct lunfs_sb sb;
+	const char *why = NULL;
+	int used_backup, r = lunfs_read_sb(f->d, &sb, 1, &used_backup, &why);
+	if (r)
+		return 0; /* phase 1 reports it; nothing to claim without geometry */
+	struct lk_params p = lk_params_of(&sb);
+	struct hb_ident id = {0};
+	char host[48] = "";
+	gethostname(host, sizeof(host) - 1);
+	snprintf(id.name, sizeof(id.name), "fsck.lunfs@%s", host);
+	if (getrandom(id.uuid, sizeof(id.uuid), 0) != sizeof(id.uuid))
+		return -EIO;
+	if (!(f->watch = calloc(1, sizeof(*f->watch))) || !(f->taken = calloc(p.max_hosts, 1)))
+		return -ENOMEM;
+	if ((r = hb_pr_register(f->d, &id.pr_key)))
+		return r;
+	printf("Claiming the volume (watching the heartbeat slots for %u ms)\n",
+	       p.lease_ms + p.hb_ms);
+	r = hb_claim_exclusive(f->d, &p, &id, &f->me, f->watch);
+	if (r == -EBUSY) {
+		for (uint32_t s = 0; s < p.max_hosts && s < HB_WATCH_MAX; s++)
+			if (f->watch->slot[s].status == HB_W_ALIVE)
+				printf("  host \"%s\" (slot %u) is alive: its heartbeat moves\n",
+				       f->watch->slot[s].hb.host_name, s);
+		hb_pr_unregister(f->d, id.pr_key);
+		return 1;
+	}
+	if (r)
+		hb_pr_unregister(f->d, id.pr_key);
 	return r;
+}
+
+/* Gives the volume back: our slot FREE, our PR key unregistered. */
+static void release_volume(struct fsck *f)
+{
+	if (!f->me)
+		return;
+	uint64_t key = hb_pr_key(f->me);
+	int r = hb_release(f->me);
+	if (r)
+		fprintf(stderr, "fsck.lunfs: cannot free its heartbeat slot: %s\n", lunfs_strerror(r));
+	hb_pr_unregister(f->d, key);
+	f->me = NULL;
 }
 
 static int target_ok(void *arg, uint64_t t)
@@ -924,6 +973,10 @@ static void fsck_free(struct fsck *f)
 	free(f->fused);
 	free(f->mused);
 	free(f->hb);
+	free(f->watch);
+	free(f->taken);
+	f->watch = NULL;
+	f->taken = NULL;
 	f->dents = NULL;
 	f->ndents = 0;
 	f->ii = NULL;
@@ -984,6 +1037,17 @@ int main(int argc, char **argv)
 		return FSCK_OPERR;
 	}
 	int live = 0;
+	if (f.repair && (r = claim_volume(&f))) {
+		if (r > 0)
+			fprintf(stderr, "fsck.lunfs: %s is mounted by a live host; refusing to repair "
+					"(nothing was written)\n", path);
+		else
+			fprintf(stderr, "fsck.lunfs: %s: cannot claim the volume: %s\n", path,
+				lunfs_strerror(r));
+		dev_close(f.d);
+		fsck_free(&f);
+		return FSCK_OPERR;
+	}
 	if ((r = phase1(&f)))
 		goto operr;
 	if (!(f.hb = calloc(f.sb.max_hosts, sizeof(*f.hb)))) {
@@ -996,6 +1060,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "fsck.lunfs: %s is mounted by a live host; %s\n", path,
 			f.repair ? "refusing to repair" : "checking a live volume can report false problems");
 		if (f.repair) {
+			release_volume(&f);
 			dev_close(f.d);
 			fsck_free(&f);
 			return FSCK_OPERR;
@@ -1009,11 +1074,12 @@ int main(int argc, char **argv)
 		r = -ENOMEM;
 		goto operr;
 	}
-	if ((r = phase3(&f)) || (r = phase4(&f)) || (r = phase5(&f)) || (r = phase6(&f)) ||
+	if ((r = phase3(&f)) || (r = phase2_free(&f)) || (r = phase4(&f)) || (r = phase5(&f)) || (r = phase6(&f)) ||
 	    (r = phase7(&f)))
 		goto operr;
 	if (f.repair && (r = dev_flush(f.d)))
 		goto operr;
+	release_volume(&f);
 	dev_close(f.d);
 	f.d = NULL;
 	if (f.repair && f.nreconnect && (r = reconnect(&f, path)))
@@ -1029,6 +1095,7 @@ int main(int argc, char **argv)
 operr:
 	if (r != -EFSCORRUPTED && r != -EPROTONOSUPPORT)
 		fprintf(stderr, "fsck.lunfs: %s: %s\n", path, lunfs_strerror(r));
+	release_volume(&f);
 	dev_close(f.d);
 	fsck_free(&f);
 	return FSCK_OPERR;

@@ -1,9 +1,11 @@
 /* Heartbeat slots: claim, renewal thread, self-fencing, peer liveness.
  * See docs/LOCKING.md for the protocol and the lease arithmetic. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,25 +29,33 @@ struct hb_host {
 	int renewing;                /* a renewal's CAW is in flight (mu dropped) */
 	uint8_t *img;                /* our slot as last written (lbs bytes) */
 	struct lunfs_hb hb;          /* decoded img */
-	uint64_t last_ok_submit_ms;  /* when the last successful renewal was submitted */
-	int fenced, stop, paused, renew_now;
+	/* Read by the write guard without mu (it runs under callers' locks). */
+	_Atomic uint64_t last_ok_submit_ms; /* when the last successful renewal was submitted */
+	_Atomic int64_t skew_ms;     /* test hook: added to our clock (hb_test_clock_jump) */
 	_Atomic int preempted;       /* the device said our PR registration is gone */
-	const char *fence_why;       /* why we fenced, for logs and tests */
+	const char *_Atomic fence_why; /* why we fenced (NULL while we are not) */
+	int stop, paused, renew_now;
 	pthread_t thr;
 	struct peer_obs *peers;      /* max_hosts entries */
 	struct lunfs_hb *snap;       /* every slot as the last scan read it */
+	uint8_t *damaged;            /* per slot: it did not decode at the last scan */
 	int snap_valid, any_want;    /* any_want: some other slot shows a want */
 	uint8_t *region;             /* buffer for the scan: max_hosts * stride */
 	struct hb_pub pub;           /* what the next renewal publishes */
 	uint64_t want_off;           /* ... and the lock we wait for (hb_set_want) */
 	uint8_t *rimg;               /* a slot we recover: its REPLAYING image */
+	uint64_t prev_pr_key;        /* claim of our own crashed slot: its old PR key */
 	uint32_t rslot;
 };
 
+/* CLOCK_BOOTTIME, not CLOCK_MONOTONIC: it keeps counting while the machine
+ * is suspended (or a VM acting as a host is paused, where the guest kernel
+ * accounts the pause as suspend), so a host that resumes after a lease sees
+ * its lease as expired and fences itself before any write. */
 uint64_t lk_now_ms(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_BOOTTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -77,7 +87,8 @@ static uint64_t wall_ns(void)
 
 const char *hb_state_name(int s)
 {
-	return s == HB_FREE ? "free" : s == HB_LIVE ? "live" : s == HB_REPLAYING ? "replaying" : "?";
+	return s == HB_FREE ? "free" : s == HB_LIVE ? "live" : s == HB_REPLAYING ? "replaying"
+	       : s == HB_EXCLUSIVE ? "exclusive" : "?";
 }
 
 struct lk_params lk_params_of(const struct lunfs_sb *s)
@@ -111,22 +122,34 @@ int hb_read(struct dev *d, const struct lk_params *p, uint32_t s, struct lunfs_h
 	return r;
 }
 
+/* Lock-free: the write guard fences from under any caller's lock. */
 static void fence(struct hb_host *h, const char *why)
 {
-	if (!h->fenced) {
+	const char *none = NULL;
+	if (atomic_compare_exchange_strong(&h->fence_why, &none, why))
 		lunfs_log(LOG_ERR, "lunfs: host %s (slot %u): %s: fenced, no more writes",
 			  h->id.name, h->slot, why);
-		h->fence_why = why;
-	}
-	h->fenced = 1;
+}
+
+static int is_fenced(struct hb_host *h)
+{
+	return h->fence_why != NULL;
 }
 
 const char *hb_fence_reason(struct hb_host *h)
 {
-	pthread_mutex_lock(&h->mu);
-	const char *w = h->fenced ? h->fence_why : NULL;
-	pthread_mutex_unlock(&h->mu);
-	return w;
+	return h->fence_why;
+}
+
+/* Our clock: the lease clock plus the test hook's jump. */
+static uint64_t host_now(struct hb_host *h)
+{
+	return lk_now_ms() + h->skew_ms;
+}
+
+void hb_test_clock_jump(struct hb_host *h, int64_t ms)
+{
+	h->skew_ms += ms;
 }
 
 /* Lease arithmetic: a peer declares us dead after watching our counter stand
@@ -137,7 +160,8 @@ const char *hb_fence_reason(struct hb_host *h)
  * differences and the time a write spends in flight. */
 static int lease_expired(struct hb_host *h, uint64_t now)
 {
-	return now - h->last_ok_submit_ms > h->p.lease_ms - h->p.fence_margin_ms;
+	uint64_t last = h->last_ok_submit_ms;
+	return now < last || now - last > h->p.lease_ms - h->p.fence_margin_ms;
 }
 
 /* dev_set_fence_hook: may run with h->mu held (a CAW of ours): only flag */
@@ -147,18 +171,21 @@ static void dev_preempted(void *arg)
 	h->preempted = 1;
 }
 
+/* The write guard (dev_set_guard), also hb_ok(): never blocks, takes no
+ * lock, so the device layer can run it right before each submission. */
+static int guard(void *arg)
+{
+	struct hb_host *h = arg;
+	if (!is_fenced(h) && h->preempted)
+		fence(h, "the target refuses our writes (persistent reservation preempted)");
+	if (!is_fenced(h) && lease_expired(h, host_now(h)))
+		fence(h, "last heartbeat renewal is older than the lease");
+	return is_fenced(h) ? -EFENCED : 0;
+}
+
 int hb_ok(struct hb_host *h)
 {
-	int r = 0;
-	pthread_mutex_lock(&h->mu);
-	if (!h->fenced && h->preempted)
-		fence(h, "the target refuses our writes (persistent reservation preempted)");
-	if (!h->fenced && lease_expired(h, lk_now_ms()))
-		fence(h, "last heartbeat renewal is older than the lease");
-	if (h->fenced)
-		r = -EFENCED;
-	pthread_mutex_unlock(&h->mu);
-	return r;
+	return guard(h);
 }
 
 /* Records an observation of slot s (mu held).  Returns PEER_ALIVE or
@@ -172,6 +199,37 @@ static int observe(struct hb_host *h, uint32_t s, const struct lunfs_hb *hb, uin
 		return PEER_ALIVE;
 	}
 	return now - o->since_ms >= h->p.lease_ms ? PEER_DEAD : PEER_ALIVE;
+}
+
+/* A slot that does not decode may still be a live host's (a damaged sector,
+ * a stray write): it is never taken for FREE.  It is watched like a live
+ * slot, with a hash of its raw bytes standing for the counter, and recovered
+ * (by its index: the journal is at a fixed place) once those bytes stood
+ * still for a whole lease.  Fills *hb with that stand-in (state LIVE, slot s,
+ * mount_gen DAMAGED_GEN) and returns 1 for such a slot, else decodes and
+ * returns 0. */
+#define DAMAGED_GEN UINT64_MAX
+static int decode_or_damaged(struct hb_host *h, const uint8_t *raw, uint32_t s, struct lunfs_hb *hb)
+{
+	if (!lunfs_hb_decode(raw, h->p.uuid, slot_off(&h->p, s), hb, NULL))
+		return 0;
+	memset(hb, 0, sizeof(*hb));
+	hb->state = HB_LIVE;
+	hb->slot = s;
+	hb->mount_gen = DAMAGED_GEN;
+	hb->counter = XXH3_64bits(raw, h->lbs);
+	snprintf(hb->host_name, sizeof(hb->host_name), "(damaged slot %u)", s);
+	return 1;
+}
+
+/* The mount generation a recovered damaged slot is freed with: above any a
+ * real mount of it can have had (generations count mounts), so the next
+ * claim's generation is new and every hold naming the slot is GONE. */
+static uint64_t damaged_free_gen(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec << 16;
 }
 
 /* Reads the whole heartbeat region (one I/O) and observes every slot, so
@@ -191,14 +249,9 @@ static void scan(struct hb_host *h)
 	int want = 0;
 	for (uint32_t s = 0; s < h->p.max_hosts; s++) {
 		struct lunfs_hb hb;
-		if (lunfs_hb_decode(h->region + s * stride, h->p.uuid, slot_off(&h->p, s), &hb,
-				    NULL)) {
-			memset(&hb, 0, sizeof(hb));
-			hb.state = HB_FREE; /* undecodable: neither ours nor anyone's */
-			hb.slot = UINT32_MAX;
-		}
+		h->damaged[s] = decode_or_damaged(h, h->region + s * stride, s, &hb);
 		h->snap[s] = hb;
-		if (hb.state != HB_FREE && s != h->slot)
+		if ((hb.state != HB_FREE || h->damaged[s]) && s != h->slot)
 			observe(h, s, &hb, now);
 		want |= s != h->slot && hb.state == HB_LIVE && hb.want_off;
 	}
@@ -223,7 +276,7 @@ static void renew(struct hb_host *h)
 	nb.st_held = h->pub.held;
 	lunfs_hb_encode(&nb, h->p.uuid, slot_off(&h->p, h->slot), nimg);
 	uint8_t *old = h->img;
-	uint64_t t0 = lk_now_ms();
+	uint64_t t0 = host_now(h);
 	h->renewing = 1; /* nobody else CAWs our slot from h->img meanwhile */
 	pthread_mutex_unlock(&h->mu);
 	int r = dev_caw(h->d, slot_off(&h->p, h->slot), old, nimg, h->lbs, cur);
@@ -235,17 +288,19 @@ static void renew(struct hb_host *h)
 		h->img = nimg;
 		nimg = NULL;
 		h->hb = nb;
-		if (!h->fenced)
+		if (!is_fenced(h))
 			h->last_ok_submit_ms = t0;
 	} else if (r == -EMISCOMPARE) {
 		fence(h, "heartbeat slot was taken over by another host");
-	} else if (r == -EACCES || r == -EFENCED) {
+	} else if (r == -EACCES || (r == -EFENCED && !is_fenced(h))) {
 		fence(h, "the target refuses our writes (persistent reservation preempted)");
+	} else if (r == -EFENCED) {
+		/* the guard refused the renewal: fenced already, with the reason */
 	} else {
 		lunfs_log(LOG_WARNING, "lunfs: host %s: heartbeat renewal failed: %s", h->id.name,
 		       lunfs_strerror(r));
 	}
-	if (!h->fenced && lease_expired(h, lk_now_ms()))
+	if (!is_fenced(h) && lease_expired(h, host_now(h)))
 		fence(h, "heartbeat renewals failed for longer than the lease");
 out:
 	free(nimg);
@@ -263,9 +318,9 @@ static void *renew_thread(void *arg)
 		h->renew_now = 0;
 		if (h->stop)
 			break;
-		if (!h->paused && !h->fenced)
+		if (!h->paused && !is_fenced(h))
 			renew(h);
-		if (!h->paused && !h->fenced && !h->stop)
+		if (!h->paused && !is_fenced(h) && !h->stop)
 			scan(h);
 	}
 	pthread_mutex_unlock(&h->mu);
@@ -354,8 +409,9 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 	}
 	h->peers = calloc(p->max_hosts, sizeof(*h->peers));
 	h->snap = calloc(p->max_hosts, sizeof(*h->snap));
+	h->damaged = calloc(p->max_hosts, 1);
 	h->region = dev_alloc(rlen);
-	if (!h->peers || !h->snap || !h->region) {
+	if (!h->peers || !h->snap || !h->damaged || !h->region) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -372,7 +428,8 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 		for (uint32_t s = 0; s < p->max_hosts; s++) {
 			r = lunfs_hb_decode(all + (size_t)s * LUNFS_SLOT_STRIDE, p->uuid,
 					    slot_off(p, s), &hb, NULL);
-			if (r == 0 && hb.state != HB_FREE && !memcmp(hb.host_uuid, id->uuid, 16)) {
+			if (r == 0 && hb.state != HB_FREE && !(flags & HB_CLAIM_EXCLUSIVE) &&
+			    !memcmp(hb.host_uuid, id->uuid, 16)) {
 				pick = s;
 				cand = hb;
 				break;
@@ -422,7 +479,7 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 		 * dead host's (blocked) until our journal is replayed; then
 		 * hb_recovered() makes it LIVE under the new generation. */
 		int recovering = cand.state != HB_FREE;
-		nb.state = recovering ? HB_REPLAYING : HB_LIVE;
+		nb.state = recovering ? HB_REPLAYING : flags & HB_CLAIM_EXCLUSIVE ? HB_EXCLUSIVE : HB_LIVE;
 		nb.slot = pick;
 		nb.mount_gen = recovering ? cand.mount_gen : cand.mount_gen + 1;
 		nb.counter = cand.counter + 1;
@@ -445,6 +502,7 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 			goto fail;
 		if (prev_state)
 			*prev_state = cand.state;
+		h->prev_pr_key = recovering ? cand.pr_key : 0;
 		h->d = d;
 		h->p = *p;
 		h->id = *id;
@@ -460,8 +518,10 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 	lk_cond_init(&h->cv);
 	pthread_cond_init(&h->idle_cv, NULL);
 	dev_set_fence_hook(d, dev_preempted, h);
+	dev_set_guard(d, guard, h);
 	if ((r = -pthread_create(&h->thr, NULL, renew_thread, h))) {
 		dev_set_fence_hook(d, NULL, NULL);
+		dev_set_guard(d, NULL, NULL);
 		/* leave the slot LIVE: the next mount of this identity reclaims it */
 		pthread_mutex_destroy(&h->mu);
 		pthread_cond_destroy(&h->cv);
@@ -479,6 +539,7 @@ fail:
 	if (h) {
 		free(h->peers);
 		free(h->snap);
+		free(h->damaged);
 		free(h->region);
 	}
 	free(h);
@@ -497,12 +558,14 @@ static void stop_thread(struct hb_host *h)
 static void destroy(struct hb_host *h)
 {
 	dev_set_fence_hook(h->d, NULL, NULL);
+	dev_set_guard(h->d, NULL, NULL);
 	pthread_mutex_destroy(&h->mu);
 	pthread_cond_destroy(&h->cv);
 	pthread_cond_destroy(&h->idle_cv);
 	free(h->img);
 	free(h->peers);
 	free(h->snap);
+	free(h->damaged);
 	free(h->region);
 	free(h->rimg);
 	free(h);
@@ -559,8 +622,8 @@ int hb_recovered(struct hb_host *h)
 		nb.gen++;
 		nb.wall_ns = wall_ns();
 		lunfs_hb_encode(&nb, h->p.uuid, slot_off(&h->p, h->slot), nimg);
-		uint64_t t0 = lk_now_ms();
-		r = h->fenced ? -EFENCED : dev_caw(h->d, slot_off(&h->p, h->slot), h->img, nimg, h->lbs, NULL);
+		uint64_t t0 = host_now(h);
+		r = is_fenced(h) ? -EFENCED : dev_caw(h->d, slot_off(&h->p, h->slot), h->img, nimg, h->lbs, NULL);
 		if (r == 0) {
 			free(h->img);
 			h->img = nimg;
@@ -595,9 +658,11 @@ int hb_peer(struct hb_host *h, uint32_t slot, uint64_t mount_gen)
 	if (slot >= h->p.max_hosts)
 		return -EFSCORRUPTED;
 	int r = hb_read(h->d, &h->p, slot, &hb);
+	if (r == -EFSCORRUPTED)
+		return PEER_DEAD; /* maybe alive: wait for its recovery (decode_or_damaged) */
 	if (r)
 		return r;
-	if (hb.state == HB_FREE || hb.mount_gen != mount_gen)
+	if (hb.state == HB_FREE || hb.state == HB_EXCLUSIVE || hb.mount_gen != mount_gen)
 		return PEER_GONE;
 	if (hb.state == HB_REPLAYING)
 		return PEER_DEAD;
@@ -660,7 +725,7 @@ static int needs_recovery(struct hb_host *h, uint32_t s, uint64_t now)
 	const struct lunfs_hb *hb = &h->snap[s];
 	if (s == h->slot || hb->slot != s)
 		return 0;
-	if (hb->state == HB_LIVE)
+	if (hb->state == HB_LIVE || hb->state == HB_EXCLUSIVE)
 		return observe(h, s, hb, now) == PEER_DEAD;
 	if (hb->state != HB_REPLAYING)
 		return 0;
@@ -682,7 +747,7 @@ int hb_needs_recovery(struct hb_host *h, uint32_t *slots, int max)
 	int n = 0;
 	pthread_mutex_lock(&h->mu);
 	uint64_t now = lk_now_ms();
-	for (uint32_t s = 0; h->snap_valid && !h->fenced && s < h->p.max_hosts && n < max; s++)
+	for (uint32_t s = 0; h->snap_valid && !is_fenced(h) && s < h->p.max_hosts && n < max; s++)
 		if (needs_recovery(h, s, now))
 			slots[n++] = s;
 	pthread_mutex_unlock(&h->mu);
@@ -704,10 +769,9 @@ int hb_recover_begin(struct hb_host *h, uint32_t s, struct lunfs_hb *victim)
 	if ((r = dev_read(h->d, slot_off(&h->p, s), cur, h->lbs)))
 		goto out;
 	struct lunfs_hb hb;
-	if ((r = lunfs_hb_decode(cur, h->p.uuid, slot_off(&h->p, s), &hb, NULL)))
-		goto out;
 	/* decide again on what the disk holds now, against our own watch */
 	pthread_mutex_lock(&h->mu);
+	int damaged = h->damaged[s] = decode_or_damaged(h, cur, s, &hb);
 	h->snap[s] = hb;
 	int need = needs_recovery(h, s, lk_now_ms());
 	pthread_mutex_unlock(&h->mu);
@@ -715,8 +779,18 @@ int hb_recover_begin(struct hb_host *h, uint32_t s, struct lunfs_hb *victim)
 		r = -EAGAIN;
 		goto out;
 	}
-	*victim = hb;
 	struct lunfs_hb nb = hb;
+	if (damaged) {
+		/* its owner is unknown: replay the journal at the slot's place,
+		 * and free the slot under a generation no mount of it had */
+		memset(&nb, 0, sizeof(nb));
+		nb.slot = s;
+		nb.mount_gen = hb.mount_gen = damaged_free_gen();
+		nb.jnl_off = h->p.jnl_off + (uint64_t)s * h->p.jnl_size;
+		nb.jnl_size = h->p.jnl_size;
+		snprintf(nb.host_name, sizeof(nb.host_name), "%s", hb.host_name);
+	}
+	*victim = hb;
 	nb.state = HB_REPLAYING;
 	nb.replayer_slot = h->slot;
 	nb.replayer_gen = h->mount_gen;
@@ -784,4 +858,155 @@ int hb_find_live(struct hb_host *h, const char *name, uint32_t *slot, uint64_t *
 	}
 	free(all);
 	return r ? r : -ENOENT;
+}
+
+uint64_t hb_prev_pr_key(const struct hb_host *h)
+{
+	return h->prev_pr_key;
+}
+
+/* ---- the liveness watch, shared by mount, fsck, mkfs and the CLI ---- */
+
+int hb_watch(struct dev *d, const struct lk_params *p, uint32_t self, unsigned states,
+	     uint32_t ms, struct hb_watch *w)
+{
+	size_t stride = LUNFS_SLOT_STRIDE, rlen = (size_t)p->max_hosts * stride;
+	uint32_t lbs = dev_lbs(d);
+	uint8_t *first = dev_alloc(rlen), *now = dev_alloc(rlen);
+	int r = 0, watched = 0;
+	if (!first || !now) {
+		r = -ENOMEM;
+		goto out;
+	}
+	memset(w, 0, sizeof(*w));
+	if ((r = dev_read(d, p->hb_off, first, rlen)))
+		goto out;
+	for (uint32_t s = 0; s < p->max_hosts && s < HB_WATCH_MAX; s++) {
+		struct lunfs_hb hb;
+		int bad = lunfs_hb_decode(first + s * stride, p->uuid, slot_off(p, s), &hb, NULL) != 0;
+		w->slot[s].damaged = bad;
+		w->slot[s].hb = hb;
+		if (s == self || (!bad && hb.state == HB_FREE) ||
+		    (!bad && states && !(states & (1u << hb.state)))) {
+			w->slot[s].status = HB_W_IGNORED;
+			continue;
+		}
+		w->slot[s].status = HB_W_DEAD; /* until it moves */
+		watched++;
+	}
+	w->nwatched = watched;
+	uint64_t t0 = lk_now_ms();
+	uint32_t step = p->hb_ms / 2 > 50 ? p->hb_ms / 2 : 50;
+	while (watched > w->nalive && lk_now_ms() - t0 < ms) {
+		usleep(step * 1000);
+		if ((r = dev_read(d, p->hb_off, now, rlen)))
+			goto out;
+		for (uint32_t s = 0; s < p->max_hosts && s < HB_WATCH_MAX; s++) {
+			if (w->slot[s].status != HB_W_DEAD ||
+			    !memcmp(first + s * stride, now + s * stride, lbs))
+				continue;
+			w->slot[s].status = HB_W_ALIVE; /* its bytes changed: a host writes it */
+			lunfs_hb_decode(now + s * stride, p->uuid, slot_off(p, s), &w->slot[s].hb, NULL);
+			w->nalive++;
+		}
+	}
+out:
+	free(first);
+	free(now);
+	return r;
+}
+
+int hb_exclusive_alive(struct hb_host *h, char *who, size_t wlen)
+{
+	struct hb_watch *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	int r = hb_watch(h->d, &h->p, h->slot, 1u << HB_EXCLUSIVE, h->p.lease_ms + h->p.hb_ms, w);
+	for (uint32_t s = 0; !r && s < h->p.max_hosts && s < HB_WATCH_MAX; s++)
+		if (w->slot[s].status == HB_W_ALIVE) {
+			snprintf(who, wlen, "%s", w->slot[s].hb.host_name);
+			r = 1;
+		}
+	free(w);
+	return r;
+}
+
+int hb_claim_exclusive(struct dev *d, const struct lk_params *p, const struct hb_ident *id,
+		       struct hb_host **out, struct hb_watch *w)
+{
+	struct hb_host *h;
+	int r = hb_claim_flags(d, p, id, HB_CLAIM_EXCLUSIVE, &h, NULL);
+	if (r)
+		return r;
+	/* Both sides write their slot before they read the others': a host
+	 * that claims after our claim sees us (and refuses, hb_exclusive_alive),
+	 * one that claimed before shows up here as alive. */
+	if ((r = hb_watch(d, p, h->slot, 0, p->lease_ms + p->hb_ms, w)) || w->nalive) {
+		hb_release(h);
+		return r ? r : -EBUSY;
+	}
+	*out = h;
+	return 0;
+}
+
+/* ---- fencing a victim's persistent-reservation key ---- */
+
+int hb_fence_victim(struct hb_host *h, uint64_t victim)
+{
+	uint64_t mine = h->id.pr_key;
+	if (!(dev_caps(h->d) & DEV_CAP_PR) || !mine || !victim || victim == mine)
+		return 0;
+	int r = dev_pr_preempt(h->d, mine, victim, DEV_PR_WRITE_EXCLUSIVE_REGS_ONLY);
+	if (r && r != -EACCES)
+		return r;
+	/* A PREEMPT of a key nobody holds any more (an earlier recoverer
+	 * preempted it) gets RESERVATION CONFLICT: check the key list. */
+	r = dev_pr_reserve(h->d, mine, DEV_PR_WRITE_EXCLUSIVE_REGS_ONLY);
+	if (r && r != -EACCES)
+		lunfs_log(LOG_WARNING, "lunfs: cannot take the persistent reservation: %s",
+			  lunfs_strerror(r));
+	uint64_t keys[256];
+	int n = dev_pr_read_keys(h->d, keys, 256), own = 0;
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n && i < 256; i++) {
+		if (keys[i] == victim)
+			return -EBUSY; /* still registered: not fenced yet */
+		own |= keys[i] == mine;
+	}
+	return own ? 0 : -EACCES; /* we were preempted ourselves */
+}
+
+int hb_pr_register(struct dev *d, uint64_t *key)
+{
+	uint64_t rnd = 0;
+	*key = 0;
+	if (!(dev_caps(d) & DEV_CAP_PR))
+		return 0;
+	while (!(rnd & 0xffffffffffffull))
+		if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+			rnd = (uint64_t)lk_now_ms() * 2654435761u ^ (uint64_t)getpid();
+	/* "LN" in the top bytes marks our keys for the admin */
+	uint64_t k = 0x4c4e000000000000ull | (rnd & 0xffffffffffffull);
+	int r = dev_pr_register(d, k);
+	if (r)
+		return r;
+	/* the first host takes the reservation; later ones get a conflict */
+	r = dev_pr_reserve(d, k, DEV_PR_WRITE_EXCLUSIVE_REGS_ONLY);
+	if (r && r != -EACCES)
+		lunfs_log(LOG_WARNING, "lunfs: cannot take the persistent reservation: %s",
+			  lunfs_strerror(r));
+	*key = k;
+	return 0;
+}
+
+void hb_pr_unregister(struct dev *d, uint64_t key)
+{
+	if (key)
+		dev_pr_unregister(d, key);
+}
+
+uint64_t hb_pr_key(const struct hb_host *h)
+{
+	return h->id.pr_key;
 }

@@ -58,7 +58,7 @@ int hb_claim(struct dev *d, const struct lk_params *p, const struct hb_ident *id
 /* hb_claim with flags: HB_ASSUME_DEAD takes our own LIVE slot at once,
  * without watching it for a lease.  Only for a caller that knows the earlier
  * mount of this identity is gone (its process exited; tests). */
-enum { HB_ASSUME_DEAD = 1 };
+enum { HB_ASSUME_DEAD = 1, HB_CLAIM_EXCLUSIVE = 2 };
 int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ident *id,
 		   unsigned flags, struct hb_host **out, uint32_t *prev_state);
 
@@ -128,6 +128,64 @@ int hb_recover_begin(struct hb_host *h, uint32_t s, struct lunfs_hb *victim);
 /* After the replay: CAWs slot s from our REPLAYING image to FREE.  Returns
  * 0, -EAGAIN (someone took the recovery over), or -errno. */
 int hb_recover_end(struct hb_host *h, uint32_t s);
+
+/* The liveness watch (one implementation for mount, fsck, mkfs and the
+ * CLI): reads the heartbeat region every hb_ms/2 for up to ms and classifies
+ * every slot but self that is not FREE, or does not decode (a damaged slot
+ * may be a live host's), and whose state is in the mask states (bits
+ * 1 << HB_*; 0: every state): ALIVE once its bytes change, DEAD when they
+ * stood still the whole time.  Returns early when every watched slot moved.
+ * Returns 0 or -errno. */
+#define HB_WATCH_MAX 4096
+enum { HB_W_IGNORED = 0, HB_W_DEAD = 1, HB_W_ALIVE = 2 };
+struct hb_watch {
+	int nwatched, nalive;
+	struct {
+		int status, damaged;
+		struct lunfs_hb hb; /* decoded (zeroed when damaged) */
+	} slot[HB_WATCH_MAX];
+};
+int hb_watch(struct dev *d, const struct lk_params *p, uint32_t self, unsigned states,
+	     uint32_t ms, struct hb_watch *w);
+
+/* fsck.lunfs -y and mkfs.lunfs take the whole volume: claims a slot as
+ * EXCLUSIVE (renewed like any host's) and then watches every other slot
+ * for a lease.  Returns 0 with *out when no other host is alive (w says
+ * which slots are dead: the caller takes each over with hb_recover_begin,
+ * hb_fence_victim, its replay and hb_recover_end), or -EBUSY (w names the
+ * live ones; our slot is freed again), or -errno. */
+int hb_claim_exclusive(struct dev *d, const struct lk_params *p, const struct hb_ident *id,
+		       struct hb_host **out, struct hb_watch *w);
+
+/* A mount, right after its claim and before any other write: returns 1 (and
+ * the holder's name in who) when fsck or mkfs holds the volume (an
+ * EXCLUSIVE slot whose heartbeat moves within a lease), 0 when none does
+ * (returns at once when no slot is EXCLUSIVE), or -errno. */
+int hb_exclusive_alive(struct hb_host *h, char *who, size_t wlen);
+
+/* Step 2 of every takeover on a device with persistent reservations:
+ * PREEMPTs the victim's key with ours, so the target refuses whatever the
+ * victim still sends, and checks that the key is gone.  0 when done (or
+ * nothing to do: no PR, no key), -EBUSY when the key is still registered,
+ * -EACCES when we were preempted ourselves, or -errno. */
+int hb_fence_victim(struct hb_host *h, uint64_t victim_key);
+
+/* Registers a new random persistent-reservation key ("LN" in its top bytes)
+ * on a device with PR and makes sure a Write Exclusive - Registrants Only
+ * reservation exists; *key = 0 on a device without PR.  Before any claim:
+ * a host publishes its key in its slot.  Returns 0 or -errno. */
+int hb_pr_register(struct dev *d, uint64_t *key);
+void hb_pr_unregister(struct dev *d, uint64_t key);
+/* The key this host published (0 none). */
+uint64_t hb_pr_key(const struct hb_host *h);
+
+/* After a claim of our own crashed slot: the PR key that mount registered
+ * (to be fenced before our replay), else 0. */
+uint64_t hb_prev_pr_key(const struct hb_host *h);
+
+/* Test hook: moves the clock this host measures its lease on by ms (a
+ * suspend of that long, as CLOCK_BOOTTIME would show it). */
+void hb_test_clock_jump(struct hb_host *h, int64_t ms);
 
 /* Test hook: renewals stop (as if the host froze) while set. */
 void hb_pause_renewal(struct hb_host *h, int paused);

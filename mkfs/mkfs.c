@@ -13,6 +13,8 @@
 #include "dev.h"
 #include "fs/format.h"
 #include "fs/util.h"
+#include "lock/lk.h"
+#include <sys/random.h>
 
 static void usage(FILE *f)
 {
@@ -77,6 +79,79 @@ out:
 		close(fd);
 	free(buf);
 	return ret;
+}
+
+/* mkfs -f over a lunfs volume: the one takeover path, without the replay
+ * (the volume is about to be replaced).  Claims the volume on disk (an
+ * EXCLUSIVE heartbeat slot: no host mounts meanwhile), watches every other
+ * slot for a lease, and refuses while any host is alive: -f never overrides
+ * a live host.  Dead hosts are fenced (REPLAYING by us, their PR keys
+ * preempted).  Then both superblocks are wiped, so nobody can start a mount
+ * of the old volume, and our slot is left as it is for the format to
+ * overwrite.  Returns 0, or 1 after printing why. */
+static int take_volume(struct dev *d, const char *path, const struct lunfs_sb *old)
+{
+	struct lk_params p = lk_params_of(old);
+	struct hb_ident id = {0};
+	struct hb_watch *w = calloc(1, sizeof(*w));
+	struct hb_host *h = NULL;
+	char host[48] = "";
+	int r;
+	if (!w)
+		return 1;
+	gethostname(host, sizeof(host) - 1);
+	snprintf(id.name, sizeof(id.name), "mkfs.lunfs@%s", host);
+	if (getrandom(id.uuid, sizeof(id.uuid), 0) != sizeof(id.uuid) ||
+	    hb_pr_register(d, &id.pr_key)) {
+		fprintf(stderr, "mkfs.lunfs: %s: cannot register with the device\n", path);
+		free(w);
+		return 1;
+	}
+	r = hb_claim_exclusive(d, &p, &id, &h, w);
+	for (uint32_t s = 0; r == -EBUSY && s < p.max_hosts && s < HB_WATCH_MAX; s++)
+		if (w->slot[s].status == HB_W_ALIVE) {
+			fprintf(stderr, "mkfs.lunfs: %s is mounted by host \"%s\" (slot %u, its heartbeat "
+					"moves); unmount it everywhere first (-f does not override a live host)\n",
+				path, w->slot[s].hb.host_name, s);
+			break;
+		}
+	if (r && r != -EBUSY)
+		fprintf(stderr, "mkfs.lunfs: %s: cannot claim the volume: %s\n", path, lunfs_strerror(r));
+	for (uint32_t s = 0; !r && s < p.max_hosts && s < HB_WATCH_MAX; s++) {
+		if (w->slot[s].status != HB_W_DEAD)
+			continue;
+		struct lunfs_hb victim;
+		uint64_t t0 = lk_now_ms();
+		while ((r = hb_recover_begin(h, s, &victim)) == -EAGAIN &&
+		       lk_now_ms() - t0 < 2ull * p.lease_ms)
+			usleep(p.hb_ms * 1000 / 2);
+		if (!r)
+			r = hb_fence_victim(h, victim.pr_key);
+		if (r)
+			fprintf(stderr, "mkfs.lunfs: %s: cannot take over slot %u: %s\n", path, s,
+				lunfs_strerror(r));
+	}
+	if (!r) {
+		uint8_t *z = dev_alloc(LUNFS_META_BS);
+		r = z ? 0 : -ENOMEM;
+		if (!r && !(r = dev_write(d, LUNFS_SB_OFF, z, LUNFS_META_BS)))
+			r = dev_write(d, old->backup_off, z, LUNFS_META_BS);
+		if (!r)
+			r = dev_flush(d);
+		free(z);
+		if (r)
+			fprintf(stderr, "mkfs.lunfs: %s: cannot wipe the old superblocks: %s\n", path,
+				lunfs_strerror(r));
+	}
+	if (h && !r)
+		hb_abandon(h); /* the format overwrites our slot */
+	else if (h)
+		hb_release(h);
+	/* our key goes (it holds the reservation now, or nobody does): the
+	 * format writes unregistered, and leaves no key behind */
+	hb_pr_unregister(d, id.pr_key);
+	free(w);
+	return r ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -212,6 +287,12 @@ int main(int argc, char **argv)
 		printf("(dry run: nothing written)\n");
 		dev_close(d);
 		return 0;
+	}
+	struct lunfs_sb old;
+	int used_backup;
+	if (lunfs_read_sb(d, &old, 1, &used_backup, NULL) == 0 && take_volume(d, path, &old)) {
+		dev_close(d);
+		return 1;
 	}
 	r = lunfs_format(d, &sb);
 	dev_close(d);
