@@ -2,6 +2,7 @@
  * host (its own device open, heartbeat slot, journal and threads).  Peer
  * recovery, recovery taken over from a recoverer that died, lock handoff,
  * and multi-writer and shared read-only opens across hosts. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,6 +249,61 @@ START_TEST(modes_across_hosts)
 }
 END_TEST
 
+/* Random bytes over live A's heartbeat slot while A holds a file open: A
+ * fences itself (its renewal miscompares), the slot never decodes again,
+ * and yet B recovers it (by its index, after its raw bytes stood still for
+ * a lease): B gets A's file and can create in /, and the slot is FREE under
+ * a generation no earlier mount had. */
+START_TEST(damaged_slot_recovered)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *a = host(p, "esx-a", 0), *b = host(p, "esx-b", 0);
+	struct lunfs_file *f, *g;
+	uint64_t ino = create(a, 1, "vm.vmdk");
+	ck_assert_int_eq(lunfs_open(a, ino, LUNFS_OPEN_RW, &f), 0);
+	ck_assert_int_eq(lunfs_pwrite(f, "aaaa", 4, 0), 4);
+	ck_assert_int_eq(lunfs_fsync(f), 0);
+	struct lunfs_hb hb;
+	int s = slot_of(p, &sb, "esx-a", &hb);
+	ck_assert_int_ge(s, 0);
+	uint64_t old_gen = hb.mount_gen;
+	char junk[512];
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (char)(i * 131 + 7);
+	int fd = open(p, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, junk, sizeof(junk), (off_t)geom_hb(&sb, s)), (ssize_t)sizeof(junk));
+	close(fd);
+	uint64_t ms;
+	ck_assert_int_eq(open_when_free(b, ino, LUNFS_OPEN_RW, &g, &ms), 0);
+	ck_assert_uint_ge(ms, sb.lease_ms - 2 * sb.hb_ms); /* never before a lease */
+	char rd[4];
+	ck_assert_int_eq(lunfs_pread(g, rd, 4, 0), 4);
+	ck_assert_int_eq(memcmp(rd, "aaaa", 4), 0);
+	ck_assert_int_eq(lunfs_close(g), 0);
+	create(b, 1, "after"); /* the root's lock is free too */
+	/* A: fenced, its writes fail */
+	ck_assert_int_lt(lunfs_pwrite(f, "x", 1, 0), 0);
+	struct dev *d = tu_open(p);
+	struct lk_params lp = lk_params_of(&sb);
+	ck_assert_int_eq(hb_read(d, &lp, s, &hb), 0);
+	ck_assert_uint_eq(hb.state, HB_FREE);
+	ck_assert_uint_gt(hb.mount_gen, old_gen);
+	dev_close(d);
+	free(f);
+	lunfs_abandon(a);
+	a = host(p, "esx-a", 0); /* A rejoins under a new generation */
+	struct lunfs_stat st;
+	uint64_t t0 = lk_now_ms();
+	int r;
+	while ((r = lunfs_lookup(a, 1, "after", &st)) == -ENOENT && lk_now_ms() - t0 < 5000)
+		usleep(50000); /* shows once B checkpoints it */
+	ck_assert_int_eq(r, 0);
+	teardown(p, a, b, NULL);
+}
+END_TEST
+
 Suite *cluster_suite(void)
 {
 	Suite *s = suite_create("cluster");
@@ -257,6 +313,7 @@ Suite *cluster_suite(void)
 	tcase_add_test(tc, recovery_taken_over);
 	tcase_add_test(tc, handoff);
 	tcase_add_test(tc, modes_across_hosts);
+	tcase_add_test(tc, damaged_slot_recovered);
 	suite_add_tcase(s, tc);
 	return s;
 }

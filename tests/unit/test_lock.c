@@ -152,6 +152,114 @@ START_TEST(fence_on_slot_takeover)
 }
 END_TEST
 
+
+/* The write guard sits in the device: once the lease is gone, every kind of
+ * write through that device is refused before it is submitted, whoever
+ * calls it (a data write, a zeroing, a CAW, an async batch), while reads
+ * still work. */
+START_TEST(guard_refuses_every_write_after_lease)
+{
+	struct vol v;
+	struct dev *da;
+	vol_make(&v);
+	struct hb_host *a = host(&v, "esx-a", 1, &da);
+	uint64_t off = v.sb.file_off;
+	uint8_t *buf = dev_alloc(4096), *cmp = dev_alloc(4096);
+	ck_assert_int_eq(dev_write(da, off, buf, 4096), 0);
+	hb_pause_renewal(a, 1);
+	usleep((v.p.lease_ms - v.p.fence_margin_ms + 100) * 1000);
+	/* no hb_ok() call first: the device itself refuses */
+	ck_assert_int_eq(dev_write(da, off, buf, 4096), -EFENCED);
+	ck_assert_int_eq(dev_zero(da, off, 4096), -EFENCED);
+	ck_assert_int_eq(dev_caw(da, off, cmp, buf, 512, NULL), -EFENCED);
+	struct iovec iv = {buf, 4096};
+	struct dev_io io = {.op = DEV_OP_WRITE, .off = off, .iov = &iv, .iovcnt = 1}, *ios[1] = {&io};
+	ck_assert_int_eq(dev_submit(da, ios, 1), -EFENCED);
+	ck_assert_int_eq(dev_read(da, off, buf, 4096), 0);
+	ck_assert_ptr_nonnull(strstr(hb_fence_reason(a), "older than the lease"));
+	ck_assert_int_eq(hb_release(a), -EFENCED);
+	/* released: the device has no guard any more */
+	ck_assert_int_eq(dev_write(da, off, buf, 4096), 0);
+	free(buf);
+	free(cmp);
+	dev_close(da);
+	vol_free(&v);
+}
+END_TEST
+
+/* A host that resumes after a suspend longer than its lease fences itself
+ * before any write: the lease clock is CLOCK_BOOTTIME, which counts the
+ * suspend.  The suspend is simulated by moving the clock the host reads (a
+ * test hook); its renewal thread does not get to run first, as after a real
+ * resume where the writer may win the race. */
+START_TEST(suspend_longer_than_lease_fences)
+{
+	struct timespec bt;
+	clock_gettime(CLOCK_BOOTTIME, &bt);
+	uint64_t now = lk_now_ms(), b = (uint64_t)bt.tv_sec * 1000 + bt.tv_nsec / 1000000;
+	ck_assert_uint_le(now - b, 50); /* the lease clock is the boot-time clock */
+	struct vol v;
+	struct dev *da;
+	vol_make(&v);
+	struct hb_host *a = host(&v, "esx-a", 1, &da);
+	uint8_t *buf = dev_alloc(4096);
+	ck_assert_int_eq(dev_write(da, v.sb.file_off, buf, 4096), 0);
+	hb_pause_renewal(a, 1);
+	hb_test_clock_jump(a, v.p.lease_ms); /* "suspended" for a whole lease */
+	ck_assert_int_eq(dev_write(da, v.sb.file_off, buf, 4096), -EFENCED);
+	ck_assert_int_eq(hb_ok(a), -EFENCED);
+	hb_pause_renewal(a, 0);
+	usleep((2 * v.p.hb_ms + 100) * 1000);
+	ck_assert_int_eq(hb_ok(a), -EFENCED); /* a renewal after it does not undo it */
+	ck_assert_int_eq(hb_release(a), -EFENCED);
+	/* a short pause (below lease - margin) does not fence */
+	struct hb_host *b2 = host(&v, "esx-b", 2, &da);
+	hb_test_clock_jump(b2, v.p.fence_margin_ms / 2);
+	ck_assert_int_eq(dev_write(da, v.sb.file_off, buf, 4096), 0);
+	ck_assert_int_eq(hb_release(b2), 0);
+	free(buf);
+	dev_close(da);
+	vol_free(&v);
+}
+END_TEST
+
+/* fsck -y and mkfs claim the volume: an EXCLUSIVE claim fails while a host
+ * is alive, and a host that claims after it sees it and must refuse. */
+START_TEST(exclusive_claim_and_live_hosts)
+{
+	struct vol v;
+	struct dev *da, *dx;
+	vol_make(&v);
+	struct hb_host *a = host(&v, "esx-a", 1, &da), *x;
+	struct hb_ident id = {.name = "fsck.lunfs@test"};
+	id.uuid[0] = 9;
+	struct hb_watch *w = calloc(1, sizeof(*w));
+	dx = tu_open(v.path);
+	uint64_t t0 = lk_now_ms();
+	ck_assert_int_eq(hb_claim_exclusive(dx, &v.p, &id, &x, w), -EBUSY);
+	ck_assert_uint_lt(lk_now_ms() - t0, v.p.lease_ms); /* a moving heartbeat shows soon */
+	ck_assert_int_eq(w->slot[hb_slot(a)].status, HB_W_ALIVE);
+	ck_assert_int_eq(hb_release(a), 0);
+	/* nobody alive: the claim holds the volume */
+	ck_assert_int_eq(hb_claim_exclusive(dx, &v.p, &id, &x, w), 0);
+	ck_assert_int_eq(w->nalive, 0);
+	struct lunfs_hb hb;
+	ck_assert_int_eq(hb_read(da, &v.p, hb_slot(x), &hb), 0);
+	ck_assert_uint_eq(hb.state, HB_EXCLUSIVE);
+	a = host(&v, "esx-a", 1, &da);
+	char who[80] = "";
+	ck_assert_int_eq(hb_exclusive_alive(a, who, sizeof(who)), 1);
+	ck_assert_str_eq(who, "fsck.lunfs@test");
+	ck_assert_int_eq(hb_release(x), 0);
+	ck_assert_int_eq(hb_exclusive_alive(a, who, sizeof(who)), 0);
+	ck_assert_int_eq(hb_release(a), 0);
+	free(w);
+	dev_close(da);
+	dev_close(dx);
+	vol_free(&v);
+}
+END_TEST
+
 START_TEST(lock_modes)
 {
 	struct vol v;
@@ -247,6 +355,9 @@ Suite *lock_suite(void)
 	tcase_add_test(tc, heartbeat_reclaim_after_crash);
 	tcase_add_test(tc, self_fence_on_stale_renewal);
 	tcase_add_test(tc, fence_on_slot_takeover);
+	tcase_add_test(tc, guard_refuses_every_write_after_lease);
+	tcase_add_test(tc, suspend_longer_than_lease_fences);
+	tcase_add_test(tc, exclusive_claim_and_live_hosts);
 	tcase_add_test(tc, lock_modes);
 	tcase_add_test(tc, lock_of_gone_and_dead_hosts);
 	suite_add_tcase(s, tc);
