@@ -999,6 +999,7 @@ int main(int argc, char **argv)
 {
 	struct fsck f = {0};
 	int c, nflag = 0;
+	setvbuf(stdout, NULL, _IOLBF, 0); /* phases show as they run, also into a pipe */
 	while ((c = getopt(argc, argv, "nypfvh")) != -1) {
 		switch (c) {
 		case 'n':
