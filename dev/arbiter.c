@@ -36,7 +36,8 @@
  * an OFD write lock on its liveness byte for its whole life; the kernel
  * drops it when the process dies (whatever pid namespace it is in), so
  * F_OFD_GETLK on a token's byte tells whether that open still exists.
- *   acquire  t_acq = now (read BEFORE the CAS); CAS 0 -> mine.  While the
+ *   acquire  CAS 0 -> mine; t_acq = the clock read right BEFORE the CAS
+ *            that succeeded.  While the
  *            word is held, poll with backoff (20 us doubling to 1 ms).  A
  *            waiter that finds the holder's open dead (liveness byte
  *            unlocked) takes the word over at once (CAS old -> mine); one
@@ -270,15 +271,16 @@ static _Atomic uint64_t *word(struct arb *a, uint64_t blk)
 	return &a->map[HDR_WORDS + blk];
 }
 
-/* Waits for block blk's word and makes it mine. */
-static void take(struct arb *a, uint64_t blk, uint64_t mine, uint32_t break_ms, int *broke)
+/* Waits for block blk's word and makes it mine.  Returns the clock read
+ * right before the CAS that did it (<= the instant the word became mine). */
+static uint64_t take(struct arb *a, uint64_t blk, uint64_t mine, uint32_t break_ms, int *broke)
 {
 	_Atomic uint64_t *w = word(a, blk);
 	uint64_t seen = 0, t_seen = 0, t_live = 0, backoff = BACKOFF_MIN_NS;
 	for (;;) {
-		uint64_t cur = 0;
+		uint64_t cur = 0, t_cas = arb_now_ns();
 		if (atomic_compare_exchange_strong(w, &cur, mine))
-			return;
+			return t_cas;
 		uint64_t now = arb_now_ns(); /* after the load: t_seen >= its acquisition */
 		if (cur != seen) {
 			seen = cur;
@@ -293,9 +295,10 @@ static void take(struct arb *a, uint64_t blk, uint64_t mine, uint32_t break_ms, 
 			t_live = now + LIVE_RECHECK_NS;
 		}
 		if (dead || now - t_seen >= (uint64_t)break_ms * 1000000ull) {
+			t_cas = arb_now_ns();
 			if (atomic_compare_exchange_strong(w, &cur, mine)) {
 				*broke = 1;
-				return;
+				return t_cas;
 			}
 			continue; /* it changed hands meanwhile: start over with the new holder */
 		}
@@ -314,11 +317,14 @@ int arb_acquire(struct arb *a, uint64_t blk, uint64_t n, uint32_t break_ms, stru
 	h->nblk = n;
 	h->word = (uint64_t)a->token << 32 | seq;
 	h->broke = 0;
-	h->t_acq_ns = arb_now_ns(); /* before the first CAS: see BREAK ARITHMETIC */
-	/* ascending order; a waiter stuck behind a frozen holder of a later
-	 * block is bounded by the break, and then fails its check */
-	for (uint64_t i = 0; i < n; i++)
-		take(a, blk + i, h->word, break_ms, &h->broke);
+	/* Ascending order.  t_acq is read before the CAS that took the first
+	 * word (see BREAK ARITHMETIC), so it is <= the instant any of our words
+	 * became ours; waiting for a later block counts against our hold. */
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t t = take(a, blk + i, h->word, break_ms, &h->broke);
+		if (!i)
+			h->t_acq_ns = t;
+	}
 	return 0;
 }
 

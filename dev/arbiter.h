@@ -29,7 +29,7 @@ struct arb {
 struct arb_hold {
 	uint64_t blk, nblk;   /* the range, in logical blocks */
 	uint64_t word;        /* our holder value in each of their words */
-	uint64_t t_acq_ns;    /* CLOCK_MONOTONIC, read before the first CAS */
+	uint64_t t_acq_ns;    /* CLOCK_MONOTONIC, read right before the CAS that took the first word */
 	int broke;            /* we took at least one word over (stats/tests) */
 };
 
