@@ -99,6 +99,11 @@ void dev_set_guard(struct dev *d, int (*fn)(void *arg), void *arg)
 	d->guard = fn;
 }
 
+void dev_set_caw_break_ms(struct dev *d, uint32_t ms)
+{
+	d->caw_break_ms = ms;
+}
+
 /* The result of a write-type request: RESERVATION CONFLICT on a device with
  * persistent reservations means we were preempted (dev/iscsi.c tells a
  * peer's short SCSI-2 reservation apart and retries that). */

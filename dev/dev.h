@@ -33,6 +33,8 @@ enum {
 	DEV_CAP_PR = 1u << 3,          /* SCSI-3 persistent reservations */
 	DEV_CAP_ZERO = 1u << 4,        /* cheap zeroing (punch hole, WRITE SAME/UNMAP) */
 	DEV_CAP_FAULTY = 1u << 5,      /* a test wrapper */
+	DEV_CAP_CAW_ARB = 1u << 6,     /* with CAW_OFD: under the shared-memory
+					  arbiter (breakable), not the OFD lock */
 };
 
 /* How compare-and-write is done on iSCSI. */
@@ -103,6 +105,19 @@ int dev_flush(struct dev *d);
  * holds (read under the same atomicity, best effort on native CAW). */
 int dev_caw(struct dev *d, uint64_t off, const void *cmp, const void *data, size_t len,
 	    void *cur);
+
+/* Break time of an emulated compare-and-write (file backend; iSCSI and the
+ * faulty wrapper ignore it).  A CAW whose exclusion has been held by another
+ * process or thread for ms milliseconds (frozen, stopped in a debugger) takes
+ * it over; the held one then refuses its write with -ETIMEDOUT, and it also
+ * refuses it by itself once it has held the exclusion for ms / 2 or more.  A
+ * holder whose process died is taken over at once.  So no CAW waits much
+ * longer than ms behind another one, and different blocks never wait for
+ * each other.  0 restores the default, 2000 ms.  Keep it well below the
+ * heartbeat lease (the lock layer is to set lease / 4).  See dev/arbiter.c and
+ * docs/CAW-ARBITER.md. */
+#define DEV_CAW_BREAK_MS_DEFAULT 2000
+void dev_set_caw_break_ms(struct dev *d, uint32_t ms);
 
 /* Makes [off, off+len) read as zeros (punch hole, BLKZEROOUT, WRITE SAME or
  * plain writes).  Returns 0 or -errno. */

@@ -40,6 +40,7 @@ struct dev {
 	void *fenced_arg;
 	int (*_Atomic guard)(void *arg); /* dev_set_guard() */
 	void *_Atomic guard_arg;
+	_Atomic uint32_t caw_break_ms; /* dev_set_caw_break_ms(); 0: the default */
 	/* Completed requests of dev_sync_submit(), waiting for dev_sync_reap(). */
 	struct dev_io **done;
 	unsigned ndone, done_cap;
@@ -53,6 +54,18 @@ static inline int dev_guard(struct dev *d)
 	int (*fn)(void *) = d->guard;
 	return fn ? fn(d->guard_arg) : 0;
 }
+
+/* The CAW break time in force (dev_set_caw_break_ms). */
+static inline uint32_t dev_caw_break(const struct dev *d)
+{
+	uint32_t ms = d->caw_break_ms;
+	return ms ? ms : DEV_CAW_BREAK_MS_DEFAULT;
+}
+
+/* Tests only: when set, the file backend calls it inside the critical
+ * section of an emulated CAW, after the compare and before the write guard
+ * and the arbiter's last check (a stand-in for a stall or a freeze there). */
+extern void (*dev_file_caw_stall)(struct dev *d, uint64_t off);
 
 /* Backend constructors.  They fill the struct dev header. */
 int dev_file_open(const char *path, const struct dev_opts *o, struct dev **out);

@@ -1,12 +1,27 @@
 /* file backend: a regular image file or a block device.
  *
  * Opened with O_DIRECT.  Sync calls use preadv/pwritev (thread-safe); the
- * async queue is an io_uring created on first use.  Compare-and-write holds
- * an OFD write lock (F_OFD_SETLKW) on the byte range around the
- * read-compare-write.  OFD locks belong to the open file description, so they
- * exclude other opens (other processes, other dev_open()s), but not threads
- * sharing this one: a mutex covers those.  This is atomic among processes on
- * one machine only; that is all the embedded default promises.
+ * async queue is an io_uring created on first use.
+ *
+ * Compare-and-write is emulated: read, compare, write, under an exclusion
+ * that covers every process and thread of this machine, per block, and that
+ * a frozen or dead holder cannot keep (see dev_set_caw_break_ms):
+ *   - the arbiter (arbiter.c): one shared-memory word per logical block in
+ *     /dev/shm, taken by atomic CAS, broken after the break time or at once
+ *     when the holder's process is gone;
+ *   - when the arbiter cannot be used (no /dev/shm, not ours, cannot map):
+ *     an OFD write lock (F_OFD_SETLK, polled up to the break time, then
+ *     -ETIMEDOUT) on the block range, plus an in-process list of the ranges
+ *     this open's threads hold (OFD locks do not exclude threads sharing an
+ *     open file description).  A frozen holder then still blocks its range
+ *     (it cannot be broken), but every waiter gives up after the break time
+ *     and nothing else waits.
+ * The two modes do not exclude each other, so they must not be mixed on one
+ * device: each open holds a read lock on a mode byte of the image far past
+ * its end; an open that can use the arbiter joins the OFD mode when another
+ * open is in it, and one that cannot fails with -EBUSY while another open is
+ * in arbiter mode.  Either way this is atomic among processes on one machine
+ * only; that is all the embedded default promises.
  */
 #include <fcntl.h>
 #include <liburing.h>
@@ -15,16 +30,35 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+#include "arbiter.h"
 #include "dev_impl.h"
 
 #define RING_DEPTH 256
+/* Mode bytes of the image (read-locked by each open, far past any device end). */
+#define MODE_ARB_BYTE (1ll << 62)
+#define MODE_OFD_BYTE ((1ll << 62) + 1)
+
+void (*dev_file_caw_stall)(struct dev *d, uint64_t off);
+
+/* A range held in OFD mode; lives on the holder's stack. */
+struct range {
+	uint64_t off, len;
+	struct range *next;
+};
 
 struct file_dev {
 	struct dev d;
 	int fd;
 	int is_blk;
-	pthread_mutex_t caw_lock; /* serialises CAW among this open's threads */
+	int use_arb;              /* CAW under the arbiter, else the OFD mode */
+	struct arb arb;
+	/* OFD mode: the ranges this open's threads hold (OFD locks belong to the
+	 * open file description and do not exclude its threads) */
+	pthread_mutex_t rl_mu;
+	pthread_cond_t rl_cv;     /* CLOCK_MONOTONIC */
+	struct range *held;
 	struct io_uring ring;     /* async queue; protected by its single-thread rule */
 	int ring_ready;
 	unsigned inflight;
@@ -79,28 +113,105 @@ static int file_flush(struct dev *d)
 	return fdatasync(FD(d)->fd) ? -errno : 0;
 }
 
-static int ofd_lock(int fd, short type, uint64_t off, uint64_t len)
+static int ofd_lock(int fd, int cmd, short type, uint64_t off, uint64_t len)
 {
 	struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = off, .l_len = len};
-	while (fcntl(fd, F_OFD_SETLKW, &fl) < 0) {
+	while (fcntl(fd, cmd, &fl) < 0) {
 		if (errno != EINTR)
-			return -errno;
+			return errno == EACCES ? -EAGAIN : -errno;
 	}
 	return 0;
+}
+
+/* 1 when another open holds a lock on image byte b that a write lock would
+ * conflict with. */
+static int locked_by_other(int fd, off_t b)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = b, .l_len = 1};
+	return !fcntl(fd, F_OFD_GETLK, &fl) && fl.l_type != F_UNLCK;
+}
+
+static void abs_deadline(uint64_t ns, struct timespec *ts)
+{
+	ts->tv_sec = ns / 1000000000ull;
+	ts->tv_nsec = ns % 1000000000ull;
+}
+
+/* OFD mode: the range for this thread among the open's threads, then the
+ * OFD lock among opens; both waits end at the break time (-ETIMEDOUT). */
+static int ofd_acquire(struct file_dev *f, struct range *me, uint32_t break_ms)
+{
+	uint64_t end = arb_now_ns() + (uint64_t)break_ms * 1000000ull, backoff = 20000;
+	struct timespec ts;
+	int r = 0;
+	abs_deadline(end, &ts);
+	pthread_mutex_lock(&f->rl_mu);
+	for (;;) {
+		struct range *o = f->held;
+		while (o && (o->off >= me->off + me->len || me->off >= o->off + o->len))
+			o = o->next;
+		if (!o)
+			break;
+		if (pthread_cond_timedwait(&f->rl_cv, &f->rl_mu, &ts) == ETIMEDOUT) {
+			pthread_mutex_unlock(&f->rl_mu);
+			return -ETIMEDOUT;
+		}
+	}
+	me->next = f->held;
+	f->held = me;
+	pthread_mutex_unlock(&f->rl_mu);
+	while ((r = ofd_lock(f->fd, F_OFD_SETLK, F_WRLCK, me->off, me->len)) == -EAGAIN) {
+		if (arb_now_ns() >= end) {
+			r = -ETIMEDOUT;
+			break;
+		}
+		struct timespec z = {0, backoff};
+		nanosleep(&z, NULL);
+		backoff = backoff * 2 > 1000000 ? 1000000 : backoff * 2;
+	}
+	if (r) {
+		pthread_mutex_lock(&f->rl_mu);
+		for (struct range **p = &f->held; *p; p = &(*p)->next)
+			if (*p == me) {
+				*p = me->next;
+				break;
+			}
+		pthread_cond_broadcast(&f->rl_cv);
+		pthread_mutex_unlock(&f->rl_mu);
+	}
+	return r;
+}
+
+static void ofd_release(struct file_dev *f, struct range *me)
+{
+	ofd_lock(f->fd, F_OFD_SETLK, F_UNLCK, me->off, me->len);
+	pthread_mutex_lock(&f->rl_mu);
+	for (struct range **p = &f->held; *p; p = &(*p)->next)
+		if (*p == me) {
+			*p = me->next;
+			break;
+		}
+	pthread_cond_broadcast(&f->rl_cv);
+	pthread_mutex_unlock(&f->rl_mu);
 }
 
 static int file_caw(struct dev *d, uint64_t off, const void *cmp, const void *data, size_t len,
 		    void *cur)
 {
 	struct file_dev *f = FD(d);
+	uint32_t break_ms = dev_caw_break(d);
+	struct arb_hold h;
+	struct range me = {off, len, NULL};
 	void *buf = dev_alloc(len);
 	int r;
 	if (!buf)
 		return -ENOMEM;
-	pthread_mutex_lock(&f->caw_lock);
-	r = ofd_lock(f->fd, F_WRLCK, off, len);
+	if (f->use_arb)
+		r = arb_acquire(&f->arb, off / d->lbs, len / d->lbs, break_ms, &h);
+	else
+		r = ofd_acquire(f, &me, break_ms);
 	if (r)
-		goto out_mutex;
+		goto out;
 	struct iovec v = {buf, len};
 	r = full_rw(f->fd, DEV_OP_READ, off, &v, 1);
 	if (r)
@@ -111,15 +222,47 @@ static int file_caw(struct dev *d, uint64_t off, const void *cmp, const void *da
 		r = -EMISCOMPARE;
 		goto out_unlock;
 	}
-	if ((r = dev_guard(d))) /* the OFD lock wait and the read can block */
+	if (dev_file_caw_stall)
+		dev_file_caw_stall(d, off);
+	/* the waits and the read can block: the lease may be gone */
+	if ((r = dev_guard(d)))
+		goto out_unlock;
+	/* last: still ours, and far enough from any break (arbiter.c) */
+	if (f->use_arb && (r = arb_check(&f->arb, &h, break_ms)))
 		goto out_unlock;
 	struct iovec w = {(void *)data, len};
 	r = full_rw(f->fd, DEV_OP_WRITE, off, &w, 1);
 out_unlock:
-	ofd_lock(f->fd, F_UNLCK, off, len);
-out_mutex:
-	pthread_mutex_unlock(&f->caw_lock);
+	if (f->use_arb)
+		arb_release(&f->arb, &h);
+	else
+		ofd_release(f, &me);
+out:
 	free(buf);
+	return r;
+}
+
+/* Picks the CAW mode of a writable open (see the head of this file). */
+static int caw_mode(struct file_dev *f, const struct stat *st, const char *path)
+{
+	if (!arb_open(&f->arb, NULL, st, f->d.size / f->d.lbs, f->d.lbs)) {
+		if (!ofd_lock(f->fd, F_OFD_SETLK, F_RDLCK, MODE_ARB_BYTE, 1) &&
+		    !locked_by_other(f->fd, MODE_OFD_BYTE)) {
+			f->use_arb = 1;
+			f->d.caps |= DEV_CAP_CAW_ARB;
+			return 0;
+		}
+		/* another open is in the OFD mode: join it */
+		ofd_lock(f->fd, F_OFD_SETLK, F_UNLCK, MODE_ARB_BYTE, 1);
+		arb_close(&f->arb);
+	}
+	int r = ofd_lock(f->fd, F_OFD_SETLK, F_RDLCK, MODE_OFD_BYTE, 1);
+	if (!r && locked_by_other(f->fd, MODE_ARB_BYTE))
+		r = -EBUSY;
+	if (r)
+		dev_set_error("%s: cannot use the compare-and-write arbiter (/dev/shm or "
+			      "$LUNFS_CAW_DIR), and other opens of this device do: %s",
+			      path, strerror(-r));
 	return r;
 }
 
@@ -212,8 +355,11 @@ static void file_close(struct dev *d)
 	struct file_dev *f = FD(d);
 	if (f->ring_ready)
 		io_uring_queue_exit(&f->ring);
+	if (f->use_arb)
+		arb_close(&f->arb);
 	close(f->fd);
-	pthread_mutex_destroy(&f->caw_lock);
+	pthread_mutex_destroy(&f->rl_mu);
+	pthread_cond_destroy(&f->rl_cv);
 	free(f);
 }
 
@@ -251,7 +397,12 @@ int dev_file_open(const char *path, const struct dev_opts *o, struct dev **out)
 	f->fd = fd;
 	f->d.ops = &file_ops;
 	f->d.caps = DEV_CAP_CAW_OFD | DEV_CAP_ZERO;
-	pthread_mutex_init(&f->caw_lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&f->rl_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&f->rl_mu, NULL);
 	if (S_ISBLK(st.st_mode)) {
 		int ss = 512;
 		f->is_blk = 1;
@@ -271,6 +422,13 @@ int dev_file_open(const char *path, const struct dev_opts *o, struct dev **out)
 		return -ENODEV;
 	}
 	f->d.size -= f->d.size % f->d.lbs;
+	if (!o->readonly) {
+		int r = caw_mode(f, &st, path);
+		if (r) {
+			file_close(&f->d);
+			return r;
+		}
+	}
 	*out = &f->d;
 	return 0;
 }

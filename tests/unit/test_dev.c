@@ -1,9 +1,16 @@
 /* Device layer: file backend, async queue, CAW, faulty wrapper. */
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "tu.h"
+#include "dev_impl.h" /* dev_file_caw_stall */
 
 START_TEST(file_rw_and_checks)
 {
@@ -223,6 +230,293 @@ START_TEST(open_errors)
 }
 END_TEST
 
+/* ---- the CAW arbiter of the file backend (dev/arbiter.c) ---- */
+
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000ull + ts.tv_nsec / 1000000;
+}
+
+/* Increments the counter in block 0 through CAW n times; counts successes. */
+struct inc_arg {
+	struct dev *d;
+	int n;
+	int ok;
+	int err;
+};
+
+static void *inc_thread(void *arg)
+{
+	struct inc_arg *a = arg;
+	uint64_t *cmp = dev_alloc(512), *nv = dev_alloc(512);
+	if (dev_read(a->d, 0, cmp, 512))
+		a->err = 1;
+	for (int i = 0; i < a->n && !a->err; i++) {
+		memcpy(nv, cmp, 512);
+		nv[0]++;
+		int r = dev_caw(a->d, 0, cmp, nv, 512, cmp);
+		if (r == 0) {
+			memcpy(cmp, nv, 512);
+			a->ok++;
+		} else if (r != -EMISCOMPARE) {
+			a->err = 1;
+		}
+	}
+	free(cmp);
+	free(nv);
+	return NULL;
+}
+
+/* Two dev_open()s of one image, two threads on each (threads of one open
+ * exclude each other through the arbiter too, with no mutex): the count on
+ * disk is exactly the number of CAWs that succeeded.  _i = 1: OFD mode. */
+START_TEST(caw_count_equals_successes)
+{
+	if (_i)
+		setenv("LUNFS_CAW_DIR", "/nonexistent/lunfs", 1);
+	char *p = tu_image(1 << 20);
+	struct dev *d[2] = {tu_open(p), tu_open(p)};
+	ck_assert_int_eq(!!(dev_caps(d[0]) & DEV_CAP_CAW_ARB), !_i);
+	pthread_t t[4];
+	struct inc_arg a[4];
+	for (int i = 0; i < 4; i++) {
+		a[i] = (struct inc_arg){.d = d[i % 2], .n = 400};
+		pthread_create(&t[i], NULL, inc_thread, &a[i]);
+	}
+	int ok = 0;
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(a[i].err, 0);
+		ok += a[i].ok;
+	}
+	uint64_t *v = dev_alloc(512);
+	ck_assert_int_eq(dev_read(d[0], 0, v, 512), 0);
+	ck_assert_uint_eq(v[0], ok);
+	ck_assert_int_gt(ok, 400);
+	free(v);
+	dev_close(d[0]);
+	dev_close(d[1]);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+/* The stall hook: a CAW of stall_dev stops inside its critical section
+ * until stall_go is set. */
+static struct dev *stall_dev;
+static atomic_int stall_in, stall_go;
+
+static void stall_here(struct dev *d, uint64_t off)
+{
+	(void)off;
+	if (d != stall_dev)
+		return;
+	stall_in = 1;
+	while (!stall_go)
+		usleep(1000);
+}
+
+struct holder_arg {
+	struct dev *d;
+	int r;
+};
+
+static void *holder_thread(void *arg)
+{
+	struct holder_arg *h = arg;
+	uint8_t *z = dev_alloc(512), *mine = dev_alloc(512);
+	memset(mine, 'H', 512);
+	h->r = dev_caw(h->d, 0, z, mine, 512, NULL);
+	free(z);
+	free(mine);
+	return NULL;
+}
+
+/* A holder stopped inside the critical section of block 0 (after its read
+ * and compare, before its write): a CAW of another block from another open
+ * completes at once; a CAW of block 0 waits the break time, then takes it
+ * over; the stopped holder, resumed, does not write and gets -ETIMEDOUT.
+ * _i = 0: the holder is another open; 1: a thread of the same open. */
+START_TEST(caw_breaks_stopped_holder)
+{
+	const uint32_t brk = 600;
+	char *p = tu_image(1 << 20);
+	struct dev *dh = tu_open(p), *d = _i ? dh : tu_open(p);
+	uint8_t *z = dev_alloc(512), *b = dev_alloc(512), *cur = dev_alloc(512);
+	dev_set_caw_break_ms(dh, brk);
+	dev_set_caw_break_ms(d, brk);
+	stall_dev = dh;
+	stall_in = stall_go = 0;
+	dev_file_caw_stall = stall_here;
+	pthread_t t;
+	struct holder_arg h = {.d = dh, .r = 1};
+	pthread_create(&t, NULL, holder_thread, &h);
+	while (!stall_in)
+		usleep(1000);
+	if (_i)
+		stall_dev = NULL; /* our own CAWs below must not stop */
+	else
+		dev_file_caw_stall = NULL;
+	memset(b, 'B', 512);
+	uint64_t t0 = ms_now();
+	ck_assert_int_eq(dev_caw(d, 8 * 512, z, b, 512, NULL), 0); /* another block */
+	uint64_t other = ms_now() - t0;
+	t0 = ms_now();
+	ck_assert_int_eq(dev_caw(d, 0, z, b, 512, cur), 0); /* the held block */
+	uint64_t same = ms_now() - t0;
+	stall_go = 1;
+	pthread_join(t, NULL);
+	dev_file_caw_stall = NULL;
+	fprintf(stderr, "caw_breaks_stopped_holder(%s): other block %llu ms, held block %llu ms "
+		"(break %u ms), resumed holder: %s\n", _i ? "same open" : "two opens",
+		(unsigned long long)other, (unsigned long long)same, brk, lunfs_strerror(h.r));
+	ck_assert_uint_lt(other, 100);
+	ck_assert_uint_ge(same, brk - 50);
+	ck_assert_uint_lt(same, brk + 400);
+	ck_assert_int_eq(h.r, -ETIMEDOUT);
+	ck_assert_int_eq(dev_read(d, 0, cur, 512), 0);
+	ck_assert_int_eq(memcmp(cur, b, 512), 0); /* the breaker's, not 'H' */
+	free(z);
+	free(b);
+	free(cur);
+	if (!_i)
+		dev_close(d);
+	dev_close(dh);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+/* OFD mode (no /dev/shm): a stopped holder cannot be broken, but a CAW of
+ * its block gives up after the break time with -ETIMEDOUT, and one of
+ * another block does not wait at all. */
+START_TEST(caw_ofd_mode_bounded)
+{
+	const uint32_t brk = 400;
+	setenv("LUNFS_CAW_DIR", "/nonexistent/lunfs", 1);
+	char *p = tu_image(1 << 20);
+	struct dev *dh = tu_open(p), *d = tu_open(p);
+	uint8_t *z = dev_alloc(512), *b = dev_alloc(512);
+	ck_assert_uint_eq(dev_caps(d) & DEV_CAP_CAW_ARB, 0);
+	dev_set_caw_break_ms(d, brk);
+	stall_dev = dh;
+	stall_in = stall_go = 0;
+	dev_file_caw_stall = stall_here;
+	pthread_t t;
+	struct holder_arg h = {.d = dh, .r = 1};
+	pthread_create(&t, NULL, holder_thread, &h);
+	while (!stall_in)
+		usleep(1000);
+	memset(b, 'B', 512);
+	uint64_t t0 = ms_now();
+	ck_assert_int_eq(dev_caw(d, 8 * 512, z, b, 512, NULL), 0);
+	uint64_t other = ms_now() - t0;
+	t0 = ms_now();
+	ck_assert_int_eq(dev_caw(d, 0, z, b, 512, NULL), -ETIMEDOUT);
+	uint64_t same = ms_now() - t0;
+	fprintf(stderr, "caw_ofd_mode_bounded: other block %llu ms, held block gave up after %llu ms\n",
+		(unsigned long long)other, (unsigned long long)same);
+	ck_assert_uint_lt(other, 100);
+	ck_assert_uint_ge(same, brk - 50);
+	ck_assert_uint_lt(same, brk + 400);
+	stall_go = 1;
+	pthread_join(t, NULL);
+	dev_file_caw_stall = NULL;
+	ck_assert_int_eq(h.r, 0); /* never broken: its write lands */
+	free(z);
+	free(b);
+	dev_close(d);
+	dev_close(dh);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+/* A process killed (SIGKILL) inside the critical section of block 0: the
+ * next CAW of block 0 takes its word over at once (its liveness byte is
+ * gone), not after the break time. */
+static int kill_pipe[2];
+
+static void stall_forever(struct dev *d, uint64_t off)
+{
+	(void)d;
+	(void)off;
+	ssize_t n = write(kill_pipe[1], "x", 1);
+	(void)n;
+	for (;;)
+		pause();
+}
+
+START_TEST(caw_takes_over_dead_holder)
+{
+	char *p = tu_image(1 << 20);
+	uint8_t *z = dev_alloc(512), *b = dev_alloc(512);
+	char c;
+	ck_assert_int_eq(pipe(kill_pipe), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (!pid) {
+		struct dev *dc;
+		if (dev_open(p, NULL, &dc))
+			_exit(2);
+		dev_file_caw_stall = stall_forever;
+		memset(b, 'K', 512);
+		dev_caw(dc, 0, z, b, 512, NULL);
+		_exit(3);
+	}
+	ck_assert_int_eq(read(kill_pipe[0], &c, 1), 1);
+	kill(pid, SIGKILL);
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFSIGNALED(st));
+	struct dev *d = tu_open(p);
+	ck_assert_int_ne(dev_caps(d) & DEV_CAP_CAW_ARB, 0);
+	memset(b, 'B', 512);
+	uint64_t t0 = ms_now();
+	ck_assert_int_eq(dev_caw(d, 0, z, b, 512, NULL), 0); /* default break: 2000 ms */
+	uint64_t took = ms_now() - t0;
+	fprintf(stderr, "caw_takes_over_dead_holder: took over in %llu ms\n", (unsigned long long)took);
+	ck_assert_uint_lt(took, 200);
+	free(z);
+	free(b);
+	dev_close(d);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+/* The two modes never mix on one image: an open that cannot use the
+ * arbiter fails while another open uses it; one that could joins the OFD
+ * mode of an earlier open.  The arbiter file goes away with the last open. */
+START_TEST(caw_modes_do_not_mix)
+{
+	char *p = tu_image(1 << 20), shm[64];
+	struct dev *a, *b;
+	struct stat st;
+	ck_assert_int_eq(stat(p, &st), 0);
+	snprintf(shm, sizeof(shm), "/dev/shm/lunfs-caw-f-%jx-%jx", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino);
+	a = tu_open(p);
+	ck_assert_int_ne(dev_caps(a) & DEV_CAP_CAW_ARB, 0);
+	ck_assert_int_eq(access(shm, F_OK), 0);
+	setenv("LUNFS_CAW_DIR", "/nonexistent/lunfs", 1);
+	ck_assert_int_eq(dev_open(p, NULL, &b), -EBUSY);
+	ck_assert_ptr_nonnull(strstr(dev_last_error(), "arbiter"));
+	dev_close(a);
+	ck_assert_int_ne(access(shm, F_OK), 0); /* the last open removed it */
+	a = tu_open(p); /* OFD mode */
+	unsetenv("LUNFS_CAW_DIR");
+	b = tu_open(p); /* could use the arbiter, joins the OFD mode */
+	ck_assert_uint_eq(dev_caps(a) & DEV_CAP_CAW_ARB, 0);
+	ck_assert_uint_eq(dev_caps(b) & DEV_CAP_CAW_ARB, 0);
+	dev_close(a);
+	dev_close(b);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 Suite *dev_suite(void)
 {
 	Suite *s = suite_create("dev");
@@ -235,6 +529,14 @@ Suite *dev_suite(void)
 	tcase_add_test(tc, faulty_power_cut);
 	tcase_add_test(tc, faulty_fail_and_tear);
 	tcase_add_test(tc, open_errors);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("caw_arbiter");
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, caw_count_equals_successes, 0, 2);
+	tcase_add_loop_test(tc, caw_breaks_stopped_holder, 0, 2);
+	tcase_add_test(tc, caw_ofd_mode_bounded);
+	tcase_add_test(tc, caw_takes_over_dead_holder);
+	tcase_add_test(tc, caw_modes_do_not_mix);
 	suite_add_tcase(s, tc);
 	return s;
 }
