@@ -135,6 +135,12 @@ int lk_acquire_flags(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_
 		nrec.wall_ns = wall_ns();
 		lunfs_lock_encode(&nrec, uuid, off, nimg);
 		r = dev_caw(d, off, cur, nimg, lbs, cur);
+		if (r == -ETIMEDOUT && attempt < 1000 && !(r = dev_read(d, off, cur, lbs))) {
+			/* the file backend's arbiter refused a hold that took too
+			 * long (or was broken): nothing was written; decide again */
+			backoff(attempt);
+			continue;
+		}
 		if (r == -EMISCOMPARE) {
 			r = 0; /* cur now holds the new state: decide again */
 			if (attempt > 3)
@@ -210,6 +216,8 @@ static int drop_holders(struct hb_host *h, uint64_t off, uint8_t *cur,
 			memcpy(cur, nimg, lbs);
 		else if (r == -EMISCOMPARE)
 			r = -EAGAIN;
+		else if (r == -ETIMEDOUT && !(r = dev_read(d, off, cur, lbs)))
+			r = -EAGAIN; /* the arbiter refused a slow hold: nothing written */
 	}
 	free(nimg);
 	return r;
