@@ -792,6 +792,7 @@ int hb_recover_begin(struct hb_host *h, uint32_t s, struct lunfs_hb *victim)
 		nb.jnl_off = h->p.jnl_off + (uint64_t)s * h->p.jnl_size;
 		nb.jnl_size = h->p.jnl_size;
 		snprintf(nb.host_name, sizeof(nb.host_name), "%s", hb.host_name);
+		hb.pr_key = HB_KEY_UNKNOWN; /* hb_fence_victim preempts every unpublished key */
 	}
 	*victim = hb;
 	nb.state = HB_REPLAYING;
@@ -954,11 +955,39 @@ int hb_claim_exclusive(struct dev *d, const struct lk_params *p, const struct hb
 
 /* ---- fencing a victim's persistent-reservation key ---- */
 
+/* The key of a damaged slot is unknown: every registered key that no slot
+ * that decodes publishes is preempted (a host that registered and has not
+ * claimed yet loses its key too: its claim then fails and can be retried). */
+static int fence_unknown(struct hb_host *h)
+{
+	size_t stride = LUNFS_SLOT_STRIDE;
+	uint8_t *all = dev_alloc((size_t)h->p.max_hosts * stride);
+	uint64_t keys[256];
+	int n = all ? dev_pr_read_keys(h->d, keys, 256) : -ENOMEM, r = 0;
+	if (n >= 0)
+		r = dev_read(h->d, h->p.hb_off, all, (size_t)h->p.max_hosts * stride);
+	for (int i = 0; n >= 0 && !r && i < n && i < 256; i++) {
+		int published = keys[i] == h->id.pr_key;
+		for (uint32_t s = 0; s < h->p.max_hosts && !published; s++) {
+			struct lunfs_hb hb;
+			published = !lunfs_hb_decode(all + s * stride, h->p.uuid, slot_off(&h->p, s), &hb,
+						     NULL) &&
+				    hb.state != HB_FREE && hb.pr_key == keys[i];
+		}
+		if (!published && (r = hb_fence_victim(h, keys[i])))
+			break;
+	}
+	free(all);
+	return n < 0 ? n : r;
+}
+
 int hb_fence_victim(struct hb_host *h, uint64_t victim)
 {
 	uint64_t mine = h->id.pr_key;
 	if (!(dev_caps(h->d) & DEV_CAP_PR) || !mine || !victim || victim == mine)
 		return 0;
+	if (victim == HB_KEY_UNKNOWN)
+		return fence_unknown(h);
 	int r = dev_pr_preempt(h->d, mine, victim, DEV_PR_WRITE_EXCLUSIVE_REGS_ONLY);
 	if (r && r != -EACCES)
 		return r;

@@ -169,6 +169,9 @@ int hb_exclusive_alive(struct hb_host *h, char *who, size_t wlen);
  * nothing to do: no PR, no key), -EBUSY when the key is still registered,
  * -EACCES when we were preempted ourselves, or -errno. */
 int hb_fence_victim(struct hb_host *h, uint64_t victim_key);
+/* victim_key of a damaged slot (hb_recover_begin): its key is unknown, so
+ * every registered key that no decodable slot publishes is preempted. */
+#define HB_KEY_UNKNOWN UINT64_MAX
 
 /* Registers a new random persistent-reservation key ("LN" in its top bytes)
  * on a device with PR and makes sure a Write Exclusive - Registrants Only
