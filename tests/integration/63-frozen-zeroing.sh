@@ -23,7 +23,6 @@
 . "$(dirname "$0")/lib.sh"
 if [ -n "${LUNFS_BUILD:-}" ]; then
 	BIN=$LUNFS_BUILD/bin
-	TBIN=$LUNFS_BUILD/tests
 fi
 command -v gdb >/dev/null || fail "gdb not found"
 command -v python3 >/dev/null || fail "python3 not found"
