@@ -443,46 +443,129 @@ static int fill_block(struct lunfs_vol *v, uint64_t blk, uint64_t boff, const vo
 	return r;
 }
 
+/* One piece of a data request: [off, off+len) of the file maps to device
+ * address dev (0: a hole or a block still to be zeroed: reads as zeros). */
+struct piece {
+	uint64_t dev;
+	size_t len;
+};
+#define MAX_PIECES 16
+
+/* Looks up the pieces of [off, off+len) (v->mu held).  Returns how many (the
+ * request may be cut short at MAX_PIECES: the caller loops), or -errno. */
+static int map_pieces(struct fmap *fm, uint64_t off, size_t len, struct piece *p)
+{
+	struct lunfs_vol *v = fm->tx->v;
+	uint64_t bs = v->sb.file_bs;
+	int n = 0;
+	for (size_t done = 0; done < len && n < MAX_PIECES; n++) {
+		uint64_t pos = off + done, lblk = pos / bs, boff = pos % bs, ptr;
+		size_t k = bs - boff < len - done ? bs - boff : len - done;
+		int r = fmap_get(fm, lblk, &ptr);
+		if (r)
+			return r;
+		uint64_t blk = ptr & PTR_BLOCK_MASK;
+		if (ptr && blk >= v->sb.file_blocks)
+			return -EFSCORRUPTED;
+		p[n].dev = !ptr || (ptr & PTR_TBZ) ? 0 : geom_file_blk(&v->sb, blk) + boff;
+		p[n].len = k;
+		done += k;
+	}
+	return n;
+}
+
 ssize_t lunfs_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 {
 	struct lunfs_vol *v = f->v;
-	uint64_t bs = v->sb.file_bs;
-	struct txn tx;
-	int r;
-	tx_begin(v, &tx);
-	/* the inode is loaded (and allocated) only when the open file's cache
-	 * cannot answer: reads of cached mappings do no allocation and no I/O */
-	struct fmap fm = {&tx, f->of, NULL, 0};
-	uint64_t size;
-	if ((r = fmap_size(&fm, &size)))
-		goto out;
-	if (off >= size) {
-		len = 0;
-		goto out;
-	}
-	if (len > size - off)
-		len = size - off;
-	for (size_t done = 0; done < len && !r;) {
-		uint64_t pos = off + done, lblk = pos / bs, boff = pos % bs, ptr;
-		size_t n = bs - boff < len - done ? bs - boff : len - done;
-		if ((r = fmap_get(&fm, lblk, &ptr)))
-			break;
-		uint64_t blk = ptr & PTR_BLOCK_MASK;
-		if (ptr && blk >= v->sb.file_blocks) {
-			r = -EFSCORRUPTED;
-			break;
+	struct piece p[MAX_PIECES];
+	size_t done = 0;
+	int r = 0;
+	while (!r) {
+		struct txn tx;
+		tx_begin(v, &tx);
+		/* the inode is loaded (and allocated) only when the open file's
+		 * cache cannot answer: reads of cached mappings do no allocation
+		 * and no metadata I/O */
+		struct fmap fm = {&tx, f->of, NULL, 0};
+		uint64_t size;
+		int n = 0;
+		if (!(r = fmap_size(&fm, &size)) && done == 0) {
+			len = off >= size ? 0 : len > size - off ? size - off : len;
 		}
+		if (!r && done < len && (n = map_pieces(&fm, off + done, len - done, p)) < 0)
+			r = n;
 		/* A mapped block's contents belong to this file while we hold
-		 * its map; the read itself needs no metadata lock. */
-		if (!ptr || (ptr & PTR_TBZ))
-			memset((char *)buf + done, 0, n);
-		else
-			r = read_range(v, geom_file_blk(&v->sb, blk) + boff, (char *)buf + done, n);
-		done += n;
+		 * its map; the read itself needs no metadata lock, only that
+		 * the block is not freed meanwhile (io_enter). */
+		if (!r && n)
+			io_enter(v);
+		tx_end(&tx, r);
+		free(fm.in);
+		if (r || !n)
+			break;
+		for (int i = 0; i < n && !r; i++) {
+			if (!p[i].dev)
+				memset((char *)buf + done, 0, p[i].len);
+			else
+				r = read_range(v, p[i].dev, (char *)buf + done, p[i].len);
+			done += p[i].len;
+		}
+		io_exit(v);
 	}
+	return r ? r : (ssize_t)len;
+}
+
+/* The fast path of lunfs_pwrite: every piece of the request is an allocated
+ * block inside the file's size, so nothing but the times changes and the
+ * device writes run outside v->mu.  Returns the bytes written, -EAGAIN
+ * when the slow path must decide (a hole, a block to be zeroed, past the
+ * end, a map not cached), or -errno. */
+static ssize_t pwrite_mapped(struct lunfs_file *f, const void *buf, size_t len, uint64_t off)
+{
+	struct lunfs_vol *v = f->v;
+	struct piece p[MAX_PIECES];
+	struct txn tx;
+	int r = 0, n = 0;
+	/* a partial sector is read, changed and written back: one at a time */
+	uint32_t lbs = dev_lbs(v->d);
+	int rmw = off % lbs || len % lbs; /* an unaligned buffer is only copied */
+	if (rmw)
+		pthread_mutex_lock(&f->mu);
+	tx_begin(v, &tx);
+	struct fmap fm = {&tx, f->of, NULL, 0};
+	if (!f->of->h || !f->of->size_ok || off + len > f->of->size) {
+		r = -EAGAIN;
+		goto out;
+	}
+	if ((r = of_handed_off(f->of)))
+		goto out;
+	if ((n = map_pieces(&fm, off, len, p)) < 0) {
+		r = n;
+		goto out;
+	}
+	size_t mapped = 0;
+	for (int i = 0; i < n && p[i].dev; i++)
+		mapped += p[i].len;
+	if (mapped != len) {
+		r = -EAGAIN;
+		goto out;
+	}
+	ino_now(&f->of->mtime);
+	f->of->times_dirty = 1;
+	io_enter(v);
 out:
-	tx_end(&tx, r);
+	tx_end(&tx, 0);
 	free(fm.in);
+	if (!r) {
+		size_t done = 0;
+		for (int i = 0; i < n && !r; i++) {
+			r = write_range(v, p[i].dev, (const char *)buf + done, p[i].len, 0);
+			done += p[i].len;
+		}
+		io_exit(v);
+	}
+	if (rmw)
+		pthread_mutex_unlock(&f->mu);
 	return r ? r : (ssize_t)len;
 }
 
@@ -506,6 +589,11 @@ ssize_t lunfs_pwrite(struct lunfs_file *f, const void *buf, size_t len, uint64_t
 	if (off + len < off || off + len > bmap_max_units() * bs) {
 		free(in);
 		return -EFBIG;
+	}
+	ssize_t fast = pwrite_mapped(f, buf, len, off);
+	if (fast != -EAGAIN) {
+		free(in);
+		return fast;
 	}
 	pthread_mutex_lock(&f->mu);
 	tx_begin(v, &tx);

@@ -293,6 +293,8 @@ out:
 
 int blk_free(struct txn *tx, int kind, uint64_t blk)
 {
+	if (kind == RC_FILE)
+		tx_drain(tx); /* no data I/O may still be on its way to it */
 	return blk_ref(tx, kind, blk, -1, NULL);
 }
 

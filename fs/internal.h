@@ -1,9 +1,17 @@
 /* Internal to fs/: the mounted volume, its caches and transactions.
  *
  * Concurrency: one mutex per volume (v->mu) protects all metadata state and
- * is held for the length of a metadata operation, and of lunfs_pread and
- * lunfs_pwrite; the async queue's device I/O runs outside it.  Lock order: v->mu, then a file's
- * f->mu is never taken while v->mu is held (file ops take f->mu first).
+ * is held for the length of a metadata operation.  Data I/O to mapped
+ * blocks (lunfs_pread, lunfs_pwrite of allocated blocks) runs outside it:
+ * the mapping is looked up under v->mu, then the thread registers as a data
+ * I/O in flight (io_enter, v->data_io), drops v->mu, does the device I/O,
+ * and unregisters (io_exit).  Freeing a file block waits until no data I/O
+ * is in flight and keeps new ones from starting until its transaction ends
+ * (tx_drain, v->draining), so no I/O ever reaches a block after it was
+ * freed and handed to another file.  The async queue's device I/O also
+ * runs outside v->mu.
+ * Lock order: a file's f->mu, then v->mu.  A thread registered as a data I/O
+ * takes no lock but v->mu (briefly, in io_exit).
  *
  * Cache rule (docs/LOCKING.md): a metadata block is cached only while this
  * host holds the on-disk lock that covers it (its inode's lock, or its
@@ -64,6 +72,9 @@ struct lunfs_vol {
 	pthread_cond_t linger_cv;
 	int stop;
 	int ioq_busy;
+	unsigned data_io;       /* data I/Os in flight outside mu (io_enter) */
+	unsigned draining;      /* transactions freeing file blocks (tx_drain) */
+	pthread_cond_t io_cv;   /* data_io reached 0, or draining did */
 	uint64_t nacquired;     /* lock records acquired (published for lunfs top) */
 	uint64_t pr_key;        /* our iSCSI PR registration, 0 none */
 	/* peer recovery (recover.c): its own thread, outside mu */
@@ -140,7 +151,15 @@ struct txn {
 	struct held **pinned;   /* locks this operation holds pinned (each once) */
 	int npinned, cpinned;
 	int preflush;           /* data written for this txn must be durable first */
+	int draining;           /* tx_drain() ran: v->draining counts us */
 };
+
+/* Data I/O outside v->mu (see the top of this file).  io_enter: v->mu held
+ * (it may wait on it while a transaction frees blocks).  io_exit: v->mu not
+ * held.  tx_drain: called before a file block is freed; v->mu held. */
+void io_enter(struct lunfs_vol *v);
+void io_exit(struct lunfs_vol *v);
+void tx_drain(struct txn *tx);
 
 void tx_begin(struct lunfs_vol *v, struct txn *tx);
 /* Commits the dirty blocks (if any) through the journal, then ends. */

@@ -413,9 +413,40 @@ fail:
 	return r;
 }
 
+void io_enter(struct lunfs_vol *v)
+{
+	while (v->draining)
+		pthread_cond_wait(&v->io_cv, &v->mu);
+	v->data_io++;
+}
+
+void io_exit(struct lunfs_vol *v)
+{
+	pthread_mutex_lock(&v->mu);
+	if (--v->data_io == 0)
+		pthread_cond_broadcast(&v->io_cv);
+	pthread_mutex_unlock(&v->mu);
+}
+
+void tx_drain(struct txn *tx)
+{
+	struct lunfs_vol *v = tx->v;
+	if (!tx->draining) {
+		tx->draining = 1;
+		v->draining++;
+	}
+	while (v->data_io)
+		pthread_cond_wait(&v->io_cv, &v->mu);
+}
+
 void tx_end(struct txn *tx, int r)
 {
 	struct lunfs_vol *v = tx->v;
+	if (tx->draining) {
+		tx->draining = 0;
+		if (--v->draining == 0)
+			pthread_cond_broadcast(&v->io_cv);
+	}
 	if (r && tx->ndirty) {
 		for (int i = 0; i < tx->ndirty; i++)
 			cache_drop(v, tx->dirty[i]->addr);
@@ -547,6 +578,7 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 		return -ENOMEM;
 	pthread_mutex_init(&v->mu, NULL);
 	lk_cond_init(&v->linger_cv);
+	pthread_cond_init(&v->io_cv, NULL);
 	v->ro = o->readonly;
 	v->linger_ms = o->linger_ms ? o->linger_ms : 500;
 	v->bh = calloc(NBUCKETS, sizeof(*v->bh));
@@ -677,6 +709,7 @@ fail:
 	free(v->bh);
 	pthread_mutex_destroy(&v->mu);
 	pthread_cond_destroy(&v->linger_cv);
+	pthread_cond_destroy(&v->io_cv);
 	free(v);
 	return r;
 }
@@ -699,6 +732,7 @@ static void vol_free(struct lunfs_vol *v)
 	free(v->bh);
 	pthread_mutex_destroy(&v->mu);
 	pthread_cond_destroy(&v->linger_cv);
+	pthread_cond_destroy(&v->io_cv);
 	free(v);
 }
 

@@ -751,7 +751,7 @@ int main(int argc, char **argv)
 		close(pfd[1]);
 	}
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-	fuse_loop_cfg_set_max_threads(cfg, 16);
+	fuse_loop_cfg_set_max_threads(cfg, 64); /* a guest's queue depth reaches the device */
 	r = fuse_session_loop_mt(se, cfg);
 	fuse_loop_cfg_destroy(cfg);
 	fuse_session_unmount(se);
