@@ -18,7 +18,7 @@ LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 
 ifeq ($(filter deps clean check demo,$(MAKECMDGOALS)),)
-ifneq ($(shell pkg-config --exists $(PKGS) check fuse3 && echo ok),ok)
+ifneq ($(shell pkg-config --exists $(PKGS) check fuse3 mount && echo ok),ok)
 $(error pkg-config cannot find $(PKGS) check: run 'make deps' (as root) first)
 endif
 endif
@@ -56,10 +56,10 @@ $(B)/bin/lunfs: $(B)/obj/admin/lunfs.o $(B)/lib/liblunfs.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/obj/fuse/%.o: CFLAGS += $(shell pkg-config --cflags fuse3)
+$(B)/obj/fuse/%.o: CFLAGS += $(shell pkg-config --cflags fuse3 mount)
 $(B)/bin/mount.lunfs: $(B)/obj/fuse/lunfsd.o $(B)/lib/liblunfs.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs fuse3)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs fuse3 mount)
 
 $(B)/tests/%: $(B)/obj/tests/tools/%.o $(B)/lib/liblunfs.a
 	@mkdir -p $(dir $@)
@@ -104,6 +104,7 @@ install: all
 		$(DESTDIR)$(PREFIX)/include/lunfs $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 755 $(B)/bin/mkfs.lunfs $(B)/bin/fsck.lunfs $(B)/bin/lunfs $(DESTDIR)$(PREFIX)/sbin/
 	install -m 755 $(B)/bin/mount.lunfs $(DESTDIR)$(SBINDIR)/
+	ln -sf mount.lunfs $(DESTDIR)$(SBINDIR)/umount.fuse.lunfs
 	install -m 644 $(B)/lib/liblunfs.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 $(HEADERS) $(DESTDIR)$(PREFIX)/include/lunfs/
 	install -m 644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/

@@ -23,20 +23,30 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <libmount.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <getopt.h>
+#include <poll.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <syslog.h>
 #include <unistd.h>
 #include "fs/lunfs.h"
+#include "fs/version.h"
 
 #define TIMEOUT 1.0
+
+/* Read-only virtual xattr of the root: the daemon's PID, for the umount
+ * helper (trusted.*: the kernel lets only CAP_SYS_ADMIN read it). */
+#define PID_XATTR "trusted.lunfs.daemon_pid"
 
 static struct lunfs_vol *V;
 static struct fuse_session *SE;
@@ -496,6 +506,17 @@ static void lo_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 
 static void lo_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
+	if (ino == FUSE_ROOT_ID && !strcmp(name, PID_XATTR)) {
+		char pid[24];
+		int n = snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+		if (!size)
+			fuse_reply_xattr(req, n);
+		else if (size < (size_t)n)
+			fuse_reply_err(req, ERANGE);
+		else
+			fuse_reply_buf(req, pid, n);
+		return;
+	}
 	char *buf = size ? malloc(size) : NULL;
 	int r = lunfs_getxattr(V, ino_of(ino), name, buf, size);
 	if (r < 0)
@@ -559,7 +580,7 @@ static const struct fuse_lowlevel_ops ops = {
 
 struct opts {
 	char *host, *log;
-	int ro, foreground, linger, caw, recovery_pause, no_pr;
+	int ro, foreground, linger, caw, recovery_pause, unmount_pause, no_pr;
 };
 
 /* Splits -o lists: our options are taken out, mount(8)-only options are
@@ -580,6 +601,8 @@ static int take_opts(const char *list, struct opts *o, char *fuse_opts, size_t n
 			o->no_pr = tok[4] == 'f';
 		} else if (!strncmp(tok, "recovery_pause_ms=", 18)) {
 			o->recovery_pause = atoi(tok + 18); /* test hook */
+		} else if (!strncmp(tok, "unmount_pause_ms=", 17)) {
+			o->unmount_pause = atoi(tok + 17); /* test hook */
 		} else if (!strcmp(tok, "caw=auto") || !strcmp(tok, "caw=native") ||
 			   !strcmp(tok, "caw=reserve")) {
 			o->caw = tok[4] == 'a' ? DEV_CAW_AUTO : tok[4] == 'n' ? DEV_CAW_NATIVE
@@ -589,7 +612,7 @@ static int take_opts(const char *list, struct opts *o, char *fuse_opts, size_t n
 		} else if (!strcmp(tok, "rw") || !strcmp(tok, "defaults") || !strcmp(tok, "_netdev") ||
 			   !strcmp(tok, "noauto") || !strcmp(tok, "auto") || !strcmp(tok, "user") ||
 			   !strcmp(tok, "nouser") || !strcmp(tok, "users") || !strcmp(tok, "nofail") ||
-			   !strncmp(tok, "x-", 2) || !strcmp(tok, "relatime") || !strcmp(tok, "noatime")) {
+			   !strncmp(tok, "x-", 2) || !strncmp(tok, "helper=", 7) || !strcmp(tok, "relatime") || !strcmp(tok, "noatime")) {
 			/* for mount(8) */
 		} else {
 			size_t used = strlen(fuse_opts);
@@ -614,12 +637,117 @@ static void usage(const char *prog)
 		prog);
 }
 
+/* umount(8) finds a mount's type without reading mountinfo (by statfs:
+ * plain "fuse") unless utab has an entry for the mount point; with one,
+ * it reads the type fuse.lunfs and runs /sbin/umount.fuse.lunfs.  So the
+ * daemon records its mount in utab (helper=lunfs), whoever started it, and
+ * removes the entry when it exits (umount(8) also removes it after the
+ * helper).  Failure only loses the wait at umount: logged, not fatal. */
+static void utab_update(const char *dev, const char *mnt, int add)
+{
+	struct libmnt_update *upd = mnt_new_update();
+	struct libmnt_fs *fs = NULL;
+	int r = -ENOMEM;
+	if (!upd)
+		goto out;
+	if (add) {
+		if (!(fs = mnt_new_fs()) || mnt_fs_set_source(fs, dev) || mnt_fs_set_target(fs, mnt) ||
+		    mnt_fs_set_fstype(fs, "fuse.lunfs") || mnt_fs_set_options(fs, "helper=lunfs"))
+			goto out;
+		r = mnt_update_set_fs(upd, 0, NULL, fs);
+	} else {
+		r = mnt_update_set_fs(upd, 0, mnt, NULL);
+	}
+	if (r == 0)
+		r = mnt_update_table(upd, NULL);
+	else if (r == 1)
+		r = 0; /* nothing to update */
+out:
+	if (r)
+		logmsg(LOG_WARNING, "lunfs: cannot %s the utab entry of %s (umount will not wait for "
+		       "the daemon): %s", add ? "add" : "remove", mnt, strerror(r < 0 ? -r : r));
+	mnt_unref_fs(fs);
+	mnt_free_update(upd);
+}
+
+/* ---- umount helper ----
+ *
+ * The kernel sends FUSE_DESTROY, and waits for its reply, only for fuseblk
+ * mounts (a block device the kernel opens itself): for ours, umount(2)
+ * returns as soon as the mount is gone, and the daemon learns of it only
+ * afterwards, when its next read of /dev/fuse fails.  It then still has to
+ * checkpoint its journal and release its locks and its heartbeat slot, so
+ * `umount DIR && fsck.lunfs -y DEV` would race with it.  umount(8) runs
+ * /sbin/umount.fuse.lunfs (a link to this program) for fuse.lunfs mounts:
+ * it asks the daemon its PID (PID_XATTR), holds a pidfd on it, unmounts,
+ * and returns only when the daemon has exited.  fusermount3 -u has no such
+ * hook and returns early (docs/ADMIN.md). */
+static int umount_main(const char *prog, int argc, char **argv)
+{
+	int flags = UMOUNT_NOFOLLOW, wait = 1, c;
+	/* umount(8) runs helpers as: umount.fuse.lunfs DIR [-flnrv] [-N NS] [-t TYPE] */
+	while ((c = getopt(argc, argv, "flnrvt:N:hV")) != -1) {
+		switch (c) {
+		case 'f':
+			flags |= MNT_FORCE;
+			break;
+		case 'l':
+			/* lazy: the mount may stay busy for long; do not wait */
+			flags |= MNT_DETACH;
+			wait = 0;
+			break;
+		case 'N':
+			fprintf(stderr, "%s: -N (mount namespaces) is not supported\n", prog);
+			return 2;
+		case 'h':
+			printf("usage: %s DIR [-f] [-l] [-n] [-r] [-v] [-t TYPE]\n"
+			       "  unmounts a lunfs mount and waits for its daemon to exit\n", prog);
+			return 0;
+		case 'V':
+			printf("%s (lunfs) %s\n", prog, LUNFS_RELEASE);
+			return 0;
+		case 'n': case 'r': case 'v': case 't':
+			break; /* no mtab; read-only remount does not apply; verbose; the type is ours */
+		default:
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "%s: usage: %s DIR [-flnrv] (-h for help)\n", prog, prog);
+		return 2;
+	}
+	const char *dir = argv[optind];
+	char pid[24];
+	int pidfd = -1;
+	ssize_t n = getxattr(dir, PID_XATTR, pid, sizeof(pid) - 1);
+	if (wait && n > 0) {
+		pid[n] = 0;
+		pidfd = (int)syscall(SYS_pidfd_open, (pid_t)atol(pid), 0);
+	}
+	if (umount2(dir, flags)) {
+		fprintf(stderr, "%s: %s: %s\n", prog, dir, strerror(errno));
+		if (pidfd >= 0)
+			close(pidfd);
+		return 1;
+	}
+	/* no PID (a daemon without PID_XATTR, or it died): nothing to wait for */
+	if (pidfd >= 0) {
+		struct pollfd p = {.fd = pidfd, .events = POLLIN};
+		while (poll(&p, 1, -1) < 0 && errno == EINTR)
+			;
+		close(pidfd);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o = {0};
 	char fuse_opts[1024] = "";
 	const char *dev = NULL, *mnt = NULL;
 	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	if (!strncmp(prog, "umount.", 7))
+		return umount_main(prog, argc, argv);
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-o") && i + 1 < argc) {
 			if (take_opts(argv[++i], &o, fuse_opts, sizeof(fuse_opts))) {
@@ -743,6 +871,7 @@ int main(int argc, char **argv)
 		lunfs_unmount(V);
 		goto fail;
 	}
+	utab_update(dev, mntpoint, 1);
 	logmsg(LOG_NOTICE, "lunfs: %s mounted on %s as host %s", dev, mntpoint,
 	       o.host ? o.host : "(machine-id)");
 	if (pfd[1] >= 0) {
@@ -755,8 +884,12 @@ int main(int argc, char **argv)
 	r = fuse_session_loop_mt(se, cfg);
 	fuse_loop_cfg_destroy(cfg);
 	fuse_session_unmount(se);
+	utab_update(dev, mntpoint, 0);
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
+	/* test hook: a slow unmount (a long checkpoint), for the umount helper's test */
+	if (o.unmount_pause > 0)
+		usleep((useconds_t)o.unmount_pause * 1000);
 	int e = lunfs_unmount(V);
 	logmsg(LOG_NOTICE, "lunfs: %s unmounted%s%s", dev, e ? ": " : "", e ? lunfs_strerror(e) : "");
 	free(mntpoint);
