@@ -231,6 +231,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *path = argv[optind];
+	struct lunfs_sb sb;
+	char err[256];
+	/* an option out of its range is a usage error, like one that does not parse */
+	if (lunfs_geom_check_opts(&o, err, sizeof(err))) {
+		fprintf(stderr, "mkfs.lunfs: %s\n", err);
+		return 2;
+	}
 	struct dev_opts dopts = {.readonly = dry};
 	struct dev *d;
 	int r = dev_open(path, &dopts, &d);
@@ -241,8 +248,6 @@ int main(int argc, char **argv)
 			fprintf(stderr, "mkfs.lunfs: cannot open %s: %s\n", path, lunfs_strerror(r));
 		return 1;
 	}
-	struct lunfs_sb sb;
-	char err[256];
 	r = lunfs_geom_compute(&o, dev_size(d), dev_lbs(d), &sb, err, sizeof(err));
 	if (r) {
 		fprintf(stderr, "mkfs.lunfs: %s: %s\n", path, err);
