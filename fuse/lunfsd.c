@@ -20,6 +20,7 @@
  * (flock/fcntl) across hosts beyond the open modes.
  */
 #define FUSE_USE_VERSION 312
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
@@ -42,6 +43,8 @@
 #include "fs/lunfs.h"
 #include "fs/version.h"
 #include "ondisk.h" /* LUNFS_HOSTNAME_LEN */
+#include "dev.h"
+#include "fs/format.h"
 
 #define TIMEOUT 1.0
 
@@ -871,12 +874,60 @@ static void capture_log(enum fuse_log_level level, const char *fmt, va_list ap)
 		memmove(fuse_msg, fuse_msg + 6, strlen(fuse_msg + 6) + 1);
 }
 
+/* LABEL=L or UUID=U: the one block device whose lunfs superblock has it.
+ * libblkid knows no lunfs, so the block devices the kernel lists in
+ * /sys/class/block are read one by one (read-only, primary superblock or
+ * backup).  NULL (reported) when none or several match. */
+static char *find_by_tag(const char *tag)
+{
+	int by_label = !strncmp(tag, "LABEL=", 6);
+	const char *want = strchr(tag, '=') + 1;
+	char *found = NULL;
+	int n = 0;
+	DIR *dir = opendir("/sys/class/block");
+	struct dirent *e;
+	while (dir && (e = readdir(dir))) {
+		char path[300], u[37];
+		struct dev *d;
+		struct lunfs_sb sb;
+		int used_backup;
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/dev/%s", e->d_name);
+		struct dev_opts o = {.readonly = 1};
+		if (dev_open(path, &o, &d))
+			continue;
+		int r = lunfs_read_sb(d, &sb, 1, &used_backup, NULL);
+		dev_close(d);
+		if (r)
+			continue;
+		lunfs_uuid_str(sb.uuid, u);
+		if (by_label ? strcmp(sb.label, want) : strcasecmp(u, want))
+			continue;
+		if (n++ == 0)
+			found = strdup(path);
+		else
+			fprintf(stderr, "%s: %s: on %s and %s: give the device\n", PROG, tag, found, path);
+	}
+	if (dir)
+		closedir(dir);
+	if (n == 1)
+		return found;
+	if (n == 0)
+		fprintf(stderr, "%s: %s: no lunfs volume on a block device has it\n", PROG, tag);
+	free(found);
+	return NULL;
+}
+
 /* DEVICE as the daemon will open it after its chdir("/"): an iSCSI URL as
- * is, a path made absolute.  NULL (reported) when it cannot be. */
+ * is, LABEL=/UUID= looked up, a path made absolute.  NULL (reported) when
+ * it cannot be. */
 static char *resolve_device(const char *dev)
 {
 	if (!strncmp(dev, "iscsi://", 8))
 		return strdup(dev);
+	if (!strncmp(dev, "LABEL=", 6) || !strncmp(dev, "UUID=", 5))
+		return find_by_tag(dev);
 	char *p = realpath(dev, NULL);
 	if (!p)
 		fprintf(stderr, "%s: cannot mount %s: %s\n", PROG, dev, strerror(errno));
