@@ -26,6 +26,8 @@
 #include <fuse_lowlevel.h>
 #include <libmount.h>
 #include <limits.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -57,18 +59,74 @@ static struct fuse_session *SE;
 static FILE *logf_;
 static int use_syslog;
 
+/* One line to the log: with log=FILE (or -f) each line starts with a
+ * timestamp (syslog stamps its own).  A line identical to the one before
+ * within LOG_REPEAT_MS is counted, not written (a fenced host fails every
+ * operation with the same line), and the count follows as "(repeated N
+ * times)" with the next different line, or the next repeat after the
+ * window. */
+#define LOG_REPEAT_MS 5000
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_last[512];  /* protected by log_mu */
+static int log_last_prio;   /* protected by log_mu */
+static unsigned log_repeats; /* protected by log_mu */
+static struct timespec log_last_ts; /* protected by log_mu: when log_last was written */
+
+static void log_line(int prio, const char *msg)
+{
+	if (use_syslog) {
+		syslog(prio, "%s", msg);
+		return;
+	}
+	if (!logf_)
+		return;
+	struct timespec ts;
+	struct tm tm;
+	char stamp[40];
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(stamp + n, sizeof(stamp) - n, ".%03ld", ts.tv_nsec / 1000000);
+	fprintf(logf_, "%s %s\n", stamp, msg);
+	fflush(logf_);
+}
+
+static void flush_repeats(void)
+{
+	if (log_repeats) {
+		char m[600];
+		snprintf(m, sizeof(m), "%s (repeated %u times)", log_last, log_repeats);
+		log_line(log_last_prio, m);
+		log_repeats = 0;
+	}
+}
+
 static void logmsg(int prio, const char *fmt, ...)
 {
+	char msg[512];
+	struct timespec now;
 	va_list ap;
 	va_start(ap, fmt);
-	if (use_syslog) {
-		vsyslog(prio, fmt, ap);
-	} else if (logf_) {
-		vfprintf(logf_, fmt, ap);
-		fputc('\n', logf_);
-		fflush(logf_);
-	}
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&log_mu);
+	int64_t ms = (now.tv_sec - log_last_ts.tv_sec) * 1000 + (now.tv_nsec - log_last_ts.tv_nsec) / 1000000;
+	if (!strcmp(msg, log_last) && ms < LOG_REPEAT_MS) {
+		log_repeats++;
+	} else {
+		if (!strcmp(msg, log_last)) {
+			log_repeats++; /* the same line after the window: the count says it */
+			flush_repeats();
+		} else {
+			flush_repeats();
+			log_line(prio, msg);
+			snprintf(log_last, sizeof(log_last), "%s", msg);
+			log_last_prio = prio;
+		}
+		log_last_ts = now;
+	}
+	pthread_mutex_unlock(&log_mu);
 }
 
 /* The library's messages (recovery, fencing) go to our log. */
@@ -1088,6 +1146,9 @@ int main(int argc, char **argv)
 		usleep((useconds_t)o.unmount_pause * 1000);
 	int e = lunfs_unmount(V);
 	logmsg(LOG_NOTICE, "lunfs: %s unmounted%s%s", dev, e ? ": " : "", e ? lunfs_strerror(e) : "");
+	pthread_mutex_lock(&log_mu);
+	flush_repeats();
+	pthread_mutex_unlock(&log_mu);
 	rc = r || e ? 1 : 0;
 	goto out;
 fail:
