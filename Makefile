@@ -18,7 +18,7 @@ LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 
 ifeq ($(filter deps clean check demo,$(MAKECMDGOALS)),)
-ifneq ($(shell pkg-config --exists $(PKGS) check fuse3 && echo ok),ok)
+ifneq ($(shell pkg-config --exists $(PKGS) check fuse3 mount && echo ok),ok)
 $(error pkg-config cannot find $(PKGS) check: run 'make deps' (as root) first)
 endif
 endif
@@ -30,7 +30,7 @@ TOOLS := $(TOOL_SRC:tests/tools/%.c=$(B)/tests/%)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 BINS := $(B)/bin/mkfs.lunfs $(B)/bin/fsck.lunfs $(B)/bin/mount.lunfs $(B)/bin/lunfs
 
-.PHONY: all deps check check-model check-unit check-asan check-integration demo install clean bench fuzz check-fuzz-regress
+.PHONY: uninstall all deps check check-model check-unit check-asan check-integration demo install clean bench fuzz check-fuzz-regress
 all: $(B)/lib/liblunfs.a $(BINS) $(TOOLS) $(B)/tests/unit_tests
 
 deps:
@@ -56,10 +56,10 @@ $(B)/bin/lunfs: $(B)/obj/admin/lunfs.o $(B)/lib/liblunfs.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/obj/fuse/%.o: CFLAGS += $(shell pkg-config --cflags fuse3)
+$(B)/obj/fuse/%.o: CFLAGS += $(shell pkg-config --cflags fuse3 mount)
 $(B)/bin/mount.lunfs: $(B)/obj/fuse/lunfsd.o $(B)/lib/liblunfs.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs fuse3)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs fuse3 mount)
 
 $(B)/tests/%: $(B)/obj/tests/tools/%.o $(B)/lib/liblunfs.a
 	@mkdir -p $(dir $@)
@@ -97,16 +97,36 @@ demo: deps
 	$(MAKE) all
 	@bash scripts/demo.sh
 
-# mount(8) looks for helpers in /sbin: mount.lunfs goes to $(SBINDIR).
+# mount(8) looks for helpers in /sbin: mount.lunfs goes to $(SBINDIR), with
+# umount.fuse.lunfs, the umount helper that waits for the daemon, linked to it.
+# uninstall removes exactly the files install puts in place.
 HEADERS := fs/lunfs.h dev/dev.h dev/lerrno.h
+MAN8 := $(notdir $(wildcard man/*.8))
+COMPL := lunfs mkfs.lunfs fsck.lunfs mount.lunfs
+DOCDIR := $(PREFIX)/share/doc/lunfs/examples
+INSTALLED := $(addprefix $(PREFIX)/sbin/,mkfs.lunfs fsck.lunfs lunfs) \
+	$(SBINDIR)/mount.lunfs $(SBINDIR)/umount.fuse.lunfs $(PREFIX)/lib/liblunfs.a \
+	$(addprefix $(PREFIX)/include/lunfs/,$(notdir $(HEADERS))) \
+	$(addprefix $(PREFIX)/share/man/man8/,$(MAN8)) \
+	$(addprefix $(PREFIX)/share/bash-completion/completions/,$(COMPL)) \
+	$(DOCDIR)/vmfs-lun0.mount
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PREFIX)/lib \
-		$(DESTDIR)$(PREFIX)/include/lunfs $(DESTDIR)$(PREFIX)/share/man/man8
+		$(DESTDIR)$(PREFIX)/include/lunfs $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(DOCDIR)
 	install -m 755 $(B)/bin/mkfs.lunfs $(B)/bin/fsck.lunfs $(B)/bin/lunfs $(DESTDIR)$(PREFIX)/sbin/
 	install -m 755 $(B)/bin/mount.lunfs $(DESTDIR)$(SBINDIR)/
+	ln -sf mount.lunfs $(DESTDIR)$(SBINDIR)/umount.fuse.lunfs
 	install -m 644 $(B)/lib/liblunfs.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 $(HEADERS) $(DESTDIR)$(PREFIX)/include/lunfs/
 	install -m 644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 644 contrib/lunfs.bash-completion $(DESTDIR)$(PREFIX)/share/bash-completion/completions/lunfs
+	for c in $(filter-out lunfs,$(COMPL)); do ln -sf lunfs $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$c; done
+	install -m 644 contrib/vmfs-lun0.mount $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(PREFIX)/include/lunfs $(DESTDIR)$(DOCDIR) $(DESTDIR)$(PREFIX)/share/doc/lunfs 2>/dev/null
 
 clean:
 	rm -rf $(B)

@@ -21,7 +21,10 @@
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
+#include <getopt.h>
+#include <limits.h>
 #include "dev.h"
+#include "fs/version.h"
 #include "fs/format.h"
 #include "fs/lunfs.h"
 #include "lock/lk.h"
@@ -35,7 +38,9 @@ static void usage(FILE *f)
 		   "       lunfs top DEVICE [-d SECONDS] [-n ITERATIONS] [--json]\n"
 		   "       lunfs locks DEVICE [PATH] [--json]\n"
 		   "       lunfs handoff FILE HOST\n"
-		   "DEVICE is an image file, a block device or iscsi://HOST[:PORT]/IQN/LUN.\n"
+		   "       lunfs -h|--help, lunfs -V|--version\n"
+		   "DEVICE is an image file, a block device or iscsi://HOST[:PORT]/IQN/LUN, or a lunfs\n"
+		   "mount point (its device is used); lunfs locks also takes a path in a mount.\n"
 		   "info, hosts, top and locks only read; they are safe while the volume is mounted.\n"
 		   "handoff passes the exclusive lock of FILE, open read-write on the host whose\n"
 		   "lunfs mount FILE is in, to the live host HOST (live migration).\n");
@@ -878,6 +883,22 @@ static int cmd_handoff(const char *file, const char *host)
 	return 0;
 }
 
+/* mountinfo escapes space, tab, newline and backslash as \ooo */
+static void unescape_octal(char *s)
+{
+	char *d = s;
+	for (; *s; s++, d++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*d = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*d = *s;
+		}
+	}
+	*d = 0;
+}
+
 static int usage_error(const char *fmt, ...)
 {
 	va_list ap;
@@ -889,33 +910,90 @@ static int usage_error(const char *fmt, ...)
 	return 2;
 }
 
+/* DEVICE may be given as a lunfs mount point, or a path in one: the
+ * mount's device (its source in mountinfo) is read, and a path below the
+ * mount point becomes the PATH in the volume (for locks).  Returns 0 and
+ * fills dev/path (malloc'd), or 1 when arg is in no lunfs mount. */
+static int mount_of(const char *arg, char **dev, char **path)
+{
+	char *real = realpath(arg, NULL), *line = NULL;
+	size_t cap = 0, best = 0;
+	FILE *m = fopen("/proc/self/mountinfo", "r");
+	*dev = *path = NULL;
+	if (!real || !m)
+		goto out;
+	while (getline(&line, &cap, m) > 0) {
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - TYPE SOURCE SUPER-OPTS */
+		char mp[4096], type[64], src[4096];
+		const char *dash = strstr(line, " - ");
+		if (!dash || sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 ||
+		    sscanf(dash + 3, "%63s %4095s", type, src) != 2 || strcmp(type, "fuse.lunfs"))
+			continue;
+		unescape_octal(mp);
+		unescape_octal(src);
+		size_t n = strlen(mp);
+		if (n < best || strncmp(real, mp, n) || (real[n] && real[n] != '/' && n > 1))
+			continue;
+		best = n;
+		free(*dev);
+		free(*path);
+		*dev = strdup(src);
+		*path = strdup(real[n] ? real + (n > 1 ? n : 0) : "/");
+	}
+out:
+	free(line);
+	free(real);
+	if (m)
+		fclose(m);
+	return *dev ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	const char *args[4];
 	const char *delay_arg = NULL, *iters_arg = NULL;
-	int na = 0;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json"))
+	int na = 0, c;
+	static const struct option lopts[] = {
+		{"json", no_argument, 0, 'j'},
+		{"help", no_argument, 0, 'h'},
+		{"version", no_argument, 0, 'V'},
+		{0, 0, 0, 0},
+	};
+	opterr = 0; /* our own one-line messages */
+	while ((c = getopt_long(argc, argv, ":d:n:hV", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
 			json = 1;
-		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			break;
+		case 'd':
+			delay_arg = optarg;
+			break;
+		case 'n':
+			iters_arg = optarg;
+			break;
+		case 'h':
 			usage(stdout);
 			return 0;
-		} else if (argv[i][0] == '-' && (argv[i][1] == 'd' || argv[i][1] == 'n')) {
-			char opt = argv[i][1];
-			const char *v = argv[i][2] ? argv[i] + 2 : i + 1 < argc ? argv[++i] : NULL;
-			if (!v)
-				return usage_error("option -%c needs a value", opt);
-			if (opt == 'd')
-				delay_arg = v;
-			else
-				iters_arg = v;
-		} else if (argv[i][0] == '-' && argv[i][1]) {
-			return usage_error("unknown option %s", argv[i]);
-		} else if (na < 4)
-			args[na++] = argv[i];
-		else {
-			return usage_error("too many arguments");
+		case 'V':
+			printf("lunfs (lunfs) %s\n", LUNFS_RELEASE);
+			return 0;
+		case ':':
+			return usage_error("option -%c needs a value", optopt);
+		default:
+			return usage_error("unknown option %s", argv[optind - 1]);
 		}
+	}
+	for (int i = optind; i < argc; i++) {
+		if (na == 4)
+			return usage_error("too many arguments");
+		args[na++] = argv[i];
+	}
+	/* a mount point (or a path in one) for DEVICE: the mount's device */
+	char *mdev = NULL, *mpath = NULL;
+	if (na >= 2 && strcmp(args[0], "handoff") && !mount_of(args[1], &mdev, &mpath)) {
+		args[1] = mdev;
+		if (!strcmp(args[0], "locks") && na == 2 && strcmp(mpath, "/"))
+			args[na++] = mpath;
 	}
 	int top = na >= 1 && !strcmp(args[0], "top");
 	if ((delay_arg || iters_arg) && !top)

@@ -18,8 +18,9 @@ static uint64_t clamp(uint64_t v, uint64_t lo, uint64_t hi)
 	return v < lo ? lo : v > hi ? hi : v;
 }
 
-static int compute(const struct lunfs_mkfs_opts *o, uint64_t dev_size, uint32_t lbs,
-		   struct lunfs_sb *s, char *err, size_t errlen, int say_min)
+/* The checks that need no device: every value mkfs.lunfs was given is in
+ * its range.  (compute() checks again, and the defaults it derives.) */
+int lunfs_geom_check_opts(const struct lunfs_mkfs_opts *o, char *err, size_t errlen)
 {
 	uint32_t file_bs = o->file_bs ? o->file_bs : 1 * MiB;
 	uint32_t hosts = o->max_hosts ? o->max_hosts : 64;
@@ -27,11 +28,6 @@ static int compute(const struct lunfs_mkfs_opts *o, uint64_t dev_size, uint32_t 
 	uint32_t hb = o->hb_ms ? o->hb_ms : 1000;
 	const char *label = o->label ? o->label : "";
 
-	memset(s, 0, sizeof(*s));
-	if (lbs != 512 && lbs != 4096) {
-		snprintf(err, errlen, "device logical block size %u is not supported (512 or 4096)", lbs);
-		return -EINVAL;
-	}
 	if (file_bs < 64 * KiB || file_bs > 256 * MiB || (file_bs & (file_bs - 1))) {
 		snprintf(err, errlen, "file block size %u: must be a power of two from 64K to 256M", file_bs);
 		return -EINVAL;
@@ -50,6 +46,36 @@ static int compute(const struct lunfs_mkfs_opts *o, uint64_t dev_size, uint32_t 
 		snprintf(err, errlen, "label longer than %u bytes", LUNFS_LABEL_LEN);
 		return -EINVAL;
 	}
+	if (o->jnl_size && (o->jnl_size < 1 * MiB || o->jnl_size > 16ull * 1024 * MiB ||
+			    o->jnl_size % LUNFS_META_BS)) {
+		snprintf(err, errlen, "journal size %llu: must be a multiple of 4K from 1M to 16G",
+			 (unsigned long long)o->jnl_size);
+		return -EINVAL;
+	}
+	if (o->inodes && (o->inodes < 64 || o->inodes > (1ull << 24))) {
+		snprintf(err, errlen, "inode count %llu: must be 64 to 16777216", (unsigned long long)o->inodes);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int compute(const struct lunfs_mkfs_opts *o, uint64_t dev_size, uint32_t lbs,
+		   struct lunfs_sb *s, char *err, size_t errlen, int say_min)
+{
+	uint32_t file_bs = o->file_bs ? o->file_bs : 1 * MiB;
+	uint32_t hosts = o->max_hosts ? o->max_hosts : 64;
+	uint32_t lease = o->lease_ms ? o->lease_ms : 8000;
+	uint32_t hb = o->hb_ms ? o->hb_ms : 1000;
+	const char *label = o->label ? o->label : "";
+
+	memset(s, 0, sizeof(*s));
+	if (lbs != 512 && lbs != 4096) {
+		snprintf(err, errlen, "device logical block size %u is not supported (512 or 4096)", lbs);
+		return -EINVAL;
+	}
+	int r = lunfs_geom_check_opts(o, err, errlen);
+	if (r)
+		return r;
 	uint64_t jnl = o->jnl_size ? o->jnl_size : align_up(clamp(dev_size / hosts / 64, 4 * MiB, 64 * MiB), 64 * KiB);
 	if (jnl < 1 * MiB || jnl > 16ull * 1024 * MiB || jnl % LUNFS_META_BS) {
 		snprintf(err, errlen, "journal size %llu: must be a multiple of 4K from 1M to 16G",

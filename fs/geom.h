@@ -23,6 +23,9 @@ struct lunfs_mkfs_opts {
 /* Computes the geometry for a device of dev_size bytes with logical block
  * size lbs.  Returns 0, -EINVAL (bad option) or -ENOSPC (device too small),
  * with a one-line message in err. */
+/* Checks the ranges of the options alone (no device): 0, or -EINVAL with
+ * a message in err. */
+int lunfs_geom_check_opts(const struct lunfs_mkfs_opts *o, char *err, size_t errlen);
 int lunfs_geom_compute(const struct lunfs_mkfs_opts *o, uint64_t dev_size, uint32_t lbs,
 		       struct lunfs_sb *sb, char *err, size_t errlen);
 /* Smallest device size (bytes, a multiple of 1 MiB) these options fit, or 0. */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "fs/version.h"
 #include "dev.h"
 #include "fs/format.h"
 #include "journal/jnl.h"
@@ -131,8 +132,8 @@ static int problem(struct fsck *f, enum pcode p, const char *fmt, ...)
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	f->found++;
-	printf("  [%s] %s%s%s: %s %s\n", problems[p].code, problems[p].msg, *what ? " (" : "", *what ? what : "",
-	       f->repair ? "" : "would", problems[p].fix);
+	printf("  [%s] %s%s%s%s: %s%s\n", problems[p].code, problems[p].msg, *what ? " (" : "", what,
+	       *what ? ")" : "", f->repair ? "" : "would ", problems[p].fix);
 	/* problems whose fix is "leave it" stay counted as left */
 	return f->repair && strncmp(problems[p].fix, "leave", 5) != 0;
 }
@@ -992,6 +993,8 @@ static void usage(FILE *o)
 		   "  -p  repair what is safe without questions (same as -y here)\n"
 		   "  -f  check even if the volume seems clean\n"
 		   "  -v  verbose\n"
+		   "  -h, --help     this help\n"
+		   "  -V, --version  the version\n"
 		   "exit: 0 clean, 1 corrected, 4 errors left, 8 operational error, 16 usage\n");
 }
 
@@ -1000,7 +1003,13 @@ int main(int argc, char **argv)
 	struct fsck f = {0};
 	int c, nflag = 0;
 	setvbuf(stdout, NULL, _IOLBF, 0); /* phases show as they run, also into a pipe */
-	while ((c = getopt(argc, argv, "nypfvh")) != -1) {
+	static const struct option lopts[] = {
+		{"help", no_argument, 0, 'h'},
+		{"version", no_argument, 0, 'V'},
+		{0, 0, 0, 0},
+	};
+	opterr = 0; /* one line of our own, naming the option */
+	while ((c = getopt_long(argc, argv, "nypfvhV", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			nflag = 1;
@@ -1017,8 +1026,12 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return FSCK_OK;
+		case 'V':
+			printf("fsck.lunfs (lunfs) %s\n", LUNFS_RELEASE);
+			return FSCK_OK;
 		default:
-			fprintf(stderr, "fsck.lunfs: usage: fsck.lunfs [-n | -y | -p] [-f] [-v] DEVICE (-h for help)\n");
+			fprintf(stderr, "fsck.lunfs: unknown option %s; usage: fsck.lunfs [-n | -y | -p] [-f] [-v] "
+				"DEVICE (-h for help)\n", argv[optind - 1]);
 			return FSCK_USAGE;
 		}
 	}

@@ -20,41 +20,113 @@
  * (flock/fcntl) across hosts beyond the open modes.
  */
 #define FUSE_USE_VERSION 312
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <libmount.h>
 #include <limits.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <getopt.h>
+#include <poll.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <syslog.h>
 #include <unistd.h>
 #include "fs/lunfs.h"
+#include "fs/version.h"
+#include "ondisk.h" /* LUNFS_HOSTNAME_LEN */
+#include "dev.h"
+#include "fs/format.h"
 
 #define TIMEOUT 1.0
+
+/* Read-only virtual xattr of the root: the daemon's PID, for the umount
+ * helper (trusted.*: the kernel lets only CAP_SYS_ADMIN read it). */
+#define PID_XATTR "trusted.lunfs.daemon_pid"
 
 static struct lunfs_vol *V;
 static struct fuse_session *SE;
 static FILE *logf_;
 static int use_syslog;
 
+/* One line to the log: with log=FILE (or -f) each line starts with a
+ * timestamp (syslog stamps its own).  A line identical to the one before
+ * within LOG_REPEAT_MS is counted, not written (a fenced host fails every
+ * operation with the same line), and the count follows as "(repeated N
+ * times)" with the next different line, or the next repeat after the
+ * window. */
+#define LOG_REPEAT_MS 5000
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_last[512];  /* protected by log_mu */
+static int log_last_prio;   /* protected by log_mu */
+static unsigned log_repeats; /* protected by log_mu */
+static struct timespec log_last_ts; /* protected by log_mu: when log_last was written */
+
+static void log_line(int prio, const char *msg)
+{
+	if (use_syslog) {
+		syslog(prio, "%s", msg);
+		return;
+	}
+	if (!logf_)
+		return;
+	struct timespec ts;
+	struct tm tm;
+	char stamp[40];
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(stamp + n, sizeof(stamp) - n, ".%03ld", ts.tv_nsec / 1000000);
+	fprintf(logf_, "%s %s\n", stamp, msg);
+	fflush(logf_);
+}
+
+static void flush_repeats(void)
+{
+	if (log_repeats) {
+		char m[600];
+		snprintf(m, sizeof(m), "%s (repeated %u times)", log_last, log_repeats);
+		log_line(log_last_prio, m);
+		log_repeats = 0;
+	}
+}
+
 static void logmsg(int prio, const char *fmt, ...)
 {
+	char msg[512];
+	struct timespec now;
 	va_list ap;
 	va_start(ap, fmt);
-	if (use_syslog) {
-		vsyslog(prio, fmt, ap);
-	} else if (logf_) {
-		vfprintf(logf_, fmt, ap);
-		fputc('\n', logf_);
-		fflush(logf_);
-	}
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&log_mu);
+	int64_t ms = (now.tv_sec - log_last_ts.tv_sec) * 1000 + (now.tv_nsec - log_last_ts.tv_nsec) / 1000000;
+	if (!strcmp(msg, log_last) && ms < LOG_REPEAT_MS) {
+		log_repeats++;
+	} else {
+		if (!strcmp(msg, log_last)) {
+			log_repeats++; /* the same line after the window: the count says it */
+			flush_repeats();
+		} else {
+			flush_repeats();
+			log_line(prio, msg);
+			snprintf(log_last, sizeof(log_last), "%s", msg);
+			log_last_prio = prio;
+		}
+		log_last_ts = now;
+	}
+	pthread_mutex_unlock(&log_mu);
 }
 
 /* The library's messages (recovery, fencing) go to our log. */
@@ -496,6 +568,17 @@ static void lo_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 
 static void lo_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
+	if (ino == FUSE_ROOT_ID && !strcmp(name, PID_XATTR)) {
+		char pid[24];
+		int n = snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+		if (!size)
+			fuse_reply_xattr(req, n);
+		else if (size < (size_t)n)
+			fuse_reply_err(req, ERANGE);
+		else
+			fuse_reply_buf(req, pid, n);
+		return;
+	}
 	char *buf = size ? malloc(size) : NULL;
 	int r = lunfs_getxattr(V, ino_of(ino), name, buf, size);
 	if (r < 0)
@@ -557,164 +640,477 @@ static const struct fuse_lowlevel_ops ops = {
 
 /* ---- command line ---- */
 
+/* What the command line asks; validated in full by parse_cmdline before
+ * anything touches the volume. */
 struct opts {
-	char *host, *log;
-	int ro, foreground, linger, caw, recovery_pause, no_pr;
+	char *host, *log, *dev, *mnt;
+	int ro, foreground, help, version;
+	uint32_t linger, recovery_pause, unmount_pause;
+	int caw, no_pr;
 };
 
-/* Splits -o lists: our options are taken out, mount(8)-only options are
- * dropped, the rest goes to FUSE. */
-static int take_opts(const char *list, struct opts *o, char *fuse_opts, size_t n)
+enum { K_HOST, K_LOG, K_LINGER, K_CAW, K_PR, K_RPAUSE, K_UPAUSE, K_RO, K_FG, K_HELP, K_VERSION };
+
+/* Our options; the rest goes to FUSE (fuse_session_new rejects what it
+ * does not know), except options meant for mount(8) only, dropped here. */
+static const struct fuse_opt opt_table[] = {
+	FUSE_OPT_KEY("host=", K_HOST),
+	FUSE_OPT_KEY("log=", K_LOG),
+	FUSE_OPT_KEY("linger_ms=", K_LINGER),
+	FUSE_OPT_KEY("caw=", K_CAW),
+	FUSE_OPT_KEY("pr=", K_PR),
+	FUSE_OPT_KEY("recovery_pause_ms=", K_RPAUSE),
+	FUSE_OPT_KEY("unmount_pause_ms=", K_UPAUSE),
+	FUSE_OPT_KEY("ro", K_RO),
+	FUSE_OPT_KEY("-f", K_FG),
+	FUSE_OPT_KEY("-h", K_HELP),
+	FUSE_OPT_KEY("--help", K_HELP),
+	FUSE_OPT_KEY("-V", K_VERSION),
+	FUSE_OPT_KEY("--version", K_VERSION),
+	/* mount(8) passes these: sloppy, no mtab, verbose */
+	FUSE_OPT_KEY("-s", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("-n", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("-v", FUSE_OPT_KEY_DISCARD),
+	/* for mount(8), not for us (x-* too, in opt_proc) */
+	FUSE_OPT_KEY("rw", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("auto", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("noauto", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("user", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("nouser", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("users", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("nofail", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("relatime", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("noatime", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("helper=", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_END,
+};
+
+static const char *PROG = "mount.lunfs";
+
+/* A whole number of milliseconds, 0..max, or a one-line error naming the
+ * option. */
+static int parse_ms(const char *arg, uint32_t max, uint32_t *out)
 {
-	char *copy = strdup(list), *save, *tok;
-	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (!strncmp(tok, "host=", 5)) {
-			free(o->host);
-			o->host = strdup(tok + 5);
-		} else if (!strncmp(tok, "log=", 4)) {
-			free(o->log);
-			o->log = strdup(tok + 4);
-		} else if (!strncmp(tok, "linger_ms=", 10)) {
-			o->linger = atoi(tok + 10);
-		} else if (!strcmp(tok, "pr=off") || !strcmp(tok, "pr=on")) {
-			o->no_pr = tok[4] == 'f';
-		} else if (!strncmp(tok, "recovery_pause_ms=", 18)) {
-			o->recovery_pause = atoi(tok + 18); /* test hook */
-		} else if (!strcmp(tok, "caw=auto") || !strcmp(tok, "caw=native") ||
-			   !strcmp(tok, "caw=reserve")) {
-			o->caw = tok[4] == 'a' ? DEV_CAW_AUTO : tok[4] == 'n' ? DEV_CAW_NATIVE
-									 : DEV_CAW_RESERVE;
-		} else if (!strcmp(tok, "ro")) {
-			o->ro = 1;
-		} else if (!strcmp(tok, "rw") || !strcmp(tok, "defaults") || !strcmp(tok, "_netdev") ||
-			   !strcmp(tok, "noauto") || !strcmp(tok, "auto") || !strcmp(tok, "user") ||
-			   !strcmp(tok, "nouser") || !strcmp(tok, "users") || !strcmp(tok, "nofail") ||
-			   !strncmp(tok, "x-", 2) || !strcmp(tok, "relatime") || !strcmp(tok, "noatime")) {
-			/* for mount(8) */
-		} else {
-			size_t used = strlen(fuse_opts);
-			if (used + strlen(tok) + 2 > n) {
-				free(copy);
-				return -1;
-			}
-			snprintf(fuse_opts + used, n - used, "%s%s", used ? "," : "", tok);
-		}
+	const char *v = strchr(arg, '=') + 1;
+	char *end;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	if (!*v || *end || errno || n < 0 || n > max) {
+		fprintf(stderr, "%s: %s: must be a whole number of milliseconds, 0 to %u\n", PROG, arg, max);
+		return -1;
 	}
-	free(copy);
+	*out = (uint32_t)n;
 	return 0;
 }
 
-static void usage(const char *prog)
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
-	fprintf(stderr,
-		"usage: %s DEVICE MOUNTPOINT [-f] [-o host=NAME,ro,allow_other,log=FILE,linger_ms=N,caw=auto|native|reserve,pr=on|off]\n"
-		"  DEVICE: an image file, a block device or iscsi://HOST[:PORT]/IQN/LUN\n"
-		"  host=NAME  this host's identity (default: /etc/machine-id)\n"
-		"  -f         stay in the foreground\n",
-		prog);
+	struct opts *o = data;
+	const char *v = strchr(arg, '=') ? strchr(arg, '=') + 1 : "";
+	(void)outargs;
+	switch (key) {
+	case K_HOST:
+		if (!*v || strlen(v) > LUNFS_HOSTNAME_LEN) {
+			fprintf(stderr, "%s: %s: the host name is 1 to %u bytes\n", PROG, arg, LUNFS_HOSTNAME_LEN);
+			return -1;
+		}
+		free(o->host);
+		o->host = strdup(v);
+		return 0;
+	case K_LOG:
+		if (!*v) {
+			fprintf(stderr, "%s: log=: needs a file name\n", PROG);
+			return -1;
+		}
+		free(o->log);
+		o->log = strdup(v);
+		return 0;
+	case K_LINGER:
+		return parse_ms(arg, 3600000, &o->linger);
+	case K_RPAUSE:
+		return parse_ms(arg, 600000, &o->recovery_pause);
+	case K_UPAUSE:
+		return parse_ms(arg, 600000, &o->unmount_pause);
+	case K_CAW:
+		if (!strcmp(v, "auto"))
+			o->caw = DEV_CAW_AUTO;
+		else if (!strcmp(v, "native"))
+			o->caw = DEV_CAW_NATIVE;
+		else if (!strcmp(v, "reserve"))
+			o->caw = DEV_CAW_RESERVE;
+		else {
+			fprintf(stderr, "%s: %s: must be caw=auto, caw=native or caw=reserve\n", PROG, arg);
+			return -1;
+		}
+		return 0;
+	case K_PR:
+		if (strcmp(v, "on") && strcmp(v, "off")) {
+			fprintf(stderr, "%s: %s: must be pr=on or pr=off\n", PROG, arg);
+			return -1;
+		}
+		o->no_pr = !strcmp(v, "off");
+		return 0;
+	case K_RO:
+		o->ro = 1;
+		return 1; /* FUSE mounts read-only too */
+	case K_FG:
+		o->foreground = 1;
+		return 0;
+	case K_HELP:
+		o->help = 1;
+		return 0;
+	case K_VERSION:
+		o->version = 1;
+		return 0;
+	case FUSE_OPT_KEY_NONOPT:
+		if (!o->dev)
+			o->dev = strdup(arg);
+		else if (!o->mnt)
+			o->mnt = strdup(arg);
+		else {
+			fprintf(stderr, "%s: %s: too many arguments (-h for help)\n", PROG, arg);
+			return -1;
+		}
+		return 0;
+	default: /* FUSE_OPT_KEY_OPT */
+		if (!strncmp(arg, "x-", 2))
+			return 0; /* for mount(8) and systemd */
+		if (arg[0] == '-') {
+			fprintf(stderr, "%s: unknown option %s (-h for help)\n", PROG, arg);
+			return -1;
+		}
+		return 1; /* for FUSE: allow_other and the like */
+	}
+}
+
+static void usage(void)
+{
+	printf("usage: %s DEVICE MOUNTPOINT [-f] [-o OPTION[,OPTION...]]\n"
+	       "  DEVICE: an image file, a block device, iscsi://HOST[:PORT]/IQN/LUN,\n"
+	       "          or LABEL=LABEL / UUID=UUID of a lunfs volume on a block device\n"
+	       "  -o host=NAME        this host's identity (default: /etc/machine-id)\n"
+	       "  -o ro               read-only\n"
+	       "  -o linger_ms=N      idle locks are released after N ms (default 500)\n"
+	       "  -o log=FILE         log to FILE instead of syslog\n"
+	       "  -o caw=auto|native|reserve, pr=on|off   iSCSI compare-and-write, persistent reservations\n"
+	       "  -o allow_other,...  FUSE options\n"
+	       "  -f                  stay in the foreground\n"
+	       "  -h, --help          this help;  -V, --version  the version\n",
+	       PROG);
+}
+
+/* A path the caller gave relative to its cwd, made absolute now: the
+ * daemon runs in / (it must not pin the caller's directory). */
+static char *abs_path(const char *p)
+{
+	char cwd[PATH_MAX], *r = NULL;
+	if (p[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		return strdup(p);
+	return asprintf(&r, "%s/%s", cwd, p) < 0 ? NULL : r;
+}
+
+/* umount(8) finds a mount's type without reading mountinfo (by statfs:
+ * plain "fuse") unless utab has an entry for the mount point; with one,
+ * it reads the type fuse.lunfs and runs /sbin/umount.fuse.lunfs.  So the
+ * daemon records its mount in utab (helper=lunfs), whoever started it, and
+ * removes the entry when it exits (umount(8) also removes it after the
+ * helper).  Failure only loses the wait at umount: logged, not fatal. */
+static void utab_update(const char *dev, const char *mnt, int add)
+{
+	struct libmnt_update *upd = mnt_new_update();
+	struct libmnt_fs *fs = NULL;
+	int r = -ENOMEM;
+	if (!upd)
+		goto out;
+	if (add) {
+		if (!(fs = mnt_new_fs()) || mnt_fs_set_source(fs, dev) || mnt_fs_set_target(fs, mnt) ||
+		    mnt_fs_set_fstype(fs, "fuse.lunfs") || mnt_fs_set_options(fs, "helper=lunfs"))
+			goto out;
+		r = mnt_update_set_fs(upd, 0, NULL, fs);
+	} else {
+		r = mnt_update_set_fs(upd, 0, mnt, NULL);
+	}
+	if (r == 0)
+		r = mnt_update_table(upd, NULL);
+	else if (r == 1)
+		r = 0; /* nothing to update */
+out:
+	if (r)
+		logmsg(LOG_WARNING, "lunfs: cannot %s the utab entry of %s (umount will not wait for "
+		       "the daemon): %s", add ? "add" : "remove", mnt, strerror(r < 0 ? -r : r));
+	mnt_unref_fs(fs);
+	mnt_free_update(upd);
+}
+
+/* ---- umount helper ----
+ *
+ * The kernel sends FUSE_DESTROY, and waits for its reply, only for fuseblk
+ * mounts (a block device the kernel opens itself): for ours, umount(2)
+ * returns as soon as the mount is gone, and the daemon learns of it only
+ * afterwards, when its next read of /dev/fuse fails.  It then still has to
+ * checkpoint its journal and release its locks and its heartbeat slot, so
+ * `umount DIR && fsck.lunfs -y DEV` would race with it.  umount(8) runs
+ * /sbin/umount.fuse.lunfs (a link to this program) for fuse.lunfs mounts:
+ * it asks the daemon its PID (PID_XATTR), holds a pidfd on it, unmounts,
+ * and returns only when the daemon has exited.  fusermount3 -u has no such
+ * hook and returns early (docs/ADMIN.md). */
+static int umount_main(const char *prog, int argc, char **argv)
+{
+	int flags = UMOUNT_NOFOLLOW, wait = 1, c;
+	/* umount(8) runs helpers as: umount.fuse.lunfs DIR [-flnrv] [-N NS] [-t TYPE] */
+	while ((c = getopt(argc, argv, "flnrvt:N:hV")) != -1) {
+		switch (c) {
+		case 'f':
+			flags |= MNT_FORCE;
+			break;
+		case 'l':
+			/* lazy: the mount may stay busy for long; do not wait */
+			flags |= MNT_DETACH;
+			wait = 0;
+			break;
+		case 'N':
+			fprintf(stderr, "%s: -N (mount namespaces) is not supported\n", prog);
+			return 2;
+		case 'h':
+			printf("usage: %s DIR [-f] [-l] [-n] [-r] [-v] [-t TYPE]\n"
+			       "  unmounts a lunfs mount and waits for its daemon to exit\n", prog);
+			return 0;
+		case 'V':
+			printf("%s (lunfs) %s\n", prog, LUNFS_RELEASE);
+			return 0;
+		case 'n': case 'r': case 'v': case 't':
+			break; /* no mtab; read-only remount does not apply; verbose; the type is ours */
+		default:
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "%s: usage: %s DIR [-flnrv] (-h for help)\n", prog, prog);
+		return 2;
+	}
+	const char *dir = argv[optind];
+	char pid[24];
+	int pidfd = -1;
+	ssize_t n = getxattr(dir, PID_XATTR, pid, sizeof(pid) - 1);
+	if (wait && n > 0) {
+		pid[n] = 0;
+		pidfd = (int)syscall(SYS_pidfd_open, (pid_t)atol(pid), 0);
+	}
+	if (umount2(dir, flags)) {
+		fprintf(stderr, "%s: %s: %s\n", prog, dir, strerror(errno));
+		if (pidfd >= 0)
+			close(pidfd);
+		return 1;
+	}
+	/* no PID (a daemon without PID_XATTR, or it died): nothing to wait for */
+	if (pidfd >= 0) {
+		struct pollfd p = {.fd = pidfd, .events = POLLIN};
+		while (poll(&p, 1, -1) < 0 && errno == EINTR)
+			;
+		close(pidfd);
+	}
+	return 0;
+}
+
+/* fuse_session_new's complaints, kept for a one-line error. */
+static char fuse_msg[300];
+static void capture_log(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	size_t n = strlen(fuse_msg);
+	(void)level;
+	if (n < sizeof(fuse_msg) - 1)
+		vsnprintf(fuse_msg + n, sizeof(fuse_msg) - n, fmt, ap);
+	for (char *p = fuse_msg; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+	n = strlen(fuse_msg);
+	while (n && fuse_msg[n - 1] == ' ')
+		fuse_msg[--n] = 0;
+	if (!strncmp(fuse_msg, "fuse: ", 6))
+		memmove(fuse_msg, fuse_msg + 6, strlen(fuse_msg + 6) + 1);
+}
+
+/* LABEL=L or UUID=U: the one block device whose lunfs superblock has it.
+ * libblkid knows no lunfs, so the block devices the kernel lists in
+ * /sys/class/block are read one by one (read-only, primary superblock or
+ * backup).  NULL (reported) when none or several match. */
+static char *find_by_tag(const char *tag)
+{
+	int by_label = !strncmp(tag, "LABEL=", 6);
+	const char *want = strchr(tag, '=') + 1;
+	char *found = NULL;
+	int n = 0;
+	DIR *dir = opendir("/sys/class/block");
+	struct dirent *e;
+	while (dir && (e = readdir(dir))) {
+		char path[300], u[37];
+		struct dev *d;
+		struct lunfs_sb sb;
+		int used_backup;
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/dev/%s", e->d_name);
+		struct dev_opts o = {.readonly = 1};
+		if (dev_open(path, &o, &d))
+			continue;
+		int r = lunfs_read_sb(d, &sb, 1, &used_backup, NULL);
+		dev_close(d);
+		if (r)
+			continue;
+		lunfs_uuid_str(sb.uuid, u);
+		if (by_label ? strcmp(sb.label, want) : strcasecmp(u, want))
+			continue;
+		if (n++ == 0)
+			found = strdup(path);
+		else
+			fprintf(stderr, "%s: %s: on %s and %s: give the device\n", PROG, tag, found, path);
+	}
+	if (dir)
+		closedir(dir);
+	if (n == 1)
+		return found;
+	if (n == 0)
+		fprintf(stderr, "%s: %s: no lunfs volume on a block device has it\n", PROG, tag);
+	free(found);
+	return NULL;
+}
+
+/* DEVICE as the daemon will open it after its chdir("/"): an iSCSI URL as
+ * is, LABEL=/UUID= looked up, a path made absolute.  NULL (reported) when
+ * it cannot be. */
+static char *resolve_device(const char *dev)
+{
+	if (!strncmp(dev, "iscsi://", 8))
+		return strdup(dev);
+	if (!strncmp(dev, "LABEL=", 6) || !strncmp(dev, "UUID=", 5))
+		return find_by_tag(dev);
+	char *p = realpath(dev, NULL);
+	if (!p)
+		fprintf(stderr, "%s: cannot mount %s: %s\n", PROG, dev, strerror(errno));
+	return p;
 }
 
 int main(int argc, char **argv)
 {
 	struct opts o = {0};
-	char fuse_opts[1024] = "";
-	const char *dev = NULL, *mnt = NULL;
 	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "-o") && i + 1 < argc) {
-			if (take_opts(argv[++i], &o, fuse_opts, sizeof(fuse_opts))) {
-				fprintf(stderr, "%s: too many options\n", prog);
-				return 1;
-			}
-		} else if (!strncmp(argv[i], "-o", 2) && argv[i][2]) {
-			take_opts(argv[i] + 2, &o, fuse_opts, sizeof(fuse_opts));
-		} else if (!strcmp(argv[i], "-f")) {
-			o.foreground = 1;
-		} else if (!strcmp(argv[i], "-s") || !strcmp(argv[i], "-n") || !strcmp(argv[i], "-v")) {
-			/* mount(8) passes these: sloppy, no mtab, verbose */
-		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			usage(prog);
-			return 0;
-		} else if (argv[i][0] == '-') {
-			fprintf(stderr, "%s: unknown option %s (-h for help)\n", prog, argv[i]);
-			return 1;
-		} else if (!dev) {
-			dev = argv[i];
-		} else if (!mnt) {
-			mnt = argv[i];
-		} else {
-			fprintf(stderr, "%s: too many arguments (-h for help)\n", prog);
-			return 1;
+	if (!strncmp(prog, "umount.", 7))
+		return umount_main(prog, argc, argv);
+	PROG = prog;
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	char *mntpoint = NULL, *dev = NULL;
+	struct fuse_session *se = NULL;
+	char err[600] = "";
+	int pfd[2] = {-1, -1}, rc = 1;
+	/* Every option is checked here, before the volume is opened: an error
+	 * is one line naming the option, and nothing was written. */
+	if (fuse_opt_parse(&args, &o, opt_table, opt_proc))
+		goto usage;
+	if (o.help) {
+		usage();
+		rc = 0;
+		goto out;
+	}
+	if (o.version) {
+		printf("%s (lunfs) %s\n", prog, LUNFS_RELEASE);
+		rc = 0;
+		goto out;
+	}
+	if (!o.dev || !o.mnt) {
+		fprintf(stderr, "%s: usage: %s DEVICE MOUNTPOINT [-f] [-o OPTIONS] (-h for help)\n", prog, prog);
+		goto usage;
+	}
+	if (!(mntpoint = realpath(o.mnt, NULL))) {
+		fprintf(stderr, "%s: %s: %s\n", prog, o.mnt, strerror(errno));
+		goto out;
+	}
+	if (!(dev = resolve_device(o.dev)))
+		goto out;
+	if (o.log) {
+		char *a = abs_path(o.log);
+		free(o.log);
+		o.log = a;
+		/* opened here, so an error is reported before anything is mounted */
+		if (!o.log || !(logf_ = fopen(o.log, "a"))) {
+			fprintf(stderr, "%s: log=%s: %s\n", prog, o.log ? o.log : "", strerror(errno));
+			goto out;
 		}
+		setvbuf(logf_, NULL, _IOLBF, 0);
 	}
-	if (!dev || !mnt) {
-		usage(prog);
-		return 1;
+	/* FUSE options: ours first, then what the user gave.  The session is
+	 * made now, to check them: it names the ones it does not know. */
+	char *fo = NULL, *fsname = NULL;
+	if (asprintf(&fsname, "fsname=%s", dev) < 0 || fuse_opt_add_opt_escaped(&fo, fsname) ||
+	    fuse_opt_add_opt(&fo, "subtype=lunfs,default_permissions") ||
+	    fuse_opt_insert_arg(&args, 1, "-o") || fuse_opt_insert_arg(&args, 2, fo)) {
+		fprintf(stderr, "%s: out of memory\n", prog);
+		free(fo);
+		free(fsname);
+		goto out;
 	}
-	char *mntpoint = realpath(mnt, NULL);
-	if (!mntpoint) {
-		fprintf(stderr, "%s: %s: %s\n", prog, mnt, strerror(errno));
-		return 1;
+	free(fo);
+	free(fsname);
+	fuse_set_log_func(capture_log);
+	se = fuse_session_new(&args, &ops, sizeof(ops), NULL);
+	fuse_set_log_func(NULL);
+	SE = se;
+	if (!se) {
+		fprintf(stderr, "%s: %s\n", prog, *fuse_msg ? fuse_msg : "bad FUSE options (-h for help)");
+		goto usage;
 	}
 	/* The library runs threads (heartbeat, lock linger) that a fork would
 	 * lose, so fork first: the parent waits for the child's verdict on the
 	 * mount and exits with it, so mount(8) still sees every error. */
-	int pfd[2] = {-1, -1};
 	if (!o.foreground) {
 		if (pipe(pfd)) {
 			perror(prog);
-			return 1;
+			goto out;
 		}
 		pid_t pid = fork();
 		if (pid < 0) {
 			perror(prog);
-			return 1;
+			goto out;
 		}
 		if (pid > 0) {
-			char m[512];
+			char m[600];
 			close(pfd[1]);
 			ssize_t n = read(pfd[0], m, sizeof(m) - 1);
 			if (n <= 0) {
 				fprintf(stderr, "%s: the daemon died while mounting\n", prog);
-				return 1;
+				goto out;
 			}
 			m[n] = 0;
-			if (strcmp(m, "OK")) {
+			if (strcmp(m, "OK"))
 				fprintf(stderr, "%s", m);
-				return 1;
-			}
-			return 0;
+			else
+				rc = 0;
+			goto out;
 		}
 		close(pfd[0]);
 		setsid();
 		if (chdir("/"))
-			{ /* keep going: the mount point is absolute */ }
+			{ /* keep going: every path is absolute */ }
+		/* Let go of the caller's terminal or pipes (`mount ... | tee` must
+		 * end): errors go to the parent through pfd, the rest to the log;
+		 * stderr goes to the log file too, for what libraries print. */
 		int nul = open("/dev/null", O_RDWR);
 		if (nul >= 0) {
 			dup2(nul, 0);
 			dup2(nul, 1);
-			if (!o.log)
-				dup2(nul, 2);
+			dup2(logf_ ? fileno(logf_) : nul, 2);
 			if (nul > 2)
 				close(nul);
 		}
 	}
-	char err[512] = "";
-	if (o.log) {
-		logf_ = fopen(o.log, "a");
-		if (!logf_) {
-			snprintf(err, sizeof(err), "%s: log file %s: %s\n", prog, o.log, strerror(errno));
-			goto fail;
-		}
-	} else if (!o.foreground) {
+	if (!logf_ && !o.foreground) {
 		use_syslog = 1;
 		openlog("lunfs", LOG_PID, LOG_DAEMON);
-	} else {
+	} else if (!logf_) {
 		logf_ = stderr;
 	}
-
-	if (logf_ || use_syslog)
-		lunfs_log_set(lib_log);
+	lunfs_log_set(lib_log);
 	struct lunfs_mount_opts mo = {.host = o.host, .readonly = o.ro, .linger_ms = o.linger,
 				      .recovery_pause_ms = o.recovery_pause,
 				      .dev = {.caw_mode = o.caw, .no_pr = o.no_pr}};
@@ -724,43 +1120,37 @@ int main(int argc, char **argv)
 		snprintf(err, sizeof(err), "%s: cannot mount %s: %s\n", prog, dev, msg ? msg : lunfs_strerror(r));
 		goto fail;
 	}
-	/* FUSE options: ours first, then what the user gave */
-	char all[1400];
-	snprintf(all, sizeof(all), "fsname=%s,subtype=lunfs,default_permissions%s%s%s", dev,
-		 o.ro ? ",ro" : "", *fuse_opts ? "," : "", fuse_opts);
-	char *fargv[] = {(char *)prog, "-o", all, NULL};
-	struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
-	struct fuse_session *se = fuse_session_new(&args, &ops, sizeof(ops), NULL);
-	SE = se;
-	if (!se) {
-		snprintf(err, sizeof(err), "%s: bad FUSE options (see -h)\n", prog);
-		lunfs_unmount(V);
-		goto fail;
-	}
 	if (fuse_set_signal_handlers(se) || fuse_session_mount(se, mntpoint)) {
 		snprintf(err, sizeof(err), "%s: cannot mount FUSE on %s\n", prog, mntpoint);
-		fuse_session_destroy(se);
 		lunfs_unmount(V);
 		goto fail;
 	}
+	utab_update(dev, mntpoint, 1);
 	logmsg(LOG_NOTICE, "lunfs: %s mounted on %s as host %s", dev, mntpoint,
 	       o.host ? o.host : "(machine-id)");
 	if (pfd[1] >= 0) {
 		if (write(pfd[1], "OK", 2) != 2)
 			logmsg(LOG_WARNING, "lunfs: could not tell the parent");
 		close(pfd[1]);
+		pfd[1] = -1;
 	}
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(cfg, 64); /* a guest's queue depth reaches the device */
 	r = fuse_session_loop_mt(se, cfg);
 	fuse_loop_cfg_destroy(cfg);
 	fuse_session_unmount(se);
+	utab_update(dev, mntpoint, 0);
 	fuse_remove_signal_handlers(se);
-	fuse_session_destroy(se);
+	/* test hook: a slow unmount (a long checkpoint), for the umount helper's test */
+	if (o.unmount_pause > 0)
+		usleep((useconds_t)o.unmount_pause * 1000);
 	int e = lunfs_unmount(V);
 	logmsg(LOG_NOTICE, "lunfs: %s unmounted%s%s", dev, e ? ": " : "", e ? lunfs_strerror(e) : "");
-	free(mntpoint);
-	return r || e ? 1 : 0;
+	pthread_mutex_lock(&log_mu);
+	flush_repeats();
+	pthread_mutex_unlock(&log_mu);
+	rc = r || e ? 1 : 0;
+	goto out;
 fail:
 	if (pfd[1] >= 0) {
 		if (write(pfd[1], err, strlen(err)) < 0)
@@ -769,6 +1159,14 @@ fail:
 	} else {
 		fputs(err, stderr);
 	}
+	goto out;
+usage:
+	rc = 2;
+out:
+	if (se)
+		fuse_session_destroy(se);
+	fuse_opt_free_args(&args);
 	free(mntpoint);
-	return 1;
+	free(dev);
+	return rc;
 }

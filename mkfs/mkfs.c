@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "dev.h"
+#include "fs/version.h"
 #include "fs/format.h"
 #include "fs/util.h"
 #include "lock/lk.h"
@@ -30,7 +31,9 @@ static void usage(FILE *f)
 		"  --heartbeat-ms  heartbeat renewal interval (default 1000)\n"
 		"  -n  print the geometry, write nothing\n"
 		"  -f  overwrite a device that holds a filesystem\n"
-		"  -q  quiet: print nothing but errors\n");
+		"  -q  quiet: print nothing but errors\n"
+		"  -h, --help     this help\n"
+		"  -V, --version  the version\n");
 }
 
 /* Asks libblkid what the first and last MiB of the device look like.  Works
@@ -164,10 +167,12 @@ int main(int argc, char **argv)
 		{"lease-ms", required_argument, 0, OPT_LEASE},
 		{"heartbeat-ms", required_argument, 0, OPT_HB},
 		{"help", no_argument, 0, 'h'},
+		{"version", no_argument, 0, 'V'},
 		{0, 0, 0, 0},
 	};
 
-	while ((c = getopt_long(argc, argv, "L:b:N:J:I:nfqh", lopts, NULL)) != -1) {
+	opterr = 0; /* one line of our own, naming the option */
+	while ((c = getopt_long(argc, argv, ":L:b:N:J:I:nfqhV", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'L':
 			o.label = optarg;
@@ -221,8 +226,15 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'V':
+			printf("mkfs.lunfs (lunfs) %s\n", LUNFS_RELEASE);
+			return 0;
+		case ':':
+			fprintf(stderr, "mkfs.lunfs: option %s needs a value (-h for help)\n", argv[optind - 1]);
+			return 2;
 		default:
-			fprintf(stderr, "mkfs.lunfs: usage: mkfs.lunfs [options] DEVICE (-h for help)\n");
+			fprintf(stderr, "mkfs.lunfs: unknown option %s; usage: mkfs.lunfs [options] DEVICE "
+				"(-h for help)\n", argv[optind - 1]);
 			return 2;
 		}
 	}
@@ -231,6 +243,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *path = argv[optind];
+	struct lunfs_sb sb;
+	char err[256];
+	/* an option out of its range is a usage error, like one that does not parse */
+	if (lunfs_geom_check_opts(&o, err, sizeof(err))) {
+		fprintf(stderr, "mkfs.lunfs: %s\n", err);
+		return 2;
+	}
 	struct dev_opts dopts = {.readonly = dry};
 	struct dev *d;
 	int r = dev_open(path, &dopts, &d);
@@ -241,8 +260,6 @@ int main(int argc, char **argv)
 			fprintf(stderr, "mkfs.lunfs: cannot open %s: %s\n", path, lunfs_strerror(r));
 		return 1;
 	}
-	struct lunfs_sb sb;
-	char err[256];
 	r = lunfs_geom_compute(&o, dev_size(d), dev_lbs(d), &sb, err, sizeof(err));
 	if (r) {
 		fprintf(stderr, "mkfs.lunfs: %s: %s\n", path, err);

@@ -69,9 +69,14 @@ expect_fail 16 "usage" "$FSCK" -n -y "$T/good.img"
 # mkfs refuses nonsense with one line each
 expect_fail 1 "too small.*at least" "$MKFS" -q "$T/zero.img"
 expect_fail 2 "bad file block size" "$MKFS" -q -b 3Q "$T/zero.img"
-expect_fail 1 "power of two" "$MKFS" -q -b 3M -N 4 -J 1M "$T/zero.img"
+expect_fail 2 "power of two" "$MKFS" -q -b 3M -N 4 -J 1M "$T/zero.img"
 expect_fail 2 "bad host count" "$MKFS" -q -N 0 "$T/zero.img"
-expect_fail 1 "lease" "$MKFS" -q -N 4 -J 1M --lease-ms 1000 --heartbeat-ms 1000 "$T/zero.img"
+expect_fail 2 "lease" "$MKFS" -q -N 4 -J 1M --lease-ms 1000 --heartbeat-ms 1000 "$T/zero.img"
+# every option out of its range is a usage error (2), like one that does not parse
+for a in "-b 1G" "-N 5000" "-J 100" "-J 1T" "-I 10" "-I 99999999" "--lease-ms 99999999" "--heartbeat-ms 10" "-L $(printf "x%.0s" $(seq 70))"; do
+	# shellcheck disable=SC2086
+	expect_fail 2 "." "$MKFS" -q $a "$T/zero.img"
+done
 expect_fail 1 "already holds a lunfs volume" "$MKFS" -q -N 4 -J 1M "$T/good.img"
 mkfs.ext4 -q -F "$T/zero.img" >/dev/null 2>&1 || fail "mkfs.ext4 missing"
 expect_fail 1 "type ext4" "$MKFS" -q -N 4 -J 1M "$T/zero.img"
