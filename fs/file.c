@@ -198,7 +198,7 @@ int lunfs_open(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **
 	if (want != LK_FREE && (!of->h || (of->h->lk.mode != want && of->h->lk.mode != LK_EXCLUSIVE))) {
 		struct held *h;
 		uint64_t lock = geom_ino_lock(&v->sb, ino);
-		if ((r = vl_get(v, lock, geom_ino_blk(&v->sb, ino), want, &h)))
+		if ((r = vl_get(v, lock, geom_ino_blk(&v->sb, ino), want, 0, &h)))
 			goto out;
 		/* mark the hold as pinned by an open: others fail at once */
 		if (!(h->lk.rec.holders[0].flags & LK_HOLD_OPEN) || h->lk.rec.nholders > 1) {

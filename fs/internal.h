@@ -75,6 +75,11 @@ struct lunfs_vol {
 	unsigned data_io;       /* data I/Os in flight outside mu (io_enter) */
 	unsigned draining;      /* transactions freeing file blocks (tx_drain) */
 	pthread_cond_t io_cv;   /* data_io reached 0, or draining did */
+	struct acq {            /* locks a thread waits for with mu dropped */
+		uint64_t off;
+		struct acq *next;
+	} *acquiring;
+	pthread_cond_t acq_cv;  /* an entry left acquiring */
 	uint64_t nacquired;     /* lock records acquired (published for lunfs top) */
 	uint64_t pr_key;        /* our iSCSI PR registration, 0 none */
 	/* peer recovery (recover.c): its own thread, outside mu */
@@ -180,7 +185,11 @@ int tx_dirty(struct txn *tx, struct buf *b);
 int vol_check_writable(struct lunfs_vol *v);
 
 /* Lock helpers (vol.c) */
-int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, struct held **out);
+/* may_drop: the caller read and changed nothing under a lock yet, so a
+ * wait for a contended lock may drop v->mu (other operations and data I/O
+ * of this host go on meanwhile). */
+int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, int may_drop,
+	   struct held **out);
 void vl_unpin(struct lunfs_vol *v, struct held *h);
 struct held *vl_find(struct lunfs_vol *v, uint64_t off);
 

@@ -112,10 +112,26 @@ static int yield(struct lunfs_vol *v, struct held *h)
 	return 0;
 }
 
-int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, struct held **out)
+/* Is another thread of this host waiting for the lock at off with v->mu
+ * dropped?  Then it alone acquires it: two acquisitions of one record by one
+ * host would both find themselves the holder. */
+static int acquiring(struct lunfs_vol *v, uint64_t off)
 {
-	struct held *h = vl_find(v, off);
+	for (struct acq *a = v->acquiring; a; a = a->next)
+		if (a->off == off)
+			return 1;
+	return 0;
+}
+
+int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, int may_drop,
+	   struct held **out)
+{
+	struct held *h;
 	int r;
+again:
+	while (acquiring(v, off))
+		pthread_cond_wait(&v->acq_cv, &v->mu);
+	h = vl_find(v, off);
 	if (h && !h->pins && hb_wanted(v->hb, off) && !yield(v, h))
 		h = NULL;
 	if (h && mode_covers(h->lk.mode, mode)) {
@@ -154,14 +170,37 @@ int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, struct 
 		 * while we hold the volume mutex, and the holder we wait for
 		 * may itself be waiting for one of those. */
 		hb_set_want(v->hb, off);
+		/* The operation's first lock (it read and changed nothing yet):
+		 * wait without the volume mutex, so that this host's other
+		 * operations and its data I/O go on meanwhile. */
+		struct acq me = {off, v->acquiring};
+		if (may_drop)
+			v->acquiring = &me;
 		for (uint64_t t0 = lk_now_ms();;) {
+			if (may_drop)
+				pthread_mutex_unlock(&v->mu);
 			r = lk_acquire_flags(v->hb, &h->lk, off, object, mode, 0, LK_WAIT, 200);
+			if (may_drop)
+				pthread_mutex_lock(&v->mu);
 			if (!((r == -EBUSY && !h->lk.pinned) || r == -ESTALE) ||
 			    lk_now_ms() - t0 >= timeout)
 				break;
 			release_unpinned(v, UINT64_MAX);
 		}
+		if (may_drop) {
+			struct acq **pp = &v->acquiring;
+			while (*pp != &me)
+				pp = &(*pp)->next;
+			*pp = me.next;
+			pthread_cond_broadcast(&v->acq_cv);
+		}
 		hb_set_want(v->hb, 0);
+		if (!r && may_drop && vl_find(v, off)) {
+			/* cannot happen (acquiring() kept the others out), but
+			 * never keep two holds of one record */
+			free(h);
+			goto again;
+		}
 	}
 	if (r) {
 		free(h);
@@ -309,7 +348,9 @@ int tx_lock(struct txn *tx, uint64_t off, uint64_t object, int mode)
 		tx->pinned = np;
 		tx->cpinned = c;
 	}
-	int r = vl_get(tx->v, off, object, mode, &h);
+	/* nothing read or changed under a lock yet: its wait may drop v->mu */
+	int may_drop = !tx->npinned && !tx->ndirty && !tx->draining && !tx->transient;
+	int r = vl_get(tx->v, off, object, mode, may_drop, &h);
 	if (r)
 		return r;
 	for (int i = 0; i < tx->npinned; i++)
@@ -579,6 +620,7 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 	pthread_mutex_init(&v->mu, NULL);
 	lk_cond_init(&v->linger_cv);
 	pthread_cond_init(&v->io_cv, NULL);
+	pthread_cond_init(&v->acq_cv, NULL);
 	v->ro = o->readonly;
 	v->linger_ms = o->linger_ms ? o->linger_ms : 500;
 	v->bh = calloc(NBUCKETS, sizeof(*v->bh));
@@ -710,6 +752,7 @@ fail:
 	pthread_mutex_destroy(&v->mu);
 	pthread_cond_destroy(&v->linger_cv);
 	pthread_cond_destroy(&v->io_cv);
+	pthread_cond_destroy(&v->acq_cv);
 	free(v);
 	return r;
 }
@@ -733,6 +776,7 @@ static void vol_free(struct lunfs_vol *v)
 	pthread_mutex_destroy(&v->mu);
 	pthread_cond_destroy(&v->linger_cv);
 	pthread_cond_destroy(&v->io_cv);
+	pthread_cond_destroy(&v->acq_cv);
 	free(v);
 }
 
