@@ -46,8 +46,8 @@ T0=$(now_ms)
 LEASE=1000 HB=250
 CASES=${LUNFS_FREEZE_CASES:-a b residual}
 HIT_WAIT=8   # seconds for the workload (then A unmounts) to reach a site
-WORK_SECS=2.5  # the workload's length before A unmounts
-AFTER_MS=1000 # how long A runs after the resume before the checks
+WORK_SECS=2  # the workload's length before A unmounts
+AFTER_MS=700 # how long A runs after the resume before the checks
 
 # ---- the write sites --------------------------------------------------------
 list_sites() {
