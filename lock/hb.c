@@ -519,9 +519,10 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 	pthread_cond_init(&h->idle_cv, NULL);
 	dev_set_fence_hook(d, dev_preempted, h);
 	dev_set_guard(d, guard, h);
-	/* a CAW holder frozen on the file backend is broken after lease/4, so
-	 * it never holds up a renewal or a recovery for long (CAW-ARBITER.md) */
-	dev_set_caw_break_ms(d, p->lease_ms / 4);
+	/* a CAW holder frozen on the file backend is broken after lease/2, so
+	 * it never holds up a renewal or a recovery for long; its own write must
+	 * come within lease/4 of taking the arbiter (CAW-ARBITER.md) */
+	dev_set_caw_break_ms(d, p->lease_ms / 2);
 	if ((r = -pthread_create(&h->thr, NULL, renew_thread, h))) {
 		dev_set_fence_hook(d, NULL, NULL);
 		dev_set_guard(d, NULL, NULL);

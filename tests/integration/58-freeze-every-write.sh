@@ -430,7 +430,7 @@ EOF
 	if ! [ -e "$CTL/hit" ]; then
 		site_cleanup
 		echo "not reached  case $cs  $site  ($(cat "$CTL/nothit" 2>/dev/null || echo "gdb: $(tail -2 "$CTL/gdb.log")"))"
-		after_site "$cs" "$n" || { why="after an unreached site: $why"; return 1; }
+		after_site "$cs" "$n" || { why="after an unreached site: $FSCK_WHY"; return 1; }
 		return 0
 	fi
 	NHIT=$((NHIT + 1))
