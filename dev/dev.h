@@ -113,8 +113,8 @@ int dev_caw(struct dev *d, uint64_t off, const void *cmp, const void *data, size
  * refuses it by itself once it has held the exclusion for ms / 2 or more.  A
  * holder whose process died is taken over at once.  So no CAW waits much
  * longer than ms behind another one, and different blocks never wait for
- * each other.  0 restores the default, 2000 ms.  Keep it well below the
- * heartbeat lease (the lock layer is to set lease / 4).  See dev/arbiter.c and
+ * each other.  0 restores the default, 2000 ms.  Keep it below the
+ * heartbeat lease (the lock layer sets lease / 2).  See dev/arbiter.c and
  * docs/CAW-ARBITER.md. */
 #define DEV_CAW_BREAK_MS_DEFAULT 2000
 void dev_set_caw_break_ms(struct dev *d, uint32_t ms);
