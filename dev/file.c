@@ -139,6 +139,20 @@ static void abs_deadline(uint64_t ns, struct timespec *ts)
 
 /* OFD mode: the range for this thread among the open's threads, then the
  * OFD lock among opens; both waits end at the break time (-ETIMEDOUT). */
+
+/* Takes me off this open's list of held ranges and wakes its waiters. */
+static void range_drop(struct file_dev *f, struct range *me)
+{
+	pthread_mutex_lock(&f->rl_mu);
+	for (struct range **p = &f->held; *p; p = &(*p)->next)
+		if (*p == me) {
+			*p = me->next;
+			break;
+		}
+	pthread_cond_broadcast(&f->rl_cv);
+	pthread_mutex_unlock(&f->rl_mu);
+}
+
 static int ofd_acquire(struct file_dev *f, struct range *me, uint32_t break_ms)
 {
 	uint64_t end = arb_now_ns() + (uint64_t)break_ms * 1000000ull, backoff = 20000;
@@ -169,30 +183,15 @@ static int ofd_acquire(struct file_dev *f, struct range *me, uint32_t break_ms)
 		nanosleep(&z, NULL);
 		backoff = backoff * 2 > 1000000 ? 1000000 : backoff * 2;
 	}
-	if (r) {
-		pthread_mutex_lock(&f->rl_mu);
-		for (struct range **p = &f->held; *p; p = &(*p)->next)
-			if (*p == me) {
-				*p = me->next;
-				break;
-			}
-		pthread_cond_broadcast(&f->rl_cv);
-		pthread_mutex_unlock(&f->rl_mu);
-	}
+	if (r)
+		range_drop(f, me);
 	return r;
 }
 
 static void ofd_release(struct file_dev *f, struct range *me)
 {
 	ofd_lock(f->fd, F_OFD_SETLK, F_UNLCK, me->off, me->len);
-	pthread_mutex_lock(&f->rl_mu);
-	for (struct range **p = &f->held; *p; p = &(*p)->next)
-		if (*p == me) {
-			*p = me->next;
-			break;
-		}
-	pthread_cond_broadcast(&f->rl_cv);
-	pthread_mutex_unlock(&f->rl_mu);
+	range_drop(f, me);
 }
 
 static int file_caw(struct dev *d, uint64_t off, const void *cmp, const void *data, size_t len,
