@@ -70,7 +70,7 @@ $(B)/tests/unit_tests: $(UNIT_SRC:%.c=$(B)/obj/%.o) $(B)/lib/liblunfs.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
 
 # Unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
-ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+ASAN_FLAGS := -DLUNFS_DEBUG -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 $(B)/asan/unit_tests: $(LIB_SRC) $(UNIT_SRC) $(wildcard */*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) -std=gnu11 -D_GNU_SOURCE -I. -Idev -pthread $(ASAN_FLAGS) \

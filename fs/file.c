@@ -455,6 +455,7 @@ struct piece {
  * request may be cut short at MAX_PIECES: the caller loops), or -errno. */
 static int map_pieces(struct fmap *fm, uint64_t off, size_t len, struct piece *p)
 {
+	VOL_HELD(fm->tx->v);
 	struct lunfs_vol *v = fm->tx->v;
 	uint64_t bs = v->sb.file_bs;
 	int n = 0;

@@ -30,6 +30,17 @@
 #include "journal/jnl.h"
 #include "lock/lk.h"
 
+/* Debug builds (-DLUNFS_DEBUG: `make check-asan` builds the unit tests so)
+ * check every "v->mu held" precondition: glibc keeps the owner's thread id
+ * in the mutex. */
+#ifdef LUNFS_DEBUG
+#include <assert.h>
+#include <unistd.h>
+#define VOL_HELD(v) assert((v)->mu.__data.__owner == gettid())
+#else
+#define VOL_HELD(v) ((void)0)
+#endif
+
 #define BS LUNFS_META_BS
 #define ORPHAN_INO LUNFS_ORPHAN_INO
 #define DT_REG_LUNFS 8

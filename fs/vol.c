@@ -19,6 +19,7 @@ static size_t bucket(uint64_t addr)
 
 static struct buf *cache_find(struct lunfs_vol *v, uint64_t addr)
 {
+	VOL_HELD(v);
 	for (struct buf *b = v->bh[bucket(addr)]; b; b = b->next)
 		if (b->addr == addr)
 			return b;
@@ -33,6 +34,7 @@ static void buf_free(struct buf *b)
 
 static void cache_drop(struct lunfs_vol *v, uint64_t addr)
 {
+	VOL_HELD(v);
 	struct buf **pp = &v->bh[bucket(addr)];
 	for (; *pp; pp = &(*pp)->next) {
 		if ((*pp)->addr == addr) {
@@ -80,6 +82,7 @@ static struct buf *buf_new(uint64_t addr, uint64_t lock)
 
 struct held *vl_find(struct lunfs_vol *v, uint64_t off)
 {
+	VOL_HELD(v);
 	for (struct held *h = v->locks; h; h = h->next)
 		if (h->lk.off == off && h->lk.mode != LK_FREE)
 			return h;
@@ -218,6 +221,7 @@ again:
 
 void vl_unpin(struct lunfs_vol *v, struct held *h)
 {
+	VOL_HELD(v);
 	h->pins--;
 	h->last_ms = lk_now_ms();
 	(void)v;
@@ -226,6 +230,7 @@ void vl_unpin(struct lunfs_vol *v, struct held *h)
 /* Releases h: checkpoint first (the journal rule), then drop its cache. */
 static int vl_release(struct lunfs_vol *v, struct held *h)
 {
+	VOL_HELD(v);
 	int r = jnl_checkpoint(v->j);
 	if (r)
 		return r; /* keep holding it: its blocks are not all home yet */
@@ -270,6 +275,7 @@ int vl_release_now(struct lunfs_vol *v, struct held *h)
  * another host wants.  v->mu held. */
 static void release_unpinned(struct lunfs_vol *v, uint64_t idle_ms)
 {
+	VOL_HELD(v);
 	uint64_t now = lk_now_ms();
 	struct held *h = v->locks, *n;
 	for (; h; h = n) {
@@ -456,6 +462,7 @@ fail:
 
 void io_enter(struct lunfs_vol *v)
 {
+	VOL_HELD(v);
 	while (v->draining)
 		pthread_cond_wait(&v->io_cv, &v->mu);
 	v->data_io++;
@@ -471,6 +478,7 @@ void io_exit(struct lunfs_vol *v)
 
 void tx_drain(struct txn *tx)
 {
+	VOL_HELD(tx->v);
 	struct lunfs_vol *v = tx->v;
 	if (!tx->draining) {
 		tx->draining = 1;

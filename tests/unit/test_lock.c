@@ -213,6 +213,7 @@ START_TEST(suspend_longer_than_lease_fences)
 	ck_assert_int_eq(hb_ok(a), -EFENCED); /* a renewal after it does not undo it */
 	ck_assert_int_eq(hb_release(a), -EFENCED);
 	/* a short pause (below lease - margin) does not fence */
+	dev_close(da);
 	struct hb_host *b2 = host(&v, "esx-b", 2, &da);
 	hb_test_clock_jump(b2, v.p.fence_margin_ms / 2);
 	ck_assert_int_eq(dev_write(da, v.sb.file_off, buf, 4096), 0);
@@ -246,6 +247,7 @@ START_TEST(exclusive_claim_and_live_hosts)
 	struct lunfs_hb hb;
 	ck_assert_int_eq(hb_read(da, &v.p, hb_slot(x), &hb), 0);
 	ck_assert_uint_eq(hb.state, HB_EXCLUSIVE);
+	dev_close(da);
 	a = host(&v, "esx-a", 1, &da);
 	char who[80] = "";
 	ck_assert_int_eq(hb_exclusive_alive(a, who, sizeof(who)), 1);
