@@ -443,6 +443,30 @@ static int fill_block(struct lunfs_vol *v, uint64_t blk, uint64_t boff, const vo
 	return r;
 }
 
+int file_put_first(struct txn *tx, struct lunfs_inode *in, const void *buf, size_t len)
+{
+	uint64_t blk;
+	int r = blk_alloc(tx, RC_FILE, &blk);
+	if (r)
+		return r;
+	in->nblocks++;
+	if ((r = fill_block(tx->v, blk, 0, buf, len)))
+		return r;
+	tx->preflush = 1;
+	return bmap_set(tx, in, 0, blk);
+}
+
+int file_get_first(struct txn *tx, struct lunfs_inode *in, void *buf, size_t len)
+{
+	uint64_t ptr;
+	int r = bmap_get(tx, in, 0, &ptr);
+	if (r)
+		return r;
+	if (!ptr || (ptr & PTR_TBZ) || (ptr & PTR_BLOCK_MASK) >= tx->v->sb.file_blocks)
+		return -EFSCORRUPTED;
+	return read_range(tx->v, geom_file_blk(&tx->v->sb, ptr & PTR_BLOCK_MASK), buf, len);
+}
+
 /* One piece of a data request: [off, off+len) of the file maps to device
  * address dev (0: a hole or a block still to be zeroed: reads as zeros). */
 struct piece {

@@ -237,5 +237,11 @@ void of_overlay(const struct ofile *of, struct lunfs_stat *st);
 int of_handed_off(const struct ofile *of);
 void of_clear_times(struct ofile *of);
 int file_release_inode(struct txn *tx, struct lunfs_inode *in);
+/* A new inode's first len bytes (len <= file_bs) into a new file block 0,
+ * written before the pointer (tx->preflush), for a symlink target longer
+ * than the inline area. */
+int file_put_first(struct txn *tx, struct lunfs_inode *in, const void *buf, size_t len);
+/* Reads len bytes of file block 0 (it must be mapped and written). */
+int file_get_first(struct txn *tx, struct lunfs_inode *in, void *buf, size_t len);
 
 #endif

@@ -87,6 +87,8 @@ int lunfs_mknod(struct lunfs_vol *v, uint64_t dir, const char *name, uint32_t mo
 		const struct lunfs_cred *c, struct lunfs_stat *st);
 int lunfs_mkdir(struct lunfs_vol *v, uint64_t dir, const char *name, uint32_t mode,
 		const struct lunfs_cred *c, struct lunfs_stat *st);
+/* target: 1 .. 4095 bytes (LUNFS_SYMLINK_MAX); -ENOENT if empty,
+ * -ENAMETOOLONG if longer. */
 int lunfs_symlink(struct lunfs_vol *v, uint64_t dir, const char *name, const char *target,
 		  const struct lunfs_cred *c, struct lunfs_stat *st);
 /* Returns the target's length (the target is NUL-terminated if it fits). */

@@ -1,7 +1,8 @@
 /* posix_check DIR: POSIX behaviour of a mounted file system, checked for
  * real through the kernel.  Run as root on an empty directory of the mount;
  * some checks drop to uid/gid 1000 in a child.  Prints one line per check,
- * and "posix: N passed, N failed" at the end; exit 1 on any failure. */
+ * and "posix: N passed, N failed" at the end; exit 1 on any failure.
+ * With --after-remount, checks only what an earlier run left behind. */
 #include <dirent.h>
 #include <stdint.h>
 #include <errno.h>
@@ -152,6 +153,49 @@ static void t_dirs(void)
 	CHECK(ok, "readdir during changes sees each stable entry once");
 }
 
+/* A symlink target of n bytes: path components, so it is a real path. */
+static void long_target(char *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		t[i] = i % 16 == 15 ? '/' : 'a' + i % 26;
+	t[n] = 0;
+}
+
+/* Targets up to PATH_MAX - 1 bytes, as on ext4: inline (<= 1024 bytes)
+ * and in a file block.  "longsym" is kept for the check after a remount. */
+static void t_long_symlinks(void)
+{
+	static const size_t lens[] = {1024, 1025, 2048, 4095};
+	char t[4097], b[4097];
+	struct stat st;
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "sym%zu", lens[i]);
+		long_target(t, lens[i]);
+		CHECK(symlink(t, P(name)) == 0, "symlink of %zu bytes", lens[i]);
+		CHECK(readlink(P(name), b, sizeof(b)) == (ssize_t)lens[i] && !memcmp(b, t, lens[i]),
+		      "readlink of %zu bytes", lens[i]);
+		CHECK(lstat(P(name), &st) == 0 && S_ISLNK(st.st_mode) && st.st_size == (off_t)lens[i],
+		      "lstat size of a %zu-byte symlink: %lld", lens[i], (long long)st.st_size);
+		CHECK(unlink(P(name)) == 0, "unlink %zu-byte symlink", lens[i]);
+	}
+	long_target(t, 4096);
+	CHECK(symlink(t, P("sym4096")) < 0 && errno == ENAMETOOLONG, "symlink of 4096 bytes: ENAMETOOLONG");
+	long_target(t, 4095);
+	CHECK(symlink(t, P("longsym")) == 0, "symlink kept for the remount");
+}
+
+/* After a remount: what the first run left is still there. */
+static void t_after_remount(void)
+{
+	char t[4097], b[4097];
+	struct stat st;
+	long_target(t, 4095);
+	CHECK(readlink(P("longsym"), b, sizeof(b)) == 4095 && !memcmp(b, t, 4095),
+	      "4095-byte symlink after a remount");
+	CHECK(lstat(P("longsym"), &st) == 0 && st.st_size == 4095, "its size after a remount");
+}
+
 static void t_links(void)
 {
 	struct stat st, st2;
@@ -173,6 +217,7 @@ static void t_links(void)
 	CHECK(readlink(P("sym"), b, sizeof(b)) == 2 && !strcmp(b, "l1"), "readlink");
 	CHECK(get("sym", b, sizeof(b)) == 4 && !strcmp(b, "data"), "read through symlink");
 	CHECK(lstat(P("sym"), &st) == 0 && S_ISLNK(st.st_mode), "lstat symlink");
+	t_long_symlinks();
 	/* unlink while open: the file lives until the last close */
 	put("u", "still here");
 	int fd = open(P("u"), O_RDWR);
@@ -301,11 +346,16 @@ static void t_enospc(void)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: posix_check DIR [--enospc]\n");
+		fprintf(stderr, "usage: posix_check DIR [--enospc | --after-remount]\n");
 		return 2;
 	}
 	snprintf(D, sizeof(D), "%s", argv[1]);
 	umask(022);
+	if (argc > 2 && !strcmp(argv[2], "--after-remount")) {
+		t_after_remount();
+		printf("posix: %d passed, %d failed\n", passed, failed);
+		return failed ? 1 : 0;
+	}
 	t_files();
 	t_names();
 	t_dirs();
