@@ -146,7 +146,38 @@ static int fully_allocated(struct txn *tx, struct lunfs_inode *in)
 	return 1;
 }
 
-int lunfs_open(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **out)
+int of_pin(struct lunfs_vol *v, struct ofile *of, int want)
+{
+	uint64_t ino = of->ino;
+	if (want == LK_FREE || (of->h && (of->h->lk.mode == want || of->h->lk.mode == LK_EXCLUSIVE)))
+		return 0;
+	struct held *h;
+	uint64_t lock = geom_ino_lock(&v->sb, ino);
+	int r = vl_get(v, lock, geom_ino_blk(&v->sb, ino), want, 0, &h);
+	if (r)
+		return r;
+	/* mark the hold as pinned by an open: others fail at once */
+	if (!(h->lk.rec.holders[0].flags & LK_HOLD_OPEN) || h->lk.rec.nholders > 1) {
+		int fl = 0;
+		for (uint32_t i = 0; i < h->lk.rec.nholders; i++)
+			if (h->lk.rec.holders[i].slot == v->slot)
+				fl = h->lk.rec.holders[i].flags;
+		if (!(fl & LK_HOLD_OPEN) &&
+		    (r = lk_acquire_flags(v->hb, &h->lk, lock, geom_ino_blk(&v->sb, ino), h->lk.mode,
+					  LK_HOLD_OPEN, LK_NOWAIT, 0))) {
+			vl_unpin(v, h);
+			return r;
+		}
+	}
+	if (of->h)
+		vl_unpin(v, of->h); /* the same held entry, now stronger */
+	of->h = h;
+	return 0;
+}
+
+/* lunfs_open, and lunfs_opendir (dir: ino must be a directory, opened
+ * LUNFS_OPEN_READ). */
+static int open_inode(struct lunfs_vol *v, uint64_t ino, int mode, int dir, struct lunfs_file **out)
 {
 	struct txn tx;
 	struct lunfs_inode *in = malloc(sizeof(*in));
@@ -168,8 +199,8 @@ int lunfs_open(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **
 	tx_begin(v, &tx);
 	if ((r = ino_read(&tx, ino, LK_FREE, in)))
 		goto out;
-	if (S_ISDIR(in->mode)) {
-		r = -EISDIR;
+	if (!S_ISDIR(in->mode) != !dir) {
+		r = dir ? -ENOTDIR : -EISDIR;
 		goto out;
 	}
 	if (writable(mode) && (in->flags & INOF_SNAPSHOT)) {
@@ -194,29 +225,8 @@ int lunfs_open(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **
 		of->mode = LUNFS_OPEN_READ;
 		created = 1;
 	}
-	int want = lk_mode_for(mode);
-	if (want != LK_FREE && (!of->h || (of->h->lk.mode != want && of->h->lk.mode != LK_EXCLUSIVE))) {
-		struct held *h;
-		uint64_t lock = geom_ino_lock(&v->sb, ino);
-		if ((r = vl_get(v, lock, geom_ino_blk(&v->sb, ino), want, 0, &h)))
-			goto out;
-		/* mark the hold as pinned by an open: others fail at once */
-		if (!(h->lk.rec.holders[0].flags & LK_HOLD_OPEN) || h->lk.rec.nholders > 1) {
-			int fl = 0;
-			for (uint32_t i = 0; i < h->lk.rec.nholders; i++)
-				if (h->lk.rec.holders[i].slot == v->slot)
-					fl = h->lk.rec.holders[i].flags;
-			if (!(fl & LK_HOLD_OPEN) &&
-			    (r = lk_acquire_flags(v->hb, &h->lk, lock, geom_ino_blk(&v->sb, ino),
-						  h->lk.mode, LK_HOLD_OPEN, LK_NOWAIT, 0))) {
-				vl_unpin(v, h);
-				goto out;
-			}
-		}
-		if (of->h)
-			vl_unpin(v, of->h); /* the same held entry, now stronger */
-		of->h = h;
-	}
+	if ((r = of_pin(v, of, lk_mode_for(mode))))
+		goto out;
 	if (mode == LUNFS_OPEN_MULTI && (r = fully_allocated(&tx, in)) != 1) {
 		r = r ? r : -EINVAL; /* multi-writer needs every block allocated and zeroed */
 		if (created && of->h)
@@ -249,6 +259,20 @@ out_free:
 	free(in);
 	free(f);
 	return r;
+}
+
+int lunfs_open(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **out)
+{
+	return open_inode(v, ino, mode, 0, out);
+}
+
+/* No lock: a lock held by an open directory would keep other hosts from
+ * changing it.  The open counts here, so that a directory losing its last
+ * name (rmdir, rename over it) stays an orphan until its last close; it
+ * then pins its lock (drop_last_link in ops.c). */
+int lunfs_opendir(struct lunfs_vol *v, uint64_t ino, struct lunfs_file **out)
+{
+	return open_inode(v, ino, LUNFS_OPEN_READ, 1, out);
 }
 
 int vl_release_now(struct lunfs_vol *v, struct held *h); /* vol.c */

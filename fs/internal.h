@@ -233,6 +233,9 @@ int name_check(const char *name);
 
 /* Files (file.c) */
 struct ofile *of_find(struct lunfs_vol *v, uint64_t ino);
+/* Makes of pin its inode lock in mode want (or stronger), marked as held by
+ * an open (LK_HOLD_OPEN), until its last close.  v->mu held. */
+int of_pin(struct lunfs_vol *v, struct ofile *of, int want);
 void of_overlay(const struct ofile *of, struct lunfs_stat *st);
 int of_handed_off(const struct ofile *of);
 void of_clear_times(struct ofile *of);

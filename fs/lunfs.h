@@ -133,8 +133,16 @@ enum lunfs_open_mode {
 	LUNFS_OPEN_RW = 4,        /* read-write; exclusive against other hosts,
 				     shared with this host's other RW opens (POSIX) */
 };
-/* Opens ino.  A conflicting open (here or on another host) gives -EBUSY. */
+/* Opens ino.  A conflicting open (here or on another host) gives -EBUSY;
+ * a directory -EISDIR.  An inode whose last name goes away while it is open
+ * here (unlink, rmdir, rename over it) lives until its last close. */
 int lunfs_open(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **out);
+/* Opens directory ino (-ENOTDIR if it is not one), only to keep it alive
+ * while open: no lock while it has a name, no I/O through the handle
+ * (readdir takes the inode number). */
+int lunfs_opendir(struct lunfs_vol *v, uint64_t ino, struct lunfs_file **out);
+/* Closes a handle of lunfs_open or lunfs_opendir; the last close of an
+ * inode without a name frees it. */
 int lunfs_close(struct lunfs_file *f);
 /* Reads up to len bytes at off; returns bytes read (short at EOF). */
 ssize_t lunfs_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off);

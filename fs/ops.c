@@ -137,6 +137,12 @@ static int drop_last_link(struct txn *tx, struct lunfs_inode *in)
 		return r;
 	struct ofile *of = of_find(tx->v, in->ino);
 	if (of) {
+		/* An open without a lock (a directory, a read-only open that
+		 * found a writer) now pins the inode lock we hold, so that no
+		 * other host's orphan pass frees the inode before our last
+		 * close: nobody else needs the lock of a nameless inode. */
+		if ((r = of_pin(tx->v, of, LK_EXCLUSIVE)))
+			return r;
 		of->unlinked = 1;
 		return ino_write(tx, in);
 	}

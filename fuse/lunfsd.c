@@ -486,6 +486,29 @@ static void lo_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 							      m, off, len)));
 }
 
+/* An open directory is known to the library, so that it outlives its
+ * last name (rmdir, rename over it) until releasedir. */
+static void lo_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct lunfs_file *f;
+	int r = lunfs_opendir(V, ino_of(ino), &f);
+	if (r) {
+		reply_err(req, r);
+		return;
+	}
+	fi->fh = (uintptr_t)f;
+	fuse_reply_open(req, fi);
+}
+
+static void lo_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int r = lunfs_close((struct lunfs_file *)(uintptr_t)fi->fh);
+	if (r)
+		logmsg(LOG_WARNING, "lunfs: close of directory %llu: %s", (unsigned long long)ino,
+		       lunfs_strerror(r));
+	fuse_reply_err(req, 0);
+}
+
 struct dirbuf {
 	fuse_req_t req;
 	char *buf;
@@ -630,7 +653,9 @@ static const struct fuse_lowlevel_ops ops = {
 	.read = lo_read,
 	.write = lo_write,
 	.fallocate = lo_fallocate,
+	.opendir = lo_opendir,
 	.readdir = lo_readdir,
+	.releasedir = lo_releasedir,
 	.statfs = lo_statfs,
 	.setxattr = lo_setxattr,
 	.getxattr = lo_getxattr,

@@ -196,6 +196,38 @@ static void t_after_remount(void)
 	CHECK(lstat(P("longsym"), &st) == 0 && st.st_size == 4095, "its size after a remount");
 }
 
+/* An open file or directory that rename replaces lives until its last
+ * close, like one unlinked while open. */
+static void t_replaced_while_open(void)
+{
+	struct stat st;
+	char b[16];
+	put("rv", "victim");
+	put("rs", "source");
+	int fd = open(P("rv"), O_RDONLY);
+	CHECK(fd >= 0 && rename(P("rs"), P("rv")) == 0, "rename over an open file");
+	CHECK(fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 0 && st.st_size == 6,
+	      "fstat of the replaced file (nlink %lu)", (unsigned long)st.st_nlink);
+	CHECK(pread(fd, b, 6, 0) == 6 && !memcmp(b, "victim", 6), "read of the replaced file");
+	close(fd);
+	CHECK(get("rv", b, sizeof(b)) == 6 && !strcmp(b, "source"), "the new file under the name");
+	CHECK(mkdir(P("rdv"), 0755) == 0 && mkdir(P("rds"), 0755) == 0, "two directories");
+	fd = open(P("rdv"), O_RDONLY | O_DIRECTORY);
+	CHECK(fd >= 0 && rename(P("rds"), P("rdv")) == 0, "rename over an open directory");
+	CHECK(fstat(fd, &st) == 0 && S_ISDIR(st.st_mode), "fstat of the replaced directory");
+	DIR *dir = fdopendir(fd);
+	int n = 0;
+	while (dir && readdir(dir))
+		n++;
+	CHECK(dir && n <= 2, "readdir of the replaced directory: %d entries", n);
+	if (dir)
+		closedir(dir);
+	fd = open(P("rdv"), O_RDONLY | O_DIRECTORY);
+	CHECK(fd >= 0 && rmdir(P("rdv")) == 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode),
+	      "fstat of a directory removed while open");
+	close(fd);
+}
+
 static void t_links(void)
 {
 	struct stat st, st2;
@@ -225,6 +257,7 @@ static void t_links(void)
 	CHECK(pread(fd, b, 10, 0) == 10 && !memcmp(b, "still here", 10), "read after unlink");
 	CHECK(pwrite(fd, "X", 1, 0) == 1 && fstat(fd, &st) == 0 && st.st_nlink == 0, "write after unlink");
 	close(fd);
+	t_replaced_while_open();
 	CHECK(mkfifo(P("fifo"), 0644) == 0 && stat(P("fifo"), &st) == 0 && S_ISFIFO(st.st_mode), "mkfifo");
 	CHECK(mknod(P("cdev"), S_IFCHR | 0644, makedev(1, 3)) == 0 && stat(P("cdev"), &st) == 0 &&
 	      S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3), "mknod char device");

@@ -427,10 +427,30 @@ START_TEST(crash_replay_and_orphans)
 	ck_assert_int_eq(lunfs_unlink(v, 1, "tmp"), 0);
 	char buf[16];
 	ck_assert_int_eq(lunfs_pread(t, buf, 16, 0), 9);
-	/* crash with both open */
+	/* directories replaced (rename over) or removed while open: alive
+	 * until the last close, or until the orphan pass after a crash */
+	struct lunfs_stat ds;
+	struct lunfs_file *d1, *d2;
+	ck_assert_int_eq(lunfs_mkdir(v, 1, "dv", 0755, NULL, &ds), 0);
+	uint64_t dv = ds.ino;
+	ck_assert_int_eq(lunfs_mkdir(v, 1, "dn", 0755, NULL, &ds), 0);
+	ck_assert_int_eq(lunfs_opendir(v, dv, &d1), 0);
+	ck_assert_int_eq(lunfs_opendir(v, mkfile(v, 1, "notdir"), &d2), -ENOTDIR);
+	ck_assert_int_eq(lunfs_rename(v, 1, "dn", 1, "dv", 0), 0);
+	ck_assert_int_eq(lunfs_getattr(v, dv, &ds), 0);
+	ck_assert_uint_eq(ds.nlink, 0);
+	ck_assert_int_eq(lunfs_close(d1), 0);
+	ck_assert_int_eq(lunfs_getattr(v, dv, &ds), -ENOENT);
+	ck_assert_int_eq(lunfs_unlink(v, 1, "notdir"), 0);
+	ck_assert_int_eq(lunfs_lookup(v, 1, "dv", &ds), 0);
+	ck_assert_int_eq(lunfs_opendir(v, ds.ino, &d1), 0);
+	ck_assert_int_eq(lunfs_rmdir(v, 1, "dv"), 0);
+	ck_assert_int_eq(lunfs_getattr(v, ds.ino, &ds), 0);
+	/* crash with all three open */
 	lunfs_abandon(v);
 	free(f);
 	free(t);
+	free(d1);
 	v = mnt(p, "h1"); /* waits out the lease, replays, frees the orphan */
 	struct lunfs_stat st;
 	ck_assert_int_eq(lunfs_lookup(v, 1, "a", &st), 0);
