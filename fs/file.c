@@ -768,6 +768,47 @@ int file_truncate(struct txn *tx, struct lunfs_inode *in, uint64_t size)
 	return bmap_punch(tx, in, (size + bs - 1) / bs, 0);
 }
 
+/* FALLOC_FL_ZERO_RANGE: every block the range touches ends up allocated.
+ * One it covers whole becomes to-be-zeroed (PTR_TBZ: a pointer change, no
+ * data I/O, like an unwritten extent); the partial blocks at the ends are
+ * zeroed in place when written, and left alone when they are holes filled
+ * now or already to-be-zeroed (they read as zeros).  A data I/O to a
+ * block in flight outside v->mu meanwhile may land before or after: the
+ * block is not freed, so it reaches nothing else. */
+static int zero_range(struct txn *tx, struct lunfs_inode *in, uint64_t off, uint64_t len)
+{
+	uint64_t bs = tx->v->sb.file_bs, end = off + len;
+	int r = 0;
+	for (uint64_t l = off / bs; l <= (end - 1) / bs && !r; l++) {
+		uint64_t from = l == off / bs ? off % bs : 0;
+		uint64_t to = l == (end - 1) / bs ? end - l * bs : bs;
+		uint64_t ptr, blk;
+		if ((r = bmap_get(tx, in, l, &ptr)))
+			break;
+		if (ptr & PTR_TBZ)
+			continue;
+		if (ptr && (from || to < bs)) {
+			r = zero_in_block(tx, in, l, from, to);
+			continue;
+		}
+		if (!ptr) {
+			if ((r = blk_alloc(tx, RC_FILE, &blk)))
+				break;
+			in->nblocks++;
+		} else {
+			blk = ptr & PTR_BLOCK_MASK;
+		}
+		if ((r = bmap_set(tx, in, l, blk | PTR_TBZ)))
+			break;
+		/* commit in steps that each stay consistent */
+		if (tx->ndirty > TX_MAX - 20 && ((r = ino_write(tx, in)) || (r = tx_flush(tx))))
+			break;
+	}
+	if (!r)
+		in->flags |= INOF_THICK;
+	return r;
+}
+
 int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t len)
 {
 	struct lunfs_vol *v = f->v;
@@ -784,6 +825,11 @@ int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t 
 	if (!writable(f->mode) || f->mode == LUNFS_OPEN_MULTI) {
 		free(in);
 		return f->mode == LUNFS_OPEN_MULTI ? -EPERM : -EBADF;
+	}
+	unsigned kinds = mode & (LUNFS_FALLOC_PUNCH | LUNFS_FALLOC_ZERO | LUNFS_FALLOC_ZERO_RANGE);
+	if ((kinds & (kinds - 1)) || (mode & ~(kinds | LUNFS_FALLOC_KEEP_SIZE))) {
+		free(in);
+		return -EINVAL;
 	}
 	if ((mode & LUNFS_FALLOC_PUNCH) && !(mode & LUNFS_FALLOC_KEEP_SIZE)) {
 		free(in);
@@ -815,6 +861,10 @@ int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t 
 		}
 		if (!r && full1 > full0)
 			r = bmap_punch(&tx, in, full0, full1);
+	} else if (mode & LUNFS_FALLOC_ZERO_RANGE) {
+		r = zero_range(&tx, in, off, len);
+		if (!r && !(mode & LUNFS_FALLOC_KEEP_SIZE) && off + len > in->size)
+			in->size = off + len;
 	} else {
 		int eager = mode & LUNFS_FALLOC_ZERO;
 		for (uint64_t l = first; l <= last && !r; l++) {

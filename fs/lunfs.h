@@ -168,8 +168,13 @@ int lunfs_handoff(struct lunfs_vol *v, uint64_t ino, const char *host);
 
 /* fallocate: mode 0 allocates (thick, lazily zeroed), LUNFS_FALLOC_KEEP_SIZE
  * keeps the size, LUNFS_FALLOC_ZERO writes zeros now (eager-zeroed thick),
- * LUNFS_FALLOC_PUNCH frees the range (with KEEP_SIZE). */
-enum { LUNFS_FALLOC_KEEP_SIZE = 1, LUNFS_FALLOC_PUNCH = 2, LUNFS_FALLOC_ZERO = 4 };
+ * LUNFS_FALLOC_PUNCH frees the range (with KEEP_SIZE; -EOPNOTSUPP without),
+ * LUNFS_FALLOC_ZERO_RANGE makes the range read as zeros and allocated
+ * (FALLOC_FL_ZERO_RANGE: whole blocks become to-be-zeroed, no data I/O;
+ * the partial blocks at its ends are zeroed in place), with or without
+ * KEEP_SIZE.  PUNCH, ZERO and ZERO_RANGE exclude each other (-EINVAL). */
+enum { LUNFS_FALLOC_KEEP_SIZE = 1, LUNFS_FALLOC_PUNCH = 2, LUNFS_FALLOC_ZERO = 4,
+       LUNFS_FALLOC_ZERO_RANGE = 8 };
 int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t len);
 uint64_t lunfs_file_ino(const struct lunfs_file *f);
 

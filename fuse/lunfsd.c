@@ -474,7 +474,9 @@ static void lo_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 {
 	unsigned m = 0;
 	(void)ino;
-	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) {
+	/* COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE: EOPNOTSUPP (QEMU uses
+	 * none of them on a raw image) */
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
@@ -482,6 +484,8 @@ static void lo_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 		m |= LUNFS_FALLOC_KEEP_SIZE;
 	if (mode & FALLOC_FL_PUNCH_HOLE)
 		m |= LUNFS_FALLOC_PUNCH;
+	if (mode & FALLOC_FL_ZERO_RANGE)
+		m |= LUNFS_FALLOC_ZERO_RANGE;
 	fuse_reply_err(req, -lunfs_sys_errno(lunfs_fallocate((struct lunfs_file *)(uintptr_t)fi->fh,
 							      m, off, len)));
 }

@@ -348,6 +348,88 @@ static void t_direct(void)
 	free(buf);
 }
 
+/* Every byte of [off, off+len) of fd is c. */
+static int all_are(int fd, off_t off, size_t len, int c)
+{
+	static char b[1 << 16];
+	while (len) {
+		size_t n = len < sizeof(b) ? len : sizeof(b);
+		if (pread(fd, b, n, off) != (ssize_t)n)
+			return 0;
+		for (size_t i = 0; i < n; i++)
+			if (b[i] != (char)c)
+				return 0;
+		off += n;
+		len -= n;
+	}
+	return 1;
+}
+
+static int fill(int fd, off_t off, size_t len, int c)
+{
+	char *b = malloc(len);
+	memset(b, c, len);
+	int ok = pwrite(fd, b, len, off) == (ssize_t)len;
+	free(b);
+	return ok;
+}
+
+/* The fallocate modes QEMU and qemu-img use on a raw image: allocate
+ * (preallocation=falloc), KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE (discard) and
+ * ZERO_RANGE with and without KEEP_SIZE (write-zeroes).  Ranges cross
+ * file blocks and start and end inside them.  "zr" is kept for the check
+ * after a remount. */
+static void t_fallocate(void)
+{
+	const off_t M = 1 << 20;
+	struct stat st, st2;
+	int fd = open(P("zr"), O_CREAT | O_RDWR, 0644);
+	CHECK(fd >= 0, "create zr");
+	CHECK(fallocate(fd, 0, 0, 3 * M) == 0 && fstat(fd, &st) == 0 && st.st_size == 3 * M &&
+	      st.st_blocks >= 3 * M / 512, "fallocate: size %lld, blocks %lld", (long long)st.st_size,
+	      (long long)st.st_blocks);
+	CHECK(all_are(fd, 0, 3 * M, 0), "fallocated range reads zeros");
+	CHECK(fallocate(fd, FALLOC_FL_KEEP_SIZE, 3 * M, M) == 0 && fstat(fd, &st2) == 0 &&
+	      st2.st_size == 3 * M && st2.st_blocks > st.st_blocks, "fallocate KEEP_SIZE");
+	CHECK(fill(fd, 0, 3 * M, 'a'), "write 3 MiB");
+	CHECK(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 100, 2 * M) == 0, "punch hole");
+	CHECK(all_are(fd, 0, 100, 'a') && all_are(fd, 100, 2 * M, 0) && all_are(fd, 100 + 2 * M, M - 100, 'a'),
+	      "punched range reads zeros, the rest is kept");
+	CHECK(fill(fd, 0, 3 * M, 'b'), "rewrite 3 MiB");
+	CHECK(fstat(fd, &st) == 0, "fstat");
+	errno = 0;
+	CHECK(fallocate(fd, FALLOC_FL_ZERO_RANGE, 1000, M + M / 2 + 7) == 0, "zero range");
+	CHECK(all_are(fd, 0, 1000, 'b') && all_are(fd, 1000, M + M / 2 + 7, 0) &&
+	      all_are(fd, 1000 + M + M / 2 + 7, 3 * M - (1000 + M + M / 2 + 7), 'b'),
+	      "zeroed range reads zeros, the rest is kept");
+	CHECK(fstat(fd, &st2) == 0 && st2.st_size == 3 * M && st2.st_blocks >= st.st_blocks,
+	      "zero range keeps size and allocation: %lld, %lld blocks", (long long)st2.st_size,
+	      (long long)st2.st_blocks);
+	CHECK(pwrite(fd, "x", 1, M + 5) == 1 && all_are(fd, M, 5, 0) && all_are(fd, M + 5, 1, 'x') &&
+	      all_are(fd, M + 6, 100, 0), "a write into a zeroed block");
+	CHECK(fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 3 * M - 10, 2 * M) == 0 &&
+	      fstat(fd, &st) == 0 && st.st_size == 3 * M && all_are(fd, 3 * M - 10, 10, 0) &&
+	      all_are(fd, 3 * M - 20, 10, 'b'), "zero range KEEP_SIZE past the end");
+	CHECK(fallocate(fd, FALLOC_FL_ZERO_RANGE, 3 * M - 10, 2 * M) == 0 && fstat(fd, &st) == 0 &&
+	      st.st_size == 5 * M - 10 && all_are(fd, 3 * M - 10, 2 * M, 0), "zero range extends: size %lld",
+	      (long long)st.st_size);
+	CHECK(fsync(fd) == 0, "fsync");
+	close(fd);
+}
+
+/* The fallocate results are durable. */
+static void t_fallocate_after(void)
+{
+	const off_t M = 1 << 20;
+	struct stat st;
+	int fd = open(P("zr"), O_RDONLY);
+	CHECK(fd >= 0 && fstat(fd, &st) == 0 && st.st_size == 5 * M - 10, "zr after a remount");
+	CHECK(all_are(fd, 0, 1000, 'b') && all_are(fd, 1000, M + 5 - 1000, 0) && all_are(fd, M + 5, 1, 'x') &&
+	      all_are(fd, M + 6, M / 2 + 1001, 0) && all_are(fd, M + M / 2 + 1007, 3 * M - 10 - (M + M / 2 + 1007), 'b') &&
+	      all_are(fd, 3 * M - 10, 2 * M, 0), "zr's content after a remount");
+	close(fd);
+}
+
 static void t_enospc(void)
 {
 	struct statvfs sv;
@@ -386,6 +468,7 @@ int main(int argc, char **argv)
 	umask(022);
 	if (argc > 2 && !strcmp(argv[2], "--after-remount")) {
 		t_after_remount();
+		t_fallocate_after();
 		printf("posix: %d passed, %d failed\n", passed, failed);
 		return failed ? 1 : 0;
 	}
@@ -396,6 +479,7 @@ int main(int argc, char **argv)
 	t_attrs();
 	t_users();
 	t_direct();
+	t_fallocate();
 	if (argc > 2 && !strcmp(argv[2], "--enospc"))
 		t_enospc();
 	printf("posix: %d passed, %d failed\n", passed, failed);

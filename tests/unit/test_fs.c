@@ -320,6 +320,21 @@ START_TEST(thick_and_zeroing)
 	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
 	ck_assert_uint_eq(st.blocks, 9 * MiB / 512);
 	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_PUNCH, 0, MiB), -EOPNOTSUPP);
+	/* zero a range: written blocks become to-be-zeroed, the space stays */
+	ck_assert_int_eq(lunfs_pwrite(f, junk, MiB, 6 * MiB), MiB);
+	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_ZERO_RANGE, 6 * MiB - 10, MiB + 20), 0);
+	ck_assert_int_eq(lunfs_pread(f, r, 2 * MiB, 5 * MiB), 2 * MiB);
+	ck_assert(lunfs_is_zero(r, 2 * MiB));
+	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
+	ck_assert_uint_eq(st.blocks, 10 * MiB / 512); /* the hole at 5 MiB was filled */
+	ck_assert_uint_eq(st.size, 8 * MiB);
+	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_ZERO_RANGE | LUNFS_FALLOC_KEEP_SIZE, 9 * MiB, MiB), 0);
+	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
+	ck_assert_uint_eq(st.size, 8 * MiB);
+	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_ZERO_RANGE, 9 * MiB, MiB + 1), 0);
+	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
+	ck_assert_uint_eq(st.size, 10 * MiB + 1);
+	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_ZERO_RANGE | LUNFS_FALLOC_PUNCH, 0, MiB), -EINVAL);
 	ck_assert_int_eq(lunfs_close(f), 0);
 	free(r);
 	free(junk);
