@@ -185,6 +185,20 @@ static void t_long_symlinks(void)
 	CHECK(symlink(t, P("longsym")) == 0, "symlink kept for the remount");
 }
 
+/* Reads all of a file; returns 1 if it could. */
+static int read_all(const char *path)
+{
+	char b[65536];
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+	if (fd < 0)
+		return 0;
+	while ((n = read(fd, b, sizeof(b))) > 0)
+		;
+	close(fd);
+	return n == 0;
+}
+
 /* After a remount: what the first run left is still there. */
 static void t_after_remount(void)
 {
@@ -194,6 +208,10 @@ static void t_after_remount(void)
 	CHECK(readlink(P("longsym"), b, sizeof(b)) == 4095 && !memcmp(b, t, 4095),
 	      "4095-byte symlink after a remount");
 	CHECK(lstat(P("longsym"), &st) == 0 && st.st_size == 4095, "its size after a remount");
+	/* noatime: a read leaves the access time alone */
+	struct timespec t2[2] = {{1000, 0}, {0, UTIME_OMIT}};
+	CHECK(utimensat(AT_FDCWD, P("zr"), t2, 0) == 0 && read_all(P("zr")) && stat(P("zr"), &st) == 0 &&
+	      st.st_atim.tv_sec == 1000, "a read does not change atime (%lld)", (long long)st.st_atim.tv_sec);
 }
 
 /* An open file or directory that rename replaces lives until its last
