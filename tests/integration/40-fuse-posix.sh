@@ -5,8 +5,15 @@
 # changes, xattrs, statfs, O_DIRECT, fallocate modes, ENOSPC); a remount
 # with mount(8)'s atime options keeps what it left (a 4095-byte symlink,
 # fallocated data) and reads leave atime alone; remount,ro and remount,rw;
-# strictatime refused; then unmount and fsck clean.
+# strictatime refused; then unmount and fsck clean.  First, mkfs -n's
+# default inode count on 8 GiB.
 . "$(dirname "$0")/lib.sh"
+# the default inode count suits a general-purpose volume: one per MiB
+truncate -s 8G "$T/big.img"
+"$BIN/mkfs.lunfs" -n "$T/big.img" >"$T/geom" || fail "mkfs -n: $(cat "$T/geom")"
+grep -q '^inodes: *8192 in 128 groups of 64$' "$T/geom" || fail "8 GiB volume: $(grep inodes "$T/geom")"
+rm "$T/big.img"
+ok "mkfs -n: 8192 inodes on 8 GiB"
 truncate -s 512M "$T/v.img"
 "$BIN/mkfs.lunfs" -q -N 8 -J 1M "$T/v.img"
 mount_lunfs "$T/v.img" "$T/mnt" posix allow_other
