@@ -105,7 +105,7 @@ MAN8 := $(notdir $(wildcard man/*.8))
 COMPL := lunfs mkfs.lunfs fsck.lunfs mount.lunfs
 DOCDIR := $(PREFIX)/share/doc/lunfs/examples
 INSTALLED := $(addprefix $(PREFIX)/sbin/,mkfs.lunfs fsck.lunfs lunfs) \
-	$(SBINDIR)/mount.lunfs $(SBINDIR)/umount.fuse.lunfs $(PREFIX)/lib/liblunfs.a \
+	$(SBINDIR)/mount.lunfs $(SBINDIR)/umount.fuse.lunfs $(SBINDIR)/mount.fuse.lunfs $(PREFIX)/lib/liblunfs.a \
 	$(addprefix $(PREFIX)/include/lunfs/,$(notdir $(HEADERS))) \
 	$(addprefix $(PREFIX)/share/man/man8/,$(MAN8)) \
 	$(addprefix $(PREFIX)/share/bash-completion/completions/,$(COMPL)) \
@@ -117,6 +117,7 @@ install: all
 	install -m 755 $(B)/bin/mkfs.lunfs $(B)/bin/fsck.lunfs $(B)/bin/lunfs $(DESTDIR)$(PREFIX)/sbin/
 	install -m 755 $(B)/bin/mount.lunfs $(DESTDIR)$(SBINDIR)/
 	ln -sf mount.lunfs $(DESTDIR)$(SBINDIR)/umount.fuse.lunfs
+	ln -sf mount.lunfs $(DESTDIR)$(SBINDIR)/mount.fuse.lunfs
 	install -m 644 $(B)/lib/liblunfs.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 $(HEADERS) $(DESTDIR)$(PREFIX)/include/lunfs/
 	install -m 644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/

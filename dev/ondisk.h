@@ -24,6 +24,7 @@
 #define LUNFS_MAX_HOSTS 4096u
 #define LUNFS_MAX_HOLDERS 32u
 #define LUNFS_NAME_MAX 255u
+#define LUNFS_SYMLINK_MAX 4095u /* longest symlink target (PATH_MAX - 1, as ext4) */
 #define LUNFS_LABEL_LEN 64u
 #define LUNFS_HOSTNAME_LEN 64u
 #define LUNFS_ORPHAN_INO 2u /* directory of inodes whose space is being freed */

@@ -146,7 +146,38 @@ static int fully_allocated(struct txn *tx, struct lunfs_inode *in)
 	return 1;
 }
 
-int lunfs_open(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **out)
+int of_pin(struct lunfs_vol *v, struct ofile *of, int want)
+{
+	uint64_t ino = of->ino;
+	if (want == LK_FREE || (of->h && (of->h->lk.mode == want || of->h->lk.mode == LK_EXCLUSIVE)))
+		return 0;
+	struct held *h;
+	uint64_t lock = geom_ino_lock(&v->sb, ino);
+	int r = vl_get(v, lock, geom_ino_blk(&v->sb, ino), want, 0, &h);
+	if (r)
+		return r;
+	/* mark the hold as pinned by an open: others fail at once */
+	if (!(h->lk.rec.holders[0].flags & LK_HOLD_OPEN) || h->lk.rec.nholders > 1) {
+		int fl = 0;
+		for (uint32_t i = 0; i < h->lk.rec.nholders; i++)
+			if (h->lk.rec.holders[i].slot == v->slot)
+				fl = h->lk.rec.holders[i].flags;
+		if (!(fl & LK_HOLD_OPEN) &&
+		    (r = lk_acquire_flags(v->hb, &h->lk, lock, geom_ino_blk(&v->sb, ino), h->lk.mode,
+					  LK_HOLD_OPEN, LK_NOWAIT, 0))) {
+			vl_unpin(v, h);
+			return r;
+		}
+	}
+	if (of->h)
+		vl_unpin(v, of->h); /* the same held entry, now stronger */
+	of->h = h;
+	return 0;
+}
+
+/* lunfs_open, and lunfs_opendir (dir: ino must be a directory, opened
+ * LUNFS_OPEN_READ). */
+static int open_inode(struct lunfs_vol *v, uint64_t ino, int mode, int dir, struct lunfs_file **out)
 {
 	struct txn tx;
 	struct lunfs_inode *in = malloc(sizeof(*in));
@@ -168,8 +199,8 @@ int lunfs_open(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **
 	tx_begin(v, &tx);
 	if ((r = ino_read(&tx, ino, LK_FREE, in)))
 		goto out;
-	if (S_ISDIR(in->mode)) {
-		r = -EISDIR;
+	if (!S_ISDIR(in->mode) != !dir) {
+		r = dir ? -ENOTDIR : -EISDIR;
 		goto out;
 	}
 	if (writable(mode) && (in->flags & INOF_SNAPSHOT)) {
@@ -194,29 +225,8 @@ int lunfs_open(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **
 		of->mode = LUNFS_OPEN_READ;
 		created = 1;
 	}
-	int want = lk_mode_for(mode);
-	if (want != LK_FREE && (!of->h || (of->h->lk.mode != want && of->h->lk.mode != LK_EXCLUSIVE))) {
-		struct held *h;
-		uint64_t lock = geom_ino_lock(&v->sb, ino);
-		if ((r = vl_get(v, lock, geom_ino_blk(&v->sb, ino), want, 0, &h)))
-			goto out;
-		/* mark the hold as pinned by an open: others fail at once */
-		if (!(h->lk.rec.holders[0].flags & LK_HOLD_OPEN) || h->lk.rec.nholders > 1) {
-			int fl = 0;
-			for (uint32_t i = 0; i < h->lk.rec.nholders; i++)
-				if (h->lk.rec.holders[i].slot == v->slot)
-					fl = h->lk.rec.holders[i].flags;
-			if (!(fl & LK_HOLD_OPEN) &&
-			    (r = lk_acquire_flags(v->hb, &h->lk, lock, geom_ino_blk(&v->sb, ino),
-						  h->lk.mode, LK_HOLD_OPEN, LK_NOWAIT, 0))) {
-				vl_unpin(v, h);
-				goto out;
-			}
-		}
-		if (of->h)
-			vl_unpin(v, of->h); /* the same held entry, now stronger */
-		of->h = h;
-	}
+	if ((r = of_pin(v, of, lk_mode_for(mode))))
+		goto out;
 	if (mode == LUNFS_OPEN_MULTI && (r = fully_allocated(&tx, in)) != 1) {
 		r = r ? r : -EINVAL; /* multi-writer needs every block allocated and zeroed */
 		if (created && of->h)
@@ -249,6 +259,20 @@ out_free:
 	free(in);
 	free(f);
 	return r;
+}
+
+int lunfs_open(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **out)
+{
+	return open_inode(v, ino, mode, 0, out);
+}
+
+/* No lock: a lock held by an open directory would keep other hosts from
+ * changing it.  The open counts here, so that a directory losing its last
+ * name (rmdir, rename over it) stays an orphan until its last close; it
+ * then pins its lock (drop_last_link in ops.c). */
+int lunfs_opendir(struct lunfs_vol *v, uint64_t ino, struct lunfs_file **out)
+{
+	return open_inode(v, ino, LUNFS_OPEN_READ, 1, out);
 }
 
 int vl_release_now(struct lunfs_vol *v, struct held *h); /* vol.c */
@@ -441,6 +465,30 @@ static int fill_block(struct lunfs_vol *v, uint64_t blk, uint64_t boff, const vo
 	if (w1 < bs)
 		r = dev_zero(v->d, base + w1, bs - w1);
 	return r;
+}
+
+int file_put_first(struct txn *tx, struct lunfs_inode *in, const void *buf, size_t len)
+{
+	uint64_t blk;
+	int r = blk_alloc(tx, RC_FILE, &blk);
+	if (r)
+		return r;
+	in->nblocks++;
+	if ((r = fill_block(tx->v, blk, 0, buf, len)))
+		return r;
+	tx->preflush = 1;
+	return bmap_set(tx, in, 0, blk);
+}
+
+int file_get_first(struct txn *tx, struct lunfs_inode *in, void *buf, size_t len)
+{
+	uint64_t ptr;
+	int r = bmap_get(tx, in, 0, &ptr);
+	if (r)
+		return r;
+	if (!ptr || (ptr & PTR_TBZ) || (ptr & PTR_BLOCK_MASK) >= tx->v->sb.file_blocks)
+		return -EFSCORRUPTED;
+	return read_range(tx->v, geom_file_blk(&tx->v->sb, ptr & PTR_BLOCK_MASK), buf, len);
 }
 
 /* One piece of a data request: [off, off+len) of the file maps to device
@@ -721,6 +769,47 @@ int file_truncate(struct txn *tx, struct lunfs_inode *in, uint64_t size)
 	return bmap_punch(tx, in, (size + bs - 1) / bs, 0);
 }
 
+/* FALLOC_FL_ZERO_RANGE: every block the range touches ends up allocated.
+ * One it covers whole becomes to-be-zeroed (PTR_TBZ: a pointer change, no
+ * data I/O, like an unwritten extent); the partial blocks at the ends are
+ * zeroed in place when written, and left alone when they are holes filled
+ * now or already to-be-zeroed (they read as zeros).  A data I/O to a
+ * block in flight outside v->mu meanwhile may land before or after: the
+ * block is not freed, so it reaches nothing else. */
+static int zero_range(struct txn *tx, struct lunfs_inode *in, uint64_t off, uint64_t len)
+{
+	uint64_t bs = tx->v->sb.file_bs, end = off + len;
+	int r = 0;
+	for (uint64_t l = off / bs; l <= (end - 1) / bs && !r; l++) {
+		uint64_t from = l == off / bs ? off % bs : 0;
+		uint64_t to = l == (end - 1) / bs ? end - l * bs : bs;
+		uint64_t ptr, blk;
+		if ((r = bmap_get(tx, in, l, &ptr)))
+			break;
+		if (ptr & PTR_TBZ)
+			continue;
+		if (ptr && (from || to < bs)) {
+			r = zero_in_block(tx, in, l, from, to);
+			continue;
+		}
+		if (!ptr) {
+			if ((r = blk_alloc(tx, RC_FILE, &blk)))
+				break;
+			in->nblocks++;
+		} else {
+			blk = ptr & PTR_BLOCK_MASK;
+		}
+		if ((r = bmap_set(tx, in, l, blk | PTR_TBZ)))
+			break;
+		/* commit in steps that each stay consistent */
+		if (tx->ndirty > TX_MAX - 20 && ((r = ino_write(tx, in)) || (r = tx_flush(tx))))
+			break;
+	}
+	if (!r)
+		in->flags |= INOF_THICK;
+	return r;
+}
+
 int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t len)
 {
 	struct lunfs_vol *v = f->v;
@@ -737,6 +826,11 @@ int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t 
 	if (!writable(f->mode) || f->mode == LUNFS_OPEN_MULTI) {
 		free(in);
 		return f->mode == LUNFS_OPEN_MULTI ? -EPERM : -EBADF;
+	}
+	unsigned kinds = mode & (LUNFS_FALLOC_PUNCH | LUNFS_FALLOC_ZERO | LUNFS_FALLOC_ZERO_RANGE);
+	if ((kinds & (kinds - 1)) || (mode & ~(kinds | LUNFS_FALLOC_KEEP_SIZE))) {
+		free(in);
+		return -EINVAL;
 	}
 	if ((mode & LUNFS_FALLOC_PUNCH) && !(mode & LUNFS_FALLOC_KEEP_SIZE)) {
 		free(in);
@@ -768,6 +862,10 @@ int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t 
 		}
 		if (!r && full1 > full0)
 			r = bmap_punch(&tx, in, full0, full1);
+	} else if (mode & LUNFS_FALLOC_ZERO_RANGE) {
+		r = zero_range(&tx, in, off, len);
+		if (!r && !(mode & LUNFS_FALLOC_KEEP_SIZE) && off + len > in->size)
+			in->size = off + len;
 	} else {
 		int eager = mode & LUNFS_FALLOC_ZERO;
 		for (uint64_t l = first; l <= last && !r; l++) {

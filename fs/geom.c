@@ -83,7 +83,11 @@ static int compute(const struct lunfs_mkfs_opts *o, uint64_t dev_size, uint32_t 
 		return -EINVAL;
 	}
 	uint64_t size = dev_size & ~(uint64_t)(LUNFS_META_BS - 1);
-	uint64_t ninodes = o->inodes ? o->inodes : clamp(size / (64 * MiB), 512, 262144);
+	/* One inode per MiB, as mke2fs's inode_ratio: a file holds at least one
+	 * file block (1 MiB by default), so that is about as many files as the
+	 * volume can take.  An inode costs 8 KiB (0.8 % of the space); above
+	 * 2^20 (1 TiB) the count stays, which also bounds fsck's inode scan. */
+	uint64_t ninodes = o->inodes ? o->inodes : clamp(size / LUNFS_INODE_RATIO, 512, 1u << 20);
 	if (ninodes < 64 || ninodes > (1ull << 24)) {
 		snprintf(err, errlen, "inode count %llu: must be 64 to 16777216", (unsigned long long)ninodes);
 		return -EINVAL;

@@ -15,10 +15,12 @@ struct lunfs_mkfs_opts {
 	uint64_t jnl_size;  /* default size/max_hosts/64 within 4 .. 64 MiB; min 1 MiB */
 	uint32_t lease_ms;  /* default 8000 */
 	uint32_t hb_ms;     /* default 1000; lease must be >= 3 heartbeats */
-	uint64_t inodes;    /* default size/64 MiB within 512 .. 262144 */
+	uint64_t inodes;    /* default size/LUNFS_INODE_RATIO within 512 .. 2^20;
+			       64 .. 2^24 */
 };
 
 #define LUNFS_MIN_FILE_BLOCKS 16u
+#define LUNFS_INODE_RATIO (1024u * 1024u) /* bytes of volume per default inode */
 
 /* Computes the geometry for a device of dev_size bytes with logical block
  * size lbs.  Returns 0, -EINVAL (bad option) or -ENOSPC (device too small),

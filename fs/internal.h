@@ -244,9 +244,18 @@ int name_check(const char *name);
 
 /* Files (file.c) */
 struct ofile *of_find(struct lunfs_vol *v, uint64_t ino);
+/* Makes of pin its inode lock in mode want (or stronger), marked as held by
+ * an open (LK_HOLD_OPEN), until its last close.  v->mu held. */
+int of_pin(struct lunfs_vol *v, struct ofile *of, int want);
 void of_overlay(const struct ofile *of, struct lunfs_stat *st);
 int of_handed_off(const struct ofile *of);
 void of_clear_times(struct ofile *of);
 int file_release_inode(struct txn *tx, struct lunfs_inode *in);
+/* A new inode's first len bytes (len <= file_bs) into a new file block 0,
+ * written before the pointer (tx->preflush), for a symlink target longer
+ * than the inline area. */
+int file_put_first(struct txn *tx, struct lunfs_inode *in, const void *buf, size_t len);
+/* Reads len bytes of file block 0 (it must be mapped and written). */
+int file_get_first(struct txn *tx, struct lunfs_inode *in, void *buf, size_t len);
 
 #endif

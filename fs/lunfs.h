@@ -87,6 +87,8 @@ int lunfs_mknod(struct lunfs_vol *v, uint64_t dir, const char *name, uint32_t mo
 		const struct lunfs_cred *c, struct lunfs_stat *st);
 int lunfs_mkdir(struct lunfs_vol *v, uint64_t dir, const char *name, uint32_t mode,
 		const struct lunfs_cred *c, struct lunfs_stat *st);
+/* target: 1 .. 4095 bytes (LUNFS_SYMLINK_MAX); -ENOENT if empty,
+ * -ENAMETOOLONG if longer. */
 int lunfs_symlink(struct lunfs_vol *v, uint64_t dir, const char *name, const char *target,
 		  const struct lunfs_cred *c, struct lunfs_stat *st);
 /* Returns the target's length (the target is NUL-terminated if it fits). */
@@ -131,8 +133,16 @@ enum lunfs_open_mode {
 	LUNFS_OPEN_RW = 4,        /* read-write; exclusive against other hosts,
 				     shared with this host's other RW opens (POSIX) */
 };
-/* Opens ino.  A conflicting open (here or on another host) gives -EBUSY. */
+/* Opens ino.  A conflicting open (here or on another host) gives -EBUSY;
+ * a directory -EISDIR.  An inode whose last name goes away while it is open
+ * here (unlink, rmdir, rename over it) lives until its last close. */
 int lunfs_open(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **out);
+/* Opens directory ino (-ENOTDIR if it is not one), only to keep it alive
+ * while open: no lock while it has a name, no I/O through the handle
+ * (readdir takes the inode number). */
+int lunfs_opendir(struct lunfs_vol *v, uint64_t ino, struct lunfs_file **out);
+/* Closes a handle of lunfs_open or lunfs_opendir; the last close of an
+ * inode without a name frees it. */
 int lunfs_close(struct lunfs_file *f);
 /* Reads up to len bytes at off; returns bytes read (short at EOF). */
 ssize_t lunfs_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off);
@@ -158,8 +168,13 @@ int lunfs_handoff(struct lunfs_vol *v, uint64_t ino, const char *host);
 
 /* fallocate: mode 0 allocates (thick, lazily zeroed), LUNFS_FALLOC_KEEP_SIZE
  * keeps the size, LUNFS_FALLOC_ZERO writes zeros now (eager-zeroed thick),
- * LUNFS_FALLOC_PUNCH frees the range (with KEEP_SIZE). */
-enum { LUNFS_FALLOC_KEEP_SIZE = 1, LUNFS_FALLOC_PUNCH = 2, LUNFS_FALLOC_ZERO = 4 };
+ * LUNFS_FALLOC_PUNCH frees the range (with KEEP_SIZE; -EOPNOTSUPP without),
+ * LUNFS_FALLOC_ZERO_RANGE makes the range read as zeros and allocated
+ * (FALLOC_FL_ZERO_RANGE: whole blocks become to-be-zeroed, no data I/O;
+ * the partial blocks at its ends are zeroed in place), with or without
+ * KEEP_SIZE.  PUNCH, ZERO and ZERO_RANGE exclude each other (-EINVAL). */
+enum { LUNFS_FALLOC_KEEP_SIZE = 1, LUNFS_FALLOC_PUNCH = 2, LUNFS_FALLOC_ZERO = 4,
+       LUNFS_FALLOC_ZERO_RANGE = 8 };
 int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t len);
 uint64_t lunfs_file_ino(const struct lunfs_file *f);
 

@@ -137,6 +137,12 @@ static int drop_last_link(struct txn *tx, struct lunfs_inode *in)
 		return r;
 	struct ofile *of = of_find(tx->v, in->ino);
 	if (of) {
+		/* An open without a lock (a directory, a read-only open that
+		 * found a writer) now pins the inode lock we hold, so that no
+		 * other host's orphan pass frees the inode before our last
+		 * close: nobody else needs the lock of a nameless inode. */
+		if ((r = of_pin(tx->v, of, LK_EXCLUSIVE)))
+			return r;
 		of->unlinked = 1;
 		return ino_write(tx, in);
 	}
@@ -162,7 +168,7 @@ static int do_create(struct lunfs_vol *v, uint64_t dir, const char *name, uint32
 	}
 	if ((r = name_check(name)) || (r = vol_check_writable(v)))
 		goto out_free;
-	if (target && strlen(target) > INO_INLINE_LEN) {
+	if (target && strlen(target) > LUNFS_SYMLINK_MAX) {
 		r = -ENAMETOOLONG;
 		goto out_free;
 	}
@@ -198,9 +204,14 @@ static int do_create(struct lunfs_vol *v, uint64_t dir, const char *name, uint32
 	if (S_ISDIR(mode))
 		in->flags |= INOF_MAPMETA;
 	if (target) {
-		in->flags |= INOF_INLINE;
+		/* a target too long for the inline area takes file block 0 */
 		in->size = strlen(target);
-		memcpy(in->inline_data, target, in->size);
+		if (in->size <= INO_INLINE_LEN) {
+			in->flags |= INOF_INLINE;
+			memcpy(in->inline_data, target, in->size);
+		} else if ((r = file_put_first(&tx, in, target, in->size))) {
+			goto out;
+		}
 	}
 	if ((r = ino_write(&tx, in)) || (r = dir_add(&tx, d, name, in->ino, dtype(mode))))
 		goto out;
@@ -252,16 +263,27 @@ int lunfs_readlink(struct lunfs_vol *v, uint64_t ino, char *buf, size_t size)
 		return -ENOMEM;
 	tx_begin(v, &tx);
 	int r = ino_read(&tx, ino, LK_FREE, in);
+	char *t = NULL;
 	if (!r && !S_ISLNK(in->mode))
 		r = -EINVAL;
+	if (!r && (in->size == 0 || in->size > LUNFS_SYMLINK_MAX))
+		r = -EFSCORRUPTED;
+	if (!r && !(in->flags & INOF_INLINE)) {
+		/* in file block 0 (FORMAT.md, "Inline area") */
+		if (!(t = malloc(in->size)))
+			r = -ENOMEM;
+		else
+			r = file_get_first(&tx, in, t, in->size);
+	}
 	if (!r) {
 		size_t n = in->size < size ? in->size : size;
-		memcpy(buf, in->inline_data, n);
+		memcpy(buf, t ? t : (char *)in->inline_data, n);
 		if (n < size)
 			buf[n] = 0;
 		r = in->size;
 	}
 	tx_end(&tx, r < 0 ? r : 0);
+	free(t);
 	free(in);
 	return r;
 }

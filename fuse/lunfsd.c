@@ -53,8 +53,12 @@
 /* Read-only virtual xattr of the root: the daemon's PID, for the umount
  * helper (trusted.*: the kernel lets only CAP_SYS_ADMIN read it). */
 #define PID_XATTR "trusted.lunfs.daemon_pid"
+/* Read-only virtual xattr of the root: "1" when the volume is mounted
+ * read-only (no heartbeat slot), else "0", for a remount. */
+#define RO_XATTR "trusted.lunfs.readonly"
 
 static struct lunfs_vol *V;
+static int mounted_ro; /* the volume is mounted read-only (set before the loop) */
 static struct fuse_session *SE;
 static FILE *logf_;
 static int use_syslog;
@@ -474,7 +478,9 @@ static void lo_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 {
 	unsigned m = 0;
 	(void)ino;
-	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) {
+	/* COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE: EOPNOTSUPP (QEMU uses
+	 * none of them on a raw image) */
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
@@ -482,8 +488,33 @@ static void lo_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 		m |= LUNFS_FALLOC_KEEP_SIZE;
 	if (mode & FALLOC_FL_PUNCH_HOLE)
 		m |= LUNFS_FALLOC_PUNCH;
+	if (mode & FALLOC_FL_ZERO_RANGE)
+		m |= LUNFS_FALLOC_ZERO_RANGE;
 	fuse_reply_err(req, -lunfs_sys_errno(lunfs_fallocate((struct lunfs_file *)(uintptr_t)fi->fh,
 							      m, off, len)));
+}
+
+/* An open directory is known to the library, so that it outlives its
+ * last name (rmdir, rename over it) until releasedir. */
+static void lo_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct lunfs_file *f;
+	int r = lunfs_opendir(V, ino_of(ino), &f);
+	if (r) {
+		reply_err(req, r);
+		return;
+	}
+	fi->fh = (uintptr_t)f;
+	fuse_reply_open(req, fi);
+}
+
+static void lo_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int r = lunfs_close((struct lunfs_file *)(uintptr_t)fi->fh);
+	if (r)
+		logmsg(LOG_WARNING, "lunfs: close of directory %llu: %s", (unsigned long long)ino,
+		       lunfs_strerror(r));
+	fuse_reply_err(req, 0);
 }
 
 struct dirbuf {
@@ -568,9 +599,10 @@ static void lo_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 
 static void lo_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	if (ino == FUSE_ROOT_ID && !strcmp(name, PID_XATTR)) {
+	if (ino == FUSE_ROOT_ID && (!strcmp(name, PID_XATTR) || !strcmp(name, RO_XATTR))) {
 		char pid[24];
-		int n = snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+		int n = !strcmp(name, RO_XATTR) ? snprintf(pid, sizeof(pid), "%d", mounted_ro)
+						: snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 		if (!size)
 			fuse_reply_xattr(req, n);
 		else if (size < (size_t)n)
@@ -630,7 +662,9 @@ static const struct fuse_lowlevel_ops ops = {
 	.read = lo_read,
 	.write = lo_write,
 	.fallocate = lo_fallocate,
+	.opendir = lo_opendir,
 	.readdir = lo_readdir,
+	.releasedir = lo_releasedir,
 	.statfs = lo_statfs,
 	.setxattr = lo_setxattr,
 	.getxattr = lo_getxattr,
@@ -645,11 +679,14 @@ static const struct fuse_lowlevel_ops ops = {
 struct opts {
 	char *host, *log, *dev, *mnt;
 	int ro, foreground, help, version;
+	int rw_given;   /* ro or rw was given (the last one counts) */
+	int noatime, remount;
 	uint32_t linger, recovery_pause, unmount_pause;
 	int caw, no_pr;
 };
 
-enum { K_HOST, K_LOG, K_LINGER, K_CAW, K_PR, K_RPAUSE, K_UPAUSE, K_RO, K_FG, K_HELP, K_VERSION };
+enum { K_HOST, K_LOG, K_LINGER, K_CAW, K_PR, K_RPAUSE, K_UPAUSE, K_RO, K_RW, K_FG, K_HELP, K_VERSION,
+       K_NOATIME, K_STRICTATIME, K_REMOUNT };
 
 /* Our options; the rest goes to FUSE (fuse_session_new rejects what it
  * does not know), except options meant for mount(8) only, dropped here. */
@@ -662,6 +699,17 @@ static const struct fuse_opt opt_table[] = {
 	FUSE_OPT_KEY("recovery_pause_ms=", K_RPAUSE),
 	FUSE_OPT_KEY("unmount_pause_ms=", K_UPAUSE),
 	FUSE_OPT_KEY("ro", K_RO),
+	FUSE_OPT_KEY("rw", K_RW),
+	FUSE_OPT_KEY("remount", K_REMOUNT),
+	/* Access times: lunfs never updates them on access (reads write no
+	 * metadata; FUSE leaves atime to the daemon).  noatime says so to
+	 * the kernel; nodiratime, relatime and lazytime hold as they are;
+	 * strictatime cannot, and is refused. */
+	FUSE_OPT_KEY("noatime", K_NOATIME),
+	FUSE_OPT_KEY("strictatime", K_STRICTATIME),
+	FUSE_OPT_KEY("nodiratime", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("relatime", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("lazytime", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("-f", K_FG),
 	FUSE_OPT_KEY("-h", K_HELP),
 	FUSE_OPT_KEY("--help", K_HELP),
@@ -671,8 +719,8 @@ static const struct fuse_opt opt_table[] = {
 	FUSE_OPT_KEY("-s", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("-n", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("-v", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("-t ", FUSE_OPT_KEY_DISCARD),
 	/* for mount(8), not for us (x-* too, in opt_proc) */
-	FUSE_OPT_KEY("rw", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("auto", FUSE_OPT_KEY_DISCARD),
@@ -681,8 +729,6 @@ static const struct fuse_opt opt_table[] = {
 	FUSE_OPT_KEY("nouser", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("users", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("nofail", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("relatime", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("noatime", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("helper=", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_END,
 };
@@ -753,8 +799,20 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		o->no_pr = !strcmp(v, "off");
 		return 0;
 	case K_RO:
-		o->ro = 1;
-		return 1; /* FUSE mounts read-only too */
+	case K_RW:
+		o->ro = key == K_RO;
+		o->rw_given = 1;
+		return 1; /* FUSE mounts read-only too (the last one counts) */
+	case K_NOATIME:
+		o->noatime = 1;
+		return 1; /* the kernel's MS_NOATIME: shown in /proc/mounts */
+	case K_STRICTATIME:
+		fprintf(stderr, "%s: strictatime: lunfs does not update access times (it works as noatime); "
+			"use noatime or relatime\n", PROG);
+		return -1;
+	case K_REMOUNT:
+		o->remount = 1;
+		return 0;
 	case K_FG:
 		o->foreground = 1;
 		return 0;
@@ -792,6 +850,9 @@ static void usage(void)
 	       "          or LABEL=LABEL / UUID=UUID of a lunfs volume on a block device\n"
 	       "  -o host=NAME        this host's identity (default: /etc/machine-id)\n"
 	       "  -o ro               read-only\n"
+	       "  -o remount,ro|rw    make a lunfs mount read-only, or read-write again\n"
+	       "  -o noatime          (access times are never updated: relatime, nodiratime\n"
+	       "                      and lazytime are accepted; strictatime is refused)\n"
 	       "  -o linger_ms=N      idle locks are released after N ms (default 500)\n"
 	       "  -o log=FILE         log to FILE instead of syslog\n"
 	       "  -o caw=auto|native|reserve, pr=on|off   iSCSI compare-and-write, persistent reservations\n"
@@ -992,6 +1053,54 @@ static char *resolve_device(const char *dev)
 	return p;
 }
 
+/* mount -o remount,ro|rw DIR (mount(8) runs the helper mount.fuse.lunfs
+ * with the mount's options and "remount").  The daemon keeps running:
+ * ro makes the kernel refuse every change (EROFS) while the daemon stays a
+ * live host of the volume (heartbeat slot and cached locks kept, so
+ * fsck -y still sees it); rw lifts that again.  A daemon that mounted the
+ * volume with ro holds no heartbeat slot and cannot become a writer:
+ * remount,rw of it is refused (unmount, then mount read-write).  The other
+ * options of the mount cannot change. */
+static int remount(const struct opts *o)
+{
+	char *mnt = realpath(o->mnt, NULL), ro[8];
+	struct statvfs sv;
+	int rc = 1;
+	if (!mnt) {
+		fprintf(stderr, "%s: remount: %s: %s\n", PROG, o->mnt, strerror(errno));
+		return 1;
+	}
+	ssize_t n = getxattr(mnt, RO_XATTR, ro, sizeof(ro) - 1);
+	if (n <= 0 || statvfs(mnt, &sv)) {
+		fprintf(stderr, "%s: remount: %s is not a lunfs mount point\n", PROG, mnt);
+		goto out;
+	}
+	ro[n] = 0;
+	int want_ro = o->rw_given ? o->ro : !!(sv.f_flag & ST_RDONLY);
+	if (!want_ro && !strcmp(ro, "1")) {
+		fprintf(stderr, "%s: remount,rw: %s was mounted with ro (no heartbeat slot): unmount it and "
+			"mount it read-write\n", PROG, mnt);
+		goto out;
+	}
+	/* a remount sets every per-mount flag: keep the ones it has */
+	static const struct { unsigned long st, ms; } keep[] = {
+		{ST_NOSUID, MS_NOSUID}, {ST_NODEV, MS_NODEV}, {ST_NOEXEC, MS_NOEXEC},
+		{ST_NOATIME, MS_NOATIME}, {ST_NODIRATIME, MS_NODIRATIME}, {ST_RELATIME, MS_RELATIME},
+	};
+	unsigned long fl = MS_REMOUNT | (want_ro ? MS_RDONLY : 0) | (o->noatime ? MS_NOATIME : 0);
+	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+		if (sv.f_flag & keep[i].st)
+			fl |= keep[i].ms;
+	if (mount(NULL, mnt, NULL, fl, NULL)) {
+		fprintf(stderr, "%s: remount of %s: %s\n", PROG, mnt, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	free(mnt);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o = {0};
@@ -1016,6 +1125,14 @@ int main(int argc, char **argv)
 	if (o.version) {
 		printf("%s (lunfs) %s\n", prog, LUNFS_RELEASE);
 		rc = 0;
+		goto out;
+	}
+	if (o.remount && o.dev && !o.mnt) {
+		o.mnt = o.dev; /* mount -o remount DIR */
+		o.dev = NULL;
+	}
+	if (o.remount && o.mnt) {
+		rc = remount(&o);
 		goto out;
 	}
 	if (!o.dev || !o.mnt) {
@@ -1115,6 +1232,7 @@ int main(int argc, char **argv)
 				      .recovery_pause_ms = o.recovery_pause,
 				      .dev = {.caw_mode = o.caw, .no_pr = o.no_pr}};
 	const char *msg = NULL;
+	mounted_ro = o.ro;
 	int r = lunfs_mount(dev, &mo, &V, &msg);
 	if (r) {
 		snprintf(err, sizeof(err), "%s: cannot mount %s: %s\n", prog, dev, msg ? msg : lunfs_strerror(r));

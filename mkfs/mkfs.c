@@ -26,7 +26,7 @@ static void usage(FILE *f)
 		"  -b  file block size, power of two 64K..256M (default 1M)\n"
 		"  -N  heartbeat slots = hosts that can mount at once, 1..4096 (default 64)\n"
 		"  -J  journal size per host, >= 1M (default scales with the volume, 4M..64M)\n"
-		"  -I  number of inodes (default one per 64 MiB, 512..262144)\n"
+		"  -I  number of inodes (default one per MiB, 512..1048576)\n"
 		"  --lease-ms      a host silent this long is declared dead (default 8000)\n"
 		"  --heartbeat-ms  heartbeat renewal interval (default 1000)\n"
 		"  -n  print the geometry, write nothing\n"

@@ -1,11 +1,11 @@
 #!/bin/bash
 # The installed helper: `make install` lays out binaries and man pages;
-# `mount -t lunfs` with host=, `umount`, an fstab line with _netdev, a
-# read-only mount (EROFS), the daemon exiting at umount and freeing its
+# `mount -t lunfs` with host=, `umount`, an fstab line with _netdev and
+# noatime,nodiratime, mount -o remount,ro/rw, a read-only mount (EROFS), the daemon exiting at umount and freeing its
 # slot, and the lunfs CLI (info/hosts/locks, --json) against the live mount.
 . "$(dirname "$0")/lib.sh"
 make -s -C "$ROOT" install DESTDIR="$T/root" PREFIX=/usr >/dev/null || fail "make install"
-for f in usr/sbin/mkfs.lunfs usr/sbin/fsck.lunfs usr/sbin/lunfs sbin/mount.lunfs \
+for f in usr/sbin/mkfs.lunfs usr/sbin/fsck.lunfs usr/sbin/lunfs sbin/mount.lunfs sbin/mount.fuse.lunfs \
 	usr/share/man/man8/mount.lunfs.8 usr/share/man/man8/lunfs.8 usr/include/lunfs/lunfs.h; do
 	[ -e "$T/root/$f" ] || fail "make install did not install $f"
 done
@@ -18,6 +18,14 @@ elif [ ! -e /sbin/mount.lunfs ]; then
 	on_exit "rm -f /sbin/mount.lunfs"
 fi
 install -m 755 "$BIN/mount.lunfs" /sbin/mount.lunfs
+# and /sbin/mount.fuse.lunfs, which mount(8) runs for a remount
+if [ -e /sbin/mount.fuse.lunfs ] || [ -L /sbin/mount.fuse.lunfs ]; then
+	cp -P /sbin/mount.fuse.lunfs "$T/saved-fuse-helper"
+	on_exit "cp -P '$T/saved-fuse-helper' /sbin/mount.fuse.lunfs"
+else
+	on_exit "rm -f /sbin/mount.fuse.lunfs"
+fi
+ln -sf mount.lunfs /sbin/mount.fuse.lunfs
 truncate -s 1G "$T/v.img"
 "$BIN/mkfs.lunfs" -q -N 8 -J 1M -L helper "$T/v.img"
 mkdir "$T/m1" "$T/m2"
@@ -61,12 +69,21 @@ for _ in $(seq 100); do pgrep -f "mount.lunfs .*$T/m1" >/dev/null || break; slee
 pgrep -f "mount.lunfs .*$T/m1" >/dev/null && fail "daemon still running after umount"
 "$BIN/lunfs" hosts "$T/v.img" | grep -q 'live' && fail "slot still live after umount"
 ok "umount: the daemon exits and frees its slot"
-# fstab with _netdev
-printf '%s %s lunfs _netdev,host=esx02 0 0\n' "$T/v.img" "$T/m2" >"$T/fstab"
+# fstab with _netdev and the atime options
+printf '%s %s lunfs _netdev,noatime,nodiratime,host=esx02 0 0\n' "$T/v.img" "$T/m2" >"$T/fstab"
 mount -T "$T/fstab" "$T/m2" || fail "mount from fstab"
 [ "$(cat "$T/m2/vm.vmx")" = vm ] || fail "data through the fstab mount"
+grep -q " $T/m2 fuse.lunfs rw,.*noatime" /proc/mounts || fail "noatime not in /proc/mounts"
+ok "fstab line with _netdev,noatime,nodiratime"
+# mount -o remount: mount(8) runs /sbin/mount.fuse.lunfs
+mount -o remount,ro "$T/m2" || fail "mount -o remount,ro"
+grep -q " $T/m2 fuse.lunfs ro," /proc/mounts || fail "not ro after remount,ro"
+( echo x >"$T/m2/new" ) 2>/dev/null && fail "a write after remount,ro"
+mount -o remount,rw "$T/m2" || fail "mount -o remount,rw"
+echo x >"$T/m2/new" || fail "a write after remount,rw"
+rm "$T/m2/new"
 umount "$T/m2"
-ok "fstab line with _netdev"
+ok "mount -o remount,ro and remount,rw"
 # read-only
 mount -t lunfs "$T/v.img" "$T/m2" -o ro,host=esx03 || fail "ro mount"
 set +e

@@ -1,7 +1,8 @@
 /* posix_check DIR: POSIX behaviour of a mounted file system, checked for
  * real through the kernel.  Run as root on an empty directory of the mount;
  * some checks drop to uid/gid 1000 in a child.  Prints one line per check,
- * and "posix: N passed, N failed" at the end; exit 1 on any failure. */
+ * and "posix: N passed, N failed" at the end; exit 1 on any failure.
+ * With --after-remount, checks only what an earlier run left behind. */
 #include <dirent.h>
 #include <stdint.h>
 #include <errno.h>
@@ -152,6 +153,99 @@ static void t_dirs(void)
 	CHECK(ok, "readdir during changes sees each stable entry once");
 }
 
+/* A symlink target of n bytes: path components, so it is a real path. */
+static void long_target(char *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		t[i] = i % 16 == 15 ? '/' : 'a' + i % 26;
+	t[n] = 0;
+}
+
+/* Targets up to PATH_MAX - 1 bytes, as on ext4: inline (<= 1024 bytes)
+ * and in a file block.  "longsym" is kept for the check after a remount. */
+static void t_long_symlinks(void)
+{
+	static const size_t lens[] = {1024, 1025, 2048, 4095};
+	char t[4097], b[4097];
+	struct stat st;
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "sym%zu", lens[i]);
+		long_target(t, lens[i]);
+		CHECK(symlink(t, P(name)) == 0, "symlink of %zu bytes", lens[i]);
+		CHECK(readlink(P(name), b, sizeof(b)) == (ssize_t)lens[i] && !memcmp(b, t, lens[i]),
+		      "readlink of %zu bytes", lens[i]);
+		CHECK(lstat(P(name), &st) == 0 && S_ISLNK(st.st_mode) && st.st_size == (off_t)lens[i],
+		      "lstat size of a %zu-byte symlink: %lld", lens[i], (long long)st.st_size);
+		CHECK(unlink(P(name)) == 0, "unlink %zu-byte symlink", lens[i]);
+	}
+	long_target(t, 4096);
+	CHECK(symlink(t, P("sym4096")) < 0 && errno == ENAMETOOLONG, "symlink of 4096 bytes: ENAMETOOLONG");
+	long_target(t, 4095);
+	CHECK(symlink(t, P("longsym")) == 0, "symlink kept for the remount");
+}
+
+/* Reads all of a file; returns 1 if it could. */
+static int read_all(const char *path)
+{
+	char b[65536];
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+	if (fd < 0)
+		return 0;
+	while ((n = read(fd, b, sizeof(b))) > 0)
+		;
+	close(fd);
+	return n == 0;
+}
+
+/* After a remount: what the first run left is still there. */
+static void t_after_remount(void)
+{
+	char t[4097], b[4097];
+	struct stat st;
+	long_target(t, 4095);
+	CHECK(readlink(P("longsym"), b, sizeof(b)) == 4095 && !memcmp(b, t, 4095),
+	      "4095-byte symlink after a remount");
+	CHECK(lstat(P("longsym"), &st) == 0 && st.st_size == 4095, "its size after a remount");
+	/* noatime: a read leaves the access time alone */
+	struct timespec t2[2] = {{1000, 0}, {0, UTIME_OMIT}};
+	CHECK(utimensat(AT_FDCWD, P("zr"), t2, 0) == 0 && read_all(P("zr")) && stat(P("zr"), &st) == 0 &&
+	      st.st_atim.tv_sec == 1000, "a read does not change atime (%lld)", (long long)st.st_atim.tv_sec);
+}
+
+/* An open file or directory that rename replaces lives until its last
+ * close, like one unlinked while open. */
+static void t_replaced_while_open(void)
+{
+	struct stat st;
+	char b[16];
+	put("rv", "victim");
+	put("rs", "source");
+	int fd = open(P("rv"), O_RDONLY);
+	CHECK(fd >= 0 && rename(P("rs"), P("rv")) == 0, "rename over an open file");
+	CHECK(fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 0 && st.st_size == 6,
+	      "fstat of the replaced file (nlink %lu)", (unsigned long)st.st_nlink);
+	CHECK(pread(fd, b, 6, 0) == 6 && !memcmp(b, "victim", 6), "read of the replaced file");
+	close(fd);
+	CHECK(get("rv", b, sizeof(b)) == 6 && !strcmp(b, "source"), "the new file under the name");
+	CHECK(mkdir(P("rdv"), 0755) == 0 && mkdir(P("rds"), 0755) == 0, "two directories");
+	fd = open(P("rdv"), O_RDONLY | O_DIRECTORY);
+	CHECK(fd >= 0 && rename(P("rds"), P("rdv")) == 0, "rename over an open directory");
+	CHECK(fstat(fd, &st) == 0 && S_ISDIR(st.st_mode), "fstat of the replaced directory");
+	DIR *dir = fdopendir(fd);
+	int n = 0;
+	while (dir && readdir(dir))
+		n++;
+	CHECK(dir && n <= 2, "readdir of the replaced directory: %d entries", n);
+	if (dir)
+		closedir(dir);
+	fd = open(P("rdv"), O_RDONLY | O_DIRECTORY);
+	CHECK(fd >= 0 && rmdir(P("rdv")) == 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode),
+	      "fstat of a directory removed while open");
+	close(fd);
+}
+
 static void t_links(void)
 {
 	struct stat st, st2;
@@ -173,6 +267,7 @@ static void t_links(void)
 	CHECK(readlink(P("sym"), b, sizeof(b)) == 2 && !strcmp(b, "l1"), "readlink");
 	CHECK(get("sym", b, sizeof(b)) == 4 && !strcmp(b, "data"), "read through symlink");
 	CHECK(lstat(P("sym"), &st) == 0 && S_ISLNK(st.st_mode), "lstat symlink");
+	t_long_symlinks();
 	/* unlink while open: the file lives until the last close */
 	put("u", "still here");
 	int fd = open(P("u"), O_RDWR);
@@ -180,6 +275,7 @@ static void t_links(void)
 	CHECK(pread(fd, b, 10, 0) == 10 && !memcmp(b, "still here", 10), "read after unlink");
 	CHECK(pwrite(fd, "X", 1, 0) == 1 && fstat(fd, &st) == 0 && st.st_nlink == 0, "write after unlink");
 	close(fd);
+	t_replaced_while_open();
 	CHECK(mkfifo(P("fifo"), 0644) == 0 && stat(P("fifo"), &st) == 0 && S_ISFIFO(st.st_mode), "mkfifo");
 	CHECK(mknod(P("cdev"), S_IFCHR | 0644, makedev(1, 3)) == 0 && stat(P("cdev"), &st) == 0 &&
 	      S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3), "mknod char device");
@@ -270,6 +366,88 @@ static void t_direct(void)
 	free(buf);
 }
 
+/* Every byte of [off, off+len) of fd is c. */
+static int all_are(int fd, off_t off, size_t len, int c)
+{
+	static char b[1 << 16];
+	while (len) {
+		size_t n = len < sizeof(b) ? len : sizeof(b);
+		if (pread(fd, b, n, off) != (ssize_t)n)
+			return 0;
+		for (size_t i = 0; i < n; i++)
+			if (b[i] != (char)c)
+				return 0;
+		off += n;
+		len -= n;
+	}
+	return 1;
+}
+
+static int fill(int fd, off_t off, size_t len, int c)
+{
+	char *b = malloc(len);
+	memset(b, c, len);
+	int ok = pwrite(fd, b, len, off) == (ssize_t)len;
+	free(b);
+	return ok;
+}
+
+/* The fallocate modes QEMU and qemu-img use on a raw image: allocate
+ * (preallocation=falloc), KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE (discard) and
+ * ZERO_RANGE with and without KEEP_SIZE (write-zeroes).  Ranges cross
+ * file blocks and start and end inside them.  "zr" is kept for the check
+ * after a remount. */
+static void t_fallocate(void)
+{
+	const off_t M = 1 << 20;
+	struct stat st, st2;
+	int fd = open(P("zr"), O_CREAT | O_RDWR, 0644);
+	CHECK(fd >= 0, "create zr");
+	CHECK(fallocate(fd, 0, 0, 3 * M) == 0 && fstat(fd, &st) == 0 && st.st_size == 3 * M &&
+	      st.st_blocks >= 3 * M / 512, "fallocate: size %lld, blocks %lld", (long long)st.st_size,
+	      (long long)st.st_blocks);
+	CHECK(all_are(fd, 0, 3 * M, 0), "fallocated range reads zeros");
+	CHECK(fallocate(fd, FALLOC_FL_KEEP_SIZE, 3 * M, M) == 0 && fstat(fd, &st2) == 0 &&
+	      st2.st_size == 3 * M && st2.st_blocks > st.st_blocks, "fallocate KEEP_SIZE");
+	CHECK(fill(fd, 0, 3 * M, 'a'), "write 3 MiB");
+	CHECK(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 100, 2 * M) == 0, "punch hole");
+	CHECK(all_are(fd, 0, 100, 'a') && all_are(fd, 100, 2 * M, 0) && all_are(fd, 100 + 2 * M, M - 100, 'a'),
+	      "punched range reads zeros, the rest is kept");
+	CHECK(fill(fd, 0, 3 * M, 'b'), "rewrite 3 MiB");
+	CHECK(fstat(fd, &st) == 0, "fstat");
+	errno = 0;
+	CHECK(fallocate(fd, FALLOC_FL_ZERO_RANGE, 1000, M + M / 2 + 7) == 0, "zero range");
+	CHECK(all_are(fd, 0, 1000, 'b') && all_are(fd, 1000, M + M / 2 + 7, 0) &&
+	      all_are(fd, 1000 + M + M / 2 + 7, 3 * M - (1000 + M + M / 2 + 7), 'b'),
+	      "zeroed range reads zeros, the rest is kept");
+	CHECK(fstat(fd, &st2) == 0 && st2.st_size == 3 * M && st2.st_blocks >= st.st_blocks,
+	      "zero range keeps size and allocation: %lld, %lld blocks", (long long)st2.st_size,
+	      (long long)st2.st_blocks);
+	CHECK(pwrite(fd, "x", 1, M + 5) == 1 && all_are(fd, M, 5, 0) && all_are(fd, M + 5, 1, 'x') &&
+	      all_are(fd, M + 6, 100, 0), "a write into a zeroed block");
+	CHECK(fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 3 * M - 10, 2 * M) == 0 &&
+	      fstat(fd, &st) == 0 && st.st_size == 3 * M && all_are(fd, 3 * M - 10, 10, 0) &&
+	      all_are(fd, 3 * M - 20, 10, 'b'), "zero range KEEP_SIZE past the end");
+	CHECK(fallocate(fd, FALLOC_FL_ZERO_RANGE, 3 * M - 10, 2 * M) == 0 && fstat(fd, &st) == 0 &&
+	      st.st_size == 5 * M - 10 && all_are(fd, 3 * M - 10, 2 * M, 0), "zero range extends: size %lld",
+	      (long long)st.st_size);
+	CHECK(fsync(fd) == 0, "fsync");
+	close(fd);
+}
+
+/* The fallocate results are durable. */
+static void t_fallocate_after(void)
+{
+	const off_t M = 1 << 20;
+	struct stat st;
+	int fd = open(P("zr"), O_RDONLY);
+	CHECK(fd >= 0 && fstat(fd, &st) == 0 && st.st_size == 5 * M - 10, "zr after a remount");
+	CHECK(all_are(fd, 0, 1000, 'b') && all_are(fd, 1000, M + 5 - 1000, 0) && all_are(fd, M + 5, 1, 'x') &&
+	      all_are(fd, M + 6, M / 2 + 1001, 0) && all_are(fd, M + M / 2 + 1007, 3 * M - 10 - (M + M / 2 + 1007), 'b') &&
+	      all_are(fd, 3 * M - 10, 2 * M, 0), "zr's content after a remount");
+	close(fd);
+}
+
 static void t_enospc(void)
 {
 	struct statvfs sv;
@@ -301,11 +479,17 @@ static void t_enospc(void)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: posix_check DIR [--enospc]\n");
+		fprintf(stderr, "usage: posix_check DIR [--enospc | --after-remount]\n");
 		return 2;
 	}
 	snprintf(D, sizeof(D), "%s", argv[1]);
 	umask(022);
+	if (argc > 2 && !strcmp(argv[2], "--after-remount")) {
+		t_after_remount();
+		t_fallocate_after();
+		printf("posix: %d passed, %d failed\n", passed, failed);
+		return failed ? 1 : 0;
+	}
 	t_files();
 	t_names();
 	t_dirs();
@@ -313,6 +497,7 @@ int main(int argc, char **argv)
 	t_attrs();
 	t_users();
 	t_direct();
+	t_fallocate();
 	if (argc > 2 && !strcmp(argv[2], "--enospc"))
 		t_enospc();
 	printf("posix: %d passed, %d failed\n", passed, failed);

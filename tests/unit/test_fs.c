@@ -320,6 +320,21 @@ START_TEST(thick_and_zeroing)
 	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
 	ck_assert_uint_eq(st.blocks, 9 * MiB / 512);
 	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_PUNCH, 0, MiB), -EOPNOTSUPP);
+	/* zero a range: written blocks become to-be-zeroed, the space stays */
+	ck_assert_int_eq(lunfs_pwrite(f, junk, MiB, 6 * MiB), MiB);
+	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_ZERO_RANGE, 6 * MiB - 10, MiB + 20), 0);
+	ck_assert_int_eq(lunfs_pread(f, r, 2 * MiB, 5 * MiB), 2 * MiB);
+	ck_assert(lunfs_is_zero(r, 2 * MiB));
+	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
+	ck_assert_uint_eq(st.blocks, 10 * MiB / 512); /* the hole at 5 MiB was filled */
+	ck_assert_uint_eq(st.size, 8 * MiB);
+	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_ZERO_RANGE | LUNFS_FALLOC_KEEP_SIZE, 9 * MiB, MiB), 0);
+	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
+	ck_assert_uint_eq(st.size, 8 * MiB);
+	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_ZERO_RANGE, 9 * MiB, MiB + 1), 0);
+	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
+	ck_assert_uint_eq(st.size, 10 * MiB + 1);
+	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_ZERO_RANGE | LUNFS_FALLOC_PUNCH, 0, MiB), -EINVAL);
 	ck_assert_int_eq(lunfs_close(f), 0);
 	free(r);
 	free(junk);
@@ -427,10 +442,30 @@ START_TEST(crash_replay_and_orphans)
 	ck_assert_int_eq(lunfs_unlink(v, 1, "tmp"), 0);
 	char buf[16];
 	ck_assert_int_eq(lunfs_pread(t, buf, 16, 0), 9);
-	/* crash with both open */
+	/* directories replaced (rename over) or removed while open: alive
+	 * until the last close, or until the orphan pass after a crash */
+	struct lunfs_stat ds;
+	struct lunfs_file *d1, *d2;
+	ck_assert_int_eq(lunfs_mkdir(v, 1, "dv", 0755, NULL, &ds), 0);
+	uint64_t dv = ds.ino;
+	ck_assert_int_eq(lunfs_mkdir(v, 1, "dn", 0755, NULL, &ds), 0);
+	ck_assert_int_eq(lunfs_opendir(v, dv, &d1), 0);
+	ck_assert_int_eq(lunfs_opendir(v, mkfile(v, 1, "notdir"), &d2), -ENOTDIR);
+	ck_assert_int_eq(lunfs_rename(v, 1, "dn", 1, "dv", 0), 0);
+	ck_assert_int_eq(lunfs_getattr(v, dv, &ds), 0);
+	ck_assert_uint_eq(ds.nlink, 0);
+	ck_assert_int_eq(lunfs_close(d1), 0);
+	ck_assert_int_eq(lunfs_getattr(v, dv, &ds), -ENOENT);
+	ck_assert_int_eq(lunfs_unlink(v, 1, "notdir"), 0);
+	ck_assert_int_eq(lunfs_lookup(v, 1, "dv", &ds), 0);
+	ck_assert_int_eq(lunfs_opendir(v, ds.ino, &d1), 0);
+	ck_assert_int_eq(lunfs_rmdir(v, 1, "dv"), 0);
+	ck_assert_int_eq(lunfs_getattr(v, ds.ino, &ds), 0);
+	/* crash with all three open */
 	lunfs_abandon(v);
 	free(f);
 	free(t);
+	free(d1);
 	v = mnt(p, "h1"); /* waits out the lease, replays, frees the orphan */
 	struct lunfs_stat st;
 	ck_assert_int_eq(lunfs_lookup(v, 1, "a", &st), 0);

@@ -150,6 +150,16 @@ START_TEST(geometry_limits)
 	/* 64 TiB with defaults */
 	ck_assert_int_eq(lunfs_geom_compute(&o, 64ull << 40, 512, &s, err, sizeof(err)), 0);
 	ck_assert_uint_ge(s.file_blocks * s.file_bs, 60ull << 40);
+	ck_assert_uint_eq((uint64_t)s.ig_count * s.ig_inodes, 1u << 20); /* the cap */
+	/* default inodes: one per MiB, within 512 .. 2^20 */
+	ck_assert_int_eq(lunfs_geom_compute(&o, 8ull << 30, 512, &s, err, sizeof(err)), 0);
+	ck_assert_uint_eq((uint64_t)s.ig_count * s.ig_inodes, 8192);
+	ck_assert_int_eq(lunfs_geom_compute(&o, 300 << 20, 512, &s, err, sizeof(err)), 0);
+	ck_assert_uint_eq((uint64_t)s.ig_count * s.ig_inodes, 512);
+	o.inodes = 100000; /* -I: rounded up to whole groups */
+	ck_assert_int_eq(lunfs_geom_compute(&o, 8ull << 30, 512, &s, err, sizeof(err)), 0);
+	ck_assert_uint_eq((uint64_t)s.ig_count * s.ig_inodes, 100096);
+	o.inodes = 0;
 	/* too small: message names the minimum */
 	ck_assert_int_eq(lunfs_geom_compute(&o, 100 << 20, 512, &s, err, sizeof(err)), -ENOSPC);
 	ck_assert_ptr_nonnull(strstr(err, "at least"));
