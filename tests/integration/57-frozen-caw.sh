@@ -24,8 +24,7 @@
 # stopped, and B's mutex queues its own heartbeat renewals behind it: B
 # fences itself after a lease, and its create in shared never returns.
 . "$(dirname "$0")/lib.sh"
-command -v gdb >/dev/null || fail "gdb not found"
-command -v python3 >/dev/null || fail "python3 not found"
+need gdb python3
 LEASE=3000
 BREAK=2000 # DEV_CAW_BREAK_MS_DEFAULT (the lock layer may set it lower)
 IMG="$T/v.img"
@@ -90,11 +89,9 @@ LOCK_OFF=$(python3 -c 'import struct, sys
 f = open(sys.argv[1], "rb"); f.seek(200)
 print(struct.unpack("<Q", f.read(8))[0] + int(sys.argv[2]) * 8192)' "$IMG" "$INO")
 apid=$(daemon_pid "$A")
-gdb -p "$apid" -batch -ex 'set pagination off' -ex "break dev_caw if off == $LOCK_OFF" -ex continue -ex delete \
-	-ex "eval \"break dev/file.c:$LINE thread %d\", \$_thread" -ex continue -ex 'bt 12' \
-	-ex "shell while [ ! -e '$T/release' ]; do sleep 0.05; done" -ex detach >"$T/gdb.log" 2>&1 &
-gpid=$!
-on_exit "touch '$T/release'; sleep 0.5; kill $gpid 2>/dev/null; kill -CONT $apid 2>/dev/null"
+gdb_hold "$apid" "$T" "break dev_caw if off == $LOCK_OFF" continue delete \
+	"eval \"break dev/file.c:$LINE thread %d\", \$_thread" continue 'bt 12'
+gpid=$GDB_PID
 poll 20 grep -q 'hit Breakpoint 2' "$T/gdb.log" || fail "A's daemon does not stop in file_caw: $(tail -5 "$T/gdb.log")"
 t_stop=$(now_ms)
 kill -9 $bbusy 2>/dev/null || true

@@ -23,13 +23,7 @@
 # registered: the old a's late 64 KiB WRITE landed over the new mount's
 # fsynced data, and ka stayed registered after every host unmounted.
 # tgtd runs on 127.0.0.1:32620 (control port 32620), started and stopped here.
-# LUNFS_BUILD=DIR tests the binaries of another build directory (DIR/bin,
-# DIR/tests), e.g. an older tree's build, to show what this test guards.
 . "$(dirname "$0")/lib.sh"
-if [ -n "${LUNFS_BUILD:-}" ]; then
-	BIN=$LUNFS_BUILD/bin
-	TBIN=$LUNFS_BUILD/tests
-fi
 PR=$TBIN/pr_tool
 PORT=${LUNFS_IT62_PORT:-32620}
 IQN=iqn.2026-11.org.lunfs:it62
@@ -38,8 +32,7 @@ NBLK=16 # 64 KiB
 for b in "$PR" "$BIN/mkfs.lunfs" "$BIN/fsck.lunfs" "$BIN/mount.lunfs"; do
 	[ -x "$b" ] || fail "$b is not built (run make)"
 done
-command -v python3 >/dev/null || fail "python3 not found"
-command -v gdb >/dev/null || fail "gdb not found"
+need gdb python3
 . "$(dirname "$0")/lib-tgt.sh"
 truncate -s 256M "$T/lun.img"
 start_tgtd "$PORT" "$IQN" "$T/lun.img"
@@ -114,12 +107,10 @@ pida=$(daemon_pid "$A1")
 # the libiscsi call that queues its WRITE(16) (past every check of this
 # host, the lease guard too: only the target can refuse it now); hold the
 # process there until $G/release exists
-gdb -p "$pida" -batch -ex 'set pagination off' -ex 'break lunfs_pwrite' -ex continue -ex delete \
-	-ex 'eval "break iscsi_rw thread %d if op == 2", $_thread' -ex continue -ex delete \
-	-ex 'eval "break iscsi_write16_iov_task thread %d", $_thread' -ex continue -ex 'bt 16' \
-	-ex "shell while [ ! -e '$G/release' ]; do sleep 0.05; done" -ex delete -ex detach >"$G/gdb.log" 2>&1 &
-gpid=$!
-on_exit "touch '$G/release'; sleep 0.5; kill $gpid 2>/dev/null; kill -CONT $pida 2>/dev/null"
+gdb_hold "$pida" "$G" 'break lunfs_pwrite' continue delete \
+	'eval "break iscsi_rw thread %d if op == 2", $_thread' continue delete \
+	'eval "break iscsi_write16_iov_task thread %d", $_thread' continue 'bt 16'
+gpid=$GDB_PID
 poll 10 grep -q '^Breakpoint 1 at' "$G/gdb.log" || fail "gdb does not attach: $(tail -3 "$G/gdb.log")"
 touch "$G/go"
 poll 10 grep -q 'hit Breakpoint 3' "$G/gdb.log" || fail "a's daemon does not stop before its WRITE: $(tail -5 "$G/gdb.log")"

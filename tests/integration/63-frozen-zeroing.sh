@@ -18,14 +18,8 @@
 # Before the device-layer lease guard, the old A's punch-hole landed: 1020
 # KiB of the new mount's fsynced data read back as zeros, and fsck said
 # clean.
-# LUNFS_BUILD=DIR tests the binaries of another build directory (DIR/bin),
-# e.g. an older tree's build, to show what this test guards.
 . "$(dirname "$0")/lib.sh"
-if [ -n "${LUNFS_BUILD:-}" ]; then
-	BIN=$LUNFS_BUILD/bin
-fi
-command -v gdb >/dev/null || fail "gdb not found"
-command -v python3 >/dev/null || fail "python3 not found"
+need gdb python3
 [ -x "$BIN/mount.lunfs" ] || fail "$BIN/mount.lunfs is not built (run make)"
 IMG="$T/v.img"
 mkfs_multi "$IMG" 1G
@@ -59,11 +53,9 @@ poll 10 test -e "$G/ready" || fail "A's writer does not start: $(cat "$G/w.err")
 pida=$(daemon_pid "$A1")
 # stop at A's next pwrite, then at that thread's first zeroing (inside
 # fill_block, after the 4 KiB went out); hold it until $G/release exists
-gdb -p "$pida" -batch -ex 'set pagination off' -ex 'break lunfs_pwrite' -ex continue -ex delete \
-	-ex 'eval "break dev_zero thread %d", $_thread' -ex continue -ex 'bt 8' \
-	-ex "shell while [ ! -e '$G/release' ]; do sleep 0.05; done" -ex detach >"$G/gdb.log" 2>&1 &
-gpid=$!
-on_exit "touch '$G/release'; sleep 0.5; kill $gpid 2>/dev/null; kill -CONT $pida 2>/dev/null"
+gdb_hold "$pida" "$G" 'break lunfs_pwrite' continue delete \
+	'eval "break dev_zero thread %d", $_thread' continue 'bt 8'
+gpid=$GDB_PID
 poll 10 grep -q '^Breakpoint 1 at' "$G/gdb.log" || fail "gdb does not attach: $(tail -3 "$G/gdb.log")"
 touch "$G/go"
 poll 10 grep -q 'hit Breakpoint 2' "$G/gdb.log" || fail "A's daemon does not stop at dev_zero: $(tail -5 "$G/gdb.log")"

@@ -19,14 +19,8 @@
 # the new mount's commits and the replay; it named G1, so the replay took
 # the killed mount's transactions for another mount's ("replayed 0") and
 # the fsynced directory was gone.
-# LUNFS_BUILD=DIR tests the binaries of another build directory (DIR/bin),
-# e.g. an older tree's build, to show what this test guards.
 . "$(dirname "$0")/lib.sh"
-if [ -n "${LUNFS_BUILD:-}" ]; then
-	BIN=$LUNFS_BUILD/bin
-fi
-command -v gdb >/dev/null || fail "gdb not found"
-command -v python3 >/dev/null || fail "python3 not found"
+need gdb python3
 [ -x "$BIN/mount.lunfs" ] || fail "$BIN/mount.lunfs is not built (run make)"
 IMG="$T/v.img"
 mkfs_multi "$IMG" 1G
@@ -39,10 +33,8 @@ sleep 1 # whatever the mount itself committed is checkpointed by now
 pida=$(daemon_pid "$A1")
 # stop at the next journal-header write of a checkpoint; hold the process
 # there until $G/release exists
-gdb -p "$pida" -batch -ex 'set pagination off' -ex 'break write_header' -ex continue -ex 'bt 8' \
-	-ex "shell while [ ! -e '$G/release' ]; do sleep 0.05; done" -ex delete -ex detach >"$G/gdb.log" 2>&1 &
-gpid=$!
-on_exit "touch '$G/release'; sleep 0.5; kill $gpid 2>/dev/null; kill -CONT $pida 2>/dev/null"
+gdb_hold "$pida" "$G" 'break write_header' continue 'bt 8'
+gpid=$GDB_PID
 poll 10 grep -q '^Breakpoint 1 at' "$G/gdb.log" || fail "gdb does not attach: $(tail -3 "$G/gdb.log")"
 # a change for A's linger thread to checkpoint (in the background: A's
 # daemon may stop before it answers)

@@ -13,6 +13,14 @@ _cleanup() { set +e; eval "$CLEANUP"; [ -n "${LUNFS_KEEP:-}" ] && echo "kept $T"
 trap _cleanup EXIT
 trap 'exit 130' INT TERM
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# LUNFS_BUILD=DIR: the binaries of another build directory (DIR/bin and
+# DIR/tests), e.g. an older tree's build, to show what a test guards.
+if [ -n "${LUNFS_BUILD:-}" ]; then
+	BIN=$LUNFS_BUILD/bin
+	TBIN=$LUNFS_BUILD/tests
+fi
+# need CMD...: each command must be installed ('make deps' installs them all).
+need() { for _c; do command -v "$_c" >/dev/null || fail "$_c not found (run make deps)"; done; }
 ok() { echo "ok: $*"; }
 # expect_fail CODE WANT-REGEX CMD...: CMD must exit with CODE and print WANT on stderr in one line
 expect_fail() {
@@ -104,4 +112,21 @@ busy = [s for s in json.load(open(sys.argv[1]))["slots"]
         if s["state"] != "free" and (not want or s["host"] in want)]
 sys.exit(1 if busy else 0)
 PYEOF
+}
+
+# gdb_hold PID DIR GDB-COMMAND...: gdb attaches to PID in the background,
+# runs the commands (one -ex each: breakpoints, continue, bt), then keeps
+# the process stopped until DIR/release exists, and detaches.  gdb writes
+# DIR/gdb.log; GDB_PID is its pid.  The cleanup releases and continues PID
+# even when the test fails, so nothing stays stopped or traced.
+gdb_hold() {
+	local pid=$1 dir=$2 e
+	shift 2
+	local args=()
+	for e; do args+=(-ex "$e"); done
+	gdb -p "$pid" -batch -ex 'set pagination off' "${args[@]}" \
+		-ex "shell while [ ! -e '$dir/release' ]; do sleep 0.05; done" -ex delete -ex detach \
+		>"$dir/gdb.log" 2>&1 &
+	GDB_PID=$!
+	on_exit "touch '$dir/release'; sleep 0.5; kill $GDB_PID 2>/dev/null; kill -CONT $pid 2>/dev/null"
 }
