@@ -70,20 +70,6 @@ daemon_of() {
 	[ "$(echo "$p" | wc -l)" = 1 ] || fail "more than one daemon for $1: $p"
 	echo "$p"
 }
-keys() { "$PR" keys "$URL" | tail -n +2; }
-has_key() { keys | grep -qx "$1"; }
-# new_key KNOWN...: the one registered key not among KNOWN
-new_key() {
-	local k n=0 got=
-	for k in $(keys); do
-		case " $* " in *" $k "*) continue ;; esac
-		got=$k
-		n=$((n + 1))
-	done
-	[ $n = 1 ] || fail "want exactly one new PR key, found $n: $(keys | tr '\n' ' ')"
-	case $got in 0x4c4e*) ;; *) fail "PR key $got lacks the LN (0x4c4e) prefix" ;; esac
-	echo "$got"
-}
 logs() { grep -hv 'lunfs: returning' "$@" | tail -n 20; }
 # diag_b DIR: b's log, and whether the LU is reserved (SCSI-2) by someone:
 # a host frozen inside a reserve-mode compare-and-write (RESERVE(6) .. RELEASE(6))

@@ -38,19 +38,6 @@ truncate -s 256M "$T/lun.img"
 start_tgtd "$PORT" "$IQN" "$T/lun.img"
 ok "tgtd (pid $TGTD_PID) on 127.0.0.1:$PORT: $URL, 256 MiB file"
 
-keys() { "$PR" keys "$URL" | tail -n +2; }
-has_key() { keys | grep -qx "$1"; }
-# new_key KNOWN...: the one registered key not among KNOWN
-new_key() {
-	local k n=0 got=
-	for k in $(keys); do
-		case " $* " in *" $k "*) continue ;; esac
-		got=$k
-		n=$((n + 1))
-	done
-	[ $n = 1 ] || fail "want exactly one new PR key, found $n: $(keys | tr '\n' ' ')"
-	echo "$got"
-}
 logs() { grep -hv 'lunfs: returning' "$@" | tail -n 5; }
 # what went wrong, all of it: the checks after a failed one still run
 BAD=""

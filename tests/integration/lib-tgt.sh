@@ -72,3 +72,19 @@ istgt_conf_head() {
   Netmask 127.0.0.1
 EOF
 }
+
+# Persistent-reservation keys of the LU at $URL, read with $PR (pr_tool).
+keys() { "$PR" keys "$URL" | tail -n +2; }
+has_key() { keys | grep -qx "$1"; }
+# new_key KNOWN...: the one registered key not among KNOWN
+new_key() {
+	local k n=0 got=
+	for k in $(keys); do
+		case " $* " in *" $k "*) continue ;; esac
+		got=$k
+		n=$((n + 1))
+	done
+	[ $n = 1 ] || fail "want exactly one new PR key, found $n: $(keys | tr '\n' ' ')"
+	case $got in 0x4c4e*) ;; *) fail "PR key $got lacks the LN (0x4c4e) prefix" ;; esac
+	echo "$got"
+}
