@@ -564,6 +564,42 @@ ssize_t lunfs_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 	return r ? r : (ssize_t)len;
 }
 
+int64_t lunfs_seek_hole_data(struct lunfs_file *f, uint64_t off, int whence)
+{
+	struct lunfs_vol *v = f->v;
+	uint64_t bs = v->sb.file_bs, size;
+	struct txn tx;
+	int64_t r;
+	if (whence != LUNFS_SEEK_DATA && whence != LUNFS_SEEK_HOLE)
+		return -EINVAL;
+	tx_begin(v, &tx);
+	struct fmap fm = {&tx, f->of, NULL, 0};
+	if ((r = fmap_size(&fm, &size)))
+		goto out;
+	if (off >= size) {
+		r = -ENXIO;
+		goto out;
+	}
+	r = whence == LUNFS_SEEK_DATA ? -ENXIO : (int64_t)size;
+	for (uint64_t lblk = off / bs; lblk * bs < size; lblk++) {
+		uint64_t ptr;
+		int e = fmap_get(&fm, lblk, &ptr);
+		if (e) {
+			r = e;
+			break;
+		}
+		int data = ptr && !(ptr & PTR_TBZ);
+		if (data == (whence == LUNFS_SEEK_DATA)) {
+			r = lblk * bs > off ? (int64_t)(lblk * bs) : (int64_t)off;
+			break;
+		}
+	}
+out:
+	tx_end(&tx, r < 0 ? (int)r : 0);
+	free(fm.in);
+	return r;
+}
+
 /* The fast path of lunfs_pwrite: every piece of the request is an allocated
  * block inside the file's size, so nothing but the times changes and the
  * device writes run outside v->mu.  Returns the bytes written, -EAGAIN

@@ -178,6 +178,15 @@ enum { LUNFS_FALLOC_KEEP_SIZE = 1, LUNFS_FALLOC_PUNCH = 2, LUNFS_FALLOC_ZERO = 4
 int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t len);
 uint64_t lunfs_file_ino(const struct lunfs_file *f);
 
+/* SEEK_DATA / SEEK_HOLE (whence LUNFS_SEEK_DATA or LUNFS_SEEK_HOLE): the
+ * first offset >= off that is in data / in a hole, in units of file blocks
+ * (holes are blocks never written and blocks still to be zeroed: both read
+ * as zeros).  The end of the file counts as a hole.  Returns the offset,
+ * -ENXIO when off is at or past the end (or, for DATA, no data follows), or
+ * -errno.  qemu-img map and cp --sparse find a thin disk's holes with it. */
+enum { LUNFS_SEEK_DATA = 3, LUNFS_SEEK_HOLE = 4 };
+int64_t lunfs_seek_hole_data(struct lunfs_file *f, uint64_t off, int whence);
+
 /* ---- asynchronous data I/O (a VMM's I/O thread, the NBD export) ----
  * A queue belongs to one thread.  Requests to allocated blocks go straight
  * to the device queue (io_uring on the file backend) with no copy when the

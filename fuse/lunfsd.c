@@ -473,6 +473,23 @@ static void lo_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_write(req, n);
 }
 
+/* The kernel asks for SEEK_DATA and SEEK_HOLE only (it does the others). */
+static void lo_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	(void)ino;
+	int w = whence == SEEK_DATA ? LUNFS_SEEK_DATA : whence == SEEK_HOLE ? LUNFS_SEEK_HOLE : -1;
+	if (w < 0 || off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	int64_t r = lunfs_seek_hole_data((struct lunfs_file *)(uintptr_t)fi->fh, off, w);
+	if (r < 0)
+		reply_err(req, (int)r);
+	else
+		fuse_reply_lseek(req, r);
+}
+
 static void lo_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 			 struct fuse_file_info *fi)
 {
@@ -662,6 +679,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.read = lo_read,
 	.write = lo_write,
 	.fallocate = lo_fallocate,
+	.lseek = lo_lseek,
 	.opendir = lo_opendir,
 	.readdir = lo_readdir,
 	.releasedir = lo_releasedir,

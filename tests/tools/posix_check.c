@@ -435,6 +435,30 @@ static void t_fallocate(void)
 	close(fd);
 }
 
+/* SEEK_DATA / SEEK_HOLE find a thin file's holes (qemu-img map, cp --sparse). */
+static void t_seek_holes(void)
+{
+	const off_t M = 1 << 20;
+	int fd = open(P("thin"), O_CREAT | O_RDWR | O_TRUNC, 0644);
+	CHECK(fd >= 0, "create thin");
+	CHECK(ftruncate(fd, 8 * M) == 0, "ftruncate 8 MiB");
+	CHECK(pwrite(fd, "d", 1, 2 * M + 7) == 1 && pwrite(fd, "e", 1, 5 * M) == 1, "two writes");
+	CHECK(lseek(fd, 0, SEEK_DATA) == 2 * M, "SEEK_DATA from 0: %lld", (long long)lseek(fd, 0, SEEK_DATA));
+	CHECK(lseek(fd, 2 * M + 9, SEEK_DATA) == 2 * M + 9, "SEEK_DATA inside data");
+	CHECK(lseek(fd, 2 * M, SEEK_HOLE) == 3 * M, "SEEK_HOLE after the data: %lld",
+	      (long long)lseek(fd, 2 * M, SEEK_HOLE));
+	CHECK(lseek(fd, 3 * M, SEEK_DATA) == 5 * M, "SEEK_DATA to the second block");
+	CHECK(lseek(fd, 0, SEEK_HOLE) == 0, "SEEK_HOLE at a hole");
+	CHECK(lseek(fd, 5 * M, SEEK_HOLE) == 6 * M, "SEEK_HOLE after the second block");
+	errno = 0;
+	CHECK(lseek(fd, 6 * M, SEEK_DATA) < 0 && errno == ENXIO, "SEEK_DATA past the last data: ENXIO");
+	errno = 0;
+	CHECK(lseek(fd, 8 * M, SEEK_HOLE) < 0 && errno == ENXIO, "SEEK_HOLE at the end: ENXIO");
+	CHECK(fallocate(fd, FALLOC_FL_KEEP_SIZE, 6 * M, M) == 0 && lseek(fd, 6 * M, SEEK_HOLE) == 6 * M,
+	      "a block allocated but never written is a hole (it reads as zeros)");
+	close(fd);
+}
+
 /* The fallocate results are durable. */
 static void t_fallocate_after(void)
 {
@@ -498,6 +522,7 @@ int main(int argc, char **argv)
 	t_users();
 	t_direct();
 	t_fallocate();
+	t_seek_holes();
 	if (argc > 2 && !strcmp(argv[2], "--enospc"))
 		t_enospc();
 	printf("posix: %d passed, %d failed\n", passed, failed);
