@@ -30,8 +30,11 @@ struct jnl {
 	uint64_t tail_seq, tail_off;  /* as the header says */
 	uint64_t hdr_gen;
 	struct pend *pend[PEND_BUCKETS]; /* homes to write at the checkpoint */
-	unsigned npend;
+	unsigned npend, pend_max;
 	uint64_t pend_since_ms; /* when the oldest pending image was committed */
+	int broken; /* a commit's write or flush failed: whether it is on disk is
+		       unknown, so no further transaction (the next mount's
+		       replay decides) */
 };
 
 struct jnl_txn {
@@ -291,6 +294,7 @@ int jnl_open(struct dev *d, const struct jnl_geom *g, struct hb_host *h, struct 
 	j->d = d;
 	j->g = gg;
 	j->h = h;
+	j->pend_max = PEND_MAX;
 	j->log_base = gg.off + BS;
 	j->log_size = gg.size - BS;
 	j->tail_seq = j->head_seq = jh.seq;
@@ -452,6 +456,10 @@ int jnl_txn_commit(struct jnl_txn *t)
 	uint8_t *desc = NULL, *cm = NULL;
 	int r = 0;
 
+	if (j->broken) {
+		r = j->broken;
+		goto out;
+	}
 	if (t->n == 0)
 		goto out;
 	if (need > j->log_size) {
@@ -497,22 +505,34 @@ int jnl_txn_commit(struct jnl_txn *t)
 	uint64_t cpos = j->log_base + pos + (uint64_t)(t->n + 1) * BS;
 	lunfs_hdr_seal(c, BS, MAGIC_JCOMMIT, j->g.uuid, cpos, j->head_seq, j->g.slot);
 	struct iovec v[3] = {{desc, BS}, {t->imgs, (size_t)t->n * BS}, {cm, BS}};
-	if ((r = dev_writev(j->d, j->log_base + pos, v, 3)))
+	if ((r = dev_writev(j->d, j->log_base + pos, v, 3)) || (r = dev_flush(j->d))) {
+		/* on disk or not, we cannot tell: stop here (the caller's cache
+		 * is dropped; a replay at the next mount settles it) */
+		j->broken = r;
 		goto out;
-	if ((r = dev_flush(j->d)))
-		goto out;
+	}
 	/* Durable from here: replay would redo it.  The homes are written at
 	 * the checkpoint (lock release, log wrap, unmount), once per block
 	 * however many transactions touched it. */
 	j->head_seq++;
 	j->head_off = pos + need;
-	for (unsigned i = 0; i < t->n && !r; i++)
-		r = pend_add(j, t->targets[i], t->imgs + (size_t)i * BS);
-	if (!r && j->npend > PEND_MAX)
-		r = jnl_checkpoint(j);
+	for (unsigned i = 0; i < t->n; i++)
+		if (pend_add(j, t->targets[i], t->imgs + (size_t)i * BS) &&
+		    dev_write(j->d, t->targets[i], t->imgs + (size_t)i * BS, BS))
+			j->broken = -EIO; /* a home neither remembered nor written:
+					     only the replay can bring it home */
+	r = 0; /* the contract: durable is success, whatever follows */
+	if (j->npend > j->pend_max)
+		jnl_checkpoint(j); /* a failure leaves the homes pending: retried
+				      at the next checkpoint */
 out:
 	free(desc);
 	free(cm);
 	jnl_txn_abort(t);
 	return r;
+}
+
+void jnl_test_set_pend_max(struct jnl *j, unsigned n)
+{
+	j->pend_max = n;
 }

@@ -83,9 +83,22 @@ int jnl_txn_add(struct jnl_txn *t, uint64_t target, const void *blk);
 /* Number of blocks in t. */
 unsigned jnl_txn_count(const struct jnl_txn *t);
 /* Commits: one write of descriptor + images + commit, then a flush.  Frees t.
- * Returns 0 once durable, or -errno (nothing committed).  The homes are
- * written at a later checkpoint. */
+ * The contract:
+ *  - 0: the transaction is durable (its write and the flush after it
+ *    succeeded).  What follows cannot undo that and is not reported: a home
+ *    that cannot be remembered for the checkpoint is written at once, and a
+ *    checkpoint that fails leaves its homes pending for the next one.
+ *  - -errno before the write (a wrap's checkpoint, the lease, memory):
+ *    nothing was written; the journal goes on.
+ *  - -errno from the write or its flush: the transaction may or may not be
+ *    on disk.  The journal then refuses every further transaction with that
+ *    error: only a replay (the next mount of this slot, a survivor, fsck)
+ *    can tell, and it makes the volume consistent either way.
+ * The homes are written at a later checkpoint. */
 int jnl_txn_commit(struct jnl_txn *t);
+/* Test hook: checkpoint inside a commit beyond n pending homes (default
+ * 4096). */
+void jnl_test_set_pend_max(struct jnl *j, unsigned n);
 void jnl_txn_abort(struct jnl_txn *t);
 
 /* Writes every pending home, flushes, and advances the tail to the head.

@@ -262,6 +262,60 @@ START_TEST(hostile_target_rejected)
 }
 END_TEST
 
+
+/* The commit contract (jnl.h): a transaction that is durable is reported
+ * committed even when the checkpoint that follows inside the commit fails;
+ * a failed write or flush of a commit stops the journal. */
+START_TEST(commit_durable_despite_failed_checkpoint)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(64 << 20, &sb);
+	struct dev *f;
+	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &f), 0);
+	struct jnl_geom g = geom_of(&sb, 0);
+	struct jnl *j;
+	ck_assert_int_eq(jnl_open(f, &g, NULL, &j, NULL), 0); /* write 1: the header */
+	jnl_test_set_pend_max(j, 1); /* 2 homes pending: checkpoint inside the commit */
+	/* write 2 is the log write, made durable by its flush; the power cut
+	 * right after write 3 (the checkpoint's first home) fails the rest */
+	struct dev_fault cfg = {.cut_after = 3};
+	dev_faulty_set(f, &cfg);
+	struct work w = {.ntx = 1, .width = 1};
+	uint8_t *blk = dev_alloc(4096);
+	struct jnl_txn *tx;
+	ck_assert_int_eq(jnl_txn_begin(j, &tx), 0);
+	for (int i = 0; i < nhomes(&w); i++)
+		if (touches(&w, 1, i)) {
+			image(1, i, blk);
+			ck_assert_int_eq(jnl_txn_add(tx, home(&sb, &w, i), blk), 0);
+		}
+	ck_assert_int_eq(jnl_txn_count(tx), 1);
+	image(1, 99, blk);
+	ck_assert_int_eq(jnl_txn_add(tx, geom_meta_blk(&sb, 40), blk), 0);
+	ck_assert_int_eq(jnl_txn_commit(tx), 0); /* durable: committed */
+	ck_assert(dev_faulty_is_cut(f));
+	/* the next commit's write fails: the journal stops */
+	ck_assert_int_eq(jnl_txn_begin(j, &tx), 0);
+	ck_assert_int_eq(jnl_txn_add(tx, geom_meta_blk(&sb, 41), blk), 0);
+	ck_assert_int_lt(jnl_txn_commit(tx), 0);
+	ck_assert_int_eq(jnl_txn_begin(j, &tx), 0);
+	ck_assert_int_eq(jnl_txn_add(tx, geom_meta_blk(&sb, 42), blk), 0);
+	ck_assert_int_lt(jnl_txn_commit(tx), 0); /* still stopped */
+	jnl_abandon(j);
+	dev_close(f);
+	/* the replay brings the durable transaction home */
+	struct dev *d = tu_open(p);
+	struct jnl_replay_stats st;
+	ck_assert_int_eq(jnl_replay(d, &g, 1, &st), 0);
+	ck_assert_uint_eq(st.txns, 1);
+	ck_assert(state_is(d, &sb, &w, 1));
+	dev_close(d);
+	free(blk);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 START_TEST(power_cut_every_write)
 {
 	int points = 0;
@@ -381,6 +435,7 @@ Suite *journal_suite(void)
 	tcase_add_test(tc, hostile_target_rejected);
 	tcase_add_test(tc, txn_ending_at_log_end);
 	tcase_add_test(tc, late_write_of_fenced_host_ignored);
+	tcase_add_test(tc, commit_durable_despite_failed_checkpoint);
 	tcase_add_test(tc, power_cut_every_write);
 	tcase_add_test(tc, power_cut_with_wrap);
 	suite_add_tcase(s, tc);
