@@ -381,6 +381,30 @@ static int do_open(fuse_ino_t ino, struct fuse_file_info *fi)
 	return 0;
 }
 
+/* libfuse 3.14 cannot ask for parallel direct writes (FOPEN_PARALLEL_DIRECT_WRITES
+ * of linux/fuse.h, kernel 6.2 and later; libfuse 3.15 adds it): without it the
+ * kernel holds the inode lock across every direct write's whole round trip,
+ * so a VM's writes reach the daemon one at a time, whatever its queue depth.
+ * For a direct-I/O open the reply (a struct fuse_open_out: fh, open_flags,
+ * padding) is sent with that bit through fuse_reply_iov; a kernel that does
+ * not know the bit ignores it. */
+#define OPEN_DIRECT_IO (1u << 0)
+#define OPEN_KEEP_CACHE (1u << 1)
+#define OPEN_PARALLEL_DIRECT_WRITES (1u << 6)
+static void reply_open(fuse_req_t req, const struct fuse_file_info *fi)
+{
+	if (!fi->direct_io) {
+		fuse_reply_open(req, fi);
+		return;
+	}
+	struct {
+		uint64_t fh;
+		uint32_t open_flags, padding;
+	} out = {fi->fh, OPEN_DIRECT_IO | OPEN_PARALLEL_DIRECT_WRITES | (fi->keep_cache ? OPEN_KEEP_CACHE : 0), 0};
+	struct iovec v = {&out, sizeof(out)};
+	fuse_reply_iov(req, &v, 1);
+}
+
 static void lo_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	int r = do_open(ino, fi);
@@ -391,7 +415,7 @@ static void lo_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* Another host may have changed the file since the kernel cached its
 	 * attributes (for up to TIMEOUT): an open starts from the disk's size. */
 	fuse_lowlevel_notify_inval_inode(SE, ino, -1, 0);
-	fuse_reply_open(req, fi);
+	reply_open(req, fi);
 }
 
 static void lo_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
