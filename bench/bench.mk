@@ -45,7 +45,7 @@ FUSE_KNOBS = $(strip $(foreach v,BENCH_DIR CLUSTER FUSE $(filter FUSE_%,$(.VARIA
 	$(if $(filter command line environment,$(origin $(v))),$(v)=$($(v)))))
 bench: $(BENCH_PROGS) $(B)/bin/mkfs.lunfs $(B)/bin/mount.lunfs
 	BENCH_DIR='$(BENCH_DIR)' B='$(B)' CLUSTER='$(CLUSTER)' FUSE='$(FUSE)' \
-		FUSE_CMD='make bench $(FUSE_KNOBS)' sh bench/run.sh
+		FUSE_CMD='$(strip make bench $(FUSE_KNOBS))' sh bench/run.sh
 
 bench-fuse: $(B)/bench/lunfs-cluster $(B)/bin/mkfs.lunfs $(B)/bin/mount.lunfs
-	BENCH_DIR='$(BENCH_DIR)' B='$(B)' FUSE_CMD='make bench-fuse $(FUSE_KNOBS)' sh bench/fuse.sh
+	BENCH_DIR='$(BENCH_DIR)' B='$(B)' FUSE_CMD='$(strip make bench-fuse $(FUSE_KNOBS))' sh bench/fuse.sh

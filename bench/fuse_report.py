@@ -151,7 +151,8 @@ def report(a):
         def rt(x, xs, t):
             if x is None:
                 return "-"
-            s = "**%.2f**" % x
+            # two decimals, or three where two would round up to the target
+            s = "**%.3f**" % x if t is not None and x < t <= round(x, 2) else "**%.2f**" % x
             if t is not None and len(xs) > 1:
                 s += " (%d of %d rounds ≥ %.2f)" % (sum(1 for v in xs if v >= t), len(xs), t)
             elif len(xs) > 1:
