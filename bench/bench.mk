@@ -1,18 +1,26 @@
 # bench/bench.mk: `make bench` builds the benchmark programs into build/bench/
 # and runs bench/run.sh, which measures raw io_uring against lunfs on the same
 # image file, then several hosts on one volume (failover, creates, heartbeat
-# I/O; lunfs-cluster), and writes docs/PERFORMANCE.md.  Included by the top
-# Makefile.  Run as root: the failover and FUSE steps mount mount.lunfs.
+# I/O; lunfs-cluster), then fio through the FUSE mount against a raw file
+# and ext4 on loop (bench/fuse.sh), and writes docs/PERFORMANCE.md.
+# Included by the top Makefile.  Run as root: the failover and FUSE steps mount mount.lunfs.
 #
-#   make bench                       the whole run (about 5 minutes)
+#   make bench                       the whole run (about 13 minutes)
 #   make bench CLUSTER=0             without the several-hosts part
 #   make bench BENCH_DIR=/mnt/x      put the image on another filesystem
+#   make bench FUSE=0                without the FUSE part (bench/fuse.sh)
+#   make bench-fuse                  only the FUSE part (about 8 minutes):
+#                                    fio through mount.lunfs against a raw
+#                                    file and ext4 on loop; replaces its
+#                                    section of docs/PERFORMANCE.md
+#   make bench-fuse FUSE_ROUNDS=1 FUSE_SECS=2 FUSE_FILE_SIZE=256M   quick
+#                                    (knobs: the top of bench/fuse.sh)
 #   make bench-progs                 only build the programs
 
 BENCH_PROGS := $(B)/bench/raw $(B)/bench/lunfs-bench $(B)/bench/lunfs-cluster
 BENCH_DIR ?= /var/tmp
 
-.PHONY: bench bench-progs
+.PHONY: bench bench-progs bench-fuse
 bench-progs: $(BENCH_PROGS)
 
 # raw does not use the library: it is the baseline, and it builds even
@@ -30,5 +38,14 @@ $(B)/bench/lunfs-cluster: $(B)/obj/bench/cluster_bench.o $(B)/lib/liblunfs.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 CLUSTER ?= 1
+FUSE ?= 1
+# The FUSE_* knobs reach bench/fuse.sh through the environment (make exports
+# command-line variables); the report names them in its command line.
+FUSE_KNOBS = $(strip $(foreach v,BENCH_DIR CLUSTER FUSE $(filter FUSE_%,$(.VARIABLES)),\
+	$(if $(filter command line environment,$(origin $(v))),$(v)=$($(v)))))
 bench: $(BENCH_PROGS) $(B)/bin/mkfs.lunfs $(B)/bin/mount.lunfs
-	BENCH_DIR='$(BENCH_DIR)' B='$(B)' CLUSTER='$(CLUSTER)' sh bench/run.sh
+	BENCH_DIR='$(BENCH_DIR)' B='$(B)' CLUSTER='$(CLUSTER)' FUSE='$(FUSE)' \
+		FUSE_CMD='$(strip make bench $(FUSE_KNOBS))' sh bench/run.sh
+
+bench-fuse: $(B)/bench/lunfs-cluster $(B)/bin/mkfs.lunfs $(B)/bin/mount.lunfs
+	BENCH_DIR='$(BENCH_DIR)' B='$(B)' FUSE_CMD='$(strip make bench-fuse $(FUSE_KNOBS))' sh bench/fuse.sh

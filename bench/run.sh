@@ -23,6 +23,11 @@
 #      each library run followed by a paired baseline that replays the same
 #      device I/Os per file on a plain file.  About 2.5 minutes; CLUSTER=0
 #      skips it.
+#   5. Through the FUSE mount (bench/fuse.sh, its own images and trap): fio
+#      on a file through mount.lunfs against a raw image file and ext4 on a
+#      loop device, round-robin; about 8 minutes at its defaults.  FUSE=0
+#      skips it; its knobs (FUSE_ROUNDS, FUSE_SECS, FUSE_FILE_SIZE, ...) are
+#      at the top of bench/fuse.sh.
 # Every timed workload runs REPS times, round-robin; the report gives the
 # median and the range.  The images are removed, and lunfs-bench is stopped
 # (it unmounts on SIGTERM), whatever happens.
@@ -62,6 +67,9 @@ CR_WSIZE=${CR_WSIZE:-4096}       # bytes written into each new file
 RP_SECS=${RP_SECS:-2}            # per paired baseline run (the creates' I/Os without lunfs)
 HB_SECS=${HB_SECS:-4}            # idle-host heartbeat I/O count, per volume
 LIMIT_CLUSTER=${LIMIT_CLUSTER:-150} # per lunfs-cluster run
+# The FUSE part (bench/fuse.sh).  Set FUSE=0 to skip it.
+FUSE=${FUSE:-1}
+FUSE_CMD=${FUSE_CMD:-make bench}
 
 RAW=$B/bench/raw
 LB=$B/bench/lunfs-bench
@@ -245,6 +253,23 @@ if [ "$CLUSTER" = 1 ]; then
 	done
 fi
 CSECS=$(( $(date +%s) - CSTART ))
+
+# ---- through the FUSE mount ----
+
+FSTART=$(date +%s)
+FUSE_FAIL=
+if [ "$FUSE" = 1 ]; then
+	echo "== FUSE mount: bench/fuse.sh" >&2
+	# in the background, so that our trap can stop it (it cleans up on SIGTERM)
+	log=
+	FUSE_FRAG="$WORK/fuse.md" FUSE_CMD="$FUSE_CMD" B="$B" BENCH_DIR="$BENCH_DIR" sh bench/fuse.sh &
+	CHILD=$!
+	wait "$CHILD"
+	rc=$?
+	CHILD=
+	[ "$rc" -eq 0 ] || FUSE_FAIL="bench/fuse.sh exited with status $rc"
+fi
+FSECS=$(( $(date +%s) - FSTART ))
 
 # ---- the report ----
 
@@ -519,6 +544,18 @@ $CL_PROBLEMS
 EOF
 }
 
+# The FUSE section (bench/fuse.sh wrote it).
+fuse_section() {
+	if [ "$FUSE" != 1 ]; then
+		printf '## Through the FUSE mount\n\nNot measured in this run (FUSE=0).\n'
+	elif [ -s "$WORK/fuse.md" ]; then
+		cat "$WORK/fuse.md"
+		[ -z "$FUSE_FAIL" ] || printf '\n**%s**: see its output.\n' "$FUSE_FAIL"
+	else
+		printf '## Through the FUSE mount\n\nNot measured: %s.\n' "$FUSE_FAIL"
+	fi
+}
+
 TMP=$OUT.tmp.$$
 cat >"$TMP" <<EOF
 # lunfs performance
@@ -537,7 +574,7 @@ make bench
 | lunfs volume | \`mkfs.lunfs $MKFS_ARGS\`, mounted as host \`bench\` |
 | source | $REV |
 | load average | $LOAD0 at the start, $LOAD1 at the end (other work on the machine adds noise) |
-| bench run | ${ELAPSED} s (of which ${CSECS} s for the several-hosts part); every timed workload $REPS times round-robin, ${SEQ_SECS} s sequential / ${RAND_SECS} s random per run |
+| bench run | ${ELAPSED} s (of which ${CSECS} s for the several-hosts part, ${FSECS} s through the FUSE mount); every timed workload $REPS times round-robin, ${SEQ_SECS} s sequential / ${RAND_SECS} s random per run |
 
 ## Method
 
@@ -591,6 +628,8 @@ The lock figures come from \`lock/lk.h\` directly (\`hb_claim\` on the fresh vol
 
 $(cluster_section)
 
+$(fuse_section)
+
 ## Raw output
 
 <details><summary>raw, same file (before mkfs)</summary>
@@ -629,7 +668,11 @@ $(cat "$WORK/hostb.log" 2>/dev/null)
 </details>
 EOF
 mv "$TMP" "$OUT" || fail "cannot write $OUT"
-echo "bench: wrote $OUT (${ELAPSED} s, ${CSECS} s of it several hosts); all targets met: $MET_ALL; failover target met: $FO_MET" >&2
+echo "bench: wrote $OUT (${ELAPSED} s, ${CSECS} s of it several hosts, ${FSECS} s through FUSE); all targets met: $MET_ALL; failover target met: $FO_MET" >&2
+if [ -n "$FUSE_FAIL" ]; then
+	echo "bench: $FUSE_FAIL (see $OUT)" >&2
+	exit 1
+fi
 if [ -n "$CL_FAIL" ]; then
 	echo "bench: lunfs-cluster failed in:$CL_FAIL (see $OUT)" >&2
 	[ -s "$WORK/cluster.err" ] && cat "$WORK/cluster.err" >&2
