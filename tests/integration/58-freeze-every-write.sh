@@ -43,7 +43,7 @@
 command -v gdb >/dev/null || fail "gdb not found (make deps)"
 command -v python3 >/dev/null || fail "python3 not found"
 T0=$(now_ms)
-LEASE=1000 HB=250
+LEASE=1500 HB=300
 CASES=${LUNFS_FREEZE_CASES:-a b residual}
 HIT_WAIT=8   # seconds for the workload (then A unmounts) to reach a site
 WORK_SECS=2  # the workload's length before A unmounts
