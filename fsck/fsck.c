@@ -228,7 +228,8 @@ static int phase2(struct fsck *f, int *live_hosts)
 		while ((r = hb_recover_begin(f->me, s, &victim)) == -EAGAIN &&
 		       lk_now_ms() - t0 < 2ull * p.lease_ms)
 			usleep(p.hb_ms * 1000 / 2);
-		if (!r && (r = hb_fence_victim(f->me, victim.pr_key)))
+		if (!r && ((r = hb_fence_victim(f->me, victim.pr_key)) ||
+			   (r = hb_fence_victim(f->me, hb_replayer_key(f->me, &victim)))))
 			printf("  cannot fence slot %u's PR key: %s\n", s, lunfs_strerror(r));
 		if (!r)
 			f->taken[s] = 1;

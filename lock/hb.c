@@ -490,7 +490,12 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 		nb.jnl_size = p->jnl_size;
 		nb.replayer_slot = recovering ? (uint32_t)pick : 0;
 		nb.replayer_gen = recovering ? cand.mount_gen + 1 : 0;
-		nb.pr_key = id->pr_key;
+		/* our own crashed slot keeps the old mount's key while it is
+		 * REPLAYING: if we die before fencing it, the survivor that
+		 * takes the recovery over preempts that key (the one with
+		 * writes that may still be in flight); hb_recovered publishes
+		 * ours */
+		nb.pr_key = recovering ? cand.pr_key : id->pr_key;
 		nb.st_reads = nb.st_writes = nb.st_locks = nb.st_held = nb.want_off = 0;
 		nb.wall_ns = wall_ns();
 		lunfs_hb_encode(&nb, p->uuid, slot_off(p, pick), nimg);
@@ -622,6 +627,7 @@ int hb_recovered(struct hb_host *h)
 		nb.mount_gen = h->mount_gen;
 		nb.replayer_slot = 0;
 		nb.replayer_gen = 0;
+		nb.pr_key = h->id.pr_key;
 		nb.counter++;
 		nb.gen++;
 		nb.wall_ns = wall_ns();
@@ -813,6 +819,18 @@ out:
 	free(cur);
 	free(nimg);
 	return r;
+}
+
+uint64_t hb_replayer_key(struct hb_host *h, const struct lunfs_hb *victim)
+{
+	struct lunfs_hb r;
+	if (victim->state != HB_REPLAYING || victim->replayer_slot == victim->slot ||
+	    victim->replayer_slot >= h->p.max_hosts || victim->replayer_slot == h->slot)
+		return 0;
+	if (hb_read(h->d, &h->p, victim->replayer_slot, &r))
+		return HB_KEY_UNKNOWN; /* its slot does not decode: fence every unpublished key */
+	/* still the mount that began the recovery: its key may have writes in flight */
+	return r.state != HB_FREE && r.mount_gen == victim->replayer_gen ? r.pr_key : 0;
 }
 
 int hb_recover_end(struct hb_host *h, uint32_t s)

@@ -182,6 +182,11 @@ void hb_pr_unregister(struct dev *d, uint64_t key);
 /* The key this host published (0 none). */
 uint64_t hb_pr_key(const struct hb_host *h);
 
+/* A slot we take over that was REPLAYING by another host (that recovery
+ * stalled or its host died): the key of that replayer, which must be fenced
+ * too, since its replay writes may still be in flight (0: none). */
+uint64_t hb_replayer_key(struct hb_host *h, const struct lunfs_hb *victim);
+
 /* After a claim of our own crashed slot: the PR key that mount registered
  * (to be fenced before our replay), else 0. */
 uint64_t hb_prev_pr_key(const struct hb_host *h);

@@ -128,8 +128,8 @@ static int take_volume(struct dev *d, const char *path, const struct lunfs_sb *o
 		while ((r = hb_recover_begin(h, s, &victim)) == -EAGAIN &&
 		       lk_now_ms() - t0 < 2ull * p.lease_ms)
 			usleep(p.hb_ms * 1000 / 2);
-		if (!r)
-			r = hb_fence_victim(h, victim.pr_key);
+		if (!r && !(r = hb_fence_victim(h, victim.pr_key)))
+			r = hb_fence_victim(h, hb_replayer_key(h, &victim));
 		if (r)
 			fprintf(stderr, "mkfs.lunfs: %s: cannot take over slot %u: %s\n", path, s,
 				lunfs_strerror(r));
