@@ -744,6 +744,11 @@ int lunfs_setxattr(struct lunfs_vol *v, uint64_t ino, const char *name, const vo
 		return nl ? -ERANGE : -EINVAL;
 	if (len > INO_XATTR_LEN)
 		return -E2BIG;
+	/* POSIX ACLs are not enforced (access is decided by the mode bits):
+	 * refuse them, so that setfacl fails visibly instead of storing an ACL
+	 * that nobody checks */
+	if (!strcmp(name, "system.posix_acl_access") || !strcmp(name, "system.posix_acl_default"))
+		return -EOPNOTSUPP;
 	struct setx_arg a = {name, val, len, flags};
 	return modify_inode(v, ino, do_setxattr, &a, NULL);
 }

@@ -206,6 +206,10 @@ static void lo_init(void *ud, struct fuse_conn_info *conn)
 	/* open(O_TRUNC): the kernel truncates through setattr (which takes
 	 * the inode lock) before the open, instead of passing O_TRUNC to us */
 	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+	/* file handles (name_to_handle_at, an NFS export): the kernel looks
+	 * up "." and ".." of a directory to reconnect a handle's dentry */
+	if (conn->capable & FUSE_CAP_EXPORT_SUPPORT)
+		conn->want |= FUSE_CAP_EXPORT_SUPPORT;
 }
 
 static void lo_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

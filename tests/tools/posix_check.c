@@ -459,6 +459,37 @@ static void t_seek_holes(void)
 	close(fd);
 }
 
+/* POSIX ACLs are refused visibly (never stored and ignored), and file
+ * handles work (name_to_handle_at / open_by_handle_at: an NFS export). */
+static void t_acl_and_handles(void)
+{
+	put("acl", "acl-data");
+	/* a minimal access ACL (the xattr format: version 2, then entries of
+	 * tag, perm, id): user::rw-, group::r--, other::r-- */
+	unsigned char acl[4 + 3 * 8] = {2, 0, 0, 0,
+					1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff,
+					4, 0, 4, 0, 0xff, 0xff, 0xff, 0xff,
+					0x20, 0, 4, 0, 0xff, 0xff, 0xff, 0xff};
+	errno = 0;
+	CHECK(setxattr(P("acl"), "system.posix_acl_access", acl, sizeof(acl), 0) < 0 &&
+	      (errno == EOPNOTSUPP || errno == ENOTSUP), "a POSIX ACL is refused (EOPNOTSUPP)");
+	char buf[64];
+	CHECK(getxattr(P("acl"), "system.posix_acl_access", buf, sizeof(buf)) < 0, "no ACL is stored");
+	struct file_handle *fh = malloc(sizeof(*fh) + MAX_HANDLE_SZ);
+	int mnt_id, mfd = open(D, O_RDONLY | O_DIRECTORY);
+	fh->handle_bytes = MAX_HANDLE_SZ;
+	CHECK(name_to_handle_at(AT_FDCWD, P("acl"), fh, &mnt_id, 0) == 0, "name_to_handle_at");
+	int fd = open_by_handle_at(mfd, fh, O_RDONLY);
+	CHECK(fd >= 0, "open_by_handle_at");
+	if (fd >= 0) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		CHECK(n == 8 && !memcmp(buf, "acl-data", 8), "read through the handle");
+		close(fd);
+	}
+	close(mfd);
+	free(fh);
+}
+
 /* The fallocate results are durable. */
 static void t_fallocate_after(void)
 {
@@ -523,6 +554,7 @@ int main(int argc, char **argv)
 	t_direct();
 	t_fallocate();
 	t_seek_holes();
+	t_acl_and_handles();
 	if (argc > 2 && !strcmp(argv[2], "--enospc"))
 		t_enospc();
 	printf("posix: %d passed, %d failed\n", passed, failed);
