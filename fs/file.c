@@ -618,8 +618,11 @@ static ssize_t pwrite_mapped(struct lunfs_file *f, const void *buf, size_t len, 
 		pthread_mutex_lock(&f->mu);
 	tx_begin(v, &tx);
 	struct fmap fm = {&tx, f->of, NULL, 0};
-	if (!f->of->h || !f->of->size_ok || off + len > f->of->size) {
-		r = -EAGAIN;
+	uint64_t size;
+	/* the size from the open file's cache (loaded once under the pinned
+	 * lock): a write past it changes the inode, the slow path's job */
+	if (!f->of->h || (r = fmap_size(&fm, &size)) || off + len > size) {
+		r = r ? r : -EAGAIN;
 		goto out;
 	}
 	if ((r = of_handed_off(f->of)))
