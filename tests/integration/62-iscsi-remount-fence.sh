@@ -65,27 +65,9 @@ ka=$(new_key)
 ok "a mounted, key $ka; reservation: $("$PR" resv "$URL")"
 
 # the old a's writer: 64 KiB, fsync; then (on $G/go) the late 64 KiB in place
-python3 - "$A1/late.img" "$G" "$NBLK" <<'EOF' 2>"$G/w.err" &
-import errno, os, sys, time
-path, d, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-sys.path.insert(0, os.path.dirname(d))
-from pattern import data
-fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-os.pwrite(fd, data("first", n), 0)
-os.fsync(fd)
-open(os.path.join(d, "ready"), "w").close()
-while not os.path.exists(os.path.join(d, "go")):
-    time.sleep(0.01)
-op = "pwrite"
-try:
-    os.pwrite(fd, data("late", n), 0)  # in place: a data WRITE, no metadata
-    op = "fsync"
-    os.fsync(fd)
-    r = "ok"
-except OSError as e:
-    r = "%s %s" % (errno.errorcode.get(e.errno, e.errno), op)
-open(os.path.join(d, "result"), "w").write(r + "\n")
-EOF
+python3 -c "import sys; sys.path.insert(0, '$T'); from pattern import data
+open('$G/first', 'wb').write(data('first', $NBLK)); open('$G/late', 'wb').write(data('late', $NBLK))"
+python3 "$(dirname "$0")/held_write.py" "$A1/late.img" "$G" "$G/first" "$G/late" 2>"$G/w.err" &
 wpid=$!
 on_exit "kill $wpid 2>/dev/null"
 poll 20 test -e "$G/ready" || fail "a's writer: $(cat "$G/w.err")"

@@ -30,23 +30,8 @@ SIZE=1048576
 mount_lunfs "$IMG" "$A1" hostA "log=$T/a1.log"
 # the old A's writer: a new file, then (on $G/go) 4 KiB at offset 0 and an
 # fsync; $G/result gets "ok" or "ERRNO-NAME OP"
-python3 - "$A1/old" "$G" <<'EOF' 2>"$G/w.err" &
-import errno, os, sys, time
-path, d = sys.argv[1:]
-fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-open(os.path.join(d, "ready"), "w").close()
-while not os.path.exists(os.path.join(d, "go")):
-    time.sleep(0.01)
-op = "pwrite"
-try:
-    os.pwrite(fd, b"o" * 4096, 0)  # allocates a block, zeroes its last 1020 KiB
-    op = "fsync"
-    os.fsync(fd)
-    r = "ok"
-except OSError as e:
-    r = "%s %s" % (errno.errorcode.get(e.errno, e.errno), op)
-open(os.path.join(d, "result"), "w").write(r + "\n")
-EOF
+head -c 4096 /dev/zero | tr '\0' o >"$G/late" # allocates a block, zeroes its last 1020 KiB
+python3 "$(dirname "$0")/held_write.py" "$A1/old" "$G" - "$G/late" 2>"$G/w.err" &
 wpid=$!
 on_exit "kill $wpid 2>/dev/null"
 poll 10 test -e "$G/ready" || fail "A's writer does not start: $(cat "$G/w.err")"
