@@ -151,17 +151,22 @@ prefill() {
 	bg 900 dd if=/dev/zero of="$1" bs=${bs}M count=$(($2 / MIB / bs)) oflag=direct conv=notrunc,fsync status=none
 }
 
+# prefill_set DIR: the test file and the VM disks in DIR, written in full
+prefill_set() {
+	prefill "$1/disk.img" "$FILE_B" || fail "cannot write $1/disk.img"
+	v=0
+	while [ $v -lt "$FUSE_VMS" ]; do
+		prefill "$1/vm$v.img" "$VM_B" || fail "cannot write $1/vm$v.img"
+		v=$((v + 1))
+	done
+}
+
 T0=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== fuse: $FUSE_ROUNDS rounds of ${FUSE_SECS} s runs; files of $FUSE_FILE_SIZE, $FUSE_VMS VM disks of $FUSE_VM_SIZE; images of $((IMG_B / MIB)) MiB in $WORK" >&2
 
 echo "== fuse: (a) raw image files, prefilled" >&2
-prefill "$RAW/disk.img" "$FILE_B" || fail "cannot write $RAW/disk.img"
-v=0
-while [ $v -lt "$FUSE_VMS" ]; do
-	prefill "$RAW/vm$v.img" "$VM_B" || fail "cannot write $RAW/vm$v.img"
-	v=$((v + 1))
-done
+prefill_set "$RAW"
 
 echo "== fuse: (b) lunfs: image prefilled, mkfs.lunfs, metadata holes filled, mount.lunfs" >&2
 prefill "$LIMG" "$IMG_B" || fail "cannot write $LIMG"
@@ -179,12 +184,7 @@ until [ "$(findmnt -n -o FSTYPE "$LMNT" 2>/dev/null)" = fuse.lunfs ]; do
 	i=$((i + 1))
 done
 echo "== fuse: (b) the test files written in full through the mount (dd oflag=direct)" >&2
-prefill "$LMNT/disk.img" "$FILE_B" || fail "cannot write $LMNT/disk.img"
-v=0
-while [ $v -lt "$FUSE_VMS" ]; do
-	prefill "$LMNT/vm$v.img" "$VM_B" || fail "cannot write $LMNT/vm$v.img"
-	v=$((v + 1))
-done
+prefill_set "$LMNT"
 
 echo "== fuse: (c) ext4 on a loop device (direct I/O) over a prefilled image" >&2
 prefill "$EIMG" "$IMG_B" || fail "cannot write $EIMG"
@@ -196,12 +196,7 @@ bg 300 mkfs.ext4 -q -F -E nodiscard,lazy_itable_init=0,lazy_journal_init=0 "$LOO
 	fail "mkfs.ext4 failed"
 mount -t ext4 "$LOOP" "$EMNT" || fail "cannot mount $LOOP"
 EXT4_OPTS=$(findmnt -n -o OPTIONS "$EMNT")
-prefill "$EMNT/disk.img" "$FILE_B" || fail "cannot write $EMNT/disk.img"
-v=0
-while [ $v -lt "$FUSE_VMS" ]; do
-	prefill "$EMNT/vm$v.img" "$VM_B" || fail "cannot write $EMNT/vm$v.img"
-	v=$((v + 1))
-done
+prefill_set "$EMNT"
 sync -f "$WORK"
 PREP_SECS=$(($(date +%s) - T0))
 
