@@ -79,6 +79,9 @@ int lk_acquire_flags(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_
 	r = dev_read(d, off, cur, lbs);
 	for (unsigned attempt = 0; !r; attempt++) {
 		struct lunfs_lock rec, nrec;
+		/* a fenced host says so, not that the lock is busy */
+		if ((r = hb_ok(h)))
+			break;
 		r = lunfs_lock_decode(cur, uuid, off, &rec, NULL);
 		if (r)
 			break;

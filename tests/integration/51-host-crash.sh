@@ -23,6 +23,9 @@ mkdir -p "$A" "$B"
 mount_lunfs "$IMG" "$B" hostB "log=$T/b.log"
 on_exit "umount_lunfs '$A'"
 mkdir "$B/meta"
+# another host sees a new name once B checkpoints it (within about a second,
+# LOCKING.md section 6): A's first round must not start before
+sleep 2
 
 # the data writer: chunk writes with intent/done records, until it dies
 cat >"$T/writer.py" <<'EOF'
