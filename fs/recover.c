@@ -80,8 +80,7 @@ static int recover_slot(struct lunfs_vol *v, uint32_t s)
 		return -ECANCELED;
 	}
 	const char *step = "fencing its persistent-reservation key";
-	if (!(r = hb_fence_victim(v->hb, victim.pr_key)) &&
-	    !(r = hb_fence_victim(v->hb, hb_replayer_key(v->hb, &victim)))) {
+	if (!(r = hb_fence_taken(v->hb, &victim))) {
 		struct jnl_geom g = {.slot = s, .off = geom_jnl(&v->sb, s), .size = v->sb.jnl_size,
 				     .target_ok = vol_jtarget_ok, .arg = &v->sb, .guard = v->hb};
 		struct jnl_replay_stats st;

@@ -221,17 +221,10 @@ static int phase2(struct fsck *f, int *live_hosts)
 		if (!problem(f, bad ? PR_HB_CORRUPT : PR_HB_STALE_LIVE, "slot %u, host \"%s\"", s,
 			     bad ? "?" : w->slot[s].hb.host_name))
 			continue;
-		/* the renewal thread's scans watch it too: they agree once
-		 * they have seen it stand still for a lease */
 		struct lunfs_hb victim;
-		uint64_t t0 = lk_now_ms();
-		while ((r = hb_recover_begin(f->me, s, &victim)) == -EAGAIN &&
-		       lk_now_ms() - t0 < 2ull * p.lease_ms)
-			usleep(p.hb_ms * 1000 / 2);
-		if (!r && ((r = hb_fence_victim(f->me, victim.pr_key)) ||
-			   (r = hb_fence_victim(f->me, hb_replayer_key(f->me, &victim)))))
-			printf("  cannot fence slot %u's PR key: %s\n", s, lunfs_strerror(r));
-		if (!r)
+		if ((r = hb_take_over(f->me, s, 2 * p.lease_ms, &victim)))
+			printf("  cannot take slot %u over: %s\n", s, lunfs_strerror(r));
+		else
 			f->taken[s] = 1;
 		fixed(f, r);
 		r = 0;

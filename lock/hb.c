@@ -585,6 +585,12 @@ int hb_release(struct hb_host *h)
 	int r;
 	stop_thread(h);
 	r = hb_ok(h);
+	/* our own crashed mount's slot, not replayed yet (a mount that gave up
+	 * before its replay): it stays REPLAYING under the old generation for
+	 * the next mount or a survivor; freeing it would make the old holds
+	 * GONE without the replay */
+	if (!r && h->hb.state == HB_REPLAYING)
+		r = -EAGAIN;
 	if (!r) {
 		struct lunfs_hb nb = h->hb;
 		uint8_t *nimg = dev_alloc(h->lbs);
@@ -821,7 +827,7 @@ out:
 	return r;
 }
 
-uint64_t hb_replayer_key(struct hb_host *h, const struct lunfs_hb *victim)
+static uint64_t replayer_key(struct hb_host *h, const struct lunfs_hb *victim)
 {
 	struct lunfs_hb r;
 	if (victim->state != HB_REPLAYING || victim->replayer_slot == victim->slot ||
@@ -1060,4 +1066,21 @@ void hb_pr_unregister(struct dev *d, uint64_t key)
 uint64_t hb_pr_key(const struct hb_host *h)
 {
 	return h->id.pr_key;
+}
+
+int hb_fence_taken(struct hb_host *h, const struct lunfs_hb *victim)
+{
+	int r = hb_fence_victim(h, victim->pr_key);
+	return r ? r : hb_fence_victim(h, replayer_key(h, victim));
+}
+
+int hb_take_over(struct hb_host *h, uint32_t s, uint32_t wait_ms, struct lunfs_hb *victim)
+{
+	uint64_t t0 = lk_now_ms();
+	int r;
+	/* our renewal thread's scans watch the slot too: they agree once they
+	 * have seen it stand still for a lease */
+	while ((r = hb_recover_begin(h, s, victim)) == -EAGAIN && lk_now_ms() - t0 < wait_ms)
+		usleep(h->p.hb_ms * 1000 / 2);
+	return r ? r : hb_fence_taken(h, victim);
 }

@@ -63,7 +63,9 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 		   unsigned flags, struct hb_host **out, uint32_t *prev_state);
 
 /* Stops renewing and marks the slot FREE.  Frees h.  Returns 0 or -errno
- * (h is freed in every case). */
+ * (h is freed in every case).  A slot still REPLAYING by itself (our own
+ * crashed mount, not replayed yet) is left as it is (-EAGAIN): only a
+ * replay may free it. */
 int hb_release(struct hb_host *h);
 
 /* Stops the renewal thread and frees h without touching the disk: the slot
@@ -182,10 +184,17 @@ void hb_pr_unregister(struct dev *d, uint64_t key);
 /* The key this host published (0 none). */
 uint64_t hb_pr_key(const struct hb_host *h);
 
-/* A slot we take over that was REPLAYING by another host (that recovery
- * stalled or its host died): the key of that replayer, which must be fenced
- * too, since its replay writes may still be in flight (0: none). */
-uint64_t hb_replayer_key(struct hb_host *h, const struct lunfs_hb *victim);
+/* Step 2 for a slot just taken (hb_recover_begin): fences the victim's key
+ * and, for a slot that was REPLAYING by another host (that recovery stalled
+ * or its host died), that replayer's key too, since its replay writes may
+ * still be in flight.  Returns as hb_fence_victim. */
+int hb_fence_taken(struct hb_host *h, const struct lunfs_hb *victim);
+
+/* Steps 1 and 2 of the takeover for fsck and mkfs, which watched the slot
+ * dead (hb_claim_exclusive): hb_recover_begin, retried for up to wait_ms
+ * while our own watch has not yet seen it stand still for a lease, then
+ * hb_fence_taken.  Returns 0 with *victim, or -errno. */
+int hb_take_over(struct hb_host *h, uint32_t s, uint32_t wait_ms, struct lunfs_hb *victim);
 
 /* After a claim of our own crashed slot: the PR key that mount registered
  * (to be fenced before our replay), else 0. */

@@ -124,12 +124,7 @@ static int take_volume(struct dev *d, const char *path, const struct lunfs_sb *o
 		if (w->slot[s].status != HB_W_DEAD)
 			continue;
 		struct lunfs_hb victim;
-		uint64_t t0 = lk_now_ms();
-		while ((r = hb_recover_begin(h, s, &victim)) == -EAGAIN &&
-		       lk_now_ms() - t0 < 2ull * p.lease_ms)
-			usleep(p.hb_ms * 1000 / 2);
-		if (!r && !(r = hb_fence_victim(h, victim.pr_key)))
-			r = hb_fence_victim(h, hb_replayer_key(h, &victim));
+		r = hb_take_over(h, s, 2 * p.lease_ms, &victim);
 		if (r)
 			fprintf(stderr, "mkfs.lunfs: %s: cannot take over slot %u: %s\n", path, s,
 				lunfs_strerror(r));

@@ -92,7 +92,18 @@ START_TEST(heartbeat_reclaim_after_crash)
 	ck_assert_uint_eq(prev, HB_LIVE);
 	ck_assert_uint_eq(hb_slot(a), slot);
 	ck_assert_uint_eq(hb_mount_gen(a), gen + 1);
+	ck_assert_int_eq(hb_recovered(a), 0); /* (its journal replayed) */
 	ck_assert_int_eq(hb_release(a), 0);
+	/* a mount that gives up before its replay leaves the slot REPLAYING:
+	 * only a replay may free a crashed mount's slot */
+	ck_assert_int_eq(hb_claim(da2, &v.p, &ident, &a, NULL), 0);
+	hb_abandon(a); /* crash */
+	ck_assert_int_eq(hb_claim_flags(da2, &v.p, &ident, HB_ASSUME_DEAD, &a, &prev), 0);
+	ck_assert_uint_eq(prev, HB_LIVE);
+	ck_assert_int_eq(hb_release(a), -EAGAIN);
+	struct lunfs_hb hb;
+	ck_assert_int_eq(hb_read(db, &v.p, slot, &hb), 0);
+	ck_assert_uint_eq(hb.state, HB_REPLAYING);
 	dev_close(da);
 	dev_close(da2);
 	dev_close(db);
