@@ -413,20 +413,14 @@ static int read_range(struct lunfs_vol *v, uint64_t off, void *buf, size_t len)
 
 /* Writes len bytes at off.  fresh: the sectors around the range are part of
  * a block being exposed now, so they are zeros (not read back). */
-/* The fence check right before a data write reaches the device: whatever
- * came before it (locks, map lookups, a bounce copy) may have stalled past
- * our lease.  What is left is the gap between this check and the system
- * call (LOCKING.md, "Residual window"). */
-static int data_write(struct lunfs_vol *v, uint64_t off, const void *buf, size_t len)
-{
-	int r = hb_ok(v->hb);
-	return r ? r : dev_write(v->d, off, buf, len);
-}
 
+/* Whatever came before a data write (locks, map lookups, a bounce copy) may
+ * have stalled past our lease: the device's write guard checks it right
+ * before the submission (LOCKING.md section 4). */
 static int write_range(struct lunfs_vol *v, uint64_t off, const void *buf, size_t len, int fresh)
 {
 	if (aligned(v, off, len, buf))
-		return data_write(v, off, buf, len);
+		return dev_write(v->d, off, buf, len);
 	uint32_t a = dev_lbs(v->d);
 	uint64_t a0 = off / a * a, a1 = (off + len + a - 1) / a * a;
 	uint8_t *bb = dev_alloc(a1 - a0);
@@ -442,7 +436,7 @@ static int write_range(struct lunfs_vol *v, uint64_t off, const void *buf, size_
 	}
 	if (!r) {
 		memcpy(bb + (off - a0), buf, len);
-		r = data_write(v, a0, bb, a1 - a0);
+		r = dev_write(v->d, a0, bb, a1 - a0);
 	}
 	free(bb);
 	return r;

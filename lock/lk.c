@@ -125,8 +125,8 @@ int lk_acquire_flags(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_
 			}
 			break;
 		}
-		if ((r = hb_ok(h)))
-			break;
+		/* (the device's write guard checks the lease again right
+		 * before the CAW: the classification above can block) */
 		nrec.holders[nrec.nholders].slot = hb_slot(h);
 		nrec.holders[nrec.nholders].flags = hflags;
 		nrec.holders[nrec.nholders].mount_gen = hb_mount_gen(h);

@@ -355,9 +355,9 @@ EOF
 	poll_for 10 "late: gdb attaches ($(tail -3 "$C/gdb.log"))" grep -q '^Breakpoint 1 at' "$C/gdb.log"
 	touch "$C/go"
 	poll_for 10 "late: a's daemon stops before its WRITE ($(tail -5 "$C/gdb.log"))" grep -q 'hit Breakpoint 2' "$C/gdb.log"
-	grep -Eq 'data_write|write_range' "$C/gdb.log" || fail "late: a stopped elsewhere than a data write: $(grep -A5 'hit Breakpoint 2' "$C/gdb.log")"
+	grep -Eq 'write_range|pwrite_mapped' "$C/gdb.log" || fail "late: a stopped elsewhere than a data write: $(grep -A5 'hit Breakpoint 2' "$C/gdb.log")"
 	t0=$(now_ms)
-	ok "late: a's daemon (pid $pida) held by gdb in write_range -> data_write -> dev_write, its pwrite past every fencing check"
+	ok "late: a's daemon (pid $pida) held by gdb in write_range -> dev_write, its pwrite past every fencing check"
 	r=$(python3 -c '
 import errno, os, sys, time
 t0 = time.monotonic()

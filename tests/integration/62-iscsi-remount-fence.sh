@@ -83,10 +83,10 @@ gpid=$GDB_PID
 poll 10 grep -q '^Breakpoint 1 at' "$G/gdb.log" || fail "gdb does not attach: $(tail -3 "$G/gdb.log")"
 touch "$G/go"
 poll 10 grep -q 'hit Breakpoint 3' "$G/gdb.log" || fail "a's daemon does not stop before its WRITE: $(tail -5 "$G/gdb.log")"
-sed -n '/hit Breakpoint 3/,$p' "$G/gdb.log" | grep -q 'data_write' ||
+sed -n '/hit Breakpoint 3/,$p' "$G/gdb.log" | grep -Eq 'write_range|pwrite_mapped' ||
 	fail "a stopped elsewhere than a data write: $(sed -n '/hit Breakpoint 3/,$p' "$G/gdb.log")"
 t0=$(now_ms)
-ok "a's daemon (pid $pida) held by gdb in iscsi_write16_iov_task (data_write -> dev_write -> iscsi_rw), its WRITE past every fencing check of its own"
+ok "a's daemon (pid $pida) held by gdb in iscsi_write16_iov_task (write_range -> dev_write -> iscsi_rw), its WRITE past every fencing check of its own"
 
 # a's own identity remounts; nobody else is there to recover the old mount
 mount_lunfs "$URL" "$A2" a "log=$T/a2.log,caw=auto"
