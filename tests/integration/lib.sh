@@ -9,7 +9,15 @@ CLEANUP=""
 # Register a cleanup command; all run at exit, last registered first.
 # LUNFS_KEEP=1 keeps $T (images, logs) after the cleanup, for a post-mortem.
 on_exit() { CLEANUP="$1; $CLEANUP"; }
-_cleanup() { set +e; eval "$CLEANUP"; [ -n "${LUNFS_KEEP:-}" ] && echo "kept $T" >&2 || rm -rf "$T"; }
+_cleanup() { set +e; eval "$CLEANUP"; [ -n "${LUNFS_KEEP:-}" ] && echo "kept $T" >&2 || { drop_arbiters; rm -rf "$T"; }; }
+# The CAW arbiter files of the images under $T (docs/CAW-ARBITER.md): the
+# last clean close removes one, a killed daemon leaves it; no daemon of the
+# test runs any more when this is called.
+drop_arbiters() {
+	find "$T" -type f -print0 2>/dev/null | while IFS= read -r -d '' _f; do
+		rm -f "/dev/shm/lunfs-caw-f-$(stat -c %D "$_f")-$(printf %x "$(stat -c %i "$_f")")"
+	done
+}
 trap _cleanup EXIT
 trap 'exit 130' INT TERM
 fail() { echo "FAIL: $*" >&2; exit 1; }
