@@ -5,6 +5,10 @@
 #include <string.h>
 #include "dev_impl.h"
 
+/* The counters are bumped by every thread doing I/O: relaxed atomics (they
+ * order nothing, they only must not lose counts). */
+#define STAT_ADD(d, field, n) __atomic_fetch_add(&(d)->st.field, (n), __ATOMIC_RELAXED)
+
 static __thread char last_error[256];
 
 void dev_set_error(const char *fmt, ...)
@@ -127,11 +131,11 @@ static int do_rw(struct dev *d, int op, uint64_t off, const struct iovec *iov, i
 	if (len == 0)
 		return 0;
 	if (op == DEV_OP_READ) {
-		d->st.reads++;
-		d->st.read_bytes += len;
+		STAT_ADD(d, reads, 1);
+		STAT_ADD(d, read_bytes, len);
 	} else {
-		d->st.writes++;
-		d->st.write_bytes += len;
+		STAT_ADD(d, writes, 1);
+		STAT_ADD(d, write_bytes, len);
 	}
 	if (op == DEV_OP_WRITE && (r = dev_guard(d)))
 		return r;
@@ -165,7 +169,7 @@ int dev_flush(struct dev *d)
 {
 	if (d->readonly)
 		return 0;
-	d->st.flushes++;
+	STAT_ADD(d, flushes, 1);
 	return fenced(d, d->ops->flush(d));
 }
 
@@ -179,12 +183,12 @@ int dev_caw(struct dev *d, uint64_t off, const void *cmp, const void *data, size
 		return -EROFS;
 	if (!len)
 		return -EINVAL;
-	d->st.caws++;
+	STAT_ADD(d, caws, 1);
 	if ((r = dev_guard(d)))
 		return r;
 	r = d->ops->caw(d, off, cmp, data, len, cur);
 	if (r == -EMISCOMPARE)
-		d->st.miscompares++;
+		STAT_ADD(d, miscompares, 1);
 	return fenced(d, r);
 }
 
@@ -215,7 +219,7 @@ int dev_zero(struct dev *d, uint64_t off, uint64_t len)
 		return r;
 	if (d->readonly)
 		return -EROFS;
-	d->st.zeroes++;
+	STAT_ADD(d, zeroes, 1);
 	if ((r = dev_guard(d)))
 		return r;
 	return fenced(d, d->ops->zero ? d->ops->zero(d, off, len) : dev_generic_zero(d, off, len));
@@ -235,14 +239,14 @@ int dev_submit(struct dev *d, struct dev_io **ios, unsigned n)
 		if (r)
 			return r;
 		if (io->op == DEV_OP_READ) {
-			d->st.reads++;
-			d->st.read_bytes += len;
+			STAT_ADD(d, reads, 1);
+			STAT_ADD(d, read_bytes, len);
 		} else if (io->op == DEV_OP_WRITE) {
 			writes = 1;
-			d->st.writes++;
-			d->st.write_bytes += len;
+			STAT_ADD(d, writes, 1);
+			STAT_ADD(d, write_bytes, len);
 		} else {
-			d->st.flushes++;
+			STAT_ADD(d, flushes, 1);
 		}
 	}
 	int r = writes ? dev_guard(d) : 0;

@@ -8,7 +8,9 @@
  * Every I/O works in whole logical blocks: offsets and lengths are in bytes
  * but must be multiples of dev_lbs(), and buffers must be aligned to
  * DEV_BUF_ALIGN (use dev_alloc()).  Sync calls are thread-safe.  The async
- * queue (dev_submit/dev_reap) belongs to one thread at a time.
+ * queue (dev_submit/dev_reap) belongs to one thread at a time, unless the
+ * device has DEV_CAP_ASYNC_MT: then any threads may submit at once while
+ * one thread reaps.
  *
  * Every function returns 0 (or a byte count) on success, or a negative errno
  * (see lerrno.h: -EMISCOMPARE for a compare-and-write that lost).
@@ -33,6 +35,8 @@ enum {
 	DEV_CAP_PR = 1u << 3,          /* SCSI-3 persistent reservations */
 	DEV_CAP_ZERO = 1u << 4,        /* cheap zeroing (punch hole, WRITE SAME/UNMAP) */
 	DEV_CAP_FAULTY = 1u << 5,      /* a test wrapper */
+	DEV_CAP_ASYNC_MT = 1u << 7,    /* dev_submit from several threads at once,
+					  dev_reap from one, concurrently */
 	DEV_CAP_CAW_ARB = 1u << 6,     /* with CAW_OFD: under the shared-memory
 					  arbiter (breakable), not the OFD lock */
 };

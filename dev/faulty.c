@@ -244,7 +244,7 @@ int dev_faulty_wrap(struct dev *inner, struct dev **out)
 	f->d.ops = &faulty_ops;
 	f->d.size = inner->size;
 	f->d.lbs = inner->lbs;
-	f->d.caps = (inner->caps & ~(DEV_CAP_ZERO | DEV_CAP_PR)) | DEV_CAP_FAULTY;
+	f->d.caps = (inner->caps & ~(DEV_CAP_ZERO | DEV_CAP_PR | DEV_CAP_ASYNC_MT)) | DEV_CAP_FAULTY;
 	f->d.readonly = inner->readonly;
 	f->d.url = malloc(strlen(inner->url ? inner->url : "") + 8);
 	if (f->d.url)

@@ -59,9 +59,13 @@ struct file_dev {
 	pthread_mutex_t rl_mu;
 	pthread_cond_t rl_cv;     /* CLOCK_MONOTONIC */
 	struct range *held;
-	struct io_uring ring;     /* async queue; protected by its single-thread rule */
-	int ring_ready;
-	unsigned inflight;
+	/* The async queue: submitters take sq_mu (DEV_CAP_ASYNC_MT: several
+	 * threads may submit); one thread at a time reaps, without sq_mu (the
+	 * completion ring is its own).  inflight is shared: atomic. */
+	pthread_mutex_t sq_mu;
+	struct io_uring ring;
+	int ring_ready;           /* set once, under sq_mu, before any submit */
+	unsigned inflight;        /* submitted, not reaped (atomic) */
 };
 
 static struct file_dev *FD(struct dev *d)
@@ -285,26 +289,30 @@ static int ring_setup(struct file_dev *f)
 	int r = io_uring_queue_init(RING_DEPTH, &f->ring, 0);
 	if (r < 0)
 		return r;
-	f->ring_ready = 1;
+	__atomic_store_n(&f->ring_ready, 1, __ATOMIC_RELEASE);
 	return 0;
 }
 
 static int file_submit(struct dev *d, struct dev_io **ios, unsigned n)
 {
 	struct file_dev *f = FD(d);
+	pthread_mutex_lock(&f->sq_mu);
 	int r = ring_setup(f);
 	if (r)
-		return r;
-	if (f->inflight + n > RING_DEPTH)
-		return -EBUSY;
+		goto out;
+	r = -EBUSY;
+	if (__atomic_load_n(&f->inflight, __ATOMIC_ACQUIRE) + n > RING_DEPTH)
+		goto out;
 	for (unsigned i = 0; i < n; i++) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&f->ring);
 		struct dev_io *io = ios[i];
 		if (!sqe) {
 			io_uring_submit(&f->ring);
 			sqe = io_uring_get_sqe(&f->ring);
-			if (!sqe)
-				return i ? (int)i : -EBUSY;
+			if (!sqe) {
+				r = i ? (int)i : -EBUSY;
+				goto out;
+			}
 		}
 		if (io->op == DEV_OP_READ)
 			io_uring_prep_readv(sqe, f->fd, io->iov, io->iovcnt, io->off);
@@ -313,20 +321,26 @@ static int file_submit(struct dev *d, struct dev_io **ios, unsigned n)
 		else
 			io_uring_prep_fsync(sqe, f->fd, IORING_FSYNC_DATASYNC);
 		io_uring_sqe_set_data(sqe, io);
-		f->inflight++;
+		/* counted before the kernel sees it, so a reaper that finds it
+		 * completed never finds inflight at 0 */
+		__atomic_fetch_add(&f->inflight, 1, __ATOMIC_RELEASE);
 	}
 	r = io_uring_submit(&f->ring);
-	return r < 0 ? r : (int)n;
+	r = r < 0 ? r : (int)n;
+out:
+	pthread_mutex_unlock(&f->sq_mu);
+	return r;
 }
 
 static int file_reap(struct dev *d, unsigned min, struct dev_io **out, unsigned max)
 {
 	struct file_dev *f = FD(d);
 	unsigned got = 0;
-	if (!f->ring_ready)
+	if (!__atomic_load_n(&f->ring_ready, __ATOMIC_ACQUIRE))
 		return 0;
-	if (min > f->inflight)
-		min = f->inflight;
+	unsigned inflight = __atomic_load_n(&f->inflight, __ATOMIC_ACQUIRE);
+	if (min > inflight)
+		min = inflight;
 	while (got < max) {
 		struct io_uring_cqe *cqe;
 		int r = got < min ? io_uring_wait_cqe(&f->ring, &cqe) : io_uring_peek_cqe(&f->ring, &cqe);
@@ -339,7 +353,7 @@ static int file_reap(struct dev *d, unsigned min, struct dev_io **out, unsigned 
 		struct dev_io *io = io_uring_cqe_get_data(cqe);
 		int64_t res = cqe->res;
 		io_uring_cqe_seen(&f->ring, cqe);
-		f->inflight--;
+		__atomic_fetch_sub(&f->inflight, 1, __ATOMIC_RELEASE);
 		/* A short transfer at O_DIRECT alignment is an error for us. */
 		if (res >= 0 && io->op != DEV_OP_FLUSH && (size_t)res != dev_iov_len(io->iov, io->iovcnt))
 			res = -EIO;
@@ -358,6 +372,7 @@ static void file_close(struct dev *d)
 		arb_close(&f->arb);
 	close(f->fd);
 	pthread_mutex_destroy(&f->rl_mu);
+	pthread_mutex_destroy(&f->sq_mu);
 	pthread_cond_destroy(&f->rl_cv);
 	free(f);
 }
@@ -395,13 +410,14 @@ int dev_file_open(const char *path, const struct dev_opts *o, struct dev **out)
 	}
 	f->fd = fd;
 	f->d.ops = &file_ops;
-	f->d.caps = DEV_CAP_CAW_OFD | DEV_CAP_ZERO;
+	f->d.caps = DEV_CAP_CAW_OFD | DEV_CAP_ZERO | DEV_CAP_ASYNC_MT;
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&f->rl_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&f->rl_mu, NULL);
+	pthread_mutex_init(&f->sq_mu, NULL);
 	if (S_ISBLK(st.st_mode)) {
 		int ss = 512;
 		f->is_blk = 1;

@@ -1064,15 +1064,13 @@ int lunfs_ioq_create(struct lunfs_file *f, unsigned depth, struct lunfs_ioq **ou
 	return 0;
 }
 
-/* Maps a on the fast path: every piece mapped, aligned, at most 2 blocks.
- * Returns the number of device requests, or 0 for the slow path. */
-/* Fills rq from the open file's cache alone: no transaction, no I/O.
+/* Fills io/iov from the open file's cache alone: no transaction, no I/O.
  * Returns the number of device requests, or 0 when something is not cached. */
-static int cached_map(struct lunfs_file *f, struct areq *rq, uint64_t bs)
+static int cached_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io *io,
+		      struct iovec *iov, void *priv, uint64_t bs)
 {
 	struct lunfs_vol *v = f->v;
 	struct ofile *of = f->of;
-	struct lunfs_aio *a = rq->a;
 	int n = 0;
 	pthread_mutex_lock(&v->mu);
 	if (!of->h || !of->size_ok || !of->mapc || a->off + a->len > of->size)
@@ -1086,26 +1084,26 @@ static int cached_map(struct lunfs_file *f, struct areq *rq, uint64_t bs)
 			n = 0;
 			goto out;
 		}
-		rq->iov[n] = (struct iovec){(char *)a->buf + done, len};
-		rq->io[n] = (struct dev_io){.op = a->op == LUNFS_AIO_READ ? DEV_OP_READ : DEV_OP_WRITE,
-					    .off = geom_file_blk(&v->sb, c->ptr & PTR_BLOCK_MASK) + boff,
-					    .iov = &rq->iov[n], .iovcnt = 1, .priv = rq};
+		iov[n] = (struct iovec){(char *)a->buf + done, len};
+		io[n] = (struct dev_io){.op = a->op == LUNFS_AIO_READ ? DEV_OP_READ : DEV_OP_WRITE,
+					.off = geom_file_blk(&v->sb, c->ptr & PTR_BLOCK_MASK) + boff,
+					.iov = &iov[n], .iovcnt = 1, .priv = priv};
 		done += len;
 	}
 	if (a->op == LUNFS_AIO_WRITE) {
 		ino_now(&of->mtime);
 		of->times_dirty = 1;
 	}
+	io_enter(v);
 out:
 	pthread_mutex_unlock(&v->mu);
 	return n;
 }
 
-static int fast_map(struct lunfs_ioq *q, struct areq *rq)
+int file_aio_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io io[2],
+		 struct iovec iov[2], void *priv)
 {
-	struct lunfs_file *f = q->f;
 	struct lunfs_vol *v = f->v;
-	struct lunfs_aio *a = rq->a;
 	uint64_t bs = v->sb.file_bs;
 	struct txn tx;
 	int n = 0;
@@ -1113,13 +1111,13 @@ static int fast_map(struct lunfs_ioq *q, struct areq *rq)
 	    (a->op == LUNFS_AIO_WRITE && (!writable(f->mode) || !f->of->h)) ||
 	    (a->off % bs) + a->len > 2 * bs)
 		return 0; /* the slow path decides (and refuses a write it must) */
-	if ((n = cached_map(f, rq, bs)))
+	if ((n = cached_map(f, a, io, iov, priv, bs)))
 		return n;
 	tx_begin(v, &tx);
 	struct fmap fm = {&tx, f->of, NULL, 0};
 	uint64_t size;
 	int r = fmap_size(&fm, &size);
-	if (r || a->off + a->len > size || (a->off % bs) + a->len > 2 * bs)
+	if (r || a->off + a->len > size)
 		goto out;
 	for (size_t done = 0; done < a->len; n++) {
 		uint64_t pos = a->off + done, boff = pos % bs, ptr;
@@ -1129,16 +1127,17 @@ static int fast_map(struct lunfs_ioq *q, struct areq *rq)
 			n = 0;
 			goto out;
 		}
-		rq->iov[n] = (struct iovec){(char *)a->buf + done, len};
-		rq->io[n] = (struct dev_io){.op = a->op == LUNFS_AIO_READ ? DEV_OP_READ : DEV_OP_WRITE,
-					    .off = geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + boff,
-					    .iov = &rq->iov[n], .iovcnt = 1, .priv = rq};
+		iov[n] = (struct iovec){(char *)a->buf + done, len};
+		io[n] = (struct dev_io){.op = a->op == LUNFS_AIO_READ ? DEV_OP_READ : DEV_OP_WRITE,
+					.off = geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + boff,
+					.iov = &iov[n], .iovcnt = 1, .priv = priv};
 		done += len;
 	}
 	if (a->op == LUNFS_AIO_WRITE) {
 		ino_now(&f->of->mtime);
 		f->of->times_dirty = 1;
 	}
+	io_enter(v);
 out:
 	tx_end(&tx, 0);
 	free(fm.in);
@@ -1160,6 +1159,7 @@ static void flush_batch(struct lunfs_ioq *q, struct dev_io **batch, unsigned *nb
 	} else {
 		for (unsigned k = 0; k < *nr; k++) {
 			struct lunfs_aio *a = rqs[k]->a;
+			io_exit(v); /* file_aio_map entered it */
 			a->res = a->op == LUNFS_AIO_READ ? lunfs_pread(q->f, a->buf, a->len, a->off)
 							 : lunfs_pwrite(q->f, a->buf, a->len, a->off);
 			q->done[q->ndone++] = a;
@@ -1188,7 +1188,7 @@ int lunfs_ioq_submit(struct lunfs_ioq *q, struct lunfs_aio **ios, unsigned n)
 			q->done[q->ndone++] = a;
 			continue;
 		}
-		int nd = fast_map(q, rq);
+		int nd = file_aio_map(q->f, a, rq->io, rq->iov, rq);
 		if (nd) {
 			rq->pending = nd;
 			q->free = rq->next;
@@ -1229,6 +1229,7 @@ int lunfs_ioq_reap(struct lunfs_ioq *q, unsigned min, struct lunfs_aio **out, un
 			if (--rq->pending)
 				continue;
 			rq->a->res = rq->err ? rq->err : (ssize_t)rq->a->len;
+			io_exit(v);
 			q->inflight--;
 			rq->next = q->free;
 			q->free = rq;

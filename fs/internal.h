@@ -82,7 +82,8 @@ struct lunfs_vol {
 	pthread_t linger_thr;
 	pthread_cond_t linger_cv;
 	int stop;
-	int ioq_busy;
+	int ioq_busy;           /* a lunfs_ioq, or the aio engine, owns the device queue */
+	struct aeng *aeng;      /* the aio engine (aio.c), once started; under mu */
 	unsigned data_io;       /* data I/Os in flight outside mu (io_enter) */
 	unsigned draining;      /* transactions freeing file blocks (tx_drain) */
 	pthread_cond_t io_cv;   /* data_io reached 0, or draining did */
@@ -175,6 +176,7 @@ struct txn {
  * held.  tx_drain: called before a file block is freed; v->mu held. */
 void io_enter(struct lunfs_vol *v);
 void io_exit(struct lunfs_vol *v);
+void io_exit_n(struct lunfs_vol *v, unsigned n); /* n I/Os at once */
 void tx_drain(struct txn *tx);
 
 void tx_begin(struct lunfs_vol *v, struct txn *tx);
@@ -257,5 +259,16 @@ int file_release_inode(struct txn *tx, struct lunfs_inode *in);
 int file_put_first(struct txn *tx, struct lunfs_inode *in, const void *buf, size_t len);
 /* Reads len bytes of file block 0 (it must be mapped and written). */
 int file_get_first(struct txn *tx, struct lunfs_inode *in, void *buf, size_t len);
+/* The device requests (at most 2) of a, a plain read or write of mapped
+ * blocks: aligned, inside the file, nothing to allocate or zero; their priv
+ * is priv.  Returns their number, the caller then registered as a data I/O
+ * (io_enter: it calls io_exit once they completed), or 0: the synchronous
+ * path (lunfs_pread, lunfs_pwrite) must serve a.  v->mu not held. */
+int file_aio_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io io[2],
+		 struct iovec iov[2], void *priv);
+
+/* aio.c: the completion-driven data path (lunfs_aio_start) */
+struct aeng;
+void aio_stop(struct lunfs_vol *v);
 
 #endif

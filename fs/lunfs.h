@@ -212,6 +212,20 @@ int lunfs_ioq_reap(struct lunfs_ioq *q, unsigned min, struct lunfs_aio **out, un
 /* Waits for everything in flight, then frees q. */
 void lunfs_ioq_destroy(struct lunfs_ioq *q);
 
+/* ---- completion-driven data I/O (a daemon serving many requests) ----
+ * Starts a (a->op, buf, len, off as above) on f; done(a) is called exactly
+ * once, with a->res set: from the volume's completion thread when a is a
+ * plain read or write of mapped blocks (aligned to the device's logical
+ * block, inside the file), or from this thread before lunfs_aio_start
+ * returns when it is anything else (a hole to fill, a partial sector, the
+ * end of the file, a device without a shared queue), served as by
+ * lunfs_pread and lunfs_pwrite.  Any number of threads may start requests
+ * at once; the buffer must stay valid until done.  done must not wait for
+ * this volume's I/O (it runs on the completion thread).  While this is in
+ * use, lunfs_ioq_create on the volume fails with -EBUSY. */
+typedef void (*lunfs_aio_done)(struct lunfs_aio *a);
+void lunfs_aio_start(struct lunfs_file *f, struct lunfs_aio *a, lunfs_aio_done done);
+
 /* Counters of the device under v (I/Os per operation in benchmarks). */
 void lunfs_dev_stats(struct lunfs_vol *v, struct dev_stats *st);
 struct dev *lunfs_device(struct lunfs_vol *v);

@@ -470,8 +470,16 @@ void io_enter(struct lunfs_vol *v)
 
 void io_exit(struct lunfs_vol *v)
 {
+	io_exit_n(v, 1);
+}
+
+void io_exit_n(struct lunfs_vol *v, unsigned n)
+{
+	if (!n)
+		return;
 	pthread_mutex_lock(&v->mu);
-	if (--v->data_io == 0)
+	v->data_io -= n;
+	if (v->data_io == 0)
 		pthread_cond_broadcast(&v->io_cv);
 	pthread_mutex_unlock(&v->mu);
 }
@@ -804,6 +812,7 @@ int lunfs_unmount(struct lunfs_vol *v)
 	int r = 0, e;
 	if (!v)
 		return -EINVAL;
+	aio_stop(v);
 	recover_stop(v);
 	stop_linger(v);
 	if (!v->ro) {
@@ -833,6 +842,7 @@ int lunfs_unmount(struct lunfs_vol *v)
 
 void lunfs_abandon(struct lunfs_vol *v)
 {
+	aio_stop(v);
 	recover_stop(v);
 	stop_linger(v);
 	if (!v->ro) {

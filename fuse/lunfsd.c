@@ -49,6 +49,10 @@
 #include "fs/format.h"
 
 #define TIMEOUT 1.0
+/* requests served at once: the FUSE threads, and the kernel's limit of
+ * asynchronous (background) requests in flight */
+#define MAX_REQUESTS 64
+#define MAX_BACKGROUND MAX_REQUESTS
 
 /* Read-only virtual xattr of the root: the daemon's PID, for the umount
  * helper (trusted.*: the kernel lets only CAP_SYS_ADMIN read it). */
@@ -203,6 +207,14 @@ static void lo_init(void *ud, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
 	if (conn->capable & FUSE_CAP_ASYNC_DIO)
 		conn->want |= FUSE_CAP_ASYNC_DIO;
+	/* A guest's queue depth must reach us: the kernel sends asynchronous
+	 * direct I/O (io_uring, libaio) as background requests, at most
+	 * max_background at a time (12 by default, so a QD32 guest ran at
+	 * QD12), and marks the connection congested at congestion_threshold.
+	 * The kernel caps both (fuse_max_bg, 12 pages' worth by default for
+	 * unprivileged mounts; we mount as root). */
+	conn->max_background = MAX_BACKGROUND;
+	conn->congestion_threshold = MAX_BACKGROUND * 3 / 4;
 	/* open(O_TRUNC): the kernel truncates through setattr (which takes
 	 * the inode lock) before the open, instead of passing O_TRUNC to us */
 	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
@@ -474,31 +486,83 @@ static void lo_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	fuse_reply_err(req, -lunfs_sys_errno(lunfs_fsync((struct lunfs_file *)(uintptr_t)fi->fh)));
 }
 
+/* Reads and writes.  By default (io=threads) the worker thread that took
+ * the request does the device I/O and replies: the kernel keeps up to
+ * MAX_REQUESTS requests in flight (max_background), one worker each, so a
+ * guest's queue depth reaches the device.  With io=async the worker hands a
+ * read or write of mapped blocks to the library's completion-driven path
+ * (lunfs_aio_start) and goes back to /dev/fuse; the reply goes from the
+ * completion thread (a hole to fill or a partial sector is still served,
+ * and replied to, by the worker).  On a 2-CPU machine the threads are
+ * faster (one completion thread sending every reply is the bottleneck):
+ * docs/PERFORMANCE.md. */
+static int IO_ASYNC;
+
+struct fop {
+	struct lunfs_aio a;
+	fuse_req_t req;
+};
+
+static struct fop *fop_new(fuse_req_t req, int op, size_t size, off_t off)
+{
+	struct fop *o = malloc(sizeof(*o));
+	void *buf = aligned_alloc(4096, (size + 4095) / 4096 * 4096 + 4096);
+	if (!o || !buf) {
+		free(o);
+		free(buf);
+		fuse_reply_err(req, ENOMEM);
+		return NULL;
+	}
+	*o = (struct fop){.a = {.op = op, .buf = buf, .len = size, .off = off}, .req = req};
+	return o;
+}
+
+static void fop_done(struct lunfs_aio *a)
+{
+	struct fop *o = (struct fop *)a; /* a is its first member */
+	if (a->res < 0)
+		reply_err(o->req, (int)a->res);
+	else if (a->op == LUNFS_AIO_READ)
+		fuse_reply_buf(o->req, a->buf, a->res);
+	else
+		fuse_reply_write(o->req, a->res);
+	free(a->buf);
+	free(o);
+}
+
+static void fop_run(struct fop *o, struct fuse_file_info *fi)
+{
+	struct lunfs_file *f = (struct lunfs_file *)(uintptr_t)fi->fh;
+	struct lunfs_aio *a = &o->a;
+	if (IO_ASYNC) {
+		lunfs_aio_start(f, a, fop_done);
+		return;
+	}
+	a->res = a->op == LUNFS_AIO_READ ? lunfs_pread(f, a->buf, a->len, a->off)
+					 : lunfs_pwrite(f, a->buf, a->len, a->off);
+	fop_done(a);
+}
+
 static void lo_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	(void)ino;
-	char *buf = aligned_alloc(4096, (size + 4095) / 4096 * 4096 + 4096);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	ssize_t n = lunfs_pread((struct lunfs_file *)(uintptr_t)fi->fh, buf, size, off);
-	if (n < 0)
-		reply_err(req, (int)n);
-	else
-		fuse_reply_buf(req, buf, n);
-	free(buf);
+	struct fop *o = fop_new(req, LUNFS_AIO_READ, size, off);
+	if (o)
+		fop_run(o, fi);
 }
 
 static void lo_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
 	(void)ino;
-	ssize_t n = lunfs_pwrite((struct lunfs_file *)(uintptr_t)fi->fh, buf, size, off);
-	if (n < 0)
-		reply_err(req, (int)n);
-	else
-		fuse_reply_write(req, n);
+	/* copied into an aligned buffer: the request's own is not (its headers
+	 * come first; the device would need a bounce copy), and with io=async
+	 * it is gone when this returns */
+	struct fop *o = fop_new(req, LUNFS_AIO_WRITE, size, off);
+	if (!o)
+		return;
+	memcpy(o->a.buf, buf, size);
+	fop_run(o, fi);
 }
 
 /* The kernel asks for SEEK_DATA and SEEK_HOLE only (it does the others). */
@@ -729,10 +793,11 @@ struct opts {
 	int noatime, remount;
 	uint32_t linger, recovery_pause, unmount_pause;
 	int caw, no_pr;
+	int io_async;   /* io=async: reads and writes through lunfs_aio_start */
 };
 
 enum { K_HOST, K_LOG, K_LINGER, K_CAW, K_PR, K_RPAUSE, K_UPAUSE, K_RO, K_RW, K_FG, K_HELP, K_VERSION,
-       K_NOATIME, K_STRICTATIME, K_REMOUNT };
+       K_NOATIME, K_STRICTATIME, K_REMOUNT, K_IO };
 
 /* Our options; the rest goes to FUSE (fuse_session_new rejects what it
  * does not know), except options meant for mount(8) only, dropped here. */
@@ -741,6 +806,7 @@ static const struct fuse_opt opt_table[] = {
 	FUSE_OPT_KEY("log=", K_LOG),
 	FUSE_OPT_KEY("linger_ms=", K_LINGER),
 	FUSE_OPT_KEY("caw=", K_CAW),
+	FUSE_OPT_KEY("io=", K_IO),
 	FUSE_OPT_KEY("pr=", K_PR),
 	FUSE_OPT_KEY("recovery_pause_ms=", K_RPAUSE),
 	FUSE_OPT_KEY("unmount_pause_ms=", K_UPAUSE),
@@ -825,6 +891,13 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		return parse_ms(arg, 600000, &o->recovery_pause);
 	case K_UPAUSE:
 		return parse_ms(arg, 600000, &o->unmount_pause);
+	case K_IO:
+		if (strcmp(v, "threads") && strcmp(v, "async")) {
+			fprintf(stderr, "%s: %s: must be io=threads or io=async\n", PROG, arg);
+			return -1;
+		}
+		o->io_async = !strcmp(v, "async");
+		return 0;
 	case K_CAW:
 		if (!strcmp(v, "auto"))
 			o->caw = DEV_CAW_AUTO;
@@ -900,6 +973,8 @@ static void usage(void)
 	       "  -o noatime          (access times are never updated: relatime, nodiratime\n"
 	       "                      and lazytime are accepted; strictatime is refused)\n"
 	       "  -o linger_ms=N      idle locks are released after N ms (default 500)\n"
+	       "  -o io=threads|async reads and writes: a thread each (default), or the\n"
+	       "                      library's completion thread replies\n"
 	       "  -o log=FILE         log to FILE instead of syslog\n"
 	       "  -o caw=auto|native|reserve, pr=on|off   iSCSI compare-and-write, persistent reservations\n"
 	       "  -o allow_other,...  FUSE options\n"
@@ -1274,6 +1349,7 @@ int main(int argc, char **argv)
 		logf_ = stderr;
 	}
 	lunfs_log_set(lib_log);
+	IO_ASYNC = o.io_async;
 	struct lunfs_mount_opts mo = {.host = o.host, .readonly = o.ro, .linger_ms = o.linger,
 				      .recovery_pause_ms = o.recovery_pause,
 				      .dev = {.caw_mode = o.caw, .no_pr = o.no_pr}};
@@ -1299,7 +1375,13 @@ int main(int argc, char **argv)
 		pfd[1] = -1;
 	}
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-	fuse_loop_cfg_set_max_threads(cfg, 64); /* a guest's queue depth reaches the device */
+	/* io=threads: every request in flight has its worker, kept (an idle
+	 * worker that exits must be started again for the next burst).
+	 * io=async: reads and writes return their worker at once; a few idle
+	 * workers are enough, and every idle one is a sleeping reader of
+	 * /dev/fuse that the next request wakes. */
+	fuse_loop_cfg_set_max_threads(cfg, MAX_REQUESTS);
+	fuse_loop_cfg_set_idle_threads(cfg, IO_ASYNC ? 8 : MAX_REQUESTS);
 	r = fuse_session_loop_mt(se, cfg);
 	fuse_loop_cfg_destroy(cfg);
 	fuse_session_unmount(se);

@@ -1,6 +1,7 @@
 /* The core library through its public API (fs/lunfs.h). */
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -626,6 +627,113 @@ START_TEST(async_queue)
 }
 END_TEST
 
+/* lunfs_aio_start from several threads at once: mapped blocks go to the
+ * device queue and call back from the completion thread; a hole, a partial
+ * sector and a range past the end call back before the start returns.
+ * Every byte is then read back; the queue is shared, so a lunfs_ioq is
+ * refused meanwhile. */
+struct aio_thr {
+	struct lunfs_file *f;
+	int id;
+	uint8_t *buf;
+	struct lunfs_aio io[64];
+	int inline_done; /* callbacks that ran inside lunfs_aio_start */
+	pthread_t self;
+};
+static int aio_done_count;
+static pthread_mutex_t aio_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t aio_cv = PTHREAD_COND_INITIALIZER;
+
+static void aio_cb(struct lunfs_aio *a)
+{
+	struct aio_thr *t = a->priv;
+	if (pthread_equal(pthread_self(), t->self))
+		t->inline_done++;
+	pthread_mutex_lock(&aio_mu);
+	aio_done_count++;
+	pthread_cond_broadcast(&aio_cv);
+	pthread_mutex_unlock(&aio_mu);
+}
+
+static void *aio_writer(void *arg)
+{
+	struct aio_thr *t = arg;
+	t->self = pthread_self();
+	for (int i = 0; i < 64; i++) {
+		/* thread id's own 4 KiB slots, spread over 8 MiB of mapped blocks;
+		 * request 0: a hole past the mapped part; request 1: unaligned */
+		uint64_t off = ((uint64_t)(i * 4 + t->id) * 8191 % 2048) * 4096;
+		size_t len = 4096;
+		if (i == 0) /* each thread its own 1 MiB hole */
+			off = (8 + (uint64_t)t->id) * MiB + 4096;
+		if (i == 1) {
+			off = 12 * MiB + (uint64_t)t->id * 8192 + 100;
+			len = 3000;
+		}
+		fill(t->buf + i * 4096, 4096, t->id * 64 + i);
+		t->io[i] = (struct lunfs_aio){.op = LUNFS_AIO_WRITE, .buf = t->buf + i * 4096,
+					      .len = len, .off = off, .priv = t};
+		lunfs_aio_start(t->f, &t->io[i], aio_cb);
+	}
+	return NULL;
+}
+
+START_TEST(aio_engine)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	struct lunfs_file *f;
+	struct lunfs_ioq *q;
+	uint64_t ino = mkfile(v, 1, "vm.img");
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_ZERO, 0, 8 * MiB), 0);
+	struct lunfs_setattr sa = {.size = 13 * MiB};
+	struct lunfs_stat st;
+	ck_assert_int_eq(lunfs_setattr(v, ino, LUNFS_SET_SIZE, &sa, &st), 0);
+	struct aio_thr t[4];
+	aio_done_count = 0;
+	for (int i = 0; i < 4; i++) {
+		t[i] = (struct aio_thr){.f = f, .id = i, .buf = dev_alloc(64 * 4096)};
+		ck_assert_int_eq(pthread_create(&t[i].self, NULL, aio_writer, &t[i]), 0);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i].self, NULL);
+	pthread_mutex_lock(&aio_mu);
+	while (aio_done_count < 4 * 64)
+		pthread_cond_wait(&aio_cv, &aio_mu);
+	pthread_mutex_unlock(&aio_mu);
+	ck_assert_int_eq(lunfs_ioq_create(f, 8, &q), -EBUSY);
+	uint8_t *r = dev_alloc(4096);
+	int inline_total = 0;
+	for (int i = 0; i < 4; i++) {
+		inline_total += t[i].inline_done;
+		for (int k = 0; k < 64; k++) {
+			struct lunfs_aio *a = &t[i].io[k];
+			ck_assert_int_eq(a->res, (ssize_t)a->len);
+			ck_assert_int_eq(lunfs_pread(f, r, a->len, a->off), (ssize_t)a->len);
+			ck_assert_msg(!memcmp(r, a->buf, a->len), "thread %d request %d differs", i, k);
+		}
+		free(t[i].buf);
+	}
+	/* the hole and the unaligned request of each thread at least ran inline;
+	 * most others went to the queue */
+	ck_assert_int_ge(inline_total, 8);
+	ck_assert_int_lt(inline_total, 4 * 64);
+	/* a read past the end is short, through the synchronous path */
+	struct lunfs_aio rd = {.op = LUNFS_AIO_READ, .buf = r, .len = 4096, .off = 13 * MiB - 1024,
+			       .priv = &t[0]};
+	t[0].self = pthread_self();
+	lunfs_aio_start(f, &rd, aio_cb);
+	ck_assert_int_eq(rd.res, 1024);
+	free(r);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 Suite *fs_suite(void)
 {
 	Suite *s = suite_create("fs");
@@ -639,6 +747,7 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, file_64t);
 	tcase_add_test(tc, big_alloc_and_free);
 	tcase_add_test(tc, async_queue);
+	tcase_add_test(tc, aio_engine);
 	suite_add_tcase(s, tc);
 	return s;
 }
