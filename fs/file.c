@@ -522,7 +522,11 @@ ssize_t lunfs_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 	struct lunfs_vol *v = f->v;
 	struct piece p[MAX_PIECES];
 	size_t done = 0;
-	int r = 0;
+	/* A fenced host's mappings may point at blocks other hosts have since
+	 * freed and reused: it reads nothing more. */
+	int r = lunfs_fenced(v);
+	if (r)
+		return r;
 	while (!r) {
 		struct txn tx;
 		tx_begin(v, &tx);
@@ -1107,7 +1111,7 @@ int file_aio_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io io[2],
 	uint64_t bs = v->sb.file_bs;
 	struct txn tx;
 	int n = 0;
-	if (!aligned(v, a->off, a->len, a->buf) || !a->len ||
+	if (!aligned(v, a->off, a->len, a->buf) || !a->len || lunfs_fenced(v) ||
 	    (a->op == LUNFS_AIO_WRITE && (!writable(f->mode) || !f->of->h)) ||
 	    (a->off % bs) + a->len > 2 * bs)
 		return 0; /* the slow path decides (and refuses a write it must) */

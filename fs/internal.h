@@ -82,6 +82,7 @@ struct lunfs_vol {
 	pthread_t linger_thr;
 	pthread_cond_t linger_cv;
 	int stop;
+	int linger_joined;      /* stop_linger ran (lunfs_retire, then unmount) */
 	int ioq_busy;           /* a lunfs_ioq, or the aio engine, owns the device queue */
 	struct aeng *aeng;      /* the aio engine (aio.c), once started; under mu */
 	unsigned data_io;       /* data I/Os in flight outside mu (io_enter) */

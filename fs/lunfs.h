@@ -45,6 +45,15 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *opts, struct lun
 int lunfs_unmount(struct lunfs_vol *v);
 /* Like a crash: frees v without writing anything (tests). */
 void lunfs_abandon(struct lunfs_vol *v);
+/* 0 while this mount holds its lease (or is read-only), -EFENCED once it
+ * lost it: it never writes again, and its open files fail.  A host comes
+ * back by mounting anew (lunfs_mount with the same identity: it waits
+ * until its old slot was recovered, or recovers it itself), then retires
+ * this mount. */
+int lunfs_fenced(struct lunfs_vol *v);
+/* Stops a fenced mount's threads and drops its caches; its open files keep
+ * failing (and can still be closed) until lunfs_abandon frees it. */
+void lunfs_retire(struct lunfs_vol *v);
 
 struct lunfs_stat {
 	uint64_t ino;

@@ -798,13 +798,14 @@ static void vol_free(struct lunfs_vol *v)
 
 static void stop_linger(struct lunfs_vol *v)
 {
-	if (v->ro)
+	if (v->ro || v->linger_joined)
 		return;
 	pthread_mutex_lock(&v->mu);
 	v->stop = 1;
 	pthread_cond_broadcast(&v->linger_cv);
 	pthread_mutex_unlock(&v->mu);
 	pthread_join(v->linger_thr, NULL);
+	v->linger_joined = 1;
 }
 
 int lunfs_unmount(struct lunfs_vol *v)
@@ -850,6 +851,22 @@ void lunfs_abandon(struct lunfs_vol *v)
 		hb_abandon(v->hb);
 	}
 	vol_free(v);
+}
+
+int lunfs_fenced(struct lunfs_vol *v)
+{
+	return v->ro ? 0 : hb_ok(v->hb) ? -EFENCED : 0;
+}
+
+void lunfs_retire(struct lunfs_vol *v)
+{
+	aio_stop(v);
+	recover_stop(v);
+	stop_linger(v);
+	pthread_mutex_lock(&v->mu);
+	cache_drop_lock(v, 0);
+	of_invalidate(v, 0);
+	pthread_mutex_unlock(&v->mu);
 }
 
 void lunfs_dev_stats(struct lunfs_vol *v, struct dev_stats *st)

@@ -61,7 +61,11 @@
  * read-only (no heartbeat slot), else "0", for a remount. */
 #define RO_XATTR "trusted.lunfs.readonly"
 
-static struct lunfs_vol *V;
+/* The mounted volume.  After a fence it is replaced by a new mount of the
+ * same identity (rejoin_thread): handlers read it once per request; the
+ * open files of the old mount keep pointing at it and fail. */
+static struct lunfs_vol *V_;
+#define V (__atomic_load_n(&V_, __ATOMIC_ACQUIRE))
 static int mounted_ro; /* the volume is mounted read-only (set before the loop) */
 static struct fuse_session *SE;
 static FILE *logf_;
@@ -962,6 +966,88 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	}
 }
 
+/* ---- rejoin after a fence ----
+ * A host whose lease ran out (its storage stalled or vanished longer than a
+ * lease, or the whole host froze) is fenced: the library refuses its writes
+ * and its reads, and other hosts recover its slot and take its locks.
+ * VMware calls the storage side of this all-paths-down.  When the storage
+ * answers again, the host comes back by itself: a new mount with the same
+ * identity (lunfs_mount waits until a survivor has recovered the old slot,
+ * or, with no survivor, recovers it itself: the same-identity takeover), and
+ * the new mount serves every new operation.  Files opened before the fence
+ * stay failed (EIO): their locks belong to others now, and what a VM wrote
+ * into them since its last flush may be lost, which its owner must learn. */
+#define REJOIN_MAX_OLD 64
+
+struct rejoin {
+	const char *dev;
+	struct lunfs_mount_opts mo;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop;
+	pthread_t thr;
+	struct lunfs_vol *old[REJOIN_MAX_OLD]; /* fenced mounts, freed at exit */
+	int nold;
+};
+
+/* Waits ms, or until asked to stop; returns 1 to stop. */
+static int rejoin_wait(struct rejoin *rj, unsigned ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&rj->mu);
+	if (!rj->stop)
+		pthread_cond_timedwait(&rj->cv, &rj->mu, &ts);
+	int stop = rj->stop;
+	pthread_mutex_unlock(&rj->mu);
+	return stop;
+}
+
+static void *rejoin_thread(void *arg)
+{
+	struct rejoin *rj = arg;
+	unsigned backoff = 500;
+	int told = 0;
+	while (!rejoin_wait(rj, told ? backoff : 500)) {
+		struct lunfs_vol *cur = V;
+		if (!lunfs_fenced(cur)) {
+			told = 0;
+			backoff = 500;
+			continue;
+		}
+		if (!told) {
+			logmsg(LOG_ERR, "lunfs: %s: this host lost its lease (fenced): open files fail; "
+			       "it mounts again as soon as the storage answers", rj->dev);
+			told = 1;
+		}
+		if (rj->nold == REJOIN_MAX_OLD)
+			continue; /* an unmount is overdue; keep failing safely */
+		struct lunfs_vol *nv;
+		const char *msg = NULL;
+		int r = lunfs_mount(rj->dev, &rj->mo, &nv, &msg);
+		if (r) {
+			logmsg(LOG_WARNING, "lunfs: %s: cannot rejoin yet: %s", rj->dev,
+			       msg ? msg : lunfs_strerror(r));
+			backoff = backoff < 8000 ? backoff * 2 : 8000;
+			continue;
+		}
+		__atomic_store_n(&V_, nv, __ATOMIC_RELEASE);
+		lunfs_retire(cur);
+		rj->old[rj->nold++] = cur;
+		logmsg(LOG_NOTICE, "lunfs: %s: rejoined after the fence; files open before it stay "
+		       "failed", rj->dev);
+		told = 0;
+		backoff = 500;
+	}
+	return NULL;
+}
+
 static void usage(void)
 {
 	printf("usage: %s DEVICE MOUNTPOINT [-f] [-o OPTION[,OPTION...]]\n"
@@ -1355,7 +1441,7 @@ int main(int argc, char **argv)
 				      .dev = {.caw_mode = o.caw, .no_pr = o.no_pr}};
 	const char *msg = NULL;
 	mounted_ro = o.ro;
-	int r = lunfs_mount(dev, &mo, &V, &msg);
+	int r = lunfs_mount(dev, &mo, &V_, &msg);
 	if (r) {
 		snprintf(err, sizeof(err), "%s: cannot mount %s: %s\n", prog, dev, msg ? msg : lunfs_strerror(r));
 		goto fail;
@@ -1374,6 +1460,10 @@ int main(int argc, char **argv)
 		close(pfd[1]);
 		pfd[1] = -1;
 	}
+	struct rejoin rj = {.dev = dev, .mo = mo};
+	pthread_mutex_init(&rj.mu, NULL);
+	pthread_cond_init(&rj.cv, NULL);
+	int rj_started = !o.ro && !pthread_create(&rj.thr, NULL, rejoin_thread, &rj);
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 	/* io=threads: every request in flight has its worker, kept (an idle
 	 * worker that exits must be started again for the next burst).
@@ -1384,6 +1474,13 @@ int main(int argc, char **argv)
 	fuse_loop_cfg_set_idle_threads(cfg, IO_ASYNC ? 8 : MAX_REQUESTS);
 	r = fuse_session_loop_mt(se, cfg);
 	fuse_loop_cfg_destroy(cfg);
+	if (rj_started) {
+		pthread_mutex_lock(&rj.mu);
+		rj.stop = 1;
+		pthread_cond_signal(&rj.cv);
+		pthread_mutex_unlock(&rj.mu);
+		pthread_join(rj.thr, NULL);
+	}
 	fuse_session_unmount(se);
 	utab_update(dev, mntpoint, 0);
 	fuse_remove_signal_handlers(se);
@@ -1391,6 +1488,8 @@ int main(int argc, char **argv)
 	if (o.unmount_pause > 0)
 		usleep((useconds_t)o.unmount_pause * 1000);
 	int e = lunfs_unmount(V);
+	for (int i = 0; i < rj.nold; i++)
+		lunfs_abandon(rj.old[i]); /* fenced: nothing of theirs to write */
 	logmsg(LOG_NOTICE, "lunfs: %s unmounted%s%s", dev, e ? ": " : "", e ? lunfs_strerror(e) : "");
 	pthread_mutex_lock(&log_mu);
 	flush_repeats();
