@@ -12,7 +12,7 @@ PKGS := libiscsi liburing libxxhash blkid
 CC ?= cc
 WARN := -Wall -Wextra -Werror
 CFLAGS ?= -O2 -g
-CFLAGS += $(WARN) -std=gnu11 -D_GNU_SOURCE -I. -Idev -pthread \
+CFLAGS += $(WARN) -std=gnu11 -D_GNU_SOURCE -I. -pthread \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
@@ -23,7 +23,7 @@ $(error pkg-config cannot find $(PKGS) check: run 'make deps' (as root) first)
 endif
 endif
 
-LIB_SRC := $(wildcard dev/*.c lock/*.c journal/*.c fs/*.c)
+LIB_SRC := $(wildcard util/*.c dev/*.c format/*.c lock/*.c journal/*.c fs/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOLS := $(TOOL_SRC:tests/tools/%.c=$(B)/tests/%)
@@ -73,7 +73,7 @@ $(B)/tests/unit_tests: $(UNIT_SRC:%.c=$(B)/obj/%.o) $(B)/lib/liblunfs.a
 ASAN_FLAGS := -DLUNFS_DEBUG -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 $(B)/asan/unit_tests: $(LIB_SRC) $(UNIT_SRC) $(wildcard */*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) -std=gnu11 -D_GNU_SOURCE -I. -Idev -pthread $(ASAN_FLAGS) \
+	$(CC) $(WARN) -std=gnu11 -D_GNU_SOURCE -I. -pthread $(ASAN_FLAGS) \
 		$(shell pkg-config --cflags $(PKGS)) -o $@ $(LIB_SRC) $(UNIT_SRC) $(LDLIBS) $(CHECK_LIBS)
 
 check-unit: all
@@ -100,7 +100,7 @@ demo: deps
 # mount(8) looks for helpers in /sbin: mount.lunfs goes to $(SBINDIR), with
 # umount.fuse.lunfs, the umount helper that waits for the daemon, linked to it.
 # uninstall removes exactly the files install puts in place.
-HEADERS := fs/lunfs.h dev/dev.h dev/lerrno.h
+HEADERS := fs/lunfs.h dev/dev.h util/lerrno.h
 MAN8 := $(notdir $(wildcard man/*.8))
 COMPL := lunfs mkfs.lunfs fsck.lunfs mount.lunfs
 DOCDIR := $(PREFIX)/share/doc/lunfs/examples

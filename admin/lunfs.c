@@ -23,9 +23,9 @@
 #include <unistd.h>
 #include <getopt.h>
 #include <limits.h>
-#include "dev.h"
+#include "dev/dev.h"
 #include "fs/version.h"
-#include "fs/format.h"
+#include "format/format.h"
 #include "fs/lunfs.h"
 #include "lock/lk.h"
 

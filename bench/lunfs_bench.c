@@ -47,9 +47,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include "dev.h"
-#include "fs/format.h"
-#include "fs/geom.h"
+#include "dev/dev.h"
+#include "format/format.h"
+#include "format/geom.h"
 #include "fs/lunfs.h"
 #include "lock/lk.h"
 #include "bench/bench_util.h"

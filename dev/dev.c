@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "dev_impl.h"
+#include "dev/dev_impl.h"
 
 static __thread char last_error[256];
 

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
-#include "lerrno.h"
+#include "util/lerrno.h"
 
 #define DEV_BUF_ALIGN 4096
 

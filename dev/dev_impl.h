@@ -4,7 +4,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
-#include "dev.h"
+#include "dev/dev.h"
 
 struct dev_ops {
 	const char *name;

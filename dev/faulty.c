@@ -9,7 +9,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include "dev_impl.h"
+#include "dev/dev_impl.h"
 
 struct pend {
 	uint64_t off;

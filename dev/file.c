@@ -32,8 +32,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include "arbiter.h"
-#include "dev_impl.h"
+#include "dev/arbiter.h"
+#include "dev/dev_impl.h"
 
 #define RING_DEPTH 256
 /* Mode bytes of the image (read-locked by each open, far past any device end). */

@@ -59,7 +59,7 @@
 #include <unistd.h>
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
-#include "dev_impl.h"
+#include "dev/dev_impl.h"
 
 /* Seconds before a command or a login is given up (then the session is
  * dropped and the call fails with -EIO). */

@@ -23,9 +23,9 @@
 #define LUNFS_INTERNAL_H
 
 #include <pthread.h>
-#include "dev.h"
-#include "fs/format.h"
-#include "fs/geom.h"
+#include "dev/dev.h"
+#include "format/format.h"
+#include "format/geom.h"
 #include "fs/lunfs.h"
 #include "journal/jnl.h"
 #include "lock/lk.h"

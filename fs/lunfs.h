@@ -13,7 +13,7 @@
 
 #include <stdint.h>
 #include <sys/types.h>
-#include "dev.h"
+#include "dev/dev.h"
 
 #define LUNFS_ROOT_INO 1
 

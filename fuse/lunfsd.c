@@ -44,9 +44,9 @@
 #include <unistd.h>
 #include "fs/lunfs.h"
 #include "fs/version.h"
-#include "ondisk.h" /* LUNFS_HOSTNAME_LEN */
-#include "dev.h"
-#include "fs/format.h"
+#include "format/ondisk.h" /* LUNFS_HOSTNAME_LEN */
+#include "dev/dev.h"
+#include "format/format.h"
 
 #define TIMEOUT 1.0
 

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
-#include "jnl.h"
+#include "journal/jnl.h"
 
 #define BS LUNFS_META_BS
 

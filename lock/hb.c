@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
-#include "lk.h"
+#include "lock/lk.h"
 
 struct peer_obs {
 	uint64_t mount_gen, counter, since_ms;

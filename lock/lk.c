@@ -4,7 +4,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "lk.h"
+#include "lock/lk.h"
 
 const char *lk_mode_name(int m)
 {

@@ -16,8 +16,8 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <time.h>
-#include "dev.h"
-#include "ondisk.h"
+#include "dev/dev.h"
+#include "format/ondisk.h"
 
 /* Where the heartbeat region is and how the leases run; from the superblock. */
 struct lk_params {

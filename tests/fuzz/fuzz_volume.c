@@ -59,9 +59,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
-#include "dev.h"
-#include "fs/format.h"
-#include "fs/geom.h"
+#include "dev/dev.h"
+#include "format/format.h"
+#include "format/geom.h"
 #include "fs/lunfs.h"
 #include "lock/lk.h"
 

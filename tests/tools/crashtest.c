@@ -18,8 +18,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "dev.h"
-#include "fs/format.h"
+#include "dev/dev.h"
+#include "format/format.h"
 #include "fs/lunfs.h"
 
 #define NF 12

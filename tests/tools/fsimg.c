@@ -10,8 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "dev.h"
-#include "fs/format.h"
+#include "dev/dev.h"
+#include "format/format.h"
 #include "fs/lunfs.h"
 #include "journal/jnl.h"
 

@@ -8,9 +8,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "tu.h"
+#include "tests/unit/tu.h"
 #include "fs/lunfs.h"
-#include "fs/format.h"
+#include "format/format.h"
 #include "lock/lk.h"
 
 #define MiB (1024 * 1024)

@@ -7,9 +7,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "tu.h"
+#include "tests/unit/tu.h"
 #include "fs/lunfs.h"
-#include "fs/format.h"
+#include "format/format.h"
 
 #define MiB (1024 * 1024)
 

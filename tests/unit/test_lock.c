@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "tu.h"
+#include "tests/unit/tu.h"
 #include "lock/lk.h"
 
 struct vol {

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <syslog.h>
 #include <string.h>
-#include "lerrno.h"
+#include "util/lerrno.h"
 
 const char *lunfs_strerror(int err)
 {
