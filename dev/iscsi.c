@@ -60,6 +60,7 @@
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
 #include "dev/dev_impl.h"
+#include "util/log.h"
 
 /* Seconds before a command or a login is given up (then the session is
  * dropped and the call fails with -EIO). */

@@ -29,6 +29,8 @@
 #include "fs/lunfs.h"
 #include "journal/jnl.h"
 #include "lock/lk.h"
+#include "util/clock.h"
+#include "util/log.h"
 
 /* Debug builds (-DLUNFS_DEBUG: `make check-asan` builds the unit tests so)
  * check every "v->mu held" precondition: glibc keeps the owner's thread id

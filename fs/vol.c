@@ -106,7 +106,7 @@ static int yield(struct lunfs_vol *v, struct held *h)
 	int r = vl_release(v, h);
 	if (r)
 		return r;
-	for (uint64_t t0 = lk_now_ms(); lk_now_ms() - t0 < 300;) {
+	for (uint64_t t0 = lunfs_now_ms(); lunfs_now_ms() - t0 < 300;) {
 		struct lunfs_lock rec;
 		usleep(5000);
 		if (lk_read(v->d, v->sb.uuid, off, &rec) || rec.mode != LK_FREE)
@@ -139,7 +139,7 @@ again:
 		h = NULL;
 	if (h && mode_covers(h->lk.mode, mode)) {
 		h->pins++;
-		h->last_ms = lk_now_ms();
+		h->last_ms = lunfs_now_ms();
 		*out = h;
 		return 0;
 	}
@@ -159,7 +159,7 @@ again:
 		if (r)
 			return r;
 		h->pins++;
-		h->last_ms = lk_now_ms();
+		h->last_ms = lunfs_now_ms();
 		*out = h;
 		return 0;
 	}
@@ -179,14 +179,14 @@ again:
 		struct acq me = {off, v->acquiring};
 		if (may_drop)
 			v->acquiring = &me;
-		for (uint64_t t0 = lk_now_ms();;) {
+		for (uint64_t t0 = lunfs_now_ms();;) {
 			if (may_drop)
 				pthread_mutex_unlock(&v->mu);
 			r = lk_acquire_flags(v->hb, &h->lk, off, object, mode, 0, LK_WAIT, 200);
 			if (may_drop)
 				pthread_mutex_lock(&v->mu);
 			if (!((r == -EBUSY && !h->lk.pinned) || r == -ESTALE) ||
-			    lk_now_ms() - t0 >= timeout)
+			    lunfs_now_ms() - t0 >= timeout)
 				break;
 			release_unpinned(v, UINT64_MAX);
 		}
@@ -212,7 +212,7 @@ again:
 	v->nacquired++;
 	h->object = object;
 	h->pins = 1;
-	h->last_ms = lk_now_ms();
+	h->last_ms = lunfs_now_ms();
 	h->next = v->locks;
 	v->locks = h;
 	*out = h;
@@ -223,7 +223,7 @@ void vl_unpin(struct lunfs_vol *v, struct held *h)
 {
 	VOL_HELD(v);
 	h->pins--;
-	h->last_ms = lk_now_ms();
+	h->last_ms = lunfs_now_ms();
 	(void)v;
 }
 
@@ -276,7 +276,7 @@ int vl_release_now(struct lunfs_vol *v, struct held *h)
 static void release_unpinned(struct lunfs_vol *v, uint64_t idle_ms)
 {
 	VOL_HELD(v);
-	uint64_t now = lk_now_ms();
+	uint64_t now = lunfs_now_ms();
 	struct held *h = v->locks, *n;
 	for (; h; h = n) {
 		n = h->next;
@@ -310,7 +310,7 @@ static void *linger_thread(void *arg)
 	struct lunfs_vol *v = arg;
 	pthread_mutex_lock(&v->mu);
 	while (!v->stop) {
-		struct timespec ts = lk_deadline(v->linger_ms / 2 + 1);
+		struct timespec ts = lunfs_deadline(v->linger_ms / 2 + 1);
 		pthread_cond_timedwait(&v->linger_cv, &v->mu, &ts);
 		if (!v->stop && hb_ok(v->hb) == 0)
 			release_idle(v, v->linger_ms);
@@ -626,7 +626,7 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 	if (!v)
 		return -ENOMEM;
 	pthread_mutex_init(&v->mu, NULL);
-	lk_cond_init(&v->linger_cv);
+	lunfs_cond_init(&v->linger_cv);
 	pthread_cond_init(&v->io_cv, NULL);
 	pthread_cond_init(&v->acq_cv, NULL);
 	v->ro = o->readonly;

@@ -47,6 +47,7 @@
 #include "format/ondisk.h" /* LUNFS_HOSTNAME_LEN */
 #include "dev/dev.h"
 #include "format/format.h"
+#include "util/log.h"
 
 #define TIMEOUT 1.0
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <xxhash.h>
 #include "journal/jnl.h"
+#include "util/clock.h"
 
 #define BS LUNFS_META_BS
 
@@ -342,13 +343,13 @@ static int pend_add(struct jnl *j, uint64_t target, const uint8_t *img)
 	p->next = j->pend[b];
 	j->pend[b] = p;
 	if (!j->npend++)
-		j->pend_since_ms = lk_now_ms();
+		j->pend_since_ms = lunfs_now_ms();
 	return 0;
 }
 
 uint64_t jnl_pending_age_ms(const struct jnl *j)
 {
-	return j->npend ? lk_now_ms() - j->pend_since_ms : 0;
+	return j->npend ? lunfs_now_ms() - j->pend_since_ms : 0;
 }
 
 int jnl_checkpoint(struct jnl *j)

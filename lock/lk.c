@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "lock/lk.h"
+#include "util/clock.h"
 
 const char *lk_mode_name(int m)
 {
@@ -65,7 +66,7 @@ int lk_acquire_flags(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_
 	const uint8_t *uuid = hb_params(h)->uuid;
 	uint32_t lbs = dev_lbs(d);
 	uint8_t *cur = dev_alloc(lbs), *nimg = dev_alloc(lbs);
-	uint64_t t0 = lk_now_ms();
+	uint64_t t0 = lunfs_now_ms();
 	int r;
 
 	if (!cur || !nimg) {
@@ -118,7 +119,7 @@ int lk_acquire_flags(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_
 			l->pinned = pinned > 0;
 			r = dead && !alive ? -ESTALE : -EBUSY;
 			/* a hold pinned by an open will not go away soon: no wait */
-			if (wait && !pinned && lk_now_ms() - t0 < timeout_ms) {
+			if (wait && !pinned && lunfs_now_ms() - t0 < timeout_ms) {
 				backoff(attempt);
 				r = dev_read(d, off, cur, lbs);
 				continue;

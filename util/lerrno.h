@@ -25,10 +25,4 @@ const char *lunfs_strerror(int err);
  * codes).  Takes and returns a negative code. */
 int lunfs_sys_errno(int err);
 
-/* Log messages of the library (recovery, fencing, cleanup).  By default
- * they go to syslog, and those of priority LOG_ERR or worse to stderr too.
- * A program that keeps its own log (the FUSE daemon's log=FILE) sets fn. */
-void lunfs_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void lunfs_log_set(void (*fn)(int prio, const char *msg));
-
 #endif
