@@ -100,18 +100,23 @@ demo: deps
 # mount(8) looks for helpers in /sbin: mount.lunfs goes to $(SBINDIR), with
 # umount.fuse.lunfs, the umount helper that waits for the daemon, linked to it.
 # uninstall removes exactly the files install puts in place.
-HEADERS := fs/lunfs.h dev/dev.h util/lerrno.h
+# The public header alone: fs/lunfs.h includes system headers only (the
+# test hooks are in fs/lunfs_test.h, not installed).  pkg-config lunfs finds
+# it and the library (contrib/lunfs.pc.in).
+HEADERS := fs/lunfs.h
+PCDIR := $(PREFIX)/lib/pkgconfig
+RELEASE := $(shell sed -n 's/^\#define LUNFS_RELEASE "\(.*\)"/\1/p' fs/version.h)
 MAN8 := $(notdir $(wildcard man/*.8))
 COMPL := lunfs mkfs.lunfs fsck.lunfs mount.lunfs
 DOCDIR := $(PREFIX)/share/doc/lunfs/examples
 INSTALLED := $(addprefix $(PREFIX)/sbin/,mkfs.lunfs fsck.lunfs lunfs) \
-	$(SBINDIR)/mount.lunfs $(SBINDIR)/umount.fuse.lunfs $(SBINDIR)/mount.fuse.lunfs $(PREFIX)/lib/liblunfs.a \
+	$(SBINDIR)/mount.lunfs $(SBINDIR)/umount.fuse.lunfs $(SBINDIR)/mount.fuse.lunfs $(PREFIX)/lib/liblunfs.a $(PCDIR)/lunfs.pc \
 	$(addprefix $(PREFIX)/include/lunfs/,$(notdir $(HEADERS))) \
 	$(addprefix $(PREFIX)/share/man/man8/,$(MAN8)) \
 	$(addprefix $(PREFIX)/share/bash-completion/completions/,$(COMPL)) \
 	$(DOCDIR)/vmfs-lun0.mount
 install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PREFIX)/lib \
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PCDIR) \
 		$(DESTDIR)$(PREFIX)/include/lunfs $(DESTDIR)$(PREFIX)/share/man/man8 \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(DOCDIR)
 	install -m 755 $(B)/bin/mkfs.lunfs $(B)/bin/fsck.lunfs $(B)/bin/lunfs $(DESTDIR)$(PREFIX)/sbin/
@@ -120,6 +125,8 @@ install: all
 	ln -sf mount.lunfs $(DESTDIR)$(SBINDIR)/mount.fuse.lunfs
 	install -m 644 $(B)/lib/liblunfs.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 $(HEADERS) $(DESTDIR)$(PREFIX)/include/lunfs/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(RELEASE)|' -e 's|@PKGS@|$(PKGS)|' \
+		contrib/lunfs.pc.in >$(DESTDIR)$(PCDIR)/lunfs.pc
 	install -m 644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 644 contrib/lunfs.bash-completion $(DESTDIR)$(PREFIX)/share/bash-completion/completions/lunfs
 	for c in $(filter-out lunfs,$(COMPL)); do ln -sf lunfs $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$c; done

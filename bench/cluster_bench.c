@@ -56,6 +56,7 @@
 #include "dev/dev.h"
 #include "format/format.h"
 #include "fs/lunfs.h"
+#include "fs/lunfs_test.h" /* lunfs_dev_stats */
 #include "lock/lk.h"
 #include "bench/bench_util.h"
 

@@ -51,6 +51,7 @@
 #include "format/format.h"
 #include "format/geom.h"
 #include "fs/lunfs.h"
+#include "fs/lunfs_test.h" /* lunfs_dev_stats */
 #include "lock/lk.h"
 #include "bench/bench_util.h"
 

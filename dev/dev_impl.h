@@ -62,11 +62,6 @@ static inline uint32_t dev_caw_break(const struct dev *d)
 	return ms ? ms : DEV_CAW_BREAK_MS_DEFAULT;
 }
 
-/* Tests only: when set, the file backend calls it inside the critical
- * section of an emulated CAW, after the compare and before the write guard
- * and the arbiter's last check (a stand-in for a stall or a freeze there). */
-extern void (*dev_file_caw_stall)(struct dev *d, uint64_t off);
-
 /* Backend constructors.  They fill the struct dev header. */
 int dev_file_open(const char *path, const struct dev_opts *o, struct dev **out);
 int dev_iscsi_open(const char *url, const struct dev_opts *o, struct dev **out);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "dev/dev_impl.h"
+#include "dev/faulty.h"
 
 struct pend {
 	uint64_t off;

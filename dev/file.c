@@ -34,6 +34,7 @@
 #include <unistd.h>
 #include "dev/arbiter.h"
 #include "dev/dev_impl.h"
+#include "dev/faulty.h"
 
 #define RING_DEPTH 256
 /* Mode bytes of the image (read-locked by each open, far past any device end). */

@@ -30,6 +30,7 @@
 #include "journal/jnl.h"
 #include "lock/lk.h"
 #include "util/clock.h"
+#include "util/lerrno.h" /* fs/lunfs.h repeats it: both here, they must agree */
 #include "util/log.h"
 
 /* Debug builds (-DLUNFS_DEBUG: `make check-asan` builds the unit tests so)

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 #include "fs/internal.h"
+#include "fs/lunfs_test.h"
 
 #define NBUCKETS 4096
 #define LOCK_WAIT_MS 30000
@@ -612,15 +613,33 @@ int vol_purge_locks(struct lunfs_vol *v, uint32_t slot, uint64_t below)
 	return r;
 }
 
+/* The public device options, as dev/ takes them. */
+static struct dev_opts dev_opts_of(const struct lunfs_dev_opts *o, int readonly)
+{
+	_Static_assert((int)LUNFS_CAW_AUTO == DEV_CAW_AUTO && (int)LUNFS_CAW_NATIVE == DEV_CAW_NATIVE &&
+		       (int)LUNFS_CAW_RESERVE == DEV_CAW_RESERVE, "caw modes");
+	return (struct dev_opts){.readonly = readonly, .initiator = o->initiator,
+				 .caw_mode = o->caw_mode, .buffered = o->buffered, .no_pr = o->no_pr};
+}
+
 int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_vol **out,
 		const char **msg)
 {
+	return lunfs_mount_test(url, o, NULL, out, msg);
+}
+
+int lunfs_mount_test(const char *url, const struct lunfs_mount_opts *o,
+		     const struct lunfs_test_opts *t, struct lunfs_vol **out, const char **msg)
+{
 	struct lunfs_mount_opts dflt = {0};
+	struct lunfs_test_opts no_hooks = {0};
 	struct lunfs_vol *v = calloc(1, sizeof(*v));
 	const char *why = NULL;
 	int r, used_backup;
 	if (!o)
 		o = &dflt;
+	if (!t)
+		t = &no_hooks;
 	if (msg)
 		*msg = NULL;
 	if (!v)
@@ -636,11 +655,10 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 		r = -ENOMEM;
 		goto fail;
 	}
-	if (o->device) {
-		v->d = o->device;
+	if (t->device) {
+		v->d = t->device;
 	} else {
-		struct dev_opts dopts = o->dev;
-		dopts.readonly = v->ro;
+		struct dev_opts dopts = dev_opts_of(&o->dev, v->ro);
 		if ((r = dev_open(url, &dopts, &v->d))) {
 			why = dev_last_error();
 			goto fail;
@@ -671,7 +689,7 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 			goto fail;
 		}
 		id.pr_key = v->pr_key;
-		v->recovery_pause_ms = o->recovery_pause_ms;
+		v->recovery_pause_ms = t->recovery_pause_ms;
 		uint32_t prev = HB_FREE;
 		if ((r = hb_claim_flags(v->d, &p, &id, o->assume_dead ? HB_ASSUME_DEAD : 0, &v->hb,
 					&prev))) {

@@ -43,6 +43,7 @@
 #include <syslog.h>
 #include <unistd.h>
 #include "fs/lunfs.h"
+#include "fs/lunfs_test.h" /* recovery_pause_ms= */
 #include "fs/version.h"
 #include "format/ondisk.h" /* LUNFS_HOSTNAME_LEN */
 #include "dev/dev.h"
@@ -828,11 +829,11 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		return parse_ms(arg, 600000, &o->unmount_pause);
 	case K_CAW:
 		if (!strcmp(v, "auto"))
-			o->caw = DEV_CAW_AUTO;
+			o->caw = LUNFS_CAW_AUTO;
 		else if (!strcmp(v, "native"))
-			o->caw = DEV_CAW_NATIVE;
+			o->caw = LUNFS_CAW_NATIVE;
 		else if (!strcmp(v, "reserve"))
-			o->caw = DEV_CAW_RESERVE;
+			o->caw = LUNFS_CAW_RESERVE;
 		else {
 			fprintf(stderr, "%s: %s: must be caw=auto, caw=native or caw=reserve\n", PROG, arg);
 			return -1;
@@ -1276,11 +1277,11 @@ int main(int argc, char **argv)
 	}
 	lunfs_log_set(lib_log);
 	struct lunfs_mount_opts mo = {.host = o.host, .readonly = o.ro, .linger_ms = o.linger,
-				      .recovery_pause_ms = o.recovery_pause,
 				      .dev = {.caw_mode = o.caw, .no_pr = o.no_pr}};
+	struct lunfs_test_opts hooks = {.recovery_pause_ms = o.recovery_pause};
 	const char *msg = NULL;
 	mounted_ro = o.ro;
-	int r = lunfs_mount(dev, &mo, &V, &msg);
+	int r = lunfs_mount_test(dev, &mo, &hooks, &V, &msg);
 	if (r) {
 		snprintf(err, sizeof(err), "%s: cannot mount %s: %s\n", prog, dev, msg ? msg : lunfs_strerror(r));
 		goto fail;

@@ -3,6 +3,8 @@
  * Every lunfs function returns 0 (or a count) on success and a negative
  * errno on failure.  Besides the system errnos we use three of our own,
  * chosen above the kernel's range so they never collide with one.
+ * fs/lunfs.h, which stands alone, repeats the codes and the two functions;
+ * fs/internal.h includes both, so they cannot drift apart.
  */
 #ifndef LUNFS_LERRNO_H
 #define LUNFS_LERRNO_H

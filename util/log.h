@@ -1,4 +1,4 @@
-/* The library's log. */
+/* The library's log.  fs/lunfs.h repeats lunfs_log_set (see util/lerrno.h). */
 #ifndef LUNFS_LOG_H
 #define LUNFS_LOG_H
 

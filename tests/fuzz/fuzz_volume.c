@@ -63,6 +63,7 @@
 #include "format/format.h"
 #include "format/geom.h"
 #include "fs/lunfs.h"
+#include "fs/lunfs_test.h"
 #include "lock/lk.h"
 
 int fsck_main(int argc, char **argv); /* fsck/fsck.c built with -Dmain=fsck_main */

@@ -13,6 +13,7 @@
 #include "dev/dev.h"
 #include "format/format.h"
 #include "fs/lunfs.h"
+#include "fs/lunfs_test.h"
 #include "journal/jnl.h"
 
 #define MiB (1024ull * 1024)

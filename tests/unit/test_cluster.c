@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "tests/unit/tu.h"
 #include "fs/lunfs.h"
+#include "fs/lunfs_test.h"
 #include "format/format.h"
 #include "lock/lk.h"
 #include "util/clock.h"
@@ -18,10 +19,11 @@
 
 static struct lunfs_vol *host(const char *path, const char *name, uint32_t pause_ms)
 {
-	struct lunfs_mount_opts o = {.host = name, .linger_ms = 200, .recovery_pause_ms = pause_ms};
+	struct lunfs_mount_opts o = {.host = name, .linger_ms = 200};
+	struct lunfs_test_opts t = {.recovery_pause_ms = pause_ms};
 	struct lunfs_vol *v;
 	const char *msg;
-	int r = lunfs_mount(path, &o, &v, &msg);
+	int r = lunfs_mount_test(path, &o, &t, &v, &msg);
 	ck_assert_msg(r == 0, "mount %s as %s: %s", path, name, msg ? msg : lunfs_strerror(r));
 	return v;
 }

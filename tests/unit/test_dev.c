@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "tests/unit/tu.h"
-#include "dev/dev_impl.h" /* dev_file_caw_stall */
+#include "dev/faulty.h"
 
 START_TEST(file_rw_and_checks)
 {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include "tests/unit/tu.h"
 #include "fs/lunfs.h"
+#include "fs/lunfs_test.h"
 #include "format/format.h"
 
 #define MiB (1024 * 1024)

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "tests/unit/tu.h"
+#include "dev/faulty.h"
 #include "journal/jnl.h"
 
 #define NT 8 /* distinct home blocks */
