@@ -245,6 +245,11 @@ int dir_is_empty(struct txn *tx, struct lunfs_inode *dir);
 int dir_iter(struct txn *tx, struct lunfs_inode *dir, uint64_t off, lunfs_dirfn fn, void *arg);
 int name_check(const char *name);
 
+/* Operations (ops.c) */
+/* Ends the operation tx: commits it when r is 0, else drops what it
+ * changed (tx_end).  Returns r, or the commit's error. */
+int op_finish(struct txn *tx, int r);
+
 /* Files (file.c) */
 struct ofile *of_find(struct lunfs_vol *v, uint64_t ino);
 /* Makes of pin its inode lock in mode want (or stronger), marked as held by

@@ -64,6 +64,36 @@ static int pause_or_stop(struct lunfs_vol *v)
 	return stop;
 }
 
+/* The one takeover path for slot s, REPLAYING by us since t0 (victim: its
+ * image before): fence, replay, free.  *step names the step under way. */
+static int take_over(struct lunfs_vol *v, uint32_t s, const struct lunfs_hb *victim, uint64_t t0,
+		     const char **step)
+{
+	*step = "fencing its persistent-reservation key";
+	int r = hb_fence_taken(v->hb, victim);
+	if (r)
+		return r;
+	struct jnl_geom g = {.slot = s, .off = geom_jnl(&v->sb, s), .size = v->sb.jnl_size,
+			     .target_ok = vol_jtarget_ok, .arg = &v->sb, .guard = v->hb};
+	struct jnl_replay_stats st;
+	memcpy(g.uuid, v->sb.uuid, 16);
+	*step = "replaying its journal";
+	if ((r = jnl_replay(v->d, &g, 1, &st)))
+		return r;
+	*step = "freeing its slot";
+	if ((r = hb_recover_end(v->hb, s)))
+		return r;
+	if (vol_purge_locks(v, s, victim->mount_gen + 1) < 0)
+		lunfs_log(LOG_WARNING, "lunfs: could not clear every lock of host %s",
+			  victim->host_name);
+	lunfs_log(LOG_WARNING,
+		  "lunfs: recovered host %s (slot %u): replayed %llu "
+		  "transaction(s) in %llu ms; its locks are free",
+		  victim->host_name, s, (unsigned long long)st.txns,
+		  (unsigned long long)(lunfs_now_ms() - t0));
+	return 0;
+}
+
 static int recover_slot(struct lunfs_vol *v, uint32_t s)
 {
 	struct lunfs_hb victim;
@@ -79,27 +109,8 @@ static int recover_slot(struct lunfs_vol *v, uint32_t s)
 		 * slot REPLAYING by us, as a crash here would */
 		return -ECANCELED;
 	}
-	const char *step = "fencing its persistent-reservation key";
-	if (!(r = hb_fence_taken(v->hb, &victim))) {
-		struct jnl_geom g = {.slot = s, .off = geom_jnl(&v->sb, s), .size = v->sb.jnl_size,
-				     .target_ok = vol_jtarget_ok, .arg = &v->sb, .guard = v->hb};
-		struct jnl_replay_stats st;
-		memcpy(g.uuid, v->sb.uuid, 16);
-		step = "replaying its journal";
-		if (!(r = jnl_replay(v->d, &g, 1, &st))) {
-			step = "freeing its slot";
-			if (!(r = hb_recover_end(v->hb, s)) &&
-			    vol_purge_locks(v, s, victim.mount_gen + 1) < 0)
-				lunfs_log(LOG_WARNING, "lunfs: could not clear every lock of host %s",
-					  victim.host_name);
-			if (!r)
-				lunfs_log(LOG_WARNING,
-					  "lunfs: recovered host %s (slot %u): replayed %llu "
-					  "transaction(s) in %llu ms; its locks are free",
-					  victim.host_name, s, (unsigned long long)st.txns,
-					  (unsigned long long)(lunfs_now_ms() - t0));
-		}
-	}
+	const char *step;
+	r = take_over(v, s, &victim, t0, &step);
 	if (r && r != -EAGAIN)
 		lunfs_log(LOG_ERR, "lunfs: recovery of host %s (slot %u) failed while %s: %s",
 			  victim.host_name, s, step, lunfs_strerror(r));
