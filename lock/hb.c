@@ -77,19 +77,29 @@ static uint64_t slot_off(const struct lk_params *p, uint32_t s)
 	return p->hb_off + (uint64_t)s * LUNFS_SLOT_STRIDE;
 }
 
+/* Advances nb (counter, generation, wall clock) and encodes it for slot s
+ * into img. */
+static void stamp(struct hb_host *h, uint32_t s, struct lunfs_hb *nb, uint8_t *img)
+{
+	nb->counter++;
+	nb->gen++;
+	nb->wall_ns = wall_ns();
+	lunfs_hb_encode(nb, h->p.uuid, slot_off(&h->p, s), img);
+}
+
 int hb_read(struct dev *d, const struct lk_params *p, uint32_t s, struct lunfs_hb *hb)
 {
 	uint32_t lbs = dev_lbs(d);
+	if (s >= p->max_hosts)
+		return -EINVAL;
 	uint8_t *buf = dev_alloc(lbs);
-	int r;
 	if (!buf)
 		return -ENOMEM;
-	if (s >= p->max_hosts)
-		r = -EINVAL;
-	else
-		r = dev_read(d, slot_off(p, s), buf, lbs);
-	if (!r)
-		r = lunfs_hb_decode(buf, p->uuid, slot_off(p, s), hb, NULL);
+	int r = dev_read(d, slot_off(p, s), buf, lbs);
+	if (r)
+		goto out;
+	r = lunfs_hb_decode(buf, p->uuid, slot_off(p, s), hb, NULL);
+out:
 	free(buf);
 	return r;
 }
@@ -238,15 +248,12 @@ static void renew(struct hb_host *h)
 	uint8_t *nimg = dev_alloc(h->lbs), *cur = dev_alloc(h->lbs);
 	if (!nimg || !cur)
 		goto out;
-	nb.counter++;
-	nb.gen++;
-	nb.wall_ns = wall_ns();
 	nb.want_off = h->want_off;
 	nb.st_reads = h->pub.reads;
 	nb.st_writes = h->pub.writes;
 	nb.st_locks = h->pub.locks;
 	nb.st_held = h->pub.held;
-	lunfs_hb_encode(&nb, h->p.uuid, slot_off(&h->p, h->slot), nimg);
+	stamp(h, h->slot, &nb, nimg);
 	uint8_t *old = h->img;
 	uint64_t t0 = host_now(h);
 	h->renewing = 1; /* nobody else CAWs our slot from h->img meanwhile */
@@ -552,32 +559,33 @@ static void destroy(struct hb_host *h)
 	free(h);
 }
 
-int hb_release(struct hb_host *h)
+/* hb_release: our slot FREE, in one CAW from our last image. */
+static int free_own_slot(struct hb_host *h)
 {
-	int r;
-	stop_thread(h);
-	r = hb_ok(h);
+	int r = hb_ok(h);
+	if (r)
+		return r;
 	/* our own crashed mount's slot, not replayed yet (a mount that gave up
 	 * before its replay): it stays REPLAYING under the old generation for
 	 * the next mount or a survivor; freeing it would make the old holds
 	 * GONE without the replay */
-	if (!r && h->hb.state == HB_REPLAYING)
-		r = -EAGAIN;
-	if (!r) {
-		struct lunfs_hb nb = h->hb;
-		uint8_t *nimg = dev_alloc(h->lbs);
-		if (!nimg) {
-			r = -ENOMEM;
-		} else {
-			nb.state = HB_FREE;
-			nb.counter++;
-			nb.gen++;
-			nb.wall_ns = wall_ns();
-			lunfs_hb_encode(&nb, h->p.uuid, slot_off(&h->p, h->slot), nimg);
-			r = dev_caw(h->d, slot_off(&h->p, h->slot), h->img, nimg, h->lbs, NULL);
-			free(nimg);
-		}
-	}
+	if (h->hb.state == HB_REPLAYING)
+		return -EAGAIN;
+	uint8_t *nimg = dev_alloc(h->lbs);
+	if (!nimg)
+		return -ENOMEM;
+	struct lunfs_hb nb = h->hb;
+	nb.state = HB_FREE;
+	stamp(h, h->slot, &nb, nimg);
+	r = dev_caw(h->d, slot_off(&h->p, h->slot), h->img, nimg, h->lbs, NULL);
+	free(nimg);
+	return r;
+}
+
+int hb_release(struct hb_host *h)
+{
+	stop_thread(h);
+	int r = free_own_slot(h);
 	destroy(h);
 	return r;
 }
@@ -606,10 +614,7 @@ int hb_recovered(struct hb_host *h)
 		nb.replayer_slot = 0;
 		nb.replayer_gen = 0;
 		nb.pr_key = h->id.pr_key;
-		nb.counter++;
-		nb.gen++;
-		nb.wall_ns = wall_ns();
-		lunfs_hb_encode(&nb, h->p.uuid, slot_off(&h->p, h->slot), nimg);
+		stamp(h, h->slot, &nb, nimg);
 		uint64_t t0 = host_now(h);
 		r = is_fenced(h) ? -EFENCED : dev_caw(h->d, slot_off(&h->p, h->slot), h->img, nimg, h->lbs, NULL);
 		if (r == 0) {
@@ -697,13 +702,11 @@ int hb_wanted(struct hb_host *h, uint64_t off)
 static int caw_peer(struct hb_host *h, uint32_t s, const void *cur, struct lunfs_hb *nb,
 		    uint8_t *nimg)
 {
-	nb->counter++;
-	nb->gen++;
-	nb->wall_ns = wall_ns();
-	lunfs_hb_encode(nb, h->p.uuid, slot_off(&h->p, s), nimg);
+	stamp(h, s, nb, nimg);
 	int r = hb_ok(h);
-	if (!r)
-		r = dev_caw(h->d, slot_off(&h->p, s), cur, nimg, h->lbs, NULL);
+	if (r)
+		return r;
+	r = dev_caw(h->d, slot_off(&h->p, s), cur, nimg, h->lbs, NULL);
 	return r == -EMISCOMPARE ? -EAGAIN : r;
 }
 
@@ -1043,7 +1046,9 @@ uint64_t hb_pr_key(const struct hb_host *h)
 int hb_fence_taken(struct hb_host *h, const struct lunfs_hb *victim)
 {
 	int r = hb_fence_victim(h, victim->pr_key);
-	return r ? r : hb_fence_victim(h, replayer_key(h, victim));
+	if (r)
+		return r;
+	return hb_fence_victim(h, replayer_key(h, victim));
 }
 
 int hb_take_over(struct hb_host *h, uint32_t s, uint32_t wait_ms, struct lunfs_hb *victim)
@@ -1054,5 +1059,7 @@ int hb_take_over(struct hb_host *h, uint32_t s, uint32_t wait_ms, struct lunfs_h
 	 * have seen it stand still for a lease */
 	while ((r = hb_recover_begin(h, s, victim)) == -EAGAIN && lunfs_now_ms() - t0 < wait_ms)
 		usleep(h->p.hb_ms * 1000 / 2);
-	return r ? r : hb_fence_taken(h, victim);
+	if (r)
+		return r;
+	return hb_fence_taken(h, victim);
 }

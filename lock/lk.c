@@ -29,8 +29,10 @@ int lk_read(struct dev *d, const uint8_t uuid[16], uint64_t off, struct lunfs_lo
 	if (!buf)
 		return -ENOMEM;
 	int r = dev_read(d, off, buf, lbs);
-	if (!r)
-		r = lunfs_lock_decode(buf, uuid, off, rec, NULL);
+	if (r)
+		goto out;
+	r = lunfs_lock_decode(buf, uuid, off, rec, NULL);
+out:
 	free(buf);
 	return r;
 }
@@ -237,24 +239,22 @@ static int drop_me(struct hb_host *h, const struct lunfs_lock *rec, uint32_t i, 
  * the same CAW. */
 static int release_to(struct hb_host *h, struct lk_lock *l, const struct add_holder *add)
 {
+	if (l->mode == LK_FREE)
+		return -EINVAL;
 	uint32_t lbs = dev_lbs(hb_dev(h));
 	uint8_t *cur = dev_alloc(lbs);
-	int found, r;
 	if (!cur)
 		return -ENOMEM;
-	if (l->mode == LK_FREE) {
-		free(cur);
-		return -EINVAL;
-	}
 	/* Our last image is the likely state: one CAW in the common case. */
 	memcpy(cur, l->img, lbs);
-	r = drop_holders(h, l->off, cur, drop_me, NULL, add, &found);
-	if (!r && !found)
-		r = -ESTALE; /* someone recovered us and broke the lock */
-	if (!r)
-		l->mode = LK_FREE;
+	int found, r = drop_holders(h, l->off, cur, drop_me, NULL, add, &found);
 	free(cur);
-	return r;
+	if (r)
+		return r;
+	if (!found)
+		return -ESTALE; /* someone recovered us and broke the lock */
+	l->mode = LK_FREE;
+	return 0;
 }
 
 int lk_release(struct hb_host *h, struct lk_lock *l)
