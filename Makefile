@@ -30,7 +30,7 @@ TOOLS := $(TOOL_SRC:tests/tools/%.c=$(B)/tests/%)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 BINS := $(B)/bin/mkfs.lunfs $(B)/bin/fsck.lunfs $(B)/bin/mount.lunfs $(B)/bin/lunfs
 
-.PHONY: uninstall all deps check check-model check-unit check-asan check-integration demo install clean bench fuzz check-fuzz-regress
+.PHONY: uninstall all deps check check-layers check-model check-unit check-asan check-integration demo install clean bench fuzz check-fuzz-regress
 all: $(B)/lib/liblunfs.a $(BINS) $(TOOLS) $(B)/tests/unit_tests
 
 deps:
@@ -76,6 +76,11 @@ $(B)/asan/unit_tests: $(LIB_SRC) $(UNIT_SRC) $(wildcard */*.h)
 	$(CC) $(WARN) -std=gnu11 -D_GNU_SOURCE -I. -pthread $(ASAN_FLAGS) \
 		$(shell pkg-config --cflags $(PKGS)) -o $@ $(LIB_SRC) $(UNIT_SRC) $(LDLIBS) $(CHECK_LIBS)
 
+# Every #include goes downward: util <- dev <- format <- lock <- journal <- fs
+# <- tools (docs/CODING.md).
+check-layers:
+	@sh scripts/check-layers.sh
+
 check-unit: all
 	$(B)/tests/unit_tests
 
@@ -86,6 +91,7 @@ check-integration: all
 	@sh tests/run-integration.sh
 
 check: deps
+	$(MAKE) check-layers
 	$(MAKE) all
 	$(MAKE) check-unit
 	$(MAKE) check-asan
