@@ -12,7 +12,7 @@ PKGS := libiscsi liburing libxxhash blkid
 CC ?= cc
 WARN := -Wall -Wextra -Werror
 CFLAGS ?= -O2 -g
-CFLAGS += $(WARN) -std=gnu11 -D_GNU_SOURCE -I. -Idev -pthread \
+CFLAGS += $(WARN) -std=gnu11 -D_GNU_SOURCE -I. -pthread \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
@@ -23,14 +23,14 @@ $(error pkg-config cannot find $(PKGS) check: run 'make deps' (as root) first)
 endif
 endif
 
-LIB_SRC := $(wildcard dev/*.c lock/*.c journal/*.c fs/*.c)
+LIB_SRC := $(wildcard util/*.c dev/*.c format/*.c lock/*.c journal/*.c fs/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOLS := $(TOOL_SRC:tests/tools/%.c=$(B)/tests/%)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 BINS := $(B)/bin/mkfs.lunfs $(B)/bin/fsck.lunfs $(B)/bin/mount.lunfs $(B)/bin/lunfs
 
-.PHONY: uninstall all deps check check-model check-unit check-asan check-integration demo install clean bench fuzz check-fuzz-regress
+.PHONY: uninstall all deps check check-layers check-model check-unit check-asan check-integration demo install clean bench fuzz check-fuzz-regress
 all: $(B)/lib/liblunfs.a $(BINS) $(TOOLS) $(B)/tests/unit_tests
 
 deps:
@@ -73,8 +73,13 @@ $(B)/tests/unit_tests: $(UNIT_SRC:%.c=$(B)/obj/%.o) $(B)/lib/liblunfs.a
 ASAN_FLAGS := -DLUNFS_DEBUG -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 $(B)/asan/unit_tests: $(LIB_SRC) $(UNIT_SRC) $(wildcard */*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) -std=gnu11 -D_GNU_SOURCE -I. -Idev -pthread $(ASAN_FLAGS) \
+	$(CC) $(WARN) -std=gnu11 -D_GNU_SOURCE -I. -pthread $(ASAN_FLAGS) \
 		$(shell pkg-config --cflags $(PKGS)) -o $@ $(LIB_SRC) $(UNIT_SRC) $(LDLIBS) $(CHECK_LIBS)
+
+# Every #include goes downward: util <- dev <- format <- lock <- journal <- fs
+# <- tools (docs/CODING.md).
+check-layers:
+	@sh scripts/check-layers.sh
 
 check-unit: all
 	$(B)/tests/unit_tests
@@ -86,6 +91,7 @@ check-integration: all
 	@sh tests/run-integration.sh
 
 check: deps
+	$(MAKE) check-layers
 	$(MAKE) all
 	$(MAKE) check-unit
 	$(MAKE) check-asan
@@ -100,18 +106,23 @@ demo: deps
 # mount(8) looks for helpers in /sbin: mount.lunfs goes to $(SBINDIR), with
 # umount.fuse.lunfs, the umount helper that waits for the daemon, linked to it.
 # uninstall removes exactly the files install puts in place.
-HEADERS := fs/lunfs.h dev/dev.h dev/lerrno.h
+# The public header alone: fs/lunfs.h includes system headers only (the
+# test hooks are in fs/lunfs_test.h, not installed).  pkg-config lunfs finds
+# it and the library (contrib/lunfs.pc.in).
+HEADERS := fs/lunfs.h
+PCDIR := $(PREFIX)/lib/pkgconfig
+RELEASE := $(shell sed -n 's/^\#define LUNFS_RELEASE "\(.*\)"/\1/p' fs/version.h)
 MAN8 := $(notdir $(wildcard man/*.8))
 COMPL := lunfs mkfs.lunfs fsck.lunfs mount.lunfs
 DOCDIR := $(PREFIX)/share/doc/lunfs/examples
 INSTALLED := $(addprefix $(PREFIX)/sbin/,mkfs.lunfs fsck.lunfs lunfs) \
-	$(SBINDIR)/mount.lunfs $(SBINDIR)/umount.fuse.lunfs $(SBINDIR)/mount.fuse.lunfs $(PREFIX)/lib/liblunfs.a \
+	$(SBINDIR)/mount.lunfs $(SBINDIR)/umount.fuse.lunfs $(SBINDIR)/mount.fuse.lunfs $(PREFIX)/lib/liblunfs.a $(PCDIR)/lunfs.pc \
 	$(addprefix $(PREFIX)/include/lunfs/,$(notdir $(HEADERS))) \
 	$(addprefix $(PREFIX)/share/man/man8/,$(MAN8)) \
 	$(addprefix $(PREFIX)/share/bash-completion/completions/,$(COMPL)) \
 	$(DOCDIR)/vmfs-lun0.mount
 install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PREFIX)/lib \
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PCDIR) \
 		$(DESTDIR)$(PREFIX)/include/lunfs $(DESTDIR)$(PREFIX)/share/man/man8 \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(DOCDIR)
 	install -m 755 $(B)/bin/mkfs.lunfs $(B)/bin/fsck.lunfs $(B)/bin/lunfs $(DESTDIR)$(PREFIX)/sbin/
@@ -120,6 +131,8 @@ install: all
 	ln -sf mount.lunfs $(DESTDIR)$(SBINDIR)/mount.fuse.lunfs
 	install -m 644 $(B)/lib/liblunfs.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 $(HEADERS) $(DESTDIR)$(PREFIX)/include/lunfs/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(RELEASE)|' -e 's|@PKGS@|$(PKGS)|' \
+		contrib/lunfs.pc.in >$(DESTDIR)$(PCDIR)/lunfs.pc
 	install -m 644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 644 contrib/lunfs.bash-completion $(DESTDIR)$(PREFIX)/share/bash-completion/completions/lunfs
 	for c in $(filter-out lunfs,$(COMPL)); do ln -sf lunfs $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$c; done

@@ -23,11 +23,12 @@
 #include <unistd.h>
 #include <getopt.h>
 #include <limits.h>
-#include "dev.h"
+#include "dev/dev.h"
 #include "fs/version.h"
-#include "fs/format.h"
+#include "format/format.h"
 #include "fs/lunfs.h"
 #include "lock/lk.h"
+#include "util/clock.h"
 
 static int json;
 
@@ -201,7 +202,7 @@ static int watch_read(struct watch *w, const char *path)
 			lunfs_strerror(r));
 		return r;
 	}
-	uint64_t now = lk_now_ms();
+	uint64_t now = lunfs_now_ms();
 	for (uint32_t i = 0; i < s->max_hosts; i++) {
 		struct lunfs_hb hb;
 		int bad = lunfs_hb_decode(w->region + (size_t)i * LUNFS_SLOT_STRIDE, s->uuid,
@@ -333,7 +334,7 @@ static int cmd_hosts(const char *path)
 		int waiting = 0;
 		for (uint32_t i = 0; i < s.max_hosts && !waiting; i++)
 			waiting = !w.bad[i] && w.hb[i].state == HB_LIVE && !w.moved[i];
-		uint64_t watched = lk_now_ms() - w.start_ms;
+		uint64_t watched = lunfs_now_ms() - w.start_ms;
 		if (!waiting || watched >= limit)
 			break;
 		nap_ms(limit - watched < step ? limit - watched : step);
@@ -665,7 +666,7 @@ static int cmd_top(const char *path, uint64_t delay_ms, long iters)
 	uint64_t next = w.start_ms + delay_ms;
 	for (int iter = 1; !stop_top && (!iters || iter <= iters); iter++) {
 		for (;;) {
-			uint64_t now = lk_now_ms();
+			uint64_t now = lunfs_now_ms();
 			int due = now >= next;
 			if (due && iter == 1) {
 				for (uint32_t i = 0; i < s.max_hosts && due; i++)
@@ -683,7 +684,7 @@ static int cmd_top(const char *path, uint64_t delay_ms, long iters)
 		}
 		if (stop_top)
 			break;
-		if (lk_now_ms() - w.read_ms > poll / 2 && watch_read(&w, path))
+		if (lunfs_now_ms() - w.read_ms > poll / 2 && watch_read(&w, path))
 			goto out;
 		for (uint32_t i = 0; i < s.max_hosts; i++) {
 			/* a REPLAYING slot is written by its replayer: no rates */
@@ -693,7 +694,7 @@ static int cmd_top(const char *path, uint64_t delay_ms, long iters)
 				rates_update(&rt[i], &w.hb[i], w.read_ms, still_ms(&w, i), s.hb_ms);
 		}
 		top_print(path, &w, rt, live_ms, iter, screen);
-		uint64_t now = lk_now_ms();
+		uint64_t now = lunfs_now_ms();
 		next += delay_ms;
 		if (next < now) /* we fell behind (slow device): do not catch up */
 			next = now + delay_ms;

@@ -53,9 +53,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include "dev.h"
-#include "fs/format.h"
+#include "dev/dev.h"
+#include "format/format.h"
 #include "fs/lunfs.h"
+#include "fs/lunfs_test.h" /* lunfs_dev_stats */
 #include "lock/lk.h"
 #include "bench/bench_util.h"
 

@@ -82,7 +82,7 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
-#include "arbiter.h"
+#include "dev/arbiter.h"
 
 #define ARB_MAGIC 0x4c554e4641524231ull /* "LUNFARB1" */
 #define HDR_BYTES 4096

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "dev_impl.h"
+#include "dev/dev_impl.h"
 
 /* The counters are bumped by every thread doing I/O: relaxed atomics (they
  * order nothing, they only must not lose counts). */
@@ -199,12 +199,11 @@ int dev_generic_zero(struct dev *d, uint64_t off, uint64_t len)
 	int r = 0;
 	if (!z)
 		return -ENOMEM;
-	while (len && !r) {
+	while (len) {
 		size_t n = len < chunk ? len : chunk;
 		struct iovec v = {z, n};
-		r = dev_guard(d);
-		if (!r)
-			r = d->ops->rw(d, DEV_OP_WRITE, off, &v, 1);
+		if ((r = dev_guard(d)) || (r = d->ops->rw(d, DEV_OP_WRITE, off, &v, 1)))
+			break;
 		off += n;
 		len -= n;
 	}
@@ -250,7 +249,9 @@ int dev_submit(struct dev *d, struct dev_io **ios, unsigned n)
 		}
 	}
 	int r = writes ? dev_guard(d) : 0;
-	return r ? r : d->ops->submit(d, ios, n);
+	if (r)
+		return r;
+	return d->ops->submit(d, ios, n);
 }
 
 int dev_reap(struct dev *d, unsigned min, struct dev_io **out, unsigned max)

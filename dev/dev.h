@@ -3,7 +3,7 @@
  * A device is opened by URL or path:
  *   iscsi://HOST[:PORT]/TARGET-IQN/LUN   libiscsi backend
  *   file:/path or /path                  image file or block device (O_DIRECT + io_uring)
- * The faulty backend (tests only) wraps another open device: dev_faulty_wrap().
+ * The faulty backend (tests only) wraps another open device: dev/faulty.h.
  *
  * Every I/O works in whole logical blocks: offsets and lengths are in bytes
  * but must be multiples of dev_lbs(), and buffers must be aligned to
@@ -13,7 +13,7 @@
  * one thread reaps.
  *
  * Every function returns 0 (or a byte count) on success, or a negative errno
- * (see lerrno.h: -EMISCOMPARE for a compare-and-write that lost).
+ * (see util/lerrno.h: -EMISCOMPARE for a compare-and-write that lost).
  */
 #ifndef LUNFS_DEV_H
 #define LUNFS_DEV_H
@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
-#include "lerrno.h"
+#include "util/lerrno.h"
 
 #define DEV_BUF_ALIGN 4096
 
@@ -162,23 +162,5 @@ void dev_set_guard(struct dev *d, int (*fn)(void *arg), void *arg);
 
 void dev_get_stats(const struct dev *d, struct dev_stats *out);
 void dev_reset_stats(struct dev *d);
-
-/* Faulty wrapper for tests.  Takes ownership of inner. */
-struct dev_fault {
-	uint64_t fail_io;    /* fail the Nth I/O (1-based, all kinds) with -EIO; 0 = never */
-	uint64_t cut_after;  /* power cut right after write N (1-based): writes since
-				the last flush are lost, later I/O gets -EIO; 0 = never */
-	uint64_t tear_write; /* write N lands only its first half (rounded to blocks) */
-	uint64_t cut_keep_seed; /* at the cut, keep a random (seeded) part of the
-				   unflushed writes instead of none; 0 = lose them all */
-};
-int dev_faulty_wrap(struct dev *inner, struct dev **out);
-void dev_faulty_set(struct dev *d, const struct dev_fault *f);
-/* Number of writes (including CAWs) seen so far. */
-uint64_t dev_faulty_writes(const struct dev *d);
-/* Non-zero once the power cut happened. */
-int dev_faulty_is_cut(const struct dev *d);
-/* Freeze: every I/O blocks until unfrozen (for fencing tests). */
-void dev_faulty_freeze(struct dev *d, int frozen);
 
 #endif

@@ -4,7 +4,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
-#include "dev.h"
+#include "dev/dev.h"
 
 struct dev_ops {
 	const char *name;
@@ -61,11 +61,6 @@ static inline uint32_t dev_caw_break(const struct dev *d)
 	uint32_t ms = d->caw_break_ms;
 	return ms ? ms : DEV_CAW_BREAK_MS_DEFAULT;
 }
-
-/* Tests only: when set, the file backend calls it inside the critical
- * section of an emulated CAW, after the compare and before the write guard
- * and the arbiter's last check (a stand-in for a stall or a freeze there). */
-extern void (*dev_file_caw_stall)(struct dev *d, uint64_t off);
 
 /* Backend constructors.  They fill the struct dev header. */
 int dev_file_open(const char *path, const struct dev_opts *o, struct dev **out);

@@ -9,7 +9,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include "dev_impl.h"
+#include "dev/dev_impl.h"
+#include "dev/faulty.h"
 
 struct pend {
 	uint64_t off;
@@ -163,11 +164,13 @@ static int faulty_rw(struct dev *d, int op, uint64_t off, const struct iovec *io
 	struct faulty_dev *f = FY(d);
 	pthread_mutex_lock(&f->lock);
 	int r = enter_io(f);
-	if (!r && op == DEV_OP_WRITE)
-		r = dev_guard(d); /* again: the freeze was a stall before the last check */
-	if (!r)
-		r = op == DEV_OP_READ ? read_through(f, off, iov, iovcnt)
-				      : write_locked(f, off, iov, iovcnt);
+	if (r)
+		goto out;
+	/* again: the freeze was a stall before the last check */
+	if (op == DEV_OP_WRITE && (r = dev_guard(d)))
+		goto out;
+	r = op == DEV_OP_READ ? read_through(f, off, iov, iovcnt) : write_locked(f, off, iov, iovcnt);
+out:
 	pthread_mutex_unlock(&f->lock);
 	return r;
 }
@@ -177,10 +180,10 @@ static int faulty_flush(struct dev *d)
 	struct faulty_dev *f = FY(d);
 	pthread_mutex_lock(&f->lock);
 	int r = enter_io(f);
-	if (!r)
-		r = overlay_apply(f);
-	if (!r)
-		r = f->in->ops->flush(f->in);
+	if (r || (r = overlay_apply(f)))
+		goto out;
+	r = f->in->ops->flush(f->in);
+out:
 	pthread_mutex_unlock(&f->lock);
 	return r;
 }
@@ -193,22 +196,20 @@ static int faulty_caw(struct dev *d, uint64_t off, const void *cmp, const void *
 	if (!buf)
 		return -ENOMEM;
 	pthread_mutex_lock(&f->lock);
+	struct iovec v = {buf, len}, w = {(void *)data, len};
 	int r = enter_io(f);
-	if (!r) {
-		struct iovec v = {buf, len};
-		r = read_through(f, off, &v, 1);
-	}
-	if (!r && memcmp(buf, cmp, len)) {
+	if (r || (r = read_through(f, off, &v, 1)))
+		goto out;
+	if (memcmp(buf, cmp, len)) {
 		if (cur)
 			memcpy(cur, buf, len);
 		r = -EMISCOMPARE;
+		goto out;
 	}
-	if (!r)
-		r = dev_guard(d);
-	if (!r) {
-		struct iovec w = {(void *)data, len};
-		r = write_locked(f, off, &w, 1);
-	}
+	if ((r = dev_guard(d)))
+		goto out;
+	r = write_locked(f, off, &w, 1);
+out:
 	pthread_mutex_unlock(&f->lock);
 	free(buf);
 	return r;

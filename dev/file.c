@@ -32,8 +32,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include "arbiter.h"
-#include "dev_impl.h"
+#include "dev/arbiter.h"
+#include "dev/dev_impl.h"
+#include "dev/faulty.h"
 
 #define RING_DEPTH 256
 /* Mode bytes of the image (read-locked by each open, far past any device end). */
@@ -206,41 +207,40 @@ static int file_caw(struct dev *d, uint64_t off, const void *cmp, const void *da
 	struct arb_hold h;
 	struct range me = {off, len, NULL};
 	void *buf = dev_alloc(len);
-	int r;
+	int held = 0;
 	if (!buf)
 		return -ENOMEM;
-	if (f->use_arb)
-		r = arb_acquire(&f->arb, off / d->lbs, len / d->lbs, break_ms, &h);
-	else
-		r = ofd_acquire(f, &me, break_ms);
+	int r = f->use_arb ? arb_acquire(&f->arb, off / d->lbs, len / d->lbs, break_ms, &h)
+			   : ofd_acquire(f, &me, break_ms);
 	if (r)
 		goto out;
+	held = 1;
 	struct iovec v = {buf, len};
-	r = full_rw(f->fd, DEV_OP_READ, off, &v, 1);
-	if (r)
-		goto out_unlock;
+	if ((r = full_rw(f->fd, DEV_OP_READ, off, &v, 1)))
+		goto out;
 	if (memcmp(buf, cmp, len)) {
 		if (cur)
 			memcpy(cur, buf, len);
 		r = -EMISCOMPARE;
-		goto out_unlock;
+		goto out;
 	}
 	if (dev_file_caw_stall)
 		dev_file_caw_stall(d, off);
 	/* the waits and the read can block: the lease may be gone */
 	if ((r = dev_guard(d)))
-		goto out_unlock;
+		goto out;
 	/* last: still ours, and far enough from any break (arbiter.c) */
 	if (f->use_arb && (r = arb_check(&f->arb, &h, break_ms)))
-		goto out_unlock;
+		goto out;
 	struct iovec w = {(void *)data, len};
 	r = full_rw(f->fd, DEV_OP_WRITE, off, &w, 1);
-out_unlock:
-	if (f->use_arb)
-		arb_release(&f->arb, &h);
-	else
-		ofd_release(f, &me);
 out:
+	if (held) {
+		if (f->use_arb)
+			arb_release(&f->arb, &h);
+		else
+			ofd_release(f, &me);
+	}
 	free(buf);
 	return r;
 }

@@ -59,7 +59,8 @@
 #include <unistd.h>
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
-#include "dev_impl.h"
+#include "dev/dev_impl.h"
+#include "util/log.h"
 
 /* Seconds before a command or a login is given up (then the session is
  * dropped and the call fails with -EIO). */
@@ -913,48 +914,48 @@ out:
 	return r;
 }
 
-static int iscsi_zero(struct dev *d, uint64_t off, uint64_t len)
+/* Zeroes [*off, *off + *len) with WRITE SAME, s->lock held, advancing *off
+ * and *len as it goes.  Returns 0, -EOPNOTSUPP when the target cannot (the
+ * rest is left to plain writes), or -errno. */
+static int wsame_zero(struct iscsi_dev *s, uint64_t *off, uint64_t *len)
 {
-	struct iscsi_dev *s = S(d);
-	unsigned char *blk = NULL;
-	int r = 0;
-
-	pthread_mutex_lock(&s->lock);
+	struct dev *d = &s->dev;
 	if (!(d->caps & DEV_CAP_ZERO))
-		goto generic;
-	blk = calloc(1, d->lbs);
-	if (!blk) {
-		r = -ENOMEM;
-		goto out;
-	}
-	while (len) {
-		uint64_t n = len / d->lbs;
+		return -EOPNOTSUPP;
+	unsigned char *blk = calloc(1, d->lbs);
+	if (!blk)
+		return -ENOMEM;
+	int r = 0;
+	while (*len) {
+		uint64_t n = *len / d->lbs;
 		uint64_t lim = s->max_ws ? s->max_ws : 65536;
 		if (n > lim)
 			n = lim;
-		struct cmd c = {.op = OP_WSAME16, .lba = off / d->lbs, .nblocks = (uint32_t)n,
+		struct cmd c = {.op = OP_WSAME16, .lba = *off / d->lbs, .nblocks = (uint32_t)n,
 				.buf = blk};
 		r = exec(s, &c, NULL);
 		if (r == -EOPNOTSUPP || r == -EINVAL) {
 			/* The target advertised WRITE SAME but will not do it. */
 			d->caps &= ~DEV_CAP_ZERO;
-			goto generic;
+			r = -EOPNOTSUPP;
 		}
 		if (r < 0)
-			goto out;
-		off += n * d->lbs;
-		len -= n * d->lbs;
+			break;
+		*off += n * d->lbs;
+		*len -= n * d->lbs;
 	}
-	goto out;
-generic:
-	pthread_mutex_unlock(&s->lock);
-	free(blk);
-	/* Plain writes through iscsi_rw, which takes the lock itself. */
-	return dev_generic_zero(d, off, len);
-out:
-	pthread_mutex_unlock(&s->lock);
 	free(blk);
 	return r;
+}
+
+static int iscsi_zero(struct dev *d, uint64_t off, uint64_t len)
+{
+	struct iscsi_dev *s = S(d);
+	pthread_mutex_lock(&s->lock);
+	int r = wsame_zero(s, &off, &len);
+	pthread_mutex_unlock(&s->lock);
+	/* Plain writes through iscsi_rw, which takes the lock itself. */
+	return r == -EOPNOTSUPP ? dev_generic_zero(d, off, len) : r;
 }
 
 static int pr_out(struct dev *d, int sa, int type, uint64_t key, uint64_t sakey)

@@ -23,12 +23,15 @@
 #define LUNFS_INTERNAL_H
 
 #include <pthread.h>
-#include "dev.h"
-#include "fs/format.h"
-#include "fs/geom.h"
+#include "dev/dev.h"
+#include "format/format.h"
+#include "format/geom.h"
 #include "fs/lunfs.h"
 #include "journal/jnl.h"
 #include "lock/lk.h"
+#include "util/clock.h"
+#include "util/lerrno.h" /* fs/lunfs.h repeats it: both here, they must agree */
+#include "util/log.h"
 
 /* Debug builds (-DLUNFS_DEBUG: `make check-asan` builds the unit tests so)
  * check every "v->mu held" precondition: glibc keeps the owner's thread id
@@ -244,6 +247,11 @@ int dir_set(struct txn *tx, struct lunfs_inode *dir, const char *name, uint64_t 
 int dir_is_empty(struct txn *tx, struct lunfs_inode *dir);
 int dir_iter(struct txn *tx, struct lunfs_inode *dir, uint64_t off, lunfs_dirfn fn, void *arg);
 int name_check(const char *name);
+
+/* Operations (ops.c) */
+/* Ends the operation tx: commits it when r is 0, else drops what it
+ * changed (tx_end).  Returns r, or the commit's error. */
+int op_finish(struct txn *tx, int r);
 
 /* Files (file.c) */
 struct ofile *of_find(struct lunfs_vol *v, uint64_t ino);

@@ -1,41 +1,78 @@
 /* lunfs.h: the public API of the lunfs core library.
  *
- * This is the API the FUSE daemon, the NBD export and a VMM embed.  A volume
- * is mounted by one host identity; objects are named by inode number, as in
- * the FUSE low-level API.  Every function returns 0 (or a count) on success
- * and a negative errno on failure; -EFENCED (see lerrno.h) means this host
- * lost its heartbeat and the volume refuses all further changes.
+ * This is the API the FUSE daemon, the NBD export and a VMM embed
+ * (`pkg-config --cflags --libs lunfs`; installed as <lunfs/lunfs.h>).  A
+ * volume is mounted by one host identity; objects are named by inode number,
+ * as in the FUSE low-level API.  Every function returns 0 (or a count) on
+ * success and a negative errno on failure; -EFENCED means this host lost its
+ * heartbeat and the volume refuses all further changes.
  *
  * Thread safety: every function may be called from any thread.
+ *
+ * The header stands alone: it includes system headers only.  What it shares
+ * with the library's internal headers (the error codes, lunfs_strerror, the
+ * log hook) is declared here again, identically; fs/internal.h includes both
+ * copies, so a difference does not compile.  Test hooks are in
+ * fs/lunfs_test.h, which is not installed.
  */
 #ifndef LUNFS_H
 #define LUNFS_H
 
+#include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include "dev.h"
+#include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 #define LUNFS_ROOT_INO 1
 
+/* ---- errors (util/lerrno.h) ---- */
+#define LUNFS_ERRBASE 4000
+#define EMISCOMPARE (LUNFS_ERRBASE + 1)  /* compare-and-write lost */
+#define EFSCORRUPTED (LUNFS_ERRBASE + 2) /* on-disk metadata failed a check */
+#define EFENCED (LUNFS_ERRBASE + 3)      /* this host lost its heartbeat */
+/* strerror() that knows the lunfs codes (positive or negative). */
+const char *lunfs_strerror(int err);
+/* The nearest system errno of a lunfs code (negative in, negative out). */
+int lunfs_sys_errno(int err);
+/* Where the library's log messages go (util/log.h); NULL: syslog, and
+ * stderr for LOG_ERR or worse. */
+void lunfs_log_set(void (*fn)(int prio, const char *msg));
+
 struct lunfs_vol;
 struct lunfs_file;
+
+/* How the device is opened.  Zero means the default for every field. */
+enum lunfs_caw_mode {
+	LUNFS_CAW_AUTO = 0,    /* iSCSI: native when the target has it, else reservation */
+	LUNFS_CAW_NATIVE = 1,  /* native only; the mount fails if the target lacks it */
+	LUNFS_CAW_RESERVE = 2, /* always the RESERVE(6) fallback */
+};
+struct lunfs_dev_opts {
+	const char *initiator; /* iSCSI initiator IQN; default iqn.2026-11.org.lunfs:init-<pid> */
+	int caw_mode;          /* enum lunfs_caw_mode; default LUNFS_CAW_AUTO */
+	int buffered;          /* file: no O_DIRECT (for filesystems without it) */
+	int no_pr;             /* iSCSI: do not use persistent reservations even if
+				  the target has them (targets whose PREEMPT is broken) */
+};
 
 /* Mount options.  Zero means the default for every field. */
 struct lunfs_mount_opts {
 	const char *host;       /* host name; default: /etc/machine-id, else the hostname */
 	int readonly;           /* no heartbeat slot, no writes, no journal replay */
-	struct dev_opts dev;    /* device open options */
-	struct dev *device;     /* an already open device (tests: faulty); the volume owns it */
+	struct lunfs_dev_opts dev; /* device open options */
 	uint32_t linger_ms;     /* idle locks are released after this; default 500 */
 	int assume_dead;        /* this host identity's earlier mount is known to be
 				   gone (its process exited): take its heartbeat
 				   slot without waiting a lease.  Wrong use lets
 				   two mounts write at once. */
-	uint32_t recovery_pause_ms; /* test hook: a recovery of a dead peer pauses
-				       this long after taking its slot */
 };
 
-/* Mounts the volume on url (or opts->device).  Claims a heartbeat slot and
+/* Mounts the volume on url.  Claims a heartbeat slot and
  * replays this host's journal.  Returns 0 and *out, or -errno; *msg (if not
  * NULL) receives a one-line reason. */
 int lunfs_mount(const char *url, const struct lunfs_mount_opts *opts, struct lunfs_vol **out,
@@ -43,8 +80,6 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *opts, struct lun
 /* Checkpoints, releases every lock and the heartbeat slot, frees v.  Returns 0
  * or the first error (v is freed in every case). */
 int lunfs_unmount(struct lunfs_vol *v);
-/* Like a crash: frees v without writing anything (tests). */
-void lunfs_abandon(struct lunfs_vol *v);
 /* 0 while this mount holds its lease (or is read-only), -EFENCED once it
  * lost it: it never writes again, and its open files fail.  A host comes
  * back by mounting anew (lunfs_mount with the same identity: it waits
@@ -52,7 +87,8 @@ void lunfs_abandon(struct lunfs_vol *v);
  * this mount. */
 int lunfs_fenced(struct lunfs_vol *v);
 /* Stops a fenced mount's threads and drops its caches; its open files keep
- * failing (and can still be closed) until lunfs_abandon frees it. */
+ * failing (and can still be closed) until lunfs_unmount frees it (which
+ * writes nothing for a fenced mount, and returns -EFENCED). */
 void lunfs_retire(struct lunfs_vol *v);
 
 struct lunfs_stat {
@@ -235,8 +271,8 @@ void lunfs_ioq_destroy(struct lunfs_ioq *q);
 typedef void (*lunfs_aio_done)(struct lunfs_aio *a);
 void lunfs_aio_start(struct lunfs_file *f, struct lunfs_aio *a, lunfs_aio_done done);
 
-/* Counters of the device under v (I/Os per operation in benchmarks). */
-void lunfs_dev_stats(struct lunfs_vol *v, struct dev_stats *st);
-struct dev *lunfs_device(struct lunfs_vol *v);
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -17,9 +17,18 @@ static uint32_t dtype(uint32_t mode)
 static int read_dir(struct txn *tx, uint64_t ino, int mode, struct lunfs_inode *d)
 {
 	int r = ino_read(tx, ino, mode, d);
-	if (!r && !S_ISDIR(d->mode))
-		r = -ENOTDIR;
-	return r;
+	if (r)
+		return r;
+	return S_ISDIR(d->mode) ? 0 : -ENOTDIR;
+}
+
+int op_finish(struct txn *tx, int r)
+{
+	if (r) {
+		tx_end(tx, r);
+		return r;
+	}
+	return tx_commit(tx);
 }
 
 /* Overlays what open files on this host have not committed yet. */
@@ -33,48 +42,54 @@ int lunfs_getattr(struct lunfs_vol *v, uint64_t ino, struct lunfs_stat *st)
 		return -ENOMEM;
 	tx_begin(v, &tx);
 	int r = ino_read(&tx, ino, LK_FREE, in);
-	if (!r) {
-		ino_stat(v, in, st);
-		overlay(v, st);
-	}
+	if (r)
+		goto out;
+	ino_stat(v, in, st);
+	overlay(v, st);
+out:
 	tx_end(&tx, r);
 	free(in);
 	return r;
 }
 
+/* lunfs_lookup under tx: name in dir (d receives dir), its inode in in. */
+static int lookup_in(struct txn *tx, uint64_t dir, const char *name, struct lunfs_inode *d,
+		     struct lunfs_inode *in, struct lunfs_stat *st)
+{
+	uint64_t ino;
+	int r = read_dir(tx, dir, LK_FREE, d);
+	if (r)
+		return r;
+	if (!strcmp(name, "."))
+		ino = d->ino;
+	else if (!strcmp(name, ".."))
+		ino = d->parent;
+	else if ((r = dir_lookup(tx, d, name, &ino, NULL)))
+		return r;
+	r = ino_read(tx, ino, LK_FREE, in);
+	if (r)
+		return r;
+	ino_stat(tx->v, in, st);
+	overlay(tx->v, st);
+	return 0;
+}
+
 int lunfs_lookup(struct lunfs_vol *v, uint64_t dir, const char *name, struct lunfs_stat *st)
 {
-	struct txn tx;
-	struct lunfs_inode *d = malloc(sizeof(*d)), *in = malloc(sizeof(*in));
-	uint64_t ino;
 	int r = name_check(name);
-	if (!d || !in) {
-		free(d);
-		free(in);
-		return -ENOMEM;
-	}
 	if (r == -EINVAL && (!strcmp(name, ".") || !strcmp(name, "..")))
 		r = 0;
 	if (r)
-		goto out_free;
+		return r;
+	struct txn tx;
+	struct lunfs_inode *d = malloc(sizeof(*d)), *in = malloc(sizeof(*in));
+	r = -ENOMEM;
+	if (!d || !in)
+		goto out;
 	tx_begin(v, &tx);
-	r = read_dir(&tx, dir, LK_FREE, d);
-	if (!r) {
-		if (!strcmp(name, "."))
-			ino = d->ino;
-		else if (!strcmp(name, ".."))
-			ino = d->parent;
-		else
-			r = dir_lookup(&tx, d, name, &ino, NULL);
-	}
-	if (!r)
-		r = ino_read(&tx, ino, LK_FREE, in);
-	if (!r) {
-		ino_stat(v, in, st);
-		overlay(v, st);
-	}
+	r = lookup_in(&tx, dir, name, d, in, st);
 	tx_end(&tx, r);
-out_free:
+out:
 	free(d);
 	free(in);
 	return r;
@@ -92,15 +107,17 @@ static int orphan_edit(struct txn *tx, uint64_t ino, int add)
 {
 	struct lunfs_inode *o = malloc(sizeof(*o));
 	char name[24];
-	int r;
 	if (!o)
 		return -ENOMEM;
 	orphan_name(ino, name);
-	r = read_dir(tx, ORPHAN_INO, LK_EXCLUSIVE, o);
-	if (!r)
-		r = add ? dir_add(tx, o, name, ino, DT_REG_LUNFS) : dir_remove(tx, o, name);
-	if (!r)
-		r = ino_write(tx, o);
+	int r = read_dir(tx, ORPHAN_INO, LK_EXCLUSIVE, o);
+	if (r)
+		goto out;
+	r = add ? dir_add(tx, o, name, ino, DT_REG_LUNFS) : dir_remove(tx, o, name);
+	if (r)
+		goto out;
+	r = ino_write(tx, o);
+out:
 	free(o);
 	return r;
 }
@@ -115,17 +132,15 @@ int file_release_inode(struct txn *tx, struct lunfs_inode *in)
 	const struct lunfs_sb *s = &tx->v->sb;
 	uint64_t g = in->ino / s->ig_inodes;
 	int r = tx_lock(tx, geom_ino_lock(s, ORPHAN_INO), geom_ino_blk(s, ORPHAN_INO), LK_EXCLUSIVE);
-	if (!r)
-		r = tx_lock(tx, geom_ig_lock(s, g), geom_ig_hdr(s, g), LK_EXCLUSIVE);
-	if (!r && !(in->flags & INOF_INLINE))
-		r = bmap_punch(tx, in, 0, 0);
-	if (!r)
-		r = ino_write(tx, in);
-	if (!r)
-		r = orphan_edit(tx, in->ino, 0);
-	if (!r)
-		r = ino_free(tx, in);
-	return r;
+	if (r)
+		return r;
+	if ((r = tx_lock(tx, geom_ig_lock(s, g), geom_ig_hdr(s, g), LK_EXCLUSIVE)))
+		return r;
+	if (!(in->flags & INOF_INLINE) && (r = bmap_punch(tx, in, 0, 0)))
+		return r;
+	if ((r = ino_write(tx, in)) || (r = orphan_edit(tx, in->ino, 0)))
+		return r;
+	return ino_free(tx, in);
 }
 
 /* The last link of in went away (in is locked and written by the caller
@@ -152,40 +167,21 @@ static int drop_last_link(struct txn *tx, struct lunfs_inode *in)
 	return file_release_inode(tx, in);
 }
 
-static int do_create(struct lunfs_vol *v, uint64_t dir, const char *name, uint32_t mode,
+/* do_create under tx: d receives dir, in the new inode. */
+static int create_in(struct txn *tx, uint64_t dir, const char *name, uint32_t mode,
 		     uint64_t rdev, const char *target, const struct lunfs_cred *c,
-		     struct lunfs_stat *st)
+		     struct lunfs_inode *d, struct lunfs_inode *in, struct lunfs_stat *st)
 {
-	struct txn tx;
-	struct lunfs_inode *d = malloc(sizeof(*d)), *in = malloc(sizeof(*in));
-	struct lunfs_cred root = {0, 0};
-	int r;
-	if (!c)
-		c = &root;
-	if (!d || !in) {
-		r = -ENOMEM;
-		goto out_free;
-	}
-	if ((r = name_check(name)) || (r = vol_check_writable(v)))
-		goto out_free;
-	if (target && strlen(target) > LUNFS_SYMLINK_MAX) {
-		r = -ENAMETOOLONG;
-		goto out_free;
-	}
-	tx_begin(v, &tx);
-	if ((r = read_dir(&tx, dir, LK_EXCLUSIVE, d)))
-		goto out;
-	if (d->nlink == 0) {
-		r = -ENOENT; /* a removed directory still open */
-		goto out;
-	}
+	int r = read_dir(tx, dir, LK_EXCLUSIVE, d);
+	if (r)
+		return r;
+	if (d->nlink == 0)
+		return -ENOENT; /* a removed directory still open */
 	uint64_t exist;
-	if ((r = dir_lookup(&tx, d, name, &exist, NULL)) != -ENOENT) {
-		r = r ? r : -EEXIST;
-		goto out;
-	}
-	if ((r = ino_alloc(&tx, dir, in)))
-		goto out;
+	if ((r = dir_lookup(tx, d, name, &exist, NULL)) != -ENOENT)
+		return r ? r : -EEXIST;
+	if ((r = ino_alloc(tx, dir, in)))
+		return r;
 	struct lunfs_time now;
 	ino_now(&now);
 	in->mode = mode;
@@ -209,23 +205,39 @@ static int do_create(struct lunfs_vol *v, uint64_t dir, const char *name, uint32
 		if (in->size <= INO_INLINE_LEN) {
 			in->flags |= INOF_INLINE;
 			memcpy(in->inline_data, target, in->size);
-		} else if ((r = file_put_first(&tx, in, target, in->size))) {
-			goto out;
+		} else if ((r = file_put_first(tx, in, target, in->size))) {
+			return r;
 		}
 	}
-	if ((r = ino_write(&tx, in)) || (r = dir_add(&tx, d, name, in->ino, dtype(mode))))
-		goto out;
+	if ((r = ino_write(tx, in)) || (r = dir_add(tx, d, name, in->ino, dtype(mode))))
+		return r;
 	if (S_ISDIR(mode))
 		d->nlink++;
 	d->mtime = d->ctime = now;
-	if ((r = ino_write(&tx, d)))
+	if ((r = ino_write(tx, d)))
+		return r;
+	ino_stat(tx->v, in, st);
+	return 0;
+}
+
+static int do_create(struct lunfs_vol *v, uint64_t dir, const char *name, uint32_t mode,
+		     uint64_t rdev, const char *target, const struct lunfs_cred *c,
+		     struct lunfs_stat *st)
+{
+	struct txn tx;
+	struct lunfs_inode *d = malloc(sizeof(*d)), *in = malloc(sizeof(*in));
+	struct lunfs_cred root = {0, 0};
+	int r = -ENOMEM;
+	if (!d || !in)
 		goto out;
-	ino_stat(v, in, st);
-	r = tx_commit(&tx);
-	goto out_free;
+	if ((r = name_check(name)) || (r = vol_check_writable(v)))
+		goto out;
+	r = -ENAMETOOLONG;
+	if (target && strlen(target) > LUNFS_SYMLINK_MAX)
+		goto out;
+	tx_begin(v, &tx);
+	r = op_finish(&tx, create_in(&tx, dir, name, mode, rdev, target, c ? c : &root, d, in, st));
 out:
-	tx_end(&tx, r);
-out_free:
 	free(d);
 	free(in);
 	return r;
@@ -255,6 +267,34 @@ int lunfs_symlink(struct lunfs_vol *v, uint64_t dir, const char *name, const cha
 	return do_create(v, dir, name, S_IFLNK | 0777, 0, target, c, st);
 }
 
+/* lunfs_readlink under tx: the target's length, or -errno. */
+static int readlink_in(struct txn *tx, uint64_t ino, struct lunfs_inode *in, char *buf, size_t size)
+{
+	int r = ino_read(tx, ino, LK_FREE, in);
+	if (r)
+		return r;
+	if (!S_ISLNK(in->mode))
+		return -EINVAL;
+	if (in->size == 0 || in->size > LUNFS_SYMLINK_MAX)
+		return -EFSCORRUPTED;
+	char *t = NULL;
+	if (!(in->flags & INOF_INLINE)) {
+		/* in file block 0 (FORMAT.md, "Inline area") */
+		if (!(t = malloc(in->size)))
+			return -ENOMEM;
+		if ((r = file_get_first(tx, in, t, in->size)))
+			goto out;
+	}
+	size_t n = in->size < size ? in->size : size;
+	memcpy(buf, t ? t : (char *)in->inline_data, n);
+	if (n < size)
+		buf[n] = 0;
+	r = in->size;
+out:
+	free(t);
+	return r;
+}
+
 int lunfs_readlink(struct lunfs_vol *v, uint64_t ino, char *buf, size_t size)
 {
 	struct txn tx;
@@ -262,30 +302,39 @@ int lunfs_readlink(struct lunfs_vol *v, uint64_t ino, char *buf, size_t size)
 	if (!in)
 		return -ENOMEM;
 	tx_begin(v, &tx);
-	int r = ino_read(&tx, ino, LK_FREE, in);
-	char *t = NULL;
-	if (!r && !S_ISLNK(in->mode))
-		r = -EINVAL;
-	if (!r && (in->size == 0 || in->size > LUNFS_SYMLINK_MAX))
-		r = -EFSCORRUPTED;
-	if (!r && !(in->flags & INOF_INLINE)) {
-		/* in file block 0 (FORMAT.md, "Inline area") */
-		if (!(t = malloc(in->size)))
-			r = -ENOMEM;
-		else
-			r = file_get_first(&tx, in, t, in->size);
-	}
-	if (!r) {
-		size_t n = in->size < size ? in->size : size;
-		memcpy(buf, t ? t : (char *)in->inline_data, n);
-		if (n < size)
-			buf[n] = 0;
-		r = in->size;
-	}
+	int r = readlink_in(&tx, ino, in, buf, size);
 	tx_end(&tx, r < 0 ? r : 0);
-	free(t);
 	free(in);
 	return r;
+}
+
+/* lunfs_link under tx: d receives dir, in the inode ino. */
+static int link_in(struct txn *tx, uint64_t ino, uint64_t dir, const char *name,
+		   struct lunfs_inode *d, struct lunfs_inode *in, struct lunfs_stat *st)
+{
+	int r = read_dir(tx, dir, LK_EXCLUSIVE, d);
+	if (r)
+		return r;
+	if ((r = ino_read(tx, ino, LK_EXCLUSIVE, in)))
+		return r;
+	if (S_ISDIR(in->mode))
+		return -EPERM;
+	if (in->nlink == 0 || d->nlink == 0)
+		return -ENOENT;
+	if (in->nlink >= 65000)
+		return -EMLINK;
+	if ((r = dir_add(tx, d, name, ino, dtype(in->mode))))
+		return r;
+	struct lunfs_time now;
+	ino_now(&now);
+	in->nlink++;
+	in->ctime = now;
+	d->mtime = d->ctime = now;
+	if ((r = ino_write(tx, in)) || (r = ino_write(tx, d)))
+		return r;
+	ino_stat(tx->v, in, st);
+	overlay(tx->v, st);
+	return 0;
 }
 
 int lunfs_link(struct lunfs_vol *v, uint64_t ino, uint64_t dir, const char *name,
@@ -293,86 +342,37 @@ int lunfs_link(struct lunfs_vol *v, uint64_t ino, uint64_t dir, const char *name
 {
 	struct txn tx;
 	struct lunfs_inode *d = malloc(sizeof(*d)), *in = malloc(sizeof(*in));
-	int r;
-	if (!d || !in) {
-		r = -ENOMEM;
-		goto out_free;
-	}
+	int r = -ENOMEM;
+	if (!d || !in)
+		goto out;
 	if ((r = name_check(name)) || (r = vol_check_writable(v)))
-		goto out_free;
+		goto out;
 	tx_begin(v, &tx);
-	if ((r = read_dir(&tx, dir, LK_EXCLUSIVE, d)) || (r = ino_read(&tx, ino, LK_EXCLUSIVE, in)))
-		goto out;
-	if (S_ISDIR(in->mode)) {
-		r = -EPERM;
-		goto out;
-	}
-	if (in->nlink == 0 || d->nlink == 0) {
-		r = -ENOENT;
-		goto out;
-	}
-	if (in->nlink >= 65000) {
-		r = -EMLINK;
-		goto out;
-	}
-	if ((r = dir_add(&tx, d, name, ino, dtype(in->mode))))
-		goto out;
-	struct lunfs_time now;
-	ino_now(&now);
-	in->nlink++;
-	in->ctime = now;
-	d->mtime = d->ctime = now;
-	if ((r = ino_write(&tx, in)) || (r = ino_write(&tx, d)))
-		goto out;
-	ino_stat(v, in, st);
-	overlay(v, st);
-	r = tx_commit(&tx);
-	goto out_free;
+	r = op_finish(&tx, link_in(&tx, ino, dir, name, d, in, st));
 out:
-	tx_end(&tx, r);
-out_free:
 	free(d);
 	free(in);
 	return r;
 }
 
-static int do_remove(struct lunfs_vol *v, uint64_t dir, const char *name, int isdir)
+/* do_remove under tx: d receives dir, in the inode removed. */
+static int remove_in(struct txn *tx, uint64_t dir, const char *name, int isdir,
+		     struct lunfs_inode *d, struct lunfs_inode *in)
 {
-	struct txn tx;
-	struct lunfs_inode *d = malloc(sizeof(*d)), *in = malloc(sizeof(*in));
 	uint64_t ino;
-	int r;
-	if (!d || !in) {
-		r = -ENOMEM;
-		goto out_free;
-	}
-	if ((r = name_check(name))) {
-		if (!strcmp(name, "."))
-			r = -EINVAL;
-		else if (!strcmp(name, ".."))
-			r = -ENOTEMPTY;
-		goto out_free;
-	}
-	if ((r = vol_check_writable(v)))
-		goto out_free;
-	tx_begin(v, &tx);
-	if ((r = read_dir(&tx, dir, LK_EXCLUSIVE, d)) || (r = dir_lookup(&tx, d, name, &ino, NULL)) ||
-	    (r = ino_read(&tx, ino, LK_EXCLUSIVE, in)))
-		goto out;
-	if (isdir && !S_ISDIR(in->mode)) {
-		r = -ENOTDIR;
-		goto out;
-	}
-	if (!isdir && S_ISDIR(in->mode)) {
-		r = -EISDIR;
-		goto out;
-	}
-	if (isdir && (r = dir_is_empty(&tx, in)) != 1) {
-		r = r ? r : -ENOTEMPTY;
-		goto out;
-	}
-	if ((r = dir_remove(&tx, d, name)))
-		goto out;
+	int r = read_dir(tx, dir, LK_EXCLUSIVE, d);
+	if (r)
+		return r;
+	if ((r = dir_lookup(tx, d, name, &ino, NULL)) || (r = ino_read(tx, ino, LK_EXCLUSIVE, in)))
+		return r;
+	if (isdir && !S_ISDIR(in->mode))
+		return -ENOTDIR;
+	if (!isdir && S_ISDIR(in->mode))
+		return -EISDIR;
+	if (isdir && (r = dir_is_empty(tx, in)) != 1)
+		return r ? r : -ENOTEMPTY;
+	if ((r = dir_remove(tx, d, name)))
+		return r;
 	struct lunfs_time now;
 	ino_now(&now);
 	d->mtime = d->ctime = now;
@@ -383,16 +383,30 @@ static int do_remove(struct lunfs_vol *v, uint64_t dir, const char *name, int is
 	} else {
 		in->nlink--;
 	}
-	if ((r = ino_write(&tx, d)))
+	if ((r = ino_write(tx, d)))
+		return r;
+	return in->nlink ? ino_write(tx, in) : drop_last_link(tx, in);
+}
+
+static int do_remove(struct lunfs_vol *v, uint64_t dir, const char *name, int isdir)
+{
+	struct txn tx;
+	struct lunfs_inode *d = malloc(sizeof(*d)), *in = malloc(sizeof(*in));
+	int r = -ENOMEM;
+	if (!d || !in)
 		goto out;
-	r = in->nlink ? ino_write(&tx, in) : drop_last_link(&tx, in);
-	if (r)
+	if ((r = name_check(name))) {
+		if (!strcmp(name, "."))
+			r = -EINVAL;
+		else if (!strcmp(name, ".."))
+			r = -ENOTEMPTY;
 		goto out;
-	r = tx_commit(&tx);
-	goto out_free;
+	}
+	if ((r = vol_check_writable(v)))
+		goto out;
+	tx_begin(v, &tx);
+	r = op_finish(&tx, remove_in(&tx, dir, name, isdir, d, in));
 out:
-	tx_end(&tx, r);
-out_free:
 	free(d);
 	free(in);
 	return r;
@@ -428,68 +442,52 @@ static int is_descendant(struct txn *tx, uint64_t dir, uint64_t anc)
 	return r;
 }
 
-int lunfs_rename(struct lunfs_vol *v, uint64_t odir, const char *oname, uint64_t ndir,
-		 const char *nname, unsigned flags)
+/* The inodes lunfs_rename reads: both directories and both names' inodes. */
+struct rename_ino {
+	struct lunfs_inode od, nd, src, dst;
+};
+
+/* lunfs_rename under tx. */
+static int rename_in(struct txn *tx, uint64_t odir, const char *oname, uint64_t ndir,
+		     const char *nname, unsigned flags, struct rename_ino *i)
 {
-	struct txn tx;
-	struct lunfs_inode *od = malloc(sizeof(*od)), *nd = malloc(sizeof(*nd));
-	struct lunfs_inode *src = malloc(sizeof(*src)), *dst = malloc(sizeof(*dst));
+	struct lunfs_inode *od = &i->od, *nd = &i->nd, *src = &i->src, *dst = &i->dst;
 	uint64_t sino, dino = 0;
-	int r;
-	if (!od || !nd || !src || !dst) {
-		r = -ENOMEM;
-		goto out_free;
-	}
-	if ((flags & LUNFS_RENAME_NOREPLACE) && (flags & LUNFS_RENAME_EXCHANGE)) {
-		r = -EINVAL;
-		goto out_free;
-	}
-	if ((r = name_check(oname)) || (r = name_check(nname)) || (r = vol_check_writable(v)))
-		goto out_free;
-	tx_begin(v, &tx);
 	/* both directories, in address order (one lock if they are the same) */
 	uint64_t first = odir < ndir ? odir : ndir, second = odir < ndir ? ndir : odir;
-	if ((r = read_dir(&tx, first, LK_EXCLUSIVE, first == odir ? od : nd)))
-		goto out;
-	if (second != first && (r = read_dir(&tx, second, LK_EXCLUSIVE, second == odir ? od : nd)))
-		goto out;
+	int r = read_dir(tx, first, LK_EXCLUSIVE, first == odir ? od : nd);
+	if (r)
+		return r;
+	if (second != first && (r = read_dir(tx, second, LK_EXCLUSIVE, second == odir ? od : nd)))
+		return r;
 	struct lunfs_inode *ndp = odir == ndir ? od : nd; /* one in-memory copy when shared */
-	if ((r = dir_lookup(&tx, od, oname, &sino, NULL)) || (r = ino_read(&tx, sino, LK_EXCLUSIVE, src)))
-		goto out;
-	r = dir_lookup(&tx, ndp, nname, &dino, NULL);
+	if ((r = dir_lookup(tx, od, oname, &sino, NULL)) || (r = ino_read(tx, sino, LK_EXCLUSIVE, src)))
+		return r;
+	r = dir_lookup(tx, ndp, nname, &dino, NULL);
 	if (r && r != -ENOENT)
-		goto out;
+		return r;
 	int exists = r == 0;
-	r = 0;
-	if (exists && (flags & LUNFS_RENAME_NOREPLACE)) {
-		r = -EEXIST;
-		goto out;
-	}
-	if (!exists && (flags & LUNFS_RENAME_EXCHANGE)) {
-		r = -ENOENT;
-		goto out;
-	}
+	if (exists && (flags & LUNFS_RENAME_NOREPLACE))
+		return -EEXIST;
+	if (!exists && (flags & LUNFS_RENAME_EXCHANGE))
+		return -ENOENT;
 	if (exists && dino == sino)
-		goto commit; /* two links to one inode: nothing to do */
-	if (exists && (r = ino_read(&tx, dino, LK_EXCLUSIVE, dst)))
-		goto out;
+		return 0; /* two links to one inode: nothing to do */
+	if (exists && (r = ino_read(tx, dino, LK_EXCLUSIVE, dst)))
+		return r;
 	int sdir = S_ISDIR(src->mode), ddir = exists && S_ISDIR(dst->mode);
 	/* a directory may not move below itself */
-	if (sdir && odir != ndir && (r = is_descendant(&tx, ndir, sino)) != 0) {
-		r = r > 0 ? -EINVAL : r;
-		goto out;
-	}
+	if (sdir && odir != ndir && (r = is_descendant(tx, ndir, sino)) != 0)
+		return r > 0 ? -EINVAL : r;
 	if ((flags & LUNFS_RENAME_EXCHANGE) && ddir && odir != ndir &&
-	    (r = is_descendant(&tx, odir, dino)) != 0) {
-		r = r > 0 ? -EINVAL : r;
-		goto out;
-	}
+	    (r = is_descendant(tx, odir, dino)) != 0)
+		return r > 0 ? -EINVAL : r;
 	struct lunfs_time now;
 	ino_now(&now);
 	if (flags & LUNFS_RENAME_EXCHANGE) {
-		if ((r = dir_set(&tx, od, oname, dino, dtype(dst->mode))) ||
-		    (r = dir_set(&tx, ndp, nname, sino, dtype(src->mode))))
-			goto out;
+		if ((r = dir_set(tx, od, oname, dino, dtype(dst->mode))) ||
+		    (r = dir_set(tx, ndp, nname, sino, dtype(src->mode))))
+			return r;
 		if (odir != ndir) {
 			src->parent = sdir ? ndir : src->parent;
 			dst->parent = ddir ? odir : dst->parent;
@@ -497,37 +495,31 @@ int lunfs_rename(struct lunfs_vol *v, uint64_t odir, const char *oname, uint64_t
 			nd->nlink += sdir - ddir;
 		}
 		src->ctime = dst->ctime = now;
-		if ((r = ino_write(&tx, src)) || (r = ino_write(&tx, dst)))
-			goto out;
+		if ((r = ino_write(tx, src)) || (r = ino_write(tx, dst)))
+			return r;
 	} else {
 		if (exists) {
-			if (sdir && !ddir) {
-				r = -ENOTDIR;
-				goto out;
-			}
-			if (!sdir && ddir) {
-				r = -EISDIR;
-				goto out;
-			}
-			if (ddir && (r = dir_is_empty(&tx, dst)) != 1) {
-				r = r ? r : -ENOTEMPTY;
-				goto out;
-			}
-			if ((r = dir_set(&tx, ndp, nname, sino, dtype(src->mode))))
-				goto out;
-		} else if ((r = dir_add(&tx, ndp, nname, sino, dtype(src->mode)))) {
-			goto out;
+			if (sdir && !ddir)
+				return -ENOTDIR;
+			if (!sdir && ddir)
+				return -EISDIR;
+			if (ddir && (r = dir_is_empty(tx, dst)) != 1)
+				return r ? r : -ENOTEMPTY;
+			if ((r = dir_set(tx, ndp, nname, sino, dtype(src->mode))))
+				return r;
+		} else if ((r = dir_add(tx, ndp, nname, sino, dtype(src->mode)))) {
+			return r;
 		}
-		if ((r = dir_remove(&tx, od, oname)))
-			goto out;
+		if ((r = dir_remove(tx, od, oname)))
+			return r;
 		if (sdir && odir != ndir) {
 			src->parent = ndir;
 			od->nlink--;
 			nd->nlink++;
 		}
 		src->ctime = now;
-		if ((r = ino_write(&tx, src)))
-			goto out;
+		if ((r = ino_write(tx, src)))
+			return r;
 		if (exists) {
 			dst->ctime = now;
 			if (ddir) {
@@ -540,24 +532,30 @@ int lunfs_rename(struct lunfs_vol *v, uint64_t odir, const char *oname, uint64_t
 	}
 	od->mtime = od->ctime = now;
 	ndp->mtime = ndp->ctime = now;
-	if ((r = ino_write(&tx, od)))
-		goto out;
-	if (odir != ndir && (r = ino_write(&tx, nd)))
-		goto out;
+	if ((r = ino_write(tx, od)))
+		return r;
+	if (odir != ndir && (r = ino_write(tx, nd)))
+		return r;
 	if (exists && !(flags & LUNFS_RENAME_EXCHANGE))
-		r = dst->nlink ? ino_write(&tx, dst) : drop_last_link(&tx, dst);
-	if (r)
-		goto out;
-commit:
-	r = tx_commit(&tx);
-	goto out_free;
-out:
-	tx_end(&tx, r);
-out_free:
-	free(od);
-	free(nd);
-	free(src);
-	free(dst);
+		return dst->nlink ? ino_write(tx, dst) : drop_last_link(tx, dst);
+	return 0;
+}
+
+int lunfs_rename(struct lunfs_vol *v, uint64_t odir, const char *oname, uint64_t ndir,
+		 const char *nname, unsigned flags)
+{
+	if ((flags & LUNFS_RENAME_NOREPLACE) && (flags & LUNFS_RENAME_EXCHANGE))
+		return -EINVAL;
+	int r;
+	if ((r = name_check(oname)) || (r = name_check(nname)) || (r = vol_check_writable(v)))
+		return r;
+	struct rename_ino *i = malloc(sizeof(*i));
+	if (!i)
+		return -ENOMEM;
+	struct txn tx;
+	tx_begin(v, &tx);
+	r = op_finish(&tx, rename_in(&tx, odir, oname, ndir, nname, flags, i));
+	free(i);
 	return r;
 }
 
@@ -574,8 +572,10 @@ int lunfs_readdir(struct lunfs_vol *v, uint64_t dir, uint64_t off, lunfs_dirfn f
 		return -ENOMEM;
 	tx_begin(v, &tx);
 	int r = read_dir(&tx, dir, LK_FREE, d);
-	if (!r)
-		r = dir_iter(&tx, d, off, fn, arg);
+	if (r)
+		goto out;
+	r = dir_iter(&tx, d, off, fn, arg);
+out:
 	tx_end(&tx, r);
 	free(d);
 	return r;
@@ -603,26 +603,23 @@ static int modify_inode(struct lunfs_vol *v, uint64_t ino,
 			int (*fn)(struct txn *, struct lunfs_inode *, void *), void *arg,
 			struct lunfs_stat *st)
 {
-	struct txn tx;
+	int r = vol_check_writable(v);
+	if (r)
+		return r;
 	struct lunfs_inode *in = malloc(sizeof(*in));
-	int r;
 	if (!in)
 		return -ENOMEM;
-	if ((r = vol_check_writable(v))) {
-		free(in);
-		return r;
-	}
+	struct txn tx;
 	tx_begin(v, &tx);
-	if (!(r = ino_read(&tx, ino, LK_EXCLUSIVE, in)) && !(r = fn(&tx, in, arg)) &&
-	    !(r = ino_write(&tx, in))) {
-		if (st) {
-			ino_stat(v, in, st);
-			overlay(v, st);
-		}
-		r = tx_commit(&tx);
-	} else {
-		tx_end(&tx, r);
+	if ((r = ino_read(&tx, ino, LK_EXCLUSIVE, in)) || (r = fn(&tx, in, arg)) ||
+	    (r = ino_write(&tx, in)))
+		goto out;
+	if (st) {
+		ino_stat(v, in, st);
+		overlay(v, st);
 	}
+out:
+	r = op_finish(&tx, r);
 	free(in);
 	return r;
 }
@@ -762,17 +759,18 @@ int lunfs_getxattr(struct lunfs_vol *v, uint64_t ino, const char *name, void *bu
 		return -ENOMEM;
 	tx_begin(v, &tx);
 	int r = ino_read(&tx, ino, LK_FREE, in);
-	if (!r && !xattr_find(in, name, &x))
-		r = -ENODATA;
-	if (!r) {
-		if (size && size < x.value_len)
-			r = -ERANGE;
-		else {
-			if (size)
-				memcpy(buf, x.value, x.value_len);
-			r = x.value_len;
-		}
-	}
+	if (r)
+		goto out;
+	r = -ENODATA;
+	if (!xattr_find(in, name, &x))
+		goto out;
+	r = -ERANGE;
+	if (size && size < x.value_len)
+		goto out;
+	if (size)
+		memcpy(buf, x.value, x.value_len);
+	r = x.value_len;
+out:
 	tx_end(&tx, r < 0 ? r : 0);
 	free(in);
 	return r;
@@ -786,23 +784,26 @@ int lunfs_listxattr(struct lunfs_vol *v, uint64_t ino, char *buf, size_t size)
 	if (!in)
 		return -ENOMEM;
 	tx_begin(v, &tx);
-	int r = ino_read(&tx, ino, LK_FREE, in);
 	size_t total = 0;
 	uint32_t pos = 0;
-	while (!r && lunfs_xattr_next(in->xattrs, in->xattr_len, &pos, &x)) {
+	int r = ino_read(&tx, ino, LK_FREE, in);
+	if (r)
+		goto out;
+	while (lunfs_xattr_next(in->xattrs, in->xattr_len, &pos, &x)) {
 		if (size) {
-			if (total + x.name_len + 1 > size) {
-				r = -ERANGE;
-				break;
-			}
+			r = -ERANGE;
+			if (total + x.name_len + 1 > size)
+				goto out;
 			memcpy(buf + total, x.name, x.name_len);
 			buf[total + x.name_len] = 0;
 		}
 		total += x.name_len + 1;
 	}
-	tx_end(&tx, r);
+	r = (int)total;
+out:
+	tx_end(&tx, r < 0 ? r : 0);
 	free(in);
-	return r ? r : (int)total;
+	return r;
 }
 
 static int do_removexattr(struct txn *tx, struct lunfs_inode *in, void *arg)

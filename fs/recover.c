@@ -55,7 +55,7 @@ void pr_unmount(struct lunfs_vol *v)
  * returns 1: act as if this host died here). */
 static int pause_or_stop(struct lunfs_vol *v)
 {
-	struct timespec ts = lk_deadline(v->recovery_pause_ms);
+	struct timespec ts = lunfs_deadline(v->recovery_pause_ms);
 	pthread_mutex_lock(&v->rec_mu);
 	while (!v->rec_stop && pthread_cond_timedwait(&v->rec_cv, &v->rec_mu, &ts) == 0)
 		;
@@ -64,10 +64,40 @@ static int pause_or_stop(struct lunfs_vol *v)
 	return stop;
 }
 
+/* The one takeover path for slot s, REPLAYING by us since t0 (victim: its
+ * image before): fence, replay, free.  *step names the step under way. */
+static int take_over(struct lunfs_vol *v, uint32_t s, const struct lunfs_hb *victim, uint64_t t0,
+		     const char **step)
+{
+	*step = "fencing its persistent-reservation key";
+	int r = hb_fence_taken(v->hb, victim);
+	if (r)
+		return r;
+	struct jnl_geom g = {.slot = s, .off = geom_jnl(&v->sb, s), .size = v->sb.jnl_size,
+			     .target_ok = vol_jtarget_ok, .arg = &v->sb, .guard = v->hb};
+	struct jnl_replay_stats st;
+	memcpy(g.uuid, v->sb.uuid, 16);
+	*step = "replaying its journal";
+	if ((r = jnl_replay(v->d, &g, 1, &st)))
+		return r;
+	*step = "freeing its slot";
+	if ((r = hb_recover_end(v->hb, s)))
+		return r;
+	if (vol_purge_locks(v, s, victim->mount_gen + 1) < 0)
+		lunfs_log(LOG_WARNING, "lunfs: could not clear every lock of host %s",
+			  victim->host_name);
+	lunfs_log(LOG_WARNING,
+		  "lunfs: recovered host %s (slot %u): replayed %llu "
+		  "transaction(s) in %llu ms; its locks are free",
+		  victim->host_name, s, (unsigned long long)st.txns,
+		  (unsigned long long)(lunfs_now_ms() - t0));
+	return 0;
+}
+
 static int recover_slot(struct lunfs_vol *v, uint32_t s)
 {
 	struct lunfs_hb victim;
-	uint64_t t0 = lk_now_ms();
+	uint64_t t0 = lunfs_now_ms();
 	int r = hb_recover_begin(v->hb, s, &victim);
 	if (r)
 		return r == -EAGAIN ? 0 : r;
@@ -79,27 +109,8 @@ static int recover_slot(struct lunfs_vol *v, uint32_t s)
 		 * slot REPLAYING by us, as a crash here would */
 		return -ECANCELED;
 	}
-	const char *step = "fencing its persistent-reservation key";
-	if (!(r = hb_fence_taken(v->hb, &victim))) {
-		struct jnl_geom g = {.slot = s, .off = geom_jnl(&v->sb, s), .size = v->sb.jnl_size,
-				     .target_ok = vol_jtarget_ok, .arg = &v->sb, .guard = v->hb};
-		struct jnl_replay_stats st;
-		memcpy(g.uuid, v->sb.uuid, 16);
-		step = "replaying its journal";
-		if (!(r = jnl_replay(v->d, &g, 1, &st))) {
-			step = "freeing its slot";
-			if (!(r = hb_recover_end(v->hb, s)) &&
-			    vol_purge_locks(v, s, victim.mount_gen + 1) < 0)
-				lunfs_log(LOG_WARNING, "lunfs: could not clear every lock of host %s",
-					  victim.host_name);
-			if (!r)
-				lunfs_log(LOG_WARNING,
-					  "lunfs: recovered host %s (slot %u): replayed %llu "
-					  "transaction(s) in %llu ms; its locks are free",
-					  victim.host_name, s, (unsigned long long)st.txns,
-					  (unsigned long long)(lk_now_ms() - t0));
-		}
-	}
+	const char *step;
+	r = take_over(v, s, &victim, t0, &step);
 	if (r && r != -EAGAIN)
 		lunfs_log(LOG_ERR, "lunfs: recovery of host %s (slot %u) failed while %s: %s",
 			  victim.host_name, s, step, lunfs_strerror(r));
@@ -109,10 +120,10 @@ static int recover_slot(struct lunfs_vol *v, uint32_t s)
 static void *recover_thread(void *arg)
 {
 	struct lunfs_vol *v = arg;
-	uint64_t last_pr = lk_now_ms();
+	uint64_t last_pr = lunfs_now_ms();
 	pthread_mutex_lock(&v->rec_mu);
 	while (!v->rec_stop) {
-		struct timespec ts = lk_deadline(v->sb.hb_ms / 2 + 1);
+		struct timespec ts = lunfs_deadline(v->sb.hb_ms / 2 + 1);
 		pthread_cond_timedwait(&v->rec_cv, &v->rec_mu, &ts);
 		if (v->rec_stop || hb_ok(v->hb))
 			continue;
@@ -121,7 +132,7 @@ static void *recover_thread(void *arg)
 		int n = hb_needs_recovery(v->hb, slots, 64), done = 0;
 		for (int i = 0; i < n && !v->rec_stop; i++) {
 			struct rec_retry *rt = &v->rec_retry[slots[i] % REC_RETRY_SLOTS];
-			if (lk_now_ms() < rt->at)
+			if (lunfs_now_ms() < rt->at)
 				continue; /* failed lately: do not hammer (or flood the log) */
 			int r = recover_slot(v, slots[i]);
 			done += r == 0;
@@ -131,7 +142,7 @@ static void *recover_thread(void *arg)
 				rt->backoff = rt->backoff ? rt->backoff * 2 : v->sb.hb_ms;
 				if (rt->backoff > 60000)
 					rt->backoff = 60000;
-				rt->at = lk_now_ms() + rt->backoff;
+				rt->at = lunfs_now_ms() + rt->backoff;
 			} else {
 				rt->backoff = rt->at = 0;
 			}
@@ -139,9 +150,9 @@ static void *recover_thread(void *arg)
 		/* files the dead host had unlinked while open are ours to free */
 		if (done && !hb_ok(v->hb))
 			orphans_process(v);
-		if (v->pr_key && lk_now_ms() - last_pr >= v->sb.lease_ms) {
+		if (v->pr_key && lunfs_now_ms() - last_pr >= v->sb.lease_ms) {
 			pr_ensure(v);
-			last_pr = lk_now_ms();
+			last_pr = lunfs_now_ms();
 		}
 		pthread_mutex_lock(&v->rec_mu);
 	}
@@ -152,7 +163,7 @@ static void *recover_thread(void *arg)
 int recover_start(struct lunfs_vol *v)
 {
 	pthread_mutex_init(&v->rec_mu, NULL);
-	lk_cond_init(&v->rec_cv);
+	lunfs_cond_init(&v->rec_cv);
 	int r = pthread_create(&v->rec_thr, NULL, recover_thread, v);
 	if (r) {
 		pthread_mutex_destroy(&v->rec_mu);

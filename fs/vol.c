@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 #include "fs/internal.h"
+#include "fs/lunfs_test.h"
 
 #define NBUCKETS 4096
 #define LOCK_WAIT_MS 30000
@@ -106,7 +107,7 @@ static int yield(struct lunfs_vol *v, struct held *h)
 	int r = vl_release(v, h);
 	if (r)
 		return r;
-	for (uint64_t t0 = lk_now_ms(); lk_now_ms() - t0 < 300;) {
+	for (uint64_t t0 = lunfs_now_ms(); lunfs_now_ms() - t0 < 300;) {
 		struct lunfs_lock rec;
 		usleep(5000);
 		if (lk_read(v->d, v->sb.uuid, off, &rec) || rec.mode != LK_FREE)
@@ -139,7 +140,7 @@ again:
 		h = NULL;
 	if (h && mode_covers(h->lk.mode, mode)) {
 		h->pins++;
-		h->last_ms = lk_now_ms();
+		h->last_ms = lunfs_now_ms();
 		*out = h;
 		return 0;
 	}
@@ -159,7 +160,7 @@ again:
 		if (r)
 			return r;
 		h->pins++;
-		h->last_ms = lk_now_ms();
+		h->last_ms = lunfs_now_ms();
 		*out = h;
 		return 0;
 	}
@@ -179,14 +180,14 @@ again:
 		struct acq me = {off, v->acquiring};
 		if (may_drop)
 			v->acquiring = &me;
-		for (uint64_t t0 = lk_now_ms();;) {
+		for (uint64_t t0 = lunfs_now_ms();;) {
 			if (may_drop)
 				pthread_mutex_unlock(&v->mu);
 			r = lk_acquire_flags(v->hb, &h->lk, off, object, mode, 0, LK_WAIT, 200);
 			if (may_drop)
 				pthread_mutex_lock(&v->mu);
 			if (!((r == -EBUSY && !h->lk.pinned) || r == -ESTALE) ||
-			    lk_now_ms() - t0 >= timeout)
+			    lunfs_now_ms() - t0 >= timeout)
 				break;
 			release_unpinned(v, UINT64_MAX);
 		}
@@ -212,7 +213,7 @@ again:
 	v->nacquired++;
 	h->object = object;
 	h->pins = 1;
-	h->last_ms = lk_now_ms();
+	h->last_ms = lunfs_now_ms();
 	h->next = v->locks;
 	v->locks = h;
 	*out = h;
@@ -223,7 +224,7 @@ void vl_unpin(struct lunfs_vol *v, struct held *h)
 {
 	VOL_HELD(v);
 	h->pins--;
-	h->last_ms = lk_now_ms();
+	h->last_ms = lunfs_now_ms();
 	(void)v;
 }
 
@@ -276,7 +277,7 @@ int vl_release_now(struct lunfs_vol *v, struct held *h)
 static void release_unpinned(struct lunfs_vol *v, uint64_t idle_ms)
 {
 	VOL_HELD(v);
-	uint64_t now = lk_now_ms();
+	uint64_t now = lunfs_now_ms();
 	struct held *h = v->locks, *n;
 	for (; h; h = n) {
 		n = h->next;
@@ -310,7 +311,7 @@ static void *linger_thread(void *arg)
 	struct lunfs_vol *v = arg;
 	pthread_mutex_lock(&v->mu);
 	while (!v->stop) {
-		struct timespec ts = lk_deadline(v->linger_ms / 2 + 1);
+		struct timespec ts = lunfs_deadline(v->linger_ms / 2 + 1);
 		pthread_cond_timedwait(&v->linger_cv, &v->mu, &ts);
 		if (!v->stop && hb_ok(v->hb) == 0)
 			release_idle(v, v->linger_ms);
@@ -620,21 +621,39 @@ int vol_purge_locks(struct lunfs_vol *v, uint32_t slot, uint64_t below)
 	return r;
 }
 
+/* The public device options, as dev/ takes them. */
+static struct dev_opts dev_opts_of(const struct lunfs_dev_opts *o, int readonly)
+{
+	_Static_assert((int)LUNFS_CAW_AUTO == DEV_CAW_AUTO && (int)LUNFS_CAW_NATIVE == DEV_CAW_NATIVE &&
+		       (int)LUNFS_CAW_RESERVE == DEV_CAW_RESERVE, "caw modes");
+	return (struct dev_opts){.readonly = readonly, .initiator = o->initiator,
+				 .caw_mode = o->caw_mode, .buffered = o->buffered, .no_pr = o->no_pr};
+}
+
 int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_vol **out,
 		const char **msg)
 {
+	return lunfs_mount_test(url, o, NULL, out, msg);
+}
+
+int lunfs_mount_test(const char *url, const struct lunfs_mount_opts *o,
+		     const struct lunfs_test_opts *t, struct lunfs_vol **out, const char **msg)
+{
 	struct lunfs_mount_opts dflt = {0};
+	struct lunfs_test_opts no_hooks = {0};
 	struct lunfs_vol *v = calloc(1, sizeof(*v));
 	const char *why = NULL;
 	int r, used_backup;
 	if (!o)
 		o = &dflt;
+	if (!t)
+		t = &no_hooks;
 	if (msg)
 		*msg = NULL;
 	if (!v)
 		return -ENOMEM;
 	pthread_mutex_init(&v->mu, NULL);
-	lk_cond_init(&v->linger_cv);
+	lunfs_cond_init(&v->linger_cv);
 	pthread_cond_init(&v->io_cv, NULL);
 	pthread_cond_init(&v->acq_cv, NULL);
 	v->ro = o->readonly;
@@ -644,11 +663,10 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 		r = -ENOMEM;
 		goto fail;
 	}
-	if (o->device) {
-		v->d = o->device;
+	if (t->device) {
+		v->d = t->device;
 	} else {
-		struct dev_opts dopts = o->dev;
-		dopts.readonly = v->ro;
+		struct dev_opts dopts = dev_opts_of(&o->dev, v->ro);
 		if ((r = dev_open(url, &dopts, &v->d))) {
 			why = dev_last_error();
 			goto fail;
@@ -679,7 +697,7 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 			goto fail;
 		}
 		id.pr_key = v->pr_key;
-		v->recovery_pause_ms = o->recovery_pause_ms;
+		v->recovery_pause_ms = t->recovery_pause_ms;
 		uint32_t prev = HB_FREE;
 		if ((r = hb_claim_flags(v->d, &p, &id, o->assume_dead ? HB_ASSUME_DEAD : 0, &v->hb,
 					&prev))) {

@@ -16,8 +16,8 @@
 #include <string.h>
 #include <time.h>
 #include "fs/version.h"
-#include "dev.h"
-#include "fs/format.h"
+#include "dev/dev.h"
+#include "format/format.h"
 #include "journal/jnl.h"
 #include "lock/lk.h"
 #include "fs/lunfs.h"

@@ -43,10 +43,12 @@
 #include <syslog.h>
 #include <unistd.h>
 #include "fs/lunfs.h"
+#include "fs/lunfs_test.h" /* recovery_pause_ms= */
 #include "fs/version.h"
-#include "ondisk.h" /* LUNFS_HOSTNAME_LEN */
-#include "dev.h"
-#include "fs/format.h"
+#include "format/ondisk.h" /* LUNFS_HOSTNAME_LEN */
+#include "dev/dev.h"
+#include "format/format.h"
+#include "util/log.h"
 
 #define TIMEOUT 1.0
 /* requests served at once: the FUSE threads, and the kernel's limit of
@@ -904,11 +906,11 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		return 0;
 	case K_CAW:
 		if (!strcmp(v, "auto"))
-			o->caw = DEV_CAW_AUTO;
+			o->caw = LUNFS_CAW_AUTO;
 		else if (!strcmp(v, "native"))
-			o->caw = DEV_CAW_NATIVE;
+			o->caw = LUNFS_CAW_NATIVE;
 		else if (!strcmp(v, "reserve"))
-			o->caw = DEV_CAW_RESERVE;
+			o->caw = LUNFS_CAW_RESERVE;
 		else {
 			fprintf(stderr, "%s: %s: must be caw=auto, caw=native or caw=reserve\n", PROG, arg);
 			return -1;
@@ -982,6 +984,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 struct rejoin {
 	const char *dev;
 	struct lunfs_mount_opts mo;
+	struct lunfs_test_opts hooks;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int stop;
@@ -1030,7 +1033,7 @@ static void *rejoin_thread(void *arg)
 			continue; /* an unmount is overdue; keep failing safely */
 		struct lunfs_vol *nv;
 		const char *msg = NULL;
-		int r = lunfs_mount(rj->dev, &rj->mo, &nv, &msg);
+		int r = lunfs_mount_test(rj->dev, &rj->mo, &rj->hooks, &nv, &msg);
 		if (r) {
 			logmsg(LOG_WARNING, "lunfs: %s: cannot rejoin yet: %s", rj->dev,
 			       msg ? msg : lunfs_strerror(r));
@@ -1437,11 +1440,11 @@ int main(int argc, char **argv)
 	lunfs_log_set(lib_log);
 	IO_ASYNC = o.io_async;
 	struct lunfs_mount_opts mo = {.host = o.host, .readonly = o.ro, .linger_ms = o.linger,
-				      .recovery_pause_ms = o.recovery_pause,
 				      .dev = {.caw_mode = o.caw, .no_pr = o.no_pr}};
+	struct lunfs_test_opts hooks = {.recovery_pause_ms = o.recovery_pause};
 	const char *msg = NULL;
 	mounted_ro = o.ro;
-	int r = lunfs_mount(dev, &mo, &V_, &msg);
+	int r = lunfs_mount_test(dev, &mo, &hooks, &V_, &msg);
 	if (r) {
 		snprintf(err, sizeof(err), "%s: cannot mount %s: %s\n", prog, dev, msg ? msg : lunfs_strerror(r));
 		goto fail;
@@ -1460,7 +1463,7 @@ int main(int argc, char **argv)
 		close(pfd[1]);
 		pfd[1] = -1;
 	}
-	struct rejoin rj = {.dev = dev, .mo = mo};
+	struct rejoin rj = {.dev = dev, .mo = mo, .hooks = hooks};
 	pthread_mutex_init(&rj.mu, NULL);
 	pthread_cond_init(&rj.cv, NULL);
 	int rj_started = !o.ro && !pthread_create(&rj.thr, NULL, rejoin_thread, &rj);
@@ -1489,7 +1492,7 @@ int main(int argc, char **argv)
 		usleep((useconds_t)o.unmount_pause * 1000);
 	int e = lunfs_unmount(V);
 	for (int i = 0; i < rj.nold; i++)
-		lunfs_abandon(rj.old[i]); /* fenced: nothing of theirs to write */
+		lunfs_unmount(rj.old[i]); /* fenced: it writes nothing */
 	logmsg(LOG_NOTICE, "lunfs: %s unmounted%s%s", dev, e ? ": " : "", e ? lunfs_strerror(e) : "");
 	pthread_mutex_lock(&log_mu);
 	flush_repeats();

@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
-#include "jnl.h"
+#include "journal/jnl.h"
+#include "util/clock.h"
 
 #define BS LUNFS_META_BS
 
@@ -99,16 +100,16 @@ static int write_header(struct dev *d, const struct jnl_geom *g, const struct jh
 int jnl_reset(struct dev *d, const struct jnl_geom *g, uint64_t seq)
 {
 	int r = check_geom(d, g);
+	if (r)
+		return r;
 	/* wipe the log too: transactions past a damaged one may carry higher
 	 * sequence numbers and must never be replayed */
-	if (!r)
-		r = dev_zero(d, g->off + BS, g->size - BS);
+	if ((r = dev_zero(d, g->off + BS, g->size - BS)))
+		return r;
 	struct jhdr jh = {.seq = seq ? seq : 1, .gen = 1};
-	if (!r)
-		r = write_header(d, g, &jh);
-	if (!r)
-		r = dev_flush(d);
-	return r;
+	if ((r = write_header(d, g, &jh)))
+		return r;
+	return dev_flush(d);
 }
 
 /* Reads the transaction with sequence seq at log offset pos into *buf
@@ -183,6 +184,33 @@ out:
 	return r;
 }
 
+/* Writes the n block images of the transaction in buf (descriptor first)
+ * in place, each after a lease check when the journal has a guard. */
+static int apply_txn(struct dev *d, const struct jnl_geom *g, const uint8_t *buf, int n)
+{
+	const struct lunfs_d_jdesc *ds = (const void *)buf;
+	for (int i = 0; i < n; i++) {
+		int r = g->guard ? hb_ok(g->guard) : 0;
+		if (r || (r = dev_write(d, le64toh(ds->targets[i]), buf + (size_t)(i + 1) * BS, BS)))
+			return r;
+	}
+	return 0;
+}
+
+/* The end of a replay that applied: makes the images durable, then
+ * retires them with the header nh. */
+static int retire(struct dev *d, const struct jnl_geom *g, const struct jhdr *nh)
+{
+	int r = dev_flush(d);
+	if (r)
+		return r;
+	if (g->guard && (r = hb_ok(g->guard)))
+		return r;
+	if ((r = write_header(d, g, nh)))
+		return r;
+	return dev_flush(d);
+}
+
 /* The one replay.  With apply, the header is rewritten at the end for the
  * new owner (0 seals the journal; jnl_open passes its own mount_gen). */
 static int replay(struct dev *d, const struct jnl_geom *g, int apply, uint64_t new_owner,
@@ -232,10 +260,7 @@ static int replay(struct dev *d, const struct jnl_geom *g, int apply, uint64_t n
 			r = n;
 			break;
 		}
-		struct lunfs_d_jdesc *ds = (void *)buf;
-		for (int i = 0; i < n && apply && !r; i++)
-			if (!g->guard || !(r = hb_ok(g->guard)))
-				r = dev_write(d, le64toh(ds->targets[i]), buf + (size_t)(i + 1) * BS, BS);
+		r = apply ? apply_txn(d, g, buf, n) : 0;
 		free(buf);
 		if (r) {
 			st->stop = "I/O error while applying";
@@ -253,13 +278,7 @@ static int replay(struct dev *d, const struct jnl_geom *g, int apply, uint64_t n
 	if (!r && apply) {
 		struct jhdr nh = {.seq = seq, .off = pos >= lsize ? 0 : pos, .gen = jh.gen + 1,
 				  .mount_gen = new_owner};
-		r = dev_flush(d);
-		if (!r && g->guard)
-			r = hb_ok(g->guard);
-		if (!r)
-			r = write_header(d, g, &nh);
-		if (!r)
-			r = dev_flush(d);
+		r = retire(d, g, &nh);
 		if (out)
 			*out = nh;
 	}
@@ -342,13 +361,13 @@ static int pend_add(struct jnl *j, uint64_t target, const uint8_t *img)
 	p->next = j->pend[b];
 	j->pend[b] = p;
 	if (!j->npend++)
-		j->pend_since_ms = lk_now_ms();
+		j->pend_since_ms = lunfs_now_ms();
 	return 0;
 }
 
 uint64_t jnl_pending_age_ms(const struct jnl *j)
 {
-	return j->npend ? lk_now_ms() - j->pend_since_ms : 0;
+	return j->npend ? lunfs_now_ms() - j->pend_since_ms : 0;
 }
 
 int jnl_checkpoint(struct jnl *j)

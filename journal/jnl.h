@@ -20,7 +20,7 @@
 #define LUNFS_JNL_H
 
 #include <stdint.h>
-#include "dev.h"
+#include "dev/dev.h"
 #include "lock/lk.h"
 
 /* Returns 0 when replay may write a 4 KiB block at target (it must be a

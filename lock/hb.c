@@ -10,7 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
-#include "lk.h"
+#include "lock/lk.h"
+#include "util/clock.h"
+#include "util/log.h"
 
 struct peer_obs {
 	uint64_t mount_gen, counter, since_ms;
@@ -48,36 +50,6 @@ struct hb_host {
 	uint32_t rslot;
 };
 
-/* CLOCK_BOOTTIME, not CLOCK_MONOTONIC: it keeps counting while the machine
- * is suspended (or a VM acting as a host is paused, where the guest kernel
- * accounts the pause as suspend), so a host that resumes after a lease sees
- * its lease as expired and fences itself before any write. */
-uint64_t lk_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void lk_cond_init(pthread_cond_t *cv)
-{
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(cv, &ca);
-	pthread_condattr_destroy(&ca);
-}
-
-struct timespec lk_deadline(uint64_t ms)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t ns = ts.tv_nsec + ms * 1000000;
-	ts.tv_sec += ns / 1000000000;
-	ts.tv_nsec = ns % 1000000000;
-	return ts;
-}
-
 static uint64_t wall_ns(void)
 {
 	struct timespec ts;
@@ -105,19 +77,29 @@ static uint64_t slot_off(const struct lk_params *p, uint32_t s)
 	return p->hb_off + (uint64_t)s * LUNFS_SLOT_STRIDE;
 }
 
+/* Advances nb (counter, generation, wall clock) and encodes it for slot s
+ * into img. */
+static void stamp(struct hb_host *h, uint32_t s, struct lunfs_hb *nb, uint8_t *img)
+{
+	nb->counter++;
+	nb->gen++;
+	nb->wall_ns = wall_ns();
+	lunfs_hb_encode(nb, h->p.uuid, slot_off(&h->p, s), img);
+}
+
 int hb_read(struct dev *d, const struct lk_params *p, uint32_t s, struct lunfs_hb *hb)
 {
 	uint32_t lbs = dev_lbs(d);
+	if (s >= p->max_hosts)
+		return -EINVAL;
 	uint8_t *buf = dev_alloc(lbs);
-	int r;
 	if (!buf)
 		return -ENOMEM;
-	if (s >= p->max_hosts)
-		r = -EINVAL;
-	else
-		r = dev_read(d, slot_off(p, s), buf, lbs);
-	if (!r)
-		r = lunfs_hb_decode(buf, p->uuid, slot_off(p, s), hb, NULL);
+	int r = dev_read(d, slot_off(p, s), buf, lbs);
+	if (r)
+		goto out;
+	r = lunfs_hb_decode(buf, p->uuid, slot_off(p, s), hb, NULL);
+out:
 	free(buf);
 	return r;
 }
@@ -144,7 +126,7 @@ const char *hb_fence_reason(struct hb_host *h)
 /* Our clock: the lease clock plus the test hook's jump. */
 static uint64_t host_now(struct hb_host *h)
 {
-	return lk_now_ms() + h->skew_ms;
+	return lunfs_now_ms() + h->skew_ms;
 }
 
 void hb_test_clock_jump(struct hb_host *h, int64_t ms)
@@ -245,7 +227,7 @@ static void scan(struct hb_host *h)
 		h->snap_valid = 0;
 		return;
 	}
-	uint64_t now = lk_now_ms();
+	uint64_t now = lunfs_now_ms();
 	int want = 0;
 	for (uint32_t s = 0; s < h->p.max_hosts; s++) {
 		struct lunfs_hb hb;
@@ -266,15 +248,12 @@ static void renew(struct hb_host *h)
 	uint8_t *nimg = dev_alloc(h->lbs), *cur = dev_alloc(h->lbs);
 	if (!nimg || !cur)
 		goto out;
-	nb.counter++;
-	nb.gen++;
-	nb.wall_ns = wall_ns();
 	nb.want_off = h->want_off;
 	nb.st_reads = h->pub.reads;
 	nb.st_writes = h->pub.writes;
 	nb.st_locks = h->pub.locks;
 	nb.st_held = h->pub.held;
-	lunfs_hb_encode(&nb, h->p.uuid, slot_off(&h->p, h->slot), nimg);
+	stamp(h, h->slot, &nb, nimg);
 	uint8_t *old = h->img;
 	uint64_t t0 = host_now(h);
 	h->renewing = 1; /* nobody else CAWs our slot from h->img meanwhile */
@@ -312,7 +291,7 @@ static void *renew_thread(void *arg)
 	struct hb_host *h = arg;
 	pthread_mutex_lock(&h->mu);
 	while (!h->stop) {
-		struct timespec ts = lk_deadline(h->p.hb_ms);
+		struct timespec ts = lunfs_deadline(h->p.hb_ms);
 		if (!h->renew_now)
 			pthread_cond_timedwait(&h->cv, &h->mu, &ts);
 		h->renew_now = 0;
@@ -333,8 +312,8 @@ static void *renew_thread(void *arg)
 static int wait_own_stale(struct dev *d, const struct lk_params *p, uint32_t s,
 			  const struct lunfs_hb *first)
 {
-	uint64_t t0 = lk_now_ms();
-	while (lk_now_ms() - t0 <= p->lease_ms) {
+	uint64_t t0 = lunfs_now_ms();
+	while (lunfs_now_ms() - t0 <= p->lease_ms) {
 		struct lunfs_hb hb;
 		usleep(p->hb_ms * 1000 / 2);
 		int r = hb_read(d, p, s, &hb);
@@ -355,9 +334,9 @@ static int wait_own_stale(struct dev *d, const struct lk_params *p, uint32_t s,
 static int wait_replayer(struct dev *d, const struct lk_params *p, uint32_t s,
 			 const struct lunfs_hb *first)
 {
-	uint64_t t0 = lk_now_ms(), since = t0, counter = 0;
+	uint64_t t0 = lunfs_now_ms(), since = t0, counter = 0;
 	int seen = 0;
-	while (lk_now_ms() - t0 <= 20ull * p->lease_ms) {
+	while (lunfs_now_ms() - t0 <= 20ull * p->lease_ms) {
 		struct lunfs_hb hb, rp;
 		int r = hb_read(d, p, s, &hb);
 		if (r)
@@ -373,8 +352,8 @@ static int wait_replayer(struct dev *d, const struct lk_params *p, uint32_t s,
 		if (!seen || rp.counter != counter) {
 			seen = 1;
 			counter = rp.counter;
-			since = lk_now_ms();
-		} else if (lk_now_ms() - since >= p->lease_ms) {
+			since = lunfs_now_ms();
+		} else if (lunfs_now_ms() - since >= p->lease_ms) {
 			return 0;
 		}
 		usleep(p->hb_ms * 1000 / 2);
@@ -499,7 +478,7 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 		nb.st_reads = nb.st_writes = nb.st_locks = nb.st_held = nb.want_off = 0;
 		nb.wall_ns = wall_ns();
 		lunfs_hb_encode(&nb, p->uuid, slot_off(p, pick), nimg);
-		uint64_t t0 = lk_now_ms();
+		uint64_t t0 = lunfs_now_ms();
 		r = dev_caw(d, slot_off(p, pick), oldimg, nimg, lbs, cur);
 		if (r == -EMISCOMPARE)
 			continue;
@@ -520,7 +499,7 @@ int hb_claim_flags(struct dev *d, const struct lk_params *p, const struct hb_ide
 		break;
 	}
 	pthread_mutex_init(&h->mu, NULL);
-	lk_cond_init(&h->cv);
+	lunfs_cond_init(&h->cv);
 	pthread_cond_init(&h->idle_cv, NULL);
 	dev_set_fence_hook(d, dev_preempted, h);
 	dev_set_guard(d, guard, h);
@@ -580,32 +559,33 @@ static void destroy(struct hb_host *h)
 	free(h);
 }
 
-int hb_release(struct hb_host *h)
+/* hb_release: our slot FREE, in one CAW from our last image. */
+static int free_own_slot(struct hb_host *h)
 {
-	int r;
-	stop_thread(h);
-	r = hb_ok(h);
+	int r = hb_ok(h);
+	if (r)
+		return r;
 	/* our own crashed mount's slot, not replayed yet (a mount that gave up
 	 * before its replay): it stays REPLAYING under the old generation for
 	 * the next mount or a survivor; freeing it would make the old holds
 	 * GONE without the replay */
-	if (!r && h->hb.state == HB_REPLAYING)
-		r = -EAGAIN;
-	if (!r) {
-		struct lunfs_hb nb = h->hb;
-		uint8_t *nimg = dev_alloc(h->lbs);
-		if (!nimg) {
-			r = -ENOMEM;
-		} else {
-			nb.state = HB_FREE;
-			nb.counter++;
-			nb.gen++;
-			nb.wall_ns = wall_ns();
-			lunfs_hb_encode(&nb, h->p.uuid, slot_off(&h->p, h->slot), nimg);
-			r = dev_caw(h->d, slot_off(&h->p, h->slot), h->img, nimg, h->lbs, NULL);
-			free(nimg);
-		}
-	}
+	if (h->hb.state == HB_REPLAYING)
+		return -EAGAIN;
+	uint8_t *nimg = dev_alloc(h->lbs);
+	if (!nimg)
+		return -ENOMEM;
+	struct lunfs_hb nb = h->hb;
+	nb.state = HB_FREE;
+	stamp(h, h->slot, &nb, nimg);
+	r = dev_caw(h->d, slot_off(&h->p, h->slot), h->img, nimg, h->lbs, NULL);
+	free(nimg);
+	return r;
+}
+
+int hb_release(struct hb_host *h)
+{
+	stop_thread(h);
+	int r = free_own_slot(h);
 	destroy(h);
 	return r;
 }
@@ -634,10 +614,7 @@ int hb_recovered(struct hb_host *h)
 		nb.replayer_slot = 0;
 		nb.replayer_gen = 0;
 		nb.pr_key = h->id.pr_key;
-		nb.counter++;
-		nb.gen++;
-		nb.wall_ns = wall_ns();
-		lunfs_hb_encode(&nb, h->p.uuid, slot_off(&h->p, h->slot), nimg);
+		stamp(h, h->slot, &nb, nimg);
 		uint64_t t0 = host_now(h);
 		r = is_fenced(h) ? -EFENCED : dev_caw(h->d, slot_off(&h->p, h->slot), h->img, nimg, h->lbs, NULL);
 		if (r == 0) {
@@ -683,7 +660,7 @@ int hb_peer(struct hb_host *h, uint32_t slot, uint64_t mount_gen)
 	if (hb.state == HB_REPLAYING)
 		return PEER_DEAD;
 	pthread_mutex_lock(&h->mu);
-	r = observe(h, slot, &hb, lk_now_ms());
+	r = observe(h, slot, &hb, lunfs_now_ms());
 	pthread_mutex_unlock(&h->mu);
 	return r;
 }
@@ -725,13 +702,11 @@ int hb_wanted(struct hb_host *h, uint64_t off)
 static int caw_peer(struct hb_host *h, uint32_t s, const void *cur, struct lunfs_hb *nb,
 		    uint8_t *nimg)
 {
-	nb->counter++;
-	nb->gen++;
-	nb->wall_ns = wall_ns();
-	lunfs_hb_encode(nb, h->p.uuid, slot_off(&h->p, s), nimg);
+	stamp(h, s, nb, nimg);
 	int r = hb_ok(h);
-	if (!r)
-		r = dev_caw(h->d, slot_off(&h->p, s), cur, nimg, h->lbs, NULL);
+	if (r)
+		return r;
+	r = dev_caw(h->d, slot_off(&h->p, s), cur, nimg, h->lbs, NULL);
 	return r == -EMISCOMPARE ? -EAGAIN : r;
 }
 
@@ -762,7 +737,7 @@ int hb_needs_recovery(struct hb_host *h, uint32_t *slots, int max)
 {
 	int n = 0;
 	pthread_mutex_lock(&h->mu);
-	uint64_t now = lk_now_ms();
+	uint64_t now = lunfs_now_ms();
 	for (uint32_t s = 0; h->snap_valid && !is_fenced(h) && s < h->p.max_hosts && n < max; s++)
 		if (needs_recovery(h, s, now))
 			slots[n++] = s;
@@ -789,7 +764,7 @@ int hb_recover_begin(struct hb_host *h, uint32_t s, struct lunfs_hb *victim)
 	pthread_mutex_lock(&h->mu);
 	int damaged = h->damaged[s] = decode_or_damaged(h, cur, s, &hb);
 	h->snap[s] = hb;
-	int need = needs_recovery(h, s, lk_now_ms());
+	int need = needs_recovery(h, s, lunfs_now_ms());
 	pthread_mutex_unlock(&h->mu);
 	if (!need) {
 		r = -EAGAIN;
@@ -924,9 +899,9 @@ int hb_watch(struct dev *d, const struct lk_params *p, uint32_t self, unsigned s
 		watched++;
 	}
 	w->nwatched = watched;
-	uint64_t t0 = lk_now_ms();
+	uint64_t t0 = lunfs_now_ms();
 	uint32_t step = p->hb_ms / 2 > 50 ? p->hb_ms / 2 : 50;
-	while (watched > w->nalive && lk_now_ms() - t0 < ms) {
+	while (watched > w->nalive && lunfs_now_ms() - t0 < ms) {
 		usleep(step * 1000);
 		if ((r = dev_read(d, p->hb_off, now, rlen)))
 			goto out;
@@ -1042,7 +1017,7 @@ int hb_pr_register(struct dev *d, uint64_t *key)
 		return 0;
 	while (!(rnd & 0xffffffffffffull))
 		if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
-			rnd = (uint64_t)lk_now_ms() * 2654435761u ^ (uint64_t)getpid();
+			rnd = (uint64_t)lunfs_now_ms() * 2654435761u ^ (uint64_t)getpid();
 	/* "LN" in the top bytes marks our keys for the admin */
 	uint64_t k = 0x4c4e000000000000ull | (rnd & 0xffffffffffffull);
 	int r = dev_pr_register(d, k);
@@ -1071,16 +1046,20 @@ uint64_t hb_pr_key(const struct hb_host *h)
 int hb_fence_taken(struct hb_host *h, const struct lunfs_hb *victim)
 {
 	int r = hb_fence_victim(h, victim->pr_key);
-	return r ? r : hb_fence_victim(h, replayer_key(h, victim));
+	if (r)
+		return r;
+	return hb_fence_victim(h, replayer_key(h, victim));
 }
 
 int hb_take_over(struct hb_host *h, uint32_t s, uint32_t wait_ms, struct lunfs_hb *victim)
 {
-	uint64_t t0 = lk_now_ms();
+	uint64_t t0 = lunfs_now_ms();
 	int r;
 	/* our renewal thread's scans watch the slot too: they agree once they
 	 * have seen it stand still for a lease */
-	while ((r = hb_recover_begin(h, s, victim)) == -EAGAIN && lk_now_ms() - t0 < wait_ms)
+	while ((r = hb_recover_begin(h, s, victim)) == -EAGAIN && lunfs_now_ms() - t0 < wait_ms)
 		usleep(h->p.hb_ms * 1000 / 2);
-	return r ? r : hb_fence_taken(h, victim);
+	if (r)
+		return r;
+	return hb_fence_taken(h, victim);
 }

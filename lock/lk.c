@@ -4,7 +4,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "lk.h"
+#include "lock/lk.h"
+#include "util/clock.h"
 
 const char *lk_mode_name(int m)
 {
@@ -28,8 +29,10 @@ int lk_read(struct dev *d, const uint8_t uuid[16], uint64_t off, struct lunfs_lo
 	if (!buf)
 		return -ENOMEM;
 	int r = dev_read(d, off, buf, lbs);
-	if (!r)
-		r = lunfs_lock_decode(buf, uuid, off, rec, NULL);
+	if (r)
+		goto out;
+	r = lunfs_lock_decode(buf, uuid, off, rec, NULL);
+out:
 	free(buf);
 	return r;
 }
@@ -65,7 +68,7 @@ int lk_acquire_flags(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_
 	const uint8_t *uuid = hb_params(h)->uuid;
 	uint32_t lbs = dev_lbs(d);
 	uint8_t *cur = dev_alloc(lbs), *nimg = dev_alloc(lbs);
-	uint64_t t0 = lk_now_ms();
+	uint64_t t0 = lunfs_now_ms();
 	int r;
 
 	if (!cur || !nimg) {
@@ -118,7 +121,7 @@ int lk_acquire_flags(struct hb_host *h, struct lk_lock *l, uint64_t off, uint64_
 			l->pinned = pinned > 0;
 			r = dead && !alive ? -ESTALE : -EBUSY;
 			/* a hold pinned by an open will not go away soon: no wait */
-			if (wait && !pinned && lk_now_ms() - t0 < timeout_ms) {
+			if (wait && !pinned && lunfs_now_ms() - t0 < timeout_ms) {
 				backoff(attempt);
 				r = dev_read(d, off, cur, lbs);
 				continue;
@@ -236,24 +239,22 @@ static int drop_me(struct hb_host *h, const struct lunfs_lock *rec, uint32_t i, 
  * the same CAW. */
 static int release_to(struct hb_host *h, struct lk_lock *l, const struct add_holder *add)
 {
+	if (l->mode == LK_FREE)
+		return -EINVAL;
 	uint32_t lbs = dev_lbs(hb_dev(h));
 	uint8_t *cur = dev_alloc(lbs);
-	int found, r;
 	if (!cur)
 		return -ENOMEM;
-	if (l->mode == LK_FREE) {
-		free(cur);
-		return -EINVAL;
-	}
 	/* Our last image is the likely state: one CAW in the common case. */
 	memcpy(cur, l->img, lbs);
-	r = drop_holders(h, l->off, cur, drop_me, NULL, add, &found);
-	if (!r && !found)
-		r = -ESTALE; /* someone recovered us and broke the lock */
-	if (!r)
-		l->mode = LK_FREE;
+	int found, r = drop_holders(h, l->off, cur, drop_me, NULL, add, &found);
 	free(cur);
-	return r;
+	if (r)
+		return r;
+	if (!found)
+		return -ESTALE; /* someone recovered us and broke the lock */
+	l->mode = LK_FREE;
+	return 0;
 }
 
 int lk_release(struct hb_host *h, struct lk_lock *l)

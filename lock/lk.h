@@ -13,11 +13,9 @@
 #ifndef LUNFS_LK_H
 #define LUNFS_LK_H
 
-#include <pthread.h>
 #include <stdint.h>
-#include <time.h>
-#include "dev.h"
-#include "ondisk.h"
+#include "dev/dev.h"
+#include "format/ondisk.h"
 
 /* Where the heartbeat region is and how the leases run; from the superblock. */
 struct lk_params {
@@ -257,13 +255,5 @@ int lk_purge(struct hb_host *h, uint64_t off, const void *cur, uint32_t slot, ui
 
 const char *lk_mode_name(int mode);
 const char *hb_state_name(int state);
-
-/* Monotonic clock in milliseconds. */
-uint64_t lk_now_ms(void);
-
-/* A condition variable timed on the monotonic clock, and the absolute
- * deadline ms from now for pthread_cond_timedwait on it. */
-void lk_cond_init(pthread_cond_t *cv);
-struct timespec lk_deadline(uint64_t ms);
 
 #endif

@@ -10,10 +10,10 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
-#include "dev.h"
+#include "dev/dev.h"
 #include "fs/version.h"
-#include "fs/format.h"
-#include "fs/util.h"
+#include "format/format.h"
+#include "util/parse.h"
 #include "lock/lk.h"
 #include <sys/random.h>
 

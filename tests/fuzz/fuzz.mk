@@ -17,7 +17,7 @@ FUZZ_CC ?= clang
 FUZZ_DIR := $(B)/fuzz
 FUZZ_SRC := tests/fuzz/fuzz_volume.c
 FUZZ_DEPS := $(FUZZ_SRC) fsck/fsck.c $(LIB_SRC) $(wildcard */*.h) tests/fuzz/fuzz.mk
-FUZZ_BASE := $(WARN) -std=gnu11 -D_GNU_SOURCE -I. -Idev -pthread -O1 -g -fno-omit-frame-pointer \
+FUZZ_BASE := $(WARN) -std=gnu11 -D_GNU_SOURCE -I. -pthread -O1 -g -fno-omit-frame-pointer \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_INPUTS := $(sort $(wildcard tests/fuzz/seeds/* tests/fuzz/regress/*))

@@ -59,10 +59,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
-#include "dev.h"
-#include "fs/format.h"
-#include "fs/geom.h"
+#include "dev/dev.h"
+#include "format/format.h"
+#include "format/geom.h"
 #include "fs/lunfs.h"
+#include "fs/lunfs_test.h"
 #include "lock/lk.h"
 
 int fsck_main(int argc, char **argv); /* fsck/fsck.c built with -Dmain=fsck_main */

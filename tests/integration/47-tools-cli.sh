@@ -2,8 +2,9 @@
 # The admin's tools: --help and --version (exit 0, one version everywhere);
 # every option each tool parses is in its man page (read mechanically from
 # the option tables); make uninstall removes exactly what make install put
-# in place; bash completion; lunfs locks through a mount path; mount.lunfs
-# LABEL= and UUID= on a loop device; fsck's problem lines.
+# in place, and a program built against the installed lunfs.h with
+# pkg-config alone runs; bash completion; lunfs locks through a mount path;
+# mount.lunfs LABEL= and UUID= on a loop device; fsck's problem lines.
 . "$(dirname "$0")/lib.sh"
 ver=$(sed -n 's/^#define LUNFS_RELEASE "\(.*\)"/\1/p' "$ROOT/fs/version.h")
 [ -n "$ver" ] || fail "no LUNFS_RELEASE in fs/version.h"
@@ -25,6 +26,19 @@ n=$(find "$T/root" \( -type f -o -type l \) | wc -l)
 [ -L "$T/root/sbin/umount.fuse.lunfs" ] || fail "umount helper not installed"
 [ -f "$T/root/usr/share/bash-completion/completions/lunfs" ] || fail "completion not installed"
 [ -f "$T/root/usr/share/doc/lunfs/examples/vmfs-lun0.mount" ] || fail "systemd unit example not installed"
+# the public header alone: nothing else of the tree is installed, and a
+# program built with pkg-config (strict C11, warnings as errors) runs
+hdrs=$(cd "$T/root/usr/include" && find . -type f | sort | tr '\n' ' ')
+[ "$hdrs" = "./lunfs/lunfs.h " ] || fail "make install put headers other than lunfs.h: $hdrs"
+pc() { PKG_CONFIG_PATH="$T/root/usr/lib/pkgconfig" pkg-config --define-variable=prefix="$T/root/usr" "$@"; }
+# shellcheck disable=SC2046
+cc -std=c11 -pedantic -Wall -Wextra -Werror $(pc --cflags lunfs) -o "$T/embed" "$ROOT/tests/integration/embed.c" \
+	$(pc --libs lunfs) 2>"$T/out" || fail "a program against the installed lunfs.h: $(cat "$T/out")"
+truncate -s 300M "$T/e.img"
+"$BIN/mkfs.lunfs" -q -N 2 -J 1M "$T/e.img"
+"$T/embed" "$T/e.img" >"$T/out" || fail "the embedding program: exit $?"
+grep -q "^bsize 1048576 blocks [1-9]" "$T/out" || fail "the embedding program: $(cat "$T/out")"
+ok "make install: lunfs.h alone and lunfs.pc; a program built with pkg-config --cflags --libs lunfs mounts a volume"
 make -s -C "$ROOT" uninstall DESTDIR="$T/root" PREFIX=/usr >/dev/null || fail "make uninstall"
 left=$(find "$T/root" \( -type f -o -type l \))
 [ -z "$left" ] || fail "make uninstall left: $left"

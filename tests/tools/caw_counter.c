@@ -25,7 +25,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "dev.h"
+#include "dev/dev.h"
 
 static const char *prog = "caw_counter";
 

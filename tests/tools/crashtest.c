@@ -18,9 +18,10 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "dev.h"
-#include "fs/format.h"
+#include "dev/dev.h"
+#include "format/format.h"
 #include "fs/lunfs.h"
+#include "fs/lunfs_test.h"
 
 #define NF 12
 #define MAXLEN (1536 * 1024)
@@ -337,8 +338,9 @@ static int one(const char *img, const char *fsck, uint64_t k, uint64_t seed, uin
 	}
 	struct dev_fault cfg = {.cut_after = k, .cut_keep_seed = seed};
 	dev_faulty_set(f, &cfg);
-	struct lunfs_mount_opts mo = {.host = "crash", .device = f, .assume_dead = 1};
-	if ((r = lunfs_mount(NULL, &mo, &v, &msg)) == 0) {
+	struct lunfs_mount_opts mo = {.host = "crash", .assume_dead = 1};
+	struct lunfs_test_opts t = {.device = f};
+	if ((r = lunfs_mount_test(NULL, &mo, &t, &v, &msg)) == 0) {
 		r = workload(v, &m, &fl);
 		if (writes)
 			*writes = dev_faulty_writes(f);

@@ -10,9 +10,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "dev.h"
-#include "fs/format.h"
+#include "dev/dev.h"
+#include "format/format.h"
 #include "fs/lunfs.h"
+#include "fs/lunfs_test.h"
 #include "journal/jnl.h"
 
 #define MiB (1024ull * 1024)

@@ -51,7 +51,7 @@
 #include <unistd.h>
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
-#include "dev.h"
+#include "dev/dev.h"
 
 #define KEY_A 0xa11ce00000000001ull
 #define KEY_B 0xb0b0000000000002ull

@@ -4,8 +4,8 @@
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
-#include "tu.h"
-#include "fs/format.h"
+#include "tests/unit/tu.h"
+#include "format/format.h"
 
 /* Every image of one run lives in one directory that main() removes at the
  * end, so a failing test (whose forked child exits at the failed assertion)

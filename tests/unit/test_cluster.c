@@ -8,19 +8,22 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "tu.h"
+#include "tests/unit/tu.h"
 #include "fs/lunfs.h"
-#include "fs/format.h"
+#include "fs/lunfs_test.h"
+#include "format/format.h"
 #include "lock/lk.h"
+#include "util/clock.h"
 
 #define MiB (1024 * 1024)
 
 static struct lunfs_vol *host(const char *path, const char *name, uint32_t pause_ms)
 {
-	struct lunfs_mount_opts o = {.host = name, .linger_ms = 200, .recovery_pause_ms = pause_ms};
+	struct lunfs_mount_opts o = {.host = name, .linger_ms = 200};
+	struct lunfs_test_opts t = {.recovery_pause_ms = pause_ms};
 	struct lunfs_vol *v;
 	const char *msg;
-	int r = lunfs_mount(path, &o, &v, &msg);
+	int r = lunfs_mount_test(path, &o, &t, &v, &msg);
 	ck_assert_msg(r == 0, "mount %s as %s: %s", path, name, msg ? msg : lunfs_strerror(r));
 	return v;
 }
@@ -50,14 +53,14 @@ static int slot_of(const char *path, const struct lunfs_sb *sb, const char *name
 static int open_when_free(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **f,
 			  uint64_t *ms)
 {
-	uint64_t t0 = lk_now_ms();
+	uint64_t t0 = lunfs_now_ms();
 	int r;
 	while ((r = lunfs_open(v, ino, mode, f)) == -EBUSY || r == -ESTALE || r == -ENOENT) {
-		if (lk_now_ms() - t0 > 30000)
+		if (lunfs_now_ms() - t0 > 30000)
 			break;
 		usleep(20000);
 	}
-	*ms = lk_now_ms() - t0;
+	*ms = lunfs_now_ms() - t0;
 	return r;
 }
 
@@ -117,9 +120,9 @@ START_TEST(peer_recovery)
 	ck_assert_int_ge(slot_of(p, &sb, "esx-a", &hb), 0);
 	ck_assert_uint_eq(hb.state, HB_FREE);
 	/* A comes back at once: its slot is free, nothing to wait for */
-	uint64_t t0 = lk_now_ms();
+	uint64_t t0 = lunfs_now_ms();
 	a = host(p, "esx-a", 0);
-	ck_assert_uint_lt(lk_now_ms() - t0, sb.lease_ms);
+	ck_assert_uint_lt(lunfs_now_ms() - t0, sb.lease_ms);
 	ck_assert_int_eq(lunfs_lookup(a, 1, "late", &st), 0);
 	teardown(p, a, b, NULL);
 }
@@ -142,8 +145,8 @@ START_TEST(recovery_taken_over)
 	struct lunfs_hb hb;
 	int sa = slot_of(p, &sb, "esx-a", &hb), sbh;
 	ck_assert_int_ge(sa, 0);
-	uint64_t t0 = lk_now_ms();
-	while (hb.state != HB_REPLAYING && lk_now_ms() - t0 < 20000) {
+	uint64_t t0 = lunfs_now_ms();
+	while (hb.state != HB_REPLAYING && lunfs_now_ms() - t0 < 20000) {
 		usleep(50000);
 		slot_of(p, &sb, "esx-a", &hb);
 	}
@@ -161,9 +164,9 @@ START_TEST(recovery_taken_over)
 	ck_assert_int_eq(lunfs_close(g), 0);
 	slot_of(p, &sb, "esx-a", &hb);
 	ck_assert_uint_eq(hb.state, HB_FREE);
-	t0 = lk_now_ms();
+	t0 = lunfs_now_ms();
 	while (slot_of(p, &sb, "esx-b", &hbb) >= 0 && hbb.state != HB_FREE &&
-	       lk_now_ms() - t0 < 20000)
+	       lunfs_now_ms() - t0 < 20000)
 		usleep(50000);
 	ck_assert_uint_eq(hbb.state, HB_FREE);
 	teardown(p, c, NULL, NULL);
@@ -295,9 +298,9 @@ START_TEST(damaged_slot_recovered)
 	lunfs_abandon(a);
 	a = host(p, "esx-a", 0); /* A rejoins under a new generation */
 	struct lunfs_stat st;
-	uint64_t t0 = lk_now_ms();
+	uint64_t t0 = lunfs_now_ms();
 	int r;
-	while ((r = lunfs_lookup(a, 1, "after", &st)) == -ENOENT && lk_now_ms() - t0 < 5000)
+	while ((r = lunfs_lookup(a, 1, "after", &st)) == -ENOENT && lunfs_now_ms() - t0 < 5000)
 		usleep(50000); /* shows once B checkpoints it */
 	ck_assert_int_eq(r, 0);
 	teardown(p, a, b, NULL);

@@ -9,8 +9,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include "tu.h"
-#include "dev_impl.h" /* dev_file_caw_stall */
+#include "tests/unit/tu.h"
+#include "dev/faulty.h"
 
 START_TEST(file_rw_and_checks)
 {

@@ -8,9 +8,10 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "tu.h"
+#include "tests/unit/tu.h"
 #include "fs/lunfs.h"
-#include "fs/format.h"
+#include "fs/lunfs_test.h"
+#include "format/format.h"
 
 #define MiB (1024 * 1024)
 

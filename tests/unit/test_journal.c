@@ -3,7 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "tu.h"
+#include "tests/unit/tu.h"
+#include "dev/faulty.h"
 #include "journal/jnl.h"
 
 #define NT 8 /* distinct home blocks */

@@ -4,8 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "tu.h"
+#include "tests/unit/tu.h"
 #include "lock/lk.h"
+#include "util/clock.h"
 
 struct vol {
 	char *path;
@@ -50,11 +51,11 @@ START_TEST(heartbeat_claim_renew_release)
 	ck_assert_uint_eq(hb1.state, HB_LIVE);
 	ck_assert_str_eq(hb1.host_name, "esx-a");
 	/* renewals move the counter (no timing asserted: storage may be slow) */
-	uint64_t t0 = lk_now_ms();
+	uint64_t t0 = lunfs_now_ms();
 	do {
 		usleep(v.p.hb_ms * 1000);
 		ck_assert_int_eq(hb_read(da, &v.p, hb_slot(a), &hb2), 0);
-	} while (hb2.counter < hb1.counter + 2 && lk_now_ms() - t0 < 30000);
+	} while (hb2.counter < hb1.counter + 2 && lunfs_now_ms() - t0 < 30000);
 	ck_assert_uint_ge(hb2.counter, hb1.counter + 2);
 	uint32_t sa = hb_slot(a);
 	ck_assert_int_eq(hb_release(a), 0);
@@ -85,10 +86,10 @@ START_TEST(heartbeat_reclaim_after_crash)
 	ck_assert_int_eq(hb_claim(db, &v.p, &ident, &x, NULL), -EEXIST);
 	hb_abandon(a); /* crash: slot stays LIVE */
 	uint32_t prev = 99;
-	uint64_t t0 = lk_now_ms();
+	uint64_t t0 = lunfs_now_ms();
 	da2 = tu_open(v.path);
 	ck_assert_int_eq(hb_claim(da2, &v.p, &ident, &a, &prev), 0);
-	ck_assert_uint_ge(lk_now_ms() - t0, v.p.lease_ms); /* waited out the lease */
+	ck_assert_uint_ge(lunfs_now_ms() - t0, v.p.lease_ms); /* waited out the lease */
 	ck_assert_uint_eq(prev, HB_LIVE);
 	ck_assert_uint_eq(hb_slot(a), slot);
 	ck_assert_uint_eq(hb_mount_gen(a), gen + 1);
@@ -148,10 +149,10 @@ START_TEST(fence_on_slot_takeover)
 	hb.gen += 1000;
 	uint8_t *rec = dev_alloc(512);
 	lunfs_hb_encode(&hb, v.p.uuid, v.p.hb_off + hb_slot(a) * 4096ull, rec);
-	uint64_t t0 = lk_now_ms();
+	uint64_t t0 = lunfs_now_ms();
 	ck_assert_int_eq(dev_write(d2, v.p.hb_off + hb_slot(a) * 4096ull, rec, 512), 0);
 	/* fenced by the renewal's miscompare, not by the lease timer */
-	while (!hb_fence_reason(a) && lk_now_ms() - t0 < 10 * v.p.lease_ms)
+	while (!hb_fence_reason(a) && lunfs_now_ms() - t0 < 10 * v.p.lease_ms)
 		usleep(20 * 1000);
 	ck_assert_int_eq(hb_ok(a), -EFENCED);
 	ck_assert_ptr_nonnull(strstr(hb_fence_reason(a), "taken over"));
@@ -207,7 +208,7 @@ START_TEST(suspend_longer_than_lease_fences)
 {
 	struct timespec bt;
 	clock_gettime(CLOCK_BOOTTIME, &bt);
-	uint64_t now = lk_now_ms(), b = (uint64_t)bt.tv_sec * 1000 + bt.tv_nsec / 1000000;
+	uint64_t now = lunfs_now_ms(), b = (uint64_t)bt.tv_sec * 1000 + bt.tv_nsec / 1000000;
 	ck_assert_uint_le(now - b, 50); /* the lease clock is the boot-time clock */
 	struct vol v;
 	struct dev *da;
@@ -247,9 +248,9 @@ START_TEST(exclusive_claim_and_live_hosts)
 	id.uuid[0] = 9;
 	struct hb_watch *w = calloc(1, sizeof(*w));
 	dx = tu_open(v.path);
-	uint64_t t0 = lk_now_ms();
+	uint64_t t0 = lunfs_now_ms();
 	ck_assert_int_eq(hb_claim_exclusive(dx, &v.p, &id, &x, w), -EBUSY);
-	ck_assert_uint_lt(lk_now_ms() - t0, v.p.lease_ms); /* a moving heartbeat shows soon */
+	ck_assert_uint_lt(lunfs_now_ms() - t0, v.p.lease_ms); /* a moving heartbeat shows soon */
 	ck_assert_int_eq(w->slot[hb_slot(a)].status, HB_W_ALIVE);
 	ck_assert_int_eq(hb_release(a), 0);
 	/* nobody alive: the claim holds the volume */
@@ -348,9 +349,9 @@ START_TEST(lock_of_gone_and_dead_hosts)
 	struct hb_host *c = host(&v, "c", 3, &dc);
 	struct lk_lock lc;
 	ck_assert_int_eq(lk_acquire(c, &lc, off, obj, LK_EXCLUSIVE, LK_NOWAIT, 0), -EBUSY);
-	uint64_t t0 = lk_now_ms();
+	uint64_t t0 = lunfs_now_ms();
 	ck_assert_int_eq(lk_acquire(c, &lc, off, obj, LK_EXCLUSIVE, LK_WAIT, 5000), -ESTALE);
-	ck_assert_uint_ge(lk_now_ms() - t0, v.p.lease_ms / 2);
+	ck_assert_uint_ge(lunfs_now_ms() - t0, v.p.lease_ms / 2);
 	hb_release(c);
 	dev_close(da);
 	dev_close(db);

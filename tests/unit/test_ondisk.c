@@ -1,9 +1,9 @@
 /* Encode/decode round trips and the verifiers' view of hostile bytes. */
 #include <stdlib.h>
 #include <string.h>
-#include "tu.h"
-#include "ondisk.h"
-#include "fs/format.h"
+#include "tests/unit/tu.h"
+#include "format/ondisk.h"
+#include "format/format.h"
 
 static const uint8_t U[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
 

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <xxhash.h>
-#include "tu.h"
+#include "tests/unit/tu.h"
 #include "lock/lk.h"
 
 static uint64_t le(const uint8_t *p, int n)

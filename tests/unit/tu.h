@@ -4,8 +4,8 @@
 
 #include <check.h>
 #include <stdint.h>
-#include "dev.h"
-#include "fs/geom.h"
+#include "dev/dev.h"
+#include "format/geom.h"
 
 /* Creates a sparse temp image of size bytes; returns its malloc'd path. */
 char *tu_image(uint64_t size);

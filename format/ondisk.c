@@ -3,8 +3,8 @@
 #include <endian.h>
 #include <string.h>
 #include <xxhash.h>
-#include "lerrno.h"
-#include "ondisk.h"
+#include "util/lerrno.h"
+#include "format/ondisk.h"
 
 uint64_t lunfs_csum(const void *rec, size_t size)
 {

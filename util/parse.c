@@ -1,7 +1,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
-#include "util.h"
+#include "util/parse.h"
 
 int lunfs_parse_size(const char *s, uint64_t *out)
 {

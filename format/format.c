@@ -4,8 +4,8 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
-#include "format.h"
-#include "lerrno.h"
+#include "format/format.h"
+#include "util/lerrno.h"
 
 int lunfs_uuid_gen(uint8_t u[16])
 {

@@ -7,8 +7,8 @@
  * (packed, fixed width); the in-memory forms (no prefix) are converted only by
  * the encode and decode pairs in ondisk.c, which also verify.
  *
- * This header lives in dev/ because it is the bottom layer: lock/, journal/
- * and fs/ all include it.  It defines data only.
+ * This header lives in format/, the codec layer above dev/ and below lock/:
+ * lock/, journal/, fs/ and the tools all include it.  It defines data only.
  */
 #ifndef LUNFS_ONDISK_H
 #define LUNFS_ONDISK_H

@@ -2,8 +2,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include "geom.h"
-#include "lerrno.h"
+#include "format/geom.h"
+#include "util/lerrno.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * KiB)

@@ -3,6 +3,8 @@
  * Every lunfs function returns 0 (or a count) on success and a negative
  * errno on failure.  Besides the system errnos we use three of our own,
  * chosen above the kernel's range so they never collide with one.
+ * fs/lunfs.h, which stands alone, repeats the codes and the two functions;
+ * fs/internal.h includes both, so they cannot drift apart.
  */
 #ifndef LUNFS_LERRNO_H
 #define LUNFS_LERRNO_H
@@ -24,11 +26,5 @@ const char *lunfs_strerror(int err);
 /* Maps a lunfs code to the nearest system errno (for FUSE replies and exit
  * codes).  Takes and returns a negative code. */
 int lunfs_sys_errno(int err);
-
-/* Log messages of the library (recovery, fencing, cleanup).  By default
- * they go to syslog, and those of priority LOG_ERR or worse to stderr too.
- * A program that keeps its own log (the FUSE daemon's log=FILE) sets fn. */
-void lunfs_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void lunfs_log_set(void (*fn)(int prio, const char *msg));
 
 #endif

@@ -2,8 +2,8 @@
 #ifndef LUNFS_FORMAT_H
 #define LUNFS_FORMAT_H
 
-#include "dev.h"
-#include "geom.h"
+#include "dev/dev.h"
+#include "format/geom.h"
 
 /* Fills uuid with a random (version 4) UUID.  Returns 0 or -errno. */
 int lunfs_uuid_gen(uint8_t uuid[16]);

@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "ondisk.h"
+#include "format/ondisk.h"
 
 /* mkfs options.  Zero means the default for every field. */
 struct lunfs_mkfs_opts {

@@ -1,0 +1,28 @@
+/* lunfs_test.h: the library's test hooks, beside the public API of
+ * fs/lunfs.h.  Not installed: the unit tests, tests/tools, the fuzz harness,
+ * the benchmarks and the FUSE daemon's test options include it. */
+#ifndef LUNFS_TEST_H
+#define LUNFS_TEST_H
+
+#include "dev/dev.h"
+#include "dev/faulty.h"
+#include "fs/lunfs.h"
+
+/* What lunfs_mount_test adds to lunfs_mount.  Zero means none of it. */
+struct lunfs_test_opts {
+	struct dev *device;         /* an already open device (the faulty wrapper)
+				       instead of the url; the volume owns it */
+	uint32_t recovery_pause_ms; /* a recovery of a dead peer pauses this long
+				       after taking its slot */
+};
+
+/* lunfs_mount with test hooks (t may be NULL). */
+int lunfs_mount_test(const char *url, const struct lunfs_mount_opts *opts,
+		     const struct lunfs_test_opts *t, struct lunfs_vol **out, const char **msg);
+/* Like a crash: frees v without writing anything. */
+void lunfs_abandon(struct lunfs_vol *v);
+/* Counters of the device under v (I/Os per operation in benchmarks). */
+void lunfs_dev_stats(struct lunfs_vol *v, struct dev_stats *st);
+struct dev *lunfs_device(struct lunfs_vol *v);
+
+#endif
