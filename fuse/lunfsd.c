@@ -800,10 +800,11 @@ struct opts {
 	uint32_t linger, recovery_pause, unmount_pause;
 	int caw, no_pr;
 	int io_async;   /* io=async: reads and writes through lunfs_aio_start */
+	int no_rejoin;  /* rejoin=off: a fenced mount stays fenced */
 };
 
 enum { K_HOST, K_LOG, K_LINGER, K_CAW, K_PR, K_RPAUSE, K_UPAUSE, K_RO, K_RW, K_FG, K_HELP, K_VERSION,
-       K_NOATIME, K_STRICTATIME, K_REMOUNT, K_IO };
+       K_NOATIME, K_STRICTATIME, K_REMOUNT, K_IO, K_REJOIN };
 
 /* Our options; the rest goes to FUSE (fuse_session_new rejects what it
  * does not know), except options meant for mount(8) only, dropped here. */
@@ -813,6 +814,7 @@ static const struct fuse_opt opt_table[] = {
 	FUSE_OPT_KEY("linger_ms=", K_LINGER),
 	FUSE_OPT_KEY("caw=", K_CAW),
 	FUSE_OPT_KEY("io=", K_IO),
+	FUSE_OPT_KEY("rejoin=", K_REJOIN),
 	FUSE_OPT_KEY("pr=", K_PR),
 	FUSE_OPT_KEY("recovery_pause_ms=", K_RPAUSE),
 	FUSE_OPT_KEY("unmount_pause_ms=", K_UPAUSE),
@@ -903,6 +905,13 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			return -1;
 		}
 		o->io_async = !strcmp(v, "async");
+		return 0;
+	case K_REJOIN:
+		if (strcmp(v, "on") && strcmp(v, "off")) {
+			fprintf(stderr, "%s: %s: must be rejoin=on or rejoin=off\n", PROG, arg);
+			return -1;
+		}
+		o->no_rejoin = !strcmp(v, "off");
 		return 0;
 	case K_CAW:
 		if (!strcmp(v, "auto"))
@@ -1064,6 +1073,7 @@ static void usage(void)
 	       "  -o linger_ms=N      idle locks are released after N ms (default 500)\n"
 	       "  -o io=threads|async reads and writes: a thread each (default), or the\n"
 	       "                      library's completion thread replies\n"
+	       "  -o rejoin=on|off    after a fence, mount again by itself (default on)\n"
 	       "  -o log=FILE         log to FILE instead of syslog\n"
 	       "  -o caw=auto|native|reserve, pr=on|off   iSCSI compare-and-write, persistent reservations\n"
 	       "  -o allow_other,...  FUSE options\n"
@@ -1466,7 +1476,7 @@ int main(int argc, char **argv)
 	struct rejoin rj = {.dev = dev, .mo = mo, .hooks = hooks};
 	pthread_mutex_init(&rj.mu, NULL);
 	pthread_cond_init(&rj.cv, NULL);
-	int rj_started = !o.ro && !pthread_create(&rj.thr, NULL, rejoin_thread, &rj);
+	int rj_started = !o.ro && !o.no_rejoin && !pthread_create(&rj.thr, NULL, rejoin_thread, &rj);
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 	/* io=threads: every request in flight has its worker, kept (an idle
 	 * worker that exits must be started again for the next burst).

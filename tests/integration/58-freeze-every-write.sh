@@ -391,8 +391,11 @@ site_run() {
 	mkdir -p "$CTL"
 	local W="$MA/w$n$cs"
 	NRUN=$((NRUN + 1))
-	# 1. A, its files, gdb
-	"$BIN/mount.lunfs" "$IMG" "$MA" -o "host=A,log=$CTL/a.log" || { why="mount A failed"; return 1; }
+	# 1. A, its files, gdb.  rejoin=off: what is checked is that nothing the
+	# fenced mount does reaches the disk; a rejoined mount of A would be a
+	# new, legitimate writer (and in case b it would race the test's own
+	# remount of A)
+	"$BIN/mount.lunfs" "$IMG" "$MA" -o "host=A,log=$CTL/a.log,rejoin=off" || { why="mount A failed"; return 1; }
 	APID=$(pgrep -f "mount.lunfs .* $MA( |$)")
 	mkdir "$W"
 	python3 - "$W" <<'EOF' || { why="setup on A failed"; return 1; }
