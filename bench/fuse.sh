@@ -211,6 +211,8 @@ fio_run() {
 	r=$1 wl=$2 tg=$3
 	shift 3
 	out=$RES/$r.$wl.$tg.json
+	# the daemon's CPU time during the run (clock ticks, all its threads)
+	d0=$(daemon_ticks)
 	# shellcheck disable=SC2086
 	if ! bg $((FUSE_SECS * 3 + 120)) fio $FIO_COMMON --output="$out" "$@" 2>"$out.err" ||
 		! [ -s "$out" ]; then
@@ -221,7 +223,12 @@ fio_run() {
 		# a signal: stop here (the trap has run)
 		return 1
 	fi
+	[ "$tg" = lunfs ] && echo "$(( $(daemon_ticks) - d0 )) $(getconf CLK_TCK)" >"$out.daemon_cpu"
 	echo "  round $r $wl $tg: $(python3 bench/fuse_report.py --one "$out")" >&2
+}
+# daemon_ticks: user + system clock ticks of the mount.lunfs daemon so far
+daemon_ticks() {
+	awk '{print $14 + $15}' "/proc/${DPID:-0}/stat" 2>/dev/null || echo 0
 }
 
 # one JOB: fio options for a single-file workload

@@ -188,6 +188,45 @@ def report(a):
             ("%.2f×" % (lr[0] / lo[0])) if lr and lo and lo[0] > 0 else "-"))
         lrows.append("".join(out))
 
+    # CPU per request: fio's own (the application and the kernel's work in
+    # its context: submission, the FUSE or ext4 or block layer), and the
+    # daemon's (all its threads), from /proc/PID/stat around each run
+    def ios(doc):
+        return sum(j[d]["total_ios"] for j in doc["jobs"] for d in ("read", "write"))
+
+    def fio_cpu_us(doc):
+        t = 0.0
+        for j in doc["jobs"]:
+            secs = j.get("job_runtime", 0) / 1e3
+            t += (j.get("usr_cpu", 0) + j.get("sys_cpu", 0)) / 100.0 * secs
+        n = ios(doc)
+        return t * 1e6 / n if n else None
+
+    def daemon_cpu_us(wl, r):
+        p = os.path.join(a.results, "%d.%s.lunfs.json.daemon_cpu" % (r, wl))
+        try:
+            ticks, hz = (int(x) for x in open(p).read().split())
+        except (OSError, ValueError):
+            return None
+        n = ios(runs[(wl, "lunfs")][r])
+        return ticks / hz * 1e6 / n if n else None
+
+    def med(xs):
+        xs = [x for x in xs if x is not None]
+        return statistics.median(xs) if xs else None
+    crows = []
+    for wl in ORDER:
+        if (wl, "lunfs") not in runs:
+            continue
+        label = WORKLOADS[wl][0] if wl != "vm4" else "%s VM disks, random 4 KiB QD%s each" % (a.vms, a.vm_qd)
+        fr = med(fio_cpu_us(d) for d in runs.get((wl if wl != "thin_write" else "seq_write", "raw"), {}).values())
+        fl = med(fio_cpu_us(d) for d in runs[(wl, "lunfs")].values())
+        dl = med(daemon_cpu_us(wl, r) for r in runs[(wl, "lunfs")])
+        fe = med(fio_cpu_us(d) for d in runs.get((wl, "ext4"), {}).values())
+        tot = fl + dl if fl is not None and dl is not None else None
+        crows.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            label, us(fr), us(fl), us(dl), us(tot), ("%.1f×" % (tot / fr)) if tot and fr else "-", us(fe)))
+
     n_rounds = max((len(v) for v in val.values()), default=0)
     fails = "" if a.fails == "0" else "  **%s fio runs failed** (see the bench's output); their rounds are missing above." % a.fails
     text = """%(HEAD)s
@@ -225,13 +264,19 @@ Where the time goes: fio's completion latency per request (`clat`: from submissi
 | workload | raw: p50 / p99 / max | lunfs: p50 / p99 / max | ext4 on loop: p50 / p99 / max | lunfs − raw at p50 | lunfs / raw at p50 |
 |---|---|---|---|---|---|
 %(lrows)s
+
+CPU time per request, in µs (the median over the rounds): fio's own (the application and what the kernel does in its context: the io_uring submission, and the FUSE, ext4 or block layer it enters), and the lunfs daemon's (all its threads: reading the request from /dev/fuse, the library, the device I/O system calls, the reply).  The kernel's own threads (interrupts, the loop device's worker, direct-I/O completion workers) are not counted for any target.  With 2 CPUs, a workload whose requests cost C µs of CPU in all can reach at most 2 000 000 / C requests per second: where *lunfs total / raw* is well above the IOPS ratio's inverse, the machine's CPUs, not the device, set lunfs's limit.
+
+| workload | raw: fio | lunfs: fio | lunfs: daemon | lunfs: total | lunfs total / raw | ext4 on loop: fio |
+|---|---|---|---|---|---|---|
+%(crows)s
 """ % dict(
         HEAD=HEAD, cmd=a.cmd, date=a.date, rev=a.rev, fs=a.fs, bench_dir=a.bench_dir, fio=a.fio,
         secs=a.secs, lat_secs=a.lat_secs, rounds=a.rounds, load0=a.load0, load1=a.load1,
         ncpu=os.cpu_count(), run_secs=a.run_secs, prep_secs=a.prep_secs,
         files="the images and every test file", file_size=a.file_size, vm_size=a.vm_size,
         vms=a.vms, img_mib=a.img_mib, mkfs=a.mkfs, loop_dio=a.loop_dio, ext4_opts=a.ext4_opts,
-        rows="\n".join(rows), lrows="\n".join(lrows), met_all="yes" if met_all else "no",
+        rows="\n".join(rows), lrows="\n".join(lrows), crows="\n".join(crows), met_all="yes" if met_all else "no",
         missed="" if met_all else " (missed: %s)" % ", ".join(missed), fails=fails)
     if n_rounds < int(a.rounds):
         text += "\nOnly %d of %s rounds have every run.\n" % (n_rounds, a.rounds)
