@@ -30,7 +30,9 @@ BREAK=2000 # DEV_CAW_BREAK_MS_DEFAULT (the lock layer may set it lower)
 IMG="$T/v.img"
 mkfs_multi "$IMG" 1G
 A="$T/a" B="$T/b" C="$T/c"
-mount_lunfs "$IMG" "$A" hostA "log=$T/a.log"
+# rejoin=off: what is checked is what the fenced mount does after it resumes
+# (its loop's calls go by path: a rejoined mount would serve them anew)
+mount_lunfs "$IMG" "$A" hostA "log=$T/a.log,rejoin=off"
 mount_lunfs "$IMG" "$B" hostB "log=$T/b.log"
 mount_lunfs "$IMG" "$C" hostC "log=$T/c.log"
 mkdir "$B/shared" "$B/own_b" "$C/own_c"
