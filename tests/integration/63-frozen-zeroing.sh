@@ -27,7 +27,9 @@ A1="$T/a1" A2="$T/a2" C="$T/c" G="$T/g"
 mkdir -p "$G"
 SIZE=1048576
 
-mount_lunfs "$IMG" "$A1" hostA "log=$T/a1.log"
+# rejoin=off: the old A must stay fenced (its identity is mounted again
+# below; a rejoin would only wait for that mount to go)
+mount_lunfs "$IMG" "$A1" hostA "log=$T/a1.log,rejoin=off"
 # the old A's writer: a new file, then (on $G/go) 4 KiB at offset 0 and an
 # fsync; $G/result gets "ok" or "ERRNO-NAME OP"
 head -c 4096 /dev/zero | tr '\0' o >"$G/late" # allocates a block, zeroes its last 1020 KiB

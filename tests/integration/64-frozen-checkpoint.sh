@@ -28,7 +28,9 @@ A1="$T/a1" A2="$T/a2" A3="$T/a3" G="$T/g"
 mkdir -p "$G"
 logs() { grep -hv 'lunfs: returning' "$@" | tail -n 5; }
 
-mount_lunfs "$IMG" "$A1" hostA "log=$T/a1.log"
+# rejoin=off: the old A, released long after its lease, must stay fenced (a
+# rejoin would replay the killed mount's journal before step 4 does)
+mount_lunfs "$IMG" "$A1" hostA "log=$T/a1.log,rejoin=off"
 sleep 1 # whatever the mount itself committed is checkpointed by now
 pida=$(daemon_pid "$A1")
 # stop at the next journal-header write of a checkpoint; hold the process
