@@ -100,19 +100,26 @@ static int vl_release(struct lunfs_vol *v, struct held *h);
 static void release_unpinned(struct lunfs_vol *v, uint64_t idle_ms);
 
 /* Another host waits for a lock we only linger on: let it go, and give the
- * waiter a moment to take it before we queue behind it (fairness). */
-static int yield(struct lunfs_vol *v, struct held *h)
+ * waiter a moment to take it before we queue behind it (fairness).  That
+ * moment (up to 300 ms) passes without v->mu when the caller may drop it
+ * (may_drop of vl_get): this host's other operations and data I/O go on. */
+static int yield(struct lunfs_vol *v, struct held *h, int may_drop)
 {
+	VOL_HELD(v);
 	uint64_t off = h->lk.off;
 	int r = vl_release(v, h);
 	if (r)
 		return r;
+	if (may_drop)
+		pthread_mutex_unlock(&v->mu);
 	for (uint64_t t0 = lunfs_now_ms(); lunfs_now_ms() - t0 < 300;) {
 		struct lunfs_lock rec;
 		usleep(5000);
 		if (lk_read(v->d, v->sb.uuid, off, &rec) || rec.mode != LK_FREE)
 			break;
 	}
+	if (may_drop)
+		pthread_mutex_lock(&v->mu);
 	return 0;
 }
 
@@ -136,8 +143,11 @@ again:
 	while (acquiring(v, off))
 		pthread_cond_wait(&v->acq_cv, &v->mu);
 	h = vl_find(v, off);
-	if (h && !h->pins && hb_wanted(v->hb, off) && !yield(v, h))
+	if (h && !h->pins && hb_wanted(v->hb, off) && !yield(v, h, may_drop)) {
+		if (may_drop)
+			goto again; /* v->mu was dropped: look again */
 		h = NULL;
+	}
 	if (h && mode_covers(h->lk.mode, mode)) {
 		h->pins++;
 		h->last_ms = lunfs_now_ms();
