@@ -79,10 +79,14 @@ static int recover_slot(struct lunfs_vol *v, uint32_t s)
 		 * slot REPLAYING by us, as a crash here would */
 		return -ECANCELED;
 	}
-	/* its journal may name headers of clusters an online grow added */
-	pthread_mutex_lock(&v->mu);
-	vol_grow_check(v);
-	pthread_mutex_unlock(&v->mu);
+	/* its journal may name headers of clusters an online grow added; never
+	 * wait for v->mu here (a thread may hold it while it waits for a lock
+	 * of the very host we recover): a replay that fails on such a header
+	 * is retried later, when the linger thread has followed the grow */
+	if (pthread_mutex_trylock(&v->mu) == 0) {
+		vol_grow_check(v);
+		pthread_mutex_unlock(&v->mu);
+	}
 	const char *step = "fencing its persistent-reservation key";
 	if (!(r = hb_fence_taken(v->hb, &victim))) {
 		struct jnl_geom g = {.slot = s, .off = geom_jnl(&v->sb, s), .size = v->sb.jnl_size,
