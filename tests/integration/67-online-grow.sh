@@ -6,7 +6,8 @@
 # seconds without a remount, a file larger than the old free space is
 # written through h2, fio saw no error, and after unmounting fsck is clean
 # and the backup superblock sits in the last 4 KiB of the image (raw bytes,
-# docs/FORMAT.md: magic LNSB at offset 8, owner 1 at 48, self at 32).
+# docs/FORMAT.md: magic LNSB at offset 8, owner 1 at 48, self at 32).  A grow
+# is refused while fsck -y holds the volume, and works once it is done.
 . "$(dirname "$0")/lib.sh"
 command -v fio >/dev/null || fail "fio is not installed (make deps installs it)"
 IMG="$T/v.img"
@@ -69,3 +70,18 @@ boff=$(( size / 4096 * 4096 - 4096 ))
 	fail "backup self $(u64 $(( boff + 32 ))) owner $(u64 $(( boff + 48 )))"
 [ "$(od -An -tu4 -j 64 -N 4 "$IMG" | tr -d ' ')" = 1 ] || fail "incompat is not GROWN (1)"
 ok "backup superblock at $boff (the new end), primary dev_size $(( boff + 4096 ))"
+
+# refused while fsck -y holds the volume (it watches a dead host for a lease)
+truncate -s +256M "$IMG"
+mount_lunfs "$IMG" "$T/h3" h3 "log=$T/h3.log"
+kill_daemon "$T/h3"
+"$BIN/fsck.lunfs" -y "$IMG" >"$T/fsck-y.out" 2>&1 &
+FPID=$!
+on_exit "wait $FPID 2>/dev/null"
+poll 10 grep -q '^Claiming' "$T/fsck-y.out" || fail "fsck does not claim: $(cat "$T/fsck-y.out")"
+sleep 0.5
+expect_fail 1 'held by fsck.lunfs@' "$BIN/lunfs" grow "$IMG"
+wait "$FPID" || [ $? -le 1 ] || fail "fsck -y: $(cat "$T/fsck-y.out")"
+"$BIN/lunfs" grow "$IMG" >"$T/grow3.out" 2>&1 || fail "grow after fsck: $(cat "$T/grow3.out")"
+"$BIN/fsck.lunfs" -n "$IMG" >"$T/fsck3.out" 2>&1 || fail "fsck -n after the second grow: $(cat "$T/fsck3.out")"
+ok "grown again once fsck was done: $(cat "$T/grow3.out"); fsck -n clean"

@@ -298,6 +298,25 @@ static int run_fsck(const char *fsck, const char *img)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* The end of every crash state: unmount, then fsck -n must be clean.
+ * Returns 1 (and says why) when either fails. */
+static int unmount_fsck(struct lunfs_vol *v, const char *fsck, const char *img, const char *what,
+			uint64_t k, uint64_t seed)
+{
+	int r = lunfs_unmount(v), bad = 0;
+	if (r) {
+		fprintf(stderr, "%scut after write %llu: unmount: %s\n", what, (unsigned long long)k,
+			lunfs_strerror(r));
+		bad = 1;
+	}
+	if ((r = run_fsck(fsck, img)) != 0) {
+		fprintf(stderr, "%scut after write %llu (seed %llu): fsck.lunfs -n exit %d\n", what,
+			(unsigned long long)k, (unsigned long long)seed, r);
+		bad = 1;
+	}
+	return bad;
+}
+
 static void model_init(struct model *m)
 {
 	memset(m, 0, sizeof(*m));
@@ -387,16 +406,7 @@ static int one(const char *img, const char *fsck, uint64_t k, uint64_t seed, uin
 		}
 	}
 	free(buf);
-	if ((r = lunfs_unmount(v))) {
-		fprintf(stderr, "cut after write %llu: unmount: %s\n", (unsigned long long)k, lunfs_strerror(r));
-		bad = 1;
-	}
-	int fr = run_fsck(fsck, img);
-	if (fr != 0) {
-		fprintf(stderr, "cut after write %llu (seed %llu): fsck.lunfs -n exit %d\n",
-			(unsigned long long)k, (unsigned long long)seed, fr);
-		bad = 1;
-	}
+	bad |= unmount_fsck(v, fsck, img, "", k, seed);
 out:
 	model_free(&m);
 	free(fl.pre.data);
@@ -494,16 +504,7 @@ static int grow_one(const char *img, const char *fsck, uint64_t k, uint64_t seed
 		}
 		lunfs_close(fh);
 	}
-	if ((r = lunfs_unmount(v))) {
-		fprintf(stderr, "grow cut after write %llu: unmount: %s\n", (unsigned long long)k, lunfs_strerror(r));
-		bad = 1;
-	}
-	int fr = run_fsck(fsck, img);
-	if (fr != 0) {
-		fprintf(stderr, "grow cut after write %llu (seed %llu): fsck.lunfs -n exit %d\n",
-			(unsigned long long)k, (unsigned long long)seed, fr);
-		bad = 1;
-	}
+	bad |= unmount_fsck(v, fsck, img, "grow ", k, seed);
 	return bad;
 }
 
