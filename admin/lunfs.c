@@ -6,8 +6,10 @@
  *                                       live view: heartbeat age, locks, I/O rates
  *   lunfs locks DEVICE [PATH] [--json]  held locks: object, mode, holders
  *
- * Every command only reads, so it works while hosts have the volume
- * mounted.  Exit status: 0 done, 1 error, 2 usage. */
+ *   lunfs grow DEVICE [-s SIZE]         online grow into an enlarged image or LUN
+ *
+ * Every command but grow only reads; all of them work while hosts have the
+ * volume mounted.  Exit status: 0 done, 1 error, 2 usage. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -27,6 +29,7 @@
 #include "fs/version.h"
 #include "format/format.h"
 #include "fs/lunfs.h"
+#include "util/parse.h"
 #include "lock/lk.h"
 #include "util/clock.h"
 
@@ -39,12 +42,15 @@ static void usage(FILE *f)
 		   "       lunfs top DEVICE [-d SECONDS] [-n ITERATIONS] [--json]\n"
 		   "       lunfs locks DEVICE [PATH] [--json]\n"
 		   "       lunfs handoff FILE HOST\n"
+		   "       lunfs grow DEVICE [-s SIZE]\n"
 		   "       lunfs -h|--help, lunfs -V|--version\n"
 		   "DEVICE is an image file, a block device or iscsi://HOST[:PORT]/IQN/LUN, or a lunfs\n"
 		   "mount point (its device is used); lunfs locks also takes a path in a mount.\n"
 		   "info, hosts, top and locks only read; they are safe while the volume is mounted.\n"
 		   "handoff passes the exclusive lock of FILE, open read-write on the host whose\n"
-		   "lunfs mount FILE is in, to the live host HOST (live migration).\n");
+		   "lunfs mount FILE is in, to the live host HOST (live migration).\n"
+		   "grow makes the volume span its enlarged device (or SIZE bytes, K/M/G/T) while\n"
+		   "hosts have it mounted; it takes a heartbeat slot of its own for a moment.\n");
 }
 
 /* Prints s as a JSON string. */
@@ -884,6 +890,48 @@ static int cmd_handoff(const char *file, const char *host)
 	return 0;
 }
 
+/* Online grow: a mount of its own (heartbeat slot "lunfs-grow@HOST"), so
+ * every write it makes is lease-guarded, then lunfs_grow. */
+static int cmd_grow(const char *path, uint64_t size)
+{
+	char host[LUNFS_HOSTNAME_LEN + 1] = "lunfs-grow@", hn[LUNFS_HOSTNAME_LEN] = "";
+	struct lunfs_mount_opts mo = {.host = host};
+	struct lunfs_grow_info gi;
+	struct lunfs_vol *v;
+	const char *msg = NULL;
+	gethostname(hn, sizeof(hn) - 1);
+	strncat(host, hn, LUNFS_HOSTNAME_LEN - strlen(host));
+	int r = lunfs_mount(path, &mo, &v, &msg);
+	if (r) {
+		fprintf(stderr, "lunfs: grow %s: %s\n", path, msg ? msg : lunfs_strerror(r));
+		return 1;
+	}
+	r = lunfs_grow(v, size, &gi, &msg);
+	int r2 = lunfs_unmount(v);
+	if (r == -EFBIG) {
+		fprintf(stderr, "lunfs: grow %s: %s: at most %llu bytes (mkfs.lunfs --max-size sets the room)\n",
+			path, msg, (unsigned long long)gi.max_size);
+		return 1;
+	}
+	if (r) {
+		fprintf(stderr, "lunfs: grow %s: %s\n", path, msg ? msg : lunfs_strerror(r));
+		return 1;
+	}
+	if (json)
+		printf("{\"old_size\":%llu,\"new_size\":%llu,\"old_file_blocks\":%llu,"
+		       "\"new_file_blocks\":%llu}\n",
+		       (unsigned long long)gi.old_size, (unsigned long long)gi.new_size,
+		       (unsigned long long)gi.old_blocks, (unsigned long long)gi.new_blocks);
+	else
+		printf("%s: grown from %llu to %llu bytes (%llu to %llu file blocks)\n", path,
+		       (unsigned long long)gi.old_size, (unsigned long long)gi.new_size,
+		       (unsigned long long)gi.old_blocks, (unsigned long long)gi.new_blocks);
+	if (r2)
+		fprintf(stderr, "lunfs: grow %s: grown, but the unmount after it failed: %s\n", path,
+			lunfs_strerror(r2));
+	return 0;
+}
+
 /* mountinfo escapes space, tab, newline and backslash as \ooo */
 static void unescape_octal(char *s)
 {
@@ -952,16 +1000,17 @@ out:
 int main(int argc, char **argv)
 {
 	const char *args[4];
-	const char *delay_arg = NULL, *iters_arg = NULL;
+	const char *delay_arg = NULL, *iters_arg = NULL, *size_arg = NULL;
 	int na = 0, c;
 	static const struct option lopts[] = {
 		{"json", no_argument, 0, 'j'},
+		{"size", required_argument, 0, 's'},
 		{"help", no_argument, 0, 'h'},
 		{"version", no_argument, 0, 'V'},
 		{0, 0, 0, 0},
 	};
 	opterr = 0; /* our own one-line messages */
-	while ((c = getopt_long(argc, argv, ":d:n:hV", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":d:n:s:hV", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			json = 1;
@@ -971,6 +1020,9 @@ int main(int argc, char **argv)
 			break;
 		case 'n':
 			iters_arg = optarg;
+			break;
+		case 's':
+			size_arg = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -999,6 +1051,14 @@ int main(int argc, char **argv)
 	int top = na >= 1 && !strcmp(args[0], "top");
 	if ((delay_arg || iters_arg) && !top)
 		return usage_error("options -d and -n are for lunfs top only");
+	if (size_arg && (na < 1 || strcmp(args[0], "grow")))
+		return usage_error("option -s is for lunfs grow only");
+	if (na == 2 && !strcmp(args[0], "grow")) {
+		uint64_t size = 0;
+		if (size_arg && (lunfs_parse_size(size_arg, &size) || !size))
+			return usage_error("-s %s: the size is bytes, with K, M, G or T", size_arg);
+		return cmd_grow(args[1], size);
+	}
 	if (na == 2 && !strcmp(args[0], "info"))
 		return cmd_info(args[1]);
 	if (na == 2 && !strcmp(args[0], "hosts"))
@@ -1031,5 +1091,5 @@ int main(int argc, char **argv)
 		return cmd_top(args[1], delay_ms, iters);
 	}
 	return usage_error("usage: lunfs info|hosts|top|locks DEVICE [PATH] [-d SECONDS] [-n N] [--json], "
-			   "or lunfs handoff FILE HOST");
+			   "lunfs grow DEVICE [-s SIZE], or lunfs handoff FILE HOST");
 }

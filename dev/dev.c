@@ -64,7 +64,22 @@ void dev_close(struct dev *d)
 	free(done);
 }
 
-uint64_t dev_size(const struct dev *d) { return d->size; }
+uint64_t dev_size(const struct dev *d) { return __atomic_load_n(&d->size, __ATOMIC_ACQUIRE); }
+
+int dev_refresh_size(struct dev *d)
+{
+	uint64_t n;
+	if (!d->ops->size)
+		return 0;
+	int r = d->ops->size(d, &n);
+	if (r)
+		return r;
+	n -= n % d->lbs;
+	/* only ever larger: check_range's unlocked read of the old size stays safe */
+	if (n > dev_size(d))
+		__atomic_store_n(&d->size, n, __ATOMIC_RELEASE);
+	return 0;
+}
 uint32_t dev_lbs(const struct dev *d) { return d->lbs; }
 unsigned dev_caps(const struct dev *d) { return d->caps; }
 const char *dev_backend(const struct dev *d) { return d->ops->name; }
@@ -85,7 +100,8 @@ static int check_range(const struct dev *d, uint64_t off, uint64_t len)
 {
 	if (off % d->lbs || len % d->lbs)
 		return -EINVAL;
-	if (off > d->size || len > d->size - off)
+	uint64_t size = dev_size(d);
+	if (off > size || len > size - off)
 		return -ENOSPC;
 	return 0;
 }

@@ -87,6 +87,11 @@ void dev_close(struct dev *d);
 const char *dev_last_error(void);
 
 uint64_t dev_size(const struct dev *d); /* bytes */
+/* Asks the backend for the device's size again (an image or LUN that was
+ * enlarged while open: lunfs grow).  The size only grows: a smaller answer
+ * is ignored.  Thread-safe; I/O beyond the old size works once it returns.
+ * Returns 0 or -errno. */
+int dev_refresh_size(struct dev *d);
 uint32_t dev_lbs(const struct dev *d);  /* logical block size, bytes */
 unsigned dev_caps(const struct dev *d);
 const char *dev_backend(const struct dev *d); /* "file", "iscsi", "faulty" */

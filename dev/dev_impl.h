@@ -22,6 +22,8 @@ struct dev_ops {
 	int (*pr_reserve)(struct dev *d, uint64_t key, int type);
 	int (*pr_preempt)(struct dev *d, uint64_t key, uint64_t victim, int type);
 	int (*pr_read_keys)(struct dev *d, uint64_t *keys, int max);
+	/* The device's size now (it may have been enlarged).  NULL: fixed. */
+	int (*size)(struct dev *d, uint64_t *size);
 };
 
 /* Every backend embeds this as its first member. */

@@ -226,12 +226,21 @@ static void faulty_close(struct dev *d)
 	free(f);
 }
 
+static int faulty_size(struct dev *d, uint64_t *size)
+{
+	struct faulty_dev *f = FY(d);
+	int r = dev_refresh_size(f->in);
+	*size = dev_size(f->in);
+	return r;
+}
+
 static const struct dev_ops faulty_ops = {
 	.name = "faulty",
 	.close = faulty_close,
 	.rw = faulty_rw,
 	.flush = faulty_flush,
 	.caw = faulty_caw,
+	.size = faulty_size,
 	.submit = dev_sync_submit,
 	.reap = dev_sync_reap,
 };

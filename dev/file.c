@@ -377,6 +377,19 @@ static void file_close(struct dev *d)
 	free(f);
 }
 
+/* dev_refresh_size: an image file or block device may have been enlarged. */
+static int file_size(struct dev *d, uint64_t *size)
+{
+	struct file_dev *f = (struct file_dev *)d;
+	struct stat st;
+	if (f->is_blk)
+		return ioctl(f->fd, BLKGETSIZE64, size) < 0 ? -errno : 0;
+	if (fstat(f->fd, &st) < 0)
+		return -errno;
+	*size = st.st_size;
+	return 0;
+}
+
 static const struct dev_ops file_ops = {
 	.name = "file",
 	.close = file_close,
@@ -386,6 +399,7 @@ static const struct dev_ops file_ops = {
 	.zero = file_zero,
 	.submit = file_submit,
 	.reap = file_reap,
+	.size = file_size,
 };
 
 int dev_file_open(const char *path, const struct dev_opts *o, struct dev **out)

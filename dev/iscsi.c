@@ -1054,6 +1054,8 @@ static void iscsi_close(struct dev *d)
 	free(s);
 }
 
+static int iscsi_size(struct dev *d, uint64_t *size);
+
 static const struct dev_ops iscsi_ops = {
 	.name = "iscsi",
 	.close = iscsi_close,
@@ -1068,6 +1070,7 @@ static const struct dev_ops iscsi_ops = {
 	.pr_reserve = iscsi_pr_reserve,
 	.pr_preempt = iscsi_pr_preempt,
 	.pr_read_keys = iscsi_pr_read_keys,
+	.size = iscsi_size,
 };
 
 /* ---- open -------------------------------------------------------------- */
@@ -1105,7 +1108,8 @@ static int parse_url(struct iscsi_dev *s, const char *url)
 	return 0;
 }
 
-static int read_capacity(struct iscsi_dev *s)
+/* READ CAPACITY(16) into *size and *lbs.  s->lock held. */
+static int capacity(struct iscsi_dev *s, uint64_t *size, uint32_t *lbsp)
 {
 	struct cmd c = {.op = OP_RCAP16, .idempotent = 1};
 	struct scsi_task *t;
@@ -1133,9 +1137,25 @@ static int read_capacity(struct iscsi_dev *s)
 			      (unsigned long long)last, lbs);
 		return -EIO;
 	}
-	s->dev.lbs = lbs;
-	s->dev.size = (last + 1) * lbs;
+	*lbsp = lbs;
+	*size = (last + 1) * lbs;
 	return 0;
+}
+
+static int read_capacity(struct iscsi_dev *s)
+{
+	return capacity(s, &s->dev.size, &s->dev.lbs);
+}
+
+/* dev_refresh_size: the LUN may have been enlarged on the target. */
+static int iscsi_size(struct dev *d, uint64_t *size)
+{
+	struct iscsi_dev *s = S(d);
+	uint32_t lbs;
+	pthread_mutex_lock(&s->lock);
+	int r = capacity(s, size, &lbs);
+	pthread_mutex_unlock(&s->lock);
+	return r ? r : lbs == d->lbs ? 0 : -EIO;
 }
 
 /* Block Limits VPD page: transfer, CAW and WRITE SAME limits.  Optional. */

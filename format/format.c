@@ -192,6 +192,11 @@ void lunfs_print_geometry(const struct lunfs_sb *s, void *fp)
 	fprintf(f, "journal size:    %llu bytes per host\n", (unsigned long long)s->jnl_size);
 	fprintf(f, "lease:           %u ms (heartbeat %u ms, self-fence margin %u ms)\n", s->lease_ms,
 		s->hb_ms, s->fence_margin_ms);
+	fprintf(f, "grow room:       %llu file clusters (lunfs grow up to %llu bytes)\n",
+		(unsigned long long)((s->mc_off - s->fc_off) / TBL_ENTRY),
+		(unsigned long long)(s->file_off +
+				     (s->mc_off - s->fc_off) / TBL_ENTRY * s->fc_blocks * s->file_bs +
+				     LUNFS_META_BS));
 	fprintf(f, "regions:         heartbeat@%llu vlock@%llu journal@%llu fc@%llu mc@%llu ig@%llu "
 		   "inodes@%llu meta@%llu file@%llu backup-sb@%llu\n",
 		(unsigned long long)s->hb_off, (unsigned long long)s->vlock_off,

@@ -118,7 +118,24 @@ static int compute(const struct lunfs_mkfs_opts *o, uint64_t dev_size, uint32_t 
 	/* File blocks: clusters small enough that every host gets a couple. */
 	uint64_t fb_est = size / file_bs;
 	s->fc_blocks = clamp(fb_est / (2 * hosts) / 8 * 8, 8, RC_MAX_ENTRIES);
-	uint64_t fc_est = fb_est / s->fc_blocks + 1;
+	/* The file-cluster table keeps room for an online grow (lunfs grow) up
+	 * to grow_to: 8 KiB per cluster, 1/8192 of the space it may add with
+	 * the default 64-block clusters.  The rest of the layout does not move
+	 * when the volume grows; the meta-cluster table follows the room. */
+	uint64_t grow_to = o->max_size ? o->max_size
+				       : clamp(size * LUNFS_GROW_FACTOR, size,
+					       size > LUNFS_GROW_DEFAULT_MAX ? size : LUNFS_GROW_DEFAULT_MAX);
+	if (grow_to < size) {
+		snprintf(err, errlen, "max size %llu: below the device size %llu",
+			 (unsigned long long)grow_to, (unsigned long long)size);
+		return -EINVAL;
+	}
+	uint64_t fc_est = grow_to / file_bs / s->fc_blocks + 1;
+	if (fc_est > (1ull << 26)) {
+		snprintf(err, errlen, "max size %llu: more than 2^26 file clusters",
+			 (unsigned long long)grow_to);
+		return -EINVAL;
+	}
 
 	s->fc_off = align_up(s->jnl_off + (uint64_t)hosts * jnl, 64 * KiB);
 	s->mc_off = s->fc_off + fc_est * TBL_ENTRY;
@@ -165,6 +182,48 @@ uint64_t lunfs_geom_min_size(const struct lunfs_mkfs_opts *o, uint32_t lbs)
 			lo = mid + 1;
 	}
 	return lo * MiB;
+}
+
+int lunfs_geom_grow(const struct lunfs_sb *s, uint64_t dev_size, struct lunfs_sb *n,
+		    uint64_t *max_size)
+{
+	uint64_t room = (s->mc_off - s->fc_off) / TBL_ENTRY; /* file-cluster table entries */
+	uint64_t size = dev_size & ~(uint64_t)(LUNFS_META_BS - 1);
+	if (room > (1ull << 26))
+		room = 1ull << 26;
+	*max_size = s->file_off + room * s->fc_blocks * s->file_bs + LUNFS_META_BS;
+	*n = *s;
+	if (size < s->dev_size)
+		return -EINVAL;
+	n->dev_size = size;
+	n->backup_off = size - LUNFS_META_BS;
+	n->file_blocks = (n->backup_off - s->file_off) / s->file_bs;
+	if (n->file_blocks <= s->file_blocks)
+		return -EALREADY;
+	n->fc_count = (n->file_blocks + s->fc_blocks - 1) / s->fc_blocks;
+	if (n->fc_count > room)
+		return -EFBIG;
+	n->gen = s->gen + 1;
+	n->incompat |= LUNFS_INCOMPAT_GROWN;
+	return 0;
+}
+
+int lunfs_geom_is_grow(const struct lunfs_sb *s, const struct lunfs_sb *n)
+{
+	return !memcmp(s->uuid, n->uuid, 16) && n->gen > s->gen && n->dev_size >= s->dev_size &&
+	       n->file_blocks >= s->file_blocks && n->fc_count >= s->fc_count &&
+	       n->backup_off == n->dev_size - LUNFS_META_BS && s->sector_size == n->sector_size &&
+	       s->file_bs == n->file_bs && s->max_hosts == n->max_hosts &&
+	       s->lease_ms == n->lease_ms && s->hb_ms == n->hb_ms &&
+	       s->fence_margin_ms == n->fence_margin_ms && s->hb_off == n->hb_off &&
+	       s->vlock_off == n->vlock_off && s->jnl_off == n->jnl_off &&
+	       s->jnl_size == n->jnl_size && s->fc_off == n->fc_off &&
+	       s->fc_blocks == n->fc_blocks && s->mc_off == n->mc_off &&
+	       s->mc_count == n->mc_count && s->mc_blocks == n->mc_blocks &&
+	       s->ig_off == n->ig_off && s->ig_count == n->ig_count &&
+	       s->ig_inodes == n->ig_inodes && s->ino_off == n->ino_off &&
+	       s->meta_off == n->meta_off && s->meta_blocks == n->meta_blocks &&
+	       s->file_off == n->file_off && s->root_ino == n->root_ino;
 }
 
 /* addr is in [base, base + n * TBL_ENTRY) and is the body (second) block. */

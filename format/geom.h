@@ -17,7 +17,14 @@ struct lunfs_mkfs_opts {
 	uint32_t hb_ms;     /* default 1000; lease must be >= 3 heartbeats */
 	uint64_t inodes;    /* default size/LUNFS_INODE_RATIO within 512 .. 2^20;
 			       64 .. 2^24 */
+	uint64_t max_size;  /* largest size an online grow may reach (room kept in
+			       the file-cluster table); default LUNFS_GROW_FACTOR
+			       times the size, at most LUNFS_GROW_DEFAULT_MAX (but
+			       never below the size); >= the size */
 };
+
+#define LUNFS_GROW_FACTOR 16u
+#define LUNFS_GROW_DEFAULT_MAX (64ull << 40) /* 64 TiB */
 
 #define LUNFS_MIN_FILE_BLOCKS 16u
 #define LUNFS_INODE_RATIO (1024u * 1024u) /* bytes of volume per default inode */
@@ -30,6 +37,18 @@ struct lunfs_mkfs_opts {
 int lunfs_geom_check_opts(const struct lunfs_mkfs_opts *o, char *err, size_t errlen);
 int lunfs_geom_compute(const struct lunfs_mkfs_opts *o, uint64_t dev_size, uint32_t lbs,
 		       struct lunfs_sb *sb, char *err, size_t errlen);
+/* The geometry of volume s grown online to dev_size bytes (lunfs grow):
+ * only dev_size, backup_off, file_blocks and fc_count change (new file
+ * clusters at the end of the file-cluster table), gen + 1, and the
+ * LUNFS_INCOMPAT_GROWN bit is set.  *max_size receives the largest size
+ * the file-cluster table has room for.  Returns 0 with *n, -EALREADY when
+ * dev_size adds no file block, -EINVAL when it is below the volume's size,
+ * or -EFBIG when it is above *max_size. */
+int lunfs_geom_grow(const struct lunfs_sb *s, uint64_t dev_size, struct lunfs_sb *n,
+		    uint64_t *max_size);
+/* 1 when n is s grown online (every field but those lunfs_geom_grow
+ * changes is equal, and nothing shrank), else 0. */
+int lunfs_geom_is_grow(const struct lunfs_sb *s, const struct lunfs_sb *n);
 /* Smallest device size (bytes, a multiple of 1 MiB) these options fit, or 0. */
 uint64_t lunfs_geom_min_size(const struct lunfs_mkfs_opts *o, uint32_t lbs);
 

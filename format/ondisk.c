@@ -175,7 +175,7 @@ int lunfs_sb_decode(const void *blk, struct lunfs_sb *s, const char **why)
 	s->backup_off = le64toh(d->backup_off);
 	memcpy(s->label, d->label, LUNFS_LABEL_LEN);
 	s->label[LUNFS_LABEL_LEN] = 0;
-	if (s->incompat) {
+	if (s->incompat & ~LUNFS_INCOMPAT_KNOWN) {
 		if (why)
 			*why = "volume uses features this version does not know";
 		return -EPROTONOSUPPORT;
@@ -389,6 +389,18 @@ int lunfs_rc_decode(const void *blk, const uint8_t uuid[16], uint64_t self, uint
 		if (rc_test(rc, i) && i >= nentries)
 			w = "cluster bitmap marks entries past its end";
 		used += rc_test(rc, i);
+	}
+	/* A file cluster that was the last one before an online grow keeps
+	 * its shorter count until its next rewrite: the entries past it are
+	 * free (docs/FORMAT.md "Online grow").  Its own bitmap and free count
+	 * are checked against its own count first. */
+	int grown = kind == RC_FILE && rc->kind == kind && rc->nentries < nentries &&
+		    rc->first == first && rc->nfree == rc->nentries - used;
+	for (uint32_t i = rc->nentries; grown && i < RC_MAX_ENTRIES; i++)
+		grown = !rc_test(rc, i);
+	if (grown) {
+		rc->nfree += nentries - rc->nentries;
+		rc->nentries = nentries;
 	}
 	if (rc->kind != kind)
 		w = "cluster header of the wrong kind";

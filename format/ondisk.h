@@ -1,4 +1,4 @@
-/* lunfs on-disk format, version 2: every structure, in one place.
+/* lunfs on-disk format (LUNFS_VERSION): every structure, in one place.
  *
  * docs/FORMAT.md is the byte-level specification; this header must match it.
  * All integers are little-endian.  Every metadata block and record starts with
@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LUNFS_VERSION 3
+#define LUNFS_VERSION 4
 #define LUNFS_META_BS 4096u  /* metadata block size */
 #define LUNFS_REC_SIZE 512u  /* heartbeat slot and lock record size */
 #define LUNFS_SLOT_STRIDE 4096u /* bytes between heartbeat slots / lock blocks */
@@ -28,6 +28,12 @@
 #define LUNFS_LABEL_LEN 64u
 #define LUNFS_HOSTNAME_LEN 64u
 #define LUNFS_ORPHAN_INO 2u /* directory of inodes whose space is being freed */
+/* incompat feature bits (superblock).  GROWN: the volume was grown online
+ * (lunfs grow), so the header of the file cluster that was the last one
+ * before a grow may still cover fewer entries than the geometry gives it;
+ * the entries it does not cover are free (docs/FORMAT.md "Online grow"). */
+#define LUNFS_INCOMPAT_GROWN 0x1u
+#define LUNFS_INCOMPAT_KNOWN LUNFS_INCOMPAT_GROWN
 
 /* Magics (the 4 bytes at offset 8, read as a little-endian u32). */
 #define LUNFS_MAGIC(a, b, c, d) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)

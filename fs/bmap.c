@@ -52,7 +52,13 @@ static int ptr_load(struct txn *tx, const struct lunfs_inode *in, uint64_t blk, 
 		return r;
 	/* lower levels point at meta blocks; level 1 at the inode's units */
 	uint64_t limit = lvl == 1 ? pool_blocks(v, in) : v->sb.meta_blocks;
-	return lunfs_ptr_decode((*bp)->data, v->sb.uuid, addr, in->ino, lvl, limit, p, &why);
+	r = lunfs_ptr_decode((*bp)->data, v->sb.uuid, addr, in->ino, lvl, limit, p, &why);
+	/* a block number beyond our geometry: another host may have followed
+	 * an online grow first and allocated in the new space */
+	if (r == -EFSCORRUPTED && lvl == 1 && ino_kind(in) == RC_FILE && vol_grow_check(v) > 0)
+		r = lunfs_ptr_decode((*bp)->data, v->sb.uuid, addr, in->ino, lvl, pool_blocks(v, in),
+				     p, &why);
+	return r;
 }
 
 static int ptr_store(struct txn *tx, struct lunfs_ptrblk *p, struct buf *b)
@@ -71,6 +77,9 @@ int bmap_get(struct txn *tx, struct lunfs_inode *in, uint64_t lblk, uint64_t *pt
 		return lvl;
 	if (lvl == 0) {
 		*ptr = in->direct[lblk];
+		/* see ptr_load: the callers check the block against file_blocks */
+		if ((*ptr & PTR_BLOCK_MASK) >= pool_blocks(tx->v, in))
+			vol_grow_check(tx->v);
 		return 0;
 	}
 	uint64_t cur = in->indirect[root] & PTR_BLOCK_MASK;

@@ -90,7 +90,13 @@ static int rc_load(struct txn *tx, uint64_t lock, uint64_t hdr, uint32_t kind, u
 		return r;
 	if ((r = tx_read(tx, hdr, lock, bp)))
 		return r;
-	return lunfs_rc_decode((*bp)->data, v->sb.uuid, hdr, kind, n, first, rc, NULL);
+	r = lunfs_rc_decode((*bp)->data, v->sb.uuid, hdr, kind, n, first, rc, NULL);
+	/* a host that followed an online grow first rewrote the header that
+	 * was the last one with the count the new geometry gives it */
+	if (r == -EFSCORRUPTED && kind == RC_FILE && vol_grow_check(v) > 0)
+		r = lunfs_rc_decode((*bp)->data, v->sb.uuid, hdr, kind,
+				    geom_fc_entries(&v->sb, first / v->sb.fc_blocks), first, rc, NULL);
+	return r;
 }
 
 static int rc_store(struct txn *tx, struct lunfs_rc *rc, struct buf *b, uint64_t index)
@@ -138,7 +144,9 @@ static int rc_take(struct txn *tx, int kind, uint64_t *n)
 	int r = -ENOSPC;
 	if (!rc)
 		return -ENOMEM;
+	int retried = 0;
 	pool(s, kind, &count, &per);
+again:
 	for (uint64_t k = 0; k < count; k++) {
 		uint64_t c = (*hint + k) % count;
 		uint64_t lock = rc_lock_addr(s, kind, c);
@@ -166,6 +174,11 @@ static int rc_take(struct txn *tx, int kind, uint64_t *n)
 	}
 	if (r == 0)
 		r = -ENOSPC;
+	/* the volume may have grown since the last check */
+	if (r == -ENOSPC && kind == RC_FILE && !retried++ && vol_grow_check(v) > 0) {
+		pool(s, kind, &count, &per);
+		goto again;
+	}
 out:
 	free(rc);
 	return r;

@@ -70,6 +70,10 @@ struct ofile;
 
 struct lunfs_vol {
 	struct dev *d;
+	/* Constant after mount but for the fields an online grow raises
+	 * (vol_grow_check, under mu): file_blocks, fc_count, dev_size and
+	 * backup_off only grow and are stored atomically, because the data
+	 * path reads file_blocks without mu; gen and incompat change under mu. */
 	struct lunfs_sb sb;
 	struct hb_host *hb;
 	struct jnl *j;
@@ -104,6 +108,8 @@ struct lunfs_vol {
 	pthread_mutex_t rec_mu;
 	pthread_cond_t rec_cv;
 	uint32_t recovery_pause_ms; /* test hook: pause after REPLAYING */
+	uint64_t grow_checked_ms;   /* last vol_grow_check (monotonic); under mu */
+	uint64_t grow_warned;       /* superblock gen we could not follow (logged once) */
 	struct rec_retry {
 		uint64_t at;       /* no new attempt before (ms, monotonic) */
 		uint32_t backoff;  /* ms; doubles after each failure, up to 60 s */
@@ -115,6 +121,10 @@ struct lunfs_vol {
 int vl_hand_over(struct lunfs_vol *v, struct held *h, uint32_t slot, uint64_t mount_gen);
 /* vol.c: the journal replay's check of a home address */
 int vol_jtarget_ok(void *sb, uint64_t target);
+/* grow.c: re-reads the primary superblock and adopts it when it is this
+ * volume grown online.  Returns 1 when v->sb grew, else 0 (unchanged, torn,
+ * or not followable: logged), or -ENOMEM.  v->mu held. */
+int vol_grow_check(struct lunfs_vol *v);
 /* vol.c: removes the holds of mounts of slot older than below from every
  * lock record */
 int vol_purge_locks(struct lunfs_vol *v, uint32_t slot, uint64_t below);

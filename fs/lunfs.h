@@ -91,6 +91,22 @@ int lunfs_fenced(struct lunfs_vol *v);
  * writes nothing for a fenced mount, and returns -EFENCED). */
 void lunfs_retire(struct lunfs_vol *v);
 
+/* Online grow (lunfs grow; docs/ADMIN.md): makes the volume mounted as v
+ * (read-write; normally a mount of its own, beside the live hosts) span size
+ * bytes of its device, or the whole device when size is 0, while other hosts
+ * have it mounted; they follow within a heartbeat.  Takes the volume lock.
+ * Returns 0, -EALREADY (the device is not larger by a file block), -EFBIG
+ * (beyond the room mkfs kept: gi->max_size), -EINVAL (size beyond the device
+ * or below the volume), -EBUSY (another grow holds the volume lock), or
+ * -errno; *msg (if not NULL) receives a one-line reason. */
+struct lunfs_grow_info {
+	uint64_t old_size, new_size;     /* bytes the volume spans, before and after */
+	uint64_t old_blocks, new_blocks; /* file blocks */
+	uint64_t dev_size;               /* the device's size */
+	uint64_t max_size;               /* largest size the file-cluster table allows */
+};
+int lunfs_grow(struct lunfs_vol *v, uint64_t size, struct lunfs_grow_info *gi, const char **msg);
+
 struct lunfs_stat {
 	uint64_t ino;
 	uint32_t mode, nlink, uid, gid;

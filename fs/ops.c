@@ -584,6 +584,9 @@ out:
 int lunfs_statfs(struct lunfs_vol *v, struct lunfs_statfs *st)
 {
 	uint64_t ff, fi;
+	pthread_mutex_lock(&v->mu);
+	vol_grow_check(v); /* df shows a grow at once, read-only mounts too */
+	pthread_mutex_unlock(&v->mu);
 	int r = alloc_counts(v, &ff, &fi);
 	if (r)
 		return r;

@@ -109,6 +109,14 @@ static int recover_slot(struct lunfs_vol *v, uint32_t s)
 		 * slot REPLAYING by us, as a crash here would */
 		return -ECANCELED;
 	}
+	/* its journal may name headers of clusters an online grow added; never
+	 * wait for v->mu here (a thread may hold it while it waits for a lock
+	 * of the very host we recover): a replay that fails on such a header
+	 * is retried later, when the linger thread has followed the grow */
+	if (pthread_mutex_trylock(&v->mu) == 0) {
+		vol_grow_check(v);
+		pthread_mutex_unlock(&v->mu);
+	}
 	const char *step;
 	r = take_over(v, s, &victim, t0, &step);
 	if (r && r != -EAGAIN)

@@ -325,6 +325,9 @@ static void *linger_thread(void *arg)
 		pthread_cond_timedwait(&v->linger_cv, &v->mu, &ts);
 		if (!v->stop && hb_ok(v->hb) == 0)
 			release_idle(v, v->linger_ms);
+		/* follow an online grow within a heartbeat (grow.c) */
+		if (!v->stop && lunfs_now_ms() - v->grow_checked_ms >= v->sb.hb_ms)
+			vol_grow_check(v);
 	}
 	pthread_mutex_unlock(&v->mu);
 	return NULL;

@@ -21,7 +21,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: mkfs.lunfs [-L LABEL] [-b FILE_BLOCK_SIZE] [-N MAX_HOSTS] [-J JOURNAL_SIZE]\n"
-		"                  [-I INODES] [--lease-ms N] [--heartbeat-ms N] [-n] [-f] [-q] DEVICE\n"
+		"                  [-I INODES] [--lease-ms N] [--heartbeat-ms N] [--max-size SIZE]\n"
+		"                  [-n] [-f] [-q] DEVICE\n"
 		"  DEVICE is an image file, a block device or iscsi://HOST[:PORT]/IQN/LUN\n"
 		"  -b  file block size, power of two 64K..256M (default 1M)\n"
 		"  -N  heartbeat slots = hosts that can mount at once, 1..4096 (default 64)\n"
@@ -29,6 +30,8 @@ static void usage(FILE *f)
 		"  -I  number of inodes (default one per MiB, 512..1048576)\n"
 		"  --lease-ms      a host silent this long is declared dead (default 8000)\n"
 		"  --heartbeat-ms  heartbeat renewal interval (default 1000)\n"
+		"  --max-size      largest size lunfs grow may take the volume to (default 16\n"
+		"                  times the size, at most 64T but never below the size)\n"
 		"  -n  print the geometry, write nothing\n"
 		"  -f  overwrite a device that holds a filesystem\n"
 		"  -q  quiet: print nothing but errors\n"
@@ -157,10 +160,11 @@ int main(int argc, char **argv)
 	struct lunfs_mkfs_opts o = {0};
 	int dry = 0, force = 0, quiet = 0, c;
 	uint64_t v;
-	enum { OPT_LEASE = 256, OPT_HB };
+	enum { OPT_LEASE = 256, OPT_HB, OPT_MAXSIZE };
 	static const struct option lopts[] = {
 		{"lease-ms", required_argument, 0, OPT_LEASE},
 		{"heartbeat-ms", required_argument, 0, OPT_HB},
+		{"max-size", required_argument, 0, OPT_MAXSIZE},
 		{"help", no_argument, 0, 'h'},
 		{"version", no_argument, 0, 'V'},
 		{0, 0, 0, 0},
@@ -206,6 +210,12 @@ int main(int argc, char **argv)
 		case OPT_HB:
 			if (lunfs_parse_u32(optarg, 1, 60000, &o.hb_ms)) {
 				fprintf(stderr, "mkfs.lunfs: bad heartbeat interval '%s' (ms)\n", optarg);
+				return 2;
+			}
+			break;
+		case OPT_MAXSIZE:
+			if (lunfs_parse_size(optarg, &o.max_size) || !o.max_size) {
+				fprintf(stderr, "mkfs.lunfs: bad maximum size '%s'\n", optarg);
 				return 2;
 			}
 			break;

@@ -15,4 +15,8 @@ line=$(grep 'crash states checked' "$T/out") || fail "no summary"
 n=$(echo "$line" | awk '{print $2}')
 echo "$line" | grep -q ', 0 failed' || fail "$line"
 [ "$n" -ge 2000 ] || fail "only $n crash states"
-ok "$n crash states checked, none failed"
+# the same for an online grow (lunfs grow on the faulty device)
+"$TBIN/crashtest" --grow "$T/mnt/grow.img" "$BIN/fsck.lunfs" | tee "$T/gout"
+grep -q 'crash states checked (.*old size, [1-9][0-9]* new size), 0 failed' "$T/gout" ||
+	fail "grow: $(tail -1 "$T/gout")"
+ok "$n crash states checked, none failed; grow: $(tail -1 "$T/gout" | sed 's/^crashtest --grow: //')"

@@ -9,7 +9,17 @@
  * journal), run `fsck.lunfs -n` (must be clean), and check every file
  * against a model of what the workload made durable.  The operation that
  * was running at the cut may have happened or not; its files may show
- * either state.  Prints the number of crash states checked. */
+ * either state.  Prints the number of crash states checked.
+ *
+ *   crashtest --grow IMAGE [FSCK]
+ *
+ * The same for an online grow: a volume holding a file is enlarged (the
+ * image grows) and `lunfs grow` (a mount of its own, lunfs_grow, unmount)
+ * runs on the faulty device, cut after write k for every k, losing the
+ * unflushed writes or keeping a seeded part of them.  After each: a mount
+ * works, the volume has its old or its new size (and a mounted host
+ * allocates past the old end when new), the file is intact, and fsck -n is
+ * clean. */
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -289,6 +299,25 @@ static int run_fsck(const char *fsck, const char *img)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* The end of every crash state: unmount, then fsck -n must be clean.
+ * Returns 1 (and says why) when either fails. */
+static int unmount_fsck(struct lunfs_vol *v, const char *fsck, const char *img, const char *what,
+			uint64_t k, uint64_t seed)
+{
+	int r = lunfs_unmount(v), bad = 0;
+	if (r) {
+		fprintf(stderr, "%scut after write %llu: unmount: %s\n", what, (unsigned long long)k,
+			lunfs_strerror(r));
+		bad = 1;
+	}
+	if ((r = run_fsck(fsck, img)) != 0) {
+		fprintf(stderr, "%scut after write %llu (seed %llu): fsck.lunfs -n exit %d\n", what,
+			(unsigned long long)k, (unsigned long long)seed, r);
+		bad = 1;
+	}
+	return bad;
+}
+
 static void model_init(struct model *m)
 {
 	memset(m, 0, sizeof(*m));
@@ -379,16 +408,7 @@ static int one(const char *img, const char *fsck, uint64_t k, uint64_t seed, uin
 		}
 	}
 	free(buf);
-	if ((r = lunfs_unmount(v))) {
-		fprintf(stderr, "cut after write %llu: unmount: %s\n", (unsigned long long)k, lunfs_strerror(r));
-		bad = 1;
-	}
-	int fr = run_fsck(fsck, img);
-	if (fr != 0) {
-		fprintf(stderr, "cut after write %llu (seed %llu): fsck.lunfs -n exit %d\n",
-			(unsigned long long)k, (unsigned long long)seed, fr);
-		bad = 1;
-	}
+	bad |= unmount_fsck(v, fsck, img, "", k, seed);
 out:
 	model_free(&m);
 	free(fl.pre.data);
@@ -396,8 +416,118 @@ out:
 	return bad;
 }
 
+/* ---- online grow ---- */
+
+#define GROW_OLD (64ull << 20)
+#define GROW_NEW (160ull << 20)
+static long grow_states[2]; /* crash states that showed the old / the new size */
+
+static int grow_one(const char *img, const char *fsck, uint64_t k, uint64_t seed, uint64_t *writes)
+{
+	struct lunfs_mount_opts live = {.host = "live", .assume_dead = 1};
+	struct lunfs_mount_opts gro = {.host = "grower", .assume_dead = 1};
+	struct lunfs_vol *v;
+	struct lunfs_file *fh;
+	struct lunfs_stat st;
+	struct lunfs_statfs sf;
+	struct lunfs_grow_info gi;
+	struct dev *d, *f;
+	const char *msg;
+	static uint8_t data[1 << 20], back[1 << 20];
+	static uint64_t old_blocks, new_blocks; /* statfs blocks before and after (k = 0) */
+	int r, bad = 0, fd = open(img, O_CREAT | O_WRONLY, 0644);
+	if (fd >= 0)
+		close(fd);
+	pattern(data, sizeof(data), 77);
+	/* the volume before the grow: one file, then the image grows */
+	if (truncate(img, 0) || truncate(img, GROW_OLD) || (r = fresh(img)) ||
+	    (r = lunfs_mount(img, &live, &v, &msg)) ||
+	    (r = lunfs_mknod(v, 1, "keep", S_IFREG | 0644, 0, NULL, &st)) ||
+	    (r = lunfs_open(v, st.ino, LUNFS_OPEN_EXCL, &fh)) ||
+	    lunfs_pwrite(fh, data, sizeof(data), 0) != (ssize_t)sizeof(data) ||
+	    (r = lunfs_close(fh)) || (r = lunfs_statfs(v, &sf)) || (r = lunfs_unmount(v)) ||
+	    truncate(img, GROW_NEW)) {
+		fprintf(stderr, "crashtest --grow: setup failed\n");
+		exit(2);
+	}
+	old_blocks = sf.blocks;
+	if ((r = dev_open(img, NULL, &d)) || (r = dev_faulty_wrap(d, &f)))
+		exit(2);
+	struct dev_fault cfg = {.cut_after = k, .cut_keep_seed = seed};
+	dev_faulty_set(f, &cfg);
+	struct lunfs_test_opts gt = {.device = f};
+	if ((r = lunfs_mount_test(NULL, &gro, &gt, &v, &msg)) == 0) {
+		r = lunfs_grow(v, 0, &gi, &msg);
+		if (writes)
+			*writes = dev_faulty_writes(f);
+		if (!k) {
+			new_blocks = gi.new_blocks - 1;
+			r = r ? r : lunfs_unmount(v);
+			if (r)
+				fprintf(stderr, "crashtest --grow: fails without a cut: %s\n",
+					msg ? msg : lunfs_strerror(r));
+			return r != 0;
+		}
+		if (dev_faulty_is_cut(f))
+			lunfs_abandon(v);
+		else
+			lunfs_unmount(v);
+	} else if (!k) {
+		return 1;
+	}
+	/* the grower's slot is taken over by the same identity (a rerun of
+	 * lunfs grow; a peer's recovery would do the same after a lease) */
+	if ((r = lunfs_mount(img, &gro, &v, &msg))) {
+		fprintf(stderr, "grow cut after write %llu: mount failed: %s\n", (unsigned long long)k,
+			msg ? msg : lunfs_strerror(r));
+		return 1;
+	}
+	uint64_t bs = 1 << 20;
+	if ((r = lunfs_statfs(v, &sf)) || (sf.blocks != old_blocks && sf.blocks != new_blocks)) {
+		fprintf(stderr, "grow cut after write %llu (seed %llu): %llu file blocks: neither size\n",
+			(unsigned long long)k, (unsigned long long)seed, (unsigned long long)sf.blocks);
+		bad = 1;
+	}
+	int grown = sf.blocks == new_blocks;
+	grow_states[grown]++;
+	if ((r = lunfs_lookup(v, 1, "keep", &st)) || (r = lunfs_open(v, st.ino, LUNFS_OPEN_EXCL, &fh)) ||
+	    lunfs_pread(fh, back, sizeof(back), 0) != (ssize_t)sizeof(back) || memcmp(data, back, sizeof(back))) {
+		fprintf(stderr, "grow cut after write %llu (seed %llu): the file is not intact\n",
+			(unsigned long long)k, (unsigned long long)seed);
+		bad = 1;
+	} else {
+		/* a grown volume takes more than the old one held */
+		uint64_t want = grown ? (old_blocks + 8) * bs : 0;
+		if (want && (r = lunfs_fallocate(fh, 0, bs, want))) {
+			fprintf(stderr, "grow cut after write %llu (seed %llu): no room past the old end: %s\n",
+				(unsigned long long)k, (unsigned long long)seed, lunfs_strerror(r));
+			bad = 1;
+		}
+		lunfs_close(fh);
+	}
+	bad |= unmount_fsck(v, fsck, img, "grow ", k, seed);
+	return bad;
+}
+
+static int grow_main(const char *img, const char *fsck)
+{
+	uint64_t total = 0;
+	long points = 0, failed = 0;
+	if (grow_one(img, fsck, 0, 0, &total) || total == 0)
+		return 1;
+	printf("crashtest --grow: the grower does %llu writes\n", (unsigned long long)total);
+	for (uint64_t seed = 0; seed < 3; seed++)
+		for (uint64_t k = 1; k <= total; k++, points++)
+			failed += grow_one(img, fsck, k, seed ? seed * 7919 + k : 0, NULL);
+	printf("crashtest --grow: %ld crash states checked (%ld old size, %ld new size), %ld failed\n",
+	       points, grow_states[0], grow_states[1], failed);
+	return failed ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 3 && !strcmp(argv[1], "--grow"))
+		return grow_main(argv[2], argc > 3 ? argv[3] : "build/bin/fsck.lunfs");
 	if (argc < 2) {
 		fprintf(stderr, "usage: crashtest IMAGE [MIN_POINTS] [FSCK]\n");
 		return 2;

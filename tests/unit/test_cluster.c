@@ -86,6 +86,48 @@ static uint64_t create(struct lunfs_vol *v, uint64_t dir, const char *name)
 /* A dies with a file open for writing and a committed, not checkpointed
  * create; B recovers it: the data A fsynced and the create are there, A's
  * slot is FREE, and B can open the file read-write. */
+/* Online grow with a host that follows late: B lingers 60 s, so its own
+ * periodic check sleeps, and it never calls statfs.  A follows (statfs),
+ * fills the old space and writes a file whose last block is in the new
+ * space.  B then opens that file: the block number beyond B's geometry
+ * makes B re-read the superblock, and the read works; B also allocates
+ * (from a cluster whose header A rewrote with the grown count). */
+START_TEST(grow_late_follower)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_mount_opts slow = {.host = "esx-b", .linger_ms = 60000};
+	struct lunfs_vol *a = host(p, "esx-a", 0), *b, *g;
+	const char *msg;
+	ck_assert_int_eq(lunfs_mount(p, &slow, &b, &msg), 0);
+	struct lunfs_statfs s0;
+	ck_assert_int_eq(lunfs_statfs(a, &s0), 0);
+	ck_assert_int_eq(truncate(p, 512 << 20), 0);
+	g = host(p, "grower", 0);
+	struct lunfs_grow_info gi;
+	ck_assert_int_eq(lunfs_grow(g, 0, &gi, &msg), 0);
+	ck_assert_int_eq(lunfs_unmount(g), 0);
+	struct lunfs_statfs s1;
+	ck_assert_int_eq(lunfs_statfs(a, &s1), 0); /* A follows */
+	ck_assert_uint_eq(s1.blocks, gi.new_blocks - 1);
+	uint64_t ino = create(a, 1, "vm.vmdk");
+	struct lunfs_file *f;
+	uint64_t ms, len = (s0.bfree + 20) * (uint64_t)MiB;
+	ck_assert_int_eq(lunfs_open(a, ino, LUNFS_OPEN_RW, &f), 0);
+	ck_assert_int_eq(lunfs_fallocate(f, 0, 0, len), 0);
+	ck_assert_int_eq(lunfs_pwrite(f, "tail", 4, len - 4), 4);
+	ck_assert_int_eq(lunfs_fsync(f), 0);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(open_when_free(b, ino, LUNFS_OPEN_RW, &f, &ms), 0);
+	char rd[4];
+	ck_assert_int_eq(lunfs_pread(f, rd, 4, len - 4), 4);
+	ck_assert_int_eq(memcmp(rd, "tail", 4), 0);
+	ck_assert_int_eq(lunfs_fallocate(f, 0, len, 8 * MiB), 0);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	teardown(p, a, b, NULL);
+}
+END_TEST
+
 START_TEST(peer_recovery)
 {
 	struct lunfs_sb sb;
@@ -317,6 +359,7 @@ Suite *cluster_suite(void)
 	tcase_add_test(tc, handoff);
 	tcase_add_test(tc, modes_across_hosts);
 	tcase_add_test(tc, damaged_slot_recovered);
+	tcase_add_test(tc, grow_late_follower);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -558,6 +558,80 @@ START_TEST(big_alloc_and_free)
 }
 END_TEST
 
+/* fsck.lunfs -n over path, when the tools are built; 0 = clean. */
+static int fsck_n(const char *path)
+{
+	char cmd[512];
+	if (access("build/bin/fsck.lunfs", X_OK))
+		return 0;
+	snprintf(cmd, sizeof(cmd), "build/bin/fsck.lunfs -n '%s' >/dev/null 2>&1", path);
+	return system(cmd);
+}
+
+/* Online grow: refused while the device did not grow; after truncate +N a
+ * grow makes a mounted host's statfs and allocator see the new space at
+ * once, a file larger than the old free space fits, the volume remounts
+ * with the new size, and fsck finds it clean. */
+START_TEST(online_grow)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1"), *g = mnt(p, "grower");
+	struct lunfs_grow_info gi;
+	struct lunfs_statfs s0, s1;
+	struct lunfs_file *f;
+	const char *msg;
+	ck_assert_int_eq(lunfs_grow(g, 0, &gi, &msg), -EALREADY);
+	ck_assert_int_eq(lunfs_grow(g, 4096, &gi, &msg), -EINVAL);
+	ck_assert_int_eq(lunfs_statfs(v, &s0), 0);
+	uint64_t ino = mkfile(v, 1, "vm.img");
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	/* fill the volume: nothing is left */
+	ck_assert_int_eq(lunfs_fallocate(f, 0, 0, s0.bfree * (uint64_t)MiB), 0);
+	ck_assert_int_eq(lunfs_fallocate(f, 0, s0.bfree * (uint64_t)MiB, MiB), -ENOSPC);
+	ck_assert_int_eq(truncate(p, (512 << 20) + 12345), 0);
+	ck_assert_int_eq(lunfs_grow(g, 64ull << 40, &gi, &msg), -EINVAL); /* beyond the device */
+	ck_assert_int_eq(lunfs_grow(g, 0, &gi, &msg), 0);
+	ck_assert_uint_eq(gi.old_size, 256 << 20);
+	ck_assert_uint_eq(gi.new_size, (512 << 20) + 12288); /* rounded down to 4 KiB */
+	ck_assert_uint_gt(gi.new_blocks, gi.old_blocks + 250);
+	struct lunfs_grow_info gi2;
+	ck_assert_int_eq(lunfs_grow(g, 0, &gi2, &msg), -EALREADY);
+	ck_assert_int_eq(lunfs_unmount(g), 0);
+	/* the live host sees it without a remount */
+	ck_assert_int_eq(lunfs_statfs(v, &s1), 0);
+	ck_assert_uint_eq(s1.blocks, gi.new_blocks - 1);
+	ck_assert_uint_eq(s1.bfree, gi.new_blocks - gi.old_blocks);
+	/* more than the old volume's free space, in the new clusters */
+	uint64_t more = (s0.bfree + 10) * (uint64_t)MiB, at = s0.bfree * (uint64_t)MiB;
+	ck_assert_int_eq(lunfs_fallocate(f, 0, at, more), 0);
+	char buf[4096], back[4096];
+	memset(buf, 0x5a, sizeof(buf));
+	ck_assert_int_eq(lunfs_pwrite(f, buf, sizeof(buf), at + more - 4096), 4096);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	v = mnt(p, "h1");
+	ck_assert_int_eq(lunfs_statfs(v, &s1), 0);
+	ck_assert_uint_eq(s1.blocks, gi.new_blocks - 1);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_READ, &f), 0);
+	ck_assert_int_eq(lunfs_pread(f, back, sizeof(back), at + more - 4096), 4096);
+	ck_assert_int_eq(memcmp(buf, back, sizeof(buf)), 0);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	/* the backup superblock moved to the new end */
+	struct dev *d = tu_open(p);
+	struct lunfs_sb nsb;
+	int used_backup;
+	ck_assert_int_eq(lunfs_read_sb(d, &nsb, 0, &used_backup, &msg), 0);
+	ck_assert_uint_eq(nsb.backup_off, (512 << 20) + 12288 - 4096);
+	ck_assert_uint_eq(nsb.gen, sb.gen + 1);
+	dev_close(d);
+	ck_assert_int_eq(fsck_n(p), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 START_TEST(async_queue)
 {
 	struct lunfs_sb sb;
@@ -747,6 +821,7 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, crash_replay_and_orphans);
 	tcase_add_test(tc, file_64t);
 	tcase_add_test(tc, big_alloc_and_free);
+	tcase_add_test(tc, online_grow);
 	tcase_add_test(tc, async_queue);
 	tcase_add_test(tc, aio_engine);
 	suite_add_tcase(s, tc);

@@ -107,6 +107,35 @@ START_TEST(hb_lock_roundtrip)
 }
 END_TEST
 
+/* The header of the file cluster that was the last before an online grow
+ * covers fewer entries than the grown geometry: the rest are free.  Only
+ * for file clusters, only smaller, and only when consistent in itself. */
+START_TEST(rc_grown_header)
+{
+	uint8_t blk[4096];
+	struct lunfs_rc rc, r2;
+	lunfs_rc_init(&rc, RC_FILE, 36, 15 * 64);
+	rc_set(&rc, 35, 1);
+	rc.refcnt[35] = 1;
+	rc.nfree--;
+	lunfs_rc_encode(&rc, U, 8192, 15, blk);
+	ck_assert_int_eq(lunfs_rc_decode(blk, U, 8192, RC_FILE, 64, 15 * 64, &r2, NULL), 0);
+	ck_assert_uint_eq(r2.nentries, 64);
+	ck_assert_uint_eq(r2.nfree, 63);
+	ck_assert(rc_test(&r2, 35));
+	/* larger than the geometry (a host that did not follow yet): corrupt */
+	ck_assert_int_eq(lunfs_rc_decode(blk, U, 8192, RC_FILE, 30, 15 * 64, &r2, NULL), -EFSCORRUPTED);
+	ck_assert_int_eq(lunfs_rc_decode(blk, U, 8192, RC_FILE, 64, 14 * 64, &r2, NULL), -EFSCORRUPTED);
+	lunfs_rc_init(&rc, RC_META, 36, 0);
+	lunfs_rc_encode(&rc, U, 8192, 0, blk);
+	ck_assert_int_eq(lunfs_rc_decode(blk, U, 8192, RC_META, 64, 0, &r2, NULL), -EFSCORRUPTED);
+	lunfs_rc_init(&rc, RC_FILE, 36, 0);
+	rc.nfree = 30; /* disagrees with its own bitmap */
+	lunfs_rc_encode(&rc, U, 8192, 0, blk);
+	ck_assert_int_eq(lunfs_rc_decode(blk, U, 8192, RC_FILE, 64, 0, &r2, NULL), -EFSCORRUPTED);
+}
+END_TEST
+
 START_TEST(rc_inode_roundtrip)
 {
 	uint8_t blk[4096];
@@ -204,6 +233,7 @@ Suite *ondisk_suite(void)
 	tcase_add_test(tc, sb_rejects_damage);
 	tcase_add_test(tc, hb_lock_roundtrip);
 	tcase_add_test(tc, rc_inode_roundtrip);
+	tcase_add_test(tc, rc_grown_header);
 	tcase_add_test(tc, geometry_limits);
 	tcase_add_test(tc, journaled_addresses);
 	suite_add_tcase(s, tc);

@@ -39,7 +39,7 @@ START_TEST(superblock_and_heartbeat_raw)
 	uint8_t sb[4096], bk[4096];
 	raw_read(p, 0, sb, 4096);
 	ck_assert_int_eq(memcmp(sb + 8, "LNSB", 4), 0);                  /* magic */
-	ck_assert_uint_eq(le(sb + 12, 2), 3);                            /* version */
+	ck_assert_uint_eq(le(sb + 12, 2), 4);                            /* version */
 	ck_assert_uint_eq(le(sb, 8), XXH3_64bits(sb + 8, 4096 - 8));     /* checksum */
 	ck_assert_uint_eq(le(sb + 32, 8), 0);                            /* self */
 	ck_assert_uint_eq(le(sb + 80, 8), 256 << 20);                    /* dev_size */
