@@ -295,6 +295,72 @@ void lunfs_hb_encode(const struct lunfs_hb *hb, const uint8_t uuid[16], uint64_t
 	lunfs_hdr_seal(d, LUNFS_REC_SIZE, MAGIC_HB, uuid, self, hb->gen, hb->slot);
 }
 
+/* ---- published I/O statistics ---- */
+
+/* Both forms are ten u64 fields in the same order. */
+static void iostat_get(const struct lunfs_d_iostat *d, struct lunfs_iostat *s)
+{
+	uint64_t v[10];
+	_Static_assert(sizeof(*s) == sizeof(v) && sizeof(*d) == sizeof(v), "iostat fields");
+	memcpy(v, d, sizeof(v));
+	for (size_t i = 0; i < 10; i++)
+		v[i] = le64toh(v[i]);
+	memcpy(s, v, sizeof(v));
+}
+
+static void iostat_put(const struct lunfs_iostat *s, struct lunfs_d_iostat *d)
+{
+	uint64_t v[10];
+	memcpy(v, s, sizeof(v));
+	for (size_t i = 0; i < 10; i++)
+		v[i] = htole64(v[i]);
+	memcpy(d, v, sizeof(v));
+}
+
+int lunfs_hbstat_decode(const void *rec, const uint8_t uuid[16], uint64_t self,
+			struct lunfs_hbstat *st, const char **why)
+{
+	const struct lunfs_d_hbstat *d = rec;
+	memset(st, 0, sizeof(*st));
+	if (lunfs_is_zero(rec, LUNFS_HBSTAT_SIZE))
+		return 0;
+	int r = lunfs_hdr_check(rec, LUNFS_HBSTAT_SIZE, MAGIC_HBSTAT, uuid, self, why);
+	if (r)
+		return r;
+	if (le32toh(d->nfiles) > LUNFS_HBSTAT_FILES) {
+		if (why)
+			*why = "statistics list more files than fit";
+		return -EFSCORRUPTED;
+	}
+	st->gen = le64toh(d->h.gen);
+	st->mount_gen = le64toh(d->mount_gen);
+	st->mono_ms = le64toh(d->mono_ms);
+	st->nfiles = le32toh(d->nfiles);
+	iostat_get(&d->host, &st->host);
+	for (uint32_t i = 0; i < st->nfiles; i++) {
+		st->files[i].ino = le64toh(d->files[i].ino);
+		iostat_get(&d->files[i].io, &st->files[i].io);
+	}
+	return 0;
+}
+
+void lunfs_hbstat_encode(const struct lunfs_hbstat *st, const uint8_t uuid[16], uint64_t self,
+			 uint32_t slot, void *rec)
+{
+	struct lunfs_d_hbstat *d = rec;
+	uint32_t n = st->nfiles < LUNFS_HBSTAT_FILES ? st->nfiles : LUNFS_HBSTAT_FILES;
+	memset(d, 0, sizeof(*d));
+	d->mount_gen = htole64(st->mount_gen);
+	d->mono_ms = htole64(st->mono_ms);
+	d->nfiles = htole32(n);
+	iostat_put(&st->host, &d->host);
+	for (uint32_t i = 0; i < n; i++) {
+		d->files[i].ino = htole64(st->files[i].ino);
+		iostat_put(&st->files[i].io, &d->files[i].io);
+	}
+	lunfs_hdr_seal(d, LUNFS_HBSTAT_SIZE, MAGIC_HBSTAT, uuid, self, st->gen, slot);
+}
+
 /* ---- lock record ---- */
 
 int lunfs_lock_decode(const void *rec, const uint8_t uuid[16], uint64_t self,

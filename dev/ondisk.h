@@ -41,6 +41,7 @@
 #define MAGIC_INODE LUNFS_MAGIC('L', 'N', 'I', 'N')
 #define MAGIC_PTR LUNFS_MAGIC('L', 'N', 'P', 'B')
 #define MAGIC_DIR LUNFS_MAGIC('L', 'N', 'D', 'B')
+#define MAGIC_HBSTAT LUNFS_MAGIC('L', 'N', 'S', 'T')
 
 /* Common header of every record and metadata block (64 bytes). */
 struct lunfs_hdr {
@@ -149,6 +150,54 @@ struct lunfs_hb {
 	uint64_t replayer_gen, wall_ns, pr_key;
 	uint64_t st_reads, st_writes, st_locks;
 	uint64_t want_off, st_held;
+};
+
+/* ---- published I/O statistics: bytes 512..4095 of a heartbeat slot's
+ * block (v3, advisory, for lunfs top; readers that do not know it ignore
+ * those bytes).  Latencies are in nanoseconds. ---- */
+#define LUNFS_HBSTAT_OFF 512u
+#define LUNFS_HBSTAT_SIZE (LUNFS_SLOT_STRIDE - LUNFS_HBSTAT_OFF)
+#define LUNFS_HBSTAT_FILES 32u
+struct lunfs_d_iostat {
+	uint64_t rd_ops, wr_ops;     /* completed requests */
+	uint64_t rd_bytes, wr_bytes;
+	uint64_t rd_ns, wr_ns;       /* sum of their latencies */
+	uint64_t max_ns;             /* longest one completed since the last publication */
+	uint64_t inflight;           /* requests in flight when sampled */
+	uint64_t lk_waits, lk_wait_ns; /* lock acquires that had to wait, and the time waited */
+} __attribute__((packed));
+_Static_assert(sizeof(struct lunfs_d_iostat) == 80, "iostat");
+struct lunfs_d_hbstat_file {
+	uint64_t ino;
+	struct lunfs_d_iostat io;
+} __attribute__((packed));
+struct lunfs_d_hbstat {
+	struct lunfs_hdr h; /* owner = slot; self = slot address + 512; gen = slot counter */
+	uint64_t mount_gen; /* the mount that wrote it (= the slot's) */
+	uint64_t mono_ms;   /* writer's CLOCK_BOOTTIME, ms, when sampled */
+	uint32_t nfiles;    /* valid entries in files[] */
+	uint32_t reserved0;
+	uint64_t reserved1;
+	struct lunfs_d_iostat host;  /* this mount's data I/O, all files */
+	struct lunfs_d_hbstat_file files[LUNFS_HBSTAT_FILES]; /* busiest open files */
+	uint8_t pad[LUNFS_HBSTAT_SIZE - 176 - 88 * LUNFS_HBSTAT_FILES];
+} __attribute__((packed));
+_Static_assert(offsetof(struct lunfs_d_hbstat, host) == 96, "hbstat host");
+_Static_assert(offsetof(struct lunfs_d_hbstat, files) == 176, "hbstat files");
+_Static_assert(sizeof(struct lunfs_d_hbstat) == LUNFS_HBSTAT_SIZE, "hbstat size");
+
+struct lunfs_iostat {
+	uint64_t rd_ops, wr_ops, rd_bytes, wr_bytes, rd_ns, wr_ns, max_ns, inflight;
+	uint64_t lk_waits, lk_wait_ns;
+};
+struct lunfs_hbstat {
+	uint64_t gen, mount_gen, mono_ms;
+	uint32_t nfiles, unused; /* (no padding: the struct is compared whole) */
+	struct lunfs_iostat host;
+	struct {
+		uint64_t ino;
+		struct lunfs_iostat io;
+	} files[LUNFS_HBSTAT_FILES];
 };
 
 /* ---- lock record (512 bytes at the start of a 4 KiB lock block) ---- */
@@ -342,6 +391,13 @@ void lunfs_sb_encode(const struct lunfs_sb *sb, void *blk, int backup);
 int lunfs_hb_decode(const void *rec, const uint8_t uuid[16], uint64_t self, struct lunfs_hb *hb,
 		    const char **why);
 void lunfs_hb_encode(const struct lunfs_hb *hb, const uint8_t uuid[16], uint64_t self, void *rec);
+/* Published statistics (LUNFS_HBSTAT_SIZE bytes at slot + 512); self is
+ * that address.  All-zero decodes as nothing published (0).  Returns 0 or
+ * -EFSCORRUPTED. */
+int lunfs_hbstat_decode(const void *rec, const uint8_t uuid[16], uint64_t self,
+			struct lunfs_hbstat *st, const char **why);
+void lunfs_hbstat_encode(const struct lunfs_hbstat *st, const uint8_t uuid[16], uint64_t self,
+			 uint32_t slot, void *rec);
 int lunfs_lock_decode(const void *rec, const uint8_t uuid[16], uint64_t self,
 		      struct lunfs_lock *lk, const char **why);
 void lunfs_lock_encode(const struct lunfs_lock *lk, const uint8_t uuid[16], uint64_t self,
