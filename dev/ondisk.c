@@ -175,7 +175,7 @@ int lunfs_sb_decode(const void *blk, struct lunfs_sb *s, const char **why)
 	s->backup_off = le64toh(d->backup_off);
 	memcpy(s->label, d->label, LUNFS_LABEL_LEN);
 	s->label[LUNFS_LABEL_LEN] = 0;
-	if (s->incompat) {
+	if (s->incompat & ~LUNFS_INCOMPAT_KNOWN) {
 		if (why)
 			*why = "volume uses features this version does not know";
 		return -EPROTONOSUPPORT;
@@ -535,7 +535,8 @@ int lunfs_inode_decode(const void *blk, const uint8_t uuid[16], uint64_t self, u
 	for (unsigned i = 0; i < INO_NSNAPS; i++)
 		in->snaps[i] = le64toh(d->snaps[i]);
 	for (unsigned i = 0; i < INO_NINDIRECT; i++)
-		in->indirect[i] = le64toh(d->indirect[i]);
+		in->indirect[i] = i == INO_XATTR_BLK ? 0 : le64toh(d->indirect[i]);
+	in->xattr_blk = le64toh(d->indirect[INO_XATTR_BLK]);
 	for (unsigned i = 0; i < INO_NDIRECT; i++)
 		in->direct[i] = le64toh(d->direct[i]);
 	memcpy(in->inline_data, d->inline_data, INO_INLINE_LEN);
@@ -550,9 +551,7 @@ int lunfs_inode_decode(const void *blk, const uint8_t uuid[16], uint64_t self, u
 		w = "inline inode larger than its inline area";
 	else if (in->flags & ~(uint32_t)(INOF_THICK | INOF_EZT | INOF_SNAPSHOT | INOF_INLINE | INOF_MAPMETA))
 		w = "inode has unknown flags";
-	else if (in->indirect[INO_NINDIRECT - 1])
-		w = "inode uses the reserved fourth indirect pointer";
-	else if (lunfs_xattr_check(in->xattrs, in->xattr_len))
+	else if (lunfs_xattr_check(in->xattrs, in->xattr_len, INO_XATTR_LEN))
 		w = "inode xattr area is malformed";
 	if (w) {
 		if (why)
@@ -588,7 +587,7 @@ void lunfs_inode_encode(const struct lunfs_inode *in, const uint8_t uuid[16], ui
 	for (unsigned i = 0; i < INO_NSNAPS; i++)
 		d->snaps[i] = htole64(in->snaps[i]);
 	for (unsigned i = 0; i < INO_NINDIRECT; i++)
-		d->indirect[i] = htole64(in->indirect[i]);
+		d->indirect[i] = htole64(i == INO_XATTR_BLK ? in->xattr_blk : in->indirect[i]);
 	for (unsigned i = 0; i < INO_NDIRECT; i++)
 		d->direct[i] = htole64(in->direct[i]);
 	memcpy(d->inline_data, in->inline_data, INO_INLINE_LEN);
@@ -747,11 +746,11 @@ int lunfs_xattr_next(const uint8_t *a, uint32_t len, uint32_t *pos, struct lunfs
 	return 1;
 }
 
-int lunfs_xattr_check(const uint8_t *a, uint32_t len)
+int lunfs_xattr_check(const uint8_t *a, uint32_t len, uint32_t cap)
 {
 	uint32_t pos = 0;
 	struct lunfs_xattr_info x;
-	if (len > INO_XATTR_LEN)
+	if (len > cap)
 		return -EFSCORRUPTED;
 	while (lunfs_xattr_next(a, len, &pos, &x))
 		;
@@ -769,12 +768,12 @@ void lunfs_xattr_del(uint8_t *a, uint32_t *len, uint32_t off)
 	memset(a + *len, 0, pos - off);
 }
 
-int lunfs_xattr_add(uint8_t *a, uint32_t *len, const char *name, uint32_t name_len,
-		    const void *val, uint32_t val_len)
+int lunfs_xattr_add(uint8_t *a, uint32_t *len, uint32_t cap, const char *name,
+		    uint32_t name_len, const void *val, uint32_t val_len)
 {
 	if (name_len == 0 || name_len > 255 || val_len > 0xffff)
 		return -EINVAL;
-	if (*len + XATTR_HDR + name_len + val_len > INO_XATTR_LEN)
+	if (*len + XATTR_HDR + name_len + val_len > cap)
 		return -ENOSPC;
 	uint8_t *p = a + *len;
 	p[0] = name_len;
@@ -785,4 +784,44 @@ int lunfs_xattr_add(uint8_t *a, uint32_t *len, const char *name, uint32_t name_l
 	memcpy(p + XATTR_HDR + name_len, val, val_len);
 	*len += XATTR_HDR + name_len + val_len;
 	return 0;
+}
+
+/* ---- xattr block ---- */
+
+int lunfs_xblk_decode(const void *blk, const uint8_t uuid[16], uint64_t self, uint64_t owner,
+		      uint64_t nblocks, struct lunfs_xblk *x, const char **why)
+{
+	const struct lunfs_d_xblk *d = blk;
+	const char *w = NULL;
+	int r = lunfs_hdr_check(blk, LUNFS_META_BS, MAGIC_XATTR, uuid, self, why);
+	if (r)
+		return r;
+	x->gen = le64toh(d->h.gen);
+	x->owner = le64toh(d->h.owner);
+	x->next = le64toh(d->next);
+	x->len = le32toh(d->len);
+	memcpy(x->entries, d->entries, XBLK_AREA);
+	if (x->owner != owner)
+		w = "xattr block belongs to another inode";
+	else if (x->next >= nblocks)
+		w = "xattr block's next pointer is out of range";
+	else if (lunfs_xattr_check(x->entries, x->len, XBLK_AREA))
+		w = "xattr block entries are malformed";
+	if (w) {
+		if (why)
+			*why = w;
+		return -EFSCORRUPTED;
+	}
+	return 0;
+}
+
+void lunfs_xblk_encode(const struct lunfs_xblk *x, const uint8_t uuid[16], uint64_t self,
+		       void *blk)
+{
+	struct lunfs_d_xblk *d = blk;
+	memset(d, 0, sizeof(*d));
+	d->next = htole64(x->next);
+	d->len = htole32(x->len);
+	memcpy(d->entries, x->entries, XBLK_AREA);
+	lunfs_hdr_seal(d, LUNFS_META_BS, MAGIC_XATTR, uuid, self, x->gen, x->owner);
 }

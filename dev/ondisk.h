@@ -42,6 +42,11 @@
 #define MAGIC_PTR LUNFS_MAGIC('L', 'N', 'P', 'B')
 #define MAGIC_DIR LUNFS_MAGIC('L', 'N', 'D', 'B')
 #define MAGIC_HBSTAT LUNFS_MAGIC('L', 'N', 'S', 'T')
+#define MAGIC_XATTR LUNFS_MAGIC('L', 'N', 'X', 'A')
+
+/* Superblock incompat feature bits. */
+#define LUNFS_INCOMPAT_XATTR_BLOCKS 1u /* inodes may chain xattr blocks (xattr_blk) */
+#define LUNFS_INCOMPAT_KNOWN LUNFS_INCOMPAT_XATTR_BLOCKS
 
 /* Common header of every record and metadata block (64 bytes). */
 struct lunfs_hdr {
@@ -288,7 +293,8 @@ _Static_assert(sizeof(struct lunfs_d_rc) == LUNFS_META_BS, "rc size");
 
 /* ---- inode (second 4 KiB of an 8 KiB inode slot) ---- */
 #define INO_NDIRECT 128u
-#define INO_NINDIRECT 4u /* single, double, triple; the fourth is reserved */
+#define INO_NINDIRECT 4u /* single, double, triple; the fourth slot holds xattr_blk */
+#define INO_XATTR_BLK 3u /* indirect[3] on disk: first xattr block (INCOMPAT_XATTR_BLOCKS) */
 #define INO_NSNAPS 16u
 #define INO_INLINE_OFF 1392u
 #define INO_INLINE_LEN 1024u
@@ -443,7 +449,8 @@ struct lunfs_inode {
 	uint64_t rdev, parent, snap_id;
 	uint32_t nsnaps, xattr_len;
 	uint64_t snaps[INO_NSNAPS];
-	uint64_t indirect[INO_NINDIRECT];
+	uint64_t indirect[INO_NINDIRECT]; /* [3] is always 0 here: see xattr_blk */
+	uint64_t xattr_blk;  /* meta block of the first xattr block, 0 none */
 	uint64_t direct[INO_NDIRECT];
 	uint8_t inline_data[INO_INLINE_LEN];
 	uint8_t xattrs[INO_XATTR_LEN];
@@ -493,8 +500,37 @@ static inline uint32_t dirent_size(uint32_t name_len)
 	return (DIRENT_HDR + name_len + 7) & ~7u;
 }
 
+/* Xattr block: a meta block holding more of an inode's xattrs, in the
+ * inode's xattr area format; the blocks of an inode form a chain from the
+ * inode's xattr_blk. */
+#define XBLK_FIRST 96u
+#define XBLK_AREA (LUNFS_META_BS - XBLK_FIRST) /* 4000 bytes of entries */
+#define XATTR_MAX_BLOCKS 16u                   /* longest chain */
+struct lunfs_d_xblk {
+	struct lunfs_hdr h; /* owner = ino; gen +1 on every rewrite */
+	uint64_t next;      /* meta block of the next xattr block, 0 = last */
+	uint32_t len;       /* bytes of entries in use */
+	uint32_t reserved0;
+	uint8_t reserved[16];
+	uint8_t entries[XBLK_AREA];
+} __attribute__((packed));
+_Static_assert(offsetof(struct lunfs_d_xblk, entries) == XBLK_FIRST, "xblk entries");
+_Static_assert(sizeof(struct lunfs_d_xblk) == LUNFS_META_BS, "xblk size");
+struct lunfs_xblk {
+	uint64_t gen, owner, next;
+	uint32_t len;
+	uint8_t entries[XBLK_AREA];
+};
+/* Checks header, owner, next < nblocks (meta blocks) and the entries.
+ * Returns 0 or -EFSCORRUPTED. */
+int lunfs_xblk_decode(const void *blk, const uint8_t uuid[16], uint64_t self, uint64_t owner,
+		      uint64_t nblocks, struct lunfs_xblk *x, const char **why);
+void lunfs_xblk_encode(const struct lunfs_xblk *x, const uint8_t uuid[16], uint64_t self,
+		       void *blk);
+
 /* Inode xattr area: packed entries {u8 name_len, u8 0, le16 value_len, name,
- * value}, xattr_len bytes in all. */
+ * value}, xattr_len bytes in all.  An xattr block's entries have the same
+ * format; cap is the size of the area (INO_XATTR_LEN or XBLK_AREA). */
 #define XATTR_HDR 4u
 struct lunfs_xattr_info {
 	uint32_t off, name_len, value_len;
@@ -503,12 +539,12 @@ struct lunfs_xattr_info {
 };
 /* Entry at *pos (advancing it); returns 1, or 0 at the end. */
 int lunfs_xattr_next(const uint8_t *area, uint32_t len, uint32_t *pos, struct lunfs_xattr_info *x);
-/* Verifies the chain: entries fit exactly in len, names non-empty. */
-int lunfs_xattr_check(const uint8_t *area, uint32_t len);
+/* Verifies the chain: entries fit exactly in len <= cap, names non-empty. */
+int lunfs_xattr_check(const uint8_t *area, uint32_t len, uint32_t cap);
 /* Removes the entry at off. */
 void lunfs_xattr_del(uint8_t *area, uint32_t *len, uint32_t off);
-/* Appends an entry; -ENOSPC if it does not fit. */
-int lunfs_xattr_add(uint8_t *area, uint32_t *len, const char *name, uint32_t name_len,
-		    const void *val, uint32_t val_len);
+/* Appends an entry; -ENOSPC if it does not fit in cap. */
+int lunfs_xattr_add(uint8_t *area, uint32_t *len, uint32_t cap, const char *name,
+		    uint32_t name_len, const void *val, uint32_t val_len);
 
 #endif

@@ -270,6 +270,14 @@ void ios_sample(struct lunfs_vol *v, struct lunfs_hbstat *st);
 ssize_t file_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off);
 ssize_t file_pwrite(struct lunfs_file *f, const void *buf, size_t len, uint64_t off);
 
+/* ops.c: one transaction that reads inode ino locked exclusive, lets fn
+ * change it (and what hangs off it), writes it and commits; fills st. */
+int modify_inode(struct lunfs_vol *v, uint64_t ino,
+		 int (*fn)(struct txn *, struct lunfs_inode *, void *), void *arg,
+		 struct lunfs_stat *st);
+/* xattr.c: frees the xattr blocks of in (its inode is being freed). */
+int xattr_free_all(struct txn *tx, struct lunfs_inode *in);
+
 /* Files (file.c) */
 struct ofile *of_find(struct lunfs_vol *v, uint64_t ino);
 /* Makes of pin its inode lock in mode want (or stronger), marked as held by

@@ -185,8 +185,11 @@ START_TEST(namespace_ops)
 	ck_assert_int_eq(lunfs_listxattr(v, f3, buf, sizeof(buf)), 15); /* user.vm, user.b */
 	ck_assert_int_eq(lunfs_removexattr(v, f3, "user.vm"), 0);
 	ck_assert_int_eq(lunfs_getxattr(v, f3, "user.vm", buf, sizeof(buf)), -ENODATA);
-	char big[2000] = {0};
+	char big[4000] = {0};
 	ck_assert_int_eq(lunfs_setxattr(v, f3, "user.big", big, sizeof(big), 0), -E2BIG);
+	ck_assert_int_eq(lunfs_setxattr(v, f3, "user.big", big, 2000, 0), 0); /* an xattr block */
+	ck_assert_int_eq(lunfs_getxattr(v, f3, "user.big", NULL, 0), 2000);
+	ck_assert_int_eq(lunfs_removexattr(v, f3, "user.big"), 0);
 
 	/* times: explicit, now, omitted */
 	struct lunfs_setattr ts = {.atime = {100, 5}, .mtime = {200, 6}};
@@ -557,6 +560,68 @@ START_TEST(big_alloc_and_free)
 }
 END_TEST
 
+/* Hundreds of small xattrs on one file (as xfstests expects of a FUSE
+ * filesystem: 1000): the inode's area, then a chain of xattr blocks, which
+ * removals shrink and the file's deletion frees (fsck finds no leak). */
+START_TEST(many_xattrs)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256ull << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	uint64_t ino = mkfile(v, 1, "x");
+	char name[64], val[64], buf[64];
+	static char list[64 * 1024];
+	const int N = 1000;
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "user.attribute_%03d", i);
+		snprintf(val, sizeof(val), "value_%03d", i);
+		int r = lunfs_setxattr(v, ino, name, val, strlen(val), LUNFS_XATTR_CREATE);
+		ck_assert_msg(r == 0, "set %s: %s", name, lunfs_strerror(r));
+	}
+	ck_assert_int_eq(lunfs_setxattr(v, ino, "user.attribute_500", "x", 1, LUNFS_XATTR_CREATE), -EEXIST);
+	ck_assert_int_eq(lunfs_listxattr(v, ino, list, sizeof(list)), N * 19);
+	ck_assert_int_eq(lunfs_listxattr(v, ino, NULL, 0), N * 19);
+	/* replacing one in the middle with a value too big for its block */
+	static char big[3000];
+	memset(big, 'b', sizeof(big));
+	ck_assert_int_eq(lunfs_setxattr(v, ino, "user.attribute_400", big, sizeof(big), LUNFS_XATTR_REPLACE), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	v = mnt(p, "h1"); /* everything again from the disk */
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "user.attribute_%03d", i);
+		snprintf(val, sizeof(val), "value_%03d", i);
+		if (i == 400) {
+			ck_assert_int_eq(lunfs_getxattr(v, ino, name, NULL, 0), (int)sizeof(big));
+			continue;
+		}
+		ck_assert_int_eq(lunfs_getxattr(v, ino, name, buf, sizeof(buf)), 9);
+		ck_assert_int_eq(memcmp(buf, val, 9), 0);
+	}
+	for (int i = 1; i < N; i += 2) {
+		snprintf(name, sizeof(name), "user.attribute_%03d", i);
+		ck_assert_int_eq(lunfs_removexattr(v, ino, name), 0);
+	}
+	ck_assert_int_eq(lunfs_getxattr(v, ino, "user.attribute_001", buf, sizeof(buf)), -ENODATA);
+	ck_assert_int_eq(lunfs_getxattr(v, ino, "user.attribute_998", buf, sizeof(buf)), 9);
+	ck_assert_int_eq(lunfs_listxattr(v, ino, NULL, 0), N / 2 * 19);
+	/* a second file keeps its chain; the first one's is freed with it */
+	uint64_t y = mkfile(v, 1, "y");
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "user.y%d", i);
+		ck_assert_int_eq(lunfs_setxattr(v, y, name, "0123456789abcdef", 16, 0), 0);
+	}
+	ck_assert_int_eq(lunfs_unlink(v, 1, "x"), 0);
+	ck_assert_int_eq(lunfs_getxattr(v, y, "user.y299", buf, sizeof(buf)), 16);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	char cmd[512];
+	const char *bin = getenv("LUNFS_BIN") ? getenv("LUNFS_BIN") : "build/bin";
+	snprintf(cmd, sizeof(cmd), "%s/fsck.lunfs -n %s >/dev/null", bin, p);
+	ck_assert_int_eq(system(cmd), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 START_TEST(async_queue)
 {
 	struct lunfs_sb sb;
@@ -746,6 +811,7 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, crash_replay_and_orphans);
 	tcase_add_test(tc, file_64t);
 	tcase_add_test(tc, big_alloc_and_free);
+	tcase_add_test(tc, many_xattrs);
 	tcase_add_test(tc, async_queue);
 	tcase_add_test(tc, aio_engine);
 	suite_add_tcase(s, tc);
