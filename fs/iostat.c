@@ -151,7 +151,7 @@ ssize_t lunfs_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 {
 	uint64_t t0 = ios_begin(f->v, f->of);
 	struct iostat *outer = cur_file;
-	cur_file = &f->of->io;
+	cur_file = f->of ? &f->of->io : NULL;
 	ssize_t r = file_pread(f, buf, len, off);
 	cur_file = outer;
 	ios_end(f->v, f->of, 0, r, t0);
@@ -162,7 +162,7 @@ ssize_t lunfs_pwrite(struct lunfs_file *f, const void *buf, size_t len, uint64_t
 {
 	uint64_t t0 = ios_begin(f->v, f->of);
 	struct iostat *outer = cur_file;
-	cur_file = &f->of->io;
+	cur_file = f->of ? &f->of->io : NULL;
 	ssize_t r = file_pwrite(f, buf, len, off);
 	cur_file = outer;
 	ios_end(f->v, f->of, 1, r, t0);
