@@ -92,6 +92,13 @@ static int check_range(const struct dev *d, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/* check_range, and the device must be writable. */
+static int check_write(const struct dev *d, uint64_t off, uint64_t len)
+{
+	int r = check_range(d, off, len);
+	return r ? r : d->readonly ? -EROFS : 0;
+}
+
 void dev_set_fence_hook(struct dev *d, void (*fn)(void *arg), void *arg)
 {
 	d->fenced_arg = arg;
@@ -208,11 +215,9 @@ int dev_flush(struct dev *d)
 int dev_caw(struct dev *d, uint64_t off, const void *cmp, const void *data, size_t len,
 	    void *cur)
 {
-	int r = check_range(d, off, len);
+	int r = check_write(d, off, len);
 	if (r)
 		return r;
-	if (d->readonly)
-		return -EROFS;
 	if (!len)
 		return -EINVAL;
 	STAT_ADD(d, caws, 1);
@@ -246,11 +251,9 @@ int dev_generic_zero(struct dev *d, uint64_t off, uint64_t len)
 
 int dev_zero(struct dev *d, uint64_t off, uint64_t len)
 {
-	int r = check_range(d, off, len);
+	int r = check_write(d, off, len);
 	if (r)
 		return r;
-	if (d->readonly)
-		return -EROFS;
 	STAT_ADD(d, zeroes, 1);
 	if ((r = dev_guard(d)))
 		return r;
@@ -260,11 +263,9 @@ int dev_zero(struct dev *d, uint64_t off, uint64_t len)
 
 int dev_reserve(struct dev *d, uint64_t off, uint64_t len)
 {
-	int r = check_range(d, off, len);
+	int r = check_write(d, off, len);
 	if (r)
 		return r;
-	if (d->readonly)
-		return -EROFS;
 	return d->ops->reserve ? d->ops->reserve(d, off, len) : -EOPNOTSUPP;
 }
 

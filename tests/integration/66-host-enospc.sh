@@ -7,9 +7,7 @@
 # file still works, the freed space takes new writes again, and fsck is
 # clean.  A volume whose metadata does not fit is made with a warning.
 . "$(dirname "$0")/lib.sh"
-mkdir "$T/host"
-mount -t tmpfs -o size=64M tmpfs "$T/host" || fail "cannot mount tmpfs (run as root)"
-on_exit "umount '$T/host'"
+mount_tmpfs "$T/host" 64M
 IMG="$T/host/v.img"
 truncate -s 1G "$IMG"
 "$BIN/mkfs.lunfs" -N 4 -J 1M "$IMG" >"$T/mkfs.out" 2>&1 || fail "mkfs: $(cat "$T/mkfs.out")"
