@@ -622,6 +622,58 @@ START_TEST(many_xattrs)
 }
 END_TEST
 
+/* The data path counts per host and per open file, and the host publishes
+ * the counts after its heartbeat record (lunfs top reads them there). */
+START_TEST(io_statistics_published)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256ull << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "stats-host");
+	uint64_t ino = mkfile(v, 1, "vm.img");
+	struct lunfs_file *f;
+	uint8_t *buf = dev_alloc(65536);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(lunfs_pwrite(f, buf, 65536, i * 65536ull), 65536);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(lunfs_pread(f, buf, 65536, i * 65536ull), 65536);
+	struct dev *d = tu_open(p);
+	uint8_t *region = dev_alloc((size_t)sb.max_hosts * 4096);
+	struct lunfs_hbstat *st = malloc(sizeof(*st)), *got = NULL;
+	for (int tries = 0; tries < 100 && !got; tries++) {
+		usleep(50 * 1000);
+		ck_assert_int_eq(dev_read(d, sb.hb_off, region, (size_t)sb.max_hosts * 4096), 0);
+		for (uint32_t s = 0; s < sb.max_hosts && !got; s++) {
+			struct lunfs_hb hb;
+			uint64_t off = sb.hb_off + s * 4096ull;
+			if (lunfs_hb_decode(region + s * 4096, sb.uuid, off, &hb, NULL) ||
+			    strcmp(hb.host_name, "stats-host") || hb.state != HB_LIVE)
+				continue;
+			if (!lunfs_hbstat_decode(region + s * 4096 + 512, sb.uuid, off + 512, st, NULL) &&
+			    st->mount_gen == hb.mount_gen && st->nfiles == 1 && st->files[0].io.rd_ops == 2)
+				got = st;
+		}
+	}
+	ck_assert_ptr_nonnull(got);
+	ck_assert_uint_eq(got->files[0].ino, ino);
+	ck_assert_uint_eq(got->files[0].io.wr_ops, 4);
+	ck_assert_uint_eq(got->files[0].io.wr_bytes, 4 * 65536);
+	ck_assert_uint_eq(got->files[0].io.rd_bytes, 2 * 65536);
+	ck_assert_uint_gt(got->files[0].io.wr_ns, 0);
+	ck_assert_uint_eq(got->files[0].io.inflight, 0);
+	ck_assert_uint_ge(got->host.wr_ops, 4);
+	ck_assert_uint_ge(got->host.rd_ops, 2);
+	dev_close(d);
+	free(st);
+	free(region);
+	free(buf);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 START_TEST(async_queue)
 {
 	struct lunfs_sb sb;
@@ -812,6 +864,7 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, file_64t);
 	tcase_add_test(tc, big_alloc_and_free);
 	tcase_add_test(tc, many_xattrs);
+	tcase_add_test(tc, io_statistics_published);
 	tcase_add_test(tc, async_queue);
 	tcase_add_test(tc, aio_engine);
 	suite_add_tcase(s, tc);
