@@ -523,9 +523,327 @@ static void jrate(const char *key, const struct rates *rt, double v)
 		printf(",\"%s\":null", key);
 }
 
+/* ---- lunfs top: data I/O per host and per open file ----
+ * Each host publishes its data I/O counters and those of its busiest open
+ * files after its heartbeat record (docs/FORMAT.md, "Published I/O
+ * statistics").  Rates come from two publications, over the time between
+ * them on the writer's own clock. */
+
+struct iorate {
+	int have;
+	double rd, wr, rmb, wmb;       /* per second */
+	double lat, rlat, wlat, max;   /* ms */
+	double qd, aqd;                /* in flight at the sample; average (Little's law) */
+	double lkw, lkw_ms;            /* lock waits per second, ms per wait */
+};
+
+struct slotio {
+	int have, stale;
+	struct lunfs_hbstat cur;
+	uint64_t changed_ms;           /* our clock: last new publication */
+	struct iorate host, file[LUNFS_HBSTAT_FILES];
+};
+
+static double per_op(uint64_t ns, uint64_t ops)
+{
+	return ops ? ns / 1e6 / ops : 0;
+}
+
+static void iorate_of(struct iorate *r, const struct lunfs_iostat *a, const struct lunfs_iostat *b,
+		      double dt_ms)
+{
+	if (b->rd_ops < a->rd_ops || b->wr_ops < a->wr_ops || b->lk_waits < a->lk_waits) {
+		r->have = 0; /* a different open of the same inode */
+		return;
+	}
+	double s = dt_ms / 1000;
+	uint64_t rd = b->rd_ops - a->rd_ops, wr = b->wr_ops - a->wr_ops;
+	uint64_t rns = b->rd_ns - a->rd_ns, wns = b->wr_ns - a->wr_ns, lk = b->lk_waits - a->lk_waits;
+	*r = (struct iorate){.have = 1, .rd = rd / s, .wr = wr / s,
+			     .rmb = (b->rd_bytes - a->rd_bytes) / 1048576.0 / s,
+			     .wmb = (b->wr_bytes - a->wr_bytes) / 1048576.0 / s,
+			     .lat = per_op(rns + wns, rd + wr), .rlat = per_op(rns, rd),
+			     .wlat = per_op(wns, wr), .max = b->max_ns / 1e6, .qd = (double)b->inflight,
+			     .aqd = (rns + wns) / 1e6 / dt_ms, .lkw = lk / s,
+			     .lkw_ms = per_op(b->lk_wait_ns - a->lk_wait_ns, lk)};
+}
+
+static void slotio_update(struct slotio *io, const struct watch *w, uint32_t i, uint64_t now)
+{
+	const struct lunfs_sb *s = w->s;
+	struct lunfs_hbstat st;
+	if (w->bad[i] || w->hb[i].state != HB_LIVE) {
+		io->have = 0;
+		return;
+	}
+	if (lunfs_hbstat_decode(w->region + (size_t)i * LUNFS_SLOT_STRIDE + LUNFS_HBSTAT_OFF, s->uuid,
+				geom_hb(s, i) + LUNFS_HBSTAT_OFF, &st, NULL))
+		return; /* caught half-written: keep the last one */
+	if (!st.mono_ms || st.mount_gen != w->hb[i].mount_gen) {
+		io->have = 0; /* nothing published by this mount (yet) */
+		return;
+	}
+	if (!io->have || st.mount_gen != io->cur.mount_gen || st.mono_ms < io->cur.mono_ms) {
+		*io = (struct slotio){.have = 1, .cur = st, .changed_ms = now};
+		return;
+	}
+	if (st.mono_ms == io->cur.mono_ms) {
+		/* An idle host stops writing its statistics once they stood
+		 * still twice: nothing new for a while means no I/O. */
+		if (now - io->changed_ms > 2ull * s->hb_ms + 250 && !io->stale) {
+			io->stale = 1;
+			io->host = (struct iorate){.have = io->host.have, .qd = (double)io->cur.host.inflight};
+			for (uint32_t k = 0; k < io->cur.nfiles; k++)
+				io->file[k] = (struct iorate){.have = io->file[k].have,
+							      .qd = (double)io->cur.files[k].io.inflight};
+		}
+		return;
+	}
+	double dt = (double)(st.mono_ms - io->cur.mono_ms);
+	iorate_of(&io->host, &io->cur.host, &st.host, dt);
+	for (uint32_t k = 0; k < st.nfiles; k++) {
+		io->file[k].have = 0;
+		for (uint32_t j = 0; j < io->cur.nfiles; j++)
+			if (io->cur.files[j].ino == st.files[k].ino)
+				iorate_of(&io->file[k], &io->cur.files[j].io, &st.files[k].io, dt);
+	}
+	io->cur = st;
+	io->changed_ms = now;
+	io->stale = 0;
+}
+
+/* Inode numbers to paths, found by walking the tree through a read-only
+ * mount (it takes no slot and writes nothing). */
+struct pathmap {
+	const char *dev;
+	struct lunfs_vol *v;
+	int failed;
+	uint64_t walked_ms;
+	size_t n, cap;
+	struct {
+		uint64_t ino;
+		char *path;
+	} *e;
+};
+
+static const char *path_find(const struct pathmap *pm, uint64_t ino)
+{
+	for (size_t k = 0; k < pm->n; k++)
+		if (pm->e[k].ino == ino)
+			return pm->e[k].path;
+	return NULL;
+}
+
+struct walk {
+	struct pathmap *pm;
+	const uint64_t *want;
+	size_t nwant, visited;
+	char **queue;      /* directories to read: "path\0" with the ino before it */
+	uint64_t *qino;
+	size_t qn, qcap;
+	const char *dir;
+};
+
+static void path_add(struct pathmap *pm, uint64_t ino, const char *path)
+{
+	if (path_find(pm, ino))
+		return;
+	if (pm->n == pm->cap) {
+		size_t cap = pm->cap ? 2 * pm->cap : 16;
+		void *ne = realloc(pm->e, cap * sizeof(*pm->e));
+		if (!ne)
+			return;
+		pm->e = ne;
+		pm->cap = cap;
+	}
+	char *p = strdup(path);
+	if (p) {
+		pm->e[pm->n].ino = ino;
+		pm->e[pm->n++].path = p;
+	}
+}
+
+static int walk_entry(void *arg, const char *name, uint64_t ino, uint32_t type, uint64_t next)
+{
+	struct walk *wk = arg;
+	(void)next;
+	if (!strcmp(name, ".") || !strcmp(name, ".."))
+		return 0;
+	if (++wk->visited > 200000)
+		return 1; /* a huge tree: give up on the rest */
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", strcmp(wk->dir, "/") ? wk->dir : "", name);
+	for (size_t k = 0; k < wk->nwant; k++)
+		if (wk->want[k] == ino)
+			path_add(wk->pm, ino, path);
+	if (type == 4 /* DT_DIR */ && wk->qn < 100000) {
+		if (wk->qn == wk->qcap) {
+			size_t cap = wk->qcap ? 2 * wk->qcap : 64;
+			char **q = realloc(wk->queue, cap * sizeof(*q));
+			uint64_t *qi = q ? realloc(wk->qino, cap * sizeof(*qi)) : NULL;
+			if (q)
+				wk->queue = q;
+			if (!qi)
+				return 1;
+			wk->qino = qi;
+			wk->qcap = cap;
+		}
+		wk->qino[wk->qn] = ino;
+		wk->queue[wk->qn++] = strdup(path);
+	}
+	return 0;
+}
+
+/* Finds the paths of the inodes in want that have none yet (at most one
+ * walk every 5 s). */
+static void path_resolve(struct pathmap *pm, const uint64_t *want, size_t nwant)
+{
+	size_t missing = 0;
+	for (size_t k = 0; k < nwant; k++)
+		missing += !path_find(pm, want[k]);
+	uint64_t now = lunfs_now_ms();
+	if (!missing || pm->failed || (pm->walked_ms && now - pm->walked_ms < 5000))
+		return;
+	pm->walked_ms = now;
+	if (!pm->v) {
+		struct lunfs_mount_opts o = {.readonly = 1};
+		if (lunfs_mount(pm->dev, &o, &pm->v, NULL)) {
+			pm->failed = 1;
+			return;
+		}
+	}
+	struct walk wk = {.pm = pm, .want = want, .nwant = nwant};
+	char *dir = strdup("/");
+	uint64_t ino = LUNFS_ROOT_INO;
+	for (size_t head = 0; dir; head++) {
+		wk.dir = dir;
+		lunfs_readdir(pm->v, ino, 0, walk_entry, &wk);
+		free(dir);
+		dir = NULL;
+		if (head < wk.qn) {
+			dir = wk.queue[head];
+			ino = wk.qino[head];
+			wk.queue[head] = NULL;
+		}
+	}
+	for (size_t k = 0; k < wk.qn; k++)
+		free(wk.queue[k]);
+	free(wk.queue);
+	free(wk.qino);
+}
+
+static void pathmap_free(struct pathmap *pm)
+{
+	if (pm->v)
+		lunfs_unmount(pm->v);
+	for (size_t k = 0; k < pm->n; k++)
+		free(pm->e[k].path);
+	free(pm->e);
+}
+
+static void jnum(const char *key, int have, double v)
+{
+	if (have)
+		printf(",\"%s\":%.3f", key, v);
+	else
+		printf(",\"%s\":null", key);
+}
+
+static void json_io(const struct iorate *r, const struct lunfs_iostat *c)
+{
+	printf("\"reads\":%llu,\"writes\":%llu,\"read_bytes\":%llu,\"write_bytes\":%llu,"
+	       "\"in_flight\":%llu,\"lock_waits\":%llu",
+	       (unsigned long long)c->rd_ops, (unsigned long long)c->wr_ops,
+	       (unsigned long long)c->rd_bytes, (unsigned long long)c->wr_bytes,
+	       (unsigned long long)c->inflight, (unsigned long long)c->lk_waits);
+	jnum("reads_per_s", r->have, r->rd);
+	jnum("writes_per_s", r->have, r->wr);
+	jnum("iops", r->have, r->rd + r->wr);
+	jnum("read_mb_per_s", r->have, r->rmb);
+	jnum("write_mb_per_s", r->have, r->wmb);
+	jnum("avg_lat_ms", r->have, r->lat);
+	jnum("read_lat_ms", r->have, r->rlat);
+	jnum("write_lat_ms", r->have, r->wlat);
+	jnum("max_lat_ms", r->have, r->max);
+	jnum("queue_depth", r->have, r->qd);
+	jnum("avg_queue_depth", r->have, r->aqd);
+	jnum("lock_waits_per_s", r->have, r->lkw);
+	jnum("lock_wait_ms", r->have, r->lkw_ms);
+}
+
+static void slotio_json(const struct slotio *io, const struct pathmap *pm)
+{
+	if (!io->have) {
+		printf(",\"io\":null,\"disks\":[]");
+		return;
+	}
+	printf(",\"io\":{");
+	json_io(&io->host, &io->cur.host);
+	printf("},\"disks\":[");
+	for (uint32_t k = 0; k < io->cur.nfiles; k++) {
+		const char *p = path_find(pm, io->cur.files[k].ino);
+		printf("%s{\"ino\":%llu,\"path\":", k ? "," : "",
+		       (unsigned long long)io->cur.files[k].ino);
+		if (p)
+			jstr(p);
+		else
+			printf("null");
+		printf(",");
+		json_io(&io->file[k], &io->cur.files[k].io);
+		printf("}");
+	}
+	printf("]");
+}
+
+static void fmt_num(char *buf, size_t n, int have, double v)
+{
+	if (have)
+		snprintf(buf, n, v < 100 ? "%.2f" : "%.1f", v);
+	else
+		snprintf(buf, n, "-");
+}
+
+static void text_io(const char *host, const char *disk, const struct iorate *r, const char *eol)
+{
+	char c[9][24];
+	double vals[9] = {r->rd, r->wr, r->rmb, r->wmb, r->lat, r->max, r->aqd, r->lkw, r->lkw_ms};
+	for (int k = 0; k < 9; k++)
+		fmt_num(c[k], sizeof(c[k]), r->have, vals[k]);
+	printf("%-16s %-30s %8s %8s %8s %8s %7s %7s %5s %7s %7s%s", host, disk, c[0], c[1], c[2], c[3],
+	       c[4], c[5], c[6], c[7], c[8], eol);
+}
+
+/* The disk view: one line per host (all its files), then one per open
+ * file it publishes. */
+static void slotio_text(const struct watch *w, const struct slotio *io, const struct pathmap *pm,
+			const char *eol)
+{
+	const struct lunfs_sb *s = w->s;
+	printf("%s%-16s %-30s %8s %8s %8s %8s %7s %7s %5s %7s %7s%s", eol, "HOST", "DISK", "READS/s",
+	       "WRITES/s", "MBREAD/s", "MBWRTN/s", "LAT-ms", "MAX-ms", "QUED", "LKWT/s", "LKWT-ms",
+	       eol);
+	for (uint32_t i = 0; i < s->max_hosts; i++) {
+		if (!io[i].have)
+			continue;
+		const char *host = w->hb[i].host_name;
+		text_io(host, "(all files)", &io[i].host, eol);
+		for (uint32_t k = 0; k < io[i].cur.nfiles; k++) {
+			char disk[PATH_MAX + 32];
+			const char *p = path_find(pm, io[i].cur.files[k].ino);
+			if (p)
+				snprintf(disk, sizeof(disk), "%s", p);
+			else
+				snprintf(disk, sizeof(disk), "inode %llu",
+					 (unsigned long long)io[i].cur.files[k].ino);
+			text_io(host, disk, &io[i].file[k], eol);
+		}
+	}
+}
+
 /* Prints one refresh.  screen: clear and redraw in place (a terminal). */
-static void top_print(const char *path, const struct watch *w, struct rates *rt, uint64_t live_ms,
-		      int iter, int screen)
+static void top_print(const char *path, const struct watch *w, struct rates *rt,
+		      const struct slotio *io, const struct pathmap *pm, uint64_t live_ms, int iter,
+		      int screen)
 {
 	const struct lunfs_sb *s = w->s;
 	struct timespec now;
@@ -604,6 +922,7 @@ static void top_print(const char *path, const struct watch *w, struct rates *rt,
 				printf("null");
 			if (h->state == HB_REPLAYING && !w->bad[i])
 				printf(",\"replayer_slot\":%u", h->replayer_slot);
+			slotio_json(&io[i], pm);
 			printf("}");
 		} else if (!rows || n < rows) {
 			char ag[24], lk[24], rd[24], wr[24];
@@ -626,11 +945,24 @@ static void top_print(const char *path, const struct watch *w, struct rates *rt,
 		printf("(no host has the volume mounted)%s", eol);
 	if (left)
 		printf("... %d more%s", left, eol);
+	if (!json && n)
+		slotio_text(w, io, pm, eol);
 	if (screen)
 		printf("\033[J");
 	else if (!json)
 		printf("\n");
 	fflush(stdout);
+}
+
+/* Paths for the files the hosts publish. */
+static void top_resolve(const struct watch *w, const struct slotio *io, struct pathmap *pm)
+{
+	uint64_t want[256];
+	size_t n = 0;
+	for (uint32_t i = 0; i < w->s->max_hosts; i++)
+		for (uint32_t k = 0; io[i].have && k < io[i].cur.nfiles && n < 256; k++)
+			want[n++] = io[i].cur.files[k].ino;
+	path_resolve(pm, want, n);
 }
 
 /* A live view of the hosts, refreshed every delay_ms: one line per
@@ -643,8 +975,10 @@ static int cmd_top(const char *path, uint64_t delay_ms, long iters)
 	if (watch_open(path, &d, &s, &w))
 		return 1;
 	struct rates *rt = calloc(s.max_hosts, sizeof(*rt));
+	struct slotio *io = calloc(s.max_hosts, sizeof(*io));
+	struct pathmap pm = {.dev = path};
 	int rc = 1, screen = !json && !iters && isatty(STDOUT_FILENO);
-	if (!rt) {
+	if (!rt || !io) {
 		fprintf(stderr, "lunfs: out of memory\n");
 		goto out;
 	}
@@ -664,9 +998,11 @@ static int cmd_top(const char *path, uint64_t delay_ms, long iters)
 	uint64_t first_min = live_ms < s.lease_ms ? live_ms : s.lease_ms;
 	if (watch_read(&w, path))
 		goto out;
-	for (uint32_t i = 0; i < s.max_hosts; i++)
+	for (uint32_t i = 0; i < s.max_hosts; i++) {
 		if (!w.bad[i] && w.hb[i].state == HB_LIVE)
 			rates_update(&rt[i], &w.hb[i], w.read_ms, 0, s.hb_ms);
+		slotio_update(&io[i], &w, i, w.read_ms);
+	}
 	if (screen)
 		printf("\033[H\033[2J");
 	uint64_t next = w.start_ms + delay_ms;
@@ -698,8 +1034,10 @@ static int cmd_top(const char *path, uint64_t delay_ms, long iters)
 				rt[i].have_base = rt[i].have_rate = 0;
 			else
 				rates_update(&rt[i], &w.hb[i], w.read_ms, still_ms(&w, i), s.hb_ms);
+			slotio_update(&io[i], &w, i, w.read_ms);
 		}
-		top_print(path, &w, rt, live_ms, iter, screen);
+		top_resolve(&w, io, &pm);
+		top_print(path, &w, rt, io, &pm, live_ms, iter, screen);
 		uint64_t now = lunfs_now_ms();
 		next += delay_ms;
 		if (next < now) /* we fell behind (slow device): do not catch up */
@@ -709,6 +1047,8 @@ static int cmd_top(const char *path, uint64_t delay_ms, long iters)
 out:
 	fflush(stdout);
 	free(rt);
+	free(io);
+	pathmap_free(&pm);
 	watch_free(&w);
 	dev_close(d);
 	return rc;

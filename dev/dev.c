@@ -3,7 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
+#include <time.h>
 #include "dev/dev_impl.h"
+#include "util/log.h"
 
 /* The counters are bumped by every thread doing I/O: relaxed atomics (they
  * order nothing, they only must not lose counts). */
@@ -106,6 +109,13 @@ static int check_range(const struct dev *d, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/* check_range, and the device must be writable. */
+static int check_write(const struct dev *d, uint64_t off, uint64_t len)
+{
+	int r = check_range(d, off, len);
+	return r ? r : d->readonly ? -EROFS : 0;
+}
+
 void dev_set_fence_hook(struct dev *d, void (*fn)(void *arg), void *arg)
 {
 	d->fenced_arg = arg;
@@ -136,6 +146,36 @@ static int fenced(struct dev *d, int r)
 	return -EFENCED;
 }
 
+/* A write the storage under the device refused for lack of space (an
+ * image file on a full host filesystem, a thin LUN out of space): said
+ * once, with what to do, then at most every FULL_SAY_MS with the count of
+ * writes refused meanwhile; the callers see ENOSPC every time. */
+#define FULL_SAY_MS 600000u
+static int full(struct dev *d, int r)
+{
+	if (r != -ENOSPC)
+		return r;
+	uint64_t n = atomic_fetch_add(&d->nfull, 1) + 1;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1;
+	uint64_t said = atomic_load(&d->full_said_ms);
+	if (said && now - said < FULL_SAY_MS)
+		return r;
+	if (!atomic_compare_exchange_strong(&d->full_said_ms, &said, now))
+		return r; /* another thread says it */
+	uint64_t before = atomic_exchange(&d->full_said_n, n);
+	if (!said)
+		lunfs_log(LOG_ERR, "lunfs: the storage under %s is full (a write failed with ENOSPC): "
+			  "free space on it or grow it; further failures are counted here every "
+			  "%u minutes", d->url, FULL_SAY_MS / 60000);
+	else
+		lunfs_log(LOG_ERR, "lunfs: the storage under %s is still full: %llu more write(s) "
+			  "failed with ENOSPC: free space on it or grow it", d->url,
+			  (unsigned long long)(n - before));
+	return r;
+}
+
 static int do_rw(struct dev *d, int op, uint64_t off, const struct iovec *iov, int iovcnt)
 {
 	size_t len = dev_iov_len(iov, iovcnt);
@@ -156,7 +196,7 @@ static int do_rw(struct dev *d, int op, uint64_t off, const struct iovec *iov, i
 	if (op == DEV_OP_WRITE && (r = dev_guard(d)))
 		return r;
 	r = d->ops->rw(d, op, off, iov, iovcnt);
-	return op == DEV_OP_WRITE ? fenced(d, r) : r;
+	return op == DEV_OP_WRITE ? full(d, fenced(d, r)) : r;
 }
 
 int dev_readv(struct dev *d, uint64_t off, const struct iovec *iov, int iovcnt)
@@ -186,17 +226,15 @@ int dev_flush(struct dev *d)
 	if (d->readonly)
 		return 0;
 	STAT_ADD(d, flushes, 1);
-	return fenced(d, d->ops->flush(d));
+	return full(d, fenced(d, d->ops->flush(d)));
 }
 
 int dev_caw(struct dev *d, uint64_t off, const void *cmp, const void *data, size_t len,
 	    void *cur)
 {
-	int r = check_range(d, off, len);
+	int r = check_write(d, off, len);
 	if (r)
 		return r;
-	if (d->readonly)
-		return -EROFS;
 	if (!len)
 		return -EINVAL;
 	STAT_ADD(d, caws, 1);
@@ -205,7 +243,7 @@ int dev_caw(struct dev *d, uint64_t off, const void *cmp, const void *data, size
 	r = d->ops->caw(d, off, cmp, data, len, cur);
 	if (r == -EMISCOMPARE)
 		STAT_ADD(d, miscompares, 1);
-	return fenced(d, r);
+	return full(d, fenced(d, r));
 }
 
 int dev_generic_zero(struct dev *d, uint64_t off, uint64_t len)
@@ -229,15 +267,22 @@ int dev_generic_zero(struct dev *d, uint64_t off, uint64_t len)
 
 int dev_zero(struct dev *d, uint64_t off, uint64_t len)
 {
-	int r = check_range(d, off, len);
+	int r = check_write(d, off, len);
 	if (r)
 		return r;
-	if (d->readonly)
-		return -EROFS;
 	STAT_ADD(d, zeroes, 1);
 	if ((r = dev_guard(d)))
 		return r;
-	return fenced(d, d->ops->zero ? d->ops->zero(d, off, len) : dev_generic_zero(d, off, len));
+	return full(d, fenced(d, d->ops->zero ? d->ops->zero(d, off, len)
+					    : dev_generic_zero(d, off, len)));
+}
+
+int dev_reserve(struct dev *d, uint64_t off, uint64_t len)
+{
+	int r = check_write(d, off, len);
+	if (r)
+		return r;
+	return d->ops->reserve ? d->ops->reserve(d, off, len) : -EOPNOTSUPP;
 }
 
 int dev_submit(struct dev *d, struct dev_io **ios, unsigned n)
@@ -273,9 +318,12 @@ int dev_submit(struct dev *d, struct dev_io **ios, unsigned n)
 int dev_reap(struct dev *d, unsigned min, struct dev_io **out, unsigned max)
 {
 	int n = d->ops->reap(d, min, out, max);
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		if (out[i]->op != DEV_OP_READ && out[i]->res == -EACCES)
 			out[i]->res = fenced(d, -EACCES);
+		if (out[i]->op != DEV_OP_READ && out[i]->res == -ENOSPC)
+			full(d, -ENOSPC);
+	}
 	return n;
 }
 

@@ -132,6 +132,14 @@ void dev_set_caw_break_ms(struct dev *d, uint32_t ms);
  * plain writes).  Returns 0 or -errno. */
 int dev_zero(struct dev *d, uint64_t off, uint64_t len);
 
+/* Makes sure later writes to [off, off+len) need no new space on the
+ * storage under the device: an image file gets those bytes allocated
+ * (fallocate, keeping what they read), so that a full host filesystem
+ * cannot fail them.  Returns 0; -EOPNOTSUPP when it means nothing here (a
+ * block device, iSCSI) or the host filesystem cannot; -ENOSPC when the
+ * storage has less room than len (nothing is allocated then); or -errno. */
+int dev_reserve(struct dev *d, uint64_t off, uint64_t len);
+
 /* Async queue.  dev_submit queues and starts n requests; dev_reap waits for at
  * least min completions and stores up to max of them in out.  Returns the
  * number submitted / reaped, or -errno. */

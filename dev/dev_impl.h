@@ -15,6 +15,7 @@ struct dev_ops {
 	int (*caw)(struct dev *d, uint64_t off, const void *cmp, const void *data, size_t len,
 		   void *cur);
 	int (*zero)(struct dev *d, uint64_t off, uint64_t len); /* NULL: generic writes */
+	int (*reserve)(struct dev *d, uint64_t off, uint64_t len); /* NULL: -EOPNOTSUPP */
 	int (*submit)(struct dev *d, struct dev_io **ios, unsigned n);
 	int (*reap)(struct dev *d, unsigned min, struct dev_io **out, unsigned max);
 	int (*pr_register)(struct dev *d, uint64_t key);
@@ -43,6 +44,9 @@ struct dev {
 	int (*_Atomic guard)(void *arg); /* dev_set_guard() */
 	void *_Atomic guard_arg;
 	_Atomic uint32_t caw_break_ms; /* dev_set_caw_break_ms(); 0: the default */
+	/* writes the storage refused with ENOSPC (full()): all, and when we last
+	 * said so (CLOCK_MONOTONIC ms, 0 never) with how many by then */
+	_Atomic uint64_t nfull, full_said_ms, full_said_n;
 	/* Completed requests of dev_sync_submit(), waiting for dev_sync_reap(). */
 	struct dev_io **done;
 	unsigned ndone, done_cap;

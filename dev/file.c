@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include "dev/arbiter.h"
@@ -282,6 +283,28 @@ static int file_zero(struct dev *d, uint64_t off, uint64_t len)
 	return dev_generic_zero(d, off, len);
 }
 
+/* Allocates the holes of [off, off+len) of an image file (they keep
+ * reading as zeros).  It checks the room first: a failed fallocate may
+ * leave part of the range allocated, and a volume too large for the host
+ * filesystem (a 64 TiB sparse image) is not an error, only not reserved. */
+static int file_reserve(struct dev *d, uint64_t off, uint64_t len)
+{
+	struct file_dev *f = FD(d);
+	struct statvfs sv;
+	struct stat st;
+	if (f->is_blk)
+		return -EOPNOTSUPP;
+	if (fstatvfs(f->fd, &sv) || fstat(f->fd, &st))
+		return -errno;
+	/* what is allocated already counts as room (a re-made volume) */
+	uint64_t room = (uint64_t)sv.f_bavail * sv.f_frsize + (uint64_t)st.st_blocks * 512;
+	if (len > room)
+		return -ENOSPC;
+	if (fallocate(f->fd, FALLOC_FL_KEEP_SIZE, off, len))
+		return errno == EOPNOTSUPP || errno == ENOSYS ? -EOPNOTSUPP : -errno;
+	return 0;
+}
+
 static int ring_setup(struct file_dev *f)
 {
 	if (f->ring_ready)
@@ -397,6 +420,7 @@ static const struct dev_ops file_ops = {
 	.flush = file_flush,
 	.caw = file_caw,
 	.zero = file_zero,
+	.reserve = file_reserve,
 	.submit = file_submit,
 	.reap = file_reap,
 	.size = file_size,

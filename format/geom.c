@@ -102,6 +102,7 @@ static int compute(const struct lunfs_mkfs_opts *o, uint64_t dev_size, uint32_t 
 	s->fence_margin_ms = lease / 4;
 	s->jnl_size = jnl;
 	snprintf(s->label, sizeof(s->label), "%s", label);
+	s->incompat = LUNFS_INCOMPAT_XATTR_BLOCKS;
 
 	s->hb_off = 64 * KiB;
 	s->vlock_off = s->hb_off + (uint64_t)hosts * LUNFS_SLOT_STRIDE;

@@ -295,6 +295,72 @@ void lunfs_hb_encode(const struct lunfs_hb *hb, const uint8_t uuid[16], uint64_t
 	lunfs_hdr_seal(d, LUNFS_REC_SIZE, MAGIC_HB, uuid, self, hb->gen, hb->slot);
 }
 
+/* ---- published I/O statistics ---- */
+
+/* Both forms are ten u64 fields in the same order. */
+static void iostat_get(const struct lunfs_d_iostat *d, struct lunfs_iostat *s)
+{
+	uint64_t v[10];
+	_Static_assert(sizeof(*s) == sizeof(v) && sizeof(*d) == sizeof(v), "iostat fields");
+	memcpy(v, d, sizeof(v));
+	for (size_t i = 0; i < 10; i++)
+		v[i] = le64toh(v[i]);
+	memcpy(s, v, sizeof(v));
+}
+
+static void iostat_put(const struct lunfs_iostat *s, struct lunfs_d_iostat *d)
+{
+	uint64_t v[10];
+	memcpy(v, s, sizeof(v));
+	for (size_t i = 0; i < 10; i++)
+		v[i] = htole64(v[i]);
+	memcpy(d, v, sizeof(v));
+}
+
+int lunfs_hbstat_decode(const void *rec, const uint8_t uuid[16], uint64_t self,
+			struct lunfs_hbstat *st, const char **why)
+{
+	const struct lunfs_d_hbstat *d = rec;
+	memset(st, 0, sizeof(*st));
+	if (lunfs_is_zero(rec, LUNFS_HBSTAT_SIZE))
+		return 0;
+	int r = lunfs_hdr_check(rec, LUNFS_HBSTAT_SIZE, MAGIC_HBSTAT, uuid, self, why);
+	if (r)
+		return r;
+	if (le32toh(d->nfiles) > LUNFS_HBSTAT_FILES) {
+		if (why)
+			*why = "statistics list more files than fit";
+		return -EFSCORRUPTED;
+	}
+	st->gen = le64toh(d->h.gen);
+	st->mount_gen = le64toh(d->mount_gen);
+	st->mono_ms = le64toh(d->mono_ms);
+	st->nfiles = le32toh(d->nfiles);
+	iostat_get(&d->host, &st->host);
+	for (uint32_t i = 0; i < st->nfiles; i++) {
+		st->files[i].ino = le64toh(d->files[i].ino);
+		iostat_get(&d->files[i].io, &st->files[i].io);
+	}
+	return 0;
+}
+
+void lunfs_hbstat_encode(const struct lunfs_hbstat *st, const uint8_t uuid[16], uint64_t self,
+			 uint32_t slot, void *rec)
+{
+	struct lunfs_d_hbstat *d = rec;
+	uint32_t n = st->nfiles < LUNFS_HBSTAT_FILES ? st->nfiles : LUNFS_HBSTAT_FILES;
+	memset(d, 0, sizeof(*d));
+	d->mount_gen = htole64(st->mount_gen);
+	d->mono_ms = htole64(st->mono_ms);
+	d->nfiles = htole32(n);
+	iostat_put(&st->host, &d->host);
+	for (uint32_t i = 0; i < n; i++) {
+		d->files[i].ino = htole64(st->files[i].ino);
+		iostat_put(&st->files[i].io, &d->files[i].io);
+	}
+	lunfs_hdr_seal(d, LUNFS_HBSTAT_SIZE, MAGIC_HBSTAT, uuid, self, st->gen, slot);
+}
+
 /* ---- lock record ---- */
 
 int lunfs_lock_decode(const void *rec, const uint8_t uuid[16], uint64_t self,
@@ -481,7 +547,8 @@ int lunfs_inode_decode(const void *blk, const uint8_t uuid[16], uint64_t self, u
 	for (unsigned i = 0; i < INO_NSNAPS; i++)
 		in->snaps[i] = le64toh(d->snaps[i]);
 	for (unsigned i = 0; i < INO_NINDIRECT; i++)
-		in->indirect[i] = le64toh(d->indirect[i]);
+		in->indirect[i] = i == INO_XATTR_BLK ? 0 : le64toh(d->indirect[i]);
+	in->xattr_blk = le64toh(d->indirect[INO_XATTR_BLK]);
 	for (unsigned i = 0; i < INO_NDIRECT; i++)
 		in->direct[i] = le64toh(d->direct[i]);
 	memcpy(in->inline_data, d->inline_data, INO_INLINE_LEN);
@@ -496,9 +563,7 @@ int lunfs_inode_decode(const void *blk, const uint8_t uuid[16], uint64_t self, u
 		w = "inline inode larger than its inline area";
 	else if (in->flags & ~(uint32_t)(INOF_THICK | INOF_EZT | INOF_SNAPSHOT | INOF_INLINE | INOF_MAPMETA))
 		w = "inode has unknown flags";
-	else if (in->indirect[INO_NINDIRECT - 1])
-		w = "inode uses the reserved fourth indirect pointer";
-	else if (lunfs_xattr_check(in->xattrs, in->xattr_len))
+	else if (lunfs_xattr_check(in->xattrs, in->xattr_len, INO_XATTR_LEN))
 		w = "inode xattr area is malformed";
 	if (w) {
 		if (why)
@@ -534,7 +599,7 @@ void lunfs_inode_encode(const struct lunfs_inode *in, const uint8_t uuid[16], ui
 	for (unsigned i = 0; i < INO_NSNAPS; i++)
 		d->snaps[i] = htole64(in->snaps[i]);
 	for (unsigned i = 0; i < INO_NINDIRECT; i++)
-		d->indirect[i] = htole64(in->indirect[i]);
+		d->indirect[i] = htole64(i == INO_XATTR_BLK ? in->xattr_blk : in->indirect[i]);
 	for (unsigned i = 0; i < INO_NDIRECT; i++)
 		d->direct[i] = htole64(in->direct[i]);
 	memcpy(d->inline_data, in->inline_data, INO_INLINE_LEN);
@@ -693,11 +758,11 @@ int lunfs_xattr_next(const uint8_t *a, uint32_t len, uint32_t *pos, struct lunfs
 	return 1;
 }
 
-int lunfs_xattr_check(const uint8_t *a, uint32_t len)
+int lunfs_xattr_check(const uint8_t *a, uint32_t len, uint32_t cap)
 {
 	uint32_t pos = 0;
 	struct lunfs_xattr_info x;
-	if (len > INO_XATTR_LEN)
+	if (len > cap)
 		return -EFSCORRUPTED;
 	while (lunfs_xattr_next(a, len, &pos, &x))
 		;
@@ -715,12 +780,12 @@ void lunfs_xattr_del(uint8_t *a, uint32_t *len, uint32_t off)
 	memset(a + *len, 0, pos - off);
 }
 
-int lunfs_xattr_add(uint8_t *a, uint32_t *len, const char *name, uint32_t name_len,
-		    const void *val, uint32_t val_len)
+int lunfs_xattr_add(uint8_t *a, uint32_t *len, uint32_t cap, const char *name,
+		    uint32_t name_len, const void *val, uint32_t val_len)
 {
 	if (name_len == 0 || name_len > 255 || val_len > 0xffff)
 		return -EINVAL;
-	if (*len + XATTR_HDR + name_len + val_len > INO_XATTR_LEN)
+	if (*len + XATTR_HDR + name_len + val_len > cap)
 		return -ENOSPC;
 	uint8_t *p = a + *len;
 	p[0] = name_len;
@@ -731,4 +796,44 @@ int lunfs_xattr_add(uint8_t *a, uint32_t *len, const char *name, uint32_t name_l
 	memcpy(p + XATTR_HDR + name_len, val, val_len);
 	*len += XATTR_HDR + name_len + val_len;
 	return 0;
+}
+
+/* ---- xattr block ---- */
+
+int lunfs_xblk_decode(const void *blk, const uint8_t uuid[16], uint64_t self, uint64_t owner,
+		      uint64_t nblocks, struct lunfs_xblk *x, const char **why)
+{
+	const struct lunfs_d_xblk *d = blk;
+	const char *w = NULL;
+	int r = lunfs_hdr_check(blk, LUNFS_META_BS, MAGIC_XATTR, uuid, self, why);
+	if (r)
+		return r;
+	x->gen = le64toh(d->h.gen);
+	x->owner = le64toh(d->h.owner);
+	x->next = le64toh(d->next);
+	x->len = le32toh(d->len);
+	memcpy(x->entries, d->entries, XBLK_AREA);
+	if (x->owner != owner)
+		w = "xattr block belongs to another inode";
+	else if (x->next >= nblocks)
+		w = "xattr block's next pointer is out of range";
+	else if (lunfs_xattr_check(x->entries, x->len, XBLK_AREA))
+		w = "xattr block entries are malformed";
+	if (w) {
+		if (why)
+			*why = w;
+		return -EFSCORRUPTED;
+	}
+	return 0;
+}
+
+void lunfs_xblk_encode(const struct lunfs_xblk *x, const uint8_t uuid[16], uint64_t self,
+		       void *blk)
+{
+	struct lunfs_d_xblk *d = blk;
+	memset(d, 0, sizeof(*d));
+	d->next = htole64(x->next);
+	d->len = htole32(x->len);
+	memcpy(d->entries, x->entries, XBLK_AREA);
+	lunfs_hdr_seal(d, LUNFS_META_BS, MAGIC_XATTR, uuid, self, x->gen, x->owner);
 }

@@ -33,7 +33,9 @@
  * before a grow may still cover fewer entries than the geometry gives it;
  * the entries it does not cover are free (docs/FORMAT.md "Online grow"). */
 #define LUNFS_INCOMPAT_GROWN 0x1u
-#define LUNFS_INCOMPAT_KNOWN LUNFS_INCOMPAT_GROWN
+/* XATTR_BLOCKS: inodes may chain xattr blocks (xattr_blk); mkfs sets it. */
+#define LUNFS_INCOMPAT_XATTR_BLOCKS 0x2u
+#define LUNFS_INCOMPAT_KNOWN (LUNFS_INCOMPAT_GROWN | LUNFS_INCOMPAT_XATTR_BLOCKS)
 
 /* Magics (the 4 bytes at offset 8, read as a little-endian u32). */
 #define LUNFS_MAGIC(a, b, c, d) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
@@ -47,6 +49,9 @@
 #define MAGIC_INODE LUNFS_MAGIC('L', 'N', 'I', 'N')
 #define MAGIC_PTR LUNFS_MAGIC('L', 'N', 'P', 'B')
 #define MAGIC_DIR LUNFS_MAGIC('L', 'N', 'D', 'B')
+#define MAGIC_HBSTAT LUNFS_MAGIC('L', 'N', 'S', 'T')
+#define MAGIC_XATTR LUNFS_MAGIC('L', 'N', 'X', 'A')
+
 
 /* Common header of every record and metadata block (64 bytes). */
 struct lunfs_hdr {
@@ -157,6 +162,54 @@ struct lunfs_hb {
 	uint64_t want_off, st_held;
 };
 
+/* ---- published I/O statistics: bytes 512..4095 of a heartbeat slot's
+ * block (v3, advisory, for lunfs top; readers that do not know it ignore
+ * those bytes).  Latencies are in nanoseconds. ---- */
+#define LUNFS_HBSTAT_OFF 512u
+#define LUNFS_HBSTAT_SIZE (LUNFS_SLOT_STRIDE - LUNFS_HBSTAT_OFF)
+#define LUNFS_HBSTAT_FILES 32u
+struct lunfs_d_iostat {
+	uint64_t rd_ops, wr_ops;     /* completed requests */
+	uint64_t rd_bytes, wr_bytes;
+	uint64_t rd_ns, wr_ns;       /* sum of their latencies */
+	uint64_t max_ns;             /* longest one completed since the last publication */
+	uint64_t inflight;           /* requests in flight when sampled */
+	uint64_t lk_waits, lk_wait_ns; /* lock acquires that had to wait, and the time waited */
+} __attribute__((packed));
+_Static_assert(sizeof(struct lunfs_d_iostat) == 80, "iostat");
+struct lunfs_d_hbstat_file {
+	uint64_t ino;
+	struct lunfs_d_iostat io;
+} __attribute__((packed));
+struct lunfs_d_hbstat {
+	struct lunfs_hdr h; /* owner = slot; self = slot address + 512; gen = slot counter */
+	uint64_t mount_gen; /* the mount that wrote it (= the slot's) */
+	uint64_t mono_ms;   /* writer's CLOCK_BOOTTIME, ms, when sampled */
+	uint32_t nfiles;    /* valid entries in files[] */
+	uint32_t reserved0;
+	uint64_t reserved1;
+	struct lunfs_d_iostat host;  /* this mount's data I/O, all files */
+	struct lunfs_d_hbstat_file files[LUNFS_HBSTAT_FILES]; /* busiest open files */
+	uint8_t pad[LUNFS_HBSTAT_SIZE - 176 - 88 * LUNFS_HBSTAT_FILES];
+} __attribute__((packed));
+_Static_assert(offsetof(struct lunfs_d_hbstat, host) == 96, "hbstat host");
+_Static_assert(offsetof(struct lunfs_d_hbstat, files) == 176, "hbstat files");
+_Static_assert(sizeof(struct lunfs_d_hbstat) == LUNFS_HBSTAT_SIZE, "hbstat size");
+
+struct lunfs_iostat {
+	uint64_t rd_ops, wr_ops, rd_bytes, wr_bytes, rd_ns, wr_ns, max_ns, inflight;
+	uint64_t lk_waits, lk_wait_ns;
+};
+struct lunfs_hbstat {
+	uint64_t gen, mount_gen, mono_ms;
+	uint32_t nfiles, unused; /* (no padding: the struct is compared whole) */
+	struct lunfs_iostat host;
+	struct {
+		uint64_t ino;
+		struct lunfs_iostat io;
+	} files[LUNFS_HBSTAT_FILES];
+};
+
 /* ---- lock record (512 bytes at the start of a 4 KiB lock block) ---- */
 enum { LK_FREE = 0, LK_EXCLUSIVE = 1, LK_SHARED_RO = 2, LK_MULTI_WRITER = 3 };
 /* Holder flags: LK_HOLD_OPEN marks a hold pinned by an open file, which will
@@ -245,7 +298,8 @@ _Static_assert(sizeof(struct lunfs_d_rc) == LUNFS_META_BS, "rc size");
 
 /* ---- inode (second 4 KiB of an 8 KiB inode slot) ---- */
 #define INO_NDIRECT 128u
-#define INO_NINDIRECT 4u /* single, double, triple; the fourth is reserved */
+#define INO_NINDIRECT 4u /* single, double, triple; the fourth slot holds xattr_blk */
+#define INO_XATTR_BLK 3u /* indirect[3] on disk: first xattr block (INCOMPAT_XATTR_BLOCKS) */
 #define INO_NSNAPS 16u
 #define INO_INLINE_OFF 1392u
 #define INO_INLINE_LEN 1024u
@@ -348,6 +402,13 @@ void lunfs_sb_encode(const struct lunfs_sb *sb, void *blk, int backup);
 int lunfs_hb_decode(const void *rec, const uint8_t uuid[16], uint64_t self, struct lunfs_hb *hb,
 		    const char **why);
 void lunfs_hb_encode(const struct lunfs_hb *hb, const uint8_t uuid[16], uint64_t self, void *rec);
+/* Published statistics (LUNFS_HBSTAT_SIZE bytes at slot + 512); self is
+ * that address.  All-zero decodes as nothing published (0).  Returns 0 or
+ * -EFSCORRUPTED. */
+int lunfs_hbstat_decode(const void *rec, const uint8_t uuid[16], uint64_t self,
+			struct lunfs_hbstat *st, const char **why);
+void lunfs_hbstat_encode(const struct lunfs_hbstat *st, const uint8_t uuid[16], uint64_t self,
+			 uint32_t slot, void *rec);
 int lunfs_lock_decode(const void *rec, const uint8_t uuid[16], uint64_t self,
 		      struct lunfs_lock *lk, const char **why);
 void lunfs_lock_encode(const struct lunfs_lock *lk, const uint8_t uuid[16], uint64_t self,
@@ -393,7 +454,8 @@ struct lunfs_inode {
 	uint64_t rdev, parent, snap_id;
 	uint32_t nsnaps, xattr_len;
 	uint64_t snaps[INO_NSNAPS];
-	uint64_t indirect[INO_NINDIRECT];
+	uint64_t indirect[INO_NINDIRECT]; /* [3] is always 0 here: see xattr_blk */
+	uint64_t xattr_blk;  /* meta block of the first xattr block, 0 none */
 	uint64_t direct[INO_NDIRECT];
 	uint8_t inline_data[INO_INLINE_LEN];
 	uint8_t xattrs[INO_XATTR_LEN];
@@ -443,8 +505,37 @@ static inline uint32_t dirent_size(uint32_t name_len)
 	return (DIRENT_HDR + name_len + 7) & ~7u;
 }
 
+/* Xattr block: a meta block holding more of an inode's xattrs, in the
+ * inode's xattr area format; the blocks of an inode form a chain from the
+ * inode's xattr_blk. */
+#define XBLK_FIRST 96u
+#define XBLK_AREA (LUNFS_META_BS - XBLK_FIRST) /* 4000 bytes of entries */
+#define XATTR_MAX_BLOCKS 16u                   /* longest chain */
+struct lunfs_d_xblk {
+	struct lunfs_hdr h; /* owner = ino; gen +1 on every rewrite */
+	uint64_t next;      /* meta block of the next xattr block, 0 = last */
+	uint32_t len;       /* bytes of entries in use */
+	uint32_t reserved0;
+	uint8_t reserved[16];
+	uint8_t entries[XBLK_AREA];
+} __attribute__((packed));
+_Static_assert(offsetof(struct lunfs_d_xblk, entries) == XBLK_FIRST, "xblk entries");
+_Static_assert(sizeof(struct lunfs_d_xblk) == LUNFS_META_BS, "xblk size");
+struct lunfs_xblk {
+	uint64_t gen, owner, next;
+	uint32_t len;
+	uint8_t entries[XBLK_AREA];
+};
+/* Checks header, owner, next < nblocks (meta blocks) and the entries.
+ * Returns 0 or -EFSCORRUPTED. */
+int lunfs_xblk_decode(const void *blk, const uint8_t uuid[16], uint64_t self, uint64_t owner,
+		      uint64_t nblocks, struct lunfs_xblk *x, const char **why);
+void lunfs_xblk_encode(const struct lunfs_xblk *x, const uint8_t uuid[16], uint64_t self,
+		       void *blk);
+
 /* Inode xattr area: packed entries {u8 name_len, u8 0, le16 value_len, name,
- * value}, xattr_len bytes in all. */
+ * value}, xattr_len bytes in all.  An xattr block's entries have the same
+ * format; cap is the size of the area (INO_XATTR_LEN or XBLK_AREA). */
 #define XATTR_HDR 4u
 struct lunfs_xattr_info {
 	uint32_t off, name_len, value_len;
@@ -453,12 +544,12 @@ struct lunfs_xattr_info {
 };
 /* Entry at *pos (advancing it); returns 1, or 0 at the end. */
 int lunfs_xattr_next(const uint8_t *area, uint32_t len, uint32_t *pos, struct lunfs_xattr_info *x);
-/* Verifies the chain: entries fit exactly in len, names non-empty. */
-int lunfs_xattr_check(const uint8_t *area, uint32_t len);
+/* Verifies the chain: entries fit exactly in len <= cap, names non-empty. */
+int lunfs_xattr_check(const uint8_t *area, uint32_t len, uint32_t cap);
 /* Removes the entry at off. */
 void lunfs_xattr_del(uint8_t *area, uint32_t *len, uint32_t off);
-/* Appends an entry; -ENOSPC if it does not fit. */
-int lunfs_xattr_add(uint8_t *area, uint32_t *len, const char *name, uint32_t name_len,
-		    const void *val, uint32_t val_len);
+/* Appends an entry; -ENOSPC if it does not fit in cap. */
+int lunfs_xattr_add(uint8_t *area, uint32_t *len, uint32_t cap, const char *name,
+		    uint32_t name_len, const void *val, uint32_t val_len);
 
 #endif

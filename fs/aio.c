@@ -47,6 +47,9 @@ struct aeng {
 struct areq {
 	struct lunfs_aio *a;
 	lunfs_aio_done done;
+	struct lunfs_vol *v;   /* for the statistics (ios_end) */
+	struct ofile *of;
+	uint64_t t0;           /* ios_begin */
 	int pending;           /* device requests not completed (atomic) */
 	int64_t err;
 	struct dev_io io[2];
@@ -66,6 +69,7 @@ static void finish(struct areq *rq)
 {
 	struct lunfs_aio *a = rq->a;
 	a->res = rq->err ? rq->err : (ssize_t)a->len;
+	ios_end(rq->v, rq->of, a->op == LUNFS_AIO_WRITE, a->res, rq->t0);
 	rq->done(a);
 	free(rq);
 }
@@ -162,6 +166,9 @@ void lunfs_aio_start(struct lunfs_file *f, struct lunfs_aio *a, lunfs_aio_done d
 	rq->a = a;
 	rq->done = done;
 	rq->pending = nd;
+	rq->v = v;
+	rq->of = f->of;
+	rq->t0 = ios_begin(v, f->of);
 	struct dev_io *ios[2] = {&rq->io[0], &rq->io[1]};
 	int r = dev_submit(v->d, ios, nd);
 	if (r > 0) {
@@ -179,6 +186,7 @@ void lunfs_aio_start(struct lunfs_file *f, struct lunfs_aio *a, lunfs_aio_done d
 	 * and says why; a part in flight completes with an error. */
 	if (r <= 0) {
 		io_exit(v);
+		ios_end(v, rq->of, 0, -1, rq->t0); /* run_sync counts it */
 		free(rq);
 		run_sync(f, a, done);
 		return;

@@ -517,7 +517,7 @@ static int map_pieces(struct fmap *fm, uint64_t off, size_t len, struct piece *p
 	return n;
 }
 
-ssize_t lunfs_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
+ssize_t file_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 {
 	struct lunfs_vol *v = f->v;
 	struct piece p[MAX_PIECES];
@@ -655,7 +655,7 @@ out:
 	return r ? r : (ssize_t)len;
 }
 
-ssize_t lunfs_pwrite(struct lunfs_file *f, const void *buf, size_t len, uint64_t off)
+ssize_t file_pwrite(struct lunfs_file *f, const void *buf, size_t len, uint64_t off)
 {
 	struct lunfs_vol *v = f->v;
 	struct lunfs_inode *in = malloc(sizeof(*in));

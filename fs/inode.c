@@ -214,6 +214,10 @@ int ino_free(struct txn *tx, struct lunfs_inode *in)
 	int r;
 	if (!rc)
 		return -ENOMEM;
+	if ((r = xattr_free_all(tx, in))) {
+		free(rc);
+		return r;
+	}
 	r = rc_load(tx, geom_ig_lock(s, g), geom_ig_hdr(s, g), RC_INODE, s->ig_inodes,
 		    g * s->ig_inodes, rc, &b);
 	if (!r && !rc_test(rc, i))

@@ -66,6 +66,16 @@ struct held {
 
 struct ofile;
 
+/* Data I/O statistics (iostat.c) of the volume or of one open file, for
+ * lunfs top.  Every field is updated atomically, without a lock. */
+struct iostat {
+	uint64_t rd_ops, wr_ops, rd_bytes, wr_bytes, rd_ns, wr_ns;
+	uint64_t max_ns;       /* longest request since the last publication */
+	uint64_t inflight;     /* requests started and not completed */
+	uint64_t lk_waits, lk_wait_ns;
+	uint64_t pub_ops;      /* rd_ops + wr_ops at the last publication (ranking) */
+};
+
 #define REC_RETRY_SLOTS 64 /* recovery backoff per slot (modulo) */
 
 struct lunfs_vol {
@@ -101,6 +111,7 @@ struct lunfs_vol {
 	} *acquiring;
 	pthread_cond_t acq_cv;  /* an entry left acquiring */
 	uint64_t nacquired;     /* lock records acquired (published for lunfs top) */
+	struct iostat io;       /* data I/O of every file (atomic, not under mu) */
 	uint64_t pr_key;        /* our iSCSI PR registration, 0 none */
 	/* peer recovery (recover.c): its own thread, outside mu */
 	pthread_t rec_thr;
@@ -155,6 +166,7 @@ struct ofile {
 	int size_ok;
 	uint64_t size;
 	struct mapc *mapc; /* MAPC_SIZE entries, direct-mapped by unit */
+	struct iostat io;  /* its data I/O while open here (atomic) */
 	struct ofile *next;
 };
 
@@ -262,6 +274,28 @@ int name_check(const char *name);
 /* Ends the operation tx: commits it when r is 0, else drops what it
  * changed (tx_end).  Returns r, or the commit's error. */
 int op_finish(struct txn *tx, int r);
+
+/* Statistics (iostat.c).  ios_begin/ios_end bracket one data request of
+ * an open file (of may be NULL: the volume only); ios_end counts it when
+ * res >= 0.  ios_lock_wait counts a lock wait of this host, and of the
+ * file whose request this thread serves.  ios_sample fills what the next
+ * renewals publish: the volume's counters and the busiest open files
+ * (v->mu held). */
+uint64_t ios_begin(struct lunfs_vol *v, struct ofile *of);
+void ios_end(struct lunfs_vol *v, struct ofile *of, int write, int64_t res, uint64_t t0);
+void ios_lock_wait(struct lunfs_vol *v, uint64_t ns);
+void ios_sample(struct lunfs_vol *v, struct lunfs_hbstat *st);
+/* file.c: the data path lunfs_pread and lunfs_pwrite count around */
+ssize_t file_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off);
+ssize_t file_pwrite(struct lunfs_file *f, const void *buf, size_t len, uint64_t off);
+
+/* ops.c: one transaction that reads inode ino locked exclusive, lets fn
+ * change it (and what hangs off it), writes it and commits; fills st. */
+int modify_inode(struct lunfs_vol *v, uint64_t ino,
+		 int (*fn)(struct txn *, struct lunfs_inode *, void *), void *arg,
+		 struct lunfs_stat *st);
+/* xattr.c: frees the xattr blocks of in (its inode is being freed). */
+int xattr_free_all(struct txn *tx, struct lunfs_inode *in);
 
 /* Files (file.c) */
 struct ofile *of_find(struct lunfs_vol *v, uint64_t ino);

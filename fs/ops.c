@@ -602,9 +602,9 @@ int lunfs_statfs(struct lunfs_vol *v, struct lunfs_statfs *st)
 
 /* One change to one inode: lock it exclusively, let fn change it, write it
  * and commit.  st (may be NULL) receives its attributes afterwards. */
-static int modify_inode(struct lunfs_vol *v, uint64_t ino,
-			int (*fn)(struct txn *, struct lunfs_inode *, void *), void *arg,
-			struct lunfs_stat *st)
+int modify_inode(struct lunfs_vol *v, uint64_t ino,
+		 int (*fn)(struct txn *, struct lunfs_inode *, void *), void *arg,
+		 struct lunfs_stat *st)
 {
 	int r = vol_check_writable(v);
 	if (r)
@@ -691,138 +691,6 @@ int lunfs_setattr(struct lunfs_vol *v, uint64_t ino, unsigned mask, const struct
 {
 	struct setattr_arg a = {mask, sa};
 	return modify_inode(v, ino, do_setattr, &a, st);
-}
-
-/* ---- extended attributes ---- */
-
-static int xattr_find(const struct lunfs_inode *in, const char *name, struct lunfs_xattr_info *x)
-{
-	uint32_t pos = 0;
-	size_t nl = strlen(name);
-	while (lunfs_xattr_next(in->xattrs, in->xattr_len, &pos, x))
-		if (x->name_len == nl && !memcmp(x->name, name, nl))
-			return 1;
-	return 0;
-}
-
-struct setx_arg {
-	const char *name;
-	const void *val;
-	size_t len;
-	unsigned flags;
-};
-
-static int do_setxattr(struct txn *tx, struct lunfs_inode *in, void *arg)
-{
-	const struct setx_arg *a = arg;
-	struct lunfs_xattr_info x;
-	(void)tx;
-	int had = xattr_find(in, a->name, &x);
-	if (had && (a->flags & LUNFS_XATTR_CREATE))
-		return -EEXIST;
-	if (!had && (a->flags & LUNFS_XATTR_REPLACE))
-		return -ENODATA;
-	uint8_t save[INO_XATTR_LEN];
-	uint32_t save_len = in->xattr_len;
-	memcpy(save, in->xattrs, INO_XATTR_LEN);
-	if (had)
-		lunfs_xattr_del(in->xattrs, &in->xattr_len, x.off);
-	if (lunfs_xattr_add(in->xattrs, &in->xattr_len, a->name, strlen(a->name), a->val, a->len)) {
-		memcpy(in->xattrs, save, INO_XATTR_LEN);
-		in->xattr_len = save_len;
-		return -ENOSPC;
-	}
-	ino_now(&in->ctime);
-	return 0;
-}
-
-int lunfs_setxattr(struct lunfs_vol *v, uint64_t ino, const char *name, const void *val,
-		   size_t len, unsigned flags)
-{
-	size_t nl = strlen(name);
-	if (nl == 0 || nl > 255)
-		return nl ? -ERANGE : -EINVAL;
-	if (len > INO_XATTR_LEN)
-		return -E2BIG;
-	/* POSIX ACLs are not enforced (access is decided by the mode bits):
-	 * refuse them, so that setfacl fails visibly instead of storing an ACL
-	 * that nobody checks */
-	if (!strcmp(name, "system.posix_acl_access") || !strcmp(name, "system.posix_acl_default"))
-		return -EOPNOTSUPP;
-	struct setx_arg a = {name, val, len, flags};
-	return modify_inode(v, ino, do_setxattr, &a, NULL);
-}
-
-int lunfs_getxattr(struct lunfs_vol *v, uint64_t ino, const char *name, void *buf, size_t size)
-{
-	struct txn tx;
-	struct lunfs_inode *in = malloc(sizeof(*in));
-	struct lunfs_xattr_info x;
-	if (!in)
-		return -ENOMEM;
-	tx_begin(v, &tx);
-	int r = ino_read(&tx, ino, LK_FREE, in);
-	if (r)
-		goto out;
-	r = -ENODATA;
-	if (!xattr_find(in, name, &x))
-		goto out;
-	r = -ERANGE;
-	if (size && size < x.value_len)
-		goto out;
-	if (size)
-		memcpy(buf, x.value, x.value_len);
-	r = x.value_len;
-out:
-	tx_end(&tx, r < 0 ? r : 0);
-	free(in);
-	return r;
-}
-
-int lunfs_listxattr(struct lunfs_vol *v, uint64_t ino, char *buf, size_t size)
-{
-	struct txn tx;
-	struct lunfs_inode *in = malloc(sizeof(*in));
-	struct lunfs_xattr_info x;
-	if (!in)
-		return -ENOMEM;
-	tx_begin(v, &tx);
-	size_t total = 0;
-	uint32_t pos = 0;
-	int r = ino_read(&tx, ino, LK_FREE, in);
-	if (r)
-		goto out;
-	while (lunfs_xattr_next(in->xattrs, in->xattr_len, &pos, &x)) {
-		if (size) {
-			r = -ERANGE;
-			if (total + x.name_len + 1 > size)
-				goto out;
-			memcpy(buf + total, x.name, x.name_len);
-			buf[total + x.name_len] = 0;
-		}
-		total += x.name_len + 1;
-	}
-	r = (int)total;
-out:
-	tx_end(&tx, r < 0 ? r : 0);
-	free(in);
-	return r;
-}
-
-static int do_removexattr(struct txn *tx, struct lunfs_inode *in, void *arg)
-{
-	struct lunfs_xattr_info x;
-	(void)tx;
-	if (!xattr_find(in, arg, &x))
-		return -ENODATA;
-	lunfs_xattr_del(in->xattrs, &in->xattr_len, x.off);
-	ino_now(&in->ctime);
-	return 0;
-}
-
-int lunfs_removexattr(struct lunfs_vol *v, uint64_t ino, const char *name)
-{
-	return modify_inode(v, ino, do_removexattr, (void *)name, NULL);
 }
 
 static void overlay(struct lunfs_vol *v, struct lunfs_stat *st)

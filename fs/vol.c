@@ -190,7 +190,8 @@ again:
 		struct acq me = {off, v->acquiring};
 		if (may_drop)
 			v->acquiring = &me;
-		for (uint64_t t0 = lunfs_now_ms();;) {
+		uint64_t t0 = lunfs_now_ms();
+		for (;;) {
 			if (may_drop)
 				pthread_mutex_unlock(&v->mu);
 			r = lk_acquire_flags(v->hb, &h->lk, off, object, mode, 0, LK_WAIT, 200);
@@ -201,6 +202,7 @@ again:
 				break;
 			release_unpinned(v, UINT64_MAX);
 		}
+		ios_lock_wait(v, (lunfs_now_ms() - t0) * 1000000);
 		if (may_drop) {
 			struct acq **pp = &v->acquiring;
 			while (*pp != &me)
@@ -311,9 +313,14 @@ static void release_idle(struct lunfs_vol *v, uint64_t idle_ms)
 		held++;
 	struct dev_stats st;
 	dev_get_stats(v->d, &st);
-	struct hb_pub pub = {.reads = st.reads, .writes = st.writes + st.caws,
-			     .locks = v->nacquired, .held = held};
-	hb_publish(v->hb, &pub);
+	struct hb_pub *pub = malloc(sizeof(*pub));
+	if (!pub)
+		return;
+	*pub = (struct hb_pub){.reads = st.reads, .writes = st.writes + st.caws,
+			       .locks = v->nacquired, .held = held, .has_stat = 1};
+	ios_sample(v, &pub->stat);
+	hb_publish(v->hb, pub);
+	free(pub);
 }
 
 static void *linger_thread(void *arg)

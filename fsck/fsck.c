@@ -58,6 +58,7 @@ enum pcode {
 	PR_PARENT_WRONG,
 	PR_NLINK_WRONG,
 	PR_ORPHAN_INODE,
+	PR_XATTR_BLOCK_BAD,
 	PR_COUNT
 };
 
@@ -94,6 +95,7 @@ static const struct problem {
 	[PR_DIR_MULTI_PARENT] = {"DIR_MULTI_PARENT", 7, "directory is linked from two places", "remove the extra entry"},
 	[PR_PARENT_WRONG] = {"PARENT_WRONG", 7, "directory's parent field is wrong", "correct it"},
 	[PR_NLINK_WRONG] = {"NLINK_WRONG", 7, "inode link count is wrong", "correct it"},
+	[PR_XATTR_BLOCK_BAD] = {"XATTR_BLOCK_BAD", 5, "xattr block is damaged", "cut the chain before it (its xattrs are lost)"},
 	[PR_ORPHAN_INODE] = {"ORPHAN_INODE", 7, "inode is in use but no directory names it", "reconnect it in /lost+found"},
 };
 
@@ -593,6 +595,62 @@ static int walk_map(struct walk *w)
 	return changed;
 }
 
+/* The xattr blocks of in, in chain order: each is claimed as a meta block.
+ * A bad or second claim, a block that does not decode, or one past
+ * XATTR_MAX_BLOCKS ends the chain at the pointer to it (in the inode or in
+ * the block before, which is rewritten).  Returns 1 when in changed. */
+static int walk_xattrs(struct fsck *f, struct lunfs_inode *in)
+{
+	const struct lunfs_sb *s = &f->sb;
+	uint8_t *blk = dev_alloc(BS_);
+	struct lunfs_xblk *x = malloc(sizeof(*x)), *px = malloc(sizeof(*px));
+	uint64_t *pp = &in->xattr_blk, prev_addr = 0;
+	int changed = 0;
+	for (unsigned n = 0; *pp && blk && x && px; n++) {
+		uint64_t old = *pp, b = old & PTR_BLOCK_MASK, addr = geom_meta_blk(s, b);
+		const char *why = "unreadable";
+		int cut = 0, stop = 0;
+		if (n == XATTR_MAX_BLOCKS || (old & ~PTR_BLOCK_MASK)) {
+			why = n == XATTR_MAX_BLOCKS ? "chain too long" : "flags on an xattr pointer";
+			cut = problem(f, PR_XATTR_BLOCK_BAD, "inode %llu, meta block %llu: %s",
+				      (unsigned long long)in->ino, (unsigned long long)b, why);
+			stop = 1;
+		} else if (claim(f, in->ino, RC_META, pp, "xattr-block")) {
+			stop = 1; /* claim cleared it */
+		} else if (b == 0 || b >= s->meta_blocks || f->mused[b] > 1) {
+			stop = 1; /* bad or twice claimed, and not repaired (-n) */
+		} else if (dev_read(f->d, addr, blk, BS_) ||
+			   lunfs_xblk_decode(blk, s->uuid, addr, in->ino, s->meta_blocks, x, &why)) {
+			cut = problem(f, PR_XATTR_BLOCK_BAD, "inode %llu, meta block %llu: %s",
+				      (unsigned long long)in->ino, (unsigned long long)b, why);
+			if (cut)
+				f->mused[b]--;
+			stop = 1;
+		}
+		if (cut) {
+			*pp = 0;
+			f->fixed++;
+		}
+		if (*pp != old && pp != &in->xattr_blk) { /* the block before points on */
+			px->gen++;
+			lunfs_xblk_encode(px, s->uuid, prev_addr, blk);
+			write_blk(f, prev_addr, blk);
+		}
+		changed |= *pp != old && pp == &in->xattr_blk;
+		if (stop)
+			break;
+		struct lunfs_xblk *t = px;
+		px = x;
+		x = t;
+		prev_addr = addr;
+		pp = &px->next;
+	}
+	free(blk);
+	free(x);
+	free(px);
+	return changed;
+}
+
 static void add_dent(struct fsck *f, const struct dent *d)
 {
 	if (f->ndents == f->cdents) {
@@ -679,6 +737,7 @@ static int phase5(struct fsck *f)
 			ii->parent = in->parent;
 			struct walk w = {f, in, 0, NULL, 0};
 			int changed = walk_map(&w);
+			changed |= walk_xattrs(f, in);
 			if (w.units != in->nblocks &&
 			    problem(f, PR_NBLOCKS_WRONG, "inode %llu: %llu, counted %llu", (unsigned long long)ino,
 				    (unsigned long long)in->nblocks, (unsigned long long)w.units)) {

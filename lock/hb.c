@@ -44,6 +44,9 @@ struct hb_host {
 	int snap_valid, any_want;    /* any_want: some other slot shows a want */
 	uint8_t *region;             /* buffer for the scan: max_hosts * stride */
 	struct hb_pub pub;           /* what the next renewal publishes */
+	int pub_fresh;               /* pub was set since the last renewal took it */
+	struct lunfs_hbstat stat_last; /* statistics as last written (gen, mono_ms 0) */
+	int stat_idle;               /* ... twice the same: no more writes until a change */
 	uint64_t want_off;           /* ... and the lock we wait for (hb_set_want) */
 	uint8_t *rimg;               /* a slot we recover: its REPLAYING image */
 	uint64_t prev_pr_key;        /* claim of our own crashed slot: its old PR key */
@@ -241,6 +244,37 @@ static void scan(struct hb_host *h)
 	h->any_want = want;
 }
 
+/* The statistics of the renewal that writes nb (h->mu held).  A logical
+ * block that covers them takes them into the CAW image nimg; else returns
+ * them encoded for a plain write after the CAW (NULL: nothing to write, as
+ * when they were written twice unchanged: an idle host writes nothing). */
+static uint8_t *stat_take(struct hb_host *h, const struct lunfs_hb *nb, uint8_t *nimg)
+{
+	if (!h->pub.has_stat)
+		return NULL;
+	struct lunfs_hbstat st = h->pub.stat;
+	h->pub_fresh = 0;
+	st.gen = st.mono_ms = 0;
+	st.mount_gen = nb->mount_gen;
+	int same = !memcmp(&st, &h->stat_last, sizeof(st));
+	int embed = h->lbs >= LUNFS_SLOT_STRIDE;
+	if (same && h->stat_idle && !embed)
+		return NULL;
+	h->stat_idle = same;
+	h->stat_last = st;
+	st.gen = nb->counter;
+	st.mono_ms = h->pub.stat.mono_ms;
+	uint64_t self = slot_off(&h->p, h->slot) + LUNFS_HBSTAT_OFF;
+	if (embed) {
+		lunfs_hbstat_encode(&st, h->p.uuid, self, h->slot, nimg + LUNFS_HBSTAT_OFF);
+		return NULL;
+	}
+	uint8_t *buf = dev_alloc(LUNFS_HBSTAT_SIZE);
+	if (buf)
+		lunfs_hbstat_encode(&st, h->p.uuid, self, h->slot, buf);
+	return buf;
+}
+
 /* One renewal.  Called with h->mu held; drops it around the I/O. */
 static void renew(struct hb_host *h)
 {
@@ -254,11 +288,17 @@ static void renew(struct hb_host *h)
 	nb.st_locks = h->pub.locks;
 	nb.st_held = h->pub.held;
 	stamp(h, h->slot, &nb, nimg);
+	uint8_t *sbuf = stat_take(h, &nb, nimg);
 	uint8_t *old = h->img;
 	uint64_t t0 = host_now(h);
 	h->renewing = 1; /* nobody else CAWs our slot from h->img meanwhile */
 	pthread_mutex_unlock(&h->mu);
 	int r = dev_caw(h->d, slot_off(&h->p, h->slot), old, nimg, h->lbs, cur);
+	/* the statistics after the record, their own sectors: only after a
+	 * renewal that kept the slot ours; the write guard checks the lease */
+	if (!r && sbuf)
+		dev_write(h->d, slot_off(&h->p, h->slot) + LUNFS_HBSTAT_OFF, sbuf, LUNFS_HBSTAT_SIZE);
+	free(sbuf);
 	pthread_mutex_lock(&h->mu);
 	h->renewing = 0;
 	pthread_cond_broadcast(&h->idle_cv);
@@ -667,10 +707,27 @@ int hb_peer(struct hb_host *h, uint32_t slot, uint64_t mount_gen)
 
 /* ---- published state, wants, and recovery of dead peers ---- */
 
+/* A renewal publishes the longest latency since the one before it, across
+ * every publication in between. */
+static void stat_merge_max(struct lunfs_hbstat *st, const struct lunfs_hbstat *prev)
+{
+	if (prev->host.max_ns > st->host.max_ns)
+		st->host.max_ns = prev->host.max_ns;
+	for (uint32_t i = 0; i < st->nfiles; i++)
+		for (uint32_t k = 0; k < prev->nfiles; k++)
+			if (prev->files[k].ino == st->files[i].ino &&
+			    prev->files[k].io.max_ns > st->files[i].io.max_ns)
+				st->files[i].io.max_ns = prev->files[k].io.max_ns;
+}
+
 void hb_publish(struct hb_host *h, const struct hb_pub *pub)
 {
 	pthread_mutex_lock(&h->mu);
+	struct hb_pub prev = h->pub;
 	h->pub = *pub;
+	if (h->pub_fresh && prev.has_stat && pub->has_stat)
+		stat_merge_max(&h->pub.stat, &prev.stat);
+	h->pub_fresh = 1;
 	pthread_mutex_unlock(&h->mu);
 }
 

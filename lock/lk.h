@@ -41,6 +41,8 @@ struct hb_ident {
 /* What a host publishes in its slot at every renewal (lunfs top). */
 struct hb_pub {
 	uint64_t reads, writes, locks, held; /* device I/Os, lock acquires, held now */
+	int has_stat;                /* stat is set: publish it too */
+	struct lunfs_hbstat stat;    /* data I/O statistics (gen, mount_gen: set by hb) */
 };
 
 /* Claims a heartbeat slot for this host and starts the renewal thread.
@@ -99,7 +101,11 @@ enum hb_peer { PEER_GONE = 0, PEER_ALIVE = 1, PEER_DEAD = 2 };
  * recovery before its locks may be taken.  Returns the state or -errno. */
 int hb_peer(struct hb_host *h, uint32_t slot, uint64_t mount_gen);
 
-/* Sets the counters the next renewals publish. */
+/* Sets the counters the next renewals publish.  The statistics go into
+ * the slot's block after the record (LUNFS_HBSTAT_OFF): within the
+ * renewal's CAW image when the logical block covers them, else by one
+ * plain (lease-guarded) write after the renewal, skipped while nothing
+ * changes.  The max_ns of two publications between renewals merge. */
 void hb_publish(struct hb_host *h, const struct hb_pub *pub);
 
 /* Publishes that this host waits for the lock record at off (0: no more),

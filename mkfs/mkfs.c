@@ -155,6 +155,33 @@ static int take_volume(struct dev *d, const char *path, const struct lunfs_sb *o
 	return r ? 1 : 0;
 }
 
+/* On a thin image file, the metadata regions (superblocks, heartbeat slots,
+ * journals, cluster tables, inodes, meta blocks) get their space on the
+ * host filesystem now, so that no metadata write ever needs new space
+ * there: when it fills up, data writes fail with ENOSPC, but rm (a journal
+ * transaction, then checkpoints in place) still works.  File blocks stay
+ * thin.  A volume whose metadata does not fit is left sparse, with a
+ * warning. */
+static void reserve_metadata(struct dev *d, const char *path, const struct lunfs_sb *s, int quiet)
+{
+	uint64_t len = s->file_off;
+	int r = dev_reserve(d, 0, len);
+	if (!r)
+		r = dev_reserve(d, s->backup_off, LUNFS_META_BS);
+	if (r == -EOPNOTSUPP)
+		return; /* a block device or LUN: nothing to reserve on our side */
+	if (r == -ENOSPC)
+		fprintf(stderr, "mkfs.lunfs: warning: the storage under %s has no room for the "
+			"metadata (%llu MiB): left sparse, so when it fills up even rm can fail\n",
+			path, (unsigned long long)(len >> 20));
+	else if (r)
+		fprintf(stderr, "mkfs.lunfs: warning: cannot allocate the metadata on the storage "
+			"under %s: %s\n", path, lunfs_strerror(r));
+	else if (!quiet)
+		printf("metadata:        %llu MiB allocated on the storage under %s\n",
+		       (unsigned long long)(len >> 20), path);
+}
+
 int main(int argc, char **argv)
 {
 	struct lunfs_mkfs_opts o = {0};
@@ -317,6 +344,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	r = lunfs_format(d, &sb);
+	if (!r)
+		reserve_metadata(d, path, &sb, quiet);
 	dev_close(d);
 	if (r) {
 		fprintf(stderr, "mkfs.lunfs: writing %s failed: %s\n", path, lunfs_strerror(r));

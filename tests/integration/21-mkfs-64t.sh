@@ -3,9 +3,7 @@
 # small; the result checks clean.  ext4 caps files at 16 TiB, so the image
 # lives on a tmpfs this test mounts.
 . "$(dirname "$0")/lib.sh"
-mkdir "$T/mnt"
-mount -t tmpfs -o size=1G tmpfs "$T/mnt" || fail "cannot mount tmpfs (run as root)"
-on_exit "umount '$T/mnt'"
+mount_tmpfs "$T/mnt" 1G
 img="$T/mnt/huge.img"
 truncate -s 64T "$img"
 start=$(date +%s.%N)

@@ -2,7 +2,8 @@
 # A real FUSE mount: POSIX behaviour (ownership, setgid rule, permissions,
 # suid clearing, UTIME_NOW/OMIT, nlink and ctime, mkfifo/mknod, 255-byte
 # names, symlinks up to 4095 bytes, unlink while open, readdir during
-# changes, xattrs, statfs, O_DIRECT, fallocate modes, ENOSPC); a remount
+# changes, xattrs (1000 on one file), statfs, O_DIRECT, fallocate modes,
+# ENOSPC); a remount
 # with mount(8)'s atime options keeps what it left (a 4095-byte symlink,
 # fallocated data) and reads leave atime alone; remount,ro and remount,rw;
 # strictatime refused; then unmount and fsck clean.  First, mkfs -n's

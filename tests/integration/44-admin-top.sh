@@ -3,7 +3,9 @@
 # lease, 500 ms heartbeat): bad arguments exit 2 with a one-line error;
 # `lunfs top -n 3 -d 1 --json` reports both hosts live, with plausible
 # numbers and a write rate for the host that writes; the text batch output
-# has one line per host per iteration.  Then esx02's daemon is killed -9:
+# has one line per host per iteration.  With fio writing a VM disk through
+# esx02, `lunfs top -n 2 --json` lists that disk (its path) under esx02 with
+# non-zero IOPS, MB/s and latency, and the text view has a disk line.  Then esx02's daemon is killed -9:
 # `lunfs hosts --json` shows its slot REPLAYING by esx01 (whose recovery is
 # held 2 s by the recovery_pause_ms test hook), then FREE with its name
 # kept.  Last esx01 is killed too, with nobody left to recover it: `lunfs
@@ -90,6 +92,52 @@ assert d["watched_ms"] < 3000, d  # it stops once every live slot moved
 EOF
 "$L" hosts "$IMG" | grep -Eq '^[0-9]+ +live +esx02 .* - +counter moved' || fail "lunfs hosts text: $("$L" hosts "$IMG")"
 ok "lunfs hosts: both live, no PR key"
+
+# ---- per VM disk: fio writes vm1.img through esx02 ----
+# fio lays the file out first, then writes at random for a while; top must
+# show the disk on esx02 (and only there) with its IOPS, MB/s and latency,
+# its path resolved by lunfs top itself from the published inode number.
+need fio
+fio --name=vm1 --filename="$T/b/vm1.img" --size=32M --bs=64k --rw=randrw --rwmixread=30 \
+	--ioengine=psync --direct=1 --time_based --runtime=10 --output="$T/fio.out" &
+FIO=$!
+on_exit "kill $FIO 2>/dev/null; wait $FIO 2>/dev/null"
+for _ in $(seq 100); do [ "$(stat -c %s "$T/b/vm1.img" 2>/dev/null || echo 0)" = 33554432 ] && break; sleep 0.1; done
+sleep 1.5
+"$L" top "$IMG" -n 2 -d 1 --json >"$T/top2.json" || fail "lunfs top --json (fio): exit $?"
+"$L" top "$IMG" -n 2 -d 1 >"$T/top2.txt" || fail "lunfs top (fio, text): exit $?"
+wait $FIO || fail "fio: $(tail -20 "$T/fio.out")"
+python3 - "$T/top2.json" <<'EOF2' || fail "lunfs top --json per disk: $(cat "$T/top2.json")"
+import json, sys
+its = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert len(its) == 2, len(its)
+it = its[-1]
+by = {s["host"]: s for s in it["slots"]}
+b, a = by["esx02"], by["esx01"]
+disks = {d["path"]: d for d in b["disks"]}
+assert "/vm1.img" in disks, ("esx02 disks", b["disks"])
+d = disks["/vm1.img"]
+assert d["ino"] > 2, d
+for k in ("writes_per_s", "reads_per_s", "iops", "write_mb_per_s", "read_mb_per_s",
+          "avg_lat_ms", "write_lat_ms", "max_lat_ms"):
+    assert d[k] is not None and d[k] > 0, (k, d)
+assert d["max_lat_ms"] >= d["avg_lat_ms"] * 0.99, d
+assert d["queue_depth"] >= 0 and d["avg_queue_depth"] > 0, d
+assert d["writes"] > 0 and d["write_bytes"] >= 65536 * d["writes"] * 0.99, d
+assert d["lock_waits_per_s"] is not None and d["lock_waits_per_s"] >= 0, d
+h = b["io"]
+assert h["writes_per_s"] >= d["writes_per_s"] * 0.99 and h["write_mb_per_s"] > 0, (h, d)
+assert all(x["path"] != "/vm1.img" for x in a["disks"]), a["disks"]
+print("ok: lunfs top --json: /vm1.img on esx02: %.0f r/s %.0f w/s, %.1f/%.1f MB/s, lat %.2f ms (max %.2f), qd %.1f" %
+      (d["reads_per_s"], d["writes_per_s"], d["read_mb_per_s"], d["write_mb_per_s"],
+       d["avg_lat_ms"], d["max_lat_ms"], d["avg_queue_depth"]))
+EOF2
+grep -Eq '^HOST +DISK +READS/s +WRITES/s +MBREAD/s +MBWRTN/s +LAT-ms +MAX-ms +QUED' "$T/top2.txt" ||
+	fail "top text: no disk view: $(cat "$T/top2.txt")"
+grep -Eq '^esx02 +/vm1\.img +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ ' "$T/top2.txt" ||
+	fail "top text: no line for /vm1.img on esx02: $(cat "$T/top2.txt")"
+ok "lunfs top (text): a disk view with /vm1.img on esx02"
+rm -f "$T/b/vm1.img"
 
 # ---- esx02 crashes; esx01 recovers it ----
 SLOT_A=$(python3 -c 'import json,sys; print([s["slot"] for s in json.load(open(sys.argv[1]))["slots"] if s["host"]=="esx01"][0])' "$T/hosts.json")

@@ -53,6 +53,12 @@ mount_lunfs() {
 	on_exit "umount_lunfs '$2'"
 	grep -q " $2 fuse.lunfs " /proc/mounts || fail "$2 is not mounted"
 }
+# mount_tmpfs DIR SIZE: a tmpfs of SIZE on DIR (made), unmounted by the cleanup.
+mount_tmpfs() {
+	mkdir -p "$1"
+	mount -t tmpfs -o "size=$2" tmpfs "$1" || fail "cannot mount tmpfs (run as root)"
+	on_exit "umount '$1'"
+}
 # umount_lunfs DIR: unmounts and waits (up to 20 s) for the daemon to exit.
 umount_lunfs() {
 	grep -q " $1 fuse.lunfs " /proc/mounts || return 0

@@ -79,6 +79,15 @@ static int make(const char *path)
 		die("symlink", r);
 	if ((r = lunfs_setxattr(v, vm1.ino, "user.vm", "yes", 3, 0)))
 		die("xattr", r);
+	/* enough xattrs on vm2/file for a chain of two xattr blocks */
+	if ((r = lunfs_lookup(v, vm2.ino, "file", &st)))
+		die("lookup", r);
+	for (int i = 0; i < 200; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "user.x%03d", i);
+		if ((r = lunfs_setxattr(v, st.ino, name, "0123456789abcdef", 16, 0)))
+			die("xattr", r);
+	}
 	if ((r = lunfs_unmount(v)))
 		die("unmount", r);
 	return 0;
@@ -205,7 +214,7 @@ static const char *kinds[] = {
 	"sb-csum", "sb-backup", "hb-corrupt", "stale-live", "torn-journal", "stale-lock",
 	"cluster-hdr", "inode-csum", "bad-pointer", "double-alloc", "ptr-block", "dir-block",
 	"leaked-block", "unmarked-block", "refcount", "inode-bitmap", "dirent-free-inode",
-	"nlink", "orphan", "nblocks", NULL,
+	"nlink", "orphan", "nblocks", "xattr-block", NULL,
 };
 
 static int corrupt(const char *path, const char *kind)
@@ -318,6 +327,11 @@ static int corrupt(const char *path, const char *kind)
 		load_ino(&c, c.img, &in);
 		in.nblocks = 77;
 		store_ino(&c, &in);
+	} else if (!strcmp(kind, "xattr-block")) {
+		load_ino(&c, c.file, &in);
+		if (!in.xattr_blk)
+			die("xattr block", -ENOENT);
+		flip(&c, geom_meta_blk(s, in.xattr_blk), 2000);
 	} else {
 		fprintf(stderr, "fsimg: unknown corruption '%s' (fsimg kinds lists them)\n", kind);
 		dev_close(c.d);

@@ -186,8 +186,11 @@ START_TEST(namespace_ops)
 	ck_assert_int_eq(lunfs_listxattr(v, f3, buf, sizeof(buf)), 15); /* user.vm, user.b */
 	ck_assert_int_eq(lunfs_removexattr(v, f3, "user.vm"), 0);
 	ck_assert_int_eq(lunfs_getxattr(v, f3, "user.vm", buf, sizeof(buf)), -ENODATA);
-	char big[2000] = {0};
+	char big[4000] = {0};
 	ck_assert_int_eq(lunfs_setxattr(v, f3, "user.big", big, sizeof(big), 0), -E2BIG);
+	ck_assert_int_eq(lunfs_setxattr(v, f3, "user.big", big, 2000, 0), 0); /* an xattr block */
+	ck_assert_int_eq(lunfs_getxattr(v, f3, "user.big", NULL, 0), 2000);
+	ck_assert_int_eq(lunfs_removexattr(v, f3, "user.big"), 0);
 
 	/* times: explicit, now, omitted */
 	struct lunfs_setattr ts = {.atime = {100, 5}, .mtime = {200, 6}};
@@ -632,6 +635,120 @@ START_TEST(online_grow)
 }
 END_TEST
 
+/* Hundreds of small xattrs on one file (as xfstests expects of a FUSE
+ * filesystem: 1000): the inode's area, then a chain of xattr blocks, which
+ * removals shrink and the file's deletion frees (fsck finds no leak). */
+START_TEST(many_xattrs)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256ull << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	uint64_t ino = mkfile(v, 1, "x");
+	char name[64], val[64], buf[64];
+	static char list[64 * 1024];
+	const int N = 1000;
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "user.attribute_%03d", i);
+		snprintf(val, sizeof(val), "value_%03d", i);
+		int r = lunfs_setxattr(v, ino, name, val, strlen(val), LUNFS_XATTR_CREATE);
+		ck_assert_msg(r == 0, "set %s: %s", name, lunfs_strerror(r));
+	}
+	ck_assert_int_eq(lunfs_setxattr(v, ino, "user.attribute_500", "x", 1, LUNFS_XATTR_CREATE), -EEXIST);
+	ck_assert_int_eq(lunfs_listxattr(v, ino, list, sizeof(list)), N * 19);
+	ck_assert_int_eq(lunfs_listxattr(v, ino, NULL, 0), N * 19);
+	/* replacing one in the middle with a value too big for its block */
+	static char big[3000];
+	memset(big, 'b', sizeof(big));
+	ck_assert_int_eq(lunfs_setxattr(v, ino, "user.attribute_400", big, sizeof(big), LUNFS_XATTR_REPLACE), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	v = mnt(p, "h1"); /* everything again from the disk */
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "user.attribute_%03d", i);
+		snprintf(val, sizeof(val), "value_%03d", i);
+		if (i == 400) {
+			ck_assert_int_eq(lunfs_getxattr(v, ino, name, NULL, 0), (int)sizeof(big));
+			continue;
+		}
+		ck_assert_int_eq(lunfs_getxattr(v, ino, name, buf, sizeof(buf)), 9);
+		ck_assert_int_eq(memcmp(buf, val, 9), 0);
+	}
+	for (int i = 1; i < N; i += 2) {
+		snprintf(name, sizeof(name), "user.attribute_%03d", i);
+		ck_assert_int_eq(lunfs_removexattr(v, ino, name), 0);
+	}
+	ck_assert_int_eq(lunfs_getxattr(v, ino, "user.attribute_001", buf, sizeof(buf)), -ENODATA);
+	ck_assert_int_eq(lunfs_getxattr(v, ino, "user.attribute_998", buf, sizeof(buf)), 9);
+	ck_assert_int_eq(lunfs_listxattr(v, ino, NULL, 0), N / 2 * 19);
+	/* a second file keeps its chain; the first one's is freed with it */
+	uint64_t y = mkfile(v, 1, "y");
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "user.y%d", i);
+		ck_assert_int_eq(lunfs_setxattr(v, y, name, "0123456789abcdef", 16, 0), 0);
+	}
+	ck_assert_int_eq(lunfs_unlink(v, 1, "x"), 0);
+	ck_assert_int_eq(lunfs_getxattr(v, y, "user.y299", buf, sizeof(buf)), 16);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	char cmd[512];
+	const char *bin = getenv("LUNFS_BIN") ? getenv("LUNFS_BIN") : "build/bin";
+	snprintf(cmd, sizeof(cmd), "%s/fsck.lunfs -n %s >/dev/null", bin, p);
+	ck_assert_int_eq(system(cmd), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+/* The data path counts per host and per open file, and the host publishes
+ * the counts after its heartbeat record (lunfs top reads them there). */
+START_TEST(io_statistics_published)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256ull << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "stats-host");
+	uint64_t ino = mkfile(v, 1, "vm.img");
+	struct lunfs_file *f;
+	uint8_t *buf = dev_alloc(65536);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(lunfs_pwrite(f, buf, 65536, i * 65536ull), 65536);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(lunfs_pread(f, buf, 65536, i * 65536ull), 65536);
+	struct dev *d = tu_open(p);
+	uint8_t *region = dev_alloc((size_t)sb.max_hosts * 4096);
+	struct lunfs_hbstat *st = malloc(sizeof(*st)), *got = NULL;
+	for (int tries = 0; tries < 100 && !got; tries++) {
+		usleep(50 * 1000);
+		ck_assert_int_eq(dev_read(d, sb.hb_off, region, (size_t)sb.max_hosts * 4096), 0);
+		for (uint32_t s = 0; s < sb.max_hosts && !got; s++) {
+			struct lunfs_hb hb;
+			uint64_t off = sb.hb_off + s * 4096ull;
+			if (lunfs_hb_decode(region + s * 4096, sb.uuid, off, &hb, NULL) ||
+			    strcmp(hb.host_name, "stats-host") || hb.state != HB_LIVE)
+				continue;
+			if (!lunfs_hbstat_decode(region + s * 4096 + 512, sb.uuid, off + 512, st, NULL) &&
+			    st->mount_gen == hb.mount_gen && st->nfiles == 1 && st->files[0].io.rd_ops == 2)
+				got = st;
+		}
+	}
+	ck_assert_ptr_nonnull(got);
+	ck_assert_uint_eq(got->files[0].ino, ino);
+	ck_assert_uint_eq(got->files[0].io.wr_ops, 4);
+	ck_assert_uint_eq(got->files[0].io.wr_bytes, 4 * 65536);
+	ck_assert_uint_eq(got->files[0].io.rd_bytes, 2 * 65536);
+	ck_assert_uint_gt(got->files[0].io.wr_ns, 0);
+	ck_assert_uint_eq(got->files[0].io.inflight, 0);
+	ck_assert_uint_ge(got->host.wr_ops, 4);
+	ck_assert_uint_ge(got->host.rd_ops, 2);
+	dev_close(d);
+	free(st);
+	free(region);
+	free(buf);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 START_TEST(async_queue)
 {
 	struct lunfs_sb sb;
@@ -822,6 +939,8 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, file_64t);
 	tcase_add_test(tc, big_alloc_and_free);
 	tcase_add_test(tc, online_grow);
+	tcase_add_test(tc, many_xattrs);
+	tcase_add_test(tc, io_statistics_published);
 	tcase_add_test(tc, async_queue);
 	tcase_add_test(tc, aio_engine);
 	suite_add_tcase(s, tc);

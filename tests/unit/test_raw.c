@@ -98,6 +98,44 @@ START_TEST(superblock_and_heartbeat_raw)
 		raw_read(p, off, hb, 512);
 	}
 	ck_assert_uint_gt(le(hb + 80, 8), c1);                           /* counter moves */
+
+	/* published I/O statistics: bytes 512..4095 of the slot's block */
+	struct hb_pub *pub = calloc(1, sizeof(*pub));
+	pub->has_stat = 1;
+	pub->stat.mono_ms = 777;
+	pub->stat.host.wr_ops = 5;
+	pub->stat.host.wr_bytes = 5 * 65536;
+	pub->stat.host.max_ns = 123456;
+	pub->stat.nfiles = 2;
+	pub->stat.files[0].ino = 42;
+	pub->stat.files[0].io.rd_ops = 3;
+	pub->stat.files[1].ino = 43;
+	pub->stat.files[1].io.lk_wait_ns = 99;
+	hb_publish(h, pub);
+	uint8_t *st = malloc(3584);
+	for (int i = 0; i < 300; i++) {
+		raw_read(p, off + 512, st, 3584);
+		if (!memcmp(st + 8, "LNST", 4))
+			break;
+		usleep(50 * 1000);
+	}
+	ck_assert_int_eq(memcmp(st + 8, "LNST", 4), 0);
+	ck_assert_uint_eq(le(st, 8), XXH3_64bits(st + 8, 3584 - 8));     /* checksum */
+	ck_assert_uint_eq(le(st + 32, 8), off + 512);                    /* self */
+	ck_assert_uint_eq(le(st + 48, 8), slot);                         /* owner */
+	ck_assert_uint_eq(le(st + 64, 8), 1);                            /* mount_gen */
+	ck_assert_uint_eq(le(st + 72, 8), 777);                          /* mono_ms */
+	ck_assert_uint_eq(le(st + 80, 4), 2);                            /* nfiles */
+	ck_assert_uint_eq(le(st + 96 + 8, 8), 5);                        /* host wr_ops */
+	ck_assert_uint_eq(le(st + 96 + 24, 8), 5 * 65536);               /* host wr_bytes */
+	ck_assert_uint_eq(le(st + 96 + 48, 8), 123456);                  /* host max_ns */
+	ck_assert_uint_eq(le(st + 176, 8), 42);                          /* files[0].ino */
+	ck_assert_uint_eq(le(st + 176 + 8, 8), 3);                       /* its rd_ops */
+	ck_assert_uint_eq(le(st + 176 + 88, 8), 43);                     /* files[1].ino */
+	ck_assert_uint_eq(le(st + 176 + 88 + 8 + 72, 8), 99);            /* its lk_wait_ns */
+	ck_assert(lunfs_is_zero(st + 176 + 2 * 88, 3584 - 176 - 2 * 88));
+	free(st);
+	free(pub);
 	ck_assert_int_eq(hb_release(h), 0);
 	raw_read(p, off, hb, 512);
 	ck_assert_uint_eq(le(hb + 64, 4), 0);                            /* FREE */
