@@ -92,6 +92,16 @@ struct lunfs_vol {
 	} *acquiring;
 	pthread_cond_t acq_cv;  /* an entry left acquiring */
 	uint64_t nacquired;     /* lock records acquired (published for lunfs top) */
+	struct resv {           /* file blocks reserved for pending writes (inode.c) */
+		uint64_t blk;
+		struct held *h; /* its cluster's lock, pinned by the reservation */
+	} *resv;
+	unsigned nresv, cresv;
+	struct gwrite *gw;      /* writes waiting for their metadata commit (fill.c) */
+	int gw_leader;          /* a thread commits a group now */
+	unsigned tx_parked;     /* transactions waiting with mu dropped mid-way */
+	pthread_cond_t gw_cv;   /* a group committed, a pending write went, or
+				   tx_parked reached 0 */
 	uint64_t pr_key;        /* our iSCSI PR registration, 0 none */
 	/* peer recovery (recover.c): its own thread, outside mu */
 	pthread_t rec_thr;
@@ -219,6 +229,13 @@ void ino_now(struct lunfs_time *t);
 int blk_alloc(struct txn *tx, int kind, uint64_t *blk);
 int blk_free(struct txn *tx, int kind, uint64_t blk);
 int blk_ref(struct txn *tx, int kind, uint64_t blk, int delta, uint32_t *newref);
+/* Reservations of free file blocks for pending writes (fill.c): reserve
+ * one (allocation skips it from then on; its cluster lock stays pinned),
+ * claim it in the transaction that points at it (marks it used), and give
+ * the reservation back after that transaction, whatever its outcome. */
+int blk_reserve(struct txn *tx, uint64_t *blk);
+int blk_claim(struct txn *tx, uint64_t blk);
+void blk_unreserve(struct lunfs_vol *v, uint64_t blk);
 int alloc_counts(struct lunfs_vol *v, uint64_t *free_file, uint64_t *free_ino);
 
 /* Block maps (bmap.c).  Units are file blocks, or meta blocks for
@@ -242,6 +259,52 @@ int dir_set(struct txn *tx, struct lunfs_inode *dir, const char *name, uint64_t 
 int dir_is_empty(struct txn *tx, struct lunfs_inode *dir);
 int dir_iter(struct txn *tx, struct lunfs_inode *dir, uint64_t off, lunfs_dirfn fn, void *arg);
 int name_check(const char *name);
+
+/* Pending writes (fill.c): a write into holes or to-be-zeroed blocks, or
+ * past the end, of at most GW_BLOCKS file blocks.  Its data is written
+ * outside v->mu; the transaction that exposes it (the blocks claimed, the
+ * pointers, the size and times) is shared by every write pending at that
+ * moment: one group commit.  See docs/LOCKING.md, section 15. */
+#define GW_BLOCKS 16
+enum {
+	GW_MAPPING,    /* its range is being looked up and reserved (v->mu held) */
+	GW_WRITING,    /* its data is being written (outside v->mu) */
+	GW_WRITTEN,    /* data written: waits for a group commit */
+	GW_COMMITTING, /* in the group being committed */
+	GW_DONE,       /* res is final; no longer listed */
+};
+struct gfill {         /* one file block the write exposes */
+	uint64_t lblk, blk;
+	uint64_t old;  /* its pointer before: 0 (a hole; blk is reserved) or TBZ */
+};
+struct gwrite {
+	struct ofile *of;
+	uint64_t lblk0, lblk1; /* the file blocks it touches: [lblk0, lblk1) */
+	uint64_t end;          /* the file's size after it, at least */
+	int nfill;
+	struct gfill fill[GW_BLOCKS];
+	int state, res;
+	struct gwrite *next;   /* v->gw, oldest first */
+};
+/* All with v->mu held.  gw_wait_ready: at the start of a transaction (it may
+ * drop v->mu): until no transaction is parked and no pending write of of
+ * touches [lblk0, lblk1).  gw_add: lists g (GW_MAPPING).  gw_drop: gives
+ * its reservations back and unlists it with result r.  gw_wait_ino: at the
+ * start of a transaction that changes ino's block map or size other than by
+ * writing: until no write into ino is pending. */
+void gw_wait_ready(struct lunfs_vol *v, struct ofile *of, uint64_t lblk0, uint64_t lblk1);
+void gw_add(struct lunfs_vol *v, struct gwrite *g);
+void gw_drop(struct lunfs_vol *v, struct gwrite *g, int r);
+void gw_wait_ino(struct lunfs_vol *v, uint64_t ino);
+/* g's data is written (r: its result); v->mu not held.  Waits until a group
+ * commit that holds g is durable, leading one when none runs.  Returns 0 or
+ * -errno (g is unlisted either way). */
+int gw_finish(struct lunfs_vol *v, struct gwrite *g, int r);
+/* A transaction waits with v->mu dropped after it read or changed blocks
+ * (tx_drain, a lock another thread acquires): no group commit or write
+ * registration may look at the cache meanwhile. */
+void tx_park(struct lunfs_vol *v);
+void tx_unpark(struct lunfs_vol *v);
 
 /* Files (file.c) */
 struct ofile *of_find(struct lunfs_vol *v, uint64_t ino);
