@@ -41,6 +41,9 @@ struct dev {
 	int (*_Atomic guard)(void *arg); /* dev_set_guard() */
 	void *_Atomic guard_arg;
 	_Atomic uint32_t caw_break_ms; /* dev_set_caw_break_ms(); 0: the default */
+	/* dev_flush_mark(): flushes started, and the highest number of one
+	 * that succeeded */
+	_Atomic uint64_t flush_started, flush_done;
 	/* Completed requests of dev_sync_submit(), waiting for dev_sync_reap(). */
 	struct dev_io **done;
 	unsigned ndone, done_cap;

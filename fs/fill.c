@@ -38,9 +38,11 @@
  *     guard: a fenced host's fills fail, and nothing of theirs is committed.
  */
 #include <stdlib.h>
+#include <time.h>
 #include "fs/internal.h"
 
 #define GW_BATCH 64 /* writes per group commit */
+#define GW_GATHER_US 3000 /* how long a leader waits for data in flight */
 /* Dirty blocks a fill may add to the transaction: its cluster header, and
  * for a new path of pointer blocks three of them with their meta cluster
  * headers.  A group stops short of TX_MAX. */
@@ -91,6 +93,7 @@ void gw_add(struct lunfs_vol *v, struct gwrite *g)
 	while (*pp)
 		pp = &(*pp)->next;
 	g->state = GW_MAPPING;
+	g->seq = v->gw_seq++;
 	g->next = NULL;
 	*pp = g;
 }
@@ -175,22 +178,51 @@ static int gw_apply(struct txn *tx, struct gwrite **batch, int n, int *took)
 
 /* Commits one group: every WRITTEN write, oldest first.  v->mu held on
  * entry and on return; dropped for the data flush. */
+/* Before a group is formed, its leader waits (at most GW_GATHER_US) for the
+ * writes registered before it whose data is still on its way: they are
+ * done soon, and a group of their own would cost another flush and
+ * transaction.  Writes registered later do not hold it up. */
+static void gw_gather(struct lunfs_vol *v)
+{
+	uint64_t upto = v->gw_seq;
+	struct timespec dl;
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	dl.tv_nsec += GW_GATHER_US * 1000;
+	if (dl.tv_nsec >= 1000000000) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000;
+	}
+	for (;;) {
+		int busy = 0;
+		for (struct gwrite *g = v->gw; g && !busy; g = g->next)
+			busy = g->seq < upto && (g->state == GW_MAPPING || g->state == GW_WRITING);
+		if (!busy || pthread_cond_timedwait(&v->gw_cv, &v->mu, &dl) == ETIMEDOUT)
+			return;
+	}
+}
+
 static void gw_lead(struct lunfs_vol *v)
 {
 	struct gwrite *batch[GW_BATCH];
 	struct txn tx;
 	int n = 0, fills = 0, took = 0;
+	uint64_t mark = 0;
 	v->gw_leader = 1;
+	gw_gather(v);
 	for (struct gwrite *g = v->gw; g && n < GW_BATCH; g = g->next) {
 		if (g->state != GW_WRITTEN)
 			continue;
 		g->state = GW_COMMITTING;
 		fills += g->nfill;
+		if (g->nfill && g->flushed > mark)
+			mark = g->flushed;
 		batch[n++] = g;
 	}
 	pthread_mutex_unlock(&v->mu);
-	/* the data of the whole group before any pointer that exposes it */
-	int r = fills ? dev_flush(v->d) : 0;
+	/* the data of the whole group before any pointer that exposes it; a
+	 * flush that started after all of it was written (the journal's, for
+	 * the group before) already did that */
+	int r = fills && !dev_flushed_since(v->d, mark) ? dev_flush(v->d) : 0;
 	tx_begin(v, &tx);
 	while (v->tx_parked)
 		pthread_cond_wait(&v->gw_cv, &v->mu);
@@ -210,11 +242,15 @@ static void gw_lead(struct lunfs_vol *v)
 
 int gw_finish(struct lunfs_vol *v, struct gwrite *g, int r)
 {
+	g->flushed = dev_flush_mark(v->d);
 	pthread_mutex_lock(&v->mu);
-	if (r)
+	if (r) {
 		gw_drop(v, g, r); /* nothing to commit: its data did not land */
-	else
+	} else {
 		g->state = GW_WRITTEN;
+		if (v->gw_leader)
+			pthread_cond_broadcast(&v->gw_cv); /* a gathering leader */
+	}
 	while (g->state != GW_DONE) {
 		if (!v->gw_leader)
 			gw_lead(v);

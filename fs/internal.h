@@ -99,6 +99,7 @@ struct lunfs_vol {
 	unsigned nresv, cresv;
 	struct gwrite *gw;      /* writes waiting for their metadata commit (fill.c) */
 	int gw_leader;          /* a thread commits a group now */
+	uint64_t gw_seq;        /* pending writes registered so far */
 	unsigned tx_parked;     /* transactions waiting with mu dropped mid-way */
 	pthread_cond_t gw_cv;   /* a group committed, a pending write went, or
 				   tx_parked reached 0 */
@@ -284,6 +285,8 @@ struct gwrite {
 	int nfill;
 	struct gfill fill[GW_BLOCKS];
 	int state, res;
+	uint64_t flushed;      /* dev_flush_mark() once its data was written */
+	uint64_t seq;          /* order of registration (v->gw_seq) */
 	struct gwrite *next;   /* v->gw, oldest first */
 };
 /* All with v->mu held.  gw_wait_ready: at the start of a transaction (it may

@@ -655,7 +655,7 @@ int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_
 	lk_cond_init(&v->linger_cv);
 	pthread_cond_init(&v->io_cv, NULL);
 	pthread_cond_init(&v->acq_cv, NULL);
-	pthread_cond_init(&v->gw_cv, NULL);
+	lk_cond_init(&v->gw_cv); /* gw_gather waits on CLOCK_MONOTONIC */
 	v->ro = o->readonly;
 	v->linger_ms = o->linger_ms ? o->linger_ms : 500;
 	v->bh = calloc(NBUCKETS, sizeof(*v->bh));
