@@ -757,10 +757,12 @@ static int chunk_map(struct txn *tx, struct lunfs_file *f, struct gwrite *g, con
 		r = 1;
 	}
 out:
-	if (r)
+	if (r) {
 		gw_drop(v, g, r);
-	else
+	} else {
 		g->state = GW_WRITING;
+		pthread_cond_broadcast(&v->gw_cv); /* its range is down to its fills */
+	}
 	free(fm.in);
 	return r;
 }

@@ -266,7 +266,7 @@ int name_check(const char *name);
  * outside v->mu; the transaction that exposes it (the blocks claimed, the
  * pointers, the size and times) is shared by every write pending at that
  * moment: one group commit.  See docs/LOCKING.md, section 15. */
-#define GW_BLOCKS 16
+#define GW_BLOCKS 32 /* a FUSE write (1 MiB) is one, even with 64 KiB blocks */
 enum {
 	GW_MAPPING,    /* its range is being looked up and reserved (v->mu held) */
 	GW_WRITING,    /* its data is being written (outside v->mu) */
