@@ -10,8 +10,19 @@
  * (tx_drain, v->draining), so no I/O ever reaches a block after it was
  * freed and handed to another file.  The async queue's device I/O also
  * runs outside v->mu.
+ * Writes into holes and to-be-zeroed blocks, and writes past the end, are
+ * pending writes (fill.c): under v->mu a write reserves the free blocks it
+ * needs (v->resv; allocation skips them, their cluster locks stay pinned)
+ * and lists itself in v->gw; it writes its data without v->mu; then one
+ * thread commits every write whose data is written in one group: a flush,
+ * then one transaction that claims the blocks, sets the pointers, sizes and
+ * times.  A write waits (gw_cv) for a pending write that fills a block of
+ * its range; truncate, fallocate, handoff and the last close wait for the
+ * pending writes of their file; no write registers and no group commits
+ * while a transaction waits half-done with v->mu dropped (v->tx_parked).
  * Lock order: a file's f->mu, then v->mu.  A thread registered as a data I/O
- * takes no lock but v->mu (briefly, in io_exit).
+ * takes no lock but v->mu (briefly, in io_exit).  docs/LOCKING.md section 15
+ * has the whole picture.
  *
  * Cache rule (docs/LOCKING.md): a metadata block is cached only while this
  * host holds the on-disk lock that covers it (its inode's lock, or its
