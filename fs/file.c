@@ -40,6 +40,13 @@ void of_invalidate(struct lunfs_vol *v, uint64_t ino)
 	}
 }
 
+void of_forget(struct lunfs_vol *v, uint64_t ino, uint64_t lblk)
+{
+	struct ofile *of = of_find(v, ino);
+	if (of && of->mapc && of->mapc[lblk % MAPC_SIZE].lblk1 == lblk + 1)
+		of->mapc[lblk % MAPC_SIZE].lblk1 = 0;
+}
+
 /* Mapping lookups for one operation on an open file: the cache when the
  * open pins the inode lock, else the inode and its map (loaded once). */
 struct fmap {

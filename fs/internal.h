@@ -171,6 +171,8 @@ struct mapc {
 	uint64_t ptr;
 };
 void of_invalidate(struct lunfs_vol *v, uint64_t ino); /* ino 0: every open file */
+/* Drops the cached mapping of unit lblk of ino (its pointer changes). */
+void of_forget(struct lunfs_vol *v, uint64_t ino, uint64_t lblk);
 
 struct lunfs_file {
 	struct lunfs_vol *v;
