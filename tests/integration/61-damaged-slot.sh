@@ -8,8 +8,9 @@
 # place and frees the slot under a new generation.  b must then open a's
 # disk read-write and create files in /, within a few leases (before: b
 # failed on a's objects indefinitely, still at +20 s, and nobody could
-# create in / because the stuck lock was the root's).  a's writes fail with
-# EIO; a's identity remounts; fsck -n is clean at the end.
+# create in / because the stuck lock was the root's).  a's writes through
+# its old descriptor fail with EIO; a rejoins by itself (new operations
+# work); a's identity remounts; fsck -n is clean at the end.
 . "$(dirname "$0")/lib.sh"
 IMG="$T/v.img"
 mkfs_multi "$IMG" 1G
@@ -50,7 +51,14 @@ cmp "$B/vm.vmdk" "$T/disk.ref" || fail "a's fsynced disk differs on b"
 grep -q 'recovered host (damaged slot' "$T/b.log" || fail "b's log: $(grep lunfs "$T/b.log" | tail -3)"
 ok "a's disk and a's new file intact on b; b's log: $(grep -o 'recovered host (damaged slot[^;]*' "$T/b.log" | head -1)"
 grep -q 'fenced' "$T/a.log" || fail "a did not fence itself: $(tail -3 "$T/a.log")"
-! (echo late >"$A/late") 2>/dev/null || fail "a (fenced) could still create a file"
+! (printf late >&7) 2>/dev/null || fail "a's disk, open before the fence, could still be written"
+# a rejoins by itself (a new slot, once b recovered the damaged one): new
+# operations work, its old descriptor stays failed
+poll 20 grep -q 'rejoined after the fence' "$T/a.log" || fail "a did not rejoin: $(tail -3 "$T/a.log")"
+echo late >"$A/late" || fail "a, rejoined, cannot create a file"
+poll 5 test -e "$B/late" || fail "b does not see the file a created after rejoining"
+! (printf late >&7) 2>/dev/null || fail "a's old descriptor works again after the rejoin"
+ok "a fenced itself, then rejoined: a new file shows on b, its old descriptor still fails"
 exec 7>&-
 umount_lunfs "$A" || true
 mount_lunfs "$IMG" "$A" hostA "log=$T/a2.log"
