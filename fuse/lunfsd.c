@@ -871,6 +871,20 @@ static int parse_ms(const char *arg, uint32_t max, uint32_t *out)
 	return 0;
 }
 
+/* NAME=a or NAME=b: *second is 1 for b; else a one-line error naming the
+ * option. */
+static int choice(const char *arg, const char *a, const char *b, int *second)
+{
+	const char *v = strchr(arg, '=') + 1;
+	if (strcmp(v, a) && strcmp(v, b)) {
+		int n = (int)(v - arg - 1);
+		fprintf(stderr, "%s: %s: must be %.*s=%s or %.*s=%s\n", PROG, arg, n, arg, a, n, arg, b);
+		return -1;
+	}
+	*second = !strcmp(v, b);
+	return 0;
+}
+
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
 	struct opts *o = data;
@@ -900,19 +914,9 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case K_UPAUSE:
 		return parse_ms(arg, 600000, &o->unmount_pause);
 	case K_IO:
-		if (strcmp(v, "threads") && strcmp(v, "async")) {
-			fprintf(stderr, "%s: %s: must be io=threads or io=async\n", PROG, arg);
-			return -1;
-		}
-		o->io_async = !strcmp(v, "async");
-		return 0;
+		return choice(arg, "threads", "async", &o->io_async);
 	case K_REJOIN:
-		if (strcmp(v, "on") && strcmp(v, "off")) {
-			fprintf(stderr, "%s: %s: must be rejoin=on or rejoin=off\n", PROG, arg);
-			return -1;
-		}
-		o->no_rejoin = !strcmp(v, "off");
-		return 0;
+		return choice(arg, "on", "off", &o->no_rejoin);
 	case K_CAW:
 		if (!strcmp(v, "auto"))
 			o->caw = LUNFS_CAW_AUTO;
@@ -926,12 +930,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		}
 		return 0;
 	case K_PR:
-		if (strcmp(v, "on") && strcmp(v, "off")) {
-			fprintf(stderr, "%s: %s: must be pr=on or pr=off\n", PROG, arg);
-			return -1;
-		}
-		o->no_pr = !strcmp(v, "off");
-		return 0;
+		return choice(arg, "on", "off", &o->no_pr);
 	case K_RO:
 	case K_RW:
 		o->ro = key == K_RO;
