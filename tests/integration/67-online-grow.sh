@@ -68,7 +68,8 @@ boff=$(( size / 4096 * 4096 - 4096 ))
 [ "$(dd if="$IMG" bs=1 skip=$(( boff + 8 )) count=4 status=none)" = LNSB ] || fail "no LNSB at the new end"
 [ "$(u64 $(( boff + 32 )))" = "$boff" ] && [ "$(u64 $(( boff + 48 )))" = 1 ] ||
 	fail "backup self $(u64 $(( boff + 32 ))) owner $(u64 $(( boff + 48 )))"
-[ "$(od -An -tu4 -j 64 -N 4 "$IMG" | tr -d ' ')" = 1 ] || fail "incompat is not GROWN (1)"
+inc=$(od -An -tu4 -j 64 -N 4 "$IMG" | tr -d ' ')
+[ $((inc & 1)) = 1 ] || fail "incompat $inc lacks GROWN (bit 0)"
 ok "backup superblock at $boff (the new end), primary dev_size $(( boff + 4096 ))"
 
 # refused while fsck -y holds the volume (it watches a dead host for a lease)
