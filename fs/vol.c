@@ -140,14 +140,8 @@ int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, int may
 	struct held *h;
 	int r;
 again:
-	while (acquiring(v, off)) {
-		/* an operation that already holds locks or blocks parks here */
-		if (!may_drop)
-			tx_park(v);
+	while (acquiring(v, off))
 		pthread_cond_wait(&v->acq_cv, &v->mu);
-		if (!may_drop)
-			tx_unpark(v);
-	}
 	h = vl_find(v, off);
 	if (h && !h->pins && hb_wanted(v->hb, off) && !yield(v, h, may_drop)) {
 		if (may_drop)
@@ -407,10 +401,7 @@ int tx_read(struct txn *tx, uint64_t addr, uint64_t lock, struct buf **out)
 	b = buf_new(addr, locked ? lock : 0);
 	if (!b)
 		return -ENOMEM;
-	/* A block committed but not yet checkpointed has a stale home: a
-	 * failed transaction dropped it from the cache (the cache must equal
-	 * what is committed, not what the home holds). */
-	int r = v->j && jnl_pending_copy(v->j, addr, b->data) ? 0 : dev_read(v->d, addr, b->data, BS);
+	int r = dev_read(v->d, addr, b->data, BS);
 	if (r) {
 		buf_free(b);
 		return r;
@@ -482,26 +473,12 @@ int tx_flush(struct txn *tx)
 	tx->ndirty = 0;
 	return 0;
 fail:
-	/* the cache must equal what is committed: forget what we changed
-	 * (a re-read finds the journal's pending image, else the home) */
+	/* the cache must equal the disk: forget what we changed */
 	for (int i = 0; i < tx->ndirty; i++)
 		cache_drop(v, tx->dirty[i]->addr);
 	of_invalidate(v, 0);
 	tx->ndirty = 0;
 	return r;
-}
-
-void tx_park(struct lunfs_vol *v)
-{
-	VOL_HELD(v);
-	v->tx_parked++;
-}
-
-void tx_unpark(struct lunfs_vol *v)
-{
-	VOL_HELD(v);
-	if (--v->tx_parked == 0)
-		pthread_cond_broadcast(&v->gw_cv);
 }
 
 void io_enter(struct lunfs_vol *v)
@@ -536,11 +513,8 @@ void tx_drain(struct txn *tx)
 		tx->draining = 1;
 		v->draining++;
 	}
-	while (v->data_io) {
-		tx_park(v);
+	while (v->data_io)
 		pthread_cond_wait(&v->io_cv, &v->mu);
-		tx_unpark(v);
-	}
 }
 
 void tx_end(struct txn *tx, int r)
@@ -702,7 +676,6 @@ int lunfs_mount_test(const char *url, const struct lunfs_mount_opts *o,
 	lunfs_cond_init(&v->linger_cv);
 	pthread_cond_init(&v->io_cv, NULL);
 	pthread_cond_init(&v->acq_cv, NULL);
-	lunfs_cond_init(&v->gw_cv); /* gw_gather waits on CLOCK_MONOTONIC */
 	v->ro = o->readonly;
 	v->linger_ms = o->linger_ms ? o->linger_ms : 500;
 	v->bh = calloc(NBUCKETS, sizeof(*v->bh));
@@ -834,7 +807,6 @@ fail:
 	pthread_cond_destroy(&v->linger_cv);
 	pthread_cond_destroy(&v->io_cv);
 	pthread_cond_destroy(&v->acq_cv);
-	pthread_cond_destroy(&v->gw_cv);
 	free(v);
 	return r;
 }
@@ -855,12 +827,10 @@ static void vol_free(struct lunfs_vol *v)
 	}
 	dev_close(v->d);
 	free(v->bh);
-	free(v->resv);
 	pthread_mutex_destroy(&v->mu);
 	pthread_cond_destroy(&v->linger_cv);
 	pthread_cond_destroy(&v->io_cv);
 	pthread_cond_destroy(&v->acq_cv);
-	pthread_cond_destroy(&v->gw_cv);
 	free(v);
 }
 
