@@ -208,7 +208,8 @@ void tx_drain(struct txn *tx);
 void tx_begin(struct lunfs_vol *v, struct txn *tx);
 /* Commits the dirty blocks (if any) through the journal, then ends. */
 int tx_commit(struct txn *tx);
-/* Drops the dirty blocks from the cache (the disk still has the old ones). */
+/* Drops the dirty blocks from the cache (a re-read finds the last committed
+ * image: the journal's pending copy, else the home). */
 void tx_end(struct txn *tx, int r);
 /* Commits what is dirty so far and continues (large operations in steps). */
 int tx_flush(struct txn *tx);

@@ -401,7 +401,10 @@ int tx_read(struct txn *tx, uint64_t addr, uint64_t lock, struct buf **out)
 	b = buf_new(addr, locked ? lock : 0);
 	if (!b)
 		return -ENOMEM;
-	int r = dev_read(v->d, addr, b->data, BS);
+	/* A block committed but not yet checkpointed has a stale home: a
+	 * failed transaction dropped it from the cache (the cache must equal
+	 * what is committed, not what the home holds). */
+	int r = v->j && jnl_pending_copy(v->j, addr, b->data) ? 0 : dev_read(v->d, addr, b->data, BS);
 	if (r) {
 		buf_free(b);
 		return r;
@@ -473,7 +476,8 @@ int tx_flush(struct txn *tx)
 	tx->ndirty = 0;
 	return 0;
 fail:
-	/* the cache must equal the disk: forget what we changed */
+	/* the cache must equal what is committed: forget what we changed
+	 * (a re-read finds the journal's pending image, else the home) */
 	for (int i = 0; i < tx->ndirty; i++)
 		cache_drop(v, tx->dirty[i]->addr);
 	of_invalidate(v, 0);

@@ -365,6 +365,17 @@ static int pend_add(struct jnl *j, uint64_t target, const uint8_t *img)
 	return 0;
 }
 
+int jnl_pending_copy(const struct jnl *j, uint64_t target, void *buf)
+{
+	for (const struct pend *p = j->pend[(target / BS) % PEND_BUCKETS]; p; p = p->next) {
+		if (p->target == target) {
+			memcpy(buf, p->img, BS);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 uint64_t jnl_pending_age_ms(const struct jnl *j)
 {
 	return j->npend ? lunfs_now_ms() - j->pend_since_ms : 0;

@@ -105,6 +105,11 @@ void jnl_txn_abort(struct jnl_txn *t);
  * After it, replay finds nothing to do.  Returns 0 or -errno. */
 int jnl_checkpoint(struct jnl *j);
 
+/* The newest committed image of the block at target whose home is not
+ * written yet, into buf (BS bytes): 1 if there is one, else 0 (the home is
+ * current).  A block read from its home must come from here first. */
+int jnl_pending_copy(const struct jnl *j, uint64_t target, void *buf);
+
 /* How long (ms, monotonic) the oldest committed transaction whose homes are
  * not written yet has waited; 0 when nothing is pending. */
 uint64_t jnl_pending_age_ms(const struct jnl *j);

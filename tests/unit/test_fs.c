@@ -926,6 +926,36 @@ START_TEST(aio_engine)
 }
 END_TEST
 
+/* A transaction that fails after changing a cluster header drops its
+ * changes from the cache; the header must come back as last committed (the
+ * journal's pending image), not as its stale home. */
+START_TEST(failed_tx_rereads_committed)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 60000};
+	struct lunfs_vol *v;
+	ck_assert_int_eq(lunfs_mount(p, &o, &v, NULL), 0);
+	struct lunfs_file *f;
+	uint64_t ino = mkfile(v, 1, "a");
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	ck_assert_int_eq(lunfs_pwrite(f, "AAAA", 4, 0), 4);
+	ck_assert_int_eq(lunfs_fallocate(f, 0, MiB, 1ull << 34), -ENOSPC);
+	/* fill the volume: a stale header would hand block 0's block out again */
+	ssize_t w;
+	for (uint64_t i = 1; (w = lunfs_pwrite(f, "BBBB", 4, i * MiB)) == 4; i++)
+		;
+	ck_assert_int_eq(w, -ENOSPC);
+	char buf[4];
+	ck_assert_int_eq(lunfs_pread(f, buf, 4, 0), 4);
+	ck_assert_int_eq(memcmp(buf, "AAAA", 4), 0);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 Suite *fs_suite(void)
 {
 	Suite *s = suite_create("fs");
@@ -943,6 +973,7 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, io_statistics_published);
 	tcase_add_test(tc, async_queue);
 	tcase_add_test(tc, aio_engine);
+	tcase_add_test(tc, failed_tx_rereads_committed);
 	suite_add_tcase(s, tc);
 	return s;
 }
