@@ -282,6 +282,10 @@ int dev_reserve(struct dev *d, uint64_t off, uint64_t len)
 	int r = check_write(d, off, len);
 	if (r)
 		return r;
+	/* it changes the device (allocation, not bytes): a write site like any
+	 * other, checked against the lease right before it is issued */
+	if ((r = dev_guard(d)))
+		return r;
 	return d->ops->reserve ? d->ops->reserve(d, off, len) : -EOPNOTSUPP;
 }
 
