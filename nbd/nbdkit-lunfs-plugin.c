@@ -214,7 +214,7 @@ static int open_export(struct lunfs_vol **vp, struct lunfs_file **fp)
 	if (r == -EBUSY)
 		nbdkit_error("%s: busy: %s (EBUSY)", path,
 			     readonly ? "another host has it open read-write"
-				      : "another host (or this one) has it open");
+				      : "another host has it open (read-write or shared read-only)");
 	else if (r)
 		nbdkit_error("%s: cannot open: %s", path, lunfs_strerror(r));
 out:
