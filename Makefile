@@ -2,7 +2,9 @@
 #   make          build everything into build/
 #   make check    install missing packages, build, run every test
 #   make demo     install missing packages, build, run the main job
-#   make install  PREFIX=/usr/local DESTDIR=
+#   make install  PREFIX=/usr/local DESTDIR=   (the tools, liblunfs.a and
+#                 liblunfs.so, lunfs.h, lunfs.pc, the nbdkit plugin in
+#                 nbdkit's plugindir, man pages; make uninstall removes them)
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -50,8 +52,13 @@ $(B)/obj/%.o: %.c $(wildcard */*.h)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # The library's objects are position-independent: one set serves the
-# static archive, the shared library and the nbdkit plugin.
+# static archive, the shared library and the nbdkit plugin.  The stamp
+# rebuilds them once in a build directory made before they were.
 $(LIB_OBJ): CFLAGS += -fPIC
+$(LIB_OBJ): $(B)/obj/.fpic
+$(B)/obj/.fpic:
+	@mkdir -p $(dir $@)
+	@touch $@
 
 $(B)/lib/liblunfs.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)

@@ -10,7 +10,8 @@
 # FUSE read-write open on other hosts are refused with EBUSY; once nbdkit
 # exits the lock is free, read-only exports of two hosts share the file and
 # a read-write one is refused beside them; a missing device or file fails
-# with one line and a non-zero exit; fsck -n is clean at the end.
+# with one line and a non-zero exit; nbdkit in the background (the mount
+# in .after_fork) serves and frees its slot; fsck -n is clean at the end.
 . "$(dirname "$0")/lib.sh"
 need nbdkit qemu-img qemu-io nbdcopy nbdinfo python3
 PLUGIN="$ROOT/build/lib/nbdkit-lunfs-plugin.so"
@@ -205,6 +206,18 @@ start_export rw2 nbd3
 qemu-img compare -f raw -F raw "$T/src.raw" "$(uri rw2)" >"$T/out" || fail "rw2: $(cat "$T/out")"
 stop_export rw2 || fail "nbdkit rw2 exit"
 ok "a read-write export again once the read-only ones are gone"
+# nbdkit in the background (it forks after .get_ready; the plugin mounts
+# again in .after_fork, its threads in the child)
+nbdkit -U "$T/bg.sock" -P "$T/bg.pid" "$PLUGIN" "$T/v.img" file=/vm01/disk.img host=nbd4 \
+	</dev/null >/dev/null 2>"$T/bg.log" || fail "nbdkit in the background: $(cat "$T/bg.log")"
+BG_PID=$(cat "$T/bg.pid")
+on_exit "kill $BG_PID 2>/dev/null"
+qemu-img compare -f raw -F raw "$T/src.raw" "$(uri bg)" >"$T/out" || fail "background export: $(cat "$T/out")"
+"$BIN/lunfs" hosts "$T/v.img" | grep -Eq "live +nbd4 " || fail "nbd4 is not live: $("$BIN/lunfs" hosts "$T/v.img")"
+kill "$BG_PID"
+poll 20 sh -c "! kill -0 $BG_PID 2>/dev/null" || fail "nbdkit in the background did not exit"
+slots_free "$T/v.img" nbd4
+ok "nbdkit in the background: serves, and frees its slot when stopped"
 umount_lunfs "$T/m" || fail "umount"
 slots_free "$T/v.img"
 "$BIN/fsck.lunfs" -n "$T/v.img" >"$T/out" 2>&1 || fail "fsck -n after the exports: $(cat "$T/out")"
