@@ -140,8 +140,14 @@ int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, int may
 	struct held *h;
 	int r;
 again:
-	while (acquiring(v, off))
+	while (acquiring(v, off)) {
+		/* an operation that already holds locks or blocks parks here */
+		if (!may_drop)
+			tx_park(v);
 		pthread_cond_wait(&v->acq_cv, &v->mu);
+		if (!may_drop)
+			tx_unpark(v);
+	}
 	h = vl_find(v, off);
 	if (h && !h->pins && hb_wanted(v->hb, off) && !yield(v, h, may_drop)) {
 		if (may_drop)
@@ -485,6 +491,19 @@ fail:
 	return r;
 }
 
+void tx_park(struct lunfs_vol *v)
+{
+	VOL_HELD(v);
+	v->tx_parked++;
+}
+
+void tx_unpark(struct lunfs_vol *v)
+{
+	VOL_HELD(v);
+	if (--v->tx_parked == 0)
+		pthread_cond_broadcast(&v->gw_cv);
+}
+
 void io_enter(struct lunfs_vol *v)
 {
 	VOL_HELD(v);
@@ -517,8 +536,11 @@ void tx_drain(struct txn *tx)
 		tx->draining = 1;
 		v->draining++;
 	}
-	while (v->data_io)
+	while (v->data_io) {
+		tx_park(v);
 		pthread_cond_wait(&v->io_cv, &v->mu);
+		tx_unpark(v);
+	}
 }
 
 void tx_end(struct txn *tx, int r)
@@ -680,6 +702,7 @@ int lunfs_mount_test(const char *url, const struct lunfs_mount_opts *o,
 	lunfs_cond_init(&v->linger_cv);
 	pthread_cond_init(&v->io_cv, NULL);
 	pthread_cond_init(&v->acq_cv, NULL);
+	lunfs_cond_init(&v->gw_cv); /* gw_gather waits on CLOCK_MONOTONIC */
 	v->ro = o->readonly;
 	v->linger_ms = o->linger_ms ? o->linger_ms : 500;
 	v->bh = calloc(NBUCKETS, sizeof(*v->bh));
@@ -811,6 +834,7 @@ fail:
 	pthread_cond_destroy(&v->linger_cv);
 	pthread_cond_destroy(&v->io_cv);
 	pthread_cond_destroy(&v->acq_cv);
+	pthread_cond_destroy(&v->gw_cv);
 	free(v);
 	return r;
 }
@@ -831,10 +855,12 @@ static void vol_free(struct lunfs_vol *v)
 	}
 	dev_close(v->d);
 	free(v->bh);
+	free(v->resv);
 	pthread_mutex_destroy(&v->mu);
 	pthread_cond_destroy(&v->linger_cv);
 	pthread_cond_destroy(&v->io_cv);
 	pthread_cond_destroy(&v->acq_cv);
+	pthread_cond_destroy(&v->gw_cv);
 	free(v);
 }
 
