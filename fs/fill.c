@@ -42,7 +42,7 @@
 #include "fs/internal.h"
 
 #define GW_BATCH 64 /* writes per group commit */
-#define GW_GATHER_US 3000 /* how long a leader waits for data in flight */
+#define GW_GATHER_US 2000 /* how long a leader waits for data in flight */
 /* Dirty blocks a fill may add to the transaction: its cluster header, and
  * for a new path of pointer blocks three of them with their meta cluster
  * headers.  A group stops short of TX_MAX. */
@@ -252,7 +252,7 @@ int gw_finish(struct lunfs_vol *v, struct gwrite *g, int r)
 			pthread_cond_broadcast(&v->gw_cv); /* a gathering leader */
 	}
 	while (g->state != GW_DONE) {
-		if (!v->gw_leader)
+		if (!v->gw_leader && g->state == GW_WRITTEN)
 			gw_lead(v);
 		else
 			pthread_cond_wait(&v->gw_cv, &v->mu);
