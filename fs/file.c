@@ -789,6 +789,7 @@ static int pwrite_chunk(struct lunfs_file *f, const char *buf, size_t len, uint6
 	struct gwrite *g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
+	lk_cond_init(&g->cv); /* gw_gather's timed wait: CLOCK_MONOTONIC */
 	uint32_t lbs = dev_lbs(v->d);
 	int rmw = off % lbs || len % lbs; /* as in pwrite_mapped */
 	if (rmw)
@@ -820,6 +821,7 @@ static int pwrite_chunk(struct lunfs_file *f, const char *buf, size_t len, uint6
 		pthread_mutex_unlock(&f->mu);
 	if (registered)
 		r = gw_finish(v, g, r);
+	pthread_cond_destroy(&g->cv);
 	free(g);
 	return r;
 }

@@ -110,10 +110,12 @@ struct lunfs_vol {
 	unsigned nresv, cresv;
 	struct gwrite *gw;      /* writes waiting for their metadata commit (fill.c) */
 	int gw_leader;          /* a thread commits a group now */
+	struct gwrite *gw_gatherer; /* the leader's write, while it gathers */
 	uint64_t gw_seq;        /* pending writes registered so far */
 	unsigned tx_parked;     /* transactions waiting with mu dropped mid-way */
-	pthread_cond_t gw_cv;   /* a group committed, a pending write went, or
-				   tx_parked reached 0 */
+	pthread_cond_t gw_cv;   /* a pending write went or is down to its fills,
+				   or tx_parked reached 0 (the writers' own
+				   threads wait on their gwrite's cv) */
 	uint64_t pr_key;        /* our iSCSI PR registration, 0 none */
 	/* peer recovery (recover.c): its own thread, outside mu */
 	pthread_t rec_thr;
@@ -300,6 +302,7 @@ struct gwrite {
 	int state, res;
 	uint64_t flushed;      /* dev_flush_mark() once its data was written */
 	uint64_t seq;          /* order of registration (v->gw_seq) */
+	pthread_cond_t cv;     /* its thread waits here in gw_finish */
 	struct gwrite *next;   /* v->gw, oldest first */
 };
 /* All with v->mu held.  gw_wait_ready: at the start of a transaction (it may
@@ -314,7 +317,7 @@ void gw_drop(struct lunfs_vol *v, struct gwrite *g, int r);
 void gw_wait_ino(struct lunfs_vol *v, uint64_t ino);
 /* g's data is written (r: its result); v->mu not held.  Waits until a group
  * commit that holds g is durable, leading one when none runs.  Returns 0 or
- * -errno (g is unlisted either way). */
+ * -errno (g is unlisted either way).  g->cv was set up with lk_cond_init. */
 int gw_finish(struct lunfs_vol *v, struct gwrite *g, int r);
 /* A transaction waits with v->mu dropped after it read or changed blocks
  * (tx_drain, a lock another thread acquires): no group commit or write
