@@ -843,7 +843,14 @@ START_TEST(group_commit_batches)
 		gc_add(&j[i], f, src, (uint64_t)i * MiB, MiB);
 		ck_assert_int_eq(pthread_create(&t[i], NULL, gc_writer, &j[i]), 0);
 	}
-	usleep(300 * 1000); /* the writers wait for the device */
+	/* until every writer waits for the device with its data write */
+	for (int ms = 0; ms < 5000; ms += 10) {
+		lunfs_dev_stats(v, &s1);
+		if (s1.writes - s0.writes >= N)
+			break;
+		usleep(10 * 1000);
+	}
+	ck_assert_uint_ge(s1.writes - s0.writes, N);
 	dev_faulty_freeze(d, 0);
 	for (int i = 0; i < N; i++)
 		pthread_join(t[i], NULL);
