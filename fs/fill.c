@@ -13,11 +13,15 @@
  *   2. without v->mu: its data is written, the blocks it exposes in whole
  *      (fill_block zeroes the rest of each);
  *   3. under v->mu: it is WRITTEN.  If no group commit runs, this thread
- *      leads one: it takes every WRITTEN write, drops v->mu, flushes the
- *      device once (the data of all of them before any pointer), and in one
- *      transaction claims the reserved blocks, sets the pointers, the sizes
- *      and times, and commits it (one journal write and its flush).  The
- *      others wait on v->gw_cv and find their result when it is done.
+ *      leads one: it waits a little for the writes registered before it
+ *      whose data is still on its way (gw_gather), takes every WRITTEN
+ *      write, drops v->mu, flushes the device once (the data of all of them
+ *      before any pointer; not at all when a flush that started after their
+ *      data was written, usually the journal's of the group before, already
+ *      covers it), and in one transaction claims the reserved blocks, sets
+ *      the pointers, the sizes and times, and commits it (one journal write
+ *      and its flush).  The others wait on their own condition variable and
+ *      find their result when it is done; the oldest one left leads next.
  *
  * What keeps it right:
  *   - a write whose range holds another pending write's fill waits for that
