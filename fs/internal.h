@@ -194,6 +194,10 @@ struct txn {
 	int npinned, cpinned;
 	int preflush;           /* data written for this txn must be durable first */
 	int draining;           /* tx_drain() ran: v->draining counts us */
+	struct late {           /* data zeroed at the commit (tx_zero_at_commit) */
+		uint64_t off, len;
+	} *late;
+	int nlate;
 };
 
 /* Data I/O outside v->mu (see the top of this file).  io_enter: v->mu held
@@ -211,6 +215,14 @@ int tx_commit(struct txn *tx);
 void tx_end(struct txn *tx, int r);
 /* Commits what is dirty so far and continues (large operations in steps). */
 int tx_flush(struct txn *tx);
+/* Zeroes the device bytes [off, off + len) (off + len on a logical block
+ * boundary) at the next commit of tx, after the journal made room and
+ * right before the journal write, so that no journal flush (a checkpoint)
+ * comes between them and a crash keeps both or neither: a data change that
+ * must go with the transaction (the tail of a block a truncate cuts).  (A
+ * flush of another thread outside v->mu at that moment still can.)
+ * Nothing is written if tx fails first. */
+int tx_zero_at_commit(struct txn *tx, uint64_t off, uint64_t len);
 /* Takes (or reuses) the lock at off in mode, pinned until tx_end. */
 int tx_lock(struct txn *tx, uint64_t off, uint64_t object, int mode);
 /* Returns the block at addr: cached when this host holds lock, else a
