@@ -46,7 +46,7 @@
 #include "fs/internal.h"
 
 #define GW_BATCH 64 /* writes per group commit */
-#define GW_GATHER_US 2000 /* how long a leader waits for data in flight */
+#define GW_GATHER_US 1000 /* how long a leader waits for data in flight */
 /* Dirty blocks a fill may add to the transaction: its cluster header, and
  * for a new path of pointer blocks three of them with their meta cluster
  * headers.  A group stops short of TX_MAX. */
