@@ -793,6 +793,7 @@ static int pwrite_chunk(struct lunfs_file *f, const char *buf, size_t len, uint6
 	struct gwrite *g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
+	lk_cond_init(&g->cv); /* gw_gather's timed wait: CLOCK_MONOTONIC */
 	uint32_t lbs = dev_lbs(v->d);
 	int rmw = off % lbs || len % lbs; /* as in pwrite_mapped */
 	if (rmw)
@@ -824,6 +825,7 @@ static int pwrite_chunk(struct lunfs_file *f, const char *buf, size_t len, uint6
 		pthread_mutex_unlock(&f->mu);
 	if (registered)
 		r = gw_finish(v, g, r);
+	pthread_cond_destroy(&g->cv);
 	free(g);
 	return r;
 }
@@ -903,15 +905,22 @@ static int zero_in_block(struct txn *tx, struct lunfs_inode *in, uint64_t lblk, 
 
 int file_truncate(struct txn *tx, struct lunfs_inode *in, uint64_t size)
 {
-	uint64_t bs = tx->v->sb.file_bs;
+	struct lunfs_vol *v = tx->v;
+	uint64_t bs = v->sb.file_bs, ptr;
 	int r = 0;
 	if (size >= in->size) {
 		in->size = size;
 		return 0;
 	}
-	/* bytes past the new end inside its last block must read as zeros if
-	 * the file grows again */
-	if (size % bs && (r = zero_in_block(tx, in, size / bs, size % bs, bs)))
+	/* Bytes past the new end inside its last block must read as zeros if
+	 * the file grows again.  They are zeroed with the commit of the new
+	 * size (tx_zero_at_commit), not before it: a checkpoint's flush in
+	 * between would make the zeros durable while a crash could still lose
+	 * the truncate, leaving the old size with its tail zeroed. */
+	if (size % bs && !(r = bmap_get(tx, in, size / bs, &ptr)) && ptr && !(ptr & PTR_TBZ))
+		r = tx_zero_at_commit(tx, geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + size % bs,
+				      bs - size % bs);
+	if (r)
 		return r;
 	in->size = size;
 	if ((r = ino_write(tx, in)))

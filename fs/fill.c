@@ -13,11 +13,15 @@
  *   2. without v->mu: its data is written, the blocks it exposes in whole
  *      (fill_block zeroes the rest of each);
  *   3. under v->mu: it is WRITTEN.  If no group commit runs, this thread
- *      leads one: it takes every WRITTEN write, drops v->mu, flushes the
- *      device once (the data of all of them before any pointer), and in one
- *      transaction claims the reserved blocks, sets the pointers, the sizes
- *      and times, and commits it (one journal write and its flush).  The
- *      others wait on v->gw_cv and find their result when it is done.
+ *      leads one: it waits a little for the writes registered before it
+ *      whose data is still on its way (gw_gather), takes every WRITTEN
+ *      write, drops v->mu, flushes the device once (the data of all of them
+ *      before any pointer; not at all when a flush that started after their
+ *      data was written, usually the journal's of the group before, already
+ *      covers it), and in one transaction claims the reserved blocks, sets
+ *      the pointers, the sizes and times, and commits it (one journal write
+ *      and its flush).  The others wait on their own condition variable and
+ *      find their result when it is done; the oldest one left leads next.
  *
  * What keeps it right:
  *   - a write whose range holds another pending write's fill waits for that
@@ -42,7 +46,7 @@
 #include "fs/internal.h"
 
 #define GW_BATCH 64 /* writes per group commit */
-#define GW_GATHER_US 3000 /* how long a leader waits for data in flight */
+#define GW_GATHER_US 1000 /* how long a leader waits for data in flight */
 /* Dirty blocks a fill may add to the transaction: its cluster header, and
  * for a new path of pointer blocks three of them with their meta cluster
  * headers.  A group stops short of TX_MAX. */
@@ -111,6 +115,9 @@ void gw_drop(struct lunfs_vol *v, struct gwrite *g, int r)
 			blk_unreserve(v, g->fill[i].blk);
 	g->res = r;
 	g->state = GW_DONE;
+	pthread_cond_signal(&g->cv);
+	if (v->gw_gatherer)
+		pthread_cond_signal(&v->gw_gatherer->cv);
 	pthread_cond_broadcast(&v->gw_cv);
 }
 
@@ -176,13 +183,11 @@ static int gw_apply(struct txn *tx, struct gwrite **batch, int n, int *took)
 	return r;
 }
 
-/* Commits one group: every WRITTEN write, oldest first.  v->mu held on
- * entry and on return; dropped for the data flush. */
 /* Before a group is formed, its leader waits (at most GW_GATHER_US) for the
  * writes registered before it whose data is still on its way: they are
  * done soon, and a group of their own would cost another flush and
  * transaction.  Writes registered later do not hold it up. */
-static void gw_gather(struct lunfs_vol *v)
+static void gw_gather(struct lunfs_vol *v, struct gwrite *me)
 {
 	uint64_t upto = v->gw_seq;
 	struct timespec dl;
@@ -196,19 +201,27 @@ static void gw_gather(struct lunfs_vol *v)
 		int busy = 0;
 		for (struct gwrite *g = v->gw; g && !busy; g = g->next)
 			busy = g->seq < upto && (g->state == GW_MAPPING || g->state == GW_WRITING);
-		if (!busy || pthread_cond_timedwait(&v->gw_cv, &v->mu, &dl) == ETIMEDOUT)
-			return;
+		if (!busy)
+			break;
+		v->gw_gatherer = me; /* woken when one of them is written */
+		int e = pthread_cond_timedwait(&me->cv, &v->mu, &dl);
+		v->gw_gatherer = NULL;
+		if (e == ETIMEDOUT)
+			break;
 	}
 }
 
-static void gw_lead(struct lunfs_vol *v)
+/* Commits one group: every WRITTEN write, oldest first; me (WRITTEN) is
+ * the leader's.  v->mu held on entry and on return; dropped for the data
+ * flush. */
+static void gw_lead(struct lunfs_vol *v, struct gwrite *me)
 {
 	struct gwrite *batch[GW_BATCH];
 	struct txn tx;
 	int n = 0, fills = 0, took = 0;
 	uint64_t mark = 0;
 	v->gw_leader = 1;
-	gw_gather(v);
+	gw_gather(v, me);
 	for (struct gwrite *g = v->gw; g && n < GW_BATCH; g = g->next) {
 		if (g->state != GW_WRITTEN)
 			continue;
@@ -235,7 +248,12 @@ static void gw_lead(struct lunfs_vol *v)
 			batch[i]->state = GW_WRITTEN;
 	}
 	v->gw_leader = 0;
-	pthread_cond_broadcast(&v->gw_cv);
+	/* the oldest write still waiting leads the next group */
+	for (struct gwrite *g = v->gw; g; g = g->next)
+		if (g->state == GW_WRITTEN) {
+			pthread_cond_signal(&g->cv);
+			break;
+		}
 	tx_end(&tx, r);
 	pthread_mutex_lock(&v->mu);
 }
@@ -248,14 +266,14 @@ int gw_finish(struct lunfs_vol *v, struct gwrite *g, int r)
 		gw_drop(v, g, r); /* nothing to commit: its data did not land */
 	} else {
 		g->state = GW_WRITTEN;
-		if (v->gw_leader)
-			pthread_cond_broadcast(&v->gw_cv); /* a gathering leader */
+		if (v->gw_gatherer)
+			pthread_cond_signal(&v->gw_gatherer->cv);
 	}
 	while (g->state != GW_DONE) {
-		if (!v->gw_leader)
-			gw_lead(v);
+		if (!v->gw_leader && g->state == GW_WRITTEN)
+			gw_lead(v, g);
 		else
-			pthread_cond_wait(&v->gw_cv, &v->mu);
+			pthread_cond_wait(&g->cv, &v->mu);
 	}
 	r = g->res;
 	pthread_mutex_unlock(&v->mu);

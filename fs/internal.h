@@ -130,10 +130,12 @@ struct lunfs_vol {
 	unsigned nresv, cresv;
 	struct gwrite *gw;      /* writes waiting for their metadata commit (fill.c) */
 	int gw_leader;          /* a thread commits a group now */
+	struct gwrite *gw_gatherer; /* the leader's write, while it gathers */
 	uint64_t gw_seq;        /* pending writes registered so far */
 	unsigned tx_parked;     /* transactions waiting with mu dropped mid-way */
-	pthread_cond_t gw_cv;   /* a group committed, a pending write went, or
-				   tx_parked reached 0 */
+	pthread_cond_t gw_cv;   /* a pending write went or is down to its fills,
+				   or tx_parked reached 0 (the writers' own
+				   threads wait on their gwrite's cv) */
 	uint64_t pr_key;        /* our iSCSI PR registration, 0 none */
 	/* peer recovery (recover.c): its own thread, outside mu */
 	pthread_t rec_thr;
@@ -219,6 +221,10 @@ struct txn {
 	int npinned, cpinned;
 	int preflush;           /* data written for this txn must be durable first */
 	int draining;           /* tx_drain() ran: v->draining counts us */
+	struct late {           /* data zeroed at the commit (tx_zero_at_commit) */
+		uint64_t off, len;
+	} *late;
+	int nlate;
 };
 
 /* Data I/O outside v->mu (see the top of this file).  io_enter: v->mu held
@@ -237,6 +243,14 @@ int tx_commit(struct txn *tx);
 void tx_end(struct txn *tx, int r);
 /* Commits what is dirty so far and continues (large operations in steps). */
 int tx_flush(struct txn *tx);
+/* Zeroes the device bytes [off, off + len) (off + len on a logical block
+ * boundary) at the next commit of tx, after the journal made room and
+ * right before the journal write, so that no journal flush (a checkpoint)
+ * comes between them and a crash keeps both or neither: a data change that
+ * must go with the transaction (the tail of a block a truncate cuts).  (A
+ * flush of another thread outside v->mu at that moment still can.)
+ * Nothing is written if tx fails first. */
+int tx_zero_at_commit(struct txn *tx, uint64_t off, uint64_t len);
 /* Takes (or reuses) the lock at off in mode, pinned until tx_end. */
 int tx_lock(struct txn *tx, uint64_t off, uint64_t object, int mode);
 /* Returns the block at addr: cached when this host holds lock, else a
@@ -354,6 +368,7 @@ struct gwrite {
 	int state, res;
 	uint64_t flushed;      /* dev_flush_mark() once its data was written */
 	uint64_t seq;          /* order of registration (v->gw_seq) */
+	pthread_cond_t cv;     /* its thread waits here in gw_finish */
 	struct gwrite *next;   /* v->gw, oldest first */
 };
 /* All with v->mu held.  gw_wait_ready: at the start of a transaction (it may
@@ -368,7 +383,7 @@ void gw_drop(struct lunfs_vol *v, struct gwrite *g, int r);
 void gw_wait_ino(struct lunfs_vol *v, uint64_t ino);
 /* g's data is written (r: its result); v->mu not held.  Waits until a group
  * commit that holds g is durable, leading one when none runs.  Returns 0 or
- * -errno (g is unlisted either way). */
+ * -errno (g is unlisted either way).  g->cv was set up with lk_cond_init. */
 int gw_finish(struct lunfs_vol *v, struct gwrite *g, int r);
 /* A transaction waits with v->mu dropped after it read or changed blocks
  * (tx_drain, a lock another thread acquires): no group commit or write

@@ -456,6 +456,49 @@ int tx_dirty(struct txn *tx, struct buf *b)
 	return 0;
 }
 
+static void late_free(struct txn *tx)
+{
+	free(tx->late);
+	tx->late = NULL;
+	tx->nlate = 0;
+}
+
+int tx_zero_at_commit(struct txn *tx, uint64_t off, uint64_t len)
+{
+	if (!len)
+		return 0;
+	if ((off + len) % dev_lbs(tx->v->d))
+		return -EINVAL;
+	struct late *nl = realloc(tx->late, (tx->nlate + 1) * sizeof(*nl));
+	if (!nl)
+		return -ENOMEM;
+	tx->late = nl;
+	tx->late[tx->nlate++] = (struct late){off, len};
+	return 0;
+}
+
+/* Zeroes [off, off + len), the end on a logical block boundary: the sector
+ * the start falls in is read, cut and written back; the rest is zeroed. */
+static int late_zero(struct lunfs_vol *v, uint64_t off, uint64_t len)
+{
+	uint32_t a = dev_lbs(v->d);
+	uint64_t end = off + len;
+	int r = 0;
+	if (off % a) {
+		uint64_t s = off / a * a;
+		uint8_t *sec = dev_alloc(a);
+		if (!sec)
+			return -ENOMEM;
+		if (!(r = dev_read(v->d, s, sec, a))) {
+			memset(sec + off % a, 0, a - off % a);
+			r = dev_write(v->d, s, sec, a);
+		}
+		free(sec);
+		off = s + a;
+	}
+	return r || off >= end ? r : dev_zero(v->d, off, end - off);
+}
+
 int tx_flush(struct txn *tx)
 {
 	struct lunfs_vol *v = tx->v;
@@ -473,6 +516,13 @@ int tx_flush(struct txn *tx)
 		goto fail;
 	for (int i = 0; i < tx->ndirty && !r; i++)
 		r = jnl_txn_add(jt, tx->dirty[i]->addr, tx->dirty[i]->data);
+	/* the data that goes with this transaction: after any checkpoint the
+	 * journal needs (it flushes), before the journal write */
+	if (!r && tx->nlate)
+		r = jnl_txn_make_room(jt);
+	for (int i = 0; i < tx->nlate && !r; i++)
+		r = late_zero(v, tx->late[i].off, tx->late[i].len);
+	late_free(tx);
 	if (r) {
 		jnl_txn_abort(jt);
 		goto fail;
@@ -561,6 +611,7 @@ void tx_end(struct txn *tx, int r)
 		tx->transient = b->next;
 		buf_free(b);
 	}
+	late_free(tx); /* never committed: the data stays as it was */
 	for (int i = 0; i < tx->npinned; i++)
 		vl_unpin(v, tx->pinned[i]);
 	free(tx->pinned);

@@ -1143,7 +1143,14 @@ START_TEST(group_commit_batches)
 		gc_add(&j[i], f, src, (uint64_t)i * MiB, MiB);
 		ck_assert_int_eq(pthread_create(&t[i], NULL, gc_writer, &j[i]), 0);
 	}
-	usleep(300 * 1000); /* the writers wait for the device */
+	/* until every writer waits for the device with its data write */
+	for (int ms = 0; ms < 5000; ms += 10) {
+		lunfs_dev_stats(v, &s1);
+		if (s1.writes - s0.writes >= N)
+			break;
+		usleep(10 * 1000);
+	}
+	ck_assert_uint_ge(s1.writes - s0.writes, N);
 	dev_faulty_freeze(d, 0);
 	for (int i = 0; i < N; i++)
 		pthread_join(t[i], NULL);
@@ -1346,6 +1353,80 @@ START_TEST(group_commit_faults)
 END_TEST
 
 
+static uint64_t flushes_of(struct lunfs_vol *v)
+{
+	struct dev_stats s;
+	lunfs_dev_stats(v, &s);
+	return s.flushes;
+}
+
+/* A truncate whose commit wraps the journal: the checkpoint the wrap needs
+ * flushes the device, and the zeroed tail of the cut block must not be
+ * durable by then.  The commit's own flush fails (a power cut there): the
+ * file keeps its old size and every byte. */
+START_TEST(truncate_zeroes_with_its_commit)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct dev *d;
+	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &d), 0);
+	struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 60000, .device = d};
+	struct lunfs_vol *v;
+	ck_assert_int_eq(lunfs_mount(NULL, &o, &v, NULL), 0);
+	struct lunfs_file *f;
+	struct lunfs_stat st;
+	uint64_t ino = mkfile(v, 1, "t");
+	uint8_t *src = malloc(2 * MiB), *r = malloc(2 * MiB);
+	fill(src, 2 * MiB, 17);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	ck_assert_int_eq(lunfs_pwrite(f, src, 2 * MiB, 0), 2 * MiB);
+	ck_assert_int_eq(lunfs_fsync(f), 0);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	/* Small commits (an xattr: one block, three in the log) until the log
+	 * wraps twice: a wrap costs two more flushes (its checkpoint).  The
+	 * commits between the wraps say how many fit; one fewer after the
+	 * second wrap leaves room for three blocks, not the truncate's four. */
+	int wraps = 0, between = 0;
+	for (int i = 0; wraps < 2; i++) {
+		ck_assert_int_lt(i, 2000);
+		uint64_t f0 = flushes_of(v);
+		char val[16];
+		snprintf(val, sizeof(val), "%d", i);
+		ck_assert_int_eq(lunfs_setxattr(v, ino, "user.x", val, strlen(val), 0), 0);
+		uint64_t n = flushes_of(v) - f0;
+		ck_assert_uint_ge(n, 1);
+		if (n > 1)
+			wraps++;
+		else if (wraps == 1)
+			between++;
+	}
+	for (int i = 0; i < between - 1; i++)
+		ck_assert_int_eq(lunfs_setxattr(v, ino, "user.x", "y", 1, 0), 0);
+	/* the truncate: checkpoint (2 flushes), then its commit's flush fails */
+	struct dev_fault cfg = {.fail_flush = flushes_of(v) + 3};
+	dev_faulty_set(d, &cfg);
+	struct lunfs_setattr sa = {.size = MiB / 3};
+	ck_assert_int_ne(lunfs_setattr(v, ino, LUNFS_SET_SIZE, &sa, &st), 0);
+	ck_assert_uint_eq(flushes_of(v), cfg.fail_flush); /* it was that flush */
+	lunfs_abandon(v);
+	struct lunfs_mount_opts o2 = {.host = "h1", .assume_dead = 1};
+	ck_assert_int_eq(lunfs_mount(p, &o2, &v, NULL), 0);
+	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
+	ck_assert_uint_eq(st.size, 2 * MiB);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_READ, &f), 0);
+	ck_assert_int_eq(lunfs_pread(f, r, 2 * MiB, 0), 2 * MiB);
+	ck_assert_msg(!memcmp(r, src, 2 * MiB), "the old size shows the cut block's tail zeroed");
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	free(src);
+	free(r);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+
 Suite *fs_suite(void)
 {
 	Suite *s = suite_create("fs");
@@ -1368,6 +1449,7 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, group_commit_batches);
 	tcase_add_test(tc, group_commit_enospc);
 	tcase_add_test(tc, group_commit_faults);
+	tcase_add_test(tc, truncate_zeroes_with_its_commit);
 	suite_add_tcase(s, tc);
 	return s;
 }
