@@ -593,10 +593,11 @@ ssize_t file_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 		/* A mapped block's contents belong to this file while we hold
 		 * its map; the read itself needs no metadata lock, only that
 		 * the block is not freed meanwhile (io_enter). */
-		if (!r && n)
-			io_enter(v);
+		int again = !r && n && io_enter(v);
 		tx_end(&tx, r);
 		free(fm.in);
+		if (again)
+			continue; /* blocks were freed meanwhile: look again */
 		if (r || !n)
 			break;
 		for (int i = 0; i < n && !r; i++) {
@@ -685,9 +686,10 @@ static ssize_t pwrite_mapped(struct lunfs_file *f, const void *buf, size_t len, 
 		r = -EAGAIN;
 		goto out;
 	}
+	if ((r = io_enter(v)))
+		goto out; /* -EAGAIN: blocks were freed meanwhile: the slow path looks again */
 	ino_now(&f->of->mtime);
 	f->of->times_dirty = 1;
-	io_enter(v);
 out:
 	tx_end(&tx, 0);
 	free(fm.in);
@@ -793,11 +795,12 @@ static int pwrite_chunk(struct lunfs_file *f, const char *buf, size_t len, uint6
 	struct gwrite *g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
-	lk_cond_init(&g->cv); /* gw_gather's timed wait: CLOCK_MONOTONIC */
+	lunfs_cond_init(&g->cv); /* gw_gather's timed wait: CLOCK_MONOTONIC */
 	uint32_t lbs = dev_lbs(v->d);
 	int rmw = off % lbs || len % lbs; /* as in pwrite_mapped */
 	if (rmw)
 		pthread_mutex_lock(&f->mu);
+again:
 	tx_begin(v, &tx);
 	gw_wait_ready(v, f->of, off / bs, (off + len - 1) / bs + 1);
 	r = of_handed_off(f->of);
@@ -806,8 +809,20 @@ static int pwrite_chunk(struct lunfs_file *f, const char *buf, size_t len, uint6
 	int inplace = 0;
 	for (int i = 0; r >= 0 && i < n; i++)
 		inplace |= p[i].fill < 0;
-	if (r >= 0 && inplace)
-		io_enter(v); /* the blocks written in place are not freed meanwhile */
+	/* the blocks written in place are not freed meanwhile; if io_enter
+	 * had to wait for a transaction that freed blocks, the pieces may be
+	 * stale: give everything back (reservations are in memory only) and
+	 * map again */
+	if (r >= 0 && inplace && io_enter(v)) {
+		if (r == 0)
+			gw_drop(v, g, -EAGAIN);
+		tx_end(&tx, 0);
+		pthread_cond_destroy(&g->cv);
+		memset(g, 0, sizeof(*g));
+		lunfs_cond_init(&g->cv);
+		n = 0;
+		goto again;
+	}
 	tx_end(&tx, r < 0 ? r : 0);
 	int registered = r == 0;
 	if (r < 0)
@@ -1217,11 +1232,14 @@ static int cached_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io *
 					.iov = &iov[n], .iovcnt = 1, .priv = priv};
 		done += len;
 	}
+	if (io_enter(v)) {
+		n = 0; /* blocks were freed meanwhile: the slow path looks again */
+		goto out;
+	}
 	if (a->op == LUNFS_AIO_WRITE) {
 		ino_now(&of->mtime);
 		of->times_dirty = 1;
 	}
-	io_enter(v);
 out:
 	pthread_mutex_unlock(&v->mu);
 	return n;
@@ -1260,11 +1278,14 @@ int file_aio_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io io[2],
 					.iov = &iov[n], .iovcnt = 1, .priv = priv};
 		done += len;
 	}
+	if (io_enter(v)) {
+		n = 0; /* blocks were freed meanwhile: the slow path looks again */
+		goto out;
+	}
 	if (a->op == LUNFS_AIO_WRITE) {
 		ino_now(&f->of->mtime);
 		f->of->times_dirty = 1;
 	}
-	io_enter(v);
 out:
 	tx_end(&tx, 0);
 	free(fm.in);

@@ -227,10 +227,13 @@ struct txn {
 	int nlate;
 };
 
-/* Data I/O outside v->mu (see the top of this file).  io_enter: v->mu held
- * (it may wait on it while a transaction frees blocks).  io_exit: v->mu not
- * held.  tx_drain: called before a file block is freed; v->mu held. */
-void io_enter(struct lunfs_vol *v);
+/* Data I/O outside v->mu (see the top of this file).  io_enter: v->mu held;
+ * registers the caller and returns 0, or, while a transaction frees file
+ * blocks, waits for it (on v->mu, dropping it) and returns -EAGAIN without
+ * registering: what the caller looked up before may name a block freed
+ * meanwhile, so it must look again.  io_exit: v->mu not held.  tx_drain:
+ * called before a file block is freed; v->mu held. */
+int io_enter(struct lunfs_vol *v);
 void io_exit(struct lunfs_vol *v);
 void io_exit_n(struct lunfs_vol *v, unsigned n); /* n I/Os at once */
 void tx_drain(struct txn *tx);
@@ -383,7 +386,7 @@ void gw_drop(struct lunfs_vol *v, struct gwrite *g, int r);
 void gw_wait_ino(struct lunfs_vol *v, uint64_t ino);
 /* g's data is written (r: its result); v->mu not held.  Waits until a group
  * commit that holds g is durable, leading one when none runs.  Returns 0 or
- * -errno (g is unlisted either way).  g->cv was set up with lk_cond_init. */
+ * -errno (g is unlisted either way).  g->cv was set up with lunfs_cond_init. */
 int gw_finish(struct lunfs_vol *v, struct gwrite *g, int r);
 /* A transaction waits with v->mu dropped after it read or changed blocks
  * (tx_drain, a lock another thread acquires): no group commit or write

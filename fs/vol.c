@@ -554,12 +554,16 @@ void tx_unpark(struct lunfs_vol *v)
 		pthread_cond_broadcast(&v->gw_cv);
 }
 
-void io_enter(struct lunfs_vol *v)
+int io_enter(struct lunfs_vol *v)
 {
 	VOL_HELD(v);
-	while (v->draining)
-		pthread_cond_wait(&v->io_cv, &v->mu);
+	if (v->draining) {
+		while (v->draining)
+			pthread_cond_wait(&v->io_cv, &v->mu);
+		return -EAGAIN;
+	}
 	v->data_io++;
+	return 0;
 }
 
 void io_exit(struct lunfs_vol *v)

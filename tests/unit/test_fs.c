@@ -1370,9 +1370,10 @@ START_TEST(truncate_zeroes_with_its_commit)
 	char *p = tu_volume(256 << 20, &sb);
 	struct dev *d;
 	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &d), 0);
-	struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 60000, .device = d};
+	struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 60000};
+	struct lunfs_test_opts to = {.device = d};
 	struct lunfs_vol *v;
-	ck_assert_int_eq(lunfs_mount(NULL, &o, &v, NULL), 0);
+	ck_assert_int_eq(lunfs_mount_test(NULL, &o, &to, &v, NULL), 0);
 	struct lunfs_file *f;
 	struct lunfs_stat st;
 	uint64_t ino = mkfile(v, 1, "t");
