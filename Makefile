@@ -117,7 +117,7 @@ check-layers:
 check-unit: all
 	$(B)/tests/unit_tests
 
-check-asan: $(B)/asan/unit_tests
+check-asan: $(B)/asan/unit_tests $(B)/bin/fsck.lunfs
 	ASAN_OPTIONS=detect_leaks=1 $(B)/asan/unit_tests
 
 check-integration: all

@@ -592,7 +592,7 @@ make bench
 $ROWS
 All targets met: **$MET_ALL**.  Targets (as the issue sets them, on a preallocated file): sequential ≥ 0.95× raw, random IOPS ≥ 0.90× raw.
 
-The thin-file rows are for information.  A first write into a hole costs about four device I/Os per 1 MiB request: the data, a flush (the data must be durable before the pointer that exposes it), the journal transaction that allocates the block, and its flush.  The async queue runs such writes synchronously, one transaction each, so queue depth 8 behaves like depth 1.  Group commit of hole-filling writes (one allocation transaction and two flushes for a whole queue) is the known way to close this gap; it is not done yet.  VMware's answer is the same trade: thin disks are slower on first write than thick ones.
+The thin-file rows are for information.  A first write into a hole costs about four device I/Os per 1 MiB request: the data, a flush (the data must be durable before the pointer that exposes it), the journal transaction that allocates the block, and its flush.  Concurrent callers (the FUSE mount's threads) share that work: the writes pending together cost one flush and one transaction (group commit, LOCKING.md section 15; see the FUSE section's thin row).  The async queue still runs such writes synchronously through \`lunfs_pwrite\`, one at a time, so queue depth 8 behaves like depth 1 here and each write is a group of its own.  VMware's answer is the same trade: thin disks are slower on first write than thick ones.
 
 Related figures:
 

@@ -226,7 +226,25 @@ int dev_flush(struct dev *d)
 	if (d->readonly)
 		return 0;
 	STAT_ADD(d, flushes, 1);
-	return full(d, fenced(d, d->ops->flush(d)));
+	/* numbered when it starts: it covers every write completed before */
+	uint64_t me = ++d->flush_started;
+	int r = full(d, fenced(d, d->ops->flush(d)));
+	if (!r) {
+		uint64_t done = d->flush_done;
+		while (done < me && !atomic_compare_exchange_weak(&d->flush_done, &done, me))
+			;
+	}
+	return r;
+}
+
+uint64_t dev_flush_mark(struct dev *d)
+{
+	return d->flush_started;
+}
+
+int dev_flushed_since(struct dev *d, uint64_t mark)
+{
+	return d->flush_done > mark;
 }
 
 int dev_caw(struct dev *d, uint64_t off, const void *cmp, const void *data, size_t len,

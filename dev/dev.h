@@ -107,6 +107,13 @@ int dev_readv(struct dev *d, uint64_t off, const struct iovec *iov, int iovcnt);
 int dev_writev(struct dev *d, uint64_t off, const struct iovec *iov, int iovcnt);
 /* Makes every completed write durable. */
 int dev_flush(struct dev *d);
+/* Flush epochs, so that a caller can skip a flush that another one already
+ * did: take a mark after some writes completed; once dev_flushed_since(d,
+ * mark) is true, a dev_flush() that started after the mark has succeeded,
+ * so those writes are durable (as durable as dev_flush makes them).  Flushes
+ * submitted through dev_submit do not count. */
+uint64_t dev_flush_mark(struct dev *d);
+int dev_flushed_since(struct dev *d, uint64_t mark);
 
 /* Atomic compare-and-write of len bytes (whole logical blocks) at off: if the
  * device holds exactly cmp, write data.  Returns 0, or -EMISCOMPARE when it

@@ -47,6 +47,9 @@ struct dev {
 	/* writes the storage refused with ENOSPC (full()): all, and when we last
 	 * said so (CLOCK_MONOTONIC ms, 0 never) with how many by then */
 	_Atomic uint64_t nfull, full_said_ms, full_said_n;
+	/* dev_flush_mark(): flushes started, and the highest number of one
+	 * that succeeded */
+	_Atomic uint64_t flush_started, flush_done;
 	/* Completed requests of dev_sync_submit(), waiting for dev_sync_reap(). */
 	struct dev_io **done;
 	unsigned ndone, done_cap;

@@ -24,7 +24,7 @@ struct faulty_dev {
 	pthread_mutex_t lock; /* protects everything below */
 	pthread_cond_t thaw;
 	struct dev_fault cfg;
-	uint64_t nio, nwrites;
+	uint64_t nio, nwrites, nflush;
 	int cut, frozen;
 	struct pend *p;
 	size_t np, pcap;
@@ -180,6 +180,8 @@ static int faulty_flush(struct dev *d)
 	struct faulty_dev *f = FY(d);
 	pthread_mutex_lock(&f->lock);
 	int r = enter_io(f);
+	if (!r && ++f->nflush == f->cfg.fail_flush)
+		r = -EIO;
 	if (r || (r = overlay_apply(f)))
 		goto out;
 	r = f->in->ops->flush(f->in);

@@ -14,6 +14,9 @@ struct dev_fault {
 	uint64_t tear_write; /* write N lands only its first half (rounded to blocks) */
 	uint64_t cut_keep_seed; /* at the cut, keep a random (seeded) part of the
 				   unflushed writes instead of none; 0 = lose them all */
+	uint64_t fail_flush; /* fail the Nth flush (1-based, counting every flush
+				since the wrap) with -EIO, writing nothing of what
+				it would have made durable; 0 = never */
 };
 int dev_faulty_wrap(struct dev *inner, struct dev **out);
 void dev_faulty_set(struct dev *d, const struct dev_fault *f);

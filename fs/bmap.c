@@ -121,7 +121,9 @@ static int ptr_new(struct txn *tx, struct lunfs_inode *in, uint32_t lvl, uint64_
 
 int bmap_set(struct txn *tx, struct lunfs_inode *in, uint64_t lblk, uint64_t ptr)
 {
-	of_invalidate(tx->v, in->ino);
+	/* only this unit's mapping changes (a failed transaction clears the
+	 * whole cache): the other cached lookups of an open file stay */
+	of_forget(tx->v, in->ino, lblk);
 	uint32_t idx[3];
 	int root = 0;
 	int lvl = path(lblk, &root, idx);

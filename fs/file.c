@@ -40,6 +40,13 @@ void of_invalidate(struct lunfs_vol *v, uint64_t ino)
 	}
 }
 
+void of_forget(struct lunfs_vol *v, uint64_t ino, uint64_t lblk)
+{
+	struct ofile *of = of_find(v, ino);
+	if (of && of->mapc && of->mapc[lblk % MAPC_SIZE].lblk1 == lblk + 1)
+		of->mapc[lblk % MAPC_SIZE].lblk1 = 0;
+}
+
 /* Mapping lookups for one operation on an open file: the cache when the
  * open pins the inode lock, else the inode and its map (loaded once). */
 struct fmap {
@@ -302,6 +309,7 @@ int lunfs_close(struct lunfs_file *f)
 		of->excl_here = 0;
 	if (--of->opens > 0)
 		goto out;
+	gw_wait_ino(v, of->ino); /* none: the writers' handles are open */
 	if (vol_check_writable(v) == 0) {
 		if (of->mode == LUNFS_OPEN_MULTI)
 			of->times_dirty = 0; /* multi-writer files take no metadata change */
@@ -373,6 +381,9 @@ int lunfs_handoff(struct lunfs_vol *v, uint64_t ino, const char *host)
 	tx_end(&tx, r);
 	if (!r) {
 		pthread_mutex_lock(&v->mu);
+		/* pending writes commit under our lock; new ones wait for v->mu
+		 * and then find the file handed off */
+		gw_wait_ino(v, ino);
 		if (!of->h || of->handed_off) {
 			r = -ENOLCK; /* a close raced with us */
 		} else if (!(r = vl_hand_over(v, of->h, slot, gen))) {
@@ -395,19 +406,54 @@ static int aligned(struct lunfs_vol *v, uint64_t off, size_t len, const void *bu
 	return off % a == 0 && len % a == 0 && (uintptr_t)buf % a == 0;
 }
 
+/* Bounce buffers for unaligned data I/O (FUSE hands the daemon unaligned
+ * buffers).  Each thread keeps one of BOUNCE_KEEP bytes for the next
+ * request: a new 1 MiB buffer each time cost an mmap, 256 page faults with
+ * the kernel's zeroing and dev_alloc's, and an munmap, a quarter of the
+ * FUSE daemon's CPU in a 1 MiB write workload.  A longer request gets a
+ * buffer of its own. */
+#define BOUNCE_KEEP ((1u << 20) + 8192)
+static pthread_key_t bounce_key;
+static pthread_once_t bounce_once = PTHREAD_ONCE_INIT;
+static __thread uint8_t *bounce_buf;
+
+static void bounce_key_init(void)
+{
+	pthread_key_create(&bounce_key, free); /* frees it at the thread's exit */
+}
+
+static uint8_t *bounce_get(size_t len)
+{
+	if (len > BOUNCE_KEEP)
+		return dev_alloc(len);
+	if (!bounce_buf) {
+		pthread_once(&bounce_once, bounce_key_init);
+		if (!(bounce_buf = dev_alloc(BOUNCE_KEEP)))
+			return NULL;
+		pthread_setspecific(bounce_key, bounce_buf);
+	}
+	return bounce_buf;
+}
+
+static void bounce_put(uint8_t *b)
+{
+	if (b != bounce_buf)
+		free(b);
+}
+
 static int read_range(struct lunfs_vol *v, uint64_t off, void *buf, size_t len)
 {
 	if (aligned(v, off, len, buf))
 		return dev_read(v->d, off, buf, len);
 	uint32_t a = dev_lbs(v->d);
 	uint64_t a0 = off / a * a, a1 = (off + len + a - 1) / a * a;
-	uint8_t *bb = dev_alloc(a1 - a0);
+	uint8_t *bb = bounce_get(a1 - a0);
 	if (!bb)
 		return -ENOMEM;
 	int r = dev_read(v->d, a0, bb, a1 - a0);
 	if (!r)
 		memcpy(buf, bb + (off - a0), len);
-	free(bb);
+	bounce_put(bb);
 	return r;
 }
 
@@ -423,11 +469,14 @@ static int write_range(struct lunfs_vol *v, uint64_t off, const void *buf, size_
 		return dev_write(v->d, off, buf, len);
 	uint32_t a = dev_lbs(v->d);
 	uint64_t a0 = off / a * a, a1 = (off + len + a - 1) / a * a;
-	uint8_t *bb = dev_alloc(a1 - a0);
+	uint8_t *bb = bounce_get(a1 - a0);
 	int r = 0;
 	if (!bb)
 		return -ENOMEM;
-	if (!fresh) {
+	if (fresh) {
+		memset(bb, 0, off - a0);
+		memset(bb + (off - a0) + len, 0, a1 - off - len);
+	} else {
 		/* read-modify-write of the partial sectors only */
 		if (off != a0)
 			r = dev_read(v->d, a0, bb, a);
@@ -438,7 +487,7 @@ static int write_range(struct lunfs_vol *v, uint64_t off, const void *buf, size_
 		memcpy(bb + (off - a0), buf, len);
 		r = dev_write(v->d, a0, bb, a1 - a0);
 	}
-	free(bb);
+	bounce_put(bb);
 	return r;
 }
 
@@ -544,10 +593,11 @@ ssize_t file_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 		/* A mapped block's contents belong to this file while we hold
 		 * its map; the read itself needs no metadata lock, only that
 		 * the block is not freed meanwhile (io_enter). */
-		if (!r && n)
-			io_enter(v);
+		int again = !r && n && io_enter(v);
 		tx_end(&tx, r);
 		free(fm.in);
+		if (again)
+			continue; /* blocks were freed meanwhile: look again */
 		if (r || !n)
 			break;
 		for (int i = 0; i < n && !r; i++) {
@@ -636,9 +686,10 @@ static ssize_t pwrite_mapped(struct lunfs_file *f, const void *buf, size_t len, 
 		r = -EAGAIN;
 		goto out;
 	}
+	if ((r = io_enter(v)))
+		goto out; /* -EAGAIN: blocks were freed meanwhile: the slow path looks again */
 	ino_now(&f->of->mtime);
 	f->of->times_dirty = 1;
-	io_enter(v);
 out:
 	tx_end(&tx, 0);
 	free(fm.in);
@@ -655,95 +706,174 @@ out:
 	return r ? r : (ssize_t)len;
 }
 
+/* One piece of a write that changes metadata: [boff, boff + len) of file
+ * block lblk from src, written in place at dev, or into a block being
+ * exposed (fill >= 0: g->fill[fill]). */
+struct wpiece {
+	uint64_t dev, boff;
+	size_t len;
+	const char *src;
+	int fill;
+};
+
+/* Registers the chunk as a pending write g and looks it up: every hole it
+ * touches gets a reserved block, every to-be-zeroed block a fill, and the
+ * mapped pieces are to be written in place.  v->mu held (tx).  Returns 0
+ * with *np pieces (g is WRITING), 1 when the chunk turned out to change no
+ * metadata (mapped and inside the size, since pwrite_mapped looked: a plain
+ * overwrite; g is gone), or -errno (g is gone, nothing reserved). */
+static int chunk_map(struct txn *tx, struct lunfs_file *f, struct gwrite *g, const char *buf,
+		     size_t len, uint64_t off, struct wpiece *p, int *np)
+{
+	struct lunfs_vol *v = tx->v;
+	struct ofile *of = f->of;
+	uint64_t bs = v->sb.file_bs, size;
+	struct fmap fm = {tx, of, NULL, 0};
+	int r, n = 0;
+	g->of = of;
+	g->lblk0 = off / bs;
+	g->lblk1 = (off + len - 1) / bs + 1;
+	g->end = off + len;
+	gw_add(v, g); /* from here, nothing else changes this range's map */
+	/* the inode lock first (the open's, pinned: no wait), so that a
+	 * cluster lock taken below never waits with v->mu dropped for another
+	 * host */
+	if ((r = tx_lock(tx, geom_ino_lock(&v->sb, of->ino), geom_ino_blk(&v->sb, of->ino),
+			 LK_EXCLUSIVE)) ||
+	    (r = fmap_size(&fm, &size)))
+		goto out;
+	for (size_t done = 0; done < len; n++) {
+		uint64_t pos = off + done, lblk = pos / bs, boff = pos % bs, ptr, blk;
+		size_t k = bs - boff < len - done ? bs - boff : len - done;
+		if ((r = fmap_get(&fm, lblk, &ptr)))
+			goto out;
+		blk = ptr & PTR_BLOCK_MASK;
+		if (ptr && blk >= v->sb.file_blocks) {
+			r = -EFSCORRUPTED;
+			goto out;
+		}
+		p[n] = (struct wpiece){0, boff, k, buf + done, -1};
+		if (ptr && !(ptr & PTR_TBZ)) {
+			p[n].dev = geom_file_blk(&v->sb, blk) + boff;
+		} else {
+			if (!ptr && (r = blk_reserve(tx, &blk)))
+				goto out;
+			g->fill[g->nfill] = (struct gfill){lblk, blk, ptr};
+			p[n].fill = g->nfill++;
+		}
+		done += k;
+	}
+	*np = n;
+	if (!g->nfill && off + len <= size) {
+		ino_now(&of->mtime);
+		of->times_dirty = 1;
+		r = 1;
+	}
+out:
+	if (r) {
+		gw_drop(v, g, r);
+	} else {
+		g->state = GW_WRITING;
+		pthread_cond_broadcast(&v->gw_cv); /* its range is down to its fills */
+	}
+	free(fm.in);
+	return r;
+}
+
+/* A write into holes, to-be-zeroed blocks or past the end, of at most
+ * GW_BLOCKS file blocks.  Under v->mu: reserve and register (chunk_map);
+ * outside it: write the data, the blocks being exposed whole (the rest
+ * zeroed); then wait for the group commit that makes the new pointers and
+ * the size durable (fill.c).  Returns 0 or -errno. */
+static int pwrite_chunk(struct lunfs_file *f, const char *buf, size_t len, uint64_t off)
+{
+	struct lunfs_vol *v = f->v;
+	uint64_t bs = v->sb.file_bs;
+	struct wpiece p[GW_BLOCKS];
+	struct txn tx;
+	int n = 0, r;
+	struct gwrite *g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	lunfs_cond_init(&g->cv); /* gw_gather's timed wait: CLOCK_MONOTONIC */
+	uint32_t lbs = dev_lbs(v->d);
+	int rmw = off % lbs || len % lbs; /* as in pwrite_mapped */
+	if (rmw)
+		pthread_mutex_lock(&f->mu);
+again:
+	tx_begin(v, &tx);
+	gw_wait_ready(v, f->of, off / bs, (off + len - 1) / bs + 1);
+	r = of_handed_off(f->of);
+	if (!r)
+		r = chunk_map(&tx, f, g, buf, len, off, p, &n);
+	int inplace = 0;
+	for (int i = 0; r >= 0 && i < n; i++)
+		inplace |= p[i].fill < 0;
+	/* the blocks written in place are not freed meanwhile; if io_enter
+	 * had to wait for a transaction that freed blocks, the pieces may be
+	 * stale: give everything back (reservations are in memory only) and
+	 * map again */
+	if (r >= 0 && inplace && io_enter(v)) {
+		if (r == 0)
+			gw_drop(v, g, -EAGAIN);
+		tx_end(&tx, 0);
+		pthread_cond_destroy(&g->cv);
+		memset(g, 0, sizeof(*g));
+		lunfs_cond_init(&g->cv);
+		n = 0;
+		goto again;
+	}
+	tx_end(&tx, r < 0 ? r : 0);
+	int registered = r == 0;
+	if (r < 0)
+		inplace = n = 0;
+	r = r < 0 ? r : 0;
+	for (int i = 0; !r && i < n; i++) {
+		if (p[i].fill < 0)
+			r = write_range(v, p[i].dev, p[i].src, p[i].len, 0);
+		else
+			r = fill_block(v, g->fill[p[i].fill].blk, p[i].boff, p[i].src, p[i].len);
+	}
+	if (inplace)
+		io_exit(v);
+	if (rmw)
+		pthread_mutex_unlock(&f->mu);
+	if (registered)
+		r = gw_finish(v, g, r);
+	pthread_cond_destroy(&g->cv);
+	free(g);
+	return r;
+}
+
 ssize_t file_pwrite(struct lunfs_file *f, const void *buf, size_t len, uint64_t off)
 {
 	struct lunfs_vol *v = f->v;
-	struct lunfs_inode *in = malloc(sizeof(*in));
 	uint64_t bs = v->sb.file_bs;
-	struct txn tx;
-	int r, changed = 0;
-	if (!in)
-		return -ENOMEM;
-	if (!writable(f->mode)) {
-		free(in);
+	int r;
+	if (!writable(f->mode))
 		return -EBADF;
-	}
-	if ((r = vol_check_writable(v)) || (r = of_handed_off(f->of))) {
-		free(in);
+	if ((r = vol_check_writable(v)) || (r = of_handed_off(f->of)))
 		return r;
-	}
-	if (off + len < off || off + len > bmap_max_units() * bs) {
-		free(in);
+	if (off + len < off || off + len > bmap_max_units() * bs)
 		return -EFBIG;
-	}
+	if (!len)
+		return 0;
 	ssize_t fast = pwrite_mapped(f, buf, len, off);
-	if (fast != -EAGAIN) {
-		free(in);
+	if (fast != -EAGAIN)
 		return fast;
-	}
-	pthread_mutex_lock(&f->mu);
-	tx_begin(v, &tx);
-	int lkmode = f->mode == LUNFS_OPEN_MULTI ? LK_MULTI_WRITER : LK_EXCLUSIVE;
-	if ((r = ino_read(&tx, f->of->ino, lkmode, in)))
-		goto out;
-	for (size_t done = 0; done < len && !r;) {
-		uint64_t pos = off + done, lblk = pos / bs, boff = pos % bs, ptr;
-		size_t n = bs - boff < len - done ? bs - boff : len - done;
-		const char *src = (const char *)buf + done;
-		if ((r = bmap_get(&tx, in, lblk, &ptr)))
-			break;
-		uint64_t blk = ptr & PTR_BLOCK_MASK;
-		if (ptr && blk >= v->sb.file_blocks) {
-			r = -EFSCORRUPTED;
-			break;
-		}
-		if (ptr && !(ptr & PTR_TBZ)) {
-			r = write_range(v, geom_file_blk(&v->sb, blk) + boff, src, n, 0);
-		} else if (f->mode == LUNFS_OPEN_MULTI) {
-			r = -EPERM; /* multi-writer files take no metadata change */
-		} else {
-			if (!ptr) {
-				if ((r = blk_alloc(&tx, RC_FILE, &blk)))
-					break;
-				in->nblocks++;
-			}
-			if ((r = fill_block(v, blk, boff, src, n)))
-				break;
-			tx.preflush = 1;
-			if ((r = bmap_set(&tx, in, lblk, blk)))
-				break;
-			changed = 1;
-		}
+	/* a hole, a block to be zeroed, or growth: metadata changes, which
+	 * multi-writer files never take */
+	if (f->mode == LUNFS_OPEN_MULTI)
+		return -EPERM;
+	size_t done = 0;
+	while (done < len) {
+		uint64_t pos = off + done, stop = (pos / bs + GW_BLOCKS) * bs;
+		size_t n = stop - pos < len - done ? stop - pos : len - done;
+		if ((r = pwrite_chunk(f, (const char *)buf + done, n, pos)))
+			return done ? (ssize_t)done : r;
 		done += n;
 	}
-	if (r)
-		goto out;
-	struct lunfs_time now;
-	ino_now(&now);
-	if (off + len > in->size) {
-		if (f->mode == LUNFS_OPEN_MULTI) {
-			r = -EPERM;
-			goto out;
-		}
-		in->size = off + len;
-		changed = 1;
-	}
-	if (changed) {
-		in->mtime = in->ctime = now;
-		f->of->times_dirty = 0;
-		if ((r = ino_write(&tx, in)))
-			goto out;
-		r = tx_commit(&tx);
-		goto done;
-	}
-	f->of->times_dirty = 1;
-	f->of->mtime = now;
-out:
-	tx_end(&tx, r);
-done:
-	pthread_mutex_unlock(&f->mu);
-	free(in);
-	return r ? r : (ssize_t)len;
+	return len;
 }
 
 int lunfs_fsync(struct lunfs_file *f)
@@ -790,15 +920,22 @@ static int zero_in_block(struct txn *tx, struct lunfs_inode *in, uint64_t lblk, 
 
 int file_truncate(struct txn *tx, struct lunfs_inode *in, uint64_t size)
 {
-	uint64_t bs = tx->v->sb.file_bs;
+	struct lunfs_vol *v = tx->v;
+	uint64_t bs = v->sb.file_bs, ptr;
 	int r = 0;
 	if (size >= in->size) {
 		in->size = size;
 		return 0;
 	}
-	/* bytes past the new end inside its last block must read as zeros if
-	 * the file grows again */
-	if (size % bs && (r = zero_in_block(tx, in, size / bs, size % bs, bs)))
+	/* Bytes past the new end inside its last block must read as zeros if
+	 * the file grows again.  They are zeroed with the commit of the new
+	 * size (tx_zero_at_commit), not before it: a checkpoint's flush in
+	 * between would make the zeros durable while a crash could still lose
+	 * the truncate, leaving the old size with its tail zeroed. */
+	if (size % bs && !(r = bmap_get(tx, in, size / bs, &ptr)) && ptr && !(ptr & PTR_TBZ))
+		r = tx_zero_at_commit(tx, geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + size % bs,
+				      bs - size % bs);
+	if (r)
 		return r;
 	in->size = size;
 	if ((r = ino_write(tx, in)))
@@ -883,6 +1020,7 @@ int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t 
 	}
 	pthread_mutex_lock(&f->mu);
 	tx_begin(v, &tx);
+	gw_wait_ino(v, f->of->ino); /* the writes in flight commit first */
 	if ((r = ino_read(&tx, f->of->ino, LK_EXCLUSIVE, in)))
 		goto out;
 	uint64_t first = off / bs, last = (off + len - 1) / bs;
@@ -1094,11 +1232,14 @@ static int cached_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io *
 					.iov = &iov[n], .iovcnt = 1, .priv = priv};
 		done += len;
 	}
+	if (io_enter(v)) {
+		n = 0; /* blocks were freed meanwhile: the slow path looks again */
+		goto out;
+	}
 	if (a->op == LUNFS_AIO_WRITE) {
 		ino_now(&of->mtime);
 		of->times_dirty = 1;
 	}
-	io_enter(v);
 out:
 	pthread_mutex_unlock(&v->mu);
 	return n;
@@ -1137,11 +1278,14 @@ int file_aio_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io io[2],
 					.iov = &iov[n], .iovcnt = 1, .priv = priv};
 		done += len;
 	}
+	if (io_enter(v)) {
+		n = 0; /* blocks were freed meanwhile: the slow path looks again */
+		goto out;
+	}
 	if (a->op == LUNFS_AIO_WRITE) {
 		ino_now(&f->of->mtime);
 		f->of->times_dirty = 1;
 	}
-	io_enter(v);
 out:
 	tx_end(&tx, 0);
 	free(fm.in);

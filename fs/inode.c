@@ -130,11 +130,61 @@ static uint64_t *rc_hint(struct lunfs_vol *v, int kind)
 	return kind == RC_FILE ? &v->fc_hint : kind == RC_META ? &v->mc_hint : &v->ig_hint;
 }
 
-/* Takes a free entry of kind from the first cluster with one, starting at
- * this host's hint (so hosts allocate in different places).  Marks it used
- * (a block with one reference) in the cached header.  Returns 0 and *n, the
- * block or inode number, or -ENOSPC. */
-static int rc_take(struct txn *tx, int kind, uint64_t *n)
+/* ---- reservations: file blocks promised to pending writes (fill.c) ----
+ *
+ * A reserved block is free on disk and in the cluster header; rc_take skips
+ * it, and the reservation pins the cluster's lock, so that no other host
+ * allocates from the cluster (and no release drops its header) until the
+ * write that holds it commits or gives it back.  v->mu protects the set. */
+
+static int resv_find(const struct lunfs_vol *v, uint64_t blk)
+{
+	for (unsigned k = 0; k < v->nresv; k++)
+		if (v->resv[k].blk == blk)
+			return (int)k;
+	return -1;
+}
+
+/* Reserved blocks in [first, first + n). */
+static uint32_t resv_count(const struct lunfs_vol *v, uint64_t first, uint32_t n)
+{
+	uint32_t c = 0;
+	for (unsigned k = 0; k < v->nresv; k++)
+		c += v->resv[k].blk >= first && v->resv[k].blk < first + n;
+	return c;
+}
+
+static int resv_add(struct lunfs_vol *v, uint64_t blk, struct held *h)
+{
+	if (v->nresv == v->cresv) {
+		unsigned c = v->cresv ? 2 * v->cresv : 64;
+		struct resv *nr = realloc(v->resv, c * sizeof(*nr));
+		if (!nr)
+			return -ENOMEM;
+		v->resv = nr;
+		v->cresv = c;
+	}
+	h->pins++;
+	v->resv[v->nresv++] = (struct resv){blk, h};
+	return 0;
+}
+
+void blk_unreserve(struct lunfs_vol *v, uint64_t blk)
+{
+	VOL_HELD(v);
+	int k = resv_find(v, blk);
+	if (k < 0)
+		return;
+	vl_unpin(v, v->resv[k].h);
+	v->resv[k] = v->resv[--v->nresv];
+}
+
+/* Finds a free entry of kind, starting at this host's hint (so hosts
+ * allocate in different places), skipping reserved file blocks.  Marks it
+ * used (a block with one reference) in the cached header, or, with
+ * reserve, only reserves it.  Returns 0 and *n, the block or inode number,
+ * or -ENOSPC. */
+static int rc_take(struct txn *tx, int kind, uint64_t *n, int reserve)
 {
 	struct lunfs_vol *v = tx->v;
 	const struct lunfs_sb *s = &v->sb;
@@ -154,22 +204,29 @@ again:
 		r = rc_load(tx, lock, lock + BS, kind, entries(s, kind, c), c * per, rc, &b);
 		if (r)
 			break;
-		if (rc->nfree == 0)
+		uint32_t held_back = kind == RC_FILE ? resv_count(v, c * per, per) : 0;
+		if (rc->nfree <= held_back)
 			continue;
 		int i = find_free_bit(rc, 0);
+		while (i >= 0 && held_back && resv_find(v, c * per + i) >= 0)
+			i = find_free_bit(rc, i + 1);
 		if (i < 0) {
 			r = -EFSCORRUPTED;
 			break;
 		}
-		rc_set(rc, i, 1);
-		if (kind != RC_INODE)
-			rc->refcnt[i] = 1;
-		rc->nfree--;
-		if ((r = rc_store(tx, rc, b, c)))
+		if (reserve) {
+			r = resv_add(v, c * per + i, vl_find(v, lock));
+		} else {
+			rc_set(rc, i, 1);
+			if (kind != RC_INODE)
+				rc->refcnt[i] = 1;
+			rc->nfree--;
+			r = rc_store(tx, rc, b, c);
+		}
+		if (r)
 			break;
 		*n = c * per + i;
 		*hint = c;
-		r = 0;
 		goto out;
 	}
 	if (r == 0)
@@ -189,7 +246,7 @@ int ino_alloc(struct txn *tx, uint64_t hint_ino, struct lunfs_inode *in)
 	struct lunfs_inode old;
 	uint64_t ino;
 	(void)hint_ino;
-	int r = rc_take(tx, RC_INODE, &ino);
+	int r = rc_take(tx, RC_INODE, &ino, 0);
 	if (r)
 		return r;
 	if ((r = ino_load(tx, ino, LK_EXCLUSIVE, &old, 1)))
@@ -266,7 +323,44 @@ void ino_stat(struct lunfs_vol *v, const struct lunfs_inode *in, struct lunfs_st
 
 int blk_alloc(struct txn *tx, int kind, uint64_t *blk)
 {
-	return rc_take(tx, kind, blk);
+	return rc_take(tx, kind, blk, 0);
+}
+
+int blk_reserve(struct txn *tx, uint64_t *blk)
+{
+	return rc_take(tx, RC_FILE, blk, 1);
+}
+
+int blk_claim(struct txn *tx, uint64_t blk)
+{
+	struct lunfs_vol *v = tx->v;
+	const struct lunfs_sb *s = &v->sb;
+	struct lunfs_rc *rc = malloc(sizeof(*rc));
+	struct buf *b;
+	uint64_t c = blk / s->fc_blocks;
+	uint32_t i = blk % s->fc_blocks;
+	int r;
+	if (!rc)
+		return -ENOMEM;
+	if (c >= s->fc_count || blk == 0 || resv_find(v, blk) < 0) {
+		r = -EFSCORRUPTED;
+		goto out;
+	}
+	uint64_t lock = rc_lock_addr(s, RC_FILE, c);
+	r = rc_load(tx, lock, lock + BS, RC_FILE, entries(s, RC_FILE, c), c * s->fc_blocks, rc, &b);
+	if (r)
+		goto out;
+	if (rc_test(rc, i) || rc->nfree == 0) {
+		r = -EFSCORRUPTED; /* a reserved block must still be free */
+		goto out;
+	}
+	rc_set(rc, i, 1);
+	rc->refcnt[i] = 1;
+	rc->nfree--;
+	r = rc_store(tx, rc, b, c);
+out:
+	free(rc);
+	return r;
 }
 
 int blk_ref(struct txn *tx, int kind, uint64_t blk, int delta, uint32_t *newref)

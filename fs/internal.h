@@ -10,8 +10,19 @@
  * (tx_drain, v->draining), so no I/O ever reaches a block after it was
  * freed and handed to another file.  The async queue's device I/O also
  * runs outside v->mu.
+ * Writes into holes and to-be-zeroed blocks, and writes past the end, are
+ * pending writes (fill.c): under v->mu a write reserves the free blocks it
+ * needs (v->resv; allocation skips them, their cluster locks stay pinned)
+ * and lists itself in v->gw; it writes its data without v->mu; then one
+ * thread commits every write whose data is written in one group: a flush,
+ * then one transaction that claims the blocks, sets the pointers, sizes and
+ * times.  A write waits (gw_cv) for a pending write that fills a block of
+ * its range; truncate, fallocate, handoff and the last close wait for the
+ * pending writes of their file; no write registers and no group commits
+ * while a transaction waits half-done with v->mu dropped (v->tx_parked).
  * Lock order: a file's f->mu, then v->mu.  A thread registered as a data I/O
- * takes no lock but v->mu (briefly, in io_exit).
+ * takes no lock but v->mu (briefly, in io_exit).  docs/LOCKING.md section 15
+ * has the whole picture.
  *
  * Cache rule (docs/LOCKING.md): a metadata block is cached only while this
  * host holds the on-disk lock that covers it (its inode's lock, or its
@@ -112,6 +123,19 @@ struct lunfs_vol {
 	pthread_cond_t acq_cv;  /* an entry left acquiring */
 	uint64_t nacquired;     /* lock records acquired (published for lunfs top) */
 	struct iostat io;       /* data I/O of every file (atomic, not under mu) */
+	struct resv {           /* file blocks reserved for pending writes (inode.c) */
+		uint64_t blk;
+		struct held *h; /* its cluster's lock, pinned by the reservation */
+	} *resv;
+	unsigned nresv, cresv;
+	struct gwrite *gw;      /* writes waiting for their metadata commit (fill.c) */
+	int gw_leader;          /* a thread commits a group now */
+	struct gwrite *gw_gatherer; /* the leader's write, while it gathers */
+	uint64_t gw_seq;        /* pending writes registered so far */
+	unsigned tx_parked;     /* transactions waiting with mu dropped mid-way */
+	pthread_cond_t gw_cv;   /* a pending write went or is down to its fills,
+				   or tx_parked reached 0 (the writers' own
+				   threads wait on their gwrite's cv) */
 	uint64_t pr_key;        /* our iSCSI PR registration, 0 none */
 	/* peer recovery (recover.c): its own thread, outside mu */
 	pthread_t rec_thr;
@@ -176,6 +200,8 @@ struct mapc {
 	uint64_t ptr;
 };
 void of_invalidate(struct lunfs_vol *v, uint64_t ino); /* ino 0: every open file */
+/* Drops the cached mapping of unit lblk of ino (its pointer changes). */
+void of_forget(struct lunfs_vol *v, uint64_t ino, uint64_t lblk);
 
 struct lunfs_file {
 	struct lunfs_vol *v;
@@ -195,12 +221,19 @@ struct txn {
 	int npinned, cpinned;
 	int preflush;           /* data written for this txn must be durable first */
 	int draining;           /* tx_drain() ran: v->draining counts us */
+	struct late {           /* data zeroed at the commit (tx_zero_at_commit) */
+		uint64_t off, len;
+	} *late;
+	int nlate;
 };
 
-/* Data I/O outside v->mu (see the top of this file).  io_enter: v->mu held
- * (it may wait on it while a transaction frees blocks).  io_exit: v->mu not
- * held.  tx_drain: called before a file block is freed; v->mu held. */
-void io_enter(struct lunfs_vol *v);
+/* Data I/O outside v->mu (see the top of this file).  io_enter: v->mu held;
+ * registers the caller and returns 0, or, while a transaction frees file
+ * blocks, waits for it (on v->mu, dropping it) and returns -EAGAIN without
+ * registering: what the caller looked up before may name a block freed
+ * meanwhile, so it must look again.  io_exit: v->mu not held.  tx_drain:
+ * called before a file block is freed; v->mu held. */
+int io_enter(struct lunfs_vol *v);
 void io_exit(struct lunfs_vol *v);
 void io_exit_n(struct lunfs_vol *v, unsigned n); /* n I/Os at once */
 void tx_drain(struct txn *tx);
@@ -213,6 +246,14 @@ int tx_commit(struct txn *tx);
 void tx_end(struct txn *tx, int r);
 /* Commits what is dirty so far and continues (large operations in steps). */
 int tx_flush(struct txn *tx);
+/* Zeroes the device bytes [off, off + len) (off + len on a logical block
+ * boundary) at the next commit of tx, after the journal made room and
+ * right before the journal write, so that no journal flush (a checkpoint)
+ * comes between them and a crash keeps both or neither: a data change that
+ * must go with the transaction (the tail of a block a truncate cuts).  (A
+ * flush of another thread outside v->mu at that moment still can.)
+ * Nothing is written if tx fails first. */
+int tx_zero_at_commit(struct txn *tx, uint64_t off, uint64_t len);
 /* Takes (or reuses) the lock at off in mode, pinned until tx_end. */
 int tx_lock(struct txn *tx, uint64_t off, uint64_t object, int mode);
 /* Returns the block at addr: cached when this host holds lock, else a
@@ -247,6 +288,13 @@ void ino_now(struct lunfs_time *t);
 int blk_alloc(struct txn *tx, int kind, uint64_t *blk);
 int blk_free(struct txn *tx, int kind, uint64_t blk);
 int blk_ref(struct txn *tx, int kind, uint64_t blk, int delta, uint32_t *newref);
+/* Reservations of free file blocks for pending writes (fill.c): reserve
+ * one (allocation skips it from then on; its cluster lock stays pinned),
+ * claim it in the transaction that points at it (marks it used), and give
+ * the reservation back after that transaction, whatever its outcome. */
+int blk_reserve(struct txn *tx, uint64_t *blk);
+int blk_claim(struct txn *tx, uint64_t blk);
+void blk_unreserve(struct lunfs_vol *v, uint64_t blk);
 int alloc_counts(struct lunfs_vol *v, uint64_t *free_file, uint64_t *free_ino);
 
 /* Block maps (bmap.c).  Units are file blocks, or meta blocks for
@@ -297,6 +345,54 @@ int modify_inode(struct lunfs_vol *v, uint64_t ino,
 		 struct lunfs_stat *st);
 /* xattr.c: frees the xattr blocks of in (its inode is being freed). */
 int xattr_free_all(struct txn *tx, struct lunfs_inode *in);
+/* Pending writes (fill.c): a write into holes or to-be-zeroed blocks, or
+ * past the end, of at most GW_BLOCKS file blocks.  Its data is written
+ * outside v->mu; the transaction that exposes it (the blocks claimed, the
+ * pointers, the size and times) is shared by every write pending at that
+ * moment: one group commit.  See docs/LOCKING.md, section 15. */
+#define GW_BLOCKS 32 /* a FUSE write (1 MiB) is one, even with 64 KiB blocks */
+enum {
+	GW_MAPPING,    /* its range is being looked up and reserved (v->mu held) */
+	GW_WRITING,    /* its data is being written (outside v->mu) */
+	GW_WRITTEN,    /* data written: waits for a group commit */
+	GW_COMMITTING, /* in the group being committed */
+	GW_DONE,       /* res is final; no longer listed */
+};
+struct gfill {         /* one file block the write exposes */
+	uint64_t lblk, blk;
+	uint64_t old;  /* its pointer before: 0 (a hole; blk is reserved) or TBZ */
+};
+struct gwrite {
+	struct ofile *of;
+	uint64_t lblk0, lblk1; /* the file blocks it touches: [lblk0, lblk1) */
+	uint64_t end;          /* the file's size after it, at least */
+	int nfill;
+	struct gfill fill[GW_BLOCKS];
+	int state, res;
+	uint64_t flushed;      /* dev_flush_mark() once its data was written */
+	uint64_t seq;          /* order of registration (v->gw_seq) */
+	pthread_cond_t cv;     /* its thread waits here in gw_finish */
+	struct gwrite *next;   /* v->gw, oldest first */
+};
+/* All with v->mu held.  gw_wait_ready: at the start of a transaction (it may
+ * drop v->mu): until no transaction is parked and no pending write of of
+ * touches [lblk0, lblk1).  gw_add: lists g (GW_MAPPING).  gw_drop: gives
+ * its reservations back and unlists it with result r.  gw_wait_ino: at the
+ * start of a transaction that changes ino's block map or size other than by
+ * writing: until no write into ino is pending. */
+void gw_wait_ready(struct lunfs_vol *v, struct ofile *of, uint64_t lblk0, uint64_t lblk1);
+void gw_add(struct lunfs_vol *v, struct gwrite *g);
+void gw_drop(struct lunfs_vol *v, struct gwrite *g, int r);
+void gw_wait_ino(struct lunfs_vol *v, uint64_t ino);
+/* g's data is written (r: its result); v->mu not held.  Waits until a group
+ * commit that holds g is durable, leading one when none runs.  Returns 0 or
+ * -errno (g is unlisted either way).  g->cv was set up with lunfs_cond_init. */
+int gw_finish(struct lunfs_vol *v, struct gwrite *g, int r);
+/* A transaction waits with v->mu dropped after it read or changed blocks
+ * (tx_drain, a lock another thread acquires): no group commit or write
+ * registration may look at the cache meanwhile. */
+void tx_park(struct lunfs_vol *v);
+void tx_unpark(struct lunfs_vol *v);
 
 /* Files (file.c) */
 struct ofile *of_find(struct lunfs_vol *v, uint64_t ino);

@@ -207,7 +207,13 @@ int lunfs_opendir(struct lunfs_vol *v, uint64_t ino, struct lunfs_file **out);
 int lunfs_close(struct lunfs_file *f);
 /* Reads up to len bytes at off; returns bytes read (short at EOF). */
 ssize_t lunfs_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off);
-/* Writes len bytes at off (extends the file).  Returns len or -errno. */
+/* Writes len bytes at off (extends the file).  A write that fills holes or
+ * to-be-zeroed blocks, or grows the file, returns once that change is
+ * durable (the data it exposes first); writes of concurrent threads share
+ * one flush and one transaction.  A write over allocated blocks only is
+ * made durable by lunfs_fsync.  Returns len, a shorter count when a write
+ * of more than 32 file blocks fails part-way (the blocks before are
+ * written), or -errno. */
 ssize_t lunfs_pwrite(struct lunfs_file *f, const void *buf, size_t len, uint64_t off);
 /* Makes everything written through f durable. */
 int lunfs_fsync(struct lunfs_file *f);

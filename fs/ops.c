@@ -614,6 +614,7 @@ int modify_inode(struct lunfs_vol *v, uint64_t ino,
 		return -ENOMEM;
 	struct txn tx;
 	tx_begin(v, &tx);
+	gw_wait_ino(v, ino); /* a truncate happens after the writes in flight */
 	if ((r = ino_read(&tx, ino, LK_EXCLUSIVE, in)) || (r = fn(&tx, in, arg)) ||
 	    (r = ino_write(&tx, in)))
 		goto out;

@@ -140,8 +140,14 @@ int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, int may
 	struct held *h;
 	int r;
 again:
-	while (acquiring(v, off))
+	while (acquiring(v, off)) {
+		/* an operation that already holds locks or blocks parks here */
+		if (!may_drop)
+			tx_park(v);
 		pthread_cond_wait(&v->acq_cv, &v->mu);
+		if (!may_drop)
+			tx_unpark(v);
+	}
 	h = vl_find(v, off);
 	if (h && !h->pins && hb_wanted(v->hb, off) && !yield(v, h, may_drop)) {
 		if (may_drop)
@@ -450,6 +456,49 @@ int tx_dirty(struct txn *tx, struct buf *b)
 	return 0;
 }
 
+static void late_free(struct txn *tx)
+{
+	free(tx->late);
+	tx->late = NULL;
+	tx->nlate = 0;
+}
+
+int tx_zero_at_commit(struct txn *tx, uint64_t off, uint64_t len)
+{
+	if (!len)
+		return 0;
+	if ((off + len) % dev_lbs(tx->v->d))
+		return -EINVAL;
+	struct late *nl = realloc(tx->late, (tx->nlate + 1) * sizeof(*nl));
+	if (!nl)
+		return -ENOMEM;
+	tx->late = nl;
+	tx->late[tx->nlate++] = (struct late){off, len};
+	return 0;
+}
+
+/* Zeroes [off, off + len), the end on a logical block boundary: the sector
+ * the start falls in is read, cut and written back; the rest is zeroed. */
+static int late_zero(struct lunfs_vol *v, uint64_t off, uint64_t len)
+{
+	uint32_t a = dev_lbs(v->d);
+	uint64_t end = off + len;
+	int r = 0;
+	if (off % a) {
+		uint64_t s = off / a * a;
+		uint8_t *sec = dev_alloc(a);
+		if (!sec)
+			return -ENOMEM;
+		if (!(r = dev_read(v->d, s, sec, a))) {
+			memset(sec + off % a, 0, a - off % a);
+			r = dev_write(v->d, s, sec, a);
+		}
+		free(sec);
+		off = s + a;
+	}
+	return r || off >= end ? r : dev_zero(v->d, off, end - off);
+}
+
 int tx_flush(struct txn *tx)
 {
 	struct lunfs_vol *v = tx->v;
@@ -467,6 +516,13 @@ int tx_flush(struct txn *tx)
 		goto fail;
 	for (int i = 0; i < tx->ndirty && !r; i++)
 		r = jnl_txn_add(jt, tx->dirty[i]->addr, tx->dirty[i]->data);
+	/* the data that goes with this transaction: after any checkpoint the
+	 * journal needs (it flushes), before the journal write */
+	if (!r && tx->nlate)
+		r = jnl_txn_make_room(jt);
+	for (int i = 0; i < tx->nlate && !r; i++)
+		r = late_zero(v, tx->late[i].off, tx->late[i].len);
+	late_free(tx);
 	if (r) {
 		jnl_txn_abort(jt);
 		goto fail;
@@ -485,12 +541,29 @@ fail:
 	return r;
 }
 
-void io_enter(struct lunfs_vol *v)
+void tx_park(struct lunfs_vol *v)
 {
 	VOL_HELD(v);
-	while (v->draining)
-		pthread_cond_wait(&v->io_cv, &v->mu);
+	v->tx_parked++;
+}
+
+void tx_unpark(struct lunfs_vol *v)
+{
+	VOL_HELD(v);
+	if (--v->tx_parked == 0)
+		pthread_cond_broadcast(&v->gw_cv);
+}
+
+int io_enter(struct lunfs_vol *v)
+{
+	VOL_HELD(v);
+	if (v->draining) {
+		while (v->draining)
+			pthread_cond_wait(&v->io_cv, &v->mu);
+		return -EAGAIN;
+	}
 	v->data_io++;
+	return 0;
 }
 
 void io_exit(struct lunfs_vol *v)
@@ -517,8 +590,11 @@ void tx_drain(struct txn *tx)
 		tx->draining = 1;
 		v->draining++;
 	}
-	while (v->data_io)
+	while (v->data_io) {
+		tx_park(v);
 		pthread_cond_wait(&v->io_cv, &v->mu);
+		tx_unpark(v);
+	}
 }
 
 void tx_end(struct txn *tx, int r)
@@ -539,6 +615,7 @@ void tx_end(struct txn *tx, int r)
 		tx->transient = b->next;
 		buf_free(b);
 	}
+	late_free(tx); /* never committed: the data stays as it was */
 	for (int i = 0; i < tx->npinned; i++)
 		vl_unpin(v, tx->pinned[i]);
 	free(tx->pinned);
@@ -680,6 +757,7 @@ int lunfs_mount_test(const char *url, const struct lunfs_mount_opts *o,
 	lunfs_cond_init(&v->linger_cv);
 	pthread_cond_init(&v->io_cv, NULL);
 	pthread_cond_init(&v->acq_cv, NULL);
+	lunfs_cond_init(&v->gw_cv); /* gw_gather waits on CLOCK_MONOTONIC */
 	v->ro = o->readonly;
 	v->linger_ms = o->linger_ms ? o->linger_ms : 500;
 	v->bh = calloc(NBUCKETS, sizeof(*v->bh));
@@ -811,6 +889,7 @@ fail:
 	pthread_cond_destroy(&v->linger_cv);
 	pthread_cond_destroy(&v->io_cv);
 	pthread_cond_destroy(&v->acq_cv);
+	pthread_cond_destroy(&v->gw_cv);
 	free(v);
 	return r;
 }
@@ -831,10 +910,12 @@ static void vol_free(struct lunfs_vol *v)
 	}
 	dev_close(v->d);
 	free(v->bh);
+	free(v->resv);
 	pthread_mutex_destroy(&v->mu);
 	pthread_cond_destroy(&v->linger_cv);
 	pthread_cond_destroy(&v->io_cv);
 	pthread_cond_destroy(&v->acq_cv);
+	pthread_cond_destroy(&v->gw_cv);
 	free(v);
 }
 

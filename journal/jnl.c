@@ -479,6 +479,17 @@ void jnl_txn_abort(struct jnl_txn *t)
 	free(t);
 }
 
+int jnl_txn_make_room(struct jnl_txn *t)
+{
+	struct jnl *j = t->j;
+	uint64_t need = (uint64_t)(t->n + 2) * BS;
+	if (j->broken)
+		return j->broken;
+	if (need > j->log_size)
+		return -E2BIG;
+	return j->head_off + need > j->log_size ? jnl_checkpoint(j) : 0;
+}
+
 int jnl_txn_commit(struct jnl_txn *t)
 {
 	struct jnl *j = t->j;

@@ -96,6 +96,10 @@ unsigned jnl_txn_count(const struct jnl_txn *t);
  *    can tell, and it makes the volume consistent either way.
  * The homes are written at a later checkpoint. */
 int jnl_txn_commit(struct jnl_txn *t);
+/* Makes room in the log for t now: checkpoints if t would not fit before
+ * the end (what jnl_txn_commit would do first), so that its commit then
+ * flushes nothing before its own write.  Returns 0 or -errno. */
+int jnl_txn_make_room(struct jnl_txn *t);
 /* Test hook: checkpoint inside a commit beyond n pending homes (default
  * 4096). */
 void jnl_test_set_pend_max(struct jnl *j, unsigned n);

@@ -2,8 +2,9 @@
  *
  *   crashtest IMAGE [MIN_POINTS]
  *
- * A deterministic workload (create, write+fsync, rename, unlink, mkdir,
- * truncate, fallocate, xattr) runs on the faulty device, which cuts power
+ * A workload (create, write+fsync, rename, unlink, mkdir, truncate,
+ * fallocate, xattr, and writes from several threads at once whose holes are
+ * filled by one group commit) runs on the faulty device, which cuts power
  * after write k: writes since the last flush are lost (all of them, or a
  * seeded random part).  For every k: mount the image (which replays the
  * journal), run `fsck.lunfs -n` (must be clean), and check every file
@@ -21,6 +22,7 @@
  * allocates past the old end when new), the file is intact, and fsck -n is
  * clean. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +110,105 @@ static int lookup_path(struct lunfs_vol *v, const char *path, struct lunfs_stat 
 	return r ? r : lunfs_lookup(v, dir, leaf, st);
 }
 
+/* Writes from several threads at once (the step j % 12 == 9): the file's
+ * range cut into NPART pieces, each written by its own thread, and up to
+ * two other files written into their second block (a hole, or a block to
+ * be zeroed after a fallocate) at the same time.  The holes they fill are
+ * committed together (fs/fill.c), and pieces in one block wait for each
+ * other.  The threads' order is not fixed, so neither is the order of
+ * their device writes: each run cuts power in a different place. */
+#define NPART 6
+#define NOTHER 2
+struct part {
+	struct lunfs_file *h;
+	const uint8_t *buf;
+	size_t len;
+	uint64_t off;
+	ssize_t res;
+};
+
+static void *part_write(void *arg)
+{
+	struct part *p = arg;
+	p->res = lunfs_pwrite(p->h, p->buf, p->len, p->off);
+	return NULL;
+}
+
+/* Runs the n writes at once; returns 0 or the first error. */
+static int run_parts(struct part *pt, int n)
+{
+	pthread_t t[NPART + NOTHER];
+	int started[NPART + NOTHER], r = 0;
+	for (int i = 0; i < n; i++) {
+		started[i] = !pthread_create(&t[i], NULL, part_write, &pt[i]);
+		if (!started[i])
+			part_write(&pt[i]);
+	}
+	for (int i = 0; i < n; i++) {
+		if (started[i])
+			pthread_join(t[i], NULL);
+		if (!r && pt[i].res != (ssize_t)pt[i].len)
+			r = pt[i].res < 0 ? (int)pt[i].res : -EIO;
+	}
+	return r;
+}
+
+/* The concurrent write of step j: [off, off + len) of buf into h, and the
+ * other files' writes. */
+static int write_together(struct lunfs_vol *v, struct model *m, int i, int j, struct lunfs_file *h,
+			  const uint8_t *buf, size_t len, uint64_t off)
+{
+	struct part pt[NPART + NOTHER];
+	struct lunfs_file *oh[NOTHER] = {NULL};
+	struct mfile *of[NOTHER] = {NULL};
+	uint8_t *obuf = malloc(MAXLEN);
+	size_t at = 0;
+	int n = 0, r = 0;
+	for (int k = 0; k < NPART; k++) {
+		size_t l = k == NPART - 1 ? len - at : len / NPART + (k % 2) * 333;
+		pt[n++] = (struct part){h, buf + at, l, off + at, 0};
+		at += l;
+	}
+	pattern(obuf, MAXLEN, j + 7);
+	for (int k = 0; k < NOTHER && !r; k++) {
+		struct mfile *g = &m->f[(i + 1 + k) % NF];
+		struct lunfs_stat st;
+		uint64_t goff = g->size > 1048576 ? g->size : 1048576;
+		if (!g->exists || goff + 4096 > MAXLEN)
+			continue;
+		size_t glen = MAXLEN - goff < 200000 ? MAXLEN - goff : 200000;
+		if ((r = lookup_path(v, g->path, &st)) ||
+		    (r = lunfs_open(v, st.ino, LUNFS_OPEN_EXCL, &oh[k])))
+			break;
+		of[k] = g;
+		g->certain = 0; /* any contents until its fsync */
+		pt[n++] = (struct part){oh[k], obuf, glen, goff, 0};
+	}
+	if (!r)
+		r = run_parts(pt, n);
+	for (int k = 0; k < NOTHER; k++) {
+		if (!oh[k])
+			continue;
+		struct part *q = &pt[n - NOTHER + k];
+		for (int x = NPART; x < n; x++)
+			if (pt[x].h == oh[k])
+				q = &pt[x];
+		if (!r)
+			r = lunfs_fsync(oh[k]);
+		int e = lunfs_close(oh[k]);
+		if (!r && !(r = e)) {
+			struct mfile *g = of[k];
+			if (q->off > g->size)
+				memset(g->data + g->size, 0, q->off - g->size);
+			memcpy(g->data + q->off, q->buf, q->len);
+			g->size = q->off + q->len;
+			g->certain = 1;
+		}
+	}
+	free(obuf);
+	return r;
+}
+
 /* One step of the workload.  Returns 0, or the error that stopped it.
  * m is updated as each sub-step becomes durable. */
 static int step(struct lunfs_vol *v, struct model *m, int j, struct inflight *fl, uint8_t *buf)
@@ -168,8 +269,14 @@ static int step(struct lunfs_vol *v, struct model *m, int j, struct inflight *fl
 		p->certain = 0;
 		if ((r = lunfs_open(v, st.ino, LUNFS_OPEN_EXCL, &h)))
 			return r;
-		ssize_t w = lunfs_pwrite(h, buf, len, off);
-		r = w < 0 ? (int)w : lunfs_fsync(h);
+		if (j % 12 == 9 && len >= NPART * 1024) {
+			r = write_together(v, m, i, j, h, buf, len, off);
+		} else {
+			ssize_t w = lunfs_pwrite(h, buf, len, off);
+			r = w < 0 ? (int)w : 0;
+		}
+		if (!r)
+			r = lunfs_fsync(h);
 		int e = lunfs_close(h);
 		if (r || (r = e))
 			return r;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include "tests/unit/tu.h"
 #include "format/format.h"
 
@@ -42,6 +43,16 @@ char *tu_volume(uint64_t size, struct lunfs_sb *sb)
 	ck_assert_int_eq(lunfs_format(d, sb), 0);
 	dev_close(d);
 	return p;
+}
+
+int tu_fsck(const char *path)
+{
+	const char *fsck = getenv("LUNFS_FSCK") ? getenv("LUNFS_FSCK") : "build/bin/fsck.lunfs";
+	char cmd[512];
+	ck_assert_msg(access(fsck, X_OK) == 0, "%s is missing (make all)", fsck);
+	snprintf(cmd, sizeof(cmd), "'%s' -n '%s' >/dev/null 2>&1", fsck, path);
+	int st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 int main(void)

@@ -956,6 +956,478 @@ START_TEST(failed_tx_rereads_committed)
 }
 END_TEST
 
+/* ---- group commit of writes into holes (fs/fill.c) ---- */
+
+#define GC_MAXW 16
+struct gc_job {
+	struct lunfs_file *f;
+	pthread_barrier_t *bar;
+	const uint8_t *src; /* the data: write i takes src[off, off + len) */
+	uint64_t off[GC_MAXW];
+	size_t len[GC_MAXW];
+	ssize_t res[GC_MAXW];
+	int nw;
+};
+
+static void *gc_writer(void *arg)
+{
+	struct gc_job *j = arg;
+	if (j->bar)
+		pthread_barrier_wait(j->bar);
+	for (int i = 0; i < j->nw; i++)
+		j->res[i] = lunfs_pwrite(j->f, j->src + j->off[i], j->len[i], j->off[i]);
+	return NULL;
+}
+
+static void gc_add(struct gc_job *j, struct lunfs_file *f, const uint8_t *src, uint64_t off,
+		   size_t len)
+{
+	ck_assert_int_lt(j->nw, GC_MAXW);
+	j->f = f;
+	j->src = src;
+	j->off[j->nw] = off;
+	j->len[j->nw++] = len;
+}
+
+/* Runs the jobs at once (a barrier); returns when all are done. */
+static void gc_run(struct gc_job *jobs, int n)
+{
+	pthread_t t[64];
+	pthread_barrier_t bar;
+	pthread_barrier_init(&bar, NULL, n);
+	for (int i = 0; i < n; i++) {
+		jobs[i].bar = &bar;
+		ck_assert_int_eq(pthread_create(&t[i], NULL, gc_writer, &jobs[i]), 0);
+	}
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&bar);
+}
+
+/* Applies the successful writes of the jobs to a model of the file. */
+static uint64_t gc_model(struct gc_job *jobs, int n, struct lunfs_file *f, uint8_t *m,
+			 uint64_t size)
+{
+	for (int i = 0; i < n; i++)
+		for (int k = 0; k < jobs[i].nw; k++) {
+			if (jobs[i].f != f || jobs[i].res[k] != (ssize_t)jobs[i].len[k])
+				continue;
+			memcpy(m + jobs[i].off[k], jobs[i].src + jobs[i].off[k], jobs[i].len[k]);
+			if (jobs[i].off[k] + jobs[i].len[k] > size)
+				size = jobs[i].off[k] + jobs[i].len[k];
+		}
+	return size;
+}
+
+/* The file named name holds model m (size bytes). */
+static void gc_check(struct lunfs_vol *v, const char *name, const uint8_t *m, uint64_t size)
+{
+	struct lunfs_stat st;
+	struct lunfs_file *f;
+	ck_assert_int_eq(lunfs_lookup(v, 1, name, &st), 0);
+	ck_assert_uint_eq(st.size, size);
+	uint8_t *r = malloc(size + 1);
+	ck_assert_int_eq(lunfs_open(v, st.ino, LUNFS_OPEN_READ, &f), 0);
+	ck_assert_int_eq(lunfs_pread(f, r, size + 1, 0), size);
+	if (memcmp(r, m, size)) {
+		uint64_t i = 0;
+		while (r[i] == m[i])
+			i++;
+		ck_abort_msg("%s: byte %llu is %u, not %u", name, (unsigned long long)i, r[i], m[i]);
+	}
+	ck_assert_int_eq(lunfs_close(f), 0);
+	free(r);
+}
+
+/* Many threads write into the holes of a thin file and into the
+ * to-be-zeroed blocks of a thick one at once: whole blocks, partial
+ * blocks, one block from two threads, unaligned writes, writes across two
+ * holes.  Every byte is there after a remount, and fsck finds nothing. */
+START_TEST(group_commit_holes)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	struct lunfs_file *a, *b;
+	const uint64_t asz = 40 * MiB, bsz = 24 * MiB;
+	ck_assert_int_eq(lunfs_open(v, mkfile(v, 1, "thin"), LUNFS_OPEN_RW, &a), 0);
+	ck_assert_int_eq(lunfs_open(v, mkfile(v, 1, "thick"), LUNFS_OPEN_RW, &b), 0);
+	ck_assert_int_eq(lunfs_fallocate(b, 0, 0, bsz), 0); /* to be zeroed */
+	uint8_t *srca = malloc(asz), *srcb = malloc(bsz);
+	uint8_t *ma = calloc(1, asz), *mb = calloc(1, bsz);
+	fill(srca, asz, 3);
+	fill(srcb, bsz, 5);
+	struct gc_job j[8];
+	memset(j, 0, sizeof(j));
+	for (int t = 0; t < 8; t++) {
+		gc_add(&j[t], a, srca, t * MiB, MiB);                          /* whole */
+		gc_add(&j[t], a, srca, (t + 8) * MiB, MiB);
+		gc_add(&j[t], a, srca, (16 + t) * MiB + 8192 * t, 4096);       /* partial */
+		gc_add(&j[t], a, srca, (24 + t / 2) * MiB + (t % 2) * 512 * 1024, 65536); /* shared */
+		gc_add(&j[t], a, srca, (28 + t / 4) * MiB + 777 + t * 5000, 1000); /* unaligned */
+		if (t < 4)                                                       /* two holes */
+			gc_add(&j[t], a, srca, (32 + 2 * t) * MiB + 256 * 1024, 3 * MiB / 2);
+	}
+	gc_run(j, 8);
+	/* the thick file from other threads (the handle of an RW open) */
+	struct gc_job k[8];
+	memset(k, 0, sizeof(k));
+	for (int t = 0; t < 8; t++) {
+		gc_add(&k[t], b, srcb, t * MiB, MiB);
+		gc_add(&k[t], b, srcb, (t + 8) * MiB + 4096 * t, 4096);
+		gc_add(&k[t], b, srcb, (16 + t / 2) * MiB + (t % 2) * 4096 + 100, 3000);
+		gc_add(&k[t], a, srca, (36 + t / 2) * MiB + (t % 2) * MiB / 2, MiB / 2); /* and thin */
+	}
+	gc_run(k, 8);
+	for (int t = 0; t < 8; t++) {
+		for (int i = 0; i < j[t].nw; i++)
+			ck_assert_int_eq(j[t].res[i], j[t].len[i]);
+		for (int i = 0; i < k[t].nw; i++)
+			ck_assert_int_eq(k[t].res[i], k[t].len[i]);
+	}
+	uint64_t sa = gc_model(j, 8, a, ma, 0);
+	sa = gc_model(k, 8, a, ma, sa);
+	gc_model(k, 8, b, mb, 0);
+	struct lunfs_stat st;
+	ck_assert_int_eq(lunfs_getattr(v, lunfs_file_ino(a), &st), 0);
+	ck_assert_uint_eq(st.size, sa);
+	ck_assert_uint_eq(st.blocks, 38 * MiB / 512); /* all but 30 and 31 */
+	ck_assert_int_eq(lunfs_getattr(v, lunfs_file_ino(b), &st), 0);
+	ck_assert_uint_eq(st.size, bsz);
+	ck_assert_uint_eq(st.blocks, bsz / 512);
+	gc_check(v, "thin", ma, sa); /* before and after a remount */
+	ck_assert_int_eq(lunfs_close(a), 0);
+	ck_assert_int_eq(lunfs_close(b), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	v = mnt(p, "h1");
+	gc_check(v, "thin", ma, sa);
+	gc_check(v, "thick", mb, bsz);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	free(srca);
+	free(srcb);
+	free(ma);
+	free(mb);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+/* Writes into holes that are pending together share the flushes and the
+ * transaction: fewer flushes than writes.  The device is frozen while the
+ * writers start, so that their data writes all wait for it at once. */
+START_TEST(group_commit_batches)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct dev *d;
+	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &d), 0);
+	struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 60000};
+	struct lunfs_test_opts to = {.device = d};
+	struct lunfs_vol *v;
+	ck_assert_int_eq(lunfs_mount_test(NULL, &o, &to, &v, NULL), 0);
+	struct lunfs_file *f;
+	ck_assert_int_eq(lunfs_open(v, mkfile(v, 1, "c"), LUNFS_OPEN_RW, &f), 0);
+	enum { N = 12 };
+	uint8_t *src = malloc((N + 1) * MiB), *m = calloc(1, (N + 1) * MiB);
+	fill(src, (N + 1) * MiB, 9);
+	/* the first block takes the cluster's lock (kept: long linger) */
+	ck_assert_int_eq(lunfs_pwrite(f, src + N * MiB, MiB, N * MiB), MiB);
+	struct gc_job j[N];
+	memset(j, 0, sizeof(j));
+	pthread_t t[N];
+	struct dev_stats s0, s1;
+	lunfs_dev_stats(v, &s0);
+	dev_faulty_freeze(d, 1);
+	for (int i = 0; i < N; i++) {
+		gc_add(&j[i], f, src, (uint64_t)i * MiB, MiB);
+		ck_assert_int_eq(pthread_create(&t[i], NULL, gc_writer, &j[i]), 0);
+	}
+	/* until every writer waits for the device with its data write */
+	for (int ms = 0; ms < 5000; ms += 10) {
+		lunfs_dev_stats(v, &s1);
+		if (s1.writes - s0.writes >= N)
+			break;
+		usleep(10 * 1000);
+	}
+	ck_assert_uint_ge(s1.writes - s0.writes, N);
+	dev_faulty_freeze(d, 0);
+	for (int i = 0; i < N; i++)
+		pthread_join(t[i], NULL);
+	lunfs_dev_stats(v, &s1);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(j[i].res[0], MiB);
+	uint64_t flushes = s1.flushes - s0.flushes, writes = s1.writes - s0.writes;
+	fprintf(stderr, "group_commit_batches: %d writes into holes: %llu device writes, %llu flushes\n",
+		N, (unsigned long long)writes, (unsigned long long)flushes);
+	ck_assert_uint_ge(writes, N);
+	ck_assert_uint_lt(flushes, N);
+	memcpy(m, src, (N + 1) * MiB);
+	gc_check(v, "c", m, (N + 1) * MiB);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	v = mnt(p, "h1");
+	gc_check(v, "c", m, (N + 1) * MiB);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	free(src);
+	free(m);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+/* Threads fill the volume through holes until it is full: each write
+ * succeeds whole or fails with ENOSPC, every free block ends up used, a
+ * to-be-zeroed block is still written, and the volume is consistent. */
+START_TEST(group_commit_enospc)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(128 << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	struct lunfs_file *f, *e;
+	struct lunfs_statfs s0, s1;
+	ck_assert_int_eq(lunfs_open(v, mkfile(v, 1, "full"), LUNFS_OPEN_EXCL, &f), 0);
+	ck_assert_int_eq(lunfs_open(v, mkfile(v, 1, "tbz"), LUNFS_OPEN_EXCL, &e), 0);
+	ck_assert_int_eq(lunfs_fallocate(e, 0, 0, 4 * MiB), 0);
+	ck_assert_int_eq(lunfs_statfs(v, &s0), 0);
+	const uint64_t fsz = 8 * 15 * MiB;
+	uint8_t *src = malloc(fsz), *m = calloc(1, fsz);
+	fill(src, fsz, 11);
+	struct gc_job j[8];
+	memset(j, 0, sizeof(j));
+	for (int t = 0; t < 8; t++) {
+		for (int i = 0; i < 15; i++) {
+			uint64_t l = (uint64_t)i * 8 + t;
+			if (i % 3 == 2) /* a partial write */
+				gc_add(&j[t], f, src, l * MiB + 4096, 8192);
+			else
+				gc_add(&j[t], f, src, l * MiB, MiB);
+		}
+	}
+	gc_run(j, 8);
+	int ok = 0, nospc = 0;
+	for (int t = 0; t < 8; t++)
+		for (int i = 0; i < j[t].nw; i++) {
+			ok += j[t].res[i] == (ssize_t)j[t].len[i];
+			nospc += j[t].res[i] == -ENOSPC;
+		}
+	ck_assert_int_eq(ok + nospc, 8 * 15);
+	ck_assert_int_gt(nospc, 0);
+	ck_assert_int_eq(ok, s0.bfree);
+	ck_assert_int_eq(lunfs_statfs(v, &s1), 0);
+	ck_assert_uint_eq(s1.bfree, 0);
+	ck_assert_int_eq(lunfs_pwrite(f, src, 4096, 1000 * MiB), -ENOSPC);
+	/* a to-be-zeroed block needs no free block */
+	ck_assert_int_eq(lunfs_pwrite(e, src, MiB, MiB), MiB);
+	uint64_t size = gc_model(j, 8, f, m, 0);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_close(e), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	v = mnt(p, "h1");
+	gc_check(v, "full", m, size);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	free(src);
+	free(m);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+static uint64_t stats_ios(struct lunfs_vol *v)
+{
+	struct dev_stats s;
+	lunfs_dev_stats(v, &s);
+	return s.reads + s.writes + s.flushes + s.caws + s.zeroes;
+}
+
+/* The device fails one I/O in the middle of concurrent writes into holes
+ * (a data write, a flush, the journal's write, whichever comes): the
+ * writes report it or succeed, the volume stays consistent, and every write
+ * that succeeded is there after the replay.  Then a host that loses its
+ * lease while its writers wait for the device: they fail with EIO, and
+ * nothing of theirs is committed. */
+START_TEST(group_commit_faults)
+{
+	struct lunfs_sb sb;
+	const uint64_t fsz = 32 * MiB;
+	uint8_t *src = malloc(fsz), *m = malloc(fsz);
+	fill(src, fsz, 13);
+	for (int step = 1; step <= 40; step += 3) {
+		char *p = tu_volume(256 << 20, &sb);
+		struct dev *d;
+		ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &d), 0);
+		struct lunfs_mount_opts o = {.host = "h1"};
+		struct lunfs_test_opts to = {.device = d};
+		struct lunfs_vol *v;
+		ck_assert_int_eq(lunfs_mount_test(NULL, &o, &to, &v, NULL), 0);
+		struct lunfs_file *f;
+		ck_assert_int_eq(lunfs_open(v, mkfile(v, 1, "x"), LUNFS_OPEN_EXCL, &f), 0);
+		struct gc_job j[8];
+		memset(j, 0, sizeof(j));
+		for (int t = 0; t < 8; t++)
+			for (int i = 0; i < 4; i++)
+				gc_add(&j[t], f, src, ((uint64_t)i * 8 + t) * MiB + (i == 3) * 4096,
+				       i == 3 ? 4096 : MiB);
+		struct dev_fault cfg = {.fail_io = stats_ios(v) + step};
+		dev_faulty_set(d, &cfg);
+		gc_run(j, 8);
+		int failed = 0;
+		for (int t = 0; t < 8; t++)
+			for (int i = 0; i < j[t].nw; i++) {
+				ssize_t r = j[t].res[i];
+				ck_assert_msg(r == (ssize_t)j[t].len[i] || r == -EIO || r == -EFENCED,
+					      "step %d: a write returned %zd", step, r);
+				failed += r < 0;
+			}
+		memset(m, 0, fsz);
+		uint64_t size = gc_model(j, 8, f, m, 0);
+		lunfs_close(f);
+		lunfs_unmount(v); /* may fail: a failed journal write stops it */
+		struct lunfs_mount_opts o2 = {.host = "h1", .assume_dead = 1};
+		ck_assert_int_eq(lunfs_mount(p, &o2, &v, NULL), 0);
+		/* a failed write may have landed: compare what succeeded */
+		struct lunfs_stat st;
+		ck_assert_int_eq(lunfs_lookup(v, 1, "x", &st), 0);
+		ck_assert_uint_ge(st.size, size);
+		ck_assert_int_eq(lunfs_open(v, st.ino, LUNFS_OPEN_READ, &f), 0);
+		uint8_t *r = malloc(MiB);
+		for (int t = 0; t < 8; t++)
+			for (int i = 0; i < j[t].nw; i++) {
+				if (j[t].res[i] < 0)
+					continue;
+				ck_assert_int_eq(lunfs_pread(f, r, j[t].len[i], j[t].off[i]), j[t].len[i]);
+				ck_assert_msg(!memcmp(r, src + j[t].off[i], j[t].len[i]),
+					      "step %d: a write that succeeded is lost", step);
+			}
+		free(r);
+		ck_assert_int_eq(lunfs_close(f), 0);
+		ck_assert_int_eq(lunfs_unmount(v), 0);
+		ck_assert_msg(tu_fsck(p) == 0, "step %d (%d writes failed): fsck", step, failed);
+		unlink(p);
+		free(p);
+	}
+
+	/* fenced while the writers wait for a frozen device */
+	char *p = tu_volume(256 << 20, &sb);
+	struct dev *d;
+	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &d), 0);
+	struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 60000};
+	struct lunfs_test_opts to = {.device = d};
+	struct lunfs_vol *v;
+	ck_assert_int_eq(lunfs_mount_test(NULL, &o, &to, &v, NULL), 0);
+	struct lunfs_file *f;
+	uint64_t ino = mkfile(v, 1, "y");
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	ck_assert_int_eq(lunfs_pwrite(f, src, 4096, 0), 4096);
+	struct gc_job j[4];
+	memset(j, 0, sizeof(j));
+	pthread_t t[4];
+	dev_faulty_freeze(d, 1);
+	for (int i = 0; i < 4; i++) {
+		gc_add(&j[i], f, src, (uint64_t)(i + 1) * MiB, MiB);
+		ck_assert_int_eq(pthread_create(&t[i], NULL, gc_writer, &j[i]), 0);
+	}
+	usleep((sb.lease_ms + 500) * 1000); /* past the lease */
+	dev_faulty_freeze(d, 0);
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(j[i].res[0], -EFENCED);
+	}
+	lunfs_close(f);
+	lunfs_abandon(v);
+	struct lunfs_mount_opts o2 = {.host = "h1", .assume_dead = 1};
+	ck_assert_int_eq(lunfs_mount(p, &o2, &v, NULL), 0);
+	struct lunfs_stat st;
+	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
+	ck_assert_uint_eq(st.size, 4096);
+	ck_assert_uint_eq(st.blocks, MiB / 512);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	unlink(p);
+	free(p);
+	free(src);
+	free(m);
+}
+END_TEST
+
+
+static uint64_t flushes_of(struct lunfs_vol *v)
+{
+	struct dev_stats s;
+	lunfs_dev_stats(v, &s);
+	return s.flushes;
+}
+
+/* A truncate whose commit wraps the journal: the checkpoint the wrap needs
+ * flushes the device, and the zeroed tail of the cut block must not be
+ * durable by then.  The commit's own flush fails (a power cut there): the
+ * file keeps its old size and every byte. */
+START_TEST(truncate_zeroes_with_its_commit)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct dev *d;
+	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &d), 0);
+	struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 60000};
+	struct lunfs_test_opts to = {.device = d};
+	struct lunfs_vol *v;
+	ck_assert_int_eq(lunfs_mount_test(NULL, &o, &to, &v, NULL), 0);
+	struct lunfs_file *f;
+	struct lunfs_stat st;
+	uint64_t ino = mkfile(v, 1, "t");
+	uint8_t *src = malloc(2 * MiB), *r = malloc(2 * MiB);
+	fill(src, 2 * MiB, 17);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	ck_assert_int_eq(lunfs_pwrite(f, src, 2 * MiB, 0), 2 * MiB);
+	ck_assert_int_eq(lunfs_fsync(f), 0);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	/* Small commits (an xattr: one block, three in the log) until the log
+	 * wraps twice: a wrap costs two more flushes (its checkpoint).  The
+	 * commits between the wraps say how many fit; one fewer after the
+	 * second wrap leaves room for three blocks, not the truncate's four. */
+	int wraps = 0, between = 0;
+	for (int i = 0; wraps < 2; i++) {
+		ck_assert_int_lt(i, 2000);
+		uint64_t f0 = flushes_of(v);
+		char val[16];
+		snprintf(val, sizeof(val), "%d", i);
+		ck_assert_int_eq(lunfs_setxattr(v, ino, "user.x", val, strlen(val), 0), 0);
+		uint64_t n = flushes_of(v) - f0;
+		ck_assert_uint_ge(n, 1);
+		if (n > 1)
+			wraps++;
+		else if (wraps == 1)
+			between++;
+	}
+	for (int i = 0; i < between - 1; i++)
+		ck_assert_int_eq(lunfs_setxattr(v, ino, "user.x", "y", 1, 0), 0);
+	/* the truncate: checkpoint (2 flushes), then its commit's flush fails */
+	struct dev_fault cfg = {.fail_flush = flushes_of(v) + 3};
+	dev_faulty_set(d, &cfg);
+	struct lunfs_setattr sa = {.size = MiB / 3};
+	ck_assert_int_ne(lunfs_setattr(v, ino, LUNFS_SET_SIZE, &sa, &st), 0);
+	ck_assert_uint_eq(flushes_of(v), cfg.fail_flush); /* it was that flush */
+	lunfs_abandon(v);
+	struct lunfs_mount_opts o2 = {.host = "h1", .assume_dead = 1};
+	ck_assert_int_eq(lunfs_mount(p, &o2, &v, NULL), 0);
+	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
+	ck_assert_uint_eq(st.size, 2 * MiB);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_READ, &f), 0);
+	ck_assert_int_eq(lunfs_pread(f, r, 2 * MiB, 0), 2 * MiB);
+	ck_assert_msg(!memcmp(r, src, 2 * MiB), "the old size shows the cut block's tail zeroed");
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	free(src);
+	free(r);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+
 Suite *fs_suite(void)
 {
 	Suite *s = suite_create("fs");
@@ -974,6 +1446,11 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, async_queue);
 	tcase_add_test(tc, aio_engine);
 	tcase_add_test(tc, failed_tx_rereads_committed);
+	tcase_add_test(tc, group_commit_holes);
+	tcase_add_test(tc, group_commit_batches);
+	tcase_add_test(tc, group_commit_enospc);
+	tcase_add_test(tc, group_commit_faults);
+	tcase_add_test(tc, truncate_zeroes_with_its_commit);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -15,6 +15,10 @@ struct dev *tu_open(const char *path);
  * image; fills *sb. Returns the path. */
 char *tu_volume(uint64_t size, struct lunfs_sb *sb);
 
+/* Runs fsck.lunfs -n (build/bin/fsck.lunfs, or $LUNFS_FSCK) on path;
+ * returns its exit status (0: clean). */
+int tu_fsck(const char *path);
+
 Suite *ondisk_suite(void);
 Suite *dev_suite(void);
 Suite *lock_suite(void);
