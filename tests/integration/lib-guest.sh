@@ -127,7 +127,7 @@ for a in $(cat /proc/cmdline); do
 done
 for i in $(seq 100); do [ -b /dev/vda ] && break; sleep 0.1; done
 [ -b /dev/vda ] || done_ "GUEST-FAIL no /dev/vda"
-echo "GUEST-READY $job $(cat /sys/block/vda/size) sectors"
+echo; echo "GUEST-READY $job $(cat /sys/block/vda/size) sectors"
 IFS=: read -r kind a1 a2 a3 <<JOB
 $job
 JOB
@@ -212,10 +212,8 @@ guest_wait() {
 		guest_stop "$name"
 		return 124
 	fi
-	set +e
-	wait "$j"
-	rc=$?
-	set -e
+	rc=0
+	wait "$j" || rc=$?
 	return $rc
 }
 
