@@ -22,20 +22,14 @@ qmp src migrate-set-capabilities '{"capabilities": [{"capability": "pause-before
 	fail "migrate-set-capabilities"
 t0=$(now_ms)
 qmp src migrate "{\"uri\": \"unix:$T/mig.sock\"}" >"$T/migrate.out" || fail "migrate: $(cat "$T/migrate.out")"
-for _ in $(seq 1200); do [ "$(mig_migrate_status)" = pre-switchover ] && break; sleep 0.1; done
-[ "$(mig_migrate_status)" = pre-switchover ] || fail "migration: $(qmp src query-migrate)"
+mig_wait_migration 120 pre-switchover && [ "$MIG_ST" = pre-switchover ] || fail "migration: $(qmp src query-migrate)"
 t1=$(now_ms)
 mig_third_busy "at pre-switchover"
 "$BIN/lunfs" handoff "$A/vm01/disk.img" hostB >"$T/handoff.out" 2>&1 || fail "lunfs handoff: $(cat "$T/handoff.out")"
 mig_locks_name hostB
 mig_third_busy "after the handoff"
 qmp src migrate-continue '{"state": "pre-switchover"}' >/dev/null || fail "migrate-continue"
-for _ in $(seq 600); do
-	st=$(mig_migrate_status)
-	case "$st" in completed | failed | cancelled) break ;; esac
-	sleep 0.1
-done
-[ "$st" = completed ] || fail "migration: $st: $(qmp src query-migrate)"
+mig_wait_migration 60 completed && [ "$MIG_ST" = completed ] || fail "migration: $MIG_ST: $(qmp src query-migrate)"
 mig_wait_status dst running 15 || fail "dst is $(mig_status dst), not running: $(cat "$GDIR/dst.err")"
 t2=$(now_ms)
 ok "migrated: RAM copy $(( t1 - t0 )) ms, switchover with lunfs handoff $(( t2 - t1 )) ms; dst runs on hostB; hostC got EBUSY at pre-switchover and after the handoff"

@@ -10,6 +10,7 @@
 # mig_status NAME           QEMU NAME's run state (query-status)
 # mig_wait_status NAME STATE SECONDS
 # mig_migrate_status        the source's query-migrate status
+# mig_wait_migration SECONDS STATUS...
 # mig_verify                after both QEMUs exited: the guest's GUEST-SEQ
 #                           lines of src and dst form 1..N without a gap, and
 #                           every acknowledged write is on the disk (read on C)
@@ -34,12 +35,24 @@ mig_setup() {
 }
 mig_status() { qmp "$1" query-status 2>/dev/null | sed -n 's/.*"status": "\([a-z-]*\)".*/\1/p' | head -1; }
 mig_wait_status() {
-	local i
-	for i in $(seq $(( $3 * 10 ))); do
+	local end=$(( $(now_ms) + $3 * 1000 ))
+	while [ "$(now_ms)" -lt "$end" ]; do
 		[ "$(mig_status "$1")" = "$2" ] && return 0
 		sleep 0.1
 	done
 	return 1
+}
+# mig_wait_migration SECONDS STATUS...: polls the source's query-migrate
+# until its status is one of STATUS (or failed/cancelled); MIG_ST is the last
+mig_wait_migration() {
+	local end=$(( $(now_ms) + $1 * 1000 ))
+	shift
+	while :; do
+		MIG_ST=$(mig_migrate_status)
+		case " $* failed cancelled " in *" $MIG_ST "*) return 0 ;; esac
+		[ "$(now_ms)" -lt "$end" ] || return 1
+		sleep 0.1
+	done
 }
 mig_migrate_status() { qmp src query-migrate | sed -n 's/.*"status": "\([a-z-]*\)".*/\1/p' | head -1; }
 mig_third_busy() {
