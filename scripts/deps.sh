@@ -3,7 +3,7 @@
 set -e
 PKGS="build-essential pkg-config libfuse3-dev fuse3 libiscsi-dev libiscsi-bin liburing-dev \
 libxxhash-dev libblkid-dev libmount-dev check tgt istgt clang libclang-rt-14-dev fio python3 gdb spin \
-qemu-system-x86 qemu-utils busybox-static"
+qemu-system-x86 qemu-utils busybox-static strace"
 # installed without their recommends (the guest kernel of the QEMU tests
 # needs no firmware, initramfs-tools or microcode)
 PKGS_NOREC="linux-image-amd64"
