@@ -80,6 +80,7 @@ guest_wait g2 20 || rc=$?
 REFUSE_MS=$(( $(now_ms) - t1 ))
 [ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "a second QEMU on hostB opened the disk QEMU on hostA runs (exit $rc): $(cat "$GDIR/g2.log")"
 grep -q 'Device or resource busy' "$GDIR/g2.err" || fail "g2 (exit $rc): $(cat "$GDIR/g2.err"), want EBUSY"
+[ "$REFUSE_MS" -lt 10000 ] || fail "g2 took $REFUSE_MS ms to fail"
 [ ! -s "$GDIR/g2.log" ] || ! grep -q GUEST "$GDIR/g2.log" || fail "g2's guest ran"
 ok "QEMU on hostB, same disk read-write: exit $rc after $REFUSE_MS ms: $(head -1 "$GDIR/g2.err")"
 guest_wait_line g1 'GUEST-READY' 120 || fail "g1: no GUEST-READY: $(cat "$GDIR/g1.log" "$GDIR/g1.err")"
