@@ -2,7 +2,9 @@
 #   make          build everything into build/
 #   make check    install missing packages, build, run every test
 #   make demo     install missing packages, build, run the main job
-#   make install  PREFIX=/usr/local DESTDIR=
+#   make install  PREFIX=/usr/local DESTDIR=   (the tools, liblunfs.a and
+#                 liblunfs.so, lunfs.h, lunfs.pc, the nbdkit plugin in
+#                 nbdkit's plugindir, man pages; make uninstall removes them)
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -18,8 +20,8 @@ LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 
 ifeq ($(filter deps clean check demo,$(MAKECMDGOALS)),)
-ifneq ($(shell pkg-config --exists $(PKGS) check fuse3 mount && echo ok),ok)
-$(error pkg-config cannot find $(PKGS) check: run 'make deps' (as root) first)
+ifneq ($(shell pkg-config --exists $(PKGS) check fuse3 mount nbdkit && echo ok),ok)
+$(error pkg-config cannot find $(PKGS) check fuse3 mount nbdkit: run 'make deps' (as root) first)
 endif
 endif
 
@@ -30,8 +32,17 @@ TOOLS := $(TOOL_SRC:tests/tools/%.c=$(B)/tests/%)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 BINS := $(B)/bin/mkfs.lunfs $(B)/bin/fsck.lunfs $(B)/bin/mount.lunfs $(B)/bin/lunfs
 
+# The shared library: soname liblunfs.so.MAJOR, real name with the release
+# of fs/version.h; it exports the public API alone (fs/liblunfs.map).
+RELEASE := $(shell sed -n 's/^\#define LUNFS_RELEASE "\(.*\)"/\1/p' fs/version.h)
+SOMAJOR := $(firstword $(subst ., ,$(RELEASE)))
+SONAME := liblunfs.so.$(SOMAJOR)
+SOLIB := $(B)/lib/liblunfs.so.$(RELEASE)
+NBDKIT_PLUGIN := $(B)/lib/nbdkit-lunfs-plugin.so
+NBDKIT_PLUGINDIR ?= $(shell pkg-config --variable=plugindir nbdkit 2>/dev/null)
+
 .PHONY: uninstall all deps check check-layers check-model check-unit check-asan check-integration demo install clean bench fuzz check-fuzz-regress
-all: $(B)/lib/liblunfs.a $(BINS) $(TOOLS) $(B)/tests/unit_tests
+all: $(B)/lib/liblunfs.a $(SOLIB) $(NBDKIT_PLUGIN) $(BINS) $(TOOLS) $(B)/tests/unit_tests
 
 deps:
 	@sh scripts/deps.sh
@@ -40,9 +51,31 @@ $(B)/obj/%.o: %.c $(wildcard */*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# The library's objects are position-independent: one set serves the
+# static archive, the shared library and the nbdkit plugin.  The stamp
+# rebuilds them once in a build directory made before they were.
+$(LIB_OBJ): CFLAGS += -fPIC
+$(LIB_OBJ): $(B)/obj/.fpic
+$(B)/obj/.fpic:
+	@mkdir -p $(dir $@)
+	@touch $@
+
 $(B)/lib/liblunfs.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
+
+$(SOLIB): $(LIB_OBJ) fs/liblunfs.map
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=fs/liblunfs.map \
+		-Wl,--no-undefined -o $@ $(LIB_OBJ) $(LDLIBS)
+	ln -sf $(notdir $@) $(B)/lib/$(SONAME)
+	ln -sf $(SONAME) $(B)/lib/liblunfs.so
+
+# nbd/: the nbdkit plugin, the library linked in (its symbols kept inside)
+$(B)/obj/nbd/%.o: CFLAGS += -fPIC $(shell pkg-config --cflags nbdkit)
+$(NBDKIT_PLUGIN): $(B)/obj/nbd/nbdkit-lunfs-plugin.o $(B)/lib/liblunfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -shared -Wl,--exclude-libs,ALL -o $@ $^ $(LDLIBS)
 
 $(B)/bin/mkfs.lunfs: $(B)/obj/mkfs/mkfs.o $(B)/lib/liblunfs.a
 	@mkdir -p $(dir $@)
@@ -111,12 +144,15 @@ demo: deps
 # it and the library (contrib/lunfs.pc.in).
 HEADERS := fs/lunfs.h
 PCDIR := $(PREFIX)/lib/pkgconfig
-RELEASE := $(shell sed -n 's/^\#define LUNFS_RELEASE "\(.*\)"/\1/p' fs/version.h)
 MAN8 := $(notdir $(wildcard man/*.8))
+MAN1 := $(notdir $(wildcard man/*.1))
 COMPL := lunfs mkfs.lunfs fsck.lunfs mount.lunfs
 DOCDIR := $(PREFIX)/share/doc/lunfs/examples
 INSTALLED := $(addprefix $(PREFIX)/sbin/,mkfs.lunfs fsck.lunfs lunfs) \
 	$(SBINDIR)/mount.lunfs $(SBINDIR)/umount.fuse.lunfs $(SBINDIR)/mount.fuse.lunfs $(PREFIX)/lib/liblunfs.a $(PCDIR)/lunfs.pc \
+	$(addprefix $(PREFIX)/lib/,liblunfs.so.$(RELEASE) $(SONAME) liblunfs.so) \
+	$(NBDKIT_PLUGINDIR)/nbdkit-lunfs-plugin.so \
+	$(addprefix $(PREFIX)/share/man/man1/,$(MAN1)) \
 	$(addprefix $(PREFIX)/include/lunfs/,$(notdir $(HEADERS))) \
 	$(addprefix $(PREFIX)/share/man/man8/,$(MAN8)) \
 	$(addprefix $(PREFIX)/share/bash-completion/completions/,$(COMPL)) \
@@ -124,23 +160,32 @@ INSTALLED := $(addprefix $(PREFIX)/sbin/,mkfs.lunfs fsck.lunfs lunfs) \
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PCDIR) \
 		$(DESTDIR)$(PREFIX)/include/lunfs $(DESTDIR)$(PREFIX)/share/man/man8 \
-		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(DOCDIR)
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(NBDKIT_PLUGINDIR) $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(B)/bin/mkfs.lunfs $(B)/bin/fsck.lunfs $(B)/bin/lunfs $(DESTDIR)$(PREFIX)/sbin/
 	install -m 755 $(B)/bin/mount.lunfs $(DESTDIR)$(SBINDIR)/
 	ln -sf mount.lunfs $(DESTDIR)$(SBINDIR)/umount.fuse.lunfs
 	ln -sf mount.lunfs $(DESTDIR)$(SBINDIR)/mount.fuse.lunfs
 	install -m 644 $(B)/lib/liblunfs.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(SOLIB) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf $(notdir $(SOLIB)) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/liblunfs.so
+	install -m 755 $(NBDKIT_PLUGIN) $(DESTDIR)$(NBDKIT_PLUGINDIR)/
 	install -m 644 $(HEADERS) $(DESTDIR)$(PREFIX)/include/lunfs/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(RELEASE)|' -e 's|@PKGS@|$(PKGS)|' \
 		contrib/lunfs.pc.in >$(DESTDIR)$(PCDIR)/lunfs.pc
 	install -m 644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 contrib/lunfs.bash-completion $(DESTDIR)$(PREFIX)/share/bash-completion/completions/lunfs
 	for c in $(filter-out lunfs,$(COMPL)); do ln -sf lunfs $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$c; done
 	install -m 644 contrib/vmfs-lun0.mount $(DESTDIR)$(DOCDIR)/
+	@# a real install (no DESTDIR): the loader learns of the new library
+	[ -n "$(DESTDIR)" ] || ldconfig 2>/dev/null || true
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 	-rmdir $(DESTDIR)$(PREFIX)/include/lunfs $(DESTDIR)$(DOCDIR) $(DESTDIR)$(PREFIX)/share/doc/lunfs 2>/dev/null
+	[ -n "$(DESTDIR)" ] || ldconfig 2>/dev/null || true
 
 clean:
 	rm -rf $(B)

@@ -5,7 +5,7 @@
 #   - an include names its folder from the project root ("dev/dev.h"),
 #   - a folder includes only its own layer and the ones below it:
 #       util <- dev <- format <- lock <- journal <- fs <- tools <- tests, bench
-#     (the tools: mkfs fsck admin fuse, each over the library, none over
+#     (the tools: mkfs fsck admin fuse nbd, each over the library, none over
 #     another tool),
 #   - a folder's private headers stay in it (dev/dev_impl.h, dev/arbiter.h,
 #     fs/internal.h),
@@ -20,12 +20,12 @@ BEGIN {
 	n = split("util dev format lock journal fs", lib, " ")
 	for (i = 1; i <= n; i++)
 		rank[lib[i]] = i
-	split("mkfs fsck admin fuse", tools, " ")
+	split("mkfs fsck admin fuse nbd", tools, " ")
 	for (i in tools)
 		rank[tools[i]] = 10
 	rank["tests"] = rank["bench"] = 20
 	private["dev/dev_impl.h"] = private["dev/arbiter.h"] = private["fs/internal.h"] = 1
-	order = "util <- dev <- format <- lock <- journal <- fs <- tools (mkfs fsck admin fuse) <- tests, bench"
+	order = "util <- dev <- format <- lock <- journal <- fs <- tools (mkfs fsck admin fuse nbd) <- tests, bench"
 }
 function breach(msg) {
 	printf "%s:%s: %s\n", file, line, msg

@@ -2,7 +2,8 @@
 # Installs the Debian packages lunfs needs to build and test, only when missing.
 set -e
 PKGS="build-essential pkg-config libfuse3-dev fuse3 libiscsi-dev libiscsi-bin liburing-dev \
-libxxhash-dev libblkid-dev libmount-dev check tgt istgt clang libclang-rt-14-dev fio python3 gdb spin"
+libxxhash-dev libblkid-dev libmount-dev check tgt istgt clang libclang-rt-14-dev fio python3 gdb spin \
+nbdkit nbdkit-plugin-dev qemu-utils libnbd-bin"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Every option a tool parses (read from the code's option tables: getopt
-strings, struct option arrays, fuse_opt tables) appears in its man page.
+strings, struct option arrays, fuse_opt tables, the nbdkit plugin's
+key=value parameters) appears in its man page.
 Usage: opts_in_man.py ROOT; prints what is missing, exits 1 if anything is."""
 import re, sys
 root = sys.argv[1]
 tools = {"mkfs/mkfs.c": "man/mkfs.lunfs.8", "fsck/fsck.c": "man/fsck.lunfs.8",
-         "admin/lunfs.c": "man/lunfs.8", "fuse/lunfsd.c": "man/mount.lunfs.8"}
+         "admin/lunfs.c": "man/lunfs.8", "fuse/lunfsd.c": "man/mount.lunfs.8",
+         "nbd/nbdkit-lunfs-plugin.c": "man/nbdkit-lunfs-plugin.1"}
 missing = []
 for src, man in tools.items():
     code = open(f"{root}/{src}").read()
@@ -17,6 +19,8 @@ for src, man in tools.items():
     for name, key in re.findall(r'FUSE_OPT_KEY\("([^"]+)", ([A-Z_]+)\)', code):
         if key != "FUSE_OPT_KEY_DISCARD":
             opts.add(name)
+    # nbdkit's .config: if (!strcmp(key, "file")) ...
+    opts |= {n + "=" for n in re.findall(r'!strcmp\(key, "([a-z_]+)"\)', code)}
     if not opts:
         missing.append(f"{src}: no option table found")
     for o in sorted(opts):
