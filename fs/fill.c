@@ -240,7 +240,7 @@ static void gw_lead(struct lunfs_vol *v, struct gwrite *me)
 	while (v->tx_parked)
 		pthread_cond_wait(&v->gw_cv, &v->mu);
 	if (!r && !(r = gw_apply(&tx, batch, n, &took)))
-		r = tx_flush(&tx);
+		r = tx_flush_unlocked(&tx); /* the journal write without v->mu */
 	for (int i = 0; i < n; i++) {
 		if (r || i < took)
 			gw_drop(v, batch[i], r);

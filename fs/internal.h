@@ -244,6 +244,11 @@ int tx_commit(struct txn *tx);
 /* Drops the dirty blocks from the cache (a re-read finds the last committed
  * image: the journal's pending copy, else the home). */
 void tx_end(struct txn *tx, int r);
+/* tx_flush with the journal write outside v->mu: the dirty blocks are
+ * sealed under it, then v->mu is dropped for the write and taken again;
+ * tx stays open (its pins hold its locks).  For a caller that acts under
+ * v->mu after its commit (the group commit's leader). */
+int tx_flush_unlocked(struct txn *tx);
 /* Commits what is dirty so far and continues (large operations in steps). */
 int tx_flush(struct txn *tx);
 /* Zeroes the device bytes [off, off + len) (off + len on a logical block

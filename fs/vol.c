@@ -499,20 +499,32 @@ static int late_zero(struct lunfs_vol *v, uint64_t off, uint64_t len)
 	return r || off >= end ? r : dev_zero(v->d, off, end - off);
 }
 
-int tx_flush(struct txn *tx)
+/* Forgets what tx (or a commit of it that failed) changed: the cache must
+ * equal what is committed (a re-read finds the journal's pending image,
+ * else the home).  v->mu held. */
+static void tx_forget(struct lunfs_vol *v, const uint64_t *addrs, int n)
 {
+	VOL_HELD(v);
+	for (int i = 0; i < n; i++)
+		cache_drop(v, addrs[i]);
+	of_invalidate(v, 0);
+}
+
+/* Seals tx's dirty blocks as one journal transaction (*out, NULL when
+ * there is nothing to commit) and records their addresses in addrs (for
+ * tx_forget if the write fails): the first phase of a commit, under v->mu.
+ * On failure the dirty blocks are forgotten at once.  Returns 0 or -errno. */
+static int tx_seal(struct txn *tx, struct jnl_txn **out, uint64_t *addrs, int *naddrs)
+{
+	VOL_HELD(tx->v);
 	struct lunfs_vol *v = tx->v;
-	struct jnl_txn *jt;
+	struct jnl_txn *jt = NULL;
 	int r;
+	*out = NULL;
+	*naddrs = 0;
 	if (!tx->ndirty)
 		return 0;
-	if ((r = vol_check_writable(v)))
-		goto fail;
-	/* data a new pointer exposes must be on disk before the pointer */
-	if (tx->preflush && (r = dev_flush(v->d)))
-		goto fail;
-	tx->preflush = 0;
-	if ((r = jnl_txn_begin(v->j, &jt)))
+	if ((r = vol_check_writable(v)) || (r = jnl_txn_begin(v->j, &jt)))
 		goto fail;
 	for (int i = 0; i < tx->ndirty && !r; i++)
 		r = jnl_txn_add(jt, tx->dirty[i]->addr, tx->dirty[i]->data);
@@ -523,21 +535,39 @@ int tx_flush(struct txn *tx)
 	for (int i = 0; i < tx->nlate && !r; i++)
 		r = late_zero(v, tx->late[i].off, tx->late[i].len);
 	late_free(tx);
-	if (r) {
-		jnl_txn_abort(jt);
+	if (r || (r = jnl_txn_seal(jt)))
 		goto fail;
-	}
-	if ((r = jnl_txn_commit(jt)))
-		goto fail;
+	/* data a new pointer exposes must be on disk before the pointer: the
+	 * journal write flushes first */
+	if (tx->preflush)
+		jnl_txn_preflush(jt);
+	tx->preflush = 0;
+	for (int i = 0; i < tx->ndirty; i++)
+		addrs[i] = tx->dirty[i]->addr;
+	*naddrs = tx->ndirty;
 	tx->ndirty = 0;
+	*out = jt;
 	return 0;
 fail:
-	/* the cache must equal what is committed: forget what we changed
-	 * (a re-read finds the journal's pending image, else the home) */
+	jnl_txn_abort(jt);
+	late_free(tx);
 	for (int i = 0; i < tx->ndirty; i++)
 		cache_drop(v, tx->dirty[i]->addr);
 	of_invalidate(v, 0);
 	tx->ndirty = 0;
+	return r;
+}
+
+int tx_flush(struct txn *tx)
+{
+	struct lunfs_vol *v = tx->v;
+	struct jnl_txn *jt;
+	uint64_t addrs[TX_MAX];
+	int n, r = tx_seal(tx, &jt, addrs, &n);
+	/* under v->mu: a step of a long operation, which goes on from what
+	 * it committed */
+	if (!r && jt && (r = jnl_txn_write(jt)))
+		tx_forget(v, addrs, n);
 	return r;
 }
 
@@ -625,10 +655,39 @@ void tx_end(struct txn *tx, int r)
 	pthread_mutex_unlock(&v->mu);
 }
 
+int tx_flush_unlocked(struct txn *tx)
+{
+	struct lunfs_vol *v = tx->v;
+	struct jnl_txn *jt;
+	uint64_t addrs[TX_MAX];
+	int n, r = tx_seal(tx, &jt, addrs, &n);
+	if (r || !jt)
+		return r;
+	pthread_mutex_unlock(&v->mu);
+	r = jnl_txn_write(jt);
+	pthread_mutex_lock(&v->mu);
+	if (r)
+		tx_forget(v, addrs, n);
+	return r;
+}
+
 int tx_commit(struct txn *tx)
 {
-	int r = tx_flush(tx);
+	struct lunfs_vol *v = tx->v;
+	struct jnl_txn *jt;
+	uint64_t addrs[TX_MAX];
+	int n, r = tx_seal(tx, &jt, addrs, &n);
 	tx_end(tx, r);
+	/* The journal write runs without v->mu: this host's other operations
+	 * and its data I/O go on meanwhile, and may build on what this
+	 * transaction changed (the journal writes in sealed order and fails
+	 * everything after a failed write).  Our locks may be released
+	 * meanwhile only through a checkpoint, which waits for this write. */
+	if (!r && jt && (r = jnl_txn_write(jt))) {
+		pthread_mutex_lock(&v->mu);
+		tx_forget(v, addrs, n);
+		pthread_mutex_unlock(&v->mu);
+	}
 	return r;
 }
 

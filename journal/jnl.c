@@ -1,6 +1,7 @@
 /* Per-host redo journal: transactions, checkpoint, replay.  See jnl.h and
  * docs/FORMAT.md "Journal". */
 #include <endian.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -33,6 +34,15 @@ struct jnl {
 	struct pend *pend[PEND_BUCKETS]; /* homes to write at the checkpoint */
 	unsigned npend, pend_max;
 	uint64_t pend_since_ms; /* when the oldest pending image was committed */
+	/* The write phase (jnl_txn_write) runs without the caller's lock;
+	 * mu orders it against the rest.  Under mu: pend and npend (the
+	 * write phase adds what became durable), broken, inflight, write_seq.
+	 * head_seq and head_off change only under the caller's lock (seal,
+	 * checkpoint). */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;     /* write_seq moved, or inflight reached 0 */
+	unsigned inflight;     /* sealed transactions not yet written (or failed) */
+	uint64_t write_seq;    /* the sealed transaction whose turn it is */
 	int broken; /* a commit's write or flush failed: whether it is on disk is
 		       unknown, so no further transaction (the next mount's
 		       replay decides) */
@@ -40,6 +50,10 @@ struct jnl {
 
 struct jnl_txn {
 	struct jnl *j;
+	int sealed;     /* jnl_txn_seal placed it at pos with seq */
+	int preflush;   /* flush the device before the journal write */
+	uint64_t seq, pos;
+	uint8_t *desc, *cm;
 	unsigned n;
 	uint64_t targets[JNL_MAX_BLOCKS];
 	uint8_t *imgs; /* n * BS, aligned */
@@ -319,6 +333,9 @@ int jnl_open(struct dev *d, const struct jnl_geom *g, struct hb_host *h, struct 
 	j->tail_seq = j->head_seq = jh.seq;
 	j->tail_off = j->head_off = jh.off;
 	j->hdr_gen = jh.gen;
+	j->write_seq = jh.seq;
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cv, NULL);
 	*out = j;
 	return 0;
 }
@@ -365,25 +382,47 @@ static int pend_add(struct jnl *j, uint64_t target, const uint8_t *img)
 	return 0;
 }
 
-int jnl_pending_copy(const struct jnl *j, uint64_t target, void *buf)
+int jnl_pending_copy(struct jnl *j, uint64_t target, void *buf)
 {
+	int found = 0;
+	pthread_mutex_lock(&j->mu);
 	for (const struct pend *p = j->pend[(target / BS) % PEND_BUCKETS]; p; p = p->next) {
 		if (p->target == target) {
 			memcpy(buf, p->img, BS);
-			return 1;
+			found = 1;
+			break;
 		}
 	}
-	return 0;
+	pthread_mutex_unlock(&j->mu);
+	return found;
 }
 
-uint64_t jnl_pending_age_ms(const struct jnl *j)
+uint64_t jnl_pending_age_ms(struct jnl *j)
 {
-	return j->npend ? lunfs_now_ms() - j->pend_since_ms : 0;
+	pthread_mutex_lock(&j->mu);
+	uint64_t age = j->npend ? lunfs_now_ms() - j->pend_since_ms : 0;
+	pthread_mutex_unlock(&j->mu);
+	return age;
+}
+
+/* Waits until no sealed transaction is in flight (caller's lock held: the
+ * write phase never takes it).  Returns the journal's broken state. */
+static int wait_written(struct jnl *j)
+{
+	pthread_mutex_lock(&j->mu);
+	while (j->inflight)
+		pthread_cond_wait(&j->cv, &j->mu);
+	int r = j->broken;
+	pthread_mutex_unlock(&j->mu);
+	return r;
 }
 
 int jnl_checkpoint(struct jnl *j)
 {
 	int r;
+	/* every sealed transaction durable (or failed) first: pend then holds
+	 * all of them, and the tail may move past them */
+	wait_written(j);
 	if (j->tail_seq == j->head_seq && !j->npend)
 		return 0;
 	if (j->h && (r = hb_ok(j->h)))
@@ -399,7 +438,9 @@ int jnl_checkpoint(struct jnl *j)
 	}
 	if ((r = dev_flush(j->d)))
 		return r;
+	pthread_mutex_lock(&j->mu);
 	pend_free(j);
+	pthread_mutex_unlock(&j->mu);
 	/* a transaction that ended exactly at the end of the log leaves the
 	 * head there; the next one starts at 0 (commit wraps after this) */
 	uint64_t tail = j->head_off >= j->log_size ? 0 : j->head_off;
@@ -414,18 +455,25 @@ int jnl_checkpoint(struct jnl *j)
 	return 0;
 }
 
+static void jnl_free(struct jnl *j)
+{
+	pend_free(j);
+	pthread_mutex_destroy(&j->mu);
+	pthread_cond_destroy(&j->cv);
+	free(j);
+}
+
 int jnl_close(struct jnl *j)
 {
 	int r = jnl_checkpoint(j);
-	pend_free(j);
-	free(j);
+	jnl_free(j);
 	return r;
 }
 
 void jnl_abandon(struct jnl *j)
 {
-	pend_free(j);
-	free(j);
+	wait_written(j); /* nobody may still be writing into j */
+	jnl_free(j);
 }
 
 int jnl_txn_begin(struct jnl *j, struct jnl_txn **out)
@@ -475,6 +523,8 @@ void jnl_txn_abort(struct jnl_txn *t)
 {
 	if (!t)
 		return;
+	free(t->desc);
+	free(t->cm);
 	free(t->imgs);
 	free(t);
 }
@@ -483,94 +533,146 @@ int jnl_txn_make_room(struct jnl_txn *t)
 {
 	struct jnl *j = t->j;
 	uint64_t need = (uint64_t)(t->n + 2) * BS;
-	if (j->broken)
-		return j->broken;
+	/* nothing sealed before t may flush between the caller's late writes
+	 * and t's own journal write */
+	int r = wait_written(j);
+	if (r)
+		return r;
 	if (need > j->log_size)
 		return -E2BIG;
 	return j->head_off + need > j->log_size ? jnl_checkpoint(j) : 0;
 }
 
-int jnl_txn_commit(struct jnl_txn *t)
+int jnl_txn_seal(struct jnl_txn *t)
 {
 	struct jnl *j = t->j;
 	uint64_t need = (uint64_t)(t->n + 2) * BS;
-	uint8_t *desc = NULL, *cm = NULL;
-	int r = 0;
-
-	if (j->broken) {
-		r = j->broken;
-		goto out;
-	}
-	if (t->n == 0)
-		goto out;
-	if (need > j->log_size) {
-		r = -E2BIG;
-		goto out;
-	}
+	int r;
+	if (t->sealed)
+		return -EINVAL;
+	pthread_mutex_lock(&j->mu);
+	r = j->broken;
+	pthread_mutex_unlock(&j->mu);
+	if (r || t->n == 0)
+		return r;
+	if (need > j->log_size)
+		return -E2BIG;
+	/* too many homes pending: write them before this one adds more */
+	if (j->npend > j->pend_max && (r = jnl_checkpoint(j)))
+		return r;
 	/* Room: the live part of the log is [tail, head).  Rather than track a
 	 * circular free span, retire everything (checkpoint) before wrapping. */
 	uint64_t pos = j->head_off;
 	if (pos + need > j->log_size) {
 		if ((r = jnl_checkpoint(j)))
-			goto out;
+			return r;
 		pos = 0;
 	}
 	if (j->h && (r = hb_ok(j->h)))
-		goto out;
-	desc = dev_alloc(BS);
-	cm = dev_alloc(BS);
-	if (!desc || !cm) {
-		r = -ENOMEM;
-		goto out;
+		return r;
+	t->desc = dev_alloc(BS);
+	t->cm = dev_alloc(BS);
+	XXH3_state_t *xs = XXH3_createState();
+	if (!t->desc || !t->cm || !xs) {
+		XXH3_freeState(xs);
+		return -ENOMEM;
 	}
-	struct lunfs_d_jdesc *ds = (void *)desc;
-	ds->seq = htole64(j->head_seq);
+	uint64_t seq = j->head_seq;
+	struct lunfs_d_jdesc *ds = (void *)t->desc;
+	ds->seq = htole64(seq);
 	ds->nblocks = htole32(t->n);
 	ds->mount_gen = htole64(j->g.mount_gen);
 	for (unsigned i = 0; i < t->n; i++)
 		ds->targets[i] = htole64(t->targets[i]);
-	lunfs_hdr_seal(ds, BS, MAGIC_JDESC, j->g.uuid, j->log_base + pos, j->head_seq, j->g.slot);
-	XXH3_state_t *xs = XXH3_createState();
-	if (!xs) {
-		r = -ENOMEM;
-		goto out;
-	}
+	lunfs_hdr_seal(ds, BS, MAGIC_JDESC, j->g.uuid, j->log_base + pos, seq, j->g.slot);
 	XXH3_64bits_reset(xs);
-	XXH3_64bits_update(xs, desc, BS);
+	XXH3_64bits_update(xs, t->desc, BS);
 	XXH3_64bits_update(xs, t->imgs, (size_t)t->n * BS);
-	struct lunfs_d_jcommit *c = (void *)cm;
-	c->seq = htole64(j->head_seq);
+	struct lunfs_d_jcommit *c = (void *)t->cm;
+	c->seq = htole64(seq);
 	c->nblocks = htole32(t->n);
 	c->txn_hash = htole64(XXH3_64bits_digest(xs));
 	XXH3_freeState(xs);
 	uint64_t cpos = j->log_base + pos + (uint64_t)(t->n + 1) * BS;
-	lunfs_hdr_seal(c, BS, MAGIC_JCOMMIT, j->g.uuid, cpos, j->head_seq, j->g.slot);
-	struct iovec v[3] = {{desc, BS}, {t->imgs, (size_t)t->n * BS}, {cm, BS}};
-	if ((r = dev_writev(j->d, j->log_base + pos, v, 3)) || (r = dev_flush(j->d))) {
-		/* on disk or not, we cannot tell: stop here (the caller's cache
-		 * is dropped; a replay at the next mount settles it) */
-		j->broken = r;
-		goto out;
-	}
-	/* Durable from here: replay would redo it.  The homes are written at
-	 * the checkpoint (lock release, log wrap, unmount), once per block
-	 * however many transactions touched it. */
+	lunfs_hdr_seal(c, BS, MAGIC_JCOMMIT, j->g.uuid, cpos, seq, j->g.slot);
+	/* the room is ours: the next transaction goes after it */
+	t->seq = seq;
+	t->pos = pos;
+	t->sealed = 1;
 	j->head_seq++;
 	j->head_off = pos + need;
-	for (unsigned i = 0; i < t->n; i++)
-		if (pend_add(j, t->targets[i], t->imgs + (size_t)i * BS) &&
-		    dev_write(j->d, t->targets[i], t->imgs + (size_t)i * BS, BS))
-			j->broken = -EIO; /* a home neither remembered nor written:
-					     only the replay can bring it home */
-	r = 0; /* the contract: durable is success, whatever follows */
-	if (j->npend > j->pend_max)
-		jnl_checkpoint(j); /* a failure leaves the homes pending: retried
-				      at the next checkpoint */
-out:
-	free(desc);
-	free(cm);
+	pthread_mutex_lock(&j->mu);
+	j->inflight++;
+	pthread_mutex_unlock(&j->mu);
+	return 0;
+}
+
+void jnl_txn_preflush(struct jnl_txn *t)
+{
+	t->preflush = 1;
+}
+
+int jnl_txn_write(struct jnl_txn *t)
+{
+	struct jnl *j = t->j;
+	int r;
+	if (!t->sealed) {
+		jnl_txn_abort(t);
+		return 0; /* nothing to write (empty, or the seal failed and the
+			     caller reported that) */
+	}
+	/* one writer at a time, in sequence order: a transaction is reported
+	 * durable only when every one sealed before it is, since it may build
+	 * on them (replay stops at the first gap) */
+	pthread_mutex_lock(&j->mu);
+	while (j->write_seq != t->seq)
+		pthread_cond_wait(&j->cv, &j->mu);
+	r = j->broken;
+	pthread_mutex_unlock(&j->mu);
+	/* the turn is ours: no other thread writes the log meanwhile */
+	if (!r && j->h)
+		r = hb_ok(j->h);
+	if (!r && t->preflush)
+		r = dev_flush(j->d); /* data a new pointer exposes, before it */
+	struct iovec v[3] = {{t->desc, BS}, {t->imgs, (size_t)t->n * BS}, {t->cm, BS}};
+	if (!r && !(r = dev_writev(j->d, j->log_base + t->pos, v, 3)))
+		r = dev_flush(j->d);
+	pthread_mutex_lock(&j->mu);
+	if (r) {
+		/* on disk or not, we cannot tell; and every transaction sealed
+		 * after this one (its room is reserved behind ours) would leave
+		 * a gap: stop here (the callers' caches are dropped; a replay at
+		 * the next mount settles it) */
+		if (!j->broken)
+			j->broken = r;
+	} else {
+		/* Durable from here: replay would redo it.  The homes are
+		 * written at the checkpoint (lock release, log wrap, unmount),
+		 * once per block however many transactions touched it. */
+		for (unsigned i = 0; i < t->n; i++)
+			if (pend_add(j, t->targets[i], t->imgs + (size_t)i * BS) &&
+			    dev_write(j->d, t->targets[i], t->imgs + (size_t)i * BS, BS) &&
+			    !j->broken)
+				j->broken = -EIO; /* a home neither remembered nor
+						     written: only the replay can
+						     bring it home */
+	}
+	j->write_seq++;
+	j->inflight--;
+	pthread_cond_broadcast(&j->cv);
+	pthread_mutex_unlock(&j->mu);
 	jnl_txn_abort(t);
-	return r;
+	return r; /* the contract: durable is success, whatever follows */
+}
+
+int jnl_txn_commit(struct jnl_txn *t)
+{
+	int r = jnl_txn_seal(t);
+	if (r) {
+		jnl_txn_abort(t);
+		return r;
+	}
+	return jnl_txn_write(t);
 }
 
 void jnl_test_set_pend_max(struct jnl *j, unsigned n)

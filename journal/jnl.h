@@ -96,12 +96,36 @@ unsigned jnl_txn_count(const struct jnl_txn *t);
  *    can tell, and it makes the volume consistent either way.
  * The homes are written at a later checkpoint. */
 int jnl_txn_commit(struct jnl_txn *t);
-/* Makes room in the log for t now: checkpoints if t would not fit before
- * the end (what jnl_txn_commit would do first), so that its commit then
- * flushes nothing before its own write.  Returns 0 or -errno. */
+/* jnl_txn_commit in two phases, so that the caller's lock need not be held
+ * while the device writes (fs/ commits this way; see docs/LOCKING.md
+ * section 15):
+ *  - jnl_txn_seal, under the caller's lock like every other call here:
+ *    places t in the log (the next sequence number, the room after the
+ *    last sealed one; a wrap or too many pending homes checkpoint first)
+ *    and builds its descriptor and commit block.  An error here is one of
+ *    the "before the write" kind above: nothing reserved, the journal goes
+ *    on; t is not freed (jnl_txn_write or jnl_txn_abort does it).  An
+ *    empty t is not placed.
+ *  - jnl_txn_write, with or without the caller's lock (it never takes
+ *    it): waits for its turn (sealed order), checks the lease, flushes
+ *    first when jnl_txn_preflush asked, writes, flushes.  It returns 0 when
+ *    t and every transaction sealed before it are durable.  Any failure
+ *    here breaks the journal (a transaction sealed after t has its room
+ *    behind t's: written without t, replay would stop at the gap).  Frees t.
+ * A checkpoint (and jnl_close, jnl_abandon) first waits until every sealed
+ * transaction was written or failed, so the caller must not hold anything
+ * a writer in jnl_txn_write waits for. */
+int jnl_txn_seal(struct jnl_txn *t);
+int jnl_txn_write(struct jnl_txn *t);
+/* The device is flushed right before t's journal write (data written
+ * before the seal that t's new pointers expose). */
+void jnl_txn_preflush(struct jnl_txn *t);
+/* Makes room in the log for t now: waits until every transaction sealed
+ * before t was written, and checkpoints if t would not fit before the end
+ * (what jnl_txn_seal would do first), so that nothing of this journal
+ * flushes between now and t's own journal write.  Returns 0 or -errno. */
 int jnl_txn_make_room(struct jnl_txn *t);
-/* Test hook: checkpoint inside a commit beyond n pending homes (default
- * 4096). */
+/* Test hook: checkpoint at a seal beyond n pending homes (default 4096). */
 void jnl_test_set_pend_max(struct jnl *j, unsigned n);
 void jnl_txn_abort(struct jnl_txn *t);
 
@@ -112,11 +136,11 @@ int jnl_checkpoint(struct jnl *j);
 /* The newest committed image of the block at target whose home is not
  * written yet, into buf (BS bytes): 1 if there is one, else 0 (the home is
  * current).  A block read from its home must come from here first. */
-int jnl_pending_copy(const struct jnl *j, uint64_t target, void *buf);
+int jnl_pending_copy(struct jnl *j, uint64_t target, void *buf);
 
 /* How long (ms, monotonic) the oldest committed transaction whose homes are
  * not written yet has waited; 0 when nothing is pending. */
-uint64_t jnl_pending_age_ms(const struct jnl *j);
+uint64_t jnl_pending_age_ms(struct jnl *j);
 
 /* Sequence number the next transaction gets. */
 uint64_t jnl_next_seq(const struct jnl *j);

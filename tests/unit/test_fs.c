@@ -1428,6 +1428,84 @@ START_TEST(truncate_zeroes_with_its_commit)
 END_TEST
 
 
+/* A journal commit's device write runs without the volume mutex: while a
+ * setxattr's commit waits for a frozen device, another thread's getattr
+ * and lookup of cached metadata complete (under the old commit, which
+ * held v->mu across the write and its flush, they waited for the device). */
+struct cj_job {
+	struct lunfs_vol *v;
+	uint64_t ino;
+	int res;
+	_Atomic int done;
+};
+
+static void *cj_setxattr(void *a)
+{
+	struct cj_job *j = a;
+	j->res = lunfs_setxattr(j->v, j->ino, "user.k2", "v2", 2, 0);
+	j->done = 1;
+	return NULL;
+}
+
+static void *cj_getattr(void *a)
+{
+	struct cj_job *j = a;
+	struct lunfs_stat st;
+	j->res = lunfs_getattr(j->v, j->ino, &st);
+	if (!j->res)
+		j->res = lunfs_lookup(j->v, 1, "x", &st);
+	j->done = 1;
+	return NULL;
+}
+
+START_TEST(commit_outside_volume_mutex)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct dev *d;
+	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &d), 0);
+	struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 60000};
+	struct lunfs_test_opts to = {.device = d};
+	struct lunfs_vol *v;
+	ck_assert_int_eq(lunfs_mount_test(NULL, &o, &to, &v, NULL), 0);
+	uint64_t ino = mkfile(v, 1, "x");
+	ck_assert_int_eq(lunfs_setxattr(v, ino, "user.k1", "v1", 2, 0), 0); /* all cached now */
+	struct cj_job a = {.v = v, .ino = ino}, b = {.v = v, .ino = ino};
+	struct dev_stats s0, s1;
+	pthread_t ta, tb;
+	lunfs_dev_stats(v, &s0);
+	dev_faulty_freeze(d, 1);
+	ck_assert_int_eq(pthread_create(&ta, NULL, cj_setxattr, &a), 0);
+	for (int ms = 0; ms < 5000; ms += 10) { /* its journal write waits */
+		lunfs_dev_stats(v, &s1);
+		if (s1.writes > s0.writes)
+			break;
+		usleep(10 * 1000);
+	}
+	int writing = s1.writes > s0.writes;
+	ck_assert_int_eq(pthread_create(&tb, NULL, cj_getattr, &b), 0);
+	for (int ms = 0; ms < 3000 && !b.done; ms += 10)
+		usleep(10 * 1000);
+	int b_done = b.done, a_done = a.done;
+	dev_faulty_freeze(d, 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	ck_assert(writing);
+	ck_assert(!a_done);  /* the commit waited for the device */
+	ck_assert(b_done);   /* the getattr did not wait for the commit */
+	ck_assert_int_eq(a.res, 0);
+	ck_assert_int_eq(b.res, 0);
+	char buf[8];
+	ck_assert_int_eq(lunfs_getxattr(v, ino, "user.k2", buf, sizeof(buf)), 2);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	v = mnt(p, "h1"); /* durable: it is there after a remount */
+	ck_assert_int_eq(lunfs_getxattr(v, ino, "user.k2", buf, sizeof(buf)), 2);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 Suite *fs_suite(void)
 {
 	Suite *s = suite_create("fs");
@@ -1446,6 +1524,7 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, async_queue);
 	tcase_add_test(tc, aio_engine);
 	tcase_add_test(tc, failed_tx_rereads_committed);
+	tcase_add_test(tc, commit_outside_volume_mutex);
 	tcase_add_test(tc, group_commit_holes);
 	tcase_add_test(tc, group_commit_batches);
 	tcase_add_test(tc, group_commit_enospc);
