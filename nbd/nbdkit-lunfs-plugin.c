@@ -1,7 +1,7 @@
 /* nbdkit-lunfs-plugin: one file of a lunfs volume served as an NBD export.
  *
  *   nbdkit [-U SOCKET] lunfs DEVICE file=/vm01/disk.img [host=NAME] [readonly=1]
- *          [caw=auto|native|reserve] [pr=on|off]
+ *          [incoming=1 [incoming_wait=SECONDS]] [caw=auto|native|reserve] [pr=on|off]
  *
  * An adapter over the public API (fs/lunfs.h) like the FUSE daemon, with
  * nbdkit doing the NBD protocol.  The plugin mounts DEVICE as host NAME
@@ -12,6 +12,16 @@
  *     (another host's open of the file fails with EBUSY while we serve it);
  *   - readonly=1: LUNFS_OPEN_SHARED_RO, the shared read-only lock: other
  *     hosts may read it too, nobody may write it.
+ *   - incoming=1, the export on the destination host of a QEMU live
+ *     migration: the file is opened without a lock (LUNFS_OPEN_READ: what
+ *     the destination QEMU reads before the switchover, it reads unlocked),
+ *     and the first write, trim, zero or flush takes the exclusive lock
+ *     (a LUNFS_OPEN_RW open beside the first), retrying for up to
+ *     incoming_wait seconds (default 30) while the source's export still
+ *     holds it; still busy then: that request fails with EBUSY (the guest
+ *     sees an I/O error: two running QEMUs never both write).  The source's
+ *     export gives the lock up when its nbdkit exits (e.g. run it with
+ *     --filter=exitlast: it exits when the source QEMU disconnects).
  * nbdkit's -r without readonly=1 still opens exclusively (the plugin only
  * learns of -r per connection); say readonly=1 for a shared export.
  *
@@ -35,6 +45,8 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +67,8 @@ static char *device;
 static char *path;
 static char *host;
 static int readonly;
+static int incoming;                  /* incoming=1: the lock at the first write */
+static unsigned incoming_wait = 30;   /* seconds */
 static int caw_mode = LUNFS_CAW_AUTO;
 static int no_pr;
 
@@ -62,6 +76,51 @@ static int no_pr;
  * .after_fork, freed in .cleanup). */
 static struct lunfs_vol *vol;
 static struct lunfs_file *file;
+/* incoming=1: the exclusive open, once the first write took it (then every
+ * request uses it); up_mu serialises taking it */
+static struct lunfs_file *_Atomic wfile;
+static pthread_mutex_t up_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* The handle for reads: the exclusive one once taken. */
+static struct lunfs_file *rd(void)
+{
+	struct lunfs_file *w = atomic_load(&wfile);
+	return w ? w : file;
+}
+
+/* The handle for writes.  incoming=1: the first call takes the exclusive
+ * lock, waiting while another host (the migration's source) holds it.
+ * Returns NULL after recording the error. */
+static struct lunfs_file *wr(const char *what)
+{
+	struct lunfs_file *w = atomic_load(&wfile);
+	if (w || !incoming)
+		return w ? w : file;
+	pthread_mutex_lock(&up_mu);
+	int r = 0;
+	unsigned waited = 0;
+	while (!(w = atomic_load(&wfile))) {
+		r = lunfs_open(vol, lunfs_file_ino(file), LUNFS_OPEN_RW, &w);
+		if (!r) {
+			atomic_store(&wfile, w);
+			nbdkit_debug("%s: took the exclusive lock for %s after %u ms", path, what, waited);
+			break;
+		}
+		if (r != -EBUSY || waited >= incoming_wait * 1000)
+			break;
+		nbdkit_nanosleep(0, 50 * 1000 * 1000);
+		waited += 50;
+	}
+	pthread_mutex_unlock(&up_mu);
+	if (!w) {
+		nbdkit_error("%s: %s: cannot take the exclusive lock%s: %s", path, what,
+			     r == -EBUSY ? " (another host still has the file open)" : "",
+			     lunfs_strerror(r));
+		int e = lunfs_sys_errno(r);
+		nbdkit_set_error(e < 0 ? -e : EIO);
+	}
+	return w;
+}
 
 static void lib_log(int prio, const char *msg)
 {
@@ -126,6 +185,15 @@ static int nl_config(const char *key, const char *value)
 		readonly = r;
 		return 0;
 	}
+	if (!strcmp(key, "incoming")) {
+		int r = nbdkit_parse_bool(value);
+		if (r < 0)
+			return -1;
+		incoming = r;
+		return 0;
+	}
+	if (!strcmp(key, "incoming_wait"))
+		return nbdkit_parse_unsigned(key, value, &incoming_wait);
 	if (!strcmp(key, "caw")) {
 		if (!strcmp(value, "auto"))
 			caw_mode = LUNFS_CAW_AUTO;
@@ -151,6 +219,10 @@ static int nl_config_complete(void)
 		nbdkit_error("the DEVICE (device=) and file= parameters are required");
 		return -1;
 	}
+	if (incoming && readonly) {
+		nbdkit_error("incoming=1 and readonly=1 exclude each other");
+		return -1;
+	}
 	if (path[0] != '/') {
 		nbdkit_error("file=%s: must be an absolute path inside the volume", path);
 		return -1;
@@ -164,6 +236,8 @@ static int nl_config_complete(void)
 	"file=/PATH           (required) the file inside the volume to export\n"                  \
 	"host=NAME            this host's identity on the volume (default: /etc/machine-id)\n"    \
 	"readonly=1           shared read-only open (default: exclusive read-write)\n"            \
+	"incoming=1           live migration destination: the lock at the first write\n"         \
+	"incoming_wait=SECS   how long that write waits for the source (default 30)\n"          \
 	"caw=auto|native|reserve  iSCSI compare-and-write (default auto)\n"                       \
 	"pr=on|off            iSCSI persistent reservations (default on)"
 
@@ -210,7 +284,11 @@ static int open_export(struct lunfs_vol **vp, struct lunfs_file **fp)
 		nbdkit_error("%s: %s", path, lunfs_strerror(r));
 		goto out;
 	}
-	r = lunfs_open(v, ino, readonly ? LUNFS_OPEN_SHARED_RO : LUNFS_OPEN_EXCL, fp);
+	r = lunfs_open(v, ino,
+		       incoming   ? LUNFS_OPEN_READ
+		       : readonly ? LUNFS_OPEN_SHARED_RO
+				  : LUNFS_OPEN_EXCL,
+		       fp);
 	if (r == -EBUSY)
 		nbdkit_error("%s: busy: %s (EBUSY)", path,
 			     readonly ? "another host has it open read-write"
@@ -228,7 +306,11 @@ out:
 
 static void close_export(struct lunfs_vol *v, struct lunfs_file *f)
 {
-	int r = f ? lunfs_close(f) : 0;
+	struct lunfs_file *w = atomic_exchange(&wfile, NULL);
+	int r = w ? lunfs_close(w) : 0;
+	if (r)
+		nbdkit_error("%s: close: %s", path, lunfs_strerror(r));
+	r = f ? lunfs_close(f) : 0;
 	if (r)
 		nbdkit_error("%s: close: %s", path, lunfs_strerror(r));
 	if (v && (r = lunfs_unmount(v)))
@@ -251,7 +333,9 @@ static int nl_after_fork(void)
 	if (open_export(&vol, &file))
 		return -1;
 	nbdkit_debug("serving %s of %s as host %s, %s", path, device, host ? host : "(machine-id)",
-		     readonly ? "shared read-only" : "exclusive read-write");
+		     incoming   ? "read-write, the lock at the first write (incoming)"
+		     : readonly ? "shared read-only"
+				: "exclusive read-write");
 	return 0;
 }
 
@@ -272,7 +356,7 @@ static int64_t nl_get_size(void *h)
 {
 	struct lunfs_stat st;
 	(void)h;
-	int r = lunfs_getattr(vol, lunfs_file_ino(file), &st);
+	int r = lunfs_getattr(vol, lunfs_file_ino(rd()), &st);
 	if (r)
 		return fail(r, "getattr");
 	return (int64_t)st.size;
@@ -340,7 +424,7 @@ static int nl_pread(void *h, void *buf, uint32_t count, uint64_t offset, uint32_
 	(void)flags;
 	char *p = buf;
 	while (count) {
-		ssize_t n = lunfs_pread(file, p, count, offset);
+		ssize_t n = lunfs_pread(rd(), p, count, offset);
 		if (n < 0)
 			return fail((int)n, "pread");
 		if (n == 0) {
@@ -355,10 +439,10 @@ static int nl_pread(void *h, void *buf, uint32_t count, uint64_t offset, uint32_
 	return 0;
 }
 
-static int sync_if_fua(uint32_t flags)
+static int sync_if_fua(struct lunfs_file *f, uint32_t flags)
 {
 	int r;
-	if ((flags & NBDKIT_FLAG_FUA) && (r = lunfs_fsync(file)))
+	if ((flags & NBDKIT_FLAG_FUA) && (r = lunfs_fsync(f)))
 		return fail(r, "fsync");
 	return 0;
 }
@@ -367,32 +451,40 @@ static int nl_pwrite(void *h, const void *buf, uint32_t count, uint64_t offset, 
 {
 	(void)h;
 	const char *p = buf;
+	struct lunfs_file *f = wr("pwrite");
+	if (!f)
+		return -1;
 	while (count) {
-		ssize_t n = lunfs_pwrite(file, p, count, offset);
+		ssize_t n = lunfs_pwrite(f, p, count, offset);
 		if (n < 0)
 			return fail((int)n, "pwrite");
 		p += n;
 		count -= (uint32_t)n;
 		offset += (uint64_t)n;
 	}
-	return sync_if_fua(flags);
+	return sync_if_fua(f, flags);
 }
 
 static int nl_flush(void *h, uint32_t flags)
 {
 	(void)h;
 	(void)flags;
-	int r = lunfs_fsync(file);
+	if (incoming && !atomic_load(&wfile))
+		return 0; /* nothing written through this export yet */
+	int r = lunfs_fsync(rd());
 	return r ? fail(r, "fsync") : 0;
 }
 
 static int nl_trim(void *h, uint32_t count, uint64_t offset, uint32_t flags)
 {
 	(void)h;
-	int r = lunfs_fallocate(file, LUNFS_FALLOC_PUNCH | LUNFS_FALLOC_KEEP_SIZE, offset, count);
+	struct lunfs_file *f = wr("trim");
+	if (!f)
+		return -1;
+	int r = lunfs_fallocate(f, LUNFS_FALLOC_PUNCH | LUNFS_FALLOC_KEEP_SIZE, offset, count);
 	if (r)
 		return fail(r, "trim");
-	return sync_if_fua(flags);
+	return sync_if_fua(f, flags);
 }
 
 /* MAY_TRIM: punch (holes read as zeros); else the range stays allocated
@@ -402,10 +494,13 @@ static int nl_zero(void *h, uint32_t count, uint64_t offset, uint32_t flags)
 	(void)h;
 	unsigned mode = LUNFS_FALLOC_KEEP_SIZE |
 			(flags & NBDKIT_FLAG_MAY_TRIM ? LUNFS_FALLOC_PUNCH : LUNFS_FALLOC_ZERO_RANGE);
-	int r = lunfs_fallocate(file, mode, offset, count);
+	struct lunfs_file *f = wr("zero");
+	if (!f)
+		return -1;
+	int r = lunfs_fallocate(f, mode, offset, count);
 	if (r)
 		return fail(r, "zero");
-	return sync_if_fua(flags);
+	return sync_if_fua(f, flags);
 }
 
 /* base:allocation: data and holes from SEEK_DATA / SEEK_HOLE, from offset
@@ -416,7 +511,7 @@ static int nl_extents(void *h, uint32_t count, uint64_t offset, uint32_t flags,
 	(void)h;
 	uint64_t end = offset + count;
 	while (offset < end) {
-		int64_t data = lunfs_seek_hole_data(file, offset, LUNFS_SEEK_DATA);
+		int64_t data = lunfs_seek_hole_data(rd(), offset, LUNFS_SEEK_DATA);
 		if (data == -ENXIO)
 			data = (int64_t)end; /* a hole to the end */
 		else if (data < 0)
@@ -430,7 +525,7 @@ static int nl_extents(void *h, uint32_t count, uint64_t offset, uint32_t flags,
 				break;
 			continue;
 		}
-		int64_t hole = lunfs_seek_hole_data(file, offset, LUNFS_SEEK_HOLE);
+		int64_t hole = lunfs_seek_hole_data(rd(), offset, LUNFS_SEEK_HOLE);
 		if (hole < 0)
 			return fail((int)hole, "extents: SEEK_HOLE");
 		uint64_t len = ((uint64_t)hole < end ? (uint64_t)hole : end) - offset;
