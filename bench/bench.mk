@@ -6,7 +6,7 @@
 # file plugin and qemu-nbd (bench/nbd.sh), and writes docs/PERFORMANCE.md.
 # Included by the top Makefile.  Run as root: the failover and FUSE steps mount mount.lunfs.
 #
-#   make bench                       the whole run (about 13 minutes)
+#   make bench                       the whole run (about 20 minutes)
 #   make bench CLUSTER=0             without the several-hosts part
 #   make bench BENCH_DIR=/mnt/x      put the image on another filesystem
 #   make bench FUSE=0                without the FUSE part (bench/fuse.sh)

@@ -39,18 +39,21 @@ GOALS = [("file", 0.95), ("qemu", 1.0), ("file_nc", None), ("qemu_def", None)]
 
 
 def read_run(base):
-    """(figure, requests, server CPU seconds) of one run, or None"""
+    """(figure, requests (GiB for a copy), server CPU seconds, wall seconds,
+    client CPU seconds (fio's own; None for nbdcopy)) of one run, or None"""
     wl = os.path.basename(base).split(".")[1]
     try:
         if wl.startswith("copy"):
             b, s0, s1 = open(base + ".copy").read().split()
             secs = float(s1) - float(s0)
-            fig, n = int(b) / secs / 1e6, int(b) / 2**30
+            fig, n, ccpu = int(b) / secs / 1e6, int(b) / 2**30, None
         else:
             doc = load(base + ".json")
             d = "read" if wl == "rand_read" else "write"
             fig = sum(j[d]["iops"] for j in doc["jobs"])
             n = sum(j[d]["total_ios"] for j in doc["jobs"])
+            secs = max(j["job_runtime"] for j in doc["jobs"]) / 1e3
+            ccpu = sum((j["usr_cpu"] + j["sys_cpu"]) / 100.0 * j["job_runtime"] / 1e3 for j in doc["jobs"])
     except (OSError, ValueError, KeyError):
         return None
     try:
@@ -58,7 +61,7 @@ def read_run(base):
         cpu = ticks / hz
     except (OSError, ValueError):
         cpu = None
-    return fig, n, cpu
+    return fig, n, cpu, secs, ccpu
 
 
 def cpu_per(wl, run):
@@ -132,6 +135,33 @@ def report(a):
             cells.append("-" if c is None else ("%.2f" % c if wl.startswith("copy") else "%.1f" % c))
         crows.append("| " + " | ".join(cells) + " |")
 
+    def busy(wl, t, i):
+        """median share of one CPU: the server's (i=2) or fio's (i=4)"""
+        return med(v[i] / v[3] if v[i] is not None and v[3] else None
+                   for v in runs.get((wl, t), {}).values())
+    brows = []
+    for wl in ORDER:
+        cells = [WORKLOADS[wl][0]]
+        for t in cols:
+            b, c = busy(wl, t, 2), busy(wl, t, 4)
+            cells.append("-" if b is None else ("%.0f%%" % (b * 100) + ("" if c is None else " + %.0f%%" % (c * 100))))
+        brows.append("| " + " | ".join(cells) + " |")
+
+    # the missed targets, with the server's CPU beside the figure
+    mrows = []
+    for m in missed:
+        wl, t = m.split(" vs ")
+        cu = "s per GiB" if wl.startswith("copy") else "µs per request"
+        cl = med(cpu_per(wl, v) for v in runs.get((wl, "lunfs"), {}).values())
+        cb = med(cpu_per(wl, v) for v in runs.get((wl, t), {}).values())
+        x, _ = paired(wl, t)
+        mrows.append("- %s: lunfs %s %s against %s %s (%s); the server's CPU: lunfs %s, %s %s %s." % (
+            WORKLOADS[wl][0], "-" if med(val.get((wl, "lunfs"), {}).values()) is None else "%.0f" % med(val[(wl, "lunfs")].values()),
+            WORKLOADS[wl][1], NAMES[t], "-" if med(val.get((wl, t), {}).values()) is None else "%.0f" % med(val[(wl, t)].values()),
+            "-" if x is None else ("%.3f×" if x < dict(GOALS)[t] <= round(x, 2) else "%.2f×") % x,
+            "-" if cl is None else ("%.2f" % cl if wl.startswith("copy") else "%.1f" % cl),
+            t, "-" if cb is None else ("%.2f" % cb if wl.startswith("copy") else "%.1f" % cb), cu))
+
     cmds = []
     for line in open(a.commands):
         k, v = line.rstrip("\n").split("\t", 1)
@@ -187,7 +217,13 @@ Where the time goes: the server process's CPU time (utime + stime of all its thr
 | workload | unit | %(cpuhead)s |
 |---|---|%(cpusep)s
 %(crows)s
-""" % dict(
+
+The share of one CPU the server kept busy during the run (CPU time / wall time), and for the fio runs `+` fio's own share (its usr + sys): near %(ncpu)s00%% together, the machine's CPUs, not the storage, set the rate.
+
+| workload | %(cpuhead)s |
+|---|%(cpusep)s
+%(brows)s
+%(mtext)s""" % dict(
         HEAD=HEAD, cmd=a.cmd, date=a.date, rev=a.rev, fs=a.fs, bench_dir=a.bench_dir,
         versions=a.versions, rounds=a.rounds, load0=a.load0, load1=a.load1, ncpu=os.cpu_count(),
         run_secs=a.run_secs, prep_secs=a.prep_secs, mct=mct, size=a.size, img_mib=a.img_mib,
@@ -195,7 +231,9 @@ Where the time goes: the server process's CPU time (utime + stime of all its thr
         cmdrows="\n".join("| %s | `%s` |" % (c.split(":", 1)[0], c.split(":", 1)[1].strip()) for c in cmds),
         headrow=head, sep=sep, rows="\n".join(rows), met_all="yes" if met_all else "no",
         missed="" if met_all else " (missed: %s)" % ", ".join(missed), fails=fails,
-        cpuhead=" | ".join(NAMES[t] for t in cols), cpusep="---|" * len(cols), crows="\n".join(crows))
+        cpuhead=" | ".join(NAMES[t] for t in cols), cpusep="---|" * len(cols), crows="\n".join(crows),
+        brows="\n".join(brows),
+        mtext="" if not mrows else "\nThe missed targets, the figures (medians) and the server's CPU per unit of work:\n\n" + "\n".join(mrows) + "\n")
     if n_rounds < int(a.rounds):
         text += "\nOnly %d of %s rounds have every run.\n" % (n_rounds, a.rounds)
     if a.notes and os.path.exists(a.notes):
