@@ -223,6 +223,13 @@ The share of one CPU the server kept busy during the run (CPU time / wall time),
 | workload | %(cpuhead)s |
 |---|%(cpusep)s
 %(brows)s
+
+How each server spends a request, for reading these tables:
+
+- **lunfs plugin**: nbdkit hands each request to one of its threads (16 per connection by default) and the plugin calls `lunfs_pread`/`lunfs_pwrite` (`fs/file.c`): the volume's mutex for the mapping lookup (`tx_begin`), then one synchronous `pread`/`pwrite` on the `O_DIRECT` image (`dev/file.c`).  nbdkit 1.32's request buffers are not aligned to 4 KiB (seen with gdb on `nl_pread`: the buffer's address modulo 4096 was 3024 or 3776 on every request), so every request also goes through the library's bounce buffer (`read_range`/`write_range`: `posix_memalign`, a copy, `free`).  At most 16 device requests per connection are in flight, however deep the client's queue.
+- **qemu-nbd --cache=none --aio=io_uring**: one thread; coroutines submit every request at once through io_uring into its own aligned buffers, `O_DIRECT`, no copy.
+- **file plugin, cache=default**, and **qemu-nbd's defaults**: buffered `pread`/`pwrite`: a read not in the page cache waits for the device (with readahead), a write completes once copied into the page cache; the device sees most of the random writes only after the run (the bench syncs before the next run, untimed), and the copy in at its final flush.  An `O_DIRECT` server answers each write from the device: against a page-cache server with no flush the comparison is of the page cache, not of the export.
+- **file plugin, cache=none**: buffered I/O as above; after each read `posix_fadvise(DONTNEED)` of its range, after each write `sync_file_range(SYNC_FILE_RANGE_WRITE)` of its range (seen with strace), the write-back waited for and the pages dropped a few writes later: a write still completes before it reaches the device, but the write-back runs during the run.  The closest to direct I/O that nbdkit 1.32's file plugin offers.
 %(mtext)s""" % dict(
         HEAD=HEAD, cmd=a.cmd, date=a.date, rev=a.rev, fs=a.fs, bench_dir=a.bench_dir,
         versions=a.versions, rounds=a.rounds, load0=a.load0, load1=a.load1, ncpu=os.cpu_count(),
