@@ -17,7 +17,7 @@
 #   make bench-fuse FUSE_ROUNDS=1 FUSE_SECS=2 FUSE_FILE_SIZE=256M   quick
 #                                    (knobs: the top of bench/fuse.sh)
 #   make bench NBD=0                 without the NBD part (bench/nbd.sh)
-#   make bench-nbd                   only the NBD part (about 10 minutes):
+#   make bench-nbd                   only the NBD part (about 6 minutes):
 #                                    nbdcopy and fio's nbd engine through
 #                                    the lunfs nbdkit plugin against nbdkit's
 #                                    file plugin and qemu-nbd on a raw image;

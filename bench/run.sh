@@ -31,7 +31,7 @@
 #   6. Through the NBD export (bench/nbd.sh, its own images and trap):
 #      nbdcopy and fio's nbd engine through the lunfs nbdkit plugin against
 #      nbdkit's file plugin and qemu-nbd on a raw image file, round-robin;
-#      about 10 minutes at its defaults.  NBD=0 skips it; its knobs
+#      about 6 minutes at its defaults.  NBD=0 skips it; its knobs
 #      (NBD_ROUNDS, NBD_SECS, NBD_SIZE, ...) are at the top of bench/nbd.sh.
 # Every timed workload runs REPS times, round-robin; the report gives the
 # median and the range.  The images are removed, and lunfs-bench is stopped
