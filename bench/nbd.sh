@@ -89,7 +89,7 @@ URI="nbd+unix:///?socket=$SOCK"
 RES=$WORK/results
 LOGS=$WORK/logs
 mkdir -p "$LMNT" "$RES" "$LOGS" || exit 1
-CHILD= DPID= SPID=
+CHILD='' DPID='' SPID=''
 
 gone() { [ ! -e "/proc/$1" ] || [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = Z ]; }
 
@@ -207,7 +207,8 @@ server_cmd() {
 # nbdinfo can read the export's size
 start_server() {
 	rm -f "$SOCK"
-	# shellcheck disable=SC2046
+	# the command line server_cmd prints, run (split at spaces: no path has one)
+	# shellcheck disable=SC2046,SC2091
 	$(server_cmd "$1") >>"$LOGS/$1.log" 2>&1 &
 	SPID=$!
 	i=0
