@@ -2,10 +2,11 @@
 # and runs bench/run.sh, which measures raw io_uring against lunfs on the same
 # image file, then several hosts on one volume (failover, creates, heartbeat
 # I/O; lunfs-cluster), then fio through the FUSE mount against a raw file
-# and ext4 on loop (bench/fuse.sh), and writes docs/PERFORMANCE.md.
+# and ext4 on loop (bench/fuse.sh), then the NBD export against nbdkit's
+# file plugin and qemu-nbd (bench/nbd.sh), and writes docs/PERFORMANCE.md.
 # Included by the top Makefile.  Run as root: the failover and FUSE steps mount mount.lunfs.
 #
-#   make bench                       the whole run (about 13 minutes)
+#   make bench                       the whole run (about 20 minutes)
 #   make bench CLUSTER=0             without the several-hosts part
 #   make bench BENCH_DIR=/mnt/x      put the image on another filesystem
 #   make bench FUSE=0                without the FUSE part (bench/fuse.sh)
@@ -15,12 +16,20 @@
 #                                    section of docs/PERFORMANCE.md
 #   make bench-fuse FUSE_ROUNDS=1 FUSE_SECS=2 FUSE_FILE_SIZE=256M   quick
 #                                    (knobs: the top of bench/fuse.sh)
+#   make bench NBD=0                 without the NBD part (bench/nbd.sh)
+#   make bench-nbd                   only the NBD part (about 6 minutes):
+#                                    nbdcopy and fio's nbd engine through
+#                                    the lunfs nbdkit plugin against nbdkit's
+#                                    file plugin and qemu-nbd on a raw image;
+#                                    replaces its section of docs/PERFORMANCE.md
+#   make bench-nbd NBD_ROUNDS=1 NBD_SECS=2 NBD_SIZE=256M   quick
+#                                    (knobs: the top of bench/nbd.sh)
 #   make bench-progs                 only build the programs
 
 BENCH_PROGS := $(B)/bench/raw $(B)/bench/lunfs-bench $(B)/bench/lunfs-cluster
 BENCH_DIR ?= /var/tmp
 
-.PHONY: bench bench-progs bench-fuse
+.PHONY: bench bench-progs bench-fuse bench-nbd
 bench-progs: $(BENCH_PROGS)
 
 # raw does not use the library: it is the baseline, and it builds even
@@ -39,13 +48,21 @@ $(B)/bench/lunfs-cluster: $(B)/obj/bench/cluster_bench.o $(B)/lib/liblunfs.a
 
 CLUSTER ?= 1
 FUSE ?= 1
-# The FUSE_* knobs reach bench/fuse.sh through the environment (make exports
-# command-line variables); the report names them in its command line.
-FUSE_KNOBS = $(strip $(foreach v,BENCH_DIR CLUSTER FUSE $(filter FUSE_%,$(.VARIABLES)),\
+NBD ?= 1
+# The FUSE_* and NBD_* knobs reach bench/fuse.sh and bench/nbd.sh through the
+# environment (make exports command-line variables); the reports name them
+# in their command lines.
+FUSE_KNOBS = $(strip $(foreach v,BENCH_DIR CLUSTER FUSE NBD $(filter FUSE_%,$(.VARIABLES)),\
 	$(if $(filter command line environment,$(origin $(v))),$(v)=$($(v)))))
-bench: $(BENCH_PROGS) $(B)/bin/mkfs.lunfs $(B)/bin/mount.lunfs
-	BENCH_DIR='$(BENCH_DIR)' B='$(B)' CLUSTER='$(CLUSTER)' FUSE='$(FUSE)' \
-		FUSE_CMD='$(strip make bench $(FUSE_KNOBS))' sh bench/run.sh
+NBD_KNOBS = $(strip $(foreach v,BENCH_DIR CLUSTER FUSE NBD $(filter NBD_%,$(.VARIABLES)),\
+	$(if $(filter command line environment,$(origin $(v))),$(v)=$($(v)))))
+bench: $(BENCH_PROGS) $(B)/bin/mkfs.lunfs $(B)/bin/mount.lunfs $(NBDKIT_PLUGIN)
+	BENCH_DIR='$(BENCH_DIR)' B='$(B)' CLUSTER='$(CLUSTER)' FUSE='$(FUSE)' NBD='$(NBD)' \
+		FUSE_CMD='$(strip make bench $(FUSE_KNOBS))' NBD_CMD='$(strip make bench $(NBD_KNOBS))' \
+		sh bench/run.sh
 
 bench-fuse: $(B)/bench/lunfs-cluster $(B)/bin/mkfs.lunfs $(B)/bin/mount.lunfs
 	BENCH_DIR='$(BENCH_DIR)' B='$(B)' FUSE_CMD='$(strip make bench-fuse $(FUSE_KNOBS))' sh bench/fuse.sh
+
+bench-nbd: $(B)/bench/lunfs-cluster $(B)/bin/mkfs.lunfs $(B)/bin/mount.lunfs $(NBDKIT_PLUGIN)
+	BENCH_DIR='$(BENCH_DIR)' B='$(B)' NBD_CMD='$(strip make bench-nbd $(NBD_KNOBS))' sh bench/nbd.sh

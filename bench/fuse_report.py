@@ -9,10 +9,11 @@ docs/PERFORMANCE.md, from the fio --output-format=json files of bench/fuse.sh
 """
 import argparse
 import glob
-import json
 import os
 import statistics
 import sys
+
+from report_util import judge, load, med, med_range, ratio_text, splice, us
 
 HEAD = "## Through the FUSE mount"
 
@@ -34,11 +35,6 @@ ORDER = ["seq_write", "seq_read", "rand_read", "rand_write", "vm4", "thin_write"
 TARGETS = ["raw", "lunfs", "ext4"]
 
 
-def load(path):
-    with open(path) as f:
-        text = f.read()
-    # fio may print a warning line before the JSON
-    return json.loads(text[text.index("{"):])
 
 
 def figure(doc, wl):
@@ -86,28 +82,6 @@ def fmt(x, unit="MB/s"):
     return "%.0f" % x
 
 
-def med_range(xs):
-    if not xs:
-        return "-"
-    return "%.0f (%.0f–%.0f)" % (statistics.median(xs), min(xs), max(xs))
-
-
-def judge(ratio, target):
-    if target is None:
-        return "-", "(not a target)"
-    if ratio is None:
-        return "≥ %.2f" % target, "no data"
-    return "≥ %.2f" % target, ("met" if ratio >= target else "**missed**")
-
-
-def us(x):
-    if x is None:
-        return "-"
-    if x >= 10000:
-        return "%.1f ms" % (x / 1e3)
-    return "%.0f µs" % x
-
-
 def report(a):
     runs = {}  # (wl, target) -> {round: doc}
     for p in glob.glob(os.path.join(a.results, "*.json")):
@@ -148,20 +122,10 @@ def report(a):
             missed.append("%s vs ext4" % wl)
         raw_vals = list(val.get((base, "raw"), {}).values())
 
-        def rt(x, xs, t):
-            if x is None:
-                return "-"
-            # two decimals, or three where two would round up to the target
-            s = "**%.3f**" % x if t is not None and x < t <= round(x, 2) else "**%.2f**" % x
-            if t is not None and len(xs) > 1:
-                s += " (%d of %d rounds ≥ %.2f)" % (sum(1 for v in xs if v >= t), len(xs), t)
-            elif len(xs) > 1:
-                s += " (%.2f–%.2f)" % (min(xs), max(xs))
-            return s
         rows.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             label, unit, med_range(raw_vals), med_range(list(val.get((wl, "lunfs"), {}).values())),
             med_range(list(val.get((wl, "ext4"), {}).values())),
-            rt(rr, rr_all, t_raw), tr, mr, rt(re_, re_all, t_ext4), te, me))
+            ratio_text(rr, rr_all, t_raw), tr, mr, ratio_text(re_, re_all, t_ext4), te, me))
 
     # latency table: per target, median over rounds of p50 and p99, max of max
     def latcell(wl, tg):
@@ -211,9 +175,6 @@ def report(a):
         n = ios(runs[(wl, "lunfs")][r])
         return ticks / hz * 1e6 / n if n else None
 
-    def med(xs):
-        xs = [x for x in xs if x is not None]
-        return statistics.median(xs) if xs else None
     crows = []
     for wl in ORDER:
         if (wl, "lunfs") not in runs:
@@ -284,26 +245,6 @@ CPU time per request, in µs (the median over the rounds): fio's own (the applic
         f.write(text)
 
 
-def splice(frag, into):
-    """Replace the section (from its heading to the next '## ') in INTO;
-    without one, insert it before '## Raw output' (or at the end)."""
-    with open(frag) as f:
-        new = f.read().rstrip("\n") + "\n\n"
-    try:
-        with open(into) as f:
-            lines = f.read().splitlines(keepends=True)
-    except FileNotFoundError:
-        lines = ["# lunfs performance\n", "\n"]
-    start = next((i for i, l in enumerate(lines) if l.rstrip("\n") == HEAD), None)
-    if start is None:
-        start = end = next((i for i, l in enumerate(lines) if l.startswith("## Raw output")), len(lines))
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    text = "".join(lines[:start]) + new + "".join(lines[end:])
-    tmp = "%s.tmp.%d" % (into, os.getpid())
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.rename(tmp, into)
 
 
 def main():
@@ -321,7 +262,7 @@ def main():
     if a.one:
         print(one(a.one))
     elif a.splice:
-        splice(a.splice, a.into)
+        splice(a.splice, a.into, HEAD)
     else:
         report(a)
 

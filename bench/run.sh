@@ -28,6 +28,11 @@
 #      loop device, round-robin; about 8 minutes at its defaults.  FUSE=0
 #      skips it; its knobs (FUSE_ROUNDS, FUSE_SECS, FUSE_FILE_SIZE, ...) are
 #      at the top of bench/fuse.sh.
+#   6. Through the NBD export (bench/nbd.sh, its own images and trap):
+#      nbdcopy and fio's nbd engine through the lunfs nbdkit plugin against
+#      nbdkit's file plugin and qemu-nbd on a raw image file, round-robin;
+#      about 6 minutes at its defaults.  NBD=0 skips it; its knobs
+#      (NBD_ROUNDS, NBD_SECS, NBD_SIZE, ...) are at the top of bench/nbd.sh.
 # Every timed workload runs REPS times, round-robin; the report gives the
 # median and the range.  The images are removed, and lunfs-bench is stopped
 # (it unmounts on SIGTERM), whatever happens.
@@ -70,6 +75,9 @@ LIMIT_CLUSTER=${LIMIT_CLUSTER:-150} # per lunfs-cluster run
 # The FUSE part (bench/fuse.sh).  Set FUSE=0 to skip it.
 FUSE=${FUSE:-1}
 FUSE_CMD=${FUSE_CMD:-make bench}
+# The NBD part (bench/nbd.sh).  Set NBD=0 to skip it.
+NBD=${NBD:-1}
+NBD_CMD=${NBD_CMD:-make bench}
 
 RAW=$B/bench/raw
 LB=$B/bench/lunfs-bench
@@ -270,6 +278,22 @@ if [ "$FUSE" = 1 ]; then
 	[ "$rc" -eq 0 ] || FUSE_FAIL="bench/fuse.sh exited with status $rc"
 fi
 FSECS=$(( $(date +%s) - FSTART ))
+
+# ---- through the NBD export ----
+
+NSTART=$(date +%s)
+NBD_FAIL=
+if [ "$NBD" = 1 ]; then
+	echo "== NBD export: bench/nbd.sh" >&2
+	log=
+	NBD_FRAG="$WORK/nbd.md" NBD_CMD="$NBD_CMD" B="$B" BENCH_DIR="$BENCH_DIR" sh bench/nbd.sh &
+	CHILD=$!
+	wait "$CHILD"
+	rc=$?
+	CHILD=
+	[ "$rc" -eq 0 ] || NBD_FAIL="bench/nbd.sh exited with status $rc"
+fi
+NSECS=$(( $(date +%s) - NSTART ))
 
 # ---- the report ----
 
@@ -556,6 +580,18 @@ fuse_section() {
 	fi
 }
 
+# The NBD section (bench/nbd.sh wrote it).
+nbd_section() {
+	if [ "$NBD" != 1 ]; then
+		printf '## Through the NBD export\n\nNot measured in this run (NBD=0).\n'
+	elif [ -s "$WORK/nbd.md" ]; then
+		cat "$WORK/nbd.md"
+		[ -z "$NBD_FAIL" ] || printf '\n**%s**: see its output.\n' "$NBD_FAIL"
+	else
+		printf '## Through the NBD export\n\nNot measured: %s.\n' "$NBD_FAIL"
+	fi
+}
+
 TMP=$OUT.tmp.$$
 cat >"$TMP" <<EOF
 # lunfs performance
@@ -574,7 +610,7 @@ make bench
 | lunfs volume | \`mkfs.lunfs $MKFS_ARGS\`, mounted as host \`bench\` |
 | source | $REV |
 | load average | $LOAD0 at the start, $LOAD1 at the end (other work on the machine adds noise) |
-| bench run | ${ELAPSED} s (of which ${CSECS} s for the several-hosts part, ${FSECS} s through the FUSE mount); every timed workload $REPS times round-robin, ${SEQ_SECS} s sequential / ${RAND_SECS} s random per run |
+| bench run | ${ELAPSED} s (of which ${CSECS} s for the several-hosts part, ${FSECS} s through the FUSE mount, ${NSECS} s through the NBD export); every timed workload $REPS times round-robin, ${SEQ_SECS} s sequential / ${RAND_SECS} s random per run |
 
 ## Method
 
@@ -630,6 +666,8 @@ $(cluster_section)
 
 $(fuse_section)
 
+$(nbd_section)
+
 ## Raw output
 
 <details><summary>raw, same file (before mkfs)</summary>
@@ -668,9 +706,11 @@ $(cat "$WORK/hostb.log" 2>/dev/null)
 </details>
 EOF
 mv "$TMP" "$OUT" || fail "cannot write $OUT"
-echo "bench: wrote $OUT (${ELAPSED} s, ${CSECS} s of it several hosts, ${FSECS} s through FUSE); all targets met: $MET_ALL; failover target met: $FO_MET" >&2
-if [ -n "$FUSE_FAIL" ]; then
-	echo "bench: $FUSE_FAIL (see $OUT)" >&2
+echo "bench: wrote $OUT (${ELAPSED} s, ${CSECS} s of it several hosts, ${FSECS} s through FUSE, ${NSECS} s through NBD); all targets met: $MET_ALL; failover target met: $FO_MET" >&2
+if [ -n "$FUSE_FAIL" ] || [ -n "$NBD_FAIL" ]; then
+	for f in "$FUSE_FAIL" "$NBD_FAIL"; do
+		[ -z "$f" ] || echo "bench: $f (see $OUT)" >&2
+	done
 	exit 1
 fi
 if [ -n "$CL_FAIL" ]; then
