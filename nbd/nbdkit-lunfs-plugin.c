@@ -116,8 +116,8 @@ static struct lunfs_file *wr(const char *what)
 		nbdkit_error("%s: %s: cannot take the exclusive lock%s: %s", path, what,
 			     r == -EBUSY ? " (another host still has the file open)" : "",
 			     lunfs_strerror(r));
-		int e = lunfs_sys_errno(r);
-		nbdkit_set_error(e < 0 ? -e : EIO);
+		/* NBD has no EBUSY (nbdkit would send EINVAL): an I/O error */
+		nbdkit_set_error(EIO);
 	}
 	return w;
 }

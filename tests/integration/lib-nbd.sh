@@ -4,6 +4,7 @@ PLUGIN="$ROOT/build/lib/nbdkit-lunfs-plugin.so"
 [ -n "${LUNFS_BUILD:-}" ] && PLUGIN="$LUNFS_BUILD/lib/nbdkit-lunfs-plugin.so"
 [ -f "$PLUGIN" ] || fail "$PLUGIN not built"
 # what start_export serves: the volume image and the file in it
+# (EXPORT_FILTERS: nbdkit options before the plugin, e.g. --filter=exitlast)
 EXPORT_IMG=${EXPORT_IMG:-$T/v.img}
 EXPORT_FILE=${EXPORT_FILE:-/vm01/disk.img}
 
@@ -13,7 +14,7 @@ EXPORT_FILE=${EXPORT_FILE:-/vm01/disk.img}
 start_export() {
 	local name=$1 host=$2
 	shift 2
-	nbdkit -U "$T/$name.sock" --foreground -v "$PLUGIN" "$EXPORT_IMG" "file=$EXPORT_FILE" "host=$host" "$@" \
+	nbdkit -U "$T/$name.sock" --foreground -v ${EXPORT_FILTERS:-} "$PLUGIN" "$EXPORT_IMG" "file=$EXPORT_FILE" "host=$host" "$@" \
 		>"$T/$name.log" 2>&1 &
 	eval "PID_$name=$!"
 	on_exit "stop_export $name"
