@@ -111,8 +111,9 @@ $(B)/asan/unit_tests: $(LIB_SRC) $(UNIT_SRC) $(wildcard */*.h)
 
 # Every #include goes downward: util <- dev <- format <- lock <- journal <- fs
 # <- tools (docs/CODING.md).
-check-layers:
+check-layers: $(LIB_OBJ)
 	@sh scripts/check-layers.sh
+	@python3 scripts/check-fs-cycles.py $(filter $(B)/obj/fs/%,$(LIB_OBJ))
 
 check-unit: all
 	$(B)/tests/unit_tests

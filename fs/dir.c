@@ -3,6 +3,7 @@
  * simply an entry's position: block index * 4096 + offset in the block. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "fs/internal.h"
 
 int name_check(const char *name)
@@ -231,4 +232,12 @@ int dir_iter(struct txn *tx, struct lunfs_inode *dir, uint64_t cookie, lunfs_dir
 		}
 	}
 	return 0;
+}
+
+int dir_read(struct txn *tx, uint64_t ino, int mode, struct lunfs_inode *d)
+{
+	int r = ino_read(tx, ino, mode, d);
+	if (r)
+		return r;
+	return S_ISDIR(d->mode) ? 0 : -ENOTDIR;
 }

@@ -77,19 +77,6 @@ void gw_wait_ready(struct lunfs_vol *v, struct ofile *of, uint64_t lblk0, uint64
 	}
 }
 
-void gw_wait_ino(struct lunfs_vol *v, uint64_t ino)
-{
-	VOL_HELD(v);
-	for (;;) {
-		int busy = 0;
-		for (struct gwrite *g = v->gw; g && !busy; g = g->next)
-			busy = g->of->ino == ino;
-		if (!busy)
-			return;
-		pthread_cond_wait(&v->gw_cv, &v->mu);
-	}
-}
-
 void gw_add(struct lunfs_vol *v, struct gwrite *g)
 {
 	VOL_HELD(v);

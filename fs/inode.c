@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include "fs/internal.h"
+#include "fs/lunfs_test.h"
 
 void ino_now(struct lunfs_time *t)
 {
@@ -271,10 +272,6 @@ int ino_free(struct txn *tx, struct lunfs_inode *in)
 	int r;
 	if (!rc)
 		return -ENOMEM;
-	if ((r = xattr_free_all(tx, in))) {
-		free(rc);
-		return r;
-	}
 	r = rc_load(tx, geom_ig_lock(s, g), geom_ig_hdr(s, g), RC_INODE, s->ig_inodes,
 		    g * s->ig_inodes, rc, &b);
 	if (!r && !rc_test(rc, i))
@@ -435,4 +432,44 @@ int alloc_counts(struct lunfs_vol *v, uint64_t *free_file, uint64_t *free_ino)
 	}
 	free(rc);
 	return r;
+}
+
+/* One change to one inode: lock it exclusively, let fn change it, write it
+ * and commit.  st (may be NULL) receives its attributes afterwards. */
+int modify_inode(struct lunfs_vol *v, uint64_t ino,
+		 int (*fn)(struct txn *, struct lunfs_inode *, void *), void *arg,
+		 struct lunfs_stat *st)
+{
+	int r = vol_check_writable(v);
+	if (r)
+		return r;
+	struct lunfs_inode *in = malloc(sizeof(*in));
+	if (!in)
+		return -ENOMEM;
+	struct txn tx;
+	tx_begin(v, &tx);
+	gw_wait_ino(v, ino); /* a truncate happens after the writes in flight */
+	if ((r = ino_read(&tx, ino, LK_EXCLUSIVE, in)) || (r = fn(&tx, in, arg)) ||
+	    (r = ino_write(&tx, in)))
+		goto out;
+	if (st) {
+		ino_stat(v, in, st);
+		of_overlay_stat(v, st);
+	}
+out:
+	r = op_finish(&tx, r);
+	free(in);
+	return r;
+}
+
+static int dirty_then_fail(struct txn *tx, struct lunfs_inode *in, void *arg)
+{
+	(void)arg;
+	int r = ino_write(tx, in);
+	return r ? r : -ENOSPC;
+}
+
+int lunfs_test_fail_after_dirty(struct lunfs_vol *v, uint64_t ino)
+{
+	return modify_inode(v, ino, dirty_then_fail, NULL, NULL);
 }

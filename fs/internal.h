@@ -64,6 +64,8 @@ struct buf {
 	uint64_t lock;    /* address of the covering lock; 0 = transient */
 	uint8_t *data;    /* BS bytes, aligned */
 	struct buf *next; /* hash chain, or the transaction's transient list */
+	unsigned txrefs;  /* open transactions with it in their dirty list */
+	int dropped;      /* out of the cache; freed when txrefs reaches 0 */
 };
 
 /* A lock this host holds, cached with its last image.  Protected by v->mu. */
@@ -324,10 +326,12 @@ int dir_is_empty(struct txn *tx, struct lunfs_inode *dir);
 int dir_iter(struct txn *tx, struct lunfs_inode *dir, uint64_t off, lunfs_dirfn fn, void *arg);
 int name_check(const char *name);
 
-/* Operations (ops.c) */
-/* Ends the operation tx: commits it when r is 0, else drops what it
- * changed (tx_end).  Returns r, or the commit's error. */
+/* vol.c: ends the operation tx, the one error exit of every operation:
+ * commits it when r is 0, else drops what it changed (tx_end).  Returns r,
+ * or the commit's error. */
 int op_finish(struct txn *tx, int r);
+/* dir.c: reads directory ino (-ENOTDIR if it is not one) */
+int dir_read(struct txn *tx, uint64_t ino, int mode, struct lunfs_inode *d);
 
 /* Statistics (iostat.c).  ios_begin/ios_end bracket one data request of
  * an open file (of may be NULL: the volume only); ios_end counts it when
@@ -339,16 +343,21 @@ uint64_t ios_begin(struct lunfs_vol *v, struct ofile *of);
 void ios_end(struct lunfs_vol *v, struct ofile *of, int write, int64_t res, uint64_t t0);
 void ios_lock_wait(struct lunfs_vol *v, uint64_t ns);
 void ios_sample(struct lunfs_vol *v, struct lunfs_hbstat *st);
-/* file.c: the data path lunfs_pread and lunfs_pwrite count around */
+/* Makes io the open file whose request this thread serves (NULL: none),
+ * for ios_lock_wait; returns the one it served before. */
+struct iostat *ios_serve(struct iostat *io);
+/* data.c: the data path lunfs_pread and lunfs_pwrite count around */
 ssize_t file_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off);
 ssize_t file_pwrite(struct lunfs_file *f, const void *buf, size_t len, uint64_t off);
 
-/* ops.c: one transaction that reads inode ino locked exclusive, lets fn
- * change it (and what hangs off it), writes it and commits; fills st. */
+/* inode.c: one transaction that reads inode ino locked exclusive (after
+ * the writes pending into it), lets fn change it (and what hangs off it),
+ * writes it and commits; fills st. */
 int modify_inode(struct lunfs_vol *v, uint64_t ino,
 		 int (*fn)(struct txn *, struct lunfs_inode *, void *), void *arg,
 		 struct lunfs_stat *st);
-/* xattr.c: frees the xattr blocks of in (its inode is being freed). */
+/* xattr.c: frees the xattr blocks of in (its inode is being freed: the
+ * free path calls it before ino_free). */
 int xattr_free_all(struct txn *tx, struct lunfs_inode *in);
 /* Pending writes (fill.c): a write into holes or to-be-zeroed blocks, or
  * past the end, of at most GW_BLOCKS file blocks.  Its data is written
@@ -399,15 +408,51 @@ int gw_finish(struct lunfs_vol *v, struct gwrite *g, int r);
 void tx_park(struct lunfs_vol *v);
 void tx_unpark(struct lunfs_vol *v);
 
-/* Files (file.c) */
+/* The open-file table (ofile.c; of_invalidate and of_forget above).
+ * v->mu held. */
 struct ofile *of_find(struct lunfs_vol *v, uint64_t ino);
-/* Makes of pin its inode lock in mode want (or stronger), marked as held by
- * an open (LK_HOLD_OPEN), until its last close.  v->mu held. */
-int of_pin(struct lunfs_vol *v, struct ofile *of, int want);
 void of_overlay(const struct ofile *of, struct lunfs_stat *st);
+/* of_overlay for st->ino, if it is open here */
+void of_overlay_stat(struct lunfs_vol *v, struct lunfs_stat *st);
 int of_handed_off(const struct ofile *of);
 void of_clear_times(struct ofile *of);
+/* Whether an open mode writes. */
+static inline int mode_writable(int mode)
+{
+	return mode == LUNFS_OPEN_EXCL || mode == LUNFS_OPEN_RW || mode == LUNFS_OPEN_MULTI;
+}
+
+/* open.c: makes of pin its inode lock in mode want (or stronger), marked
+ * as held by an open (LK_HOLD_OPEN), until its last close.  v->mu held. */
+int of_pin(struct lunfs_vol *v, struct ofile *of, int want);
+/* vol.c: drops a pin of h; the last one releases it at once (checkpoint
+ * first).  v->mu held. */
+int vl_release_now(struct lunfs_vol *v, struct held *h);
+/* vol.c: releases h (checkpoint first: the journal rule), dropping its
+ * cached blocks.  v->mu held. */
+int vl_release(struct lunfs_vol *v, struct held *h);
+/* vol.c: drops the cached blocks under lock (0: every block).  v->mu held. */
+void vol_cache_drop_lock(struct lunfs_vol *v, uint64_t lock);
+/* vol.c: the linger thread (releases idle holds, checkpoints, samples the
+ * I/O statistics, follows an online grow); started by the mount. */
+void *vol_linger_thread(void *arg);
+#define VOL_NBUCKETS 4096 /* buckets of the block cache's hash */
+
+/* The free path (free.c). */
+/* Frees everything of an inode listed as an orphan (its blocks, xattr
+ * blocks, the inode), in steps; takes it out of the orphan directory. */
 int file_release_inode(struct txn *tx, struct lunfs_inode *in);
+/* Lists ino in the orphan directory (add) or takes it out. */
+int orphan_edit(struct txn *tx, uint64_t ino, int add);
+/* Sets in's size: a cut frees the blocks past it and zeroes the cut
+ * block's tail with the commit (tx_zero_at_commit); growth only changes
+ * the size (the new part reads as zeros).  Writes in. */
+int file_truncate(struct txn *tx, struct lunfs_inode *in, uint64_t size);
+
+/* The data path (data.c). */
+/* Writes len bytes at device offset off; fresh: the sectors around the
+ * range belong to a block being exposed now, so they are zeros. */
+int write_range(struct lunfs_vol *v, uint64_t off, const void *buf, size_t len, int fresh);
 /* A new inode's first len bytes (len <= file_bs) into a new file block 0,
  * written before the pointer (tx->preflush), for a symlink target longer
  * than the inline area. */

@@ -24,5 +24,11 @@ void lunfs_abandon(struct lunfs_vol *v);
 /* Counters of the device under v (I/Os per operation in benchmarks). */
 void lunfs_dev_stats(struct lunfs_vol *v, struct dev_stats *st);
 struct dev *lunfs_device(struct lunfs_vol *v);
+/* An operation that changes inode ino's block and then fails (-ENOSPC):
+ * its change is dropped from the cache (a failure path beside commits in
+ * flight).  Returns -ENOSPC, or the error that came first. */
+int lunfs_test_fail_after_dirty(struct lunfs_vol *v, uint64_t ino);
+/* The journal checkpoints at a seal beyond n pending homes (default 4096). */
+void lunfs_test_set_pend_max(struct lunfs_vol *v, unsigned n);
 
 #endif

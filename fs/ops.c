@@ -14,26 +14,6 @@ static uint32_t dtype(uint32_t mode)
 	return (mode >> 12) & 15;
 }
 
-static int read_dir(struct txn *tx, uint64_t ino, int mode, struct lunfs_inode *d)
-{
-	int r = ino_read(tx, ino, mode, d);
-	if (r)
-		return r;
-	return S_ISDIR(d->mode) ? 0 : -ENOTDIR;
-}
-
-int op_finish(struct txn *tx, int r)
-{
-	if (r) {
-		tx_end(tx, r);
-		return r;
-	}
-	return tx_commit(tx);
-}
-
-/* Overlays what open files on this host have not committed yet. */
-static void overlay(struct lunfs_vol *v, struct lunfs_stat *st);
-
 int lunfs_getattr(struct lunfs_vol *v, uint64_t ino, struct lunfs_stat *st)
 {
 	struct txn tx;
@@ -45,7 +25,7 @@ int lunfs_getattr(struct lunfs_vol *v, uint64_t ino, struct lunfs_stat *st)
 	if (r)
 		goto out;
 	ino_stat(v, in, st);
-	overlay(v, st);
+	of_overlay_stat(v, st);
 out:
 	tx_end(&tx, r);
 	free(in);
@@ -57,7 +37,7 @@ static int lookup_in(struct txn *tx, uint64_t dir, const char *name, struct lunf
 		     struct lunfs_inode *in, struct lunfs_stat *st)
 {
 	uint64_t ino;
-	int r = read_dir(tx, dir, LK_FREE, d);
+	int r = dir_read(tx, dir, LK_FREE, d);
 	if (r)
 		return r;
 	if (!strcmp(name, "."))
@@ -70,7 +50,7 @@ static int lookup_in(struct txn *tx, uint64_t dir, const char *name, struct lunf
 	if (r)
 		return r;
 	ino_stat(tx->v, in, st);
-	overlay(tx->v, st);
+	of_overlay_stat(tx->v, st);
 	return 0;
 }
 
@@ -93,54 +73,6 @@ out:
 	free(d);
 	free(in);
 	return r;
-}
-
-/* The orphan directory lists inodes whose last link is gone but whose space
- * is not yet freed (open files, or a delete in progress). */
-static void orphan_name(uint64_t ino, char *name)
-{
-	snprintf(name, 24, "%llu", (unsigned long long)ino);
-}
-
-/* Lists ino in the orphan directory (add) or takes it out. */
-static int orphan_edit(struct txn *tx, uint64_t ino, int add)
-{
-	struct lunfs_inode *o = malloc(sizeof(*o));
-	char name[24];
-	if (!o)
-		return -ENOMEM;
-	orphan_name(ino, name);
-	int r = read_dir(tx, ORPHAN_INO, LK_EXCLUSIVE, o);
-	if (r)
-		goto out;
-	r = add ? dir_add(tx, o, name, ino, DT_REG_LUNFS) : dir_remove(tx, o, name);
-	if (r)
-		goto out;
-	r = ino_write(tx, o);
-out:
-	free(o);
-	return r;
-}
-
-/* Frees everything of an inode already listed as an orphan, in steps.
- * Lock order: the orphan directory, then the inode's group, then the
- * clusters of its blocks.  A create takes a group and then a meta cluster,
- * and an unlink the orphan directory and then the group: any other order
- * here would let two hosts wait for each other until their timeouts. */
-int file_release_inode(struct txn *tx, struct lunfs_inode *in)
-{
-	const struct lunfs_sb *s = &tx->v->sb;
-	uint64_t g = in->ino / s->ig_inodes;
-	int r = tx_lock(tx, geom_ino_lock(s, ORPHAN_INO), geom_ino_blk(s, ORPHAN_INO), LK_EXCLUSIVE);
-	if (r)
-		return r;
-	if ((r = tx_lock(tx, geom_ig_lock(s, g), geom_ig_hdr(s, g), LK_EXCLUSIVE)))
-		return r;
-	if (!(in->flags & INOF_INLINE) && (r = bmap_punch(tx, in, 0, 0)))
-		return r;
-	if ((r = ino_write(tx, in)) || (r = orphan_edit(tx, in->ino, 0)))
-		return r;
-	return ino_free(tx, in);
 }
 
 /* The last link of in went away (in is locked and written by the caller
@@ -172,7 +104,7 @@ static int create_in(struct txn *tx, uint64_t dir, const char *name, uint32_t mo
 		     uint64_t rdev, const char *target, const struct lunfs_cred *c,
 		     struct lunfs_inode *d, struct lunfs_inode *in, struct lunfs_stat *st)
 {
-	int r = read_dir(tx, dir, LK_EXCLUSIVE, d);
+	int r = dir_read(tx, dir, LK_EXCLUSIVE, d);
 	if (r)
 		return r;
 	if (d->nlink == 0)
@@ -312,7 +244,7 @@ int lunfs_readlink(struct lunfs_vol *v, uint64_t ino, char *buf, size_t size)
 static int link_in(struct txn *tx, uint64_t ino, uint64_t dir, const char *name,
 		   struct lunfs_inode *d, struct lunfs_inode *in, struct lunfs_stat *st)
 {
-	int r = read_dir(tx, dir, LK_EXCLUSIVE, d);
+	int r = dir_read(tx, dir, LK_EXCLUSIVE, d);
 	if (r)
 		return r;
 	if ((r = ino_read(tx, ino, LK_EXCLUSIVE, in)))
@@ -333,7 +265,7 @@ static int link_in(struct txn *tx, uint64_t ino, uint64_t dir, const char *name,
 	if ((r = ino_write(tx, in)) || (r = ino_write(tx, d)))
 		return r;
 	ino_stat(tx->v, in, st);
-	overlay(tx->v, st);
+	of_overlay_stat(tx->v, st);
 	return 0;
 }
 
@@ -360,7 +292,7 @@ static int remove_in(struct txn *tx, uint64_t dir, const char *name, int isdir,
 		     struct lunfs_inode *d, struct lunfs_inode *in)
 {
 	uint64_t ino;
-	int r = read_dir(tx, dir, LK_EXCLUSIVE, d);
+	int r = dir_read(tx, dir, LK_EXCLUSIVE, d);
 	if (r)
 		return r;
 	if ((r = dir_lookup(tx, d, name, &ino, NULL)) || (r = ino_read(tx, ino, LK_EXCLUSIVE, in)))
@@ -455,10 +387,10 @@ static int rename_in(struct txn *tx, uint64_t odir, const char *oname, uint64_t 
 	uint64_t sino, dino = 0;
 	/* both directories, in address order (one lock if they are the same) */
 	uint64_t first = odir < ndir ? odir : ndir, second = odir < ndir ? ndir : odir;
-	int r = read_dir(tx, first, LK_EXCLUSIVE, first == odir ? od : nd);
+	int r = dir_read(tx, first, LK_EXCLUSIVE, first == odir ? od : nd);
 	if (r)
 		return r;
-	if (second != first && (r = read_dir(tx, second, LK_EXCLUSIVE, second == odir ? od : nd)))
+	if (second != first && (r = dir_read(tx, second, LK_EXCLUSIVE, second == odir ? od : nd)))
 		return r;
 	struct lunfs_inode *ndp = odir == ndir ? od : nd; /* one in-memory copy when shared */
 	if ((r = dir_lookup(tx, od, oname, &sino, NULL)) || (r = ino_read(tx, sino, LK_EXCLUSIVE, src)))
@@ -571,7 +503,7 @@ int lunfs_readdir(struct lunfs_vol *v, uint64_t dir, uint64_t off, lunfs_dirfn f
 	if (!d)
 		return -ENOMEM;
 	tx_begin(v, &tx);
-	int r = read_dir(&tx, dir, LK_FREE, d);
+	int r = dir_read(&tx, dir, LK_FREE, d);
 	if (r)
 		goto out;
 	r = dir_iter(&tx, d, off, fn, arg);
@@ -600,37 +532,7 @@ int lunfs_statfs(struct lunfs_vol *v, struct lunfs_statfs *st)
 	return 0;
 }
 
-/* One change to one inode: lock it exclusively, let fn change it, write it
- * and commit.  st (may be NULL) receives its attributes afterwards. */
-int modify_inode(struct lunfs_vol *v, uint64_t ino,
-		 int (*fn)(struct txn *, struct lunfs_inode *, void *), void *arg,
-		 struct lunfs_stat *st)
-{
-	int r = vol_check_writable(v);
-	if (r)
-		return r;
-	struct lunfs_inode *in = malloc(sizeof(*in));
-	if (!in)
-		return -ENOMEM;
-	struct txn tx;
-	tx_begin(v, &tx);
-	gw_wait_ino(v, ino); /* a truncate happens after the writes in flight */
-	if ((r = ino_read(&tx, ino, LK_EXCLUSIVE, in)) || (r = fn(&tx, in, arg)) ||
-	    (r = ino_write(&tx, in)))
-		goto out;
-	if (st) {
-		ino_stat(v, in, st);
-		overlay(v, st);
-	}
-out:
-	r = op_finish(&tx, r);
-	free(in);
-	return r;
-}
-
 /* ---- setattr ---- */
-
-int file_truncate(struct txn *tx, struct lunfs_inode *in, uint64_t size); /* file.c */
 
 struct setattr_arg {
 	unsigned mask;
@@ -692,11 +594,4 @@ int lunfs_setattr(struct lunfs_vol *v, uint64_t ino, unsigned mask, const struct
 {
 	struct setattr_arg a = {mask, sa};
 	return modify_inode(v, ino, do_setattr, &a, st);
-}
-
-static void overlay(struct lunfs_vol *v, struct lunfs_stat *st)
-{
-	struct ofile *of = of_find(v, st->ino);
-	if (of)
-		of_overlay(of, st);
 }

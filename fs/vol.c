@@ -10,12 +10,11 @@
 #include "fs/internal.h"
 #include "fs/lunfs_test.h"
 
-#define NBUCKETS 4096
 #define LOCK_WAIT_MS 30000
 
 static size_t bucket(uint64_t addr)
 {
-	return (addr / BS) % NBUCKETS;
+	return (addr / BS) % VOL_NBUCKETS;
 }
 
 static struct buf *cache_find(struct lunfs_vol *v, uint64_t addr)
@@ -33,6 +32,16 @@ static void buf_free(struct buf *b)
 	free(b);
 }
 
+/* A block leaving the cache: a transaction that has it dirty (another
+ * thread's, parked with v->mu dropped) keeps it until its end. */
+static void buf_drop(struct buf *b)
+{
+	if (b->txrefs)
+		b->dropped = 1;
+	else
+		buf_free(b);
+}
+
 static void cache_drop(struct lunfs_vol *v, uint64_t addr)
 {
 	VOL_HELD(v);
@@ -41,22 +50,22 @@ static void cache_drop(struct lunfs_vol *v, uint64_t addr)
 		if ((*pp)->addr == addr) {
 			struct buf *b = *pp;
 			*pp = b->next;
-			buf_free(b);
+			buf_drop(b);
 			return;
 		}
 	}
 }
 
 /* Drops every cached block covered by lock (0: everything). */
-static void cache_drop_lock(struct lunfs_vol *v, uint64_t lock)
+void vol_cache_drop_lock(struct lunfs_vol *v, uint64_t lock)
 {
-	for (size_t i = 0; i < NBUCKETS; i++) {
+	for (size_t i = 0; i < VOL_NBUCKETS; i++) {
 		struct buf **pp = &v->bh[i];
 		while (*pp) {
 			if (!lock || (*pp)->lock == lock) {
 				struct buf *b = *pp;
 				*pp = b->next;
-				buf_free(b);
+				buf_drop(b);
 			} else {
 				pp = &(*pp)->next;
 			}
@@ -96,7 +105,6 @@ static int mode_covers(int held, int want)
 	       (want == LK_SHARED_RO && held == LK_MULTI_WRITER && 0);
 }
 
-static int vl_release(struct lunfs_vol *v, struct held *h);
 static void release_unpinned(struct lunfs_vol *v, uint64_t idle_ms);
 
 /* Another host waits for a lock we only linger on: let it go, and give the
@@ -247,13 +255,13 @@ void vl_unpin(struct lunfs_vol *v, struct held *h)
 }
 
 /* Releases h: checkpoint first (the journal rule), then drop its cache. */
-static int vl_release(struct lunfs_vol *v, struct held *h)
+int vl_release(struct lunfs_vol *v, struct held *h)
 {
 	VOL_HELD(v);
 	int r = jnl_checkpoint(v->j);
 	if (r)
 		return r; /* keep holding it: its blocks are not all home yet */
-	cache_drop_lock(v, h->lk.off);
+	vol_cache_drop_lock(v, h->lk.off);
 	r = lk_release(v->hb, &h->lk);
 	struct held **pp = &v->locks;
 	while (*pp != h)
@@ -270,7 +278,7 @@ int vl_hand_over(struct lunfs_vol *v, struct held *h, uint32_t slot, uint64_t mo
 		r = jnl_checkpoint(v->j); /* the journal rule, as for a release */
 	if (r)
 		return r;
-	cache_drop_lock(v, h->lk.off);
+	vol_cache_drop_lock(v, h->lk.off);
 	if ((r = lk_transfer(v->hb, &h->lk, slot, mount_gen, LK_HOLD_OPEN)))
 		return r;
 	struct held **pp = &v->locks;
@@ -329,7 +337,7 @@ static void release_idle(struct lunfs_vol *v, uint64_t idle_ms)
 	free(pub);
 }
 
-static void *linger_thread(void *arg)
+void *vol_linger_thread(void *arg)
 {
 	struct lunfs_vol *v = arg;
 	pthread_mutex_lock(&v->mu);
@@ -452,8 +460,34 @@ int tx_dirty(struct txn *tx, struct buf *b)
 			return 0;
 	if (tx->ndirty == TX_MAX)
 		return -E2BIG;
+	b->txrefs++;
 	tx->dirty[tx->ndirty++] = b;
 	return 0;
+}
+
+/* Empties tx's dirty list; with drop, its blocks leave the cache first (a
+ * failure: the cache must equal what is committed, and a re-read finds the
+ * journal's pending image, else the home).  Before a drop, every sealed
+ * transaction still in flight is waited for: until its images are pending
+ * in the journal, the cache holds their only copy, and a block dropped now
+ * and read again would lose them.  v->mu held. */
+static void tx_clear_dirty(struct txn *tx, int drop)
+{
+	struct lunfs_vol *v = tx->v;
+	VOL_HELD(v);
+	if (drop && tx->ndirty) {
+		if (v->j)
+			jnl_wait_written(v->j);
+		for (int i = 0; i < tx->ndirty; i++)
+			cache_drop(v, tx->dirty[i]->addr);
+		of_invalidate(v, 0);
+	}
+	for (int i = 0; i < tx->ndirty; i++) {
+		struct buf *b = tx->dirty[i];
+		if (--b->txrefs == 0 && b->dropped)
+			buf_free(b);
+	}
+	tx->ndirty = 0;
 }
 
 static void late_free(struct txn *tx)
@@ -499,12 +533,14 @@ static int late_zero(struct lunfs_vol *v, uint64_t off, uint64_t len)
 	return r || off >= end ? r : dev_zero(v->d, off, end - off);
 }
 
-/* Forgets what tx (or a commit of it that failed) changed: the cache must
- * equal what is committed (a re-read finds the journal's pending image,
- * else the home).  v->mu held. */
+/* Forgets what a commit whose journal write failed changed (the journal
+ * is broken and the host fenced by then: see jnl_txn_write), after the
+ * transactions sealed after it failed too (tx_clear_dirty says why).
+ * v->mu held. */
 static void tx_forget(struct lunfs_vol *v, const uint64_t *addrs, int n)
 {
 	VOL_HELD(v);
+	jnl_wait_written(v->j);
 	for (int i = 0; i < n; i++)
 		cache_drop(v, addrs[i]);
 	of_invalidate(v, 0);
@@ -545,16 +581,13 @@ static int tx_seal(struct txn *tx, struct jnl_txn **out, uint64_t *addrs, int *n
 	for (int i = 0; i < tx->ndirty; i++)
 		addrs[i] = tx->dirty[i]->addr;
 	*naddrs = tx->ndirty;
-	tx->ndirty = 0;
+	tx_clear_dirty(tx, 0);
 	*out = jt;
 	return 0;
 fail:
 	jnl_txn_abort(jt);
 	late_free(tx);
-	for (int i = 0; i < tx->ndirty; i++)
-		cache_drop(v, tx->dirty[i]->addr);
-	of_invalidate(v, 0);
-	tx->ndirty = 0;
+	tx_clear_dirty(tx, 1);
 	return r;
 }
 
@@ -635,11 +668,7 @@ void tx_end(struct txn *tx, int r)
 		if (--v->draining == 0)
 			pthread_cond_broadcast(&v->io_cv);
 	}
-	if (r && tx->ndirty) {
-		for (int i = 0; i < tx->ndirty; i++)
-			cache_drop(v, tx->dirty[i]->addr);
-		of_invalidate(v, 0);
-	}
+	tx_clear_dirty(tx, r != 0);
 	while (tx->transient) {
 		struct buf *b = tx->transient;
 		tx->transient = b->next;
@@ -651,7 +680,6 @@ void tx_end(struct txn *tx, int r)
 	free(tx->pinned);
 	tx->pinned = NULL;
 	tx->npinned = tx->cpinned = 0;
-	tx->ndirty = 0;
 	pthread_mutex_unlock(&v->mu);
 }
 
@@ -691,32 +719,13 @@ int tx_commit(struct txn *tx)
 	return r;
 }
 
-/* ---- mount ---- */
-
-static int host_identity(const char *name, struct hb_ident *id)
+int op_finish(struct txn *tx, int r)
 {
-	char buf[256] = "";
-	memset(id, 0, sizeof(*id));
-	if (!name || !*name) {
-		FILE *f = fopen("/etc/machine-id", "r");
-		if (f) {
-			if (fgets(buf, sizeof(buf), f))
-				buf[strcspn(buf, "\n")] = 0;
-			fclose(f);
-		}
-		if (!*buf)
-			gethostname(buf, sizeof(buf) - 1);
-		name = buf;
+	if (r) {
+		tx_end(tx, r);
+		return r;
 	}
-	size_t n = strlen(name);
-	if (n == 0 || n > LUNFS_HOSTNAME_LEN)
-		return -ENAMETOOLONG;
-	memcpy(id->name, name, n);
-	/* the identity persists: the same name gives the same UUID */
-	XXH128_hash_t hsh = XXH3_128bits_withSeed(id->name, strlen(id->name), 0x6c756e6673);
-	memcpy(id->uuid, &hsh.low64, 8);
-	memcpy(id->uuid + 8, &hsh.high64, 8);
-	return 0;
+	return tx_commit(tx);
 }
 
 int ino_check(struct lunfs_vol *v, uint64_t ino)
@@ -781,282 +790,7 @@ int vol_purge_locks(struct lunfs_vol *v, uint32_t slot, uint64_t below)
 	return r;
 }
 
-/* The public device options, as dev/ takes them. */
-static struct dev_opts dev_opts_of(const struct lunfs_dev_opts *o, int readonly)
-{
-	_Static_assert((int)LUNFS_CAW_AUTO == DEV_CAW_AUTO && (int)LUNFS_CAW_NATIVE == DEV_CAW_NATIVE &&
-		       (int)LUNFS_CAW_RESERVE == DEV_CAW_RESERVE, "caw modes");
-	return (struct dev_opts){.readonly = readonly, .initiator = o->initiator,
-				 .caw_mode = o->caw_mode, .buffered = o->buffered, .no_pr = o->no_pr};
-}
-
-int lunfs_mount(const char *url, const struct lunfs_mount_opts *o, struct lunfs_vol **out,
-		const char **msg)
-{
-	return lunfs_mount_test(url, o, NULL, out, msg);
-}
-
-int lunfs_mount_test(const char *url, const struct lunfs_mount_opts *o,
-		     const struct lunfs_test_opts *t, struct lunfs_vol **out, const char **msg)
-{
-	struct lunfs_mount_opts dflt = {0};
-	struct lunfs_test_opts no_hooks = {0};
-	struct lunfs_vol *v = calloc(1, sizeof(*v));
-	const char *why = NULL;
-	int r, used_backup;
-	if (!o)
-		o = &dflt;
-	if (!t)
-		t = &no_hooks;
-	if (msg)
-		*msg = NULL;
-	if (!v)
-		return -ENOMEM;
-	pthread_mutex_init(&v->mu, NULL);
-	lunfs_cond_init(&v->linger_cv);
-	pthread_cond_init(&v->io_cv, NULL);
-	pthread_cond_init(&v->acq_cv, NULL);
-	lunfs_cond_init(&v->gw_cv); /* gw_gather waits on CLOCK_MONOTONIC */
-	v->ro = o->readonly;
-	v->linger_ms = o->linger_ms ? o->linger_ms : 500;
-	v->bh = calloc(NBUCKETS, sizeof(*v->bh));
-	if (!v->bh) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	if (t->device) {
-		v->d = t->device;
-	} else {
-		struct dev_opts dopts = dev_opts_of(&o->dev, v->ro);
-		if ((r = dev_open(url, &dopts, &v->d))) {
-			why = dev_last_error();
-			goto fail;
-		}
-	}
-	if (dev_lbs(v->d) > LUNFS_SLOT_STRIDE) {
-		why = "device logical block size above 4096 is not supported";
-		r = -EINVAL;
-		goto fail;
-	}
-	r = lunfs_read_sb(v->d, &v->sb, 1, &used_backup, &why);
-	if (r)
-		goto fail;
-	if (used_backup) {
-		why = "primary superblock is damaged (the backup is good): run fsck.lunfs -y";
-		r = -EFSCORRUPTED;
-		goto fail;
-	}
-	if (!v->ro) {
-		struct hb_ident id;
-		struct lk_params p = lk_params_of(&v->sb);
-		if ((r = host_identity(o->host, &id))) {
-			why = "host name is empty or longer than 64 bytes";
-			goto fail;
-		}
-		if ((r = pr_mount(v))) {
-			why = "cannot register a persistent-reservation key on the target";
-			goto fail;
-		}
-		id.pr_key = v->pr_key;
-		v->recovery_pause_ms = t->recovery_pause_ms;
-		uint32_t prev = HB_FREE;
-		if ((r = hb_claim_flags(v->d, &p, &id, o->assume_dead ? HB_ASSUME_DEAD : 0, &v->hb,
-					&prev))) {
-			why = r == -ENOSPC   ? "no free heartbeat slot (too many hosts mounted)"
-			      : r == -EEXIST ? "this host identity is already mounted (heartbeat moves)"
-					     : "cannot claim a heartbeat slot";
-			goto fail;
-		}
-		v->slot = hb_slot(v->hb);
-		/* before any other write: fsck or mkfs may hold the volume */
-		char who[LUNFS_HOSTNAME_LEN + 1] = "";
-		if ((r = hb_exclusive_alive(v->hb, who, sizeof(who)))) {
-			static __thread char msgbuf[160];
-			snprintf(msgbuf, sizeof(msgbuf),
-				 "the volume is held by %s (fsck.lunfs or mkfs.lunfs is running)", who);
-			why = r > 0 ? msgbuf : "cannot read the heartbeat region";
-			r = r > 0 ? -EBUSY : r;
-			hb_release(v->hb);
-			goto fail;
-		}
-		/* the same identity taking its own crashed slot over: the one
-		 * takeover path, so its old key is preempted before the replay */
-		if ((r = hb_fence_victim(v->hb, hb_prev_pr_key(v->hb)))) {
-			why = "cannot fence this host's earlier mount (persistent reservation)";
-			hb_abandon(v->hb);
-			goto fail;
-		}
-		struct jnl_geom g = {.slot = v->slot, .off = geom_jnl(&v->sb, v->slot),
-				     .size = v->sb.jnl_size, .target_ok = vol_jtarget_ok, .arg = &v->sb};
-		memcpy(g.uuid, v->sb.uuid, 16);
-		struct jnl_replay_stats st;
-		if ((r = jnl_open(v->d, &g, v->hb, &v->j, &st))) {
-			why = "journal replay failed: run fsck.lunfs";
-			hb_abandon(v->hb);
-			goto fail;
-		}
-		if (st.txns)
-			lunfs_log(LOG_NOTICE, "lunfs: replayed %llu transaction(s) from slot %u",
-			       (unsigned long long)st.txns, v->slot);
-		/* replayed: the old holds may now be treated as gone */
-		if ((r = hb_recovered(v->hb))) {
-			why = "cannot mark the heartbeat slot live after recovery";
-			jnl_abandon(v->j);
-			hb_abandon(v->hb);
-			goto fail;
-		}
-		/* hosts start their searches in different places */
-		v->ig_hint = (uint64_t)v->slot * v->sb.ig_count / v->sb.max_hosts;
-		v->fc_hint = (uint64_t)v->slot * v->sb.fc_count / v->sb.max_hosts;
-		v->mc_hint = (uint64_t)v->slot * v->sb.mc_count / v->sb.max_hosts;
-		if ((r = pthread_create(&v->linger_thr, NULL, linger_thread, v))) {
-			r = -r;
-			jnl_abandon(v->j);
-			hb_abandon(v->hb);
-			goto fail;
-		}
-		if (prev != HB_FREE && (r = vol_purge_locks(v, v->slot, hb_mount_gen(v->hb)))) {
-			if (msg)
-				*msg = "cannot clear the locks of this host's crashed mount";
-			lunfs_unmount(v);
-			return r;
-		}
-		if ((r = orphans_process(v))) {
-			if (msg)
-				*msg = "cannot clean up orphan inodes (run fsck.lunfs)";
-			lunfs_unmount(v);
-			return r;
-		}
-		if ((r = recover_start(v))) {
-			if (msg)
-				*msg = "cannot start the recovery thread";
-			lunfs_unmount(v);
-			return r;
-		}
-	}
-	*out = v;
-	return 0;
-fail:
-	if (msg)
-		*msg = why ? why : lunfs_strerror(r);
-	if (v->d)
-		pr_unmount(v);
-	if (v->d)
-		dev_close(v->d);
-	free(v->bh);
-	pthread_mutex_destroy(&v->mu);
-	pthread_cond_destroy(&v->linger_cv);
-	pthread_cond_destroy(&v->io_cv);
-	pthread_cond_destroy(&v->acq_cv);
-	pthread_cond_destroy(&v->gw_cv);
-	free(v);
-	return r;
-}
-
-static void vol_free(struct lunfs_vol *v)
-{
-	cache_drop_lock(v, 0);
-	while (v->locks) {
-		struct held *h = v->locks;
-		v->locks = h->next;
-		free(h);
-	}
-	while (v->ofiles) {
-		struct ofile *of = v->ofiles;
-		v->ofiles = of->next;
-		free(of->mapc);
-		free(of);
-	}
-	dev_close(v->d);
-	free(v->bh);
-	free(v->resv);
-	pthread_mutex_destroy(&v->mu);
-	pthread_cond_destroy(&v->linger_cv);
-	pthread_cond_destroy(&v->io_cv);
-	pthread_cond_destroy(&v->acq_cv);
-	pthread_cond_destroy(&v->gw_cv);
-	free(v);
-}
-
-static void stop_linger(struct lunfs_vol *v)
-{
-	if (v->ro || v->linger_joined)
-		return;
-	pthread_mutex_lock(&v->mu);
-	v->stop = 1;
-	pthread_cond_broadcast(&v->linger_cv);
-	pthread_mutex_unlock(&v->mu);
-	pthread_join(v->linger_thr, NULL);
-	v->linger_joined = 1;
-}
-
-int lunfs_unmount(struct lunfs_vol *v)
-{
-	int r = 0, e;
-	if (!v)
-		return -EINVAL;
-	aio_stop(v);
-	recover_stop(v);
-	stop_linger(v);
-	if (!v->ro) {
-		pthread_mutex_lock(&v->mu);
-		if (hb_ok(v->hb) == 0) {
-			r = jnl_checkpoint(v->j);
-			for (struct held *h = v->locks; h; h = h->next)
-				h->pins = 0;
-			while (v->locks)
-				if ((e = vl_release(v, v->locks)) && !r)
-					r = e;
-			if ((e = jnl_close(v->j)) && !r)
-				r = e;
-		} else {
-			jnl_abandon(v->j);
-			r = -EFENCED;
-		}
-		pthread_mutex_unlock(&v->mu);
-		if ((e = hb_release(v->hb)) && !r)
-			r = e;
-		if (r != -EFENCED)
-			pr_unmount(v);
-	}
-	vol_free(v);
-	return r;
-}
-
-void lunfs_abandon(struct lunfs_vol *v)
-{
-	aio_stop(v);
-	recover_stop(v);
-	stop_linger(v);
-	if (!v->ro) {
-		jnl_abandon(v->j);
-		hb_abandon(v->hb);
-	}
-	vol_free(v);
-}
-
 int lunfs_fenced(struct lunfs_vol *v)
 {
 	return v->ro ? 0 : hb_ok(v->hb) ? -EFENCED : 0;
-}
-
-void lunfs_retire(struct lunfs_vol *v)
-{
-	aio_stop(v);
-	recover_stop(v);
-	stop_linger(v);
-	pthread_mutex_lock(&v->mu);
-	cache_drop_lock(v, 0);
-	of_invalidate(v, 0);
-	pthread_mutex_unlock(&v->mu);
-}
-
-void lunfs_dev_stats(struct lunfs_vol *v, struct dev_stats *st)
-{
-	dev_get_stats(v->d, st);
-}
-
-struct dev *lunfs_device(struct lunfs_vol *v)
-{
-	return v->d;
 }

@@ -405,9 +405,7 @@ uint64_t jnl_pending_age_ms(struct jnl *j)
 	return age;
 }
 
-/* Waits until no sealed transaction is in flight (caller's lock held: the
- * write phase never takes it).  Returns the journal's broken state. */
-static int wait_written(struct jnl *j)
+int jnl_wait_written(struct jnl *j)
 {
 	pthread_mutex_lock(&j->mu);
 	while (j->inflight)
@@ -421,8 +419,11 @@ int jnl_checkpoint(struct jnl *j)
 {
 	int r;
 	/* every sealed transaction durable (or failed) first: pend then holds
-	 * all of them, and the tail may move past them */
-	wait_written(j);
+	 * all of them, and the tail may move past them.  A broken journal is
+	 * not checkpointed: the locks stay held (a release needs a
+	 * checkpoint), and whoever replays it next settles what is on disk */
+	if ((r = jnl_wait_written(j)))
+		return r;
 	if (j->tail_seq == j->head_seq && !j->npend)
 		return 0;
 	if (j->h && (r = hb_ok(j->h)))
@@ -472,7 +473,7 @@ int jnl_close(struct jnl *j)
 
 void jnl_abandon(struct jnl *j)
 {
-	wait_written(j); /* nobody may still be writing into j */
+	jnl_wait_written(j); /* nobody may still be writing into j */
 	jnl_free(j);
 }
 
@@ -535,8 +536,11 @@ int jnl_txn_make_room(struct jnl_txn *t)
 	uint64_t need = (uint64_t)(t->n + 2) * BS;
 	/* nothing sealed before t may flush between the caller's late writes
 	 * and t's own journal write */
-	int r = wait_written(j);
+	int r = jnl_wait_written(j);
 	if (r)
+		return r;
+	/* ... nor the seal's checkpoint for too many pending homes */
+	if (j->npend > j->pend_max && (r = jnl_checkpoint(j)))
 		return r;
 	if (need > j->log_size)
 		return -E2BIG;
@@ -645,6 +649,12 @@ int jnl_txn_write(struct jnl_txn *t)
 		 * the next mount settles it) */
 		if (!j->broken)
 			j->broken = r;
+		/* no further commit can succeed: this host stops writing (its
+		 * heartbeat stops, the write guard refuses), so that a survivor,
+		 * or this host's next mount, replays the journal and frees its
+		 * locks */
+		if (j->h)
+			hb_fence_self(j->h, "a journal write or its flush failed");
 	} else {
 		/* Durable from here: replay would redo it.  The homes are
 		 * written at the checkpoint (lock release, log wrap, unmount),

@@ -116,6 +116,9 @@ int jnl_txn_commit(struct jnl_txn *t);
  * transaction was written or failed, so the caller must not hold anything
  * a writer in jnl_txn_write waits for. */
 int jnl_txn_seal(struct jnl_txn *t);
+/* Waits until every sealed transaction was written (or failed).  Returns 0,
+ * or the error that broke the journal. */
+int jnl_wait_written(struct jnl *j);
 int jnl_txn_write(struct jnl_txn *t);
 /* The device is flushed right before t's journal write (data written
  * before the seal that t's new pointers expose). */

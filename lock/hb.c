@@ -116,6 +116,11 @@ static void fence(struct hb_host *h, const char *why)
 			  h->id.name, h->slot, why);
 }
 
+void hb_fence_self(struct hb_host *h, const char *why)
+{
+	fence(h, why);
+}
+
 static int is_fenced(struct hb_host *h)
 {
 	return h->fence_why != NULL;

@@ -83,6 +83,10 @@ int hb_recovered(struct hb_host *h);
 
 /* Why this host fenced itself (a static string), or NULL while it is not. */
 const char *hb_fence_reason(struct hb_host *h);
+/* Fences this host now (why is logged once): no more writes, no more
+ * renewals, as if the lease had run out.  Lock-free: any thread, under any
+ * lock (the journal, when a commit's write fails). */
+void hb_fence_self(struct hb_host *h, const char *why);
 
 uint32_t hb_slot(const struct hb_host *h);
 uint64_t hb_mount_gen(const struct hb_host *h);

@@ -1447,6 +1447,14 @@ static void *cj_setxattr(void *a)
 	return NULL;
 }
 
+static void *cj_fail(void *a)
+{
+	struct cj_job *j = a;
+	j->res = lunfs_test_fail_after_dirty(j->v, j->ino);
+	j->done = 1;
+	return NULL;
+}
+
 static void *cj_getattr(void *a)
 {
 	struct cj_job *j = a;
@@ -1506,6 +1514,121 @@ START_TEST(commit_outside_volume_mutex)
 }
 END_TEST
 
+/* A failed operation beside a commit in flight: it changed the same inode
+ * block as a sealed, not yet durable setxattr, and its failure drops that
+ * block from the cache.  A re-read must not lose the setxattr (the drop
+ * waits until the commit in flight is durable and pending in the
+ * journal), and the setxattr is there after a remount. */
+static void *cj_getxattr(void *a)
+{
+	struct cj_job *j = a;
+	char buf[8];
+	j->res = lunfs_getxattr(j->v, j->ino, "user.k2", buf, sizeof(buf));
+	j->done = 1;
+	return NULL;
+}
+
+START_TEST(failed_op_beside_commit_in_flight)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct dev *d;
+	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &d), 0);
+	struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 60000};
+	struct lunfs_test_opts to = {.device = d};
+	struct lunfs_vol *v;
+	ck_assert_int_eq(lunfs_mount_test(NULL, &o, &to, &v, NULL), 0);
+	uint64_t ino = mkfile(v, 1, "x");
+	ck_assert_int_eq(lunfs_setxattr(v, ino, "user.k1", "v1", 2, 0), 0);
+	struct cj_job a = {.v = v, .ino = ino}, c = {.v = v, .ino = ino};
+	struct dev_stats s0, s1;
+	pthread_t ta, tc;
+	lunfs_dev_stats(v, &s0);
+	dev_faulty_freeze(d, 1);
+	ck_assert_int_eq(pthread_create(&ta, NULL, cj_setxattr, &a), 0);
+	for (int ms = 0; ms < 5000; ms += 10) { /* its journal write waits */
+		lunfs_dev_stats(v, &s1);
+		if (s1.writes > s0.writes)
+			break;
+		usleep(10 * 1000);
+	}
+	ck_assert_uint_gt(s1.writes, s0.writes);
+	/* the failure's drop waits for the commit in flight: in a thread */
+	struct cj_job b = {.v = v, .ino = ino};
+	pthread_t tb;
+	ck_assert_int_eq(pthread_create(&tb, NULL, cj_fail, &b), 0);
+	usleep(200 * 1000);
+	ck_assert_int_eq(pthread_create(&tc, NULL, cj_getxattr, &c), 0);
+	usleep(200 * 1000);
+	dev_faulty_freeze(d, 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	pthread_join(tc, NULL);
+	ck_assert_int_eq(a.res, 0);
+	ck_assert_int_eq(b.res, -ENOSPC);
+	ck_assert_int_eq(c.res, 2); /* the re-read after the drop sees it */
+	char buf[8];
+	ck_assert_int_eq(lunfs_getxattr(v, ino, "user.k2", buf, sizeof(buf)), 2);
+	/* a later commit of the block keeps it */
+	ck_assert_int_eq(lunfs_setxattr(v, ino, "user.k3", "v3", 2, 0), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	v = mnt(p, "h1");
+	ck_assert_int_eq(lunfs_getxattr(v, ino, "user.k2", buf, sizeof(buf)), 2);
+	ck_assert_int_eq(lunfs_getxattr(v, ino, "user.k3", buf, sizeof(buf)), 2);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+/* A truncate's tail zeros are never durable before its journal record,
+ * also when its seal must checkpoint first for too many pending homes
+ * (that checkpoint runs before the zeroing): the flush after the zeroing
+ * fails, and after a crash the file has its old size and every byte. */
+START_TEST(truncate_zeroes_after_pending_checkpoint)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct dev *d;
+	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &d), 0);
+	struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 60000};
+	struct lunfs_test_opts to = {.device = d};
+	struct lunfs_vol *v;
+	ck_assert_int_eq(lunfs_mount_test(NULL, &o, &to, &v, NULL), 0);
+	struct lunfs_file *f;
+	struct lunfs_stat st;
+	uint64_t ino = mkfile(v, 1, "t");
+	uint8_t *src = malloc(2 * MiB), *r = malloc(2 * MiB);
+	fill(src, 2 * MiB, 17);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	ck_assert_int_eq(lunfs_pwrite(f, src, 2 * MiB, 0), 2 * MiB);
+	ck_assert_int_eq(lunfs_fsync(f), 0);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_setxattr(v, ino, "user.x", "y", 1, 0), 0); /* a pending home */
+	lunfs_test_set_pend_max(v, 0); /* the next seal checkpoints */
+	/* the truncate: a checkpoint (2 flushes), then the zeroing, then the
+	 * journal write's flush: the 3rd fails (a power cut there) */
+	struct dev_fault cfg = {.fail_flush = flushes_of(v) + 3};
+	dev_faulty_set(d, &cfg);
+	struct lunfs_setattr sa = {.size = MiB / 3};
+	ck_assert_int_ne(lunfs_setattr(v, ino, LUNFS_SET_SIZE, &sa, &st), 0);
+	lunfs_abandon(v);
+	struct lunfs_mount_opts o2 = {.host = "h1", .assume_dead = 1};
+	ck_assert_int_eq(lunfs_mount(p, &o2, &v, NULL), 0);
+	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
+	ck_assert_uint_eq(st.size, 2 * MiB);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_READ, &f), 0);
+	ck_assert_int_eq(lunfs_pread(f, r, 2 * MiB, 0), 2 * MiB);
+	ck_assert_msg(!memcmp(r, src, 2 * MiB), "the old size shows the cut block's tail zeroed");
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	free(src);
+	free(r);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 Suite *fs_suite(void)
 {
 	Suite *s = suite_create("fs");
@@ -1525,6 +1648,8 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, aio_engine);
 	tcase_add_test(tc, failed_tx_rereads_committed);
 	tcase_add_test(tc, commit_outside_volume_mutex);
+	tcase_add_test(tc, failed_op_beside_commit_in_flight);
+	tcase_add_test(tc, truncate_zeroes_after_pending_checkpoint);
 	tcase_add_test(tc, group_commit_holes);
 	tcase_add_test(tc, group_commit_batches);
 	tcase_add_test(tc, group_commit_enospc);

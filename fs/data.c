@@ -1,5 +1,7 @@
-/* Files: open modes and their locks, data I/O, fallocate, truncate, fsync,
- * the async queue, and orphan cleanup.
+/* The data path: reads and writes of file data (mapped blocks outside
+ * v->mu, writes into holes through the group commit of fs/fill.c), the
+ * first block of a long symlink, SEEK_DATA/SEEK_HOLE, the async queue, and
+ * the lookups of the completion-driven engine (fs/aio.c).
  *
  * Data blocks are never journaled, but ordering is kept: a block that a
  * write or fallocate exposes (a hole filled, a to-be-zeroed block written)
@@ -9,43 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "fs/internal.h"
-
-struct ofile *of_find(struct lunfs_vol *v, uint64_t ino)
-{
-	for (struct ofile *of = v->ofiles; of; of = of->next)
-		if (of->ino == ino)
-			return of;
-	return NULL;
-}
-
-void of_overlay(const struct ofile *of, struct lunfs_stat *st)
-{
-	if (of->times_dirty)
-		st->mtime = st->ctime = (struct timespec){of->mtime.sec, of->mtime.nsec};
-}
-
-void of_clear_times(struct ofile *of)
-{
-	of->times_dirty = 0;
-}
-
-void of_invalidate(struct lunfs_vol *v, uint64_t ino)
-{
-	for (struct ofile *of = v->ofiles; of; of = of->next) {
-		if (ino && of->ino != ino)
-			continue;
-		of->size_ok = 0;
-		if (of->mapc)
-			memset(of->mapc, 0, MAPC_SIZE * sizeof(*of->mapc));
-	}
-}
-
-void of_forget(struct lunfs_vol *v, uint64_t ino, uint64_t lblk)
-{
-	struct ofile *of = of_find(v, ino);
-	if (of && of->mapc && of->mapc[lblk % MAPC_SIZE].lblk1 == lblk + 1)
-		of->mapc[lblk % MAPC_SIZE].lblk1 = 0;
-}
 
 /* Mapping lookups for one operation on an open file: the cache when the
  * open pins the inode lock, else the inode and its map (loaded once). */
@@ -108,298 +73,6 @@ static int fmap_get(struct fmap *m, uint64_t lblk, uint64_t *ptr)
 	return r;
 }
 
-/* -ESTALE once the file's lock was handed to another host. */
-int of_handed_off(const struct ofile *of)
-{
-	return of->handed_off ? -ESTALE : 0;
-}
-
-uint64_t lunfs_file_ino(const struct lunfs_file *f)
-{
-	return f->of->ino;
-}
-
-static int lk_mode_for(int mode)
-{
-	switch (mode) {
-	case LUNFS_OPEN_EXCL:
-	case LUNFS_OPEN_RW:
-		return LK_EXCLUSIVE;
-	case LUNFS_OPEN_SHARED_RO:
-		return LK_SHARED_RO;
-	case LUNFS_OPEN_MULTI:
-		return LK_MULTI_WRITER;
-	}
-	return LK_FREE;
-}
-
-static int writable(int mode)
-{
-	return mode == LUNFS_OPEN_EXCL || mode == LUNFS_OPEN_RW || mode == LUNFS_OPEN_MULTI;
-}
-
-/* Every unit below size is allocated and not to-be-zeroed. */
-static int fully_allocated(struct txn *tx, struct lunfs_inode *in)
-{
-	uint64_t n = (in->size + tx->v->sb.file_bs - 1) / tx->v->sb.file_bs;
-	for (uint64_t i = 0; i < n; i++) {
-		uint64_t p;
-		int r = bmap_get(tx, in, i, &p);
-		if (r)
-			return r;
-		if (!p || (p & PTR_TBZ))
-			return 0;
-	}
-	return 1;
-}
-
-int of_pin(struct lunfs_vol *v, struct ofile *of, int want)
-{
-	uint64_t ino = of->ino;
-	if (want == LK_FREE || (of->h && (of->h->lk.mode == want || of->h->lk.mode == LK_EXCLUSIVE)))
-		return 0;
-	struct held *h;
-	uint64_t lock = geom_ino_lock(&v->sb, ino);
-	int r = vl_get(v, lock, geom_ino_blk(&v->sb, ino), want, 0, &h);
-	if (r)
-		return r;
-	/* mark the hold as pinned by an open: others fail at once */
-	if (!(h->lk.rec.holders[0].flags & LK_HOLD_OPEN) || h->lk.rec.nholders > 1) {
-		int fl = 0;
-		for (uint32_t i = 0; i < h->lk.rec.nholders; i++)
-			if (h->lk.rec.holders[i].slot == v->slot)
-				fl = h->lk.rec.holders[i].flags;
-		if (!(fl & LK_HOLD_OPEN) &&
-		    (r = lk_acquire_flags(v->hb, &h->lk, lock, geom_ino_blk(&v->sb, ino), h->lk.mode,
-					  LK_HOLD_OPEN, LK_NOWAIT, 0))) {
-			vl_unpin(v, h);
-			return r;
-		}
-	}
-	if (of->h)
-		vl_unpin(v, of->h); /* the same held entry, now stronger */
-	of->h = h;
-	return 0;
-}
-
-/* lunfs_open, and lunfs_opendir (dir: ino must be a directory, opened
- * LUNFS_OPEN_READ). */
-static int open_inode(struct lunfs_vol *v, uint64_t ino, int mode, int dir, struct lunfs_file **out)
-{
-	struct txn tx;
-	struct lunfs_inode *in = malloc(sizeof(*in));
-	struct lunfs_file *f = calloc(1, sizeof(*f));
-	struct ofile *of = NULL;
-	int r, created = 0;
-	if (!in || !f) {
-		r = -ENOMEM;
-		goto out_free;
-	}
-	if (mode < LUNFS_OPEN_READ || mode > LUNFS_OPEN_RW) {
-		r = -EINVAL;
-		goto out_free;
-	}
-	if (writable(mode) && (r = vol_check_writable(v)))
-		goto out_free;
-	if (v->ro && mode != LUNFS_OPEN_READ)
-		mode = mode == LUNFS_OPEN_SHARED_RO ? LUNFS_OPEN_READ : mode;
-	tx_begin(v, &tx);
-	if ((r = ino_read(&tx, ino, LK_FREE, in)))
-		goto out;
-	if (!S_ISDIR(in->mode) != !dir) {
-		r = dir ? -ENOTDIR : -EISDIR;
-		goto out;
-	}
-	if (writable(mode) && (in->flags & INOF_SNAPSHOT)) {
-		r = -EROFS;
-		goto out;
-	}
-	of = of_find(v, ino);
-	if (of) {
-		/* this host's other opens */
-		if (of->excl_here || (mode == LUNFS_OPEN_EXCL && of->opens) ||
-		    ((mode == LUNFS_OPEN_MULTI) != (of->mode == LUNFS_OPEN_MULTI) &&
-		     of->mode != LUNFS_OPEN_READ && mode != LUNFS_OPEN_READ)) {
-			r = -EBUSY;
-			goto out;
-		}
-	} else {
-		if (!(of = calloc(1, sizeof(*of)))) {
-			r = -ENOMEM;
-			goto out;
-		}
-		of->ino = ino;
-		of->mode = LUNFS_OPEN_READ;
-		created = 1;
-	}
-	if ((r = of_pin(v, of, lk_mode_for(mode))))
-		goto out;
-	if (mode == LUNFS_OPEN_MULTI && (r = fully_allocated(&tx, in)) != 1) {
-		r = r ? r : -EINVAL; /* multi-writer needs every block allocated and zeroed */
-		if (created && of->h)
-			vl_unpin(v, of->h);
-		goto out;
-	}
-	if (mode != LUNFS_OPEN_READ && (of->mode == LUNFS_OPEN_READ || mode == LUNFS_OPEN_EXCL ||
-					 mode == LUNFS_OPEN_RW))
-		of->mode = mode;
-	if (mode == LUNFS_OPEN_EXCL)
-		of->excl_here = 1;
-	of->opens++;
-	if (created) {
-		of->next = v->ofiles;
-		v->ofiles = of;
-		created = 0;
-	}
-	f->v = v;
-	f->of = of;
-	f->mode = mode;
-	pthread_mutex_init(&f->mu, NULL);
-	*out = f;
-	f = NULL;
-	r = 0;
-out:
-	if (created)
-		free(of);
-	tx_end(&tx, r);
-out_free:
-	free(in);
-	free(f);
-	return r;
-}
-
-int lunfs_open(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **out)
-{
-	return open_inode(v, ino, mode, 0, out);
-}
-
-/* No lock: a lock held by an open directory would keep other hosts from
- * changing it.  The open counts here, so that a directory losing its last
- * name (rmdir, rename over it) stays an orphan until its last close; it
- * then pins its lock (drop_last_link in ops.c). */
-int lunfs_opendir(struct lunfs_vol *v, uint64_t ino, struct lunfs_file **out)
-{
-	return open_inode(v, ino, LUNFS_OPEN_READ, 1, out);
-}
-
-int vl_release_now(struct lunfs_vol *v, struct held *h); /* vol.c */
-
-/* Commits the mtime/ctime that writes left pending on an open inode. */
-static int commit_times(struct txn *tx, struct ofile *of, struct lunfs_inode *in)
-{
-	int r = ino_read(tx, of->ino, LK_EXCLUSIVE, in);
-	if (r)
-		return r;
-	in->mtime = in->ctime = of->mtime;
-	of->times_dirty = 0;
-	return ino_write(tx, in);
-}
-
-int lunfs_close(struct lunfs_file *f)
-{
-	struct lunfs_vol *v = f->v;
-	struct ofile *of = f->of;
-	struct lunfs_inode *in = malloc(sizeof(*in));
-	struct txn tx;
-	int r = 0;
-	if (!in)
-		return -ENOMEM;
-	tx_begin(v, &tx);
-	if (f->mode == LUNFS_OPEN_EXCL)
-		of->excl_here = 0;
-	if (--of->opens > 0)
-		goto out;
-	gw_wait_ino(v, of->ino); /* none: the writers' handles are open */
-	if (vol_check_writable(v) == 0) {
-		if (of->mode == LUNFS_OPEN_MULTI)
-			of->times_dirty = 0; /* multi-writer files take no metadata change */
-		if (of->times_dirty)
-			r = commit_times(&tx, of, in);
-		if (!r && of->unlinked && !(r = ino_read(&tx, of->ino, LK_EXCLUSIVE, in)))
-			r = file_release_inode(&tx, in);
-		if (!r)
-			r = tx_flush(&tx);
-	}
-	struct ofile **pp = &v->ofiles;
-	while (*pp != of)
-		pp = &(*pp)->next;
-	*pp = of->next;
-	free(of->mapc);
-	if (of->h) {
-		/* the tx pinned it too: end the tx before letting go */
-		struct held *h = of->h;
-		tx_end(&tx, r);
-		pthread_mutex_lock(&v->mu);
-		int e = vl_release_now(v, h);
-		pthread_mutex_unlock(&v->mu);
-		if (!r)
-			r = e;
-		free(of);
-		goto done;
-	}
-	free(of);
-out:
-	tx_end(&tx, r);
-done:
-	pthread_mutex_destroy(&f->mu);
-	free(f);
-	free(in);
-	return r;
-}
-
-int lunfs_handoff(struct lunfs_vol *v, uint64_t ino, const char *host)
-{
-	struct lunfs_inode *in = malloc(sizeof(*in));
-	struct txn tx;
-	uint32_t slot;
-	uint64_t gen;
-	int r;
-	if (!in)
-		return -ENOMEM;
-	if (!host || !*host) {
-		free(in);
-		return -EINVAL;
-	}
-	if ((r = vol_check_writable(v)) || (r = hb_find_live(v->hb, host, &slot, &gen))) {
-		free(in);
-		return r;
-	}
-	if (slot == v->slot) {
-		free(in);
-		return -EINVAL; /* to ourselves */
-	}
-	tx_begin(v, &tx);
-	struct ofile *of = of_find(v, ino);
-	if (!of || !of->h || of->h->lk.mode != LK_EXCLUSIVE || of->handed_off ||
-	    of->mode == LUNFS_OPEN_MULTI)
-		r = -ENOLCK; /* not open for writing here */
-	else if (of->unlinked)
-		r = -ESTALE;
-	/* the times writes left in memory go first, under our lock */
-	if (!r && of->times_dirty && !(r = commit_times(&tx, of, in)))
-		r = tx_flush(&tx);
-	tx_end(&tx, r);
-	if (!r) {
-		pthread_mutex_lock(&v->mu);
-		/* pending writes commit under our lock; new ones wait for v->mu
-		 * and then find the file handed off */
-		gw_wait_ino(v, ino);
-		if (!of->h || of->handed_off) {
-			r = -ENOLCK; /* a close raced with us */
-		} else if (!(r = vl_hand_over(v, of->h, slot, gen))) {
-			of->h = NULL;
-			of->handed_off = 1;
-			of->excl_here = 0;
-			of_invalidate(v, ino);
-		}
-		pthread_mutex_unlock(&v->mu);
-	}
-	free(in);
-	return r;
-}
-
-/* ---- data I/O helpers ---- */
-
 static int aligned(struct lunfs_vol *v, uint64_t off, size_t len, const void *buf)
 {
 	uint32_t a = dev_lbs(v->d);
@@ -413,8 +86,11 @@ static int aligned(struct lunfs_vol *v, uint64_t off, size_t len, const void *bu
  * FUSE daemon's CPU in a 1 MiB write workload.  A longer request gets a
  * buffer of its own. */
 #define BOUNCE_KEEP ((1u << 20) + 8192)
+
 static pthread_key_t bounce_key;
+
 static pthread_once_t bounce_once = PTHREAD_ONCE_INIT;
+
 static __thread uint8_t *bounce_buf;
 
 static void bounce_key_init(void)
@@ -463,7 +139,7 @@ static int read_range(struct lunfs_vol *v, uint64_t off, void *buf, size_t len)
 /* Whatever came before a data write (locks, map lookups, a bounce copy) may
  * have stalled past our lease: the device's write guard checks it right
  * before the submission (LOCKING.md section 4). */
-static int write_range(struct lunfs_vol *v, uint64_t off, const void *buf, size_t len, int fresh)
+int write_range(struct lunfs_vol *v, uint64_t off, const void *buf, size_t len, int fresh)
 {
 	if (aligned(v, off, len, buf))
 		return dev_write(v->d, off, buf, len);
@@ -540,6 +216,7 @@ struct piece {
 	uint64_t dev;
 	size_t len;
 };
+
 #define MAX_PIECES 16
 
 /* Looks up the pieces of [off, off+len) (v->mu held).  Returns how many (the
@@ -850,7 +527,7 @@ ssize_t file_pwrite(struct lunfs_file *f, const void *buf, size_t len, uint64_t 
 	struct lunfs_vol *v = f->v;
 	uint64_t bs = v->sb.file_bs;
 	int r;
-	if (!writable(f->mode))
+	if (!mode_writable(f->mode))
 		return -EBADF;
 	if ((r = vol_check_writable(v)) || (r = of_handed_off(f->of)))
 		return r;
@@ -876,282 +553,26 @@ ssize_t file_pwrite(struct lunfs_file *f, const void *buf, size_t len, uint64_t 
 	return len;
 }
 
-int lunfs_fsync(struct lunfs_file *f)
+/* The public data path: the work is here, the counting is iostat.c's. */
+static ssize_t counted(struct lunfs_file *f, int write, void *buf, size_t len, uint64_t off)
 {
-	struct lunfs_vol *v = f->v;
-	struct lunfs_inode *in = malloc(sizeof(*in));
-	struct txn tx;
-	int r = 0;
-	if (!in)
-		return -ENOMEM;
-	tx_begin(v, &tx);
-	if (f->of->handed_off)
-		r = -ESTALE;
-	else if (writable(f->mode) && (r = vol_check_writable(v)))
-		; /* fenced: nothing this host wrote is known to be durable any more */
-	else if (f->of->times_dirty && writable(f->mode) && f->mode != LUNFS_OPEN_MULTI) {
-		r = commit_times(&tx, f->of, in);
-		if (!r)
-			r = tx_flush(&tx);
-	}
-	tx_end(&tx, r);
-	free(in);
-	if (!r && !v->ro)
-		r = dev_flush(v->d);
+	uint64_t t0 = ios_begin(f->v, f->of);
+	struct iostat *outer = ios_serve(f->of ? &f->of->io : NULL);
+	ssize_t r = write ? file_pwrite(f, buf, len, off) : file_pread(f, buf, len, off);
+	ios_serve(outer);
+	ios_end(f->v, f->of, write, r, t0);
 	return r;
 }
 
-/* Zeroes [from, to) inside block lblk if it is mapped (not TBZ). */
-static int zero_in_block(struct txn *tx, struct lunfs_inode *in, uint64_t lblk, uint64_t from,
-			 uint64_t to)
+ssize_t lunfs_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 {
-	struct lunfs_vol *v = tx->v;
-	uint64_t ptr;
-	int r = bmap_get(tx, in, lblk, &ptr);
-	if (r || !ptr || (ptr & PTR_TBZ) || from >= to)
-		return r;
-	uint8_t *z = calloc(1, to - from);
-	if (!z)
-		return -ENOMEM;
-	r = write_range(v, geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + from, z, to - from, 0);
-	free(z);
-	return r;
+	return counted(f, 0, buf, len, off);
 }
 
-int file_truncate(struct txn *tx, struct lunfs_inode *in, uint64_t size)
+ssize_t lunfs_pwrite(struct lunfs_file *f, const void *buf, size_t len, uint64_t off)
 {
-	struct lunfs_vol *v = tx->v;
-	uint64_t bs = v->sb.file_bs, ptr;
-	int r = 0;
-	if (size >= in->size) {
-		in->size = size;
-		return 0;
-	}
-	/* Bytes past the new end inside its last block must read as zeros if
-	 * the file grows again.  They are zeroed with the commit of the new
-	 * size (tx_zero_at_commit), not before it: a checkpoint's flush in
-	 * between would make the zeros durable while a crash could still lose
-	 * the truncate, leaving the old size with its tail zeroed. */
-	if (size % bs && !(r = bmap_get(tx, in, size / bs, &ptr)) && ptr && !(ptr & PTR_TBZ))
-		r = tx_zero_at_commit(tx, geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + size % bs,
-				      bs - size % bs);
-	if (r)
-		return r;
-	in->size = size;
-	if ((r = ino_write(tx, in)))
-		return r;
-	return bmap_punch(tx, in, (size + bs - 1) / bs, 0);
+	return counted(f, 1, (void *)buf, len, off);
 }
-
-/* FALLOC_FL_ZERO_RANGE: every block the range touches ends up allocated.
- * One it covers whole becomes to-be-zeroed (PTR_TBZ: a pointer change, no
- * data I/O, like an unwritten extent); the partial blocks at the ends are
- * zeroed in place when written, and left alone when they are holes filled
- * now or already to-be-zeroed (they read as zeros).  A data I/O to a
- * block in flight outside v->mu meanwhile may land before or after: the
- * block is not freed, so it reaches nothing else. */
-static int zero_range(struct txn *tx, struct lunfs_inode *in, uint64_t off, uint64_t len)
-{
-	uint64_t bs = tx->v->sb.file_bs, end = off + len;
-	int r = 0;
-	for (uint64_t l = off / bs; l <= (end - 1) / bs && !r; l++) {
-		uint64_t from = l == off / bs ? off % bs : 0;
-		uint64_t to = l == (end - 1) / bs ? end - l * bs : bs;
-		uint64_t ptr, blk;
-		if ((r = bmap_get(tx, in, l, &ptr)))
-			break;
-		if (ptr & PTR_TBZ)
-			continue;
-		if (ptr && (from || to < bs)) {
-			r = zero_in_block(tx, in, l, from, to);
-			continue;
-		}
-		if (!ptr) {
-			if ((r = blk_alloc(tx, RC_FILE, &blk)))
-				break;
-			in->nblocks++;
-		} else {
-			blk = ptr & PTR_BLOCK_MASK;
-		}
-		if ((r = bmap_set(tx, in, l, blk | PTR_TBZ)))
-			break;
-		/* commit in steps that each stay consistent */
-		if (tx->ndirty > TX_MAX - 20 && ((r = ino_write(tx, in)) || (r = tx_flush(tx))))
-			break;
-	}
-	if (!r)
-		in->flags |= INOF_THICK;
-	return r;
-}
-
-int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t len)
-{
-	struct lunfs_vol *v = f->v;
-	struct lunfs_inode *in = malloc(sizeof(*in));
-	uint64_t bs = v->sb.file_bs;
-	struct txn tx;
-	int r;
-	if (!in)
-		return -ENOMEM;
-	if (!len || off + len < off) {
-		free(in);
-		return -EINVAL;
-	}
-	if (!writable(f->mode) || f->mode == LUNFS_OPEN_MULTI) {
-		free(in);
-		return f->mode == LUNFS_OPEN_MULTI ? -EPERM : -EBADF;
-	}
-	unsigned kinds = mode & (LUNFS_FALLOC_PUNCH | LUNFS_FALLOC_ZERO | LUNFS_FALLOC_ZERO_RANGE);
-	if ((kinds & (kinds - 1)) || (mode & ~(kinds | LUNFS_FALLOC_KEEP_SIZE))) {
-		free(in);
-		return -EINVAL;
-	}
-	if ((mode & LUNFS_FALLOC_PUNCH) && !(mode & LUNFS_FALLOC_KEEP_SIZE)) {
-		free(in);
-		return -EOPNOTSUPP;
-	}
-	if (off + len > bmap_max_units() * bs) {
-		free(in);
-		return -EFBIG;
-	}
-	if ((r = vol_check_writable(v)) || (r = of_handed_off(f->of))) {
-		free(in);
-		return r;
-	}
-	pthread_mutex_lock(&f->mu);
-	tx_begin(v, &tx);
-	gw_wait_ino(v, f->of->ino); /* the writes in flight commit first */
-	if ((r = ino_read(&tx, f->of->ino, LK_EXCLUSIVE, in)))
-		goto out;
-	uint64_t first = off / bs, last = (off + len - 1) / bs;
-	if (mode & LUNFS_FALLOC_PUNCH) {
-		uint64_t end = off + len;
-		uint64_t full0 = (off + bs - 1) / bs, full1 = end / bs;
-		if (off / bs == (end - 1) / bs && (off % bs || end % bs)) {
-			r = zero_in_block(&tx, in, off / bs, off % bs, end - (off / bs) * bs);
-		} else {
-			if (off % bs)
-				r = zero_in_block(&tx, in, off / bs, off % bs, bs);
-			if (!r && end % bs)
-				r = zero_in_block(&tx, in, end / bs, 0, end % bs);
-		}
-		if (!r && full1 > full0)
-			r = bmap_punch(&tx, in, full0, full1);
-	} else if (mode & LUNFS_FALLOC_ZERO_RANGE) {
-		r = zero_range(&tx, in, off, len);
-		if (!r && !(mode & LUNFS_FALLOC_KEEP_SIZE) && off + len > in->size)
-			in->size = off + len;
-	} else {
-		int eager = mode & LUNFS_FALLOC_ZERO;
-		for (uint64_t l = first; l <= last && !r; l++) {
-			uint64_t ptr, blk;
-			if ((r = bmap_get(&tx, in, l, &ptr)))
-				break;
-			if (ptr && (!(ptr & PTR_TBZ) || !eager))
-				continue;
-			if (!ptr) {
-				if ((r = blk_alloc(&tx, RC_FILE, &blk)))
-					break;
-				in->nblocks++;
-			} else {
-				blk = ptr & PTR_BLOCK_MASK;
-			}
-			if (eager) {
-				if ((r = dev_zero(v->d, geom_file_blk(&v->sb, blk), bs)))
-					break;
-				tx.preflush = 1;
-			}
-			if ((r = bmap_set(&tx, in, l, blk | (eager ? 0 : PTR_TBZ))))
-				break;
-			/* commit in steps that each stay consistent */
-			if (tx.ndirty > TX_MAX - 20 && ((r = ino_write(&tx, in)) || (r = tx_flush(&tx))))
-				break;
-		}
-		in->flags |= INOF_THICK | (eager ? INOF_EZT : 0);
-		if (!r && !(mode & LUNFS_FALLOC_KEEP_SIZE) && off + len > in->size)
-			in->size = off + len;
-	}
-	if (r)
-		goto out;
-	ino_now(&in->ctime);
-	if ((r = ino_write(&tx, in)))
-		goto out;
-	r = tx_commit(&tx);
-	pthread_mutex_unlock(&f->mu);
-	free(in);
-	return r;
-out:
-	tx_end(&tx, r);
-	pthread_mutex_unlock(&f->mu);
-	free(in);
-	return r;
-}
-
-/* ---- orphans ---- */
-
-struct olist {
-	uint64_t *ino;
-	size_t n, cap;
-};
-
-static int collect(void *arg, const char *name, uint64_t ino, uint32_t type, uint64_t next)
-{
-	struct olist *l = arg;
-	(void)type;
-	(void)next;
-	if (name[0] == '.')
-		return 0;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 16;
-		uint64_t *ni = realloc(l->ino, cap * sizeof(*ni));
-		if (!ni)
-			return 1;
-		l->ino = ni;
-		l->cap = cap;
-	}
-	l->ino[l->n++] = ino;
-	return 0;
-}
-
-/* Finishes deletes that a crash interrupted, and frees files that were
- * unlinked while open.  Inodes still open on another host stay listed. */
-int orphans_process(struct lunfs_vol *v)
-{
-	struct lunfs_inode *in = malloc(sizeof(*in));
-	struct olist l = {0};
-	struct txn tx;
-	int r;
-	if (!in)
-		return -ENOMEM;
-	tx_begin(v, &tx);
-	r = ino_read(&tx, ORPHAN_INO, LK_FREE, in);
-	if (!r && !S_ISDIR(in->mode))
-		r = -EFSCORRUPTED;
-	if (!r)
-		r = dir_iter(&tx, in, 2, collect, &l);
-	tx_end(&tx, r);
-	for (size_t i = 0; i < l.n && !r; i++) {
-		tx_begin(v, &tx);
-		int e = ino_read(&tx, l.ino[i], LK_EXCLUSIVE, in);
-		if (!e && in->nlink == 0)
-			e = file_release_inode(&tx, in);
-		if (e)
-			tx_end(&tx, e);
-		else
-			e = tx_commit(&tx);
-		/* Busy: open on another host (its host frees it at the last
-		 * close), or another host frees it right now (a survivor after a
-		 * recovery), or a lock it needs is held elsewhere: whoever next
-		 * processes the orphans frees it.  Only hard errors count. */
-		if (e && e != -EBUSY && e != -ESTALE && e != -ENOENT)
-			r = e;
-	}
-	free(l.ino);
-	free(in);
-	return r;
-}
-
-/* ---- async queue ---- */
 
 struct areq {
 	struct lunfs_aio *a;
@@ -1253,7 +674,7 @@ int file_aio_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io io[2],
 	struct txn tx;
 	int n = 0;
 	if (!aligned(v, a->off, a->len, a->buf) || !a->len || lunfs_fenced(v) ||
-	    (a->op == LUNFS_AIO_WRITE && (!writable(f->mode) || !f->of->h)) ||
+	    (a->op == LUNFS_AIO_WRITE && (!mode_writable(f->mode) || !f->of->h)) ||
 	    (a->off % bs) + a->len > 2 * bs)
 		return 0; /* the slow path decides (and refuses a write it must) */
 	if ((n = cached_map(f, a, io, iov, priv, bs)))

@@ -1,0 +1,307 @@
+/* The free path: what gives file blocks and inodes back.  Truncate (the cut
+ * block's tail zeroed with its commit), fallocate (punch, zero-range and
+ * preallocation), the orphan directory (inodes whose last name is gone
+ * while they are open) and the release of an orphan's inode. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "fs/internal.h"
+
+/* The orphan directory lists inodes whose last link is gone but whose space
+ * is not yet freed (open files, or a delete in progress). */
+static void orphan_name(uint64_t ino, char *name)
+{
+	snprintf(name, 24, "%llu", (unsigned long long)ino);
+}
+
+/* Lists ino in the orphan directory (add) or takes it out. */
+int orphan_edit(struct txn *tx, uint64_t ino, int add)
+{
+	struct lunfs_inode *o = malloc(sizeof(*o));
+	char name[24];
+	if (!o)
+		return -ENOMEM;
+	orphan_name(ino, name);
+	int r = dir_read(tx, ORPHAN_INO, LK_EXCLUSIVE, o);
+	if (r)
+		goto out;
+	r = add ? dir_add(tx, o, name, ino, DT_REG_LUNFS) : dir_remove(tx, o, name);
+	if (r)
+		goto out;
+	r = ino_write(tx, o);
+out:
+	free(o);
+	return r;
+}
+
+/* Frees everything of an inode already listed as an orphan, in steps.
+ * Lock order: the orphan directory, then the inode's group, then the
+ * clusters of its blocks.  A create takes a group and then a meta cluster,
+ * and an unlink the orphan directory and then the group: any other order
+ * here would let two hosts wait for each other until their timeouts. */
+int file_release_inode(struct txn *tx, struct lunfs_inode *in)
+{
+	const struct lunfs_sb *s = &tx->v->sb;
+	uint64_t g = in->ino / s->ig_inodes;
+	int r = tx_lock(tx, geom_ino_lock(s, ORPHAN_INO), geom_ino_blk(s, ORPHAN_INO), LK_EXCLUSIVE);
+	if (r)
+		return r;
+	if ((r = tx_lock(tx, geom_ig_lock(s, g), geom_ig_hdr(s, g), LK_EXCLUSIVE)))
+		return r;
+	if (!(in->flags & INOF_INLINE) && (r = bmap_punch(tx, in, 0, 0)))
+		return r;
+	if ((r = ino_write(tx, in)) || (r = orphan_edit(tx, in->ino, 0)))
+		return r;
+	if ((r = xattr_free_all(tx, in)))
+		return r;
+	return ino_free(tx, in);
+}
+
+/* Zeroes [from, to) inside block lblk if it is mapped (not TBZ). */
+static int zero_in_block(struct txn *tx, struct lunfs_inode *in, uint64_t lblk, uint64_t from,
+			 uint64_t to)
+{
+	struct lunfs_vol *v = tx->v;
+	uint64_t ptr;
+	int r = bmap_get(tx, in, lblk, &ptr);
+	if (r || !ptr || (ptr & PTR_TBZ) || from >= to)
+		return r;
+	uint8_t *z = calloc(1, to - from);
+	if (!z)
+		return -ENOMEM;
+	r = write_range(v, geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + from, z, to - from, 0);
+	free(z);
+	return r;
+}
+
+int file_truncate(struct txn *tx, struct lunfs_inode *in, uint64_t size)
+{
+	struct lunfs_vol *v = tx->v;
+	uint64_t bs = v->sb.file_bs, ptr;
+	int r = 0;
+	if (size >= in->size) {
+		in->size = size;
+		return 0;
+	}
+	/* Bytes past the new end inside its last block must read as zeros if
+	 * the file grows again.  They are zeroed with the commit of the new
+	 * size (tx_zero_at_commit), not before it: a checkpoint's flush in
+	 * between would make the zeros durable while a crash could still lose
+	 * the truncate, leaving the old size with its tail zeroed. */
+	if (size % bs && !(r = bmap_get(tx, in, size / bs, &ptr)) && ptr && !(ptr & PTR_TBZ))
+		r = tx_zero_at_commit(tx, geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + size % bs,
+				      bs - size % bs);
+	if (r)
+		return r;
+	in->size = size;
+	if ((r = ino_write(tx, in)))
+		return r;
+	return bmap_punch(tx, in, (size + bs - 1) / bs, 0);
+}
+
+/* FALLOC_FL_ZERO_RANGE: every block the range touches ends up allocated.
+ * One it covers whole becomes to-be-zeroed (PTR_TBZ: a pointer change, no
+ * data I/O, like an unwritten extent); the partial blocks at the ends are
+ * zeroed in place when written, and left alone when they are holes filled
+ * now or already to-be-zeroed (they read as zeros).  A data I/O to a
+ * block in flight outside v->mu meanwhile may land before or after: the
+ * block is not freed, so it reaches nothing else. */
+static int zero_range(struct txn *tx, struct lunfs_inode *in, uint64_t off, uint64_t len)
+{
+	uint64_t bs = tx->v->sb.file_bs, end = off + len;
+	int r = 0;
+	for (uint64_t l = off / bs; l <= (end - 1) / bs && !r; l++) {
+		uint64_t from = l == off / bs ? off % bs : 0;
+		uint64_t to = l == (end - 1) / bs ? end - l * bs : bs;
+		uint64_t ptr, blk;
+		if ((r = bmap_get(tx, in, l, &ptr)))
+			break;
+		if (ptr & PTR_TBZ)
+			continue;
+		if (ptr && (from || to < bs)) {
+			r = zero_in_block(tx, in, l, from, to);
+			continue;
+		}
+		if (!ptr) {
+			if ((r = blk_alloc(tx, RC_FILE, &blk)))
+				break;
+			in->nblocks++;
+		} else {
+			blk = ptr & PTR_BLOCK_MASK;
+		}
+		if ((r = bmap_set(tx, in, l, blk | PTR_TBZ)))
+			break;
+		/* commit in steps that each stay consistent */
+		if (tx->ndirty > TX_MAX - 20 && ((r = ino_write(tx, in)) || (r = tx_flush(tx))))
+			break;
+	}
+	if (!r)
+		in->flags |= INOF_THICK;
+	return r;
+}
+
+int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t len)
+{
+	struct lunfs_vol *v = f->v;
+	struct lunfs_inode *in = malloc(sizeof(*in));
+	uint64_t bs = v->sb.file_bs;
+	struct txn tx;
+	int r;
+	if (!in)
+		return -ENOMEM;
+	if (!len || off + len < off) {
+		free(in);
+		return -EINVAL;
+	}
+	if (!mode_writable(f->mode) || f->mode == LUNFS_OPEN_MULTI) {
+		free(in);
+		return f->mode == LUNFS_OPEN_MULTI ? -EPERM : -EBADF;
+	}
+	unsigned kinds = mode & (LUNFS_FALLOC_PUNCH | LUNFS_FALLOC_ZERO | LUNFS_FALLOC_ZERO_RANGE);
+	if ((kinds & (kinds - 1)) || (mode & ~(kinds | LUNFS_FALLOC_KEEP_SIZE))) {
+		free(in);
+		return -EINVAL;
+	}
+	if ((mode & LUNFS_FALLOC_PUNCH) && !(mode & LUNFS_FALLOC_KEEP_SIZE)) {
+		free(in);
+		return -EOPNOTSUPP;
+	}
+	if (off + len > bmap_max_units() * bs) {
+		free(in);
+		return -EFBIG;
+	}
+	if ((r = vol_check_writable(v)) || (r = of_handed_off(f->of))) {
+		free(in);
+		return r;
+	}
+	pthread_mutex_lock(&f->mu);
+	tx_begin(v, &tx);
+	gw_wait_ino(v, f->of->ino); /* the writes in flight commit first */
+	if ((r = ino_read(&tx, f->of->ino, LK_EXCLUSIVE, in)))
+		goto out;
+	uint64_t first = off / bs, last = (off + len - 1) / bs;
+	if (mode & LUNFS_FALLOC_PUNCH) {
+		uint64_t end = off + len;
+		uint64_t full0 = (off + bs - 1) / bs, full1 = end / bs;
+		if (off / bs == (end - 1) / bs && (off % bs || end % bs)) {
+			r = zero_in_block(&tx, in, off / bs, off % bs, end - (off / bs) * bs);
+		} else {
+			if (off % bs)
+				r = zero_in_block(&tx, in, off / bs, off % bs, bs);
+			if (!r && end % bs)
+				r = zero_in_block(&tx, in, end / bs, 0, end % bs);
+		}
+		if (!r && full1 > full0)
+			r = bmap_punch(&tx, in, full0, full1);
+	} else if (mode & LUNFS_FALLOC_ZERO_RANGE) {
+		r = zero_range(&tx, in, off, len);
+		if (!r && !(mode & LUNFS_FALLOC_KEEP_SIZE) && off + len > in->size)
+			in->size = off + len;
+	} else {
+		int eager = mode & LUNFS_FALLOC_ZERO;
+		for (uint64_t l = first; l <= last && !r; l++) {
+			uint64_t ptr, blk;
+			if ((r = bmap_get(&tx, in, l, &ptr)))
+				break;
+			if (ptr && (!(ptr & PTR_TBZ) || !eager))
+				continue;
+			if (!ptr) {
+				if ((r = blk_alloc(&tx, RC_FILE, &blk)))
+					break;
+				in->nblocks++;
+			} else {
+				blk = ptr & PTR_BLOCK_MASK;
+			}
+			if (eager) {
+				if ((r = dev_zero(v->d, geom_file_blk(&v->sb, blk), bs)))
+					break;
+				tx.preflush = 1;
+			}
+			if ((r = bmap_set(&tx, in, l, blk | (eager ? 0 : PTR_TBZ))))
+				break;
+			/* commit in steps that each stay consistent */
+			if (tx.ndirty > TX_MAX - 20 && ((r = ino_write(&tx, in)) || (r = tx_flush(&tx))))
+				break;
+		}
+		in->flags |= INOF_THICK | (eager ? INOF_EZT : 0);
+		if (!r && !(mode & LUNFS_FALLOC_KEEP_SIZE) && off + len > in->size)
+			in->size = off + len;
+	}
+	if (r)
+		goto out;
+	ino_now(&in->ctime);
+	if ((r = ino_write(&tx, in)))
+		goto out;
+	r = tx_commit(&tx);
+	pthread_mutex_unlock(&f->mu);
+	free(in);
+	return r;
+out:
+	tx_end(&tx, r);
+	pthread_mutex_unlock(&f->mu);
+	free(in);
+	return r;
+}
+
+struct olist {
+	uint64_t *ino;
+	size_t n, cap;
+};
+
+static int collect(void *arg, const char *name, uint64_t ino, uint32_t type, uint64_t next)
+{
+	struct olist *l = arg;
+	(void)type;
+	(void)next;
+	if (name[0] == '.')
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		uint64_t *ni = realloc(l->ino, cap * sizeof(*ni));
+		if (!ni)
+			return 1;
+		l->ino = ni;
+		l->cap = cap;
+	}
+	l->ino[l->n++] = ino;
+	return 0;
+}
+
+/* Finishes deletes that a crash interrupted, and frees files that were
+ * unlinked while open.  Inodes still open on another host stay listed. */
+int orphans_process(struct lunfs_vol *v)
+{
+	struct lunfs_inode *in = malloc(sizeof(*in));
+	struct olist l = {0};
+	struct txn tx;
+	int r;
+	if (!in)
+		return -ENOMEM;
+	tx_begin(v, &tx);
+	r = ino_read(&tx, ORPHAN_INO, LK_FREE, in);
+	if (!r && !S_ISDIR(in->mode))
+		r = -EFSCORRUPTED;
+	if (!r)
+		r = dir_iter(&tx, in, 2, collect, &l);
+	tx_end(&tx, r);
+	for (size_t i = 0; i < l.n && !r; i++) {
+		tx_begin(v, &tx);
+		int e = ino_read(&tx, l.ino[i], LK_EXCLUSIVE, in);
+		if (!e && in->nlink == 0)
+			e = file_release_inode(&tx, in);
+		if (e)
+			tx_end(&tx, e);
+		else
+			e = tx_commit(&tx);
+		/* Busy: open on another host (its host frees it at the last
+		 * close), or another host frees it right now (a survivor after a
+		 * recovery), or a lock it needs is held elsewhere: whoever next
+		 * processes the orphans frees it.  Only hard errors count. */
+		if (e && e != -EBUSY && e != -ESTALE && e != -ENOENT)
+			r = e;
+	}
+	free(l.ino);
+	free(in);
+	return r;
+}

@@ -1,0 +1,78 @@
+/* The open-file table: the inodes open on this host (struct ofile, one per
+ * inode, shared by its handles), their cached size and block map, the times
+ * writes left pending, and the wait for writes into holes still pending on
+ * an inode.  In memory only, under v->mu: the bottom of fs/ (the layers are
+ * in docs/CODING.md). */
+#include <stdlib.h>
+#include <string.h>
+#include "fs/internal.h"
+
+struct ofile *of_find(struct lunfs_vol *v, uint64_t ino)
+{
+	for (struct ofile *of = v->ofiles; of; of = of->next)
+		if (of->ino == ino)
+			return of;
+	return NULL;
+}
+
+void of_overlay(const struct ofile *of, struct lunfs_stat *st)
+{
+	if (of->times_dirty)
+		st->mtime = st->ctime = (struct timespec){of->mtime.sec, of->mtime.nsec};
+}
+
+void of_clear_times(struct ofile *of)
+{
+	of->times_dirty = 0;
+}
+
+void of_invalidate(struct lunfs_vol *v, uint64_t ino)
+{
+	for (struct ofile *of = v->ofiles; of; of = of->next) {
+		if (ino && of->ino != ino)
+			continue;
+		of->size_ok = 0;
+		if (of->mapc)
+			memset(of->mapc, 0, MAPC_SIZE * sizeof(*of->mapc));
+	}
+}
+
+void of_forget(struct lunfs_vol *v, uint64_t ino, uint64_t lblk)
+{
+	struct ofile *of = of_find(v, ino);
+	if (of && of->mapc && of->mapc[lblk % MAPC_SIZE].lblk1 == lblk + 1)
+		of->mapc[lblk % MAPC_SIZE].lblk1 = 0;
+}
+
+/* -ESTALE once the file's lock was handed to another host. */
+int of_handed_off(const struct ofile *of)
+{
+	return of->handed_off ? -ESTALE : 0;
+}
+
+uint64_t lunfs_file_ino(const struct lunfs_file *f)
+{
+	return f->of->ino;
+}
+
+/* Overlays what an open file on this host has not committed yet (its
+ * times) on st, if ino is open here.  v->mu held. */
+void of_overlay_stat(struct lunfs_vol *v, struct lunfs_stat *st)
+{
+	struct ofile *of = of_find(v, st->ino);
+	if (of)
+		of_overlay(of, st);
+}
+
+void gw_wait_ino(struct lunfs_vol *v, uint64_t ino)
+{
+	VOL_HELD(v);
+	for (;;) {
+		int busy = 0;
+		for (struct gwrite *g = v->gw; g && !busy; g = g->next)
+			busy = g->of->ino == ino;
+		if (!busy)
+			return;
+		pthread_cond_wait(&v->gw_cv, &v->mu);
+	}
+}
