@@ -1766,6 +1766,17 @@ static void ha_set_owner(const char *disk, const char *owner)
 		ha_log("%s: cannot record the owner '%s': %s", disk, owner, strerror(errno));
 }
 
+static int ha_parked(const char *owner)
+{
+	return !strcmp(owner, "stopped") || !strncmp(owner, "failed", 6);
+}
+
+static void ha_kill(const char *disk, pid_t writer, const char *why)
+{
+	kill(writer, SIGKILL);
+	ha_log("%s: %s: killed PID %d here, which still had it open read-write", disk, why, (int)writer);
+}
+
 /* One look at one registered disk (see the comment at HA_CMD). */
 static void ha_check(const char *mnt, const struct watch *w, const struct ha_me *me, const char *disk,
 		     struct ha_child *kids, size_t nkids)
@@ -1779,60 +1790,57 @@ static void ha_check(const char *mnt, const struct watch *w, const struct ha_me 
 		*owner = 0;
 	else if (r < 0)
 		return;
-	if (!strcmp(owner, "stopped") || !strncmp(owner, "failed", 6))
-		return;
 	if (me->live && !strcmp(owner, me->owner))
 		return;
 	pid_t writer = ha_local_writer(disk);
-	if (*owner && ha_owner_alive(w, owner)) {
-		/* another host's mount runs it: a writer here lost it (this host
-		 * was frozen past its lease, fenced, and the VM restarted there) */
-		if (writer) {
-			kill(writer, SIGKILL);
-			ha_log("%s: runs on %s: killed PID %d here, which still had it open read-write",
-			       disk, owner, (int)writer);
+	int elsewhere = *owner && ha_owner_alive(w, owner);
+	if (!writer && (elsewhere || ha_parked(owner)))
+		return; /* runs on another host's mount, or was stopped */
+	if (!me->live) {
+		/* no slot here (fenced, rejoining): a writer here cannot hold
+		 * the lock; the owner's mount does */
+		if (writer && elsewhere) {
+			snprintf(why, sizeof(why), "runs on %s", owner);
+			ha_kill(disk, writer, why);
 		}
 		return;
 	}
-	if (!me->live)
-		return; /* no slot (fenced, rejoining): no election */
-	/* nobody runs it (never started), or its owner's mount is gone: the
-	 * read-write open elects one host; EBUSY while the lock is held
-	 * (by the winner, or by a dead owner not yet recovered) */
+	/* The read-write open elects one host: lunfs grants it to one host
+	 * at a time, and to nobody while a dead owner's locks wait for its
+	 * recovery.  With a writer here it tells whether the writer's lock
+	 * is this host's (adopt it: a VM started by hand, or migrated here)
+	 * or not (the writer lost it: this host was frozen past its lease
+	 * and fenced, and the VM runs elsewhere now). */
 	int fd = open(disk, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
-		if (errno == EBUSY && writer) {
-			kill(writer, SIGKILL);
-			ha_log("%s: the lock is another host's: killed PID %d here, which still had it "
-			       "open read-write", disk, (int)writer);
-		}
+		if (errno == EBUSY && writer)
+			ha_kill(disk, writer, "the lock is another host's");
 		return;
 	}
-	/* the lock is ours now: the owner cannot change under us */
+	/* the lock is this host's now: no other host changes the owner */
 	r = ha_get(disk, HA_OWNER, owner, sizeof(owner));
 	if (r == -ENODATA)
 		*owner = 0;
-	if ((r < 0 && r != -ENODATA) || (*owner && ha_owner_alive(w, owner)) ||
-	    !strcmp(owner, "stopped") || !strncmp(owner, "failed", 6)) {
-		close(fd);
-		return;
+	else if (r < 0)
+		goto out;
+	if (writer) {
+		ha_set_owner(disk, me->owner);
+		ha_log("%s: adopted PID %d here, which has it open read-write (owner was %s)", disk,
+		       (int)writer, *owner ? owner : "none");
+		goto out;
 	}
+	if ((*owner && ha_owner_alive(w, owner)) || ha_parked(owner))
+		goto out;
 	if (*owner)
 		snprintf(why, sizeof(why), "its owner %s is gone (recovered)", owner);
 	else
 		snprintf(why, sizeof(why), "never started");
 	ha_set_owner(disk, me->owner);
-	if (writer) {
-		ha_log("%s: %s; adopted PID %d here, which has it open read-write", disk, why, (int)writer);
-		close(fd);
-		return;
-	}
 	pid_t pid = ha_launch(mnt, me, disk, cmd, len);
 	if (pid < 0) {
 		ha_log("%s: %s; cannot start its command: %s", disk, why, strerror(errno));
 		ha_set_owner(disk, "failed to start");
-		close(fd);
-		return;
+		goto out;
 	}
 	ha_log("%s: %s; started PID %d as %s", disk, why, (int)pid, me->owner);
 	for (size_t i = 0; i < nkids; i++)
@@ -1845,6 +1853,7 @@ static void ha_check(const char *mnt, const struct watch *w, const struct ha_me 
 		ha_log("%s: PID %d did not open it read-write", disk, (int)pid);
 	else
 		ha_log("%s: PID %d has it open; the agent lets its own open go", disk, (int)pid);
+out:
 	close(fd);
 }
 

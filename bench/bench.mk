@@ -15,12 +15,18 @@
 #                                    section of docs/PERFORMANCE.md
 #   make bench-fuse FUSE_ROUNDS=1 FUSE_SECS=2 FUSE_FILE_SIZE=256M   quick
 #                                    (knobs: the top of bench/fuse.sh)
+#   make bench HA=0                  without the HA restart part (bench/ha.sh)
+#   make bench-ha                    only the HA restart part (about a minute):
+#                                    3 rounds of kill -9 of a host running a
+#                                    registered guest, timed to the guest's first
+#                                    write on the survivor; replaces its section
+#                                    of docs/PERFORMANCE.md (HA_ROUNDS=N)
 #   make bench-progs                 only build the programs
 
 BENCH_PROGS := $(B)/bench/raw $(B)/bench/lunfs-bench $(B)/bench/lunfs-cluster
 BENCH_DIR ?= /var/tmp
 
-.PHONY: bench bench-progs bench-fuse
+.PHONY: bench bench-progs bench-fuse bench-ha
 bench-progs: $(BENCH_PROGS)
 
 # raw does not use the library: it is the baseline, and it builds even
@@ -39,13 +45,18 @@ $(B)/bench/lunfs-cluster: $(B)/obj/bench/cluster_bench.o $(B)/lib/liblunfs.a
 
 CLUSTER ?= 1
 FUSE ?= 1
+HA ?= 1
 # The FUSE_* knobs reach bench/fuse.sh through the environment (make exports
 # command-line variables); the report names them in its command line.
 FUSE_KNOBS = $(strip $(foreach v,BENCH_DIR CLUSTER FUSE $(filter FUSE_%,$(.VARIABLES)),\
 	$(if $(filter command line environment,$(origin $(v))),$(v)=$($(v)))))
-bench: $(BENCH_PROGS) $(B)/bin/mkfs.lunfs $(B)/bin/mount.lunfs
-	BENCH_DIR='$(BENCH_DIR)' B='$(B)' CLUSTER='$(CLUSTER)' FUSE='$(FUSE)' \
+HA_PROGS := $(B)/bin/mkfs.lunfs $(B)/bin/mount.lunfs $(B)/bin/lunfs $(B)/bin/fsck.lunfs $(B)/tests/reaper
+bench: $(BENCH_PROGS) $(HA_PROGS)
+	BENCH_DIR='$(BENCH_DIR)' B='$(B)' CLUSTER='$(CLUSTER)' FUSE='$(FUSE)' HA='$(HA)' \
 		FUSE_CMD='$(strip make bench $(FUSE_KNOBS))' sh bench/run.sh
 
 bench-fuse: $(B)/bench/lunfs-cluster $(B)/bin/mkfs.lunfs $(B)/bin/mount.lunfs
 	BENCH_DIR='$(BENCH_DIR)' B='$(B)' FUSE_CMD='$(strip make bench-fuse $(FUSE_KNOBS))' sh bench/fuse.sh
+
+bench-ha: $(HA_PROGS)
+	B='$(B)' HA_CMD='$(strip make bench-ha $(if $(filter command line,$(origin HA_ROUNDS)),HA_ROUNDS=$(HA_ROUNDS)))' sh bench/ha.sh

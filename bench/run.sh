@@ -28,6 +28,9 @@
 #      loop device, round-robin; about 8 minutes at its defaults.  FUSE=0
 #      skips it; its knobs (FUSE_ROUNDS, FUSE_SECS, FUSE_FILE_SIZE, ...) are
 #      at the top of bench/fuse.sh.
+#   6. HA restart (bench/ha.sh): 3 rounds of kill -9 of a host whose guest is
+#      registered with `lunfs ha`, timed to the guest's first write on the
+#      survivor; about a minute.  HA=0 skips it.
 # Every timed workload runs REPS times, round-robin; the report gives the
 # median and the range.  The images are removed, and lunfs-bench is stopped
 # (it unmounts on SIGTERM), whatever happens.
@@ -70,6 +73,8 @@ LIMIT_CLUSTER=${LIMIT_CLUSTER:-150} # per lunfs-cluster run
 # The FUSE part (bench/fuse.sh).  Set FUSE=0 to skip it.
 FUSE=${FUSE:-1}
 FUSE_CMD=${FUSE_CMD:-make bench}
+# The HA restart part (bench/ha.sh).  Set HA=0 to skip it.
+HA=${HA:-1}
 
 RAW=$B/bench/raw
 LB=$B/bench/lunfs-bench
@@ -270,6 +275,19 @@ if [ "$FUSE" = 1 ]; then
 	[ "$rc" -eq 0 ] || FUSE_FAIL="bench/fuse.sh exited with status $rc"
 fi
 FSECS=$(( $(date +%s) - FSTART ))
+
+# ---- HA restart ----
+
+HA_FAIL=
+if [ "$HA" = 1 ]; then
+	echo "== HA restart: bench/ha.sh" >&2
+	HA_FRAG="$WORK/ha.md" HA_CMD="make bench" B="$B" sh bench/ha.sh &
+	CHILD=$!
+	wait "$CHILD"
+	rc=$?
+	CHILD=
+	[ "$rc" -eq 0 ] || HA_FAIL="bench/ha.sh exited with status $rc"
+fi
 
 # ---- the report ----
 
@@ -556,6 +574,18 @@ fuse_section() {
 	fi
 }
 
+# The HA restart section (bench/ha.sh wrote it).
+ha_section() {
+	if [ "$HA" != 1 ]; then
+		printf '## HA restart\n\nNot measured in this run (HA=0).\n'
+	elif [ -s "$WORK/ha.md" ]; then
+		cat "$WORK/ha.md"
+		[ -z "$HA_FAIL" ] || printf '\n**%s**: see its output.\n' "$HA_FAIL"
+	else
+		printf '## HA restart\n\nNot measured: %s.\n' "$HA_FAIL"
+	fi
+}
+
 TMP=$OUT.tmp.$$
 cat >"$TMP" <<EOF
 # lunfs performance
@@ -629,6 +659,8 @@ The lock figures come from \`lock/lk.h\` directly (\`hb_claim\` on the fresh vol
 $(cluster_section)
 
 $(fuse_section)
+
+$(ha_section)
 
 ## Raw output
 

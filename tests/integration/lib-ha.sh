@@ -43,7 +43,7 @@ ha_agent() {
 	p=$!
 	eval "AGENT_PID_$name=$p"
 	on_exit "kill -CONT $p 2>/dev/null; kill $p 2>/dev/null; wait $p 2>/dev/null"
-	poll 10 grep -q "this host's mount" "$T/agent-$name.log" ||
+	poll 10 grep -qs "this host's mount" "$T/agent-$name.log" ||
 		fail "agent $name did not start: $(cat "$T/agent-$name.log")"
 }
 
