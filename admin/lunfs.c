@@ -8,7 +8,13 @@
  *
  *   lunfs grow DEVICE [-s SIZE]         online grow into an enlarged image or LUN
  *
- * Every command but grow only reads; all of them work while hosts have the
+ *   lunfs ha register DISK -- COMMAND...  HA restart: register a VM disk,
+ *   lunfs ha unregister|start DISK        forget it, arm it again,
+ *   lunfs ha list MOUNT [--json]          list the registered disks,
+ *   lunfs ha agent MOUNT [--host NAME] [--poll-ms MS]
+ *                                       the agent that restarts a dead host's VMs
+ *
+ * Every command but grow and ha only reads; all of them work while hosts have the
  * volume mounted.  Exit status: 0 done, 1 error, 2 usage. */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +52,9 @@ static void usage(FILE *f)
 		   "       lunfs locks DEVICE [PATH] [--json]\n"
 		   "       lunfs handoff FILE HOST\n"
 		   "       lunfs grow DEVICE [-s SIZE]\n"
+		   "       lunfs ha register DISK -- COMMAND [ARG...]\n"
+		   "       lunfs ha unregister|start DISK, lunfs ha list MOUNT [--json]\n"
+		   "       lunfs ha agent MOUNT [--host NAME] [--poll-ms MS]\n"
 		   "       lunfs -h|--help, lunfs -V|--version\n"
 		   "DEVICE is an image file, a block device or iscsi://HOST[:PORT]/IQN/LUN, or a lunfs\n"
 		   "mount point (its device is used); lunfs locks also takes a path in a mount.\n"
@@ -53,7 +62,9 @@ static void usage(FILE *f)
 		   "handoff passes the exclusive lock of FILE, open read-write on the host whose\n"
 		   "lunfs mount FILE is in, to the live host HOST (live migration).\n"
 		   "grow makes the volume span its enlarged device (or SIZE bytes, K/M/G/T) while\n"
-		   "hosts have it mounted; it takes a heartbeat slot of its own for a moment.\n");
+		   "hosts have it mounted; it takes a heartbeat slot of its own for a moment.\n"
+		   "ha registers VM disks ({mount}, {disk}, {host} in COMMAND are filled in by the\n"
+		   "agent); the agent, one per host, restarts the VMs of a dead host on a survivor.\n");
 }
 
 /* Prints s as a JSON string. */
@@ -1766,6 +1777,8 @@ static void ha_set_owner(const char *disk, const char *owner)
 		ha_log("%s: cannot record the owner '%s': %s", disk, owner, strerror(errno));
 }
 
+static void ha_reap(const struct ha_me *me, struct ha_child *kids, size_t nkids);
+
 static int ha_parked(const char *owner)
 {
 	return !strcmp(owner, "stopped") || !strncmp(owner, "failed", 6);
@@ -1849,9 +1862,10 @@ static void ha_check(const char *mnt, const struct watch *w, const struct ha_me 
 			kids[i].disk = strdup(disk);
 			break;
 		}
-	if (ha_wait_open(disk, pid))
+	if (ha_wait_open(disk, pid)) {
 		ha_log("%s: PID %d did not open it read-write", disk, (int)pid);
-	else
+		ha_reap(me, kids, nkids); /* marked failed while the lock is still ours */
+	} else
 		ha_log("%s: PID %d has it open; the agent lets its own open go", disk, (int)pid);
 out:
 	close(fd);
