@@ -1535,8 +1535,12 @@ static void ha_print_cmd(const char *cmd, int len)
 			fputs(a, stdout);
 		else {
 			putchar('\'');
-			for (; *a; a++)
-				*a == '\'' ? fputs("'\\''", stdout) : putchar(*a);
+			for (; *a; a++) {
+				if (*a == '\'')
+					fputs("'\\''", stdout);
+				else
+					putchar(*a);
+			}
 			putchar('\'');
 		}
 		if (i + (int)strlen(cmd + i) + 1 < len)
@@ -1732,14 +1736,17 @@ static pid_t ha_launch(const char *mnt, const struct ha_me *me, const char *disk
 		if (!m)
 			return -1;
 		while (*a) {
-			if (!strncmp(a, "{mount}", 7))
-				fputs(mnt, m), a += 7;
-			else if (!strncmp(a, "{disk}", 6))
-				fputs(disk, m), a += 6;
-			else if (!strncmp(a, "{host}", 6))
-				fputs(me->host, m), a += 6;
-			else
+			static const char *const key[] = {"{mount}", "{disk}", "{host}"};
+			const char *val[] = {mnt, disk, me->host};
+			size_t k = 0;
+			while (k < 3 && strncmp(a, key[k], strlen(key[k])))
+				k++;
+			if (k < 3) {
+				fputs(val[k], m);
+				a += strlen(key[k]);
+			} else {
 				fputc(*a++, m);
+			}
 		}
 		fclose(m);
 		argv[argc++] = out;
