@@ -1771,7 +1771,9 @@ static int ha_wait_open(const char *disk, pid_t pid)
 	for (int i = 0; i < 3000; i++) {
 		if (ha_local_writer(disk))
 			return 0;
-		if (kill(pid, 0))
+		siginfo_t si = {0};
+		/* exited? (WNOWAIT: ha_reap still gets its status) */
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) || si.si_pid == pid)
 			return -1;
 		nap_ms(20);
 	}

@@ -9,6 +9,8 @@
 #   - A VM that exits with status 0 is marked stopped and not restarted;
 #     `lunfs ha start` makes an agent start it again; `lunfs ha unregister`
 #     removes it from `lunfs ha list`.
+#   - A command that fails before opening its disk is marked failed at
+#     once and not retried.
 #   - The race: the VM runs on A; A dies (kill -9 of its daemon, agent and
 #     VM); exactly one of the survivors restarts it, and no other starts a
 #     second copy in the 3 s after.  Then the winner dies, and again one of
@@ -70,6 +72,17 @@ poll 10 eval '"$BIN/lunfs" ha list "$T/B" | grep -q "^/vm/once.img *stopped "' |
 "$BIN/lunfs" ha list "$T/B" | grep -q once.img && fail "once.img still listed after unregister"
 ok "a VM that exits 0 is marked stopped and not restarted; lunfs ha start starts it again; unregister removes it"
 
+# a command that fails before it opens the disk: marked failed at once (the
+# agent stops waiting for the open), never retried
+truncate -s 1M "$T/B/vm/bad.img"
+"$BIN/lunfs" ha register "$T/B/vm/bad.img" -- sh -c 'echo "$1" >>'"$T"'/bad; exit 3' sh {host} >/dev/null || fail "register bad.img"
+poll 5 eval '"$BIN/lunfs" ha list "$T/B" | grep -q "^/vm/bad.img *failed (exit 3 on host[A-D])"' ||
+	fail "bad.img not marked failed within 5 s: $("$BIN/lunfs" ha list "$T/B"; cat "$T"/agent-*.log)"
+sleep 1
+[ "$(wc -l <"$T/bad")" = 1 ] || fail "bad.img was tried more than once: $(cat "$T/bad")"
+"$BIN/lunfs" ha unregister "$T/B/vm/bad.img" >/dev/null || fail "unregister bad.img"
+ok "a command that exits 3 before opening its disk: marked failed within $POLL_MS ms by the agent that ran it, not retried"
+
 live="B C D" dead=A
 for round in 1 2 3; do
 	n0=$(wc -l <"$T/started")
@@ -90,7 +103,7 @@ for round in 1 2 3; do
 		grep -q 'disk.img: .*started PID' "$T/agent-$h.log" && fail "round $round: $h's agent also says it started it"
 	done
 	"$BIN/lunfs" ha list "$T/$win" | grep -q "^/vm/disk.img *host$win " || fail "round $round: owner: $("$BIN/lunfs" ha list "$T/$win")"
-	ok "round $round: host$dead killed; host$win's agent restarted the VM after $ms ms, alone (agents on${lost:- no other host} did not); lunfs ha list names host$win"
+	ok "round $round: host$dead killed; host$win's agent restarted the VM after $ms ms, $( [ -n "$lost" ] && echo "alone (the agents on$lost did not)" || echo "the only survivor"); lunfs ha list names host$win"
 	live=${lost# } dead=$win
 done
 
