@@ -1936,7 +1936,8 @@ static int ha_agent(const char *mnt, const char *host_arg, uint64_t poll_ms)
 	signal(SIGTERM, on_agent_stop);
 	signal(SIGINT, on_agent_stop);
 	ha_log("agent for %s (%s) as host %s, every %llu ms", real, dev, host, (unsigned long long)poll_ms);
-	int was_live = -1;
+	char was[sizeof(((struct ha_me){0}).owner)] = ""; /* the mount last logged */
+	int logged = 0;
 	while (!stop_agent) {
 		struct ha_me me = {.host = host};
 		if (watch_read(&w, dev))
@@ -1950,10 +1951,11 @@ static int ha_agent(const char *mnt, const char *host_arg, uint64_t poll_ms)
 		if (me.live)
 			snprintf(me.owner, sizeof(me.owner), "%s %u %llu", host, me.slot,
 				 (unsigned long long)me.gen);
-		if (me.live != was_live)
+		if (strcmp(me.owner, was) || !logged)
 			ha_log(me.live ? "this host's mount: %s" : "this host has no live slot%s",
 			       me.live ? me.owner : "");
-		was_live = me.live;
+		snprintf(was, sizeof(was), "%s", me.owner);
+		logged = 1;
 		ha_reap(&me, kids, sizeof(kids) / sizeof(kids[0]));
 		if (ha_walk(real))
 			goto next;
