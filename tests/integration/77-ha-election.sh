@@ -5,7 +5,9 @@
 # with `lunfs ha agent --poll-ms 100` (a short poll, so that the survivors
 # try at the same moment).
 #   - Adoption: a disk opened read-write by hand on B and then registered
-#     is adopted by B's agent (owner B), and nobody starts a second copy.
+#     is adopted by B's agent (owner B), and nobody starts a second copy;
+#     C cannot unregister it meanwhile (the xattrs change only where the
+#     disk is open).
 #   - A VM that exits with status 0 is marked stopped and not restarted;
 #     `lunfs ha start` makes an agent start it again; `lunfs ha unregister`
 #     removes it from `lunfs ha list`.
@@ -54,6 +56,8 @@ poll 10 grep -q 'hand.img: adopted PID' "$T/agent-B.log" || fail "B's agent did 
 sleep 1
 grep -q 'hand.img.*started PID' "$T"/agent-*.log && fail "an agent started hand.img, which runs on B"
 "$BIN/lunfs" ha list "$T/B" | grep -q '^/vm/hand.img *hostB ' || fail "hand.img's owner: $("$BIN/lunfs" ha list "$T/B")"
+poll 5 test -e "$T/C/vm/hand.img" || fail "C does not see hand.img"
+expect_fail 1 "open read-write on another host" "$BIN/lunfs" ha unregister "$T/C/vm/hand.img"
 exec 7>&-
 "$BIN/lunfs" ha unregister "$T/B/vm/hand.img" >/dev/null || fail "unregister hand.img"
 ok "a disk open read-write by hand on B, then registered: B's agent adopted it; no agent started a second copy"
