@@ -8,7 +8,13 @@
  *
  *   lunfs grow DEVICE [-s SIZE]         online grow into an enlarged image or LUN
  *
- * Every command but grow only reads; all of them work while hosts have the
+ *   lunfs ha register DISK -- COMMAND...  HA restart: register a VM disk,
+ *   lunfs ha unregister|start DISK        forget it, arm it again,
+ *   lunfs ha list MOUNT [--json]          list the registered disks,
+ *   lunfs ha agent MOUNT [--host NAME] [--poll-ms MS]
+ *                                       the agent that restarts a dead host's VMs
+ *
+ * Every command but grow and ha only reads; all of them work while hosts have the
  * volume mounted.  Exit status: 0 done, 1 error, 2 usage. */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +30,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <getopt.h>
+#include <dirent.h>
+#include <ftw.h>
+#include <sys/wait.h>
 #include <limits.h>
 #include "dev/dev.h"
 #include "fs/version.h"
@@ -43,6 +52,9 @@ static void usage(FILE *f)
 		   "       lunfs locks DEVICE [PATH] [--json]\n"
 		   "       lunfs handoff FILE HOST\n"
 		   "       lunfs grow DEVICE [-s SIZE]\n"
+		   "       lunfs ha register DISK -- COMMAND [ARG...]\n"
+		   "       lunfs ha unregister|start DISK, lunfs ha list MOUNT [--json]\n"
+		   "       lunfs ha agent MOUNT [--host NAME] [--poll-ms MS]\n"
 		   "       lunfs -h|--help, lunfs -V|--version\n"
 		   "DEVICE is an image file, a block device or iscsi://HOST[:PORT]/IQN/LUN, or a lunfs\n"
 		   "mount point (its device is used); lunfs locks also takes a path in a mount.\n"
@@ -50,7 +62,9 @@ static void usage(FILE *f)
 		   "handoff passes the exclusive lock of FILE, open read-write on the host whose\n"
 		   "lunfs mount FILE is in, to the live host HOST (live migration).\n"
 		   "grow makes the volume span its enlarged device (or SIZE bytes, K/M/G/T) while\n"
-		   "hosts have it mounted; it takes a heartbeat slot of its own for a moment.\n");
+		   "hosts have it mounted; it takes a heartbeat slot of its own for a moment.\n"
+		   "ha registers VM disks ({mount}, {disk}, {host} in COMMAND are filled in by the\n"
+		   "agent); the agent, one per host, restarts the VMs of a dead host on a survivor.\n");
 }
 
 /* Prints s as a JSON string. */
@@ -1337,6 +1351,678 @@ out:
 	return *dev ? 0 : 1;
 }
 
+/* ---- lunfs ha: restart a dead host's VMs on a survivor ----
+ *
+ * A VM disk is registered by two xattrs on the disk file, written through a
+ * mount (docs/ADMIN.md, "HA restart"; docs/LOCKING.md section 16):
+ *   HA_CMD    the command that starts the VM, its arguments NUL-separated;
+ *             {mount}, {disk} and {host} in an argument become the agent's
+ *             mount point, the disk's path in it and the agent's host name
+ *   HA_OWNER  "HOST SLOT GEN": the mount (heartbeat slot and mount
+ *             generation) of the host whose agent runs it; absent: start it
+ *             anywhere; "stopped" or "failed ...": its VM exited, leave it.
+ * One agent per host (lunfs ha agent MOUNT) polls the registered disks.  A
+ * disk whose owner's mount is gone (its slot FREE, or claimed again with
+ * another generation: recovered) is restarted by the agent that wins its
+ * read-write open: lunfs grants that open to one host only, and only once
+ * the old owner's locks were freed by its recovery.  The agent keeps its
+ * descriptor until the VM has the disk open (the lock is the host's, so
+ * QEMU's own read-write open beside it succeeds), then closes it. */
+#define HA_CMD "user.lunfs.ha.cmd"
+#define HA_OWNER "user.lunfs.ha.owner"
+#define HA_CMD_MAX 4000
+
+static volatile sig_atomic_t stop_agent;
+static void on_agent_stop(int sig)
+{
+	(void)sig;
+	stop_agent = 1;
+}
+
+/* The agent's log line: a wall-clock stamp (as the daemon's log), then
+ * the message. */
+static void ha_log(const char *fmt, ...)
+{
+	struct timespec ts;
+	struct tm tm;
+	char stamp[40];
+	va_list ap;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(stamp + n, sizeof(stamp) - n, ".%03ld", ts.tv_nsec / 1000000);
+	printf("%s lunfs ha: ", stamp);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}
+
+/* Reads xattr name of path into buf (NUL-terminated); returns its length,
+ * or -errno (-ENODATA: not set). */
+static int ha_get(const char *path, const char *name, char *buf, size_t size)
+{
+	ssize_t n = getxattr(path, name, buf, size - 1);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	return (int)n;
+}
+
+/* Opens path and checks that it is a regular file in a lunfs mount; -1
+ * after printing why. */
+static int ha_open_disk(const char *path)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "lunfs: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || !on_lunfs(fd)) {
+		fprintf(stderr, "lunfs: %s: not a file in a lunfs mount\n", path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int ha_register(const char *disk, int argc, char **argv)
+{
+	char val[HA_CMD_MAX];
+	size_t len = 0;
+	for (int i = 0; i < argc; i++) {
+		size_t n = strlen(argv[i]) + 1;
+		if (len + n > sizeof(val))
+			return usage_error("ha register: the command is longer than %d bytes", HA_CMD_MAX);
+		memcpy(val + len, argv[i], n);
+		len += n;
+	}
+	int fd = ha_open_disk(disk);
+	if (fd < 0)
+		return 1;
+	int rc = 1;
+	if (fsetxattr(fd, HA_CMD, val, len, 0)) {
+		fprintf(stderr, "lunfs: ha register %s: %s\n", disk,
+			errno == EBUSY ? "the disk is open read-write on another host; register it there"
+				       : strerror(errno));
+		goto out;
+	}
+	printf("%s: registered; an agent starts it where the disk is free\n", disk);
+	rc = 0;
+out:
+	close(fd);
+	return rc;
+}
+
+/* unregister: both xattrs go; start: the owner goes (a stopped or failed
+ * VM is started again by the agent that wins its disk). */
+static int ha_unset(const char *disk, int all)
+{
+	int fd = ha_open_disk(disk);
+	if (fd < 0)
+		return 1;
+	int rc = 1;
+	if (fremovexattr(fd, HA_OWNER) && errno != ENODATA) {
+		fprintf(stderr, "lunfs: ha %s %s: %s\n", all ? "unregister" : "start", disk,
+			errno == EBUSY ? "the disk is open read-write on another host" : strerror(errno));
+		goto out;
+	}
+	if (all && fremovexattr(fd, HA_CMD) && errno != ENODATA) {
+		fprintf(stderr, "lunfs: ha unregister %s: %s\n", disk, strerror(errno));
+		goto out;
+	}
+	printf("%s: %s\n", disk, all ? "unregistered (a running VM goes on)" : "to be started by an agent");
+	rc = 0;
+out:
+	close(fd);
+	return rc;
+}
+
+/* The registered disks under a mount, found by a walk (nftw has no
+ * argument for its callback). */
+static struct {
+	char **path;
+	size_t n, cap;
+} ha_found;
+
+static int ha_walk_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)ftw;
+	char c;
+	if (type != FTW_F || !S_ISREG(st->st_mode))
+		return 0;
+	if (getxattr(path, HA_CMD, &c, 0) < 0)
+		return 0;
+	if (ha_found.n == ha_found.cap) {
+		size_t cap = ha_found.cap ? 2 * ha_found.cap : 16;
+		char **p = realloc(ha_found.path, cap * sizeof(*p));
+		if (!p)
+			return -1;
+		ha_found.path = p;
+		ha_found.cap = cap;
+	}
+	if (!(ha_found.path[ha_found.n] = strdup(path)))
+		return -1;
+	ha_found.n++;
+	return 0;
+}
+
+static void ha_found_free(void)
+{
+	for (size_t i = 0; i < ha_found.n; i++)
+		free(ha_found.path[i]);
+	ha_found.n = 0;
+}
+
+/* Fills ha_found with the registered disks under mnt; 0 or -1. */
+static int ha_walk(const char *mnt)
+{
+	ha_found_free();
+	return nftw(mnt, ha_walk_one, 16, FTW_PHYS | FTW_MOUNT) ? -1 : 0;
+}
+
+/* Prints a NUL-separated command as words; quoted where needed. */
+static void ha_print_cmd(const char *cmd, int len)
+{
+	for (int i = 0; i < len; i += (int)strlen(cmd + i) + 1) {
+		const char *a = cmd + i;
+		int plain = *a && !a[strcspn(a, " \t\n'\"\\$`*?;&|<>()")];
+		if (json)
+			jstr(a);
+		else if (plain)
+			fputs(a, stdout);
+		else {
+			putchar('\'');
+			for (; *a; a++) {
+				if (*a == '\'')
+					fputs("'\\''", stdout);
+				else
+					putchar(*a);
+			}
+			putchar('\'');
+		}
+		if (i + (int)strlen(cmd + i) + 1 < len)
+			putchar(json ? ',' : ' ');
+	}
+}
+
+static int ha_list(const char *mnt)
+{
+	char *real = realpath(mnt, NULL);
+	char *dev = NULL, *sub = NULL;
+	if (!real || mount_of(real, &dev, &sub)) {
+		fprintf(stderr, "lunfs: %s: not a lunfs mount\n", mnt);
+		free(real);
+		return 1;
+	}
+	int rc = 1;
+	if (ha_walk(real)) {
+		fprintf(stderr, "lunfs: ha list %s: %s\n", mnt, strerror(errno));
+		goto out;
+	}
+	if (json)
+		printf("{\"mount\":");
+	if (json)
+		jstr(real);
+	if (json)
+		printf(",\"disks\":[");
+	else
+		printf("%-32s %-28s %s\n", "DISK", "OWNER", "COMMAND");
+	for (size_t i = 0; i < ha_found.n; i++) {
+		char cmd[HA_CMD_MAX + 1], owner[256];
+		const char *p = ha_found.path[i] + strlen(real);
+		int n = ha_get(ha_found.path[i], HA_CMD, cmd, sizeof(cmd));
+		if (n < 0)
+			continue;
+		if (ha_get(ha_found.path[i], HA_OWNER, owner, sizeof(owner)) < 0)
+			strcpy(owner, "");
+		if (json) {
+			printf("%s{\"disk\":", i ? "," : "");
+			jstr(*p ? p : "/");
+			printf(",\"owner\":");
+			jstr(owner);
+			printf(",\"command\":[");
+			ha_print_cmd(cmd, n);
+			printf("]}");
+		} else {
+			printf("%-32s %-28s ", p, *owner ? owner : "(not started)");
+			ha_print_cmd(cmd, n);
+			putchar('\n');
+		}
+	}
+	if (json)
+		printf("]}\n");
+	rc = 0;
+out:
+	ha_found_free();
+	free(real);
+	free(dev);
+	free(sub);
+	return rc;
+}
+
+/* The PID of a process of this host, other than us, that has path open
+ * for writing, or 0. */
+static pid_t ha_local_writer(const char *path)
+{
+	DIR *proc = opendir("/proc");
+	struct dirent *e;
+	pid_t found = 0;
+	if (!proc)
+		return 0;
+	while (!found && (e = readdir(proc))) {
+		char dir[64], link[PATH_MAX], fdinfo[320], line[128];
+		pid_t pid = (pid_t)atoi(e->d_name);
+		if (pid <= 0 || pid == getpid())
+			continue;
+		snprintf(dir, sizeof(dir), "/proc/%d/fd", pid);
+		DIR *fds = opendir(dir);
+		struct dirent *f;
+		while (fds && !found && (f = readdir(fds))) {
+			char fdpath[320];
+			snprintf(fdpath, sizeof(fdpath), "%s/%s", dir, f->d_name);
+			ssize_t n = readlink(fdpath, link, sizeof(link) - 1);
+			if (n < 0)
+				continue;
+			link[n] = 0;
+			if (strcmp(link, path))
+				continue;
+			snprintf(fdinfo, sizeof(fdinfo), "/proc/%d/fdinfo/%s", pid, f->d_name);
+			FILE *fi = fopen(fdinfo, "r");
+			unsigned flags = 0;
+			while (fi && fgets(line, sizeof(line), fi))
+				if (sscanf(line, "flags: %o", &flags) == 1)
+					break;
+			if (fi)
+				fclose(fi);
+			if ((flags & O_ACCMODE) != O_RDONLY)
+				found = pid;
+		}
+		if (fds)
+			closedir(fds);
+	}
+	closedir(proc);
+	return found;
+}
+
+/* This host's identity: the name given, else the host= option of the
+ * daemon serving mnt (its PID from PID xattr of the root), else the
+ * daemon's default (/etc/machine-id). */
+static int ha_host_of(const char *mnt, char *host, size_t size)
+{
+	char pid[24], path[64], *args = NULL;
+	size_t cap = 0;
+	ssize_t n = getxattr(mnt, "trusted.lunfs.daemon_pid", pid, sizeof(pid) - 1);
+	FILE *f = NULL;
+	*host = 0;
+	if (n > 0) {
+		pid[n] = 0;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", pid);
+		f = fopen(path, "r");
+	}
+	while (f && getdelim(&args, &cap, 0, f) > 0) {
+		for (char *save, *o = strtok_r(args, ",", &save); o; o = strtok_r(NULL, ",", &save))
+			if (!strncmp(o, "host=", 5))
+				snprintf(host, size, "%s", o + 5);
+	}
+	if (f)
+		fclose(f);
+	free(args);
+	if (!*host && (f = fopen("/etc/machine-id", "r"))) {
+		if (fgets(host, (int)size, f))
+			host[strcspn(host, "\n")] = 0;
+		fclose(f);
+	}
+	return *host ? 0 : -1;
+}
+
+struct ha_me {
+	const char *host;
+	int live;          /* this host has a LIVE slot */
+	uint32_t slot;
+	uint64_t gen;
+	char owner[256];   /* "HOST SLOT GEN", when live */
+};
+
+/* Parses an owner "HOST SLOT GEN"; 0, or -1 (stopped, failed, garbage). */
+static int ha_owner_parse(const char *s, char *host, size_t size, uint32_t *slot, uint64_t *gen)
+{
+	unsigned sl;
+	unsigned long long g;
+	int at = 0;
+	if (sscanf(s, "%*s%n %u %llu", &at, &sl, &g) != 2 || (size_t)at >= size)
+		return -1;
+	memcpy(host, s, at);
+	host[at] = 0;
+	*slot = sl;
+	*gen = g;
+	return 0;
+}
+
+/* Non-zero when the owner's mount still holds its slot (LIVE, the same
+ * generation and name): it is not dead, or not yet recovered. */
+static int ha_owner_alive(const struct watch *w, const char *owner)
+{
+	char host[LUNFS_HOSTNAME_LEN + 1];
+	uint32_t slot;
+	uint64_t gen;
+	if (ha_owner_parse(owner, host, sizeof(host), &slot, &gen))
+		return 0;
+	return slot < w->s->max_hosts && !w->bad[slot] && w->hb[slot].state == HB_LIVE &&
+	       w->hb[slot].mount_gen == gen && !strcmp(w->hb[slot].host_name, host);
+}
+
+/* The agent's VMs: QEMU (or the command) it started, by disk. */
+struct ha_child {
+	pid_t pid;
+	char *disk;
+};
+
+/* Starts disk's command (fd: the agent's read-write open of it, which
+ * keeps the lock on this host), waits up to 60 s for a process of this
+ * host to open the disk for writing, then lets fd go. */
+static pid_t ha_launch(const char *mnt, const struct ha_me *me, const char *disk, const char *cmd,
+		       int len)
+{
+	char *argv[256];
+	int argc = 0;
+	for (int i = 0; i < len && argc < 255; i += (int)strlen(cmd + i) + 1) {
+		const char *a = cmd + i;
+		char *out = NULL;
+		size_t cap = 0;
+		FILE *m = open_memstream(&out, &cap);
+		if (!m)
+			return -1;
+		while (*a) {
+			static const char *const key[] = {"{mount}", "{disk}", "{host}"};
+			const char *val[] = {mnt, disk, me->host};
+			size_t k = 0;
+			while (k < 3 && strncmp(a, key[k], strlen(key[k])))
+				k++;
+			if (k < 3) {
+				fputs(val[k], m);
+				a += strlen(key[k]);
+			} else {
+				fputc(*a++, m);
+			}
+		}
+		fclose(m);
+		argv[argc++] = out;
+	}
+	argv[argc] = NULL;
+	pid_t pid = argc ? fork() : -1;
+	if (pid == 0) {
+		setsid(); /* not in the agent's session: the agent may stop, the VM goes on */
+		execvp(argv[0], argv);
+		fprintf(stderr, "lunfs ha: %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	for (int i = 0; i < argc; i++)
+		free(argv[i]);
+	return pid;
+}
+
+/* Waits (60 s at most) until a process of this host has disk open for
+ * writing, or pid exited; 0 when it has. */
+static int ha_wait_open(const char *disk, pid_t pid)
+{
+	for (int i = 0; i < 3000; i++) {
+		if (ha_local_writer(disk))
+			return 0;
+		siginfo_t si = {0};
+		/* exited? (WNOWAIT: ha_reap still gets its status) */
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) || si.si_pid == pid)
+			return -1;
+		nap_ms(20);
+	}
+	return -1;
+}
+
+static void ha_set_owner(const char *disk, const char *owner)
+{
+	if (setxattr(disk, HA_OWNER, owner, strlen(owner), 0))
+		ha_log("%s: cannot record the owner '%s': %s", disk, owner, strerror(errno));
+}
+
+static void ha_reap(const struct ha_me *me, struct ha_child *kids, size_t nkids);
+
+static int ha_parked(const char *owner)
+{
+	return !strcmp(owner, "stopped") || !strncmp(owner, "failed", 6);
+}
+
+static void ha_kill(const char *disk, pid_t writer, const char *why)
+{
+	kill(writer, SIGKILL);
+	ha_log("%s: %s: killed PID %d here, which still had it open read-write", disk, why, (int)writer);
+}
+
+/* One look at one registered disk (see the comment at HA_CMD). */
+static void ha_check(const char *mnt, const struct watch *w, const struct ha_me *me, const char *disk,
+		     struct ha_child *kids, size_t nkids)
+{
+	char cmd[HA_CMD_MAX + 1], owner[256], why[300];
+	int len = ha_get(disk, HA_CMD, cmd, sizeof(cmd));
+	if (len <= 0)
+		return;
+	int r = ha_get(disk, HA_OWNER, owner, sizeof(owner));
+	if (r == -ENODATA)
+		*owner = 0;
+	else if (r < 0)
+		return;
+	if (me->live && !strcmp(owner, me->owner))
+		return;
+	pid_t writer = ha_local_writer(disk);
+	int elsewhere = *owner && ha_owner_alive(w, owner);
+	if (!writer && (elsewhere || ha_parked(owner)))
+		return; /* runs on another host's mount, or was stopped */
+	if (!me->live) {
+		/* no slot here (fenced, rejoining): a writer here cannot hold
+		 * the lock; the owner's mount does */
+		if (writer && elsewhere) {
+			snprintf(why, sizeof(why), "runs on %s", owner);
+			ha_kill(disk, writer, why);
+		}
+		return;
+	}
+	/* The read-write open elects one host: lunfs grants it to one host
+	 * at a time, and to nobody while a dead owner's locks wait for its
+	 * recovery.  With a writer here it tells whether the writer's lock
+	 * is this host's (adopt it: a VM started by hand, or migrated here)
+	 * or not (the writer lost it: this host was frozen past its lease
+	 * and fenced, and the VM runs elsewhere now). */
+	int fd = open(disk, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == EBUSY && writer)
+			ha_kill(disk, writer, "the lock is another host's");
+		return;
+	}
+	/* the lock is this host's now: no other host changes the owner */
+	r = ha_get(disk, HA_OWNER, owner, sizeof(owner));
+	if (r == -ENODATA)
+		*owner = 0;
+	else if (r < 0)
+		goto out;
+	if (writer) {
+		ha_set_owner(disk, me->owner);
+		ha_log("%s: adopted PID %d here, which has it open read-write (owner was %s)", disk,
+		       (int)writer, *owner ? owner : "none");
+		goto out;
+	}
+	if ((*owner && ha_owner_alive(w, owner)) || ha_parked(owner))
+		goto out;
+	if (*owner)
+		snprintf(why, sizeof(why), "its owner %s is gone (recovered)", owner);
+	else
+		snprintf(why, sizeof(why), "never started");
+	ha_set_owner(disk, me->owner);
+	pid_t pid = ha_launch(mnt, me, disk, cmd, len);
+	if (pid < 0) {
+		ha_log("%s: %s; cannot start its command: %s", disk, why, strerror(errno));
+		ha_set_owner(disk, "failed to start");
+		goto out;
+	}
+	ha_log("%s: %s; started PID %d as %s", disk, why, (int)pid, me->owner);
+	for (size_t i = 0; i < nkids; i++)
+		if (!kids[i].pid) {
+			kids[i].pid = pid;
+			kids[i].disk = strdup(disk);
+			break;
+		}
+	if (ha_wait_open(disk, pid)) {
+		ha_log("%s: PID %d did not open it read-write", disk, (int)pid);
+		ha_reap(me, kids, nkids); /* marked failed while the lock is still ours */
+	} else
+		ha_log("%s: PID %d has it open; the agent lets its own open go", disk, (int)pid);
+out:
+	close(fd);
+}
+
+/* Reaps the VMs the agent started: one that exits while this host still
+ * owns its disk is marked stopped (exit 0: the guest powered off) or
+ * failed, and not restarted. */
+static void ha_reap(const struct ha_me *me, struct ha_child *kids, size_t nkids)
+{
+	int st;
+	pid_t pid;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		for (size_t i = 0; i < nkids; i++) {
+			if (kids[i].pid != pid)
+				continue;
+			char owner[256], mark[64];
+			int mine = me->live && ha_get(kids[i].disk, HA_OWNER, owner, sizeof(owner)) > 0 &&
+				   !strcmp(owner, me->owner);
+			if (WIFEXITED(st) && !WEXITSTATUS(st))
+				snprintf(mark, sizeof(mark), "stopped");
+			else if (WIFEXITED(st))
+				snprintf(mark, sizeof(mark), "failed (exit %d on %s)", WEXITSTATUS(st), me->host);
+			else
+				snprintf(mark, sizeof(mark), "failed (signal %d on %s)", WTERMSIG(st), me->host);
+			if (mine)
+				ha_set_owner(kids[i].disk, mark);
+			ha_log("%s: PID %d ended: %s%s", kids[i].disk, (int)pid, mark,
+			       mine ? "" : " (the disk is not this host's any more)");
+			free(kids[i].disk);
+			kids[i].pid = 0;
+			kids[i].disk = NULL;
+		}
+	}
+}
+
+static int ha_agent(const char *mnt, const char *host_arg, uint64_t poll_ms)
+{
+	char host[LUNFS_HOSTNAME_LEN + 1];
+	struct ha_child kids[256] = {{0}};
+	char *real = realpath(mnt, NULL), *dev = NULL, *sub = NULL;
+	struct dev *d = NULL;
+	struct lunfs_sb s;
+	struct watch w;
+	int rc = 1, watching = 0;
+	if (!real || mount_of(real, &dev, &sub) || strcmp(sub, "/")) {
+		fprintf(stderr, "lunfs: %s: not a lunfs mount point\n", mnt);
+		goto out;
+	}
+	if (host_arg)
+		snprintf(host, sizeof(host), "%s", host_arg);
+	else if (ha_host_of(real, host, sizeof(host))) {
+		fprintf(stderr, "lunfs: %s: cannot tell this host's name; give --host\n", mnt);
+		goto out;
+	}
+	if (watch_open(dev, &d, &s, &w))
+		goto out;
+	watching = 1;
+	signal(SIGTERM, on_agent_stop);
+	signal(SIGINT, on_agent_stop);
+	ha_log("agent for %s (%s) as host %s, every %llu ms", real, dev, host, (unsigned long long)poll_ms);
+	char was[sizeof(((struct ha_me){0}).owner)] = ""; /* the mount last logged */
+	int logged = 0;
+	while (!stop_agent) {
+		struct ha_me me = {.host = host};
+		if (watch_read(&w, dev))
+			goto next;
+		for (uint32_t i = 0; i < s.max_hosts && !me.live; i++)
+			if (!w.bad[i] && w.hb[i].state == HB_LIVE && !strcmp(w.hb[i].host_name, host)) {
+				me.live = 1;
+				me.slot = i;
+				me.gen = w.hb[i].mount_gen;
+			}
+		if (me.live)
+			snprintf(me.owner, sizeof(me.owner), "%s %u %llu", host, me.slot,
+				 (unsigned long long)me.gen);
+		if (strcmp(me.owner, was) || !logged)
+			ha_log(me.live ? "this host's mount: %s" : "this host has no live slot%s",
+			       me.live ? me.owner : "");
+		snprintf(was, sizeof(was), "%s", me.owner);
+		logged = 1;
+		ha_reap(&me, kids, sizeof(kids) / sizeof(kids[0]));
+		if (ha_walk(real))
+			goto next;
+		for (size_t i = 0; i < ha_found.n && !stop_agent; i++)
+			ha_check(real, &w, &me, ha_found.path[i], kids, sizeof(kids) / sizeof(kids[0]));
+	next:
+		nap_ms(poll_ms);
+	}
+	ha_log("agent stops; the VMs it started go on");
+	rc = 0;
+out:
+	ha_found_free();
+	free(ha_found.path);
+	for (size_t i = 0; i < sizeof(kids) / sizeof(kids[0]); i++)
+		free(kids[i].disk);
+	if (watching) {
+		watch_free(&w);
+		dev_close(d);
+	}
+	free(real);
+	free(dev);
+	free(sub);
+	return rc;
+}
+
+/* lunfs ha SUBCOMMAND ...: its own arguments (a command line follows --). */
+static int cmd_ha(int argc, char **argv)
+{
+	const char *host = NULL;
+	uint64_t poll_ms = 500;
+	if (argc < 2)
+		return usage_error("usage: lunfs ha register|unregister|start|list|agent ...");
+	const char *sub = argv[1];
+	if (!strcmp(sub, "register")) {
+		if (argc < 5 || strcmp(argv[3], "--"))
+			return usage_error("usage: lunfs ha register DISK -- COMMAND [ARG...]");
+		return ha_register(argv[2], argc - 4, argv + 4);
+	}
+	if ((!strcmp(sub, "unregister") || !strcmp(sub, "start")) && argc == 3)
+		return ha_unset(argv[2], !strcmp(sub, "unregister"));
+	if (!strcmp(sub, "list") && (argc == 3 || (argc == 4 && !strcmp(argv[3], "--json")))) {
+		json = argc == 4;
+		return ha_list(argv[2]);
+	}
+	if (!strcmp(sub, "agent") && argc >= 3) {
+		for (int i = 3; i < argc; i++) {
+			if (!strcmp(argv[i], "--host") && i + 1 < argc) {
+				host = argv[++i];
+			} else if (!strcmp(argv[i], "--poll-ms") && i + 1 < argc) {
+				char *end;
+				errno = 0;
+				long n = strtol(argv[++i], &end, 10);
+				if (end == argv[i] || *end || errno || n < 10 || n > 60000)
+					return usage_error("--poll-ms %s: 10 to 60000", argv[i]);
+				poll_ms = (uint64_t)n;
+			} else {
+				return usage_error("ha agent: unknown argument %s", argv[i]);
+			}
+		}
+		if (host && (!*host || strlen(host) > LUNFS_HOSTNAME_LEN))
+			return usage_error("--host: the host name is 1 to %u bytes", LUNFS_HOSTNAME_LEN);
+		return ha_agent(argv[2], host, poll_ms);
+	}
+	return usage_error("usage: lunfs ha register DISK -- COMMAND..., lunfs ha unregister|start DISK, "
+			   "lunfs ha list MOUNT [--json], lunfs ha agent MOUNT [--host NAME] [--poll-ms MS]");
+}
+
 int main(int argc, char **argv)
 {
 	const char *args[4];
@@ -1349,6 +2035,8 @@ int main(int argc, char **argv)
 		{"version", no_argument, 0, 'V'},
 		{0, 0, 0, 0},
 	};
+	if (argc >= 2 && !strcmp(argv[1], "ha"))
+		return cmd_ha(argc - 1, argv + 1);
 	opterr = 0; /* our own one-line messages */
 	while ((c = getopt_long(argc, argv, ":d:n:s:hV", lopts, NULL)) != -1) {
 		switch (c) {

@@ -24,12 +24,18 @@
 #                                    replaces its section of docs/PERFORMANCE.md
 #   make bench-nbd NBD_ROUNDS=1 NBD_SECS=2 NBD_SIZE=256M   quick
 #                                    (knobs: the top of bench/nbd.sh)
+#   make bench HA=0                  without the HA restart part (bench/ha.sh)
+#   make bench-ha                    only the HA restart part (about a minute):
+#                                    3 rounds of kill -9 of a host running a
+#                                    registered guest, timed to the guest's first
+#                                    write on the survivor; replaces its section
+#                                    of docs/PERFORMANCE.md (HA_ROUNDS=N)
 #   make bench-progs                 only build the programs
 
 BENCH_PROGS := $(B)/bench/raw $(B)/bench/lunfs-bench $(B)/bench/lunfs-cluster
 BENCH_DIR ?= /var/tmp
 
-.PHONY: bench bench-progs bench-fuse bench-nbd
+.PHONY: bench bench-progs bench-fuse bench-nbd bench-ha
 bench-progs: $(BENCH_PROGS)
 
 # raw does not use the library: it is the baseline, and it builds even
@@ -49,6 +55,7 @@ $(B)/bench/lunfs-cluster: $(B)/obj/bench/cluster_bench.o $(B)/lib/liblunfs.a
 CLUSTER ?= 1
 FUSE ?= 1
 NBD ?= 1
+HA ?= 1
 # The FUSE_* and NBD_* knobs reach bench/fuse.sh and bench/nbd.sh through the
 # environment (make exports command-line variables); the reports name them
 # in their command lines.
@@ -56,8 +63,9 @@ FUSE_KNOBS = $(strip $(foreach v,BENCH_DIR CLUSTER FUSE NBD $(filter FUSE_%,$(.V
 	$(if $(filter command line environment,$(origin $(v))),$(v)=$($(v)))))
 NBD_KNOBS = $(strip $(foreach v,BENCH_DIR CLUSTER FUSE NBD $(filter NBD_%,$(.VARIABLES)),\
 	$(if $(filter command line environment,$(origin $(v))),$(v)=$($(v)))))
-bench: $(BENCH_PROGS) $(B)/bin/mkfs.lunfs $(B)/bin/mount.lunfs $(NBDKIT_PLUGIN)
-	BENCH_DIR='$(BENCH_DIR)' B='$(B)' CLUSTER='$(CLUSTER)' FUSE='$(FUSE)' NBD='$(NBD)' \
+HA_PROGS := $(B)/bin/mkfs.lunfs $(B)/bin/mount.lunfs $(B)/bin/lunfs $(B)/bin/fsck.lunfs $(B)/tests/reaper
+bench: $(BENCH_PROGS) $(HA_PROGS) $(NBDKIT_PLUGIN)
+	BENCH_DIR='$(BENCH_DIR)' B='$(B)' CLUSTER='$(CLUSTER)' FUSE='$(FUSE)' NBD='$(NBD)' HA='$(HA)' \
 		FUSE_CMD='$(strip make bench $(FUSE_KNOBS))' NBD_CMD='$(strip make bench $(NBD_KNOBS))' \
 		sh bench/run.sh
 
@@ -66,3 +74,6 @@ bench-fuse: $(B)/bench/lunfs-cluster $(B)/bin/mkfs.lunfs $(B)/bin/mount.lunfs
 
 bench-nbd: $(B)/bench/lunfs-cluster $(B)/bin/mkfs.lunfs $(B)/bin/mount.lunfs $(NBDKIT_PLUGIN)
 	BENCH_DIR='$(BENCH_DIR)' B='$(B)' NBD_CMD='$(strip make bench-nbd $(NBD_KNOBS))' sh bench/nbd.sh
+
+bench-ha: $(HA_PROGS)
+	B='$(B)' HA_CMD='$(strip make bench-ha $(if $(filter command line,$(origin HA_ROUNDS)),HA_ROUNDS=$(HA_ROUNDS)))' sh bench/ha.sh

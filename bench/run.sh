@@ -33,6 +33,9 @@
 #      nbdkit's file plugin and qemu-nbd on a raw image file, round-robin;
 #      about 6 minutes at its defaults.  NBD=0 skips it; its knobs
 #      (NBD_ROUNDS, NBD_SECS, NBD_SIZE, ...) are at the top of bench/nbd.sh.
+#   7. HA restart (bench/ha.sh): 3 rounds of kill -9 of a host whose guest is
+#      registered with `lunfs ha`, timed to the guest's first write on the
+#      survivor; about a minute.  HA=0 skips it.
 # Every timed workload runs REPS times, round-robin; the report gives the
 # median and the range.  The images are removed, and lunfs-bench is stopped
 # (it unmounts on SIGTERM), whatever happens.
@@ -78,6 +81,8 @@ FUSE_CMD=${FUSE_CMD:-make bench}
 # The NBD part (bench/nbd.sh).  Set NBD=0 to skip it.
 NBD=${NBD:-1}
 NBD_CMD=${NBD_CMD:-make bench}
+# The HA restart part (bench/ha.sh).  Set HA=0 to skip it.
+HA=${HA:-1}
 
 RAW=$B/bench/raw
 LB=$B/bench/lunfs-bench
@@ -294,6 +299,19 @@ if [ "$NBD" = 1 ]; then
 	[ "$rc" -eq 0 ] || NBD_FAIL="bench/nbd.sh exited with status $rc"
 fi
 NSECS=$(( $(date +%s) - NSTART ))
+
+# ---- HA restart ----
+
+HA_FAIL=
+if [ "$HA" = 1 ]; then
+	echo "== HA restart: bench/ha.sh" >&2
+	HA_FRAG="$WORK/ha.md" HA_CMD="make bench" B="$B" sh bench/ha.sh &
+	CHILD=$!
+	wait "$CHILD"
+	rc=$?
+	CHILD=
+	[ "$rc" -eq 0 ] || HA_FAIL="bench/ha.sh exited with status $rc"
+fi
 
 # ---- the report ----
 
@@ -592,6 +610,18 @@ nbd_section() {
 	fi
 }
 
+# The HA restart section (bench/ha.sh wrote it).
+ha_section() {
+	if [ "$HA" != 1 ]; then
+		printf '## HA restart\n\nNot measured in this run (HA=0).\n'
+	elif [ -s "$WORK/ha.md" ]; then
+		cat "$WORK/ha.md"
+		[ -z "$HA_FAIL" ] || printf '\n**%s**: see its output.\n' "$HA_FAIL"
+	else
+		printf '## HA restart\n\nNot measured: %s.\n' "$HA_FAIL"
+	fi
+}
+
 TMP=$OUT.tmp.$$
 cat >"$TMP" <<EOF
 # lunfs performance
@@ -667,6 +697,8 @@ $(cluster_section)
 $(fuse_section)
 
 $(nbd_section)
+
+$(ha_section)
 
 ## Raw output
 

@@ -28,9 +28,10 @@
 #                            fsyncs, drops the page cache and reads it back with
 #                            O_DIRECT: GUEST-DONE <sha256 of what it read>
 #   verify:MIB[:OFF]         GUEST-DONE <sha256 of MIB MiB at OFF MiB>
-#   loop[:SECTORS]           writes sector n % SECTORS (default 2048) with
+#   loop[:SECTORS[:TAG]]     writes sector n % SECTORS (default 2048) with
 #                            "lunfs-loop seq n" (O_DIRECT, fsync) for n = 1, 2, ...
-#                            and prints "GUEST-SEQ n" after each one is acknowledged
+#                            and prints "GUEST-SEQ n" after each one is acknowledged;
+#                            with TAG, the sector says "lunfs-loop seq n TAG"
 #   idle                     prints GUEST-READY and waits
 # Every job prints GUEST-READY first (the disk is there), GUEST-FAIL <why> on
 # an error, and ends with poweroff -f (QEMU exits with status 0: -no-reboot).
@@ -149,7 +150,7 @@ loop)
 	n=0 secs=${a1:-2048}
 	while :; do
 		n=$((n + 1))
-		printf '%-511s\n' "lunfs-loop seq $n" |
+		printf '%-511s\n' "lunfs-loop seq $n${a2:+ $a2}" |
 			dd of=/dev/vda bs=512 seek=$((n % secs)) oflag=direct conv=notrunc,fsync 2>/tmp/dd.err ||
 			done_ "GUEST-FAIL loop seq $n: $(cat /tmp/dd.err)"
 		echo "GUEST-SEQ $n"

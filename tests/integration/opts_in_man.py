@@ -16,6 +16,8 @@ for src, man in tools.items():
     for s in re.findall(r'getopt(?:_long)?\(argc, argv, "([^"]+)"', code):
         opts |= {"-" + c for c in s if c.isalnum()}
     opts |= {"--" + n for n in re.findall(r'\{"([a-z-]+)", (?:no|required|optional)_argument', code)}
+    # options a subcommand parses by hand: !strcmp(argv[i], "--host")
+    opts |= set(re.findall(r'strcmp\(argv\[i\], "(--?[a-z][a-z-]*)"\)', code))
     for name, key in re.findall(r'FUSE_OPT_KEY\("([^"]+)", ([A-Z_]+)\)', code):
         if key != "FUSE_OPT_KEY_DISCARD":
             opts.add(name)
