@@ -1,32 +1,49 @@
 #!/bin/bash
-# NOT REGISTERED (the runner takes *.sh only): fails with the current lock
-# protocol.  Rename to 73-qemu-migrate.sh once it passes.
-#
 # Plain live migration of a running QEMU (TCG) guest from host A to host B of
 # one volume, with no management step between `migrate` and the guest
 # running on B: no handoff, no late-block-activate, no cont.  QEMU opens the
 # disk O_RDONLY on B at start (-incoming), closes its O_RDWR fd on A at the
 # switchover but keeps an O_RDONLY one until it exits, and opens O_RDWR on B
 # at activation, a few ms after that close (docs/notes/qemu-migration-trace.md).
-# Today that open gets EBUSY: A still holds the lock through the read-only
-# fd, and the destination stays paused.  What must hold once the protocol
-# allows it: the destination runs on B within 15 s of `migrate`; hostB then
-# holds the disk, before and after the source QEMU exits; a third host's
-# read-write open gets EBUSY at every phase; every acknowledged guest write
-# is on the disk; fsck -n is clean.
+# lunfs allows it (docs/LOCKING.md 10.14): A's last writable close lets go
+# of the lock although the read-only fd stays, and B's O_RDWR open, which
+# may come before A's FUSE RELEASE is done, waits for A's open pin to go
+# (open_wait_ms, default 3000).  What must hold: before the migration, a
+# second QEMU started normally on B (not -incoming) is refused with EBUSY
+# and the guest runs on on A; the destination runs on B within 15 s of
+# `migrate`; hostB then holds the disk, before and after the source QEMU
+# exits; a third host's read-write open gets EBUSY at every phase; the
+# guest's sequence goes on on B without a gap, and every acknowledged guest
+# write is on the disk; fsck -n is clean.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-guest.sh"
 . "$(dirname "$0")/lib-migrate.sh"
 mig_setup
 mig_locks_name hostA
 mig_third_busy "before the migration"
+ok "hostA holds the disk; hostC's O_RDWR open: EBUSY after ${THIRD_MS} ms"
+# a second VM of the same disk on hostB, started normally: refused
+t0=$(now_ms)
+guest_boot g2 "loop:$MIG_SECTORS" -drive "file=$B/vm01/disk.img,format=raw,if=virtio,cache=none,aio=io_uring"
+rc=0
+guest_wait g2 30 || rc=$?
+REFUSE_MS=$(( $(now_ms) - t0 ))
+[ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "a second QEMU on hostB opened the disk QEMU on hostA runs (exit $rc): $(cat "$GDIR/g2.log")"
+grep -q 'Device or resource busy' "$GDIR/g2.err" || fail "g2 (exit $rc): $(cat "$GDIR/g2.err"), want EBUSY"
+! grep -q GUEST "$GDIR/g2.log" 2>/dev/null || fail "g2's guest ran"
+[ "$(mig_status src)" = running ] || fail "src is $(mig_status src) after g2"
+mig_locks_name hostA
+seq0=$(tr -d '\r' <"$GDIR/src.log" | sed -n 's/.*GUEST-SEQ //p' | tail -1)
+guest_wait_line src "GUEST-SEQ $(( ${seq0:-0} + 20 ))" 60 || fail "the guest stopped writing on hostA after g2"
+ok "a second QEMU on hostB (not -incoming), same disk: exit $rc after $REFUSE_MS ms: $(head -1 "$GDIR/g2.err"); the guest writes on on hostA"
 t0=$(now_ms)
 qmp src migrate "{\"uri\": \"unix:$T/mig.sock\"}" >"$T/migrate.out" || fail "migrate: $(cat "$T/migrate.out")"
 mig_wait_migration 120 completed && [ "$MIG_ST" = completed ] || fail "migration: $MIG_ST: $(qmp src query-migrate)"
 t1=$(now_ms)
 mig_wait_status dst running 15 ||
 	fail "dst is $(mig_status dst) on hostB, not running, $(( $(now_ms) - t1 )) ms after the migration completed: $(cat "$GDIR/dst.err")"
-ok "migrated in $(( t1 - t0 )) ms; dst runs on hostB $(( $(now_ms) - t1 )) ms later"
+WAITED=$(grep 'for writing waited .*: opened' "$T/b.log" | sed 's/.*\(waited .*\)/\1/' | tail -1)
+ok "migrated in $(( t1 - t0 )) ms; dst runs on hostB $(( $(now_ms) - t1 )) ms later; hostB's O_RDWR open: ${WAITED:-no wait (hostA had let go first)}"
 mig_locks_name hostB
 mig_third_busy "after the switchover, source QEMU still there"
 [ "$(mig_status src)" = postmigrate ] || fail "src is $(mig_status src)"
