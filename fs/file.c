@@ -383,6 +383,10 @@ static int drop_writer_hold(struct txn *tx, struct ofile *of, struct lunfs_inode
 		of->mode = LUNFS_OPEN_READ;
 		of_invalidate(v, of->ino);
 		r = vl_release_now(v, h);
+		lunfs_log(r ? LOG_WARNING : LOG_INFO,
+			  "lunfs: inode %llu: last writable open closed, %d read-only open(s) left: "
+			  "lock released%s%s",
+			  (unsigned long long)of->ino, of->opens - 1, r ? ": " : "", r ? lunfs_strerror(r) : "");
 	}
 	pthread_mutex_unlock(&v->mu);
 	return r;

@@ -45,6 +45,8 @@ mig_wait_status dst running 15 ||
 WAITED=$(grep 'for writing waited .*: opened' "$T/b.log" | sed 's/.*\(waited .*\)/\1/' | tail -1)
 ok "migrated in $(( t1 - t0 )) ms; dst runs on hostB $(( $(now_ms) - t1 )) ms later; hostB's O_RDWR open: ${WAITED:-no wait (hostA had let go first)}"
 mig_locks_name hostB
+grep -q 'inode [0-9]*: last writable open closed, 1 read-only open(s) left: lock released$' "$T/a.log" ||
+	fail "hostA's log does not say it let go at the source's O_RDWR close: $(tail -5 "$T/a.log")"
 mig_third_busy "after the switchover, source QEMU still there"
 [ "$(mig_status src)" = postmigrate ] || fail "src is $(mig_status src)"
 first=$(tr -d '\r' <"$GDIR/dst.log" | sed -n 's/.*GUEST-SEQ //p' | head -1)
