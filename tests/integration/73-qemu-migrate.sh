@@ -12,7 +12,8 @@
 # second QEMU started normally on B (not -incoming) is refused with EBUSY
 # and the guest runs on on A; the destination runs on B within 15 s of
 # `migrate`; hostB then holds the disk, before and after the source QEMU
-# exits; a third host's read-write open gets EBUSY at every phase; the
+# exits; a `cont` sent to the source (a rollback) while the guest runs on B
+# fails with EBUSY and the source stays stopped; a third host's read-write open gets EBUSY at every phase; the
 # guest's sequence goes on on B without a gap, and every acknowledged guest
 # write is on the disk; fsck -n is clean.
 . "$(dirname "$0")/lib.sh"
@@ -51,6 +52,18 @@ mig_third_busy "after the switchover, source QEMU still there"
 [ "$(mig_status src)" = postmigrate ] || fail "src is $(mig_status src)"
 first=$(tr -d '\r' <"$GDIR/dst.log" | sed -n 's/.*GUEST-SEQ //p' | head -1)
 guest_wait_line dst "GUEST-SEQ $(( ${first:-0} + 100 ))" 60 || fail "the guest does not write on dst: $(cat "$GDIR/dst.log")"
+# a rollback while the guest runs on B: `cont` on the source reopens the
+# disk O_RDWR on hostA, which must fail (after the open wait): never two
+t2=$(now_ms)
+if qmp src cont >"$T/cont.out" 2>&1; then
+	sleep 1
+	fail "cont on the source succeeded while dst runs on hostB (src: $(mig_status src)): $(cat "$T/cont.out")"
+fi
+grep -q 'resource busy' "$T/cont.out" || fail "cont on the source: $(cat "$T/cont.out"), want EBUSY"
+[ "$(mig_status src)" != running ] || fail "src runs again on hostA while dst runs on hostB"
+[ "$(mig_status dst)" = running ] || fail "dst is $(mig_status dst) after the source's cont"
+mig_locks_name hostB
+ok "cont on the source QEMU while the guest runs on hostB: refused after $(( $(now_ms) - t2 )) ms ($(tr -d '\n' <"$T/cont.out" | cut -c1-160)); src stays $(mig_status src)"
 qmp src quit >/dev/null
 guest_wait src 20 || fail "src did not exit"
 mig_locks_name hostB
