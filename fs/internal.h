@@ -103,6 +103,8 @@ struct lunfs_vol {
 	int ro;
 	uint32_t slot;
 	uint32_t linger_ms;
+	uint32_t open_wait_ms;   /* a writable open waits this long for another
+				    host's open pin to go (lunfs_open) */
 	pthread_mutex_t mu;     /* the volume mutex: everything below */
 	struct buf **bh;        /* buffer hash */
 	size_t nbh;
@@ -178,6 +180,8 @@ void pr_unmount(struct lunfs_vol *v);
 struct ofile {
 	uint64_t ino;
 	int opens;
+	int writers;       /* opens of them in a writable mode (RW, EXCL, MULTI):
+			      when the last closes, the hold goes (lunfs_close) */
 	int mode;          /* strongest open mode */
 	int unlinked;      /* nlink reached 0 while open: free at last close */
 	int excl_here;     /* an LUNFS_OPEN_EXCL open: no other open on this host */

@@ -70,6 +70,10 @@ struct lunfs_mount_opts {
 				   gone (its process exited): take its heartbeat
 				   slot without waiting a lease.  Wrong use lets
 				   two mounts write at once. */
+	uint32_t open_wait_ms;  /* a writable open (RW, EXCL, MULTI) that meets
+				   another host's open pin waits up to this long
+				   for it to go, then fails with -EBUSY; default
+				   0: -EBUSY at once (mount.lunfs: 3000) */
 };
 
 /* Mounts the volume on url.  Claims a heartbeat slot and

@@ -77,6 +77,7 @@ int lunfs_mount_test(const char *url, const struct lunfs_mount_opts *o,
 	lunfs_cond_init(&v->gw_cv); /* gw_gather waits on CLOCK_MONOTONIC */
 	v->ro = o->readonly;
 	v->linger_ms = o->linger_ms ? o->linger_ms : 500;
+	v->open_wait_ms = o->open_wait_ms;
 	v->bh = calloc(VOL_NBUCKETS, sizeof(*v->bh));
 	if (!v->bh) {
 		r = -ENOMEM;

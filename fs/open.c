@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
 #include "fs/internal.h"
 
 static int lk_mode_for(int mode)
@@ -65,8 +67,10 @@ int of_pin(struct lunfs_vol *v, struct ofile *of, int want)
 }
 
 /* lunfs_open, and lunfs_opendir (dir: ino must be a directory, opened
- * LUNFS_OPEN_READ). */
-static int open_inode(struct lunfs_vol *v, uint64_t ino, int mode, int dir, struct lunfs_file **out)
+ * LUNFS_OPEN_READ).  *lock_busy (if not NULL) is set when the open failed
+ * with -EBUSY on the inode lock (another host), not on this host's opens. */
+static int open_inode(struct lunfs_vol *v, uint64_t ino, int mode, int dir, struct lunfs_file **out,
+		      int *lock_busy)
 {
 	struct txn tx;
 	struct lunfs_inode *in = malloc(sizeof(*in));
@@ -114,8 +118,11 @@ static int open_inode(struct lunfs_vol *v, uint64_t ino, int mode, int dir, stru
 		of->mode = LUNFS_OPEN_READ;
 		created = 1;
 	}
-	if ((r = of_pin(v, of, lk_mode_for(mode))))
+	if ((r = of_pin(v, of, lk_mode_for(mode)))) {
+		if (r == -EBUSY && lock_busy)
+			*lock_busy = 1;
 		goto out;
+	}
 	if (mode == LUNFS_OPEN_MULTI && (r = fully_allocated(&tx, in)) != 1) {
 		r = r ? r : -EINVAL; /* multi-writer needs every block allocated and zeroed */
 		if (created && of->h)
@@ -127,6 +134,8 @@ static int open_inode(struct lunfs_vol *v, uint64_t ino, int mode, int dir, stru
 		of->mode = mode;
 	if (mode == LUNFS_OPEN_EXCL)
 		of->excl_here = 1;
+	if (mode_writable(mode))
+		of->writers++;
 	of->opens++;
 	if (created) {
 		of->next = v->ofiles;
@@ -150,9 +159,54 @@ out_free:
 	return r;
 }
 
+/* Does another host pin the lock record rec with an open? */
+static int other_open_pin(const struct lunfs_vol *v, const struct lunfs_lock *rec)
+{
+	for (uint32_t i = 0; i < rec->nholders && i < LUNFS_MAX_HOLDERS; i++)
+		if (rec->holders[i].slot != v->slot && (rec->holders[i].flags & LK_HOLD_OPEN))
+			return 1;
+	return 0;
+}
+
+/* A writable open that meets another host's open pin waits up to
+ * v->open_wait_ms for it to go (LOCKING.md 10.14: a live migration's
+ * destination opens for writing a few ms before the source's FUSE RELEASE
+ * has let go of the lock).  The wait polls the lock record every 25 ms
+ * without v->mu (no lock wait under the volume mutex: LOCKING.md 15), and
+ * tries the open again whenever the record changed or shows no other
+ * host's open pin.  Still -EBUSY after the wait. */
+#define OPEN_WAIT_POLL_MS 25
 int lunfs_open(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **out)
 {
-	return open_inode(v, ino, mode, 0, out);
+	int busy = 0;
+	int r = open_inode(v, ino, mode, 0, out, &busy);
+	if (r != -EBUSY || !busy || !mode_writable(mode) || !v->open_wait_ms)
+		return r;
+	pthread_mutex_lock(&v->mu);
+	uint64_t lock = geom_ino_lock(&v->sb, ino);
+	pthread_mutex_unlock(&v->mu);
+	uint64_t t0 = lunfs_now_ms(), last_gen = 0, tries = 1;
+	struct lunfs_lock rec;
+	if (lk_read(v->d, v->sb.uuid, lock, &rec) == 0)
+		last_gen = rec.gen;
+	while (lunfs_now_ms() - t0 < v->open_wait_ms) {
+		usleep(OPEN_WAIT_POLL_MS * 1000);
+		int e = lk_read(v->d, v->sb.uuid, lock, &rec);
+		if (!e && rec.gen == last_gen && other_open_pin(v, &rec))
+			continue;
+		last_gen = e ? 0 : rec.gen;
+		busy = 0;
+		tries++;
+		r = open_inode(v, ino, mode, 0, out, &busy);
+		if (r != -EBUSY || !busy)
+			break;
+	}
+	lunfs_log(r ? LOG_NOTICE : LOG_INFO,
+		  "lunfs: open of inode %llu for writing waited %llu ms for another host's open "
+		  "(%llu tries): %s",
+		  (unsigned long long)ino, (unsigned long long)(lunfs_now_ms() - t0),
+		  (unsigned long long)tries, r ? lunfs_strerror(r) : "opened");
+	return r;
 }
 
 /* No lock: a lock held by an open directory would keep other hosts from
@@ -161,7 +215,7 @@ int lunfs_open(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **
  * then pins its lock (drop_last_link in ops.c). */
 int lunfs_opendir(struct lunfs_vol *v, uint64_t ino, struct lunfs_file **out)
 {
-	return open_inode(v, ino, LUNFS_OPEN_READ, 1, out);
+	return open_inode(v, ino, LUNFS_OPEN_READ, 1, out, NULL);
 }
 
 /* Commits the mtime/ctime that writes left pending on an open inode. */
@@ -173,6 +227,49 @@ static int commit_times(struct txn *tx, struct ofile *of, struct lunfs_inode *in
 	in->mtime = in->ctime = of->mtime;
 	of->times_dirty = 0;
 	return ino_write(tx, in);
+}
+
+/* The last writable open of of closed on this host while read-only opens
+ * (SHARED_RO, READ) remain: the host lets go of the inode lock now, not at
+ * the last close, and the remaining opens read on without a lock, as READ
+ * opens do (LOCKING.md 8 and 10.14: QEMU's live migration keeps a read-only
+ * handle open on the source after the switchover, while the destination
+ * opens for writing).  The pending times go first, under the lock; then,
+ * as at a last close, the release checkpoints (the journal rule), drops the
+ * cached blocks and CAWs the record.  Ends tx (the caller's open still
+ * counts in of->opens, so of stays while v->mu is dropped). */
+static int drop_writer_hold(struct txn *tx, struct ofile *of, struct lunfs_inode *in)
+{
+	struct lunfs_vol *v = tx->v;
+	int r = 0;
+	gw_wait_ino(v, of->ino); /* none: the writers' handles are closed */
+	if (vol_check_writable(v) == 0) {
+		if (of->mode == LUNFS_OPEN_MULTI)
+			of->times_dirty = 0; /* multi-writer files take no metadata change */
+		if (of->times_dirty)
+			r = commit_times(tx, of, in);
+		if (!r)
+			r = tx_flush(tx);
+	}
+	tx_end(tx, r); /* the tx pinned the lock too: end it before letting go */
+	if (r)
+		return r; /* keep the hold: the times are not committed */
+	pthread_mutex_lock(&v->mu);
+	/* v->mu was dropped: a new writer, a handoff, an unlink or the close
+	 * of every other handle (then ours is the last close) may have come */
+	if (!of->writers && of->opens > 1 && of->h && !of->handed_off && !of->unlinked) {
+		struct held *h = of->h;
+		of->h = NULL;
+		of->mode = LUNFS_OPEN_READ;
+		of_invalidate(v, of->ino);
+		r = vl_release_now(v, h);
+		lunfs_log(r ? LOG_WARNING : LOG_INFO,
+			  "lunfs: inode %llu: last writable open closed, %d read-only open(s) left: "
+			  "lock released%s%s",
+			  (unsigned long long)of->ino, of->opens - 1, r ? ": " : "", r ? lunfs_strerror(r) : "");
+	}
+	pthread_mutex_unlock(&v->mu);
+	return r;
 }
 
 int lunfs_close(struct lunfs_file *f)
@@ -187,6 +284,12 @@ int lunfs_close(struct lunfs_file *f)
 	tx_begin(v, &tx);
 	if (f->mode == LUNFS_OPEN_EXCL)
 		of->excl_here = 0;
+	if (mode_writable(f->mode) && --of->writers == 0 && of->opens > 1 && of->h && !of->handed_off &&
+	    !of->unlinked) {
+		/* our open still counts meanwhile: of stays */
+		r = drop_writer_hold(&tx, of, in);
+		tx_begin(v, &tx);
+	}
 	if (--of->opens > 0)
 		goto out;
 	gw_wait_ino(v, of->ino); /* none: the writers' handles are open */

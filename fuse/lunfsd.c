@@ -798,12 +798,13 @@ struct opts {
 	int rw_given;   /* ro or rw was given (the last one counts) */
 	int noatime, remount;
 	uint32_t linger, recovery_pause, unmount_pause;
+	uint32_t open_wait; /* open_wait_ms: default OPEN_WAIT_MS */
 	int caw, no_pr;
 	int io_async;   /* io=async: reads and writes through lunfs_aio_start */
 	int no_rejoin;  /* rejoin=off: a fenced mount stays fenced */
 };
 
-enum { K_HOST, K_LOG, K_LINGER, K_CAW, K_PR, K_RPAUSE, K_UPAUSE, K_RO, K_RW, K_FG, K_HELP, K_VERSION,
+enum { K_HOST, K_LOG, K_LINGER, K_OWAIT, K_CAW, K_PR, K_RPAUSE, K_UPAUSE, K_RO, K_RW, K_FG, K_HELP, K_VERSION,
        K_NOATIME, K_STRICTATIME, K_REMOUNT, K_IO, K_REJOIN };
 
 /* Our options; the rest goes to FUSE (fuse_session_new rejects what it
@@ -812,6 +813,7 @@ static const struct fuse_opt opt_table[] = {
 	FUSE_OPT_KEY("host=", K_HOST),
 	FUSE_OPT_KEY("log=", K_LOG),
 	FUSE_OPT_KEY("linger_ms=", K_LINGER),
+	FUSE_OPT_KEY("open_wait_ms=", K_OWAIT),
 	FUSE_OPT_KEY("caw=", K_CAW),
 	FUSE_OPT_KEY("io=", K_IO),
 	FUSE_OPT_KEY("rejoin=", K_REJOIN),
@@ -854,6 +856,13 @@ static const struct fuse_opt opt_table[] = {
 };
 
 static const char *PROG = "mount.lunfs";
+
+/* open_wait_ms's default: a live migration's destination opens the disk
+ * for writing 1-40 ms after the source closed its writable handle, whose
+ * FUSE RELEASE (a checkpoint and a CAW) comes after close(2) returned
+ * (LOCKING.md 10.14); 3 s covers that on a loaded host and still refuses
+ * a second VM quickly. */
+#define OPEN_WAIT_MS 3000
 
 /* A whole number of milliseconds, 0..max, or a one-line error naming the
  * option. */
@@ -909,6 +918,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		return 0;
 	case K_LINGER:
 		return parse_ms(arg, 3600000, &o->linger);
+	case K_OWAIT:
+		return parse_ms(arg, 600000, &o->open_wait);
 	case K_RPAUSE:
 		return parse_ms(arg, 600000, &o->recovery_pause);
 	case K_UPAUSE:
@@ -1070,6 +1081,8 @@ static void usage(void)
 	       "  -o noatime          (access times are never updated: relatime, nodiratime\n"
 	       "                      and lazytime are accepted; strictatime is refused)\n"
 	       "  -o linger_ms=N      idle locks are released after N ms (default 500)\n"
+	       "  -o open_wait_ms=N   a read-write open waits up to N ms for another host's\n"
+	       "                      open to close before EBUSY (default 3000; 0: at once)\n"
 	       "  -o io=threads|async reads and writes: a thread each (default), or the\n"
 	       "                      library's completion thread replies\n"
 	       "  -o rejoin=on|off    after a fence, mount again by itself (default on)\n"
@@ -1322,7 +1335,7 @@ out:
 
 int main(int argc, char **argv)
 {
-	struct opts o = {0};
+	struct opts o = {.open_wait = OPEN_WAIT_MS};
 	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
 	if (!strncmp(prog, "umount.", 7))
 		return umount_main(prog, argc, argv);
@@ -1449,6 +1462,7 @@ int main(int argc, char **argv)
 	lunfs_log_set(lib_log);
 	IO_ASYNC = o.io_async;
 	struct lunfs_mount_opts mo = {.host = o.host, .readonly = o.ro, .linger_ms = o.linger,
+				      .open_wait_ms = o.open_wait,
 				      .dev = {.caw_mode = o.caw, .no_pr = o.no_pr}};
 	struct lunfs_test_opts hooks = {.recovery_pause_ms = o.recovery_pause};
 	const char *msg = NULL;

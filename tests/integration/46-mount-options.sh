@@ -7,7 +7,7 @@ mkfs_multi "$T/v.img" 1G -N 8
 mkdir "$T/m1"
 before=$(stat -c %Y.%y "$T/v.img")
 for o in linger_ms=-5 linger_ms=abc linger_ms=99999999999999 caw=maybe pr=maybe bogusopt=3 host= \
-	recovery_pause_ms=x; do
+	recovery_pause_ms=x open_wait_ms=-1 open_wait_ms=600001; do
 	name=${o%%=*}
 	expect_fail 2 "$name" "$BIN/mount.lunfs" "$T/v.img" "$T/m1" -o "host=esx01,$o"
 done

@@ -35,7 +35,9 @@ mkfs_multi "$IMG" 1G
 A="$T/a" B="$T/b" C="$T/c"
 mkdir -p "$A"
 SIZE=1048576
-mount_lunfs "$IMG" "$B" hostB "log=$T/b.log"
+# open_wait_ms=0: B's first O_RDWR open below must answer at once (EBUSY),
+# not wait 3 s, by which time B may have recovered A (lease 3 s)
+mount_lunfs "$IMG" "$B" hostB "log=$T/b.log,open_wait_ms=0"
 on_exit "umount_lunfs '$A'"
 on_exit "umount_lunfs '$C'"
 head -c $SIZE /dev/zero | tr '\0' B >"$T/B.ref"

@@ -6,6 +6,7 @@
 #                           the loop job; QEMU "dst" on B waits with -incoming
 #                           (DST_ARGS: more arguments for it)
 # mig_third_busy PHASE      hostC's O_RDWR open of the disk fails with EBUSY
+#                           (after its open_wait_ms; THIRD_MS: how long it took)
 # mig_locks_name HOST       lunfs locks names HOST as the disk's only, open holder
 # mig_status NAME           QEMU NAME's run state (query-status)
 # mig_wait_status NAME STATE SECONDS
@@ -56,10 +57,13 @@ mig_wait_migration() {
 }
 mig_migrate_status() { qmp src query-migrate | sed -n 's/.*"status": "\([a-z-]*\)".*/\1/p' | head -1; }
 mig_third_busy() {
+	local t0
+	t0=$(now_ms)
 	if sh -c "exec 6<>'$C/vm01/disk.img'" 2>"$T/err"; then
 		fail "$1: hostC opened the VM disk read-write"
 	fi
 	grep -q 'Device or resource busy' "$T/err" || fail "$1: hostC's open: $(cat "$T/err"), want EBUSY"
+	THIRD_MS=$(( $(now_ms) - t0 ))
 }
 mig_locks_name() {
 	"$BIN/lunfs" locks "$IMG" /vm01/disk.img --json >"$T/locks.json" || fail "lunfs locks"
