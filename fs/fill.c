@@ -7,7 +7,7 @@
  * per request (data, flush, journal, flush), all under the volume mutex.
  * Here the K writes that are pending at a moment share them:
  *
- *   1. under v->mu, briefly (file.c, chunk_map): the write is listed in
+ *   1. under v->mu, briefly (data.c, chunk_map): the write is listed in
  *      v->gw; each hole it touches gets a block reserved in memory (the
  *      cluster's lock stays pinned by the reservation, rc_take skips it);
  *   2. without v->mu: its data is written, the blocks it exposes in whole

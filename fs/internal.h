@@ -167,7 +167,7 @@ int vol_grow_check(struct lunfs_vol *v);
 /* vol.c: removes the holds of mounts of slot older than below from every
  * lock record */
 int vol_purge_locks(struct lunfs_vol *v, uint32_t slot, uint64_t below);
-/* file.c: frees what the orphan directory lists and nobody has open */
+/* free.c: frees what the orphan directory lists and nobody has open */
 int orphans_process(struct lunfs_vol *v);
 
 /* recover.c */
