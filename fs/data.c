@@ -627,6 +627,30 @@ int lunfs_ioq_create(struct lunfs_file *f, unsigned depth, struct lunfs_ioq **ou
 	return 0;
 }
 
+/* The device request of a's piece [done, done + len), at boff in the file
+ * block ptr points to. */
+static void aio_req(struct lunfs_vol *v, const struct lunfs_aio *a, struct dev_io *io,
+		    struct iovec *iov, uint64_t ptr, size_t done, uint64_t boff, size_t len, void *priv)
+{
+	*iov = (struct iovec){(char *)a->buf + done, len};
+	*io = (struct dev_io){.op = a->op == LUNFS_AIO_READ ? DEV_OP_READ : DEV_OP_WRITE,
+			      .off = geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + boff,
+			      .iov = iov, .iovcnt = 1, .priv = priv};
+}
+
+/* Registers a's requests as data I/O (a write changes the times), or
+ * returns -EAGAIN: io_enter waited for blocks being freed, so what was
+ * looked up may be stale.  v->mu held. */
+static int aio_enter(struct lunfs_vol *v, struct ofile *of, const struct lunfs_aio *a)
+{
+	int r = io_enter(v);
+	if (!r && a->op == LUNFS_AIO_WRITE) {
+		ino_now(&of->mtime);
+		of->times_dirty = 1;
+	}
+	return r;
+}
+
 /* Fills io/iov from the open file's cache alone: no transaction, no I/O.
  * Returns the number of device requests, or 0 when something is not cached. */
 static int cached_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io *io,
@@ -647,20 +671,11 @@ static int cached_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io *
 			n = 0;
 			goto out;
 		}
-		iov[n] = (struct iovec){(char *)a->buf + done, len};
-		io[n] = (struct dev_io){.op = a->op == LUNFS_AIO_READ ? DEV_OP_READ : DEV_OP_WRITE,
-					.off = geom_file_blk(&v->sb, c->ptr & PTR_BLOCK_MASK) + boff,
-					.iov = &iov[n], .iovcnt = 1, .priv = priv};
+		aio_req(v, a, &io[n], &iov[n], c->ptr, done, boff, len, priv);
 		done += len;
 	}
-	if (io_enter(v)) {
+	if (aio_enter(v, of, a))
 		n = 0; /* blocks were freed meanwhile: the slow path looks again */
-		goto out;
-	}
-	if (a->op == LUNFS_AIO_WRITE) {
-		ino_now(&of->mtime);
-		of->times_dirty = 1;
-	}
 out:
 	pthread_mutex_unlock(&v->mu);
 	return n;
@@ -693,20 +708,11 @@ int file_aio_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io io[2],
 			n = 0;
 			goto out;
 		}
-		iov[n] = (struct iovec){(char *)a->buf + done, len};
-		io[n] = (struct dev_io){.op = a->op == LUNFS_AIO_READ ? DEV_OP_READ : DEV_OP_WRITE,
-					.off = geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + boff,
-					.iov = &iov[n], .iovcnt = 1, .priv = priv};
+		aio_req(v, a, &io[n], &iov[n], ptr, done, boff, len, priv);
 		done += len;
 	}
-	if (io_enter(v)) {
+	if (aio_enter(v, f->of, a))
 		n = 0; /* blocks were freed meanwhile: the slow path looks again */
-		goto out;
-	}
-	if (a->op == LUNFS_AIO_WRITE) {
-		ino_now(&f->of->mtime);
-		f->of->times_dirty = 1;
-	}
 out:
 	tx_end(&tx, 0);
 	free(fm.in);

@@ -40,6 +40,22 @@ static int host_identity(const char *name, struct hb_ident *id)
 }
 
 /* The public device options, as dev/ takes them. */
+/* Frees what lunfs_mount_test set up first: the device, the cache's hash,
+ * the reservations, the mutex and conditions, v itself. */
+static void vol_destroy(struct lunfs_vol *v)
+{
+	if (v->d)
+		dev_close(v->d);
+	free(v->bh);
+	free(v->resv);
+	pthread_mutex_destroy(&v->mu);
+	pthread_cond_destroy(&v->linger_cv);
+	pthread_cond_destroy(&v->io_cv);
+	pthread_cond_destroy(&v->acq_cv);
+	pthread_cond_destroy(&v->gw_cv);
+	free(v);
+}
+
 static struct dev_opts dev_opts_of(const struct lunfs_dev_opts *o, int readonly)
 {
 	_Static_assert((int)LUNFS_CAW_AUTO == DEV_CAW_AUTO && (int)LUNFS_CAW_NATIVE == DEV_CAW_NATIVE &&
@@ -200,15 +216,7 @@ fail:
 		*msg = why ? why : lunfs_strerror(r);
 	if (v->d)
 		pr_unmount(v);
-	if (v->d)
-		dev_close(v->d);
-	free(v->bh);
-	pthread_mutex_destroy(&v->mu);
-	pthread_cond_destroy(&v->linger_cv);
-	pthread_cond_destroy(&v->io_cv);
-	pthread_cond_destroy(&v->acq_cv);
-	pthread_cond_destroy(&v->gw_cv);
-	free(v);
+	vol_destroy(v);
 	return r;
 }
 
@@ -226,15 +234,7 @@ static void vol_free(struct lunfs_vol *v)
 		free(of->mapc);
 		free(of);
 	}
-	dev_close(v->d);
-	free(v->bh);
-	free(v->resv);
-	pthread_mutex_destroy(&v->mu);
-	pthread_cond_destroy(&v->linger_cv);
-	pthread_cond_destroy(&v->io_cv);
-	pthread_cond_destroy(&v->acq_cv);
-	pthread_cond_destroy(&v->gw_cv);
-	free(v);
+	vol_destroy(v);
 }
 
 static void stop_linger(struct lunfs_vol *v)

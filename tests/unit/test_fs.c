@@ -36,6 +36,20 @@ static uint64_t mkfile(struct lunfs_vol *v, uint64_t dir, const char *name)
 	return st.ino;
 }
 
+/* A fresh 256 MiB volume (*path) on the faulty device (*d), mounted as h1
+ * with a long linger (its locks stay cached). */
+static struct lunfs_vol *mnt_faulty(char **path, struct dev **d)
+{
+	struct lunfs_sb sb;
+	*path = tu_volume(256 << 20, &sb);
+	ck_assert_int_eq(dev_faulty_wrap(tu_open(*path), d), 0);
+	struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 60000};
+	struct lunfs_test_opts to = {.device = *d};
+	struct lunfs_vol *v;
+	ck_assert_int_eq(lunfs_mount_test(NULL, &o, &to, &v, NULL), 0);
+	return v;
+}
+
 struct names {
 	char n[64][64];
 	uint64_t next[64];
@@ -1246,14 +1260,9 @@ END_TEST
  * writers start, so that their data writes all wait for it at once. */
 START_TEST(group_commit_batches)
 {
-	struct lunfs_sb sb;
-	char *p = tu_volume(256 << 20, &sb);
+	char *p;
 	struct dev *d;
-	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &d), 0);
-	struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 60000};
-	struct lunfs_test_opts to = {.device = d};
-	struct lunfs_vol *v;
-	ck_assert_int_eq(lunfs_mount_test(NULL, &o, &to, &v, NULL), 0);
+	struct lunfs_vol *v = mnt_faulty(&p, &d);
 	struct lunfs_file *f;
 	ck_assert_int_eq(lunfs_open(v, mkfile(v, 1, "c"), LUNFS_OPEN_RW, &f), 0);
 	enum { N = 12 };
@@ -1494,14 +1503,9 @@ static uint64_t flushes_of(struct lunfs_vol *v)
  * file keeps its old size and every byte. */
 START_TEST(truncate_zeroes_with_its_commit)
 {
-	struct lunfs_sb sb;
-	char *p = tu_volume(256 << 20, &sb);
+	char *p;
 	struct dev *d;
-	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &d), 0);
-	struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 60000};
-	struct lunfs_test_opts to = {.device = d};
-	struct lunfs_vol *v;
-	ck_assert_int_eq(lunfs_mount_test(NULL, &o, &to, &v, NULL), 0);
+	struct lunfs_vol *v = mnt_faulty(&p, &d);
 	struct lunfs_file *f;
 	struct lunfs_stat st;
 	uint64_t ino = mkfile(v, 1, "t");
@@ -1596,14 +1600,9 @@ static void *cj_getattr(void *a)
 
 START_TEST(commit_outside_volume_mutex)
 {
-	struct lunfs_sb sb;
-	char *p = tu_volume(256 << 20, &sb);
+	char *p;
 	struct dev *d;
-	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &d), 0);
-	struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 60000};
-	struct lunfs_test_opts to = {.device = d};
-	struct lunfs_vol *v;
-	ck_assert_int_eq(lunfs_mount_test(NULL, &o, &to, &v, NULL), 0);
+	struct lunfs_vol *v = mnt_faulty(&p, &d);
 	uint64_t ino = mkfile(v, 1, "x");
 	ck_assert_int_eq(lunfs_setxattr(v, ino, "user.k1", "v1", 2, 0), 0); /* all cached now */
 	struct cj_job a = {.v = v, .ino = ino}, b = {.v = v, .ino = ino};
@@ -1658,14 +1657,9 @@ static void *cj_getxattr(void *a)
 
 START_TEST(failed_op_beside_commit_in_flight)
 {
-	struct lunfs_sb sb;
-	char *p = tu_volume(256 << 20, &sb);
+	char *p;
 	struct dev *d;
-	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &d), 0);
-	struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 60000};
-	struct lunfs_test_opts to = {.device = d};
-	struct lunfs_vol *v;
-	ck_assert_int_eq(lunfs_mount_test(NULL, &o, &to, &v, NULL), 0);
+	struct lunfs_vol *v = mnt_faulty(&p, &d);
 	uint64_t ino = mkfile(v, 1, "x");
 	ck_assert_int_eq(lunfs_setxattr(v, ino, "user.k1", "v1", 2, 0), 0);
 	struct cj_job a = {.v = v, .ino = ino}, c = {.v = v, .ino = ino};
@@ -1715,14 +1709,9 @@ END_TEST
  * fails, and after a crash the file has its old size and every byte. */
 START_TEST(truncate_zeroes_after_pending_checkpoint)
 {
-	struct lunfs_sb sb;
-	char *p = tu_volume(256 << 20, &sb);
+	char *p;
 	struct dev *d;
-	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &d), 0);
-	struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 60000};
-	struct lunfs_test_opts to = {.device = d};
-	struct lunfs_vol *v;
-	ck_assert_int_eq(lunfs_mount_test(NULL, &o, &to, &v, NULL), 0);
+	struct lunfs_vol *v = mnt_faulty(&p, &d);
 	struct lunfs_file *f;
 	struct lunfs_stat st;
 	uint64_t ino = mkfile(v, 1, "t");
