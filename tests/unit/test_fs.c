@@ -1497,6 +1497,46 @@ static uint64_t flushes_of(struct lunfs_vol *v)
 	return s.flushes;
 }
 
+/* File t of 2 MiB of src's pattern, written and fsynced. */
+static uint64_t two_mib_file(struct lunfs_vol *v, uint8_t *src)
+{
+	struct lunfs_file *f;
+	uint64_t ino = mkfile(v, 1, "t");
+	fill(src, 2 * MiB, 17);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	ck_assert_int_eq(lunfs_pwrite(f, src, 2 * MiB, 0), 2 * MiB);
+	ck_assert_int_eq(lunfs_fsync(f), 0);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	return ino;
+}
+
+/* A truncate of ino (2 MiB of src) to a third of a MiB whose journal flush
+ * fails (the faults are set): after a crash and a remount of p the file
+ * has its old size and every byte (its tail was not zeroed before the
+ * truncate was durable); fsck is clean. */
+static void truncate_lost(struct lunfs_vol *v, const char *p, uint64_t ino, const uint8_t *src,
+			  uint64_t fail_flush)
+{
+	struct lunfs_stat st;
+	struct lunfs_file *f;
+	uint8_t *r = malloc(2 * MiB);
+	struct lunfs_setattr sa = {.size = MiB / 3};
+	ck_assert_int_ne(lunfs_setattr(v, ino, LUNFS_SET_SIZE, &sa, &st), 0);
+	ck_assert_uint_eq(flushes_of(v), fail_flush); /* it was that flush */
+	lunfs_abandon(v);
+	struct lunfs_mount_opts o2 = {.host = "h1", .assume_dead = 1};
+	ck_assert_int_eq(lunfs_mount(p, &o2, &v, NULL), 0);
+	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
+	ck_assert_uint_eq(st.size, 2 * MiB);
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_READ, &f), 0);
+	ck_assert_int_eq(lunfs_pread(f, r, 2 * MiB, 0), 2 * MiB);
+	ck_assert_msg(!memcmp(r, src, 2 * MiB), "the old size shows the cut block's tail zeroed");
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	free(r);
+}
+
 /* A truncate whose commit wraps the journal: the checkpoint the wrap needs
  * flushes the device, and the zeroed tail of the cut block must not be
  * durable by then.  The commit's own flush fails (a power cut there): the
@@ -1506,15 +1546,8 @@ START_TEST(truncate_zeroes_with_its_commit)
 	char *p;
 	struct dev *d;
 	struct lunfs_vol *v = mnt_faulty(&p, &d);
-	struct lunfs_file *f;
-	struct lunfs_stat st;
-	uint64_t ino = mkfile(v, 1, "t");
-	uint8_t *src = malloc(2 * MiB), *r = malloc(2 * MiB);
-	fill(src, 2 * MiB, 17);
-	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
-	ck_assert_int_eq(lunfs_pwrite(f, src, 2 * MiB, 0), 2 * MiB);
-	ck_assert_int_eq(lunfs_fsync(f), 0);
-	ck_assert_int_eq(lunfs_close(f), 0);
+	uint8_t *src = malloc(2 * MiB);
+	uint64_t ino = two_mib_file(v, src);
 	/* Small commits (an xattr: one block, three in the log) until the log
 	 * wraps twice: a wrap costs two more flushes (its checkpoint).  The
 	 * commits between the wraps say how many fit; one fewer after the
@@ -1538,22 +1571,8 @@ START_TEST(truncate_zeroes_with_its_commit)
 	/* the truncate: checkpoint (2 flushes), then its commit's flush fails */
 	struct dev_fault cfg = {.fail_flush = flushes_of(v) + 3};
 	dev_faulty_set(d, &cfg);
-	struct lunfs_setattr sa = {.size = MiB / 3};
-	ck_assert_int_ne(lunfs_setattr(v, ino, LUNFS_SET_SIZE, &sa, &st), 0);
-	ck_assert_uint_eq(flushes_of(v), cfg.fail_flush); /* it was that flush */
-	lunfs_abandon(v);
-	struct lunfs_mount_opts o2 = {.host = "h1", .assume_dead = 1};
-	ck_assert_int_eq(lunfs_mount(p, &o2, &v, NULL), 0);
-	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
-	ck_assert_uint_eq(st.size, 2 * MiB);
-	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_READ, &f), 0);
-	ck_assert_int_eq(lunfs_pread(f, r, 2 * MiB, 0), 2 * MiB);
-	ck_assert_msg(!memcmp(r, src, 2 * MiB), "the old size shows the cut block's tail zeroed");
-	ck_assert_int_eq(lunfs_close(f), 0);
-	ck_assert_int_eq(lunfs_unmount(v), 0);
-	ck_assert_int_eq(tu_fsck(p), 0);
+	truncate_lost(v, p, ino, src, cfg.fail_flush);
 	free(src);
-	free(r);
 	unlink(p);
 	free(p);
 }
@@ -1712,35 +1731,16 @@ START_TEST(truncate_zeroes_after_pending_checkpoint)
 	char *p;
 	struct dev *d;
 	struct lunfs_vol *v = mnt_faulty(&p, &d);
-	struct lunfs_file *f;
-	struct lunfs_stat st;
-	uint64_t ino = mkfile(v, 1, "t");
-	uint8_t *src = malloc(2 * MiB), *r = malloc(2 * MiB);
-	fill(src, 2 * MiB, 17);
-	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
-	ck_assert_int_eq(lunfs_pwrite(f, src, 2 * MiB, 0), 2 * MiB);
-	ck_assert_int_eq(lunfs_fsync(f), 0);
-	ck_assert_int_eq(lunfs_close(f), 0);
+	uint8_t *src = malloc(2 * MiB);
+	uint64_t ino = two_mib_file(v, src);
 	ck_assert_int_eq(lunfs_setxattr(v, ino, "user.x", "y", 1, 0), 0); /* a pending home */
 	lunfs_test_set_pend_max(v, 0); /* the next seal checkpoints */
 	/* the truncate: a checkpoint (2 flushes), then the zeroing, then the
 	 * journal write's flush: the 3rd fails (a power cut there) */
 	struct dev_fault cfg = {.fail_flush = flushes_of(v) + 3};
 	dev_faulty_set(d, &cfg);
-	struct lunfs_setattr sa = {.size = MiB / 3};
-	ck_assert_int_ne(lunfs_setattr(v, ino, LUNFS_SET_SIZE, &sa, &st), 0);
-	lunfs_abandon(v);
-	struct lunfs_mount_opts o2 = {.host = "h1", .assume_dead = 1};
-	ck_assert_int_eq(lunfs_mount(p, &o2, &v, NULL), 0);
-	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
-	ck_assert_uint_eq(st.size, 2 * MiB);
-	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_READ, &f), 0);
-	ck_assert_int_eq(lunfs_pread(f, r, 2 * MiB, 0), 2 * MiB);
-	ck_assert_msg(!memcmp(r, src, 2 * MiB), "the old size shows the cut block's tail zeroed");
-	ck_assert_int_eq(lunfs_close(f), 0);
-	ck_assert_int_eq(lunfs_unmount(v), 0);
+	truncate_lost(v, p, ino, src, cfg.fail_flush);
 	free(src);
-	free(r);
 	unlink(p);
 	free(p);
 }
