@@ -120,35 +120,14 @@ cleanup() {
 		while read -r m; do umount -l "$m"; done
 	rm -rf --one-file-system "$WORK"
 }
-# fd 3: our stderr, for the traps (a signal may come while a command's stderr
-# is redirected to a file)
-exec 3>&2
-trap 'cleanup 2>&3' EXIT
-trap 'echo "bench-fuse: interrupted; cleaning up" >&3; cleanup 2>&3; trap - EXIT; exit 130' INT TERM HUP
-
-fail() {
-	echo "bench-fuse: $*" >&2
-	exit 1
-}
-
-# bg LIMIT CMD...: in the background (so that a signal reaches the trap at
-# once), killed after LIMIT seconds.
-bg() {
-	limit=$1
-	shift
-	timeout -s TERM -k 10 "$limit" "$@" &
-	CHILD=$!
-	wait "$CHILD"
-	rc=$?
-	CHILD=
-	return $rc
-}
+BENCH_NAME=bench-fuse
+. bench/lib.sh
 
 # prefill FILE BYTES: write FILE in full, 4 MiB O_DIRECT writes (1 MiB
 # through FUSE, its largest request), then fsync.
 prefill() {
 	bs=4; case $1 in "$LMNT"/*) bs=1 ;; esac
-	bg 900 dd if=/dev/zero of="$1" bs=${bs}M count=$(($2 / MIB / bs)) oflag=direct conv=notrunc,fsync status=none
+	prefill_bs "$1" "$2" "$bs"
 }
 
 # prefill_set DIR: the test file and the VM disks in DIR, written in full

@@ -127,32 +127,9 @@ cleanup() {
 	fi
 	rm -rf --one-file-system "$WORK"
 }
-exec 3>&2
-trap 'cleanup 2>&3' EXIT
-trap 'echo "bench-nbd: interrupted; cleaning up" >&3; cleanup 2>&3; trap - EXIT; exit 130' INT TERM HUP
-
-fail() {
-	echo "bench-nbd: $*" >&2
-	exit 1
-}
-
-# bg LIMIT CMD...: in the background (so that a signal reaches the trap at
-# once), killed after LIMIT seconds
-bg() {
-	limit=$1
-	shift
-	timeout -s TERM -k 10 "$limit" "$@" &
-	CHILD=$!
-	wait "$CHILD"
-	rc=$?
-	CHILD=
-	return $rc
-}
-
-# prefill FILE BYTES BS_MIB: written in full with O_DIRECT writes, then fsync
-prefill() {
-	bg 900 dd if=/dev/zero of="$1" bs=${3}M count=$(($2 / MIB / $3)) oflag=direct conv=notrunc,fsync status=none
-}
+BENCH_NAME=bench-nbd
+. bench/lib.sh
+prefill() { prefill_bs "$@"; }
 
 T0=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
