@@ -291,6 +291,8 @@ int ino_check(struct lunfs_vol *v, uint64_t ino);
 int ino_read(struct txn *tx, uint64_t ino, int mode, struct lunfs_inode *in);
 int ino_write(struct txn *tx, struct lunfs_inode *in);
 int ino_alloc(struct txn *tx, uint64_t hint_ino, struct lunfs_inode *in);
+/* Frees inode in in its group (its blocks and xattr blocks must be freed
+ * already: file_release_inode does both). */
 int ino_free(struct txn *tx, struct lunfs_inode *in);
 void ino_stat(struct lunfs_vol *v, const struct lunfs_inode *in, struct lunfs_stat *st);
 void ino_now(struct lunfs_time *t);

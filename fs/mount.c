@@ -39,7 +39,6 @@ static int host_identity(const char *name, struct hb_ident *id)
 	return 0;
 }
 
-/* The public device options, as dev/ takes them. */
 /* Frees what lunfs_mount_test set up first: the device, the cache's hash,
  * the reservations, the mutex and conditions, v itself. */
 static void vol_destroy(struct lunfs_vol *v)
@@ -56,6 +55,7 @@ static void vol_destroy(struct lunfs_vol *v)
 	free(v);
 }
 
+/* The public device options, as dev/ takes them. */
 static struct dev_opts dev_opts_of(const struct lunfs_dev_opts *o, int readonly)
 {
 	_Static_assert((int)LUNFS_CAW_AUTO == DEV_CAW_AUTO && (int)LUNFS_CAW_NATIVE == DEV_CAW_NATIVE &&

@@ -278,7 +278,7 @@ int lunfs_close(struct lunfs_file *f)
 	struct ofile *of = f->of;
 	struct lunfs_inode *in = malloc(sizeof(*in));
 	struct txn tx;
-	int r = 0;
+	int r = 0, rd = 0;
 	if (!in)
 		return -ENOMEM;
 	tx_begin(v, &tx);
@@ -286,12 +286,16 @@ int lunfs_close(struct lunfs_file *f)
 		of->excl_here = 0;
 	if (mode_writable(f->mode) && --of->writers == 0 && of->opens > 1 && of->h && !of->handed_off &&
 	    !of->unlinked) {
-		/* our open still counts meanwhile: of stays */
-		r = drop_writer_hold(&tx, of, in);
+		/* our open still counts meanwhile: of stays; its result is
+		 * reported, but does not stop a last close that the other
+		 * handles' closes meanwhile made ours */
+		rd = drop_writer_hold(&tx, of, in);
 		tx_begin(v, &tx);
 	}
-	if (--of->opens > 0)
+	if (--of->opens > 0) {
+		r = rd;
 		goto out;
+	}
 	gw_wait_ino(v, of->ino); /* none: the writers' handles are open */
 	if (vol_check_writable(v) == 0) {
 		if (of->mode == LUNFS_OPEN_MULTI)
@@ -327,7 +331,7 @@ done:
 	pthread_mutex_destroy(&f->mu);
 	free(f);
 	free(in);
-	return r;
+	return r ? r : rd;
 }
 
 int lunfs_handoff(struct lunfs_vol *v, uint64_t ino, const char *host)
