@@ -1780,9 +1780,17 @@ static int ha_wait_open(const char *disk, pid_t pid)
 	return -1;
 }
 
+/* Records owner.  Another host's agent may hold the disk open for a moment
+ * (it opens every registered disk whose VM stopped running to see whether
+ * it must start it, and finds this host's mark): the setxattr then gets
+ * EBUSY and is tried again, for up to 5 s. */
 static void ha_set_owner(const char *disk, const char *owner)
 {
-	if (setxattr(disk, HA_OWNER, owner, strlen(owner), 0))
+	int r;
+	for (int i = 0; (r = setxattr(disk, HA_OWNER, owner, strlen(owner), 0)) && errno == EBUSY && i < 50;
+	     i++)
+		nap_ms(100);
+	if (r)
 		ha_log("%s: cannot record the owner '%s': %s", disk, owner, strerror(errno));
 }
 
