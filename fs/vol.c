@@ -533,22 +533,31 @@ static int late_zero(struct lunfs_vol *v, uint64_t off, uint64_t len)
 	return r || off >= end ? r : dev_zero(v->d, off, end - off);
 }
 
-/* Forgets what a commit whose journal write failed changed (the journal
- * is broken and the host fenced by then: see jnl_txn_write), after the
- * transactions sealed after it failed too (tx_clear_dirty says why).
- * v->mu held. */
-static void tx_forget(struct lunfs_vol *v, const uint64_t *addrs, int n)
+
+/* The second phase of a commit: the journal write of jt (sealed from the
+ * blocks at addrs; NULL: nothing to write), with v->mu held (held) or not.
+ * If it fails, the journal is broken and the host fenced (jnl_txn_write),
+ * and what the commit changed is forgotten, after the transactions sealed
+ * after it failed too (tx_clear_dirty says why).  Returns 0 or -errno. */
+static int tx_write(struct lunfs_vol *v, struct jnl_txn *jt, const uint64_t *addrs, int n, int held)
 {
-	VOL_HELD(v);
+	int r = jt ? jnl_txn_write(jt) : 0;
+	if (!r)
+		return 0;
+	if (!held)
+		pthread_mutex_lock(&v->mu);
 	jnl_wait_written(v->j);
 	for (int i = 0; i < n; i++)
 		cache_drop(v, addrs[i]);
 	of_invalidate(v, 0);
+	if (!held)
+		pthread_mutex_unlock(&v->mu);
+	return r;
 }
 
 /* Seals tx's dirty blocks as one journal transaction (*out, NULL when
  * there is nothing to commit) and records their addresses in addrs (for
- * tx_forget if the write fails): the first phase of a commit, under v->mu.
+ * tx_write if the write fails): the first phase of a commit, under v->mu.
  * On failure the dirty blocks are forgotten at once.  Returns 0 or -errno. */
 static int tx_seal(struct txn *tx, struct jnl_txn **out, uint64_t *addrs, int *naddrs)
 {
@@ -599,9 +608,7 @@ int tx_flush(struct txn *tx)
 	int n, r = tx_seal(tx, &jt, addrs, &n);
 	/* under v->mu: a step of a long operation, which goes on from what
 	 * it committed */
-	if (!r && jt && (r = jnl_txn_write(jt)))
-		tx_forget(v, addrs, n);
-	return r;
+	return r ? r : tx_write(v, jt, addrs, n, 1);
 }
 
 void tx_park(struct lunfs_vol *v)
@@ -692,10 +699,8 @@ int tx_flush_unlocked(struct txn *tx)
 	if (r || !jt)
 		return r;
 	pthread_mutex_unlock(&v->mu);
-	r = jnl_txn_write(jt);
+	r = tx_write(v, jt, addrs, n, 0);
 	pthread_mutex_lock(&v->mu);
-	if (r)
-		tx_forget(v, addrs, n);
 	return r;
 }
 
@@ -711,12 +716,7 @@ int tx_commit(struct txn *tx)
 	 * transaction changed (the journal writes in sealed order and fails
 	 * everything after a failed write).  Our locks may be released
 	 * meanwhile only through a checkpoint, which waits for this write. */
-	if (!r && jt && (r = jnl_txn_write(jt))) {
-		pthread_mutex_lock(&v->mu);
-		tx_forget(v, addrs, n);
-		pthread_mutex_unlock(&v->mu);
-	}
-	return r;
+	return r ? r : tx_write(v, jt, addrs, n, 0);
 }
 
 int op_finish(struct txn *tx, int r)

@@ -36,13 +36,13 @@ struct jnl {
 	uint64_t pend_since_ms; /* when the oldest pending image was committed */
 	/* The write phase (jnl_txn_write) runs without the caller's lock;
 	 * mu orders it against the rest.  Under mu: pend and npend (the
-	 * write phase adds what became durable), broken, inflight, write_seq.
+	 * write phase adds what became durable), broken, write_seq.
 	 * head_seq and head_off change only under the caller's lock (seal,
 	 * checkpoint). */
 	pthread_mutex_t mu;
-	pthread_cond_t cv;     /* write_seq moved, or inflight reached 0 */
-	unsigned inflight;     /* sealed transactions not yet written (or failed) */
-	uint64_t write_seq;    /* the sealed transaction whose turn it is */
+	pthread_cond_t cv;     /* write_seq moved */
+	uint64_t write_seq;    /* the sealed transaction whose turn it is: those
+				  from write_seq to head_seq - 1 are in flight */
 	int broken; /* a commit's write or flush failed: whether it is on disk is
 		       unknown, so no further transaction (the next mount's
 		       replay decides) */
@@ -408,7 +408,7 @@ uint64_t jnl_pending_age_ms(struct jnl *j)
 int jnl_wait_written(struct jnl *j)
 {
 	pthread_mutex_lock(&j->mu);
-	while (j->inflight)
+	while (j->write_seq != j->head_seq) /* head_seq: stable under the caller's lock */
 		pthread_cond_wait(&j->cv, &j->mu);
 	int r = j->broken;
 	pthread_mutex_unlock(&j->mu);
@@ -603,11 +603,10 @@ int jnl_txn_seal(struct jnl_txn *t)
 	t->seq = seq;
 	t->pos = pos;
 	t->sealed = 1;
+	pthread_mutex_lock(&j->mu); /* the waiters read head_seq under it */
 	j->head_seq++;
-	j->head_off = pos + need;
-	pthread_mutex_lock(&j->mu);
-	j->inflight++;
 	pthread_mutex_unlock(&j->mu);
+	j->head_off = pos + need;
 	return 0;
 }
 
@@ -668,7 +667,6 @@ int jnl_txn_write(struct jnl_txn *t)
 						     bring it home */
 	}
 	j->write_seq++;
-	j->inflight--;
 	pthread_cond_broadcast(&j->cv);
 	pthread_mutex_unlock(&j->mu);
 	jnl_txn_abort(t);
