@@ -16,9 +16,9 @@
  *     migration: the file is opened without a lock (LUNFS_OPEN_READ: what
  *     the destination QEMU reads before the switchover, it reads unlocked),
  *     and the first write, trim, zero or flush takes the exclusive lock
- *     (a LUNFS_OPEN_RW open beside the first), retrying for up to
- *     incoming_wait seconds (default 30) while the source's export still
- *     holds it; still busy then: that request fails with EBUSY (the guest
+ *     (a LUNFS_OPEN_RW open beside the first), with the library's open
+ *     wait of incoming_wait seconds (default 30) while the source's export
+ *     still holds it; still busy then: that request fails with EBUSY (the guest
  *     sees an I/O error: two running QEMUs never both write).  The source's
  *     export gives the lock up when its nbdkit exits (e.g. run it with
  *     --filter=exitlast: it exits when the source QEMU disconnects).
@@ -53,6 +53,7 @@
 #include <string.h>
 #include <syslog.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -88,8 +89,16 @@ static struct lunfs_file *rd(void)
 	return w ? w : file;
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* The handle for writes.  incoming=1: the first call takes the exclusive
- * lock, waiting while another host (the migration's source) holds it.
+ * lock, waiting while another host (the migration's source) holds it: the
+ * library's open wait, incoming_wait seconds (the mount's open_wait_ms).
  * Returns NULL after recording the error. */
 static struct lunfs_file *wr(const char *what)
 {
@@ -98,18 +107,13 @@ static struct lunfs_file *wr(const char *what)
 		return w ? w : file;
 	pthread_mutex_lock(&up_mu);
 	int r = 0;
-	unsigned waited = 0;
-	while (!(w = atomic_load(&wfile))) {
-		r = lunfs_open(vol, lunfs_file_ino(file), LUNFS_OPEN_RW, &w);
-		if (!r) {
+	if (!(w = atomic_load(&wfile))) {
+		uint64_t t0 = now_ms();
+		if (!(r = lunfs_open(vol, lunfs_file_ino(file), LUNFS_OPEN_RW, &w))) {
 			atomic_store(&wfile, w);
-			nbdkit_debug("%s: took the exclusive lock for %s after %u ms", path, what, waited);
-			break;
+			nbdkit_debug("%s: took the exclusive lock for %s after %llu ms", path, what,
+				     (unsigned long long)(now_ms() - t0));
 		}
-		if (r != -EBUSY || waited >= incoming_wait * 1000)
-			break;
-		nbdkit_nanosleep(0, 50 * 1000 * 1000);
-		waited += 50;
 	}
 	pthread_mutex_unlock(&up_mu);
 	if (!w) {
@@ -219,6 +223,10 @@ static int nl_config_complete(void)
 		nbdkit_error("the DEVICE (device=) and file= parameters are required");
 		return -1;
 	}
+	if (incoming_wait > 600) {
+		nbdkit_error("incoming_wait=%u: at most 600 seconds", incoming_wait);
+		return -1;
+	}
 	if (incoming && readonly) {
 		nbdkit_error("incoming=1 and readonly=1 exclude each other");
 		return -1;
@@ -271,7 +279,10 @@ static int resolve(struct lunfs_vol *v, const char *p, uint64_t *ino)
  * nothing stays mounted and one line says why. */
 static int open_export(struct lunfs_vol **vp, struct lunfs_file **fp)
 {
-	struct lunfs_mount_opts mo = {.host = host, .dev = {.caw_mode = caw_mode, .no_pr = no_pr}};
+	struct lunfs_mount_opts mo = {.host = host,
+				      .dev = {.caw_mode = caw_mode, .no_pr = no_pr},
+				      /* incoming=1: the first write's open waits for the source */
+				      .open_wait_ms = incoming ? incoming_wait * 1000 : 0};
 	struct lunfs_vol *v = NULL;
 	const char *msg = NULL;
 	uint64_t ino;
