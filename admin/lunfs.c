@@ -1780,17 +1780,9 @@ static int ha_wait_open(const char *disk, pid_t pid)
 	return -1;
 }
 
-/* Records owner.  Another host's agent may hold the disk open for a moment
- * (it opens every registered disk whose VM stopped running to see whether
- * it must start it, and finds this host's mark): the setxattr then gets
- * EBUSY and is tried again, for up to 5 s. */
 static void ha_set_owner(const char *disk, const char *owner)
 {
-	int r;
-	for (int i = 0; (r = setxattr(disk, HA_OWNER, owner, strlen(owner), 0)) && errno == EBUSY && i < 50;
-	     i++)
-		nap_ms(100);
-	if (r)
+	if (setxattr(disk, HA_OWNER, owner, strlen(owner), 0))
 		ha_log("%s: cannot record the owner '%s': %s", disk, owner, strerror(errno));
 }
 
@@ -1841,7 +1833,9 @@ static void ha_check(const char *mnt, const struct watch *w, const struct ha_me 
 	 * is this host's (adopt it: a VM started by hand, or migrated here)
 	 * or not (the writer lost it: this host was frozen past its lease
 	 * and fenced, and the VM runs elsewhere now). */
-	int fd = open(disk, O_RDWR | O_CLOEXEC);
+	/* O_NONBLOCK: no open wait (mount.lunfs's open_wait_ms): a loser must
+	 * not get the lock a moment later, once the winner's VM let it go */
+	int fd = open(disk, O_RDWR | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == EBUSY && writer)
 			ha_kill(disk, writer, "the lock is another host's");

@@ -197,6 +197,8 @@ enum lunfs_open_mode {
 	LUNFS_OPEN_MULTI = 3,     /* multi-writer; fully allocated files only */
 	LUNFS_OPEN_RW = 4,        /* read-write; exclusive against other hosts,
 				     shared with this host's other RW opens (POSIX) */
+	LUNFS_OPEN_NOWAIT = 0x100, /* or'ed into a writable mode: -EBUSY at once,
+				      without the mount's open_wait_ms */
 };
 /* Opens ino.  A conflicting open (here or on another host) gives -EBUSY;
  * a directory -EISDIR.  An inode whose last name goes away while it is open

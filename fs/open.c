@@ -178,9 +178,10 @@ static int other_open_pin(const struct lunfs_vol *v, const struct lunfs_lock *re
 #define OPEN_WAIT_POLL_MS 25
 int lunfs_open(struct lunfs_vol *v, uint64_t ino, int mode, struct lunfs_file **out)
 {
-	int busy = 0;
+	int busy = 0, nowait = mode & LUNFS_OPEN_NOWAIT;
+	mode &= ~LUNFS_OPEN_NOWAIT;
 	int r = open_inode(v, ino, mode, 0, out, &busy);
-	if (r != -EBUSY || !busy || !mode_writable(mode) || !v->open_wait_ms)
+	if (r != -EBUSY || !busy || !mode_writable(mode) || !v->open_wait_ms || nowait)
 		return r;
 	pthread_mutex_lock(&v->mu);
 	uint64_t lock = geom_ino_lock(&v->sb, ino);

@@ -382,13 +382,14 @@ static void lo_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 }
 
 /* Read-write opens hold the inode lock exclusively against other hosts, so
- * their pages may be cached; everything else goes direct. */
+ * their pages may be cached; everything else goes direct.  O_NONBLOCK: a
+ * read-write open another host holds fails at once, without open_wait_ms. */
 static int do_open(fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	int acc = fi->flags & O_ACCMODE;
 	int mode = acc == O_RDONLY ? LUNFS_OPEN_SHARED_RO : LUNFS_OPEN_RW;
 	struct lunfs_file *f;
-	int r = lunfs_open(V, ino_of(ino), mode, &f);
+	int r = lunfs_open(V, ino_of(ino), mode | ((fi->flags & O_NONBLOCK) ? LUNFS_OPEN_NOWAIT : 0), &f);
 	if (r == -EBUSY && mode == LUNFS_OPEN_SHARED_RO) {
 		/* a writer on another host: read without a lock (direct I/O,
 		 * the file may change under us, as with any shared disk read) */

@@ -508,6 +508,10 @@ START_TEST(migration_open_modes)
 	ck_assert_uint_ge(waited, 1500);
 	ck_assert_uint_lt(waited, 4000);
 	ck_assert_int_eq(lunfs_open(b, ino, LUNFS_OPEN_EXCL, &x), -EBUSY);
+	/* LUNFS_OPEN_NOWAIT (O_NONBLOCK through FUSE): refused at once */
+	t0 = lunfs_now_ms();
+	ck_assert_int_eq(lunfs_open(b, ino, LUNFS_OPEN_RW | LUNFS_OPEN_NOWAIT, &x), -EBUSY);
+	ck_assert_uint_lt(lunfs_now_ms() - t0, 500);
 	/* the switchover: A closes RW, keeps its read-only handle, and lets go */
 	struct lunfs_lock rec = ino_lock_rec(p, &sb, ino);
 	ck_assert_uint_eq(rec.mode, LK_EXCLUSIVE);
