@@ -35,6 +35,8 @@
 #include <string.h>
 #include <getopt.h>
 #include <poll.h>
+#include <semaphore.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -209,6 +211,9 @@ static void lo_init(void *ud, struct fuse_conn_info *conn)
 	(void)ud;
 	conn->max_write = 1 << 20;
 	conn->max_readahead = 1 << 20;
+	/* a write's data is read into the worker's buffer (serve()), on a
+	 * page boundary, never spliced */
+	conn->want &= ~FUSE_CAP_SPLICE_READ;
 	/* the kernel clears setuid/setgid itself (through setattr) */
 	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
 	if (conn->capable & FUSE_CAP_ASYNC_DIO)
@@ -505,6 +510,15 @@ static void lo_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
  * docs/PERFORMANCE.md. */
 static int IO_ASYNC;
 
+/* Each worker's receive buffer (serve()): a write request's data begins
+ * WRITE_HDR bytes in (struct fuse_in_header and struct fuse_write_in), so
+ * the buffer starts that far before a page boundary and the data lies on
+ * it.  WORKER_DATA bytes from that boundary on are the worker's: a read
+ * is read into them. */
+#define WRITE_HDR 80
+#define WORKER_DATA ((1u << 20) + 8192) /* max_write, and more than libfuse reads */
+static __thread uint8_t *worker_data;
+
 struct fop {
 	struct lunfs_aio a;
 	fuse_req_t req;
@@ -553,6 +567,17 @@ static void fop_run(struct fop *o, struct fuse_file_info *fi)
 static void lo_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	(void)ino;
+	if (!IO_ASYNC && size <= WORKER_DATA) {
+		/* into the page-aligned part of this worker's receive buffer:
+		 * the request (80 bytes) lies before it, and the reply is sent
+		 * before the worker reads the next request */
+		ssize_t r = lunfs_pread((struct lunfs_file *)(uintptr_t)fi->fh, worker_data, size, off);
+		if (r < 0)
+			reply_err(req, (int)r);
+		else
+			fuse_reply_buf(req, (const char *)worker_data, (size_t)r);
+		return;
+	}
 	struct fop *o = fop_new(req, LUNFS_AIO_READ, size, off);
 	if (o)
 		fop_run(o, fi);
@@ -562,9 +587,17 @@ static void lo_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		     struct fuse_file_info *fi)
 {
 	(void)ino;
-	/* copied into an aligned buffer: the request's own is not (its headers
-	 * come first; the device would need a bounce copy), and with io=async
-	 * it is gone when this returns */
+	if (!IO_ASYNC) {
+		/* from the request itself: serve() puts a write's data on a page
+		 * boundary, so an aligned write goes to the device as it is */
+		ssize_t r = lunfs_pwrite((struct lunfs_file *)(uintptr_t)fi->fh, buf, size, off);
+		if (r < 0)
+			reply_err(req, (int)r);
+		else
+			fuse_reply_write(req, (size_t)r);
+		return;
+	}
+	/* io=async: copied, the request's buffer is gone when this returns */
 	struct fop *o = fop_new(req, LUNFS_AIO_WRITE, size, off);
 	if (!o)
 		return;
@@ -1334,6 +1367,76 @@ out:
 	return rc;
 }
 
+/* The request loop: MAX_REQUESTS workers, each reading a request from
+ * /dev/fuse into its own buffer and handling it (fuse_session_receive_buf,
+ * fuse_session_process_buf), so every request in flight has its worker.
+ * Not fuse_session_loop_mt, because its buffers come from malloc: a
+ * write's data would lie 80 bytes past a page boundary, and each write
+ * would be copied into an aligned buffer for the O_DIRECT device.  Signals
+ * go to the main thread, which waits for the session's end (a signal, or
+ * a worker that saw the unmount), then cancels the workers, each between
+ * two requests, never inside one. */
+static sem_t serve_end;
+
+static void *worker(void *arg)
+{
+	struct fuse_session *se = arg;
+	uint8_t *base = aligned_alloc(4096, 4096 + WORKER_DATA);
+	if (!base) {
+		logmsg(LOG_ERR, "lunfs: no memory for a FUSE worker");
+		fuse_session_exit(se);
+		sem_post(&serve_end);
+		return NULL;
+	}
+	pthread_cleanup_push(free, base);
+	struct fuse_buf fb = {.mem = base + 4096 - WRITE_HDR};
+	worker_data = base + 4096;
+	while (!fuse_session_exited(se)) {
+		int r = fuse_session_receive_buf(se, &fb);
+		if (r == -EINTR)
+			continue;
+		if (r <= 0) {
+			if (r < 0)
+				logmsg(LOG_ERR, "lunfs: reading /dev/fuse: %s", strerror(-r));
+			fuse_session_exit(se);
+			break;
+		}
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+		fuse_session_process_buf(se, &fb);
+		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+	}
+	pthread_cleanup_pop(1);
+	sem_post(&serve_end);
+	return NULL;
+}
+
+static int serve(struct fuse_session *se)
+{
+	pthread_t t[MAX_REQUESTS];
+	int n = 0;
+	sigset_t all, old;
+	sigfillset(&all);
+	sem_init(&serve_end, 0, 0);
+	pthread_sigmask(SIG_BLOCK, &all, &old); /* the workers inherit it */
+	while (n < MAX_REQUESTS && !pthread_create(&t[n], NULL, worker, se))
+		n++;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!n) {
+		logmsg(LOG_ERR, "lunfs: cannot start a FUSE worker");
+		return -1;
+	}
+	/* a signal (fuse_set_signal_handlers: the session exits) interrupts
+	 * the wait */
+	while (!fuse_session_exited(se))
+		sem_wait(&serve_end);
+	for (int i = 0; i < n; i++)
+		pthread_cancel(t[i]);
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	sem_destroy(&serve_end);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o = {.open_wait = OPEN_WAIT_MS};
@@ -1491,16 +1594,7 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&rj.mu, NULL);
 	pthread_cond_init(&rj.cv, NULL);
 	int rj_started = !o.ro && !o.no_rejoin && !pthread_create(&rj.thr, NULL, rejoin_thread, &rj);
-	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-	/* io=threads: every request in flight has its worker, kept (an idle
-	 * worker that exits must be started again for the next burst).
-	 * io=async: reads and writes return their worker at once; a few idle
-	 * workers are enough, and every idle one is a sleeping reader of
-	 * /dev/fuse that the next request wakes. */
-	fuse_loop_cfg_set_max_threads(cfg, MAX_REQUESTS);
-	fuse_loop_cfg_set_idle_threads(cfg, IO_ASYNC ? 8 : MAX_REQUESTS);
-	r = fuse_session_loop_mt(se, cfg);
-	fuse_loop_cfg_destroy(cfg);
+	r = serve(se);
 	if (rj_started) {
 		pthread_mutex_lock(&rj.mu);
 		rj.stop = 1;
