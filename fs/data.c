@@ -21,6 +21,18 @@ struct fmap {
 	int loaded;
 };
 
+/* Whether what a lookup read may enter the open file's cache: not while a
+ * transaction frees file blocks (tx_drain waits with v->mu dropped).  That
+ * transaction cleared the file's cache before it freed anything, but the
+ * pointers it removes are in its own copies until it writes them back: a
+ * lookup meanwhile still reads them from the cached blocks, and cached,
+ * they would outlive the free (the fast path would reach a block another
+ * file may own by then). */
+static int may_cache(const struct fmap *m)
+{
+	return m->of->h && !__atomic_load_n(&m->tx->v->draining, __ATOMIC_SEQ_CST);
+}
+
 static int fmap_load(struct fmap *m)
 {
 	if (m->loaded)
@@ -31,10 +43,8 @@ static int fmap_load(struct fmap *m)
 	if (r)
 		return r;
 	m->loaded = 1;
-	if (m->of->h) {
-		m->of->size = m->in->size;
-		m->of->size_ok = 1;
-	}
+	if (may_cache(m))
+		of_set_size(m->of, m->in->size);
 	return 0;
 }
 
@@ -53,23 +63,16 @@ static int fmap_size(struct fmap *m, uint64_t *size)
 static int fmap_get(struct fmap *m, uint64_t lblk, uint64_t *ptr)
 {
 	struct ofile *of = m->of;
-	struct mapc *c = NULL;
-	if (of->h) {
-		if (!of->mapc && !(of->mapc = calloc(MAPC_SIZE, sizeof(*of->mapc))))
-			return -ENOMEM;
-		c = &of->mapc[lblk % MAPC_SIZE];
-		if (c->lblk1 == lblk + 1) {
-			*ptr = c->ptr;
-			return 0;
-		}
+	/* v->mu held: the cache changes under it (and of->mapmu) only */
+	if (of->h && of->mapc && of->mapc[lblk % MAPC_SIZE].lblk1 == lblk + 1) {
+		*ptr = of->mapc[lblk % MAPC_SIZE].ptr;
+		return 0;
 	}
 	int r = fmap_load(m);
 	if (!r)
 		r = bmap_get(m->tx, m->in, lblk, ptr);
-	if (!r && c) {
-		c->lblk1 = lblk + 1;
-		c->ptr = *ptr;
-	}
+	if (!r && may_cache(m))
+		of_set_map(of, lblk, *ptr);
 	return r;
 }
 
@@ -243,6 +246,49 @@ static int map_pieces(struct fmap *fm, uint64_t off, size_t len, struct piece *p
 	return n;
 }
 
+/* The fast lookup of the data path: the pieces of [off, off+len) from the
+ * open file's cache alone, under its map lock (of->mapmu), without v->mu,
+ * no transaction, no I/O.  The caller is registered as a data I/O first
+ * (io_enter_fast), so a block seen mapped here is not freed before its
+ * io_exit: a free that starts later waits for it (tx_drain), one under way
+ * made the registration fail.  A write marks the times.  Returns the
+ * number of pieces, all mapped (the caller does the I/O, then io_exit), or
+ * 0, not registered: something is not cached or not mapped, or lies past
+ * the size, or blocks are being freed; the caller goes the slow way. */
+static int map_cached(struct lunfs_file *f, uint64_t off, size_t len, int write, struct piece *p)
+{
+	struct lunfs_vol *v = f->v;
+	struct ofile *of = f->of;
+	uint64_t bs = v->sb.file_bs;
+	int n = 0;
+	if (!len || off + len < off || io_enter_fast(v))
+		return 0;
+	pthread_mutex_lock(&of->mapmu);
+	if (!of->h || of->handed_off || !of->size_ok || !of->mapc || off + len > of->size)
+		goto out;
+	for (size_t done = 0; done < len; n++) {
+		uint64_t pos = off + done, lblk = pos / bs, boff = pos % bs;
+		size_t k = bs - boff < len - done ? bs - boff : len - done;
+		const struct mapc *c = &of->mapc[lblk % MAPC_SIZE];
+		if (n == MAX_PIECES || c->lblk1 != lblk + 1 || !c->ptr || (c->ptr & PTR_FLAGS_MASK) ||
+		    (c->ptr & PTR_BLOCK_MASK) >= v->sb.file_blocks) {
+			n = 0;
+			goto out;
+		}
+		p[n] = (struct piece){geom_file_blk(&v->sb, c->ptr & PTR_BLOCK_MASK) + boff, k};
+		done += k;
+	}
+	if (write) {
+		ino_now(&of->mtime);
+		of->times_dirty = 1;
+	}
+out:
+	pthread_mutex_unlock(&of->mapmu);
+	if (!n)
+		io_exit(v);
+	return n;
+}
+
 ssize_t file_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 {
 	struct lunfs_vol *v = f->v;
@@ -253,6 +299,15 @@ ssize_t file_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 	int r = lunfs_fenced(v);
 	if (r)
 		return r;
+	int n = map_cached(f, off, len, 0, p);
+	if (n) {
+		for (int i = 0; i < n && !r; i++) {
+			r = read_range(v, p[i].dev, (char *)buf + done, p[i].len);
+			done += p[i].len;
+		}
+		io_exit(v);
+		return r ? r : (ssize_t)len;
+	}
 	while (!r) {
 		struct txn tx;
 		tx_begin(v, &tx);
@@ -261,7 +316,7 @@ ssize_t file_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 		 * and no metadata I/O */
 		struct fmap fm = {&tx, f->of, NULL, 0};
 		uint64_t size;
-		int n = 0;
+		n = 0;
 		if (!(r = fmap_size(&fm, &size)) && done == 0) {
 			len = off >= size ? 0 : len > size - off ? size - off : len;
 		}
@@ -325,22 +380,15 @@ out:
 	return r;
 }
 
-/* The fast path of lunfs_pwrite: every piece of the request is an allocated
- * block inside the file's size, so nothing but the times changes and the
- * device writes run outside v->mu.  Returns the bytes written, -EAGAIN
- * when the slow path must decide (a hole, a block to be zeroed, past the
- * end, a map not cached), or -errno. */
-static ssize_t pwrite_mapped(struct lunfs_file *f, const void *buf, size_t len, uint64_t off)
+/* pwrite_mapped's lookup when the open file's cache alone cannot answer:
+ * under v->mu, loading what is missing into the cache.  Returns the number
+ * of pieces, registered as data I/O (io_enter), -EAGAIN when the slow path
+ * must decide, or -errno. */
+static int map_write_locked(struct lunfs_file *f, uint64_t off, size_t len, struct piece *p)
 {
 	struct lunfs_vol *v = f->v;
-	struct piece p[MAX_PIECES];
 	struct txn tx;
 	int r = 0, n = 0;
-	/* a partial sector is read, changed and written back: one at a time */
-	uint32_t lbs = dev_lbs(v->d);
-	int rmw = off % lbs || len % lbs; /* an unaligned buffer is only copied */
-	if (rmw)
-		pthread_mutex_lock(&f->mu);
 	tx_begin(v, &tx);
 	struct fmap fm = {&tx, f->of, NULL, 0};
 	uint64_t size;
@@ -365,11 +413,34 @@ static ssize_t pwrite_mapped(struct lunfs_file *f, const void *buf, size_t len, 
 	}
 	if ((r = io_enter(v)))
 		goto out; /* -EAGAIN: blocks were freed meanwhile: the slow path looks again */
-	ino_now(&f->of->mtime);
-	f->of->times_dirty = 1;
+	struct lunfs_time now;
+	ino_now(&now);
+	of_touch(f->of, &now);
 out:
 	tx_end(&tx, 0);
 	free(fm.in);
+	return r ? r : n;
+}
+
+/* The fast path of lunfs_pwrite: every piece of the request is an allocated
+ * block inside the file's size, so nothing but the times changes and the
+ * device writes run outside v->mu (the lookup too, when the open file's
+ * cache answers: map_cached).  Returns the bytes written, -EAGAIN when the
+ * slow path must decide (a hole, a block to be zeroed, past the end), or
+ * -errno. */
+static ssize_t pwrite_mapped(struct lunfs_file *f, const void *buf, size_t len, uint64_t off)
+{
+	struct lunfs_vol *v = f->v;
+	struct piece p[MAX_PIECES];
+	int r = 0;
+	/* a partial sector is read, changed and written back: one at a time */
+	uint32_t lbs = dev_lbs(v->d);
+	int rmw = off % lbs || len % lbs; /* an unaligned buffer is only copied */
+	if (rmw)
+		pthread_mutex_lock(&f->mu);
+	int n = map_cached(f, off, len, 1, p);
+	if (!n && (n = map_write_locked(f, off, len, p)) < 0)
+		r = n;
 	if (!r) {
 		size_t done = 0;
 		for (int i = 0; i < n && !r; i++) {
@@ -442,8 +513,9 @@ static int chunk_map(struct txn *tx, struct lunfs_file *f, struct gwrite *g, con
 	}
 	*np = n;
 	if (!g->nfill && off + len <= size) {
-		ino_now(&of->mtime);
-		of->times_dirty = 1;
+		struct lunfs_time now;
+		ino_now(&now);
+		of_touch(of, &now);
 		r = 1;
 	}
 out:
@@ -629,13 +701,12 @@ int lunfs_ioq_create(struct lunfs_file *f, unsigned depth, struct lunfs_ioq **ou
 
 /* The device request of a's piece [done, done + len), at boff in the file
  * block ptr points to. */
-static void aio_req(struct lunfs_vol *v, const struct lunfs_aio *a, struct dev_io *io,
-		    struct iovec *iov, uint64_t ptr, size_t done, uint64_t boff, size_t len, void *priv)
+static void aio_req(const struct lunfs_aio *a, struct dev_io *io, struct iovec *iov,
+		    uint64_t dev, size_t done, size_t len, void *priv)
 {
 	*iov = (struct iovec){(char *)a->buf + done, len};
 	*io = (struct dev_io){.op = a->op == LUNFS_AIO_READ ? DEV_OP_READ : DEV_OP_WRITE,
-			      .off = geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + boff,
-			      .iov = iov, .iovcnt = 1, .priv = priv};
+			      .off = dev, .iov = iov, .iovcnt = 1, .priv = priv};
 }
 
 /* Registers a's requests as data I/O (a write changes the times), or
@@ -645,42 +716,16 @@ static int aio_enter(struct lunfs_vol *v, struct ofile *of, const struct lunfs_a
 {
 	int r = io_enter(v);
 	if (!r && a->op == LUNFS_AIO_WRITE) {
-		ino_now(&of->mtime);
-		of->times_dirty = 1;
+		struct lunfs_time now;
+		ino_now(&now);
+		of_touch(of, &now);
 	}
 	return r;
 }
 
-/* Fills io/iov from the open file's cache alone: no transaction, no I/O.
- * Returns the number of device requests, or 0 when something is not cached. */
-static int cached_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io *io,
-		      struct iovec *iov, void *priv, uint64_t bs)
-{
-	struct lunfs_vol *v = f->v;
-	struct ofile *of = f->of;
-	int n = 0;
-	pthread_mutex_lock(&v->mu);
-	if (!of->h || !of->size_ok || !of->mapc || a->off + a->len > of->size)
-		goto out;
-	for (size_t done = 0; done < a->len; n++) {
-		uint64_t pos = a->off + done, boff = pos % bs, lblk = pos / bs;
-		size_t len = bs - boff < a->len - done ? bs - boff : a->len - done;
-		const struct mapc *c = &of->mapc[lblk % MAPC_SIZE];
-		if (c->lblk1 != lblk + 1 || !c->ptr || (c->ptr & PTR_FLAGS_MASK) ||
-		    (c->ptr & PTR_BLOCK_MASK) >= v->sb.file_blocks) {
-			n = 0;
-			goto out;
-		}
-		aio_req(v, a, &io[n], &iov[n], c->ptr, done, boff, len, priv);
-		done += len;
-	}
-	if (aio_enter(v, of, a))
-		n = 0; /* blocks were freed meanwhile: the slow path looks again */
-out:
-	pthread_mutex_unlock(&v->mu);
-	return n;
-}
-
+/* Fills io/iov for a: from the open file's cache alone (map_cached), else
+ * under v->mu.  Returns the number of device requests, or 0: the slow path
+ * decides. */
 int file_aio_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io io[2],
 		 struct iovec iov[2], void *priv)
 {
@@ -692,8 +737,12 @@ int file_aio_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io io[2],
 	    (a->op == LUNFS_AIO_WRITE && (!mode_writable(f->mode) || !f->of->h)) ||
 	    (a->off % bs) + a->len > 2 * bs)
 		return 0; /* the slow path decides (and refuses a write it must) */
-	if ((n = cached_map(f, a, io, iov, priv, bs)))
+	struct piece p[MAX_PIECES];
+	if ((n = map_cached(f, a->off, a->len, a->op == LUNFS_AIO_WRITE, p))) {
+		for (int i = 0, done = 0; i < n; done += p[i].len, i++)
+			aio_req(a, &io[i], &iov[i], p[i].dev, done, p[i].len, priv);
 		return n;
+	}
 	tx_begin(v, &tx);
 	struct fmap fm = {&tx, f->of, NULL, 0};
 	uint64_t size;
@@ -708,7 +757,8 @@ int file_aio_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io io[2],
 			n = 0;
 			goto out;
 		}
-		aio_req(v, a, &io[n], &iov[n], ptr, done, boff, len, priv);
+		aio_req(a, &io[n], &iov[n], geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + boff, done,
+			len, priv);
 		done += len;
 	}
 	if (aio_enter(v, f->of, a))

@@ -161,7 +161,7 @@ static int gw_apply(struct txn *tx, struct gwrite **batch, int n, int *took)
 		if (in->size < g->end)
 			in->size = g->end;
 		in->mtime = in->ctime = now;
-		g->of->times_dirty = 0;
+		of_clear_times(g->of, &now); /* a write after now keeps its own */
 	}
 	*took = r ? n : i;
 	for (int k = 0; k < nbi && !r; k++)

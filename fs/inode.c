@@ -61,10 +61,8 @@ int ino_write(struct txn *tx, struct lunfs_inode *in)
 	in->gen++;
 	lunfs_inode_encode(in, v->sb.uuid, addr, b->data);
 	struct ofile *of = of_find(v, in->ino);
-	if (of && of->h) {
-		of->size = in->size;
-		of->size_ok = 1;
-	}
+	if (of && of->h)
+		of_set_size(of, in->size);
 	return tx_dirty(tx, b);
 }
 

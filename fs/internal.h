@@ -3,9 +3,11 @@
  * Concurrency: one mutex per volume (v->mu) protects all metadata state and
  * is held for the length of a metadata operation.  Data I/O to mapped
  * blocks (lunfs_pread, lunfs_pwrite of allocated blocks) runs outside it:
- * the mapping is looked up under v->mu, then the thread registers as a data
- * I/O in flight (io_enter, v->data_io), drops v->mu, does the device I/O,
- * and unregisters (io_exit).  Freeing a file block waits until no data I/O
+ * the thread registers as a data I/O in flight (io_enter_fast, v->data_io)
+ * and looks the mapping up in the open file's cache under that file's
+ * of->mapmu (map_cached, data.c), or, when the cache cannot answer, under
+ * v->mu (io_enter); it does the device I/O without either lock and
+ * unregisters (io_exit).  Freeing a file block waits until no data I/O
  * is in flight and keeps new ones from starting until its transaction ends
  * (tx_drain, v->draining), so no I/O ever reaches a block after it was
  * freed and handed to another file.  The async queue's device I/O also
@@ -20,8 +22,9 @@
  * its range; truncate, fallocate, handoff and the last close wait for the
  * pending writes of their file; no write registers and no group commits
  * while a transaction waits half-done with v->mu dropped (v->tx_parked).
- * Lock order: a file's f->mu, then v->mu.  A thread registered as a data I/O
- * takes no lock but v->mu (briefly, in io_exit).  docs/LOCKING.md section 15
+ * Lock order: a file's f->mu, then v->mu, then an open inode's of->mapmu (a
+ * leaf).  A thread registered as a data I/O takes no lock (io_exit takes
+ * v->mu briefly only to wake a free waiting for the last one).  docs/LOCKING.md section 15
  * has the whole picture.
  *
  * Cache rule (docs/LOCKING.md): a metadata block is cached only while this
@@ -117,8 +120,11 @@ struct lunfs_vol {
 	int linger_joined;      /* stop_linger ran (lunfs_retire, then unmount) */
 	int ioq_busy;           /* a lunfs_ioq, or the aio engine, owns the device queue */
 	struct aeng *aeng;      /* the aio engine (aio.c), once started; under mu */
-	unsigned data_io;       /* data I/Os in flight outside mu (io_enter) */
-	unsigned draining;      /* transactions freeing file blocks (tx_drain) */
+	/* data I/Os in flight outside mu (io_enter, io_enter_fast), and the
+	 * transactions freeing file blocks (tx_drain): atomic, because the
+	 * fast path registers without mu; draining changes under mu only */
+	unsigned data_io;
+	unsigned draining;
 	pthread_cond_t io_cv;   /* data_io reached 0, or draining did */
 	struct acq {            /* locks a thread waits for with mu dropped */
 		uint64_t off;
@@ -187,6 +193,13 @@ struct ofile {
 	int excl_here;     /* an LUNFS_OPEN_EXCL open: no other open on this host */
 	int handed_off;    /* its lock went to another host (lunfs_handoff): no
 			      more writes here; reads go unlocked, as READ */
+	/* The map lock: h, handed_off, size_ok, size, mapc and its entries
+	 * change under v->mu and mapmu; the data path's fast lookup
+	 * (map_cached, data.c) reads them under mapmu alone.  mtime and
+	 * times_dirty change under mapmu (the fast path's writes set them
+	 * without v->mu) and are read under it (of_touch, of_take_times).
+	 * Order: v->mu, then mapmu; nothing is taken under mapmu. */
+	pthread_mutex_t mapmu;
 	struct held *h;    /* the pinned inode lock (NULL for LUNFS_OPEN_READ) */
 	int times_dirty;   /* mtime/ctime changed by writes, not yet committed */
 	struct lunfs_time mtime;
@@ -240,6 +253,11 @@ struct txn {
  * meanwhile, so it must look again.  io_exit: v->mu not held.  tx_drain:
  * called before a file block is freed; v->mu held. */
 int io_enter(struct lunfs_vol *v);
+/* io_enter without v->mu: registers and returns 0, or returns -EAGAIN at
+ * once (not registered) while a transaction frees file blocks.  The caller
+ * looks its blocks up after registering: a free that starts later waits
+ * for its io_exit, one under way made this fail. */
+int io_enter_fast(struct lunfs_vol *v);
 void io_exit(struct lunfs_vol *v);
 void io_exit_n(struct lunfs_vol *v, unsigned n); /* n I/Os at once */
 void tx_drain(struct txn *tx);
@@ -415,13 +433,26 @@ void tx_park(struct lunfs_vol *v);
 void tx_unpark(struct lunfs_vol *v);
 
 /* The open-file table (ofile.c; of_invalidate and of_forget above).
- * v->mu held. */
+ * v->mu held, except of_touch (the fast path's writes) and what it calls
+ * from map_cached; each takes of->mapmu for what it changes or reads. */
 struct ofile *of_find(struct lunfs_vol *v, uint64_t ino);
-void of_overlay(const struct ofile *of, struct lunfs_stat *st);
+void of_overlay(struct ofile *of, struct lunfs_stat *st);
 /* of_overlay for st->ino, if it is open here */
 void of_overlay_stat(struct lunfs_vol *v, struct lunfs_stat *st);
 int of_handed_off(const struct ofile *of);
-void of_clear_times(struct ofile *of);
+/* forgets the times writes left pending, unless a write came after upto
+ * (NULL: whatever came) */
+void of_clear_times(struct ofile *of, const struct lunfs_time *upto);
+/* gives back times of_take_times took, unless a write marked newer ones */
+void of_restore_times(struct ofile *of, const struct lunfs_time *t);
+/* a write changed the file's data now: its mtime and ctime are due */
+void of_touch(struct ofile *of, const struct lunfs_time *now);
+/* the times writes left pending: returns 1 and *t, clearing them, or 0 */
+int of_take_times(struct ofile *of, struct lunfs_time *t);
+int of_times_dirty(struct ofile *of);
+void of_set_map(struct ofile *of, uint64_t lblk, uint64_t ptr); /* caches a pointer */
+void of_set_size(struct ofile *of, uint64_t size);
+void of_set_hold(struct ofile *of, struct held *h, int handed_off);
 /* Whether an open mode writes. */
 static inline int mode_writable(int mode)
 {

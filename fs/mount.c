@@ -232,6 +232,7 @@ static void vol_free(struct lunfs_vol *v)
 		struct ofile *of = v->ofiles;
 		v->ofiles = of->next;
 		free(of->mapc);
+		pthread_mutex_destroy(&of->mapmu);
 		free(of);
 	}
 	vol_destroy(v);

@@ -62,7 +62,7 @@ int of_pin(struct lunfs_vol *v, struct ofile *of, int want)
 	}
 	if (of->h)
 		vl_unpin(v, of->h); /* the same held entry, now stronger */
-	of->h = h;
+	of_set_hold(of, h, of->handed_off);
 	return 0;
 }
 
@@ -116,6 +116,7 @@ static int open_inode(struct lunfs_vol *v, uint64_t ino, int mode, int dir, stru
 		}
 		of->ino = ino;
 		of->mode = LUNFS_OPEN_READ;
+		pthread_mutex_init(&of->mapmu, NULL);
 		created = 1;
 	}
 	if ((r = of_pin(v, of, lk_mode_for(mode)))) {
@@ -150,8 +151,10 @@ static int open_inode(struct lunfs_vol *v, uint64_t ino, int mode, int dir, stru
 	f = NULL;
 	r = 0;
 out:
-	if (created)
+	if (created) {
+		pthread_mutex_destroy(&of->mapmu);
 		free(of);
+	}
 	tx_end(&tx, r);
 out_free:
 	free(in);
@@ -222,12 +225,17 @@ int lunfs_opendir(struct lunfs_vol *v, uint64_t ino, struct lunfs_file **out)
 /* Commits the mtime/ctime that writes left pending on an open inode. */
 static int commit_times(struct txn *tx, struct ofile *of, struct lunfs_inode *in)
 {
+	struct lunfs_time t;
+	if (!of_take_times(of, &t))
+		return 0; /* taken by another commit meanwhile */
 	int r = ino_read(tx, of->ino, LK_EXCLUSIVE, in);
+	if (!r) {
+		in->mtime = in->ctime = t;
+		r = ino_write(tx, in);
+	}
 	if (r)
-		return r;
-	in->mtime = in->ctime = of->mtime;
-	of->times_dirty = 0;
-	return ino_write(tx, in);
+		of_restore_times(of, &t); /* still pending */
+	return r;
 }
 
 /* The last writable open of of closed on this host while read-only opens
@@ -246,8 +254,8 @@ static int drop_writer_hold(struct txn *tx, struct ofile *of, struct lunfs_inode
 	gw_wait_ino(v, of->ino); /* none: the writers' handles are closed */
 	if (vol_check_writable(v) == 0) {
 		if (of->mode == LUNFS_OPEN_MULTI)
-			of->times_dirty = 0; /* multi-writer files take no metadata change */
-		if (of->times_dirty)
+			of_clear_times(of, NULL); /* multi-writer files take no metadata change */
+		if (of_times_dirty(of))
 			r = commit_times(tx, of, in);
 		if (!r)
 			r = tx_flush(tx);
@@ -260,7 +268,7 @@ static int drop_writer_hold(struct txn *tx, struct ofile *of, struct lunfs_inode
 	 * of every other handle (then ours is the last close) may have come */
 	if (!of->writers && of->opens > 1 && of->h && !of->handed_off && !of->unlinked) {
 		struct held *h = of->h;
-		of->h = NULL;
+		of_set_hold(of, NULL, 0);
 		of->mode = LUNFS_OPEN_READ;
 		of_invalidate(v, of->ino);
 		r = vl_release_now(v, h);
@@ -300,8 +308,8 @@ int lunfs_close(struct lunfs_file *f)
 	gw_wait_ino(v, of->ino); /* none: the writers' handles are open */
 	if (vol_check_writable(v) == 0) {
 		if (of->mode == LUNFS_OPEN_MULTI)
-			of->times_dirty = 0; /* multi-writer files take no metadata change */
-		if (of->times_dirty)
+			of_clear_times(of, NULL); /* multi-writer files take no metadata change */
+		if (of_times_dirty(of))
 			r = commit_times(&tx, of, in);
 		if (!r && of->unlinked && !(r = ino_read(&tx, of->ino, LK_EXCLUSIVE, in)))
 			r = file_release_inode(&tx, in);
@@ -313,6 +321,7 @@ int lunfs_close(struct lunfs_file *f)
 		pp = &(*pp)->next;
 	*pp = of->next;
 	free(of->mapc);
+	pthread_mutex_destroy(&of->mapmu);
 	if (of->h) {
 		/* the tx pinned it too: end the tx before letting go */
 		struct held *h = of->h;
@@ -364,23 +373,29 @@ int lunfs_handoff(struct lunfs_vol *v, uint64_t ino, const char *host)
 	else if (of->unlinked)
 		r = -ESTALE;
 	/* the times writes left in memory go first, under our lock */
-	if (!r && of->times_dirty && !(r = commit_times(&tx, of, in)))
+	if (!r && of_times_dirty(of) && !(r = commit_times(&tx, of, in)))
 		r = tx_flush(&tx);
 	tx_end(&tx, r);
 	if (!r) {
-		pthread_mutex_lock(&v->mu);
+		tx_begin(v, &tx);
 		/* pending writes commit under our lock; new ones wait for v->mu
 		 * and then find the file handed off */
 		gw_wait_ino(v, ino);
 		if (!of->h || of->handed_off) {
 			r = -ENOLCK; /* a close raced with us */
-		} else if (!(r = vl_hand_over(v, of->h, slot, gen))) {
-			of->h = NULL;
-			of->handed_off = 1;
-			of->excl_here = 0;
-			of_invalidate(v, ino);
+		} else {
+			/* no data I/O in flight when the lock goes, and none starts
+			 * until the file is marked handed off: the fast path's
+			 * registration fails while we drain, the locked path waits
+			 * for v->mu and then finds it handed off */
+			tx_drain(&tx);
+			if (!(r = vl_hand_over(v, of->h, slot, gen))) {
+				of_set_hold(of, NULL, 1);
+				of->excl_here = 0;
+				of_invalidate(v, ino);
+			}
 		}
-		pthread_mutex_unlock(&v->mu);
+		tx_end(&tx, r);
 	}
 	free(in);
 	return r;
@@ -399,7 +414,7 @@ int lunfs_fsync(struct lunfs_file *f)
 		r = -ESTALE;
 	else if (mode_writable(f->mode) && (r = vol_check_writable(v)))
 		; /* fenced: nothing this host wrote is known to be durable any more */
-	else if (f->of->times_dirty && mode_writable(f->mode) && f->mode != LUNFS_OPEN_MULTI) {
+	else if (of_times_dirty(f->of) && mode_writable(f->mode) && f->mode != LUNFS_OPEN_MULTI) {
 		r = commit_times(&tx, f->of, in);
 		if (!r)
 			r = tx_flush(&tx);

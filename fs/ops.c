@@ -585,7 +585,7 @@ static int do_setattr(struct txn *tx, struct lunfs_inode *in, void *arg)
 		in->ctime = now;
 	struct ofile *of = of_find(tx->v, in->ino);
 	if (of && (mask & (LUNFS_SET_MTIME | LUNFS_SET_MTIME_NOW | LUNFS_SET_SIZE)))
-		of_clear_times(of);
+		of_clear_times(of, &now);
 	return 0;
 }
 

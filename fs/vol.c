@@ -624,16 +624,31 @@ void tx_unpark(struct lunfs_vol *v)
 		pthread_cond_broadcast(&v->gw_cv);
 }
 
+/* v->data_io and v->draining are atomic (sequentially consistent): the
+ * fast path registers without v->mu (io_enter_fast: data_io, then
+ * draining) while a free announces itself (tx_drain: draining, then
+ * data_io), so at least one of the two sees the other.  draining changes
+ * under v->mu only; the wait for data_io to reach 0 is on io_cv under
+ * v->mu, and the io_exit that brings it there takes v->mu to wake it. */
 int io_enter(struct lunfs_vol *v)
 {
 	VOL_HELD(v);
-	if (v->draining) {
-		while (v->draining)
+	if (__atomic_load_n(&v->draining, __ATOMIC_SEQ_CST)) {
+		while (__atomic_load_n(&v->draining, __ATOMIC_SEQ_CST))
 			pthread_cond_wait(&v->io_cv, &v->mu);
 		return -EAGAIN;
 	}
-	v->data_io++;
+	__atomic_add_fetch(&v->data_io, 1, __ATOMIC_SEQ_CST);
 	return 0;
+}
+
+int io_enter_fast(struct lunfs_vol *v)
+{
+	__atomic_add_fetch(&v->data_io, 1, __ATOMIC_SEQ_CST);
+	if (!__atomic_load_n(&v->draining, __ATOMIC_SEQ_CST))
+		return 0;
+	io_exit(v);
+	return -EAGAIN;
 }
 
 void io_exit(struct lunfs_vol *v)
@@ -645,11 +660,13 @@ void io_exit_n(struct lunfs_vol *v, unsigned n)
 {
 	if (!n)
 		return;
-	pthread_mutex_lock(&v->mu);
-	v->data_io -= n;
-	if (v->data_io == 0)
+	if (__atomic_sub_fetch(&v->data_io, n, __ATOMIC_SEQ_CST) == 0 &&
+	    __atomic_load_n(&v->draining, __ATOMIC_SEQ_CST)) {
+		/* a transaction freeing blocks waits for the last one */
+		pthread_mutex_lock(&v->mu);
 		pthread_cond_broadcast(&v->io_cv);
-	pthread_mutex_unlock(&v->mu);
+		pthread_mutex_unlock(&v->mu);
+	}
 }
 
 void tx_drain(struct txn *tx)
@@ -658,9 +675,9 @@ void tx_drain(struct txn *tx)
 	struct lunfs_vol *v = tx->v;
 	if (!tx->draining) {
 		tx->draining = 1;
-		v->draining++;
+		__atomic_add_fetch(&v->draining, 1, __ATOMIC_SEQ_CST);
 	}
-	while (v->data_io) {
+	while (__atomic_load_n(&v->data_io, __ATOMIC_SEQ_CST)) {
 		tx_park(v);
 		pthread_cond_wait(&v->io_cv, &v->mu);
 		tx_unpark(v);
@@ -672,7 +689,7 @@ void tx_end(struct txn *tx, int r)
 	struct lunfs_vol *v = tx->v;
 	if (tx->draining) {
 		tx->draining = 0;
-		if (--v->draining == 0)
+		if (__atomic_sub_fetch(&v->draining, 1, __ATOMIC_SEQ_CST) == 0)
 			pthread_cond_broadcast(&v->io_cv);
 	}
 	tx_clear_dirty(tx, r != 0);

@@ -1373,10 +1373,12 @@ out:
  * Not fuse_session_loop_mt, because its buffers come from malloc: a
  * write's data would lie 80 bytes past a page boundary, and each write
  * would be copied into an aligned buffer for the O_DIRECT device.  Signals
- * go to the main thread, which waits for the session's end (a signal, or
- * a worker that saw the unmount), then cancels the workers, each between
- * two requests, never inside one. */
+ * go to the main thread (or a library thread), whose handler ends the
+ * session; the main thread looks at least once a second, and is woken at
+ * once by a worker that saw the unmount.  Then it cancels the workers, each
+ * while it waits for a request, never inside one. */
 static sem_t serve_end;
+static int serve_failed; /* a worker could not read /dev/fuse */
 
 static void *worker(void *arg)
 {
@@ -1391,22 +1393,26 @@ static void *worker(void *arg)
 	pthread_cleanup_push(free, base);
 	struct fuse_buf fb = {.mem = base + 4096 - WRITE_HDR};
 	worker_data = base + 4096;
+	/* cancellable only while waiting for a request */
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
 	while (!fuse_session_exited(se)) {
+		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
 		int r = fuse_session_receive_buf(se, &fb);
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
 		if (r == -EINTR)
 			continue;
 		if (r <= 0) {
-			if (r < 0)
+			if (r < 0) {
 				logmsg(LOG_ERR, "lunfs: reading /dev/fuse: %s", strerror(-r));
+				serve_failed = 1;
+			}
 			fuse_session_exit(se);
 			break;
 		}
-		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
 		fuse_session_process_buf(se, &fb);
-		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
 	}
-	pthread_cleanup_pop(1);
 	sem_post(&serve_end);
+	pthread_cleanup_pop(1);
 	return NULL;
 }
 
@@ -1426,15 +1432,20 @@ static int serve(struct fuse_session *se)
 		return -1;
 	}
 	/* a signal (fuse_set_signal_handlers: the session exits) interrupts
-	 * the wait */
-	while (!fuse_session_exited(se))
-		sem_wait(&serve_end);
+	 * the wait when it comes to this thread; the timeout covers one that
+	 * another thread took, or that came just before the wait */
+	while (!fuse_session_exited(se)) {
+		struct timespec dl;
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_sec++;
+		sem_timedwait(&serve_end, &dl);
+	}
 	for (int i = 0; i < n; i++)
 		pthread_cancel(t[i]);
 	for (int i = 0; i < n; i++)
 		pthread_join(t[i], NULL);
 	sem_destroy(&serve_end);
-	return 0;
+	return serve_failed ? -1 : 0; /* a signal is a clean end */
 }
 
 int main(int argc, char **argv)

@@ -1664,6 +1664,93 @@ START_TEST(commit_outside_volume_mutex)
 }
 END_TEST
 
+/* A punch hole frees a block while a data read of another block of the
+ * file is in flight (the device frozen): the free waits for it (tx_drain)
+ * with v->mu dropped.  A read of the punched block that comes meanwhile
+ * finds the pointer still in the cached map blocks (the punch changes its
+ * own copies until it commits); it must not put it into the open file's
+ * cache, or once the punch is done the fast path would read the freed block
+ * (here: the old data instead of zeros; in general, another file's). */
+struct pr_job {
+	struct lunfs_file *f;
+	uint64_t off;
+	char *buf;
+	ssize_t res;
+	_Atomic int done;
+};
+
+static void *pr_read(void *a)
+{
+	struct pr_job *j = a;
+	j->res = lunfs_pread(j->f, j->buf, 4096, j->off);
+	j->done = 1;
+	return NULL;
+}
+
+static void *pr_punch(void *a)
+{
+	struct pr_job *j = a;
+	j->res = lunfs_fallocate(j->f, LUNFS_FALLOC_PUNCH | LUNFS_FALLOC_KEEP_SIZE, j->off, MiB);
+	j->done = 1;
+	return NULL;
+}
+
+START_TEST(punch_never_recaches_freed_block)
+{
+	char *p;
+	struct dev *d;
+	struct lunfs_vol *v = mnt_faulty(&p, &d);
+	uint64_t ino = mkfile(v, 1, "x");
+	struct lunfs_file *f;
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	char *w = malloc(2 * MiB), *b0 = malloc(4096), *b1 = malloc(4096);
+	memset(w, 0x5a, 2 * MiB);
+	ck_assert_int_eq(lunfs_pwrite(f, w, 2 * MiB, 0), 2 * MiB);
+	ck_assert_int_eq(lunfs_pread(f, b0, 4096, 0), 4096); /* both blocks cached */
+	ck_assert_int_eq(lunfs_pread(f, b1, 4096, MiB), 4096);
+	struct pr_job a = {.f = f, .off = 0, .buf = b0}, pu = {.f = f, .off = MiB},
+		      c = {.f = f, .off = MiB, .buf = b1};
+	struct dev_stats s0, s1;
+	pthread_t ta, tp, tc;
+	lunfs_dev_stats(v, &s0);
+	dev_faulty_freeze(d, 1);
+	ck_assert_int_eq(pthread_create(&ta, NULL, pr_read, &a), 0);
+	for (int ms = 0; ms < 5000; ms += 10) { /* a's read is at the device */
+		lunfs_dev_stats(v, &s1);
+		if (s1.reads > s0.reads)
+			break;
+		usleep(10 * 1000);
+	}
+	ck_assert(s1.reads > s0.reads);
+	ck_assert_int_eq(pthread_create(&tp, NULL, pr_punch, &pu), 0);
+	usleep(300 * 1000); /* the punch waits in tx_drain for a's read */
+	ck_assert(!pu.done);
+	ck_assert_int_eq(pthread_create(&tc, NULL, pr_read, &c), 0);
+	usleep(300 * 1000); /* c looked block 1 up and waits for the punch */
+	dev_faulty_freeze(d, 0);
+	pthread_join(ta, NULL);
+	pthread_join(tp, NULL);
+	pthread_join(tc, NULL);
+	ck_assert_int_eq(a.res, 4096);
+	ck_assert_int_eq(pu.res, 0);
+	ck_assert_int_eq(c.res, 4096);
+	/* after the punch, block 1 reads as zeros, however it is looked up */
+	for (int i = 0; i < 2; i++) {
+		memset(b1, 0x11, 4096);
+		ck_assert_int_eq(lunfs_pread(f, b1, 4096, MiB), 4096);
+		for (int k = 0; k < 4096; k++)
+			ck_assert_msg(b1[k] == 0, "byte %d of the punched block: %#x", k, b1[k] & 0xff);
+	}
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	free(w);
+	free(b0);
+	free(b1);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 /* A failed operation beside a commit in flight: it changed the same inode
  * block as a sealed, not yet durable setxattr, and its failure drops that
  * block from the cache.  A re-read must not lose the setxattr (the drop
@@ -1770,6 +1857,7 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, aio_engine);
 	tcase_add_test(tc, failed_tx_rereads_committed);
 	tcase_add_test(tc, commit_outside_volume_mutex);
+	tcase_add_test(tc, punch_never_recaches_freed_block);
 	tcase_add_test(tc, failed_op_beside_commit_in_flight);
 	tcase_add_test(tc, truncate_zeroes_after_pending_checkpoint);
 	tcase_add_test(tc, group_commit_holes);
