@@ -696,6 +696,8 @@ $(cluster_section)
 
 $(fuse_section)
 
+$(cat bench/analysis-fuse.md)
+
 $(nbd_section)
 
 $(ha_section)
