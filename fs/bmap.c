@@ -91,13 +91,13 @@ int bmap_get(struct txn *tx, struct lunfs_inode *in, uint64_t lblk, uint64_t *pt
 	for (int d = 0; d < lvl && cur; d++) {
 		struct buf *b;
 		if ((r = ptr_load(tx, in, cur, lvl - d, p, &b)))
-			break;
+			goto out;
 		cur = p->ptrs[idx[d]];
 		if (d < lvl - 1)
 			cur &= PTR_BLOCK_MASK;
 	}
-	if (!r)
-		*ptr = cur;
+	*ptr = cur;
+out:
 	free(p);
 	return r;
 }
@@ -237,29 +237,34 @@ out:
 
 int bmap_punch(struct txn *tx, struct lunfs_inode *in, uint64_t from, uint64_t to)
 {
-	int r = 0;
+	int r;
 	of_invalidate(tx->v, in->ino);
 	if (!to)
 		to = bmap_max_units();
-	for (uint64_t i = from; i < INO_NDIRECT && i < to && !r; i++) {
+	for (uint64_t i = from; i < INO_NDIRECT && i < to; i++) {
 		if (!in->direct[i])
 			continue;
 		r = blk_free(tx, ino_kind(in), in->direct[i] & PTR_BLOCK_MASK);
 		in->direct[i] = 0;
 		in->nblocks--;
+		if (r)
+			return r;
 	}
 	uint64_t base = INO_NDIRECT;
-	for (int lvl = 1; lvl <= 3 && !r; lvl++) {
+	for (int lvl = 1; lvl <= 3; lvl++) {
 		uint64_t root = in->indirect[lvl - 1] & PTR_BLOCK_MASK;
 		if (root && to > base && from < base + span[lvl]) {
 			int empty = 0;
-			r = punch_block(tx, in, root, lvl, base, from, to, &empty);
-			if (!r && empty) {
+			if ((r = punch_block(tx, in, root, lvl, base, from, to, &empty)))
+				return r;
+			if (empty) {
 				r = blk_free(tx, RC_META, root);
 				in->indirect[lvl - 1] = 0;
+				if (r)
+					return r;
 			}
 		}
 		base += span[lvl];
 	}
-	return r;
+	return 0;
 }

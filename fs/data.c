@@ -55,9 +55,10 @@ static int fmap_size(struct fmap *m, uint64_t *size)
 		return 0;
 	}
 	int r = fmap_load(m);
-	if (!r)
-		*size = m->in->size;
-	return r;
+	if (r)
+		return r;
+	*size = m->in->size;
+	return 0;
 }
 
 static int fmap_get(struct fmap *m, uint64_t lblk, uint64_t *ptr)
@@ -68,12 +69,12 @@ static int fmap_get(struct fmap *m, uint64_t lblk, uint64_t *ptr)
 		*ptr = of->mapc[lblk % MAPC_SIZE].ptr;
 		return 0;
 	}
-	int r = fmap_load(m);
-	if (!r)
-		r = bmap_get(m->tx, m->in, lblk, ptr);
-	if (!r && may_cache(m))
+	int r;
+	if ((r = fmap_load(m)) || (r = bmap_get(m->tx, m->in, lblk, ptr)))
+		return r;
+	if (may_cache(m))
 		of_set_map(of, lblk, *ptr);
-	return r;
+	return 0;
 }
 
 static int aligned(struct lunfs_vol *v, uint64_t off, size_t len, const void *buf)
@@ -130,8 +131,10 @@ static int read_range(struct lunfs_vol *v, uint64_t off, void *buf, size_t len)
 	if (!bb)
 		return -ENOMEM;
 	int r = dev_read(v->d, a0, bb, a1 - a0);
-	if (!r)
-		memcpy(buf, bb + (off - a0), len);
+	if (r)
+		goto out;
+	memcpy(buf, bb + (off - a0), len);
+out:
 	bounce_put(bb);
 	return r;
 }
@@ -157,15 +160,15 @@ int write_range(struct lunfs_vol *v, uint64_t off, const void *buf, size_t len, 
 		memset(bb + (off - a0) + len, 0, a1 - off - len);
 	} else {
 		/* read-modify-write of the partial sectors only */
-		if (off != a0)
-			r = dev_read(v->d, a0, bb, a);
-		if (!r && (off + len) % a && (a1 - a > a0 || off == a0))
-			r = dev_read(v->d, a1 - a, bb + (a1 - a - a0), a);
+		if (off != a0 && (r = dev_read(v->d, a0, bb, a)))
+			goto out;
+		if ((off + len) % a && (a1 - a > a0 || off == a0) &&
+		    (r = dev_read(v->d, a1 - a, bb + (a1 - a - a0), a)))
+			goto out;
 	}
-	if (!r) {
-		memcpy(bb + (off - a0), buf, len);
-		r = dev_write(v->d, a0, bb, a1 - a0);
-	}
+	memcpy(bb + (off - a0), buf, len);
+	r = dev_write(v->d, a0, bb, a1 - a0);
+out:
 	bounce_put(bb);
 	return r;
 }
@@ -289,6 +292,29 @@ out:
 	return n;
 }
 
+/* file_pread's lookup under v->mu (fm's transaction): the pieces of the
+ * request from off + done, the request cut to the size (*len) on the
+ * first round.  Returns their number (0: nothing left to read), registered
+ * as data I/O unless *again is set (io_enter waited for blocks being freed:
+ * look again), or -errno. */
+static int pread_map(struct fmap *fm, uint64_t off, size_t *len, size_t done, struct piece *p,
+		     int *again)
+{
+	uint64_t size;
+	int n = 0, r = fmap_size(fm, &size);
+	if (r)
+		return r;
+	if (done == 0)
+		*len = off >= size ? 0 : *len > size - off ? size - off : *len;
+	if (done < *len && (n = map_pieces(fm, off + done, *len - done, p)) < 0)
+		return n;
+	/* A mapped block's contents belong to this file while we hold
+	 * its map; the read itself needs no metadata lock, only that
+	 * the block is not freed meanwhile (io_enter). */
+	*again = n && io_enter(fm->tx->v);
+	return n;
+}
+
 ssize_t file_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 {
 	struct lunfs_vol *v = f->v;
@@ -315,17 +341,9 @@ ssize_t file_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 		 * cache cannot answer: reads of cached mappings do no allocation
 		 * and no metadata I/O */
 		struct fmap fm = {&tx, f->of, NULL, 0};
-		uint64_t size;
-		n = 0;
-		if (!(r = fmap_size(&fm, &size)) && done == 0) {
-			len = off >= size ? 0 : len > size - off ? size - off : len;
-		}
-		if (!r && done < len && (n = map_pieces(&fm, off + done, len - done, p)) < 0)
-			r = n;
-		/* A mapped block's contents belong to this file while we hold
-		 * its map; the read itself needs no metadata lock, only that
-		 * the block is not freed meanwhile (io_enter). */
-		int again = !r && n && io_enter(v);
+		int again = 0;
+		n = pread_map(&fm, off, &len, done, p, &again);
+		r = n < 0 ? n : 0;
 		tx_end(&tx, r);
 		free(fm.in);
 		if (again)
@@ -432,6 +450,7 @@ static ssize_t pwrite_mapped(struct lunfs_file *f, const void *buf, size_t len, 
 {
 	struct lunfs_vol *v = f->v;
 	struct piece p[MAX_PIECES];
+	size_t done = 0;
 	int r = 0;
 	/* a partial sector is read, changed and written back: one at a time */
 	uint32_t lbs = dev_lbs(v->d);
@@ -439,16 +458,16 @@ static ssize_t pwrite_mapped(struct lunfs_file *f, const void *buf, size_t len, 
 	if (rmw)
 		pthread_mutex_lock(&f->mu);
 	int n = map_cached(f, off, len, 1, p);
-	if (!n && (n = map_write_locked(f, off, len, p)) < 0)
+	if (!n && (n = map_write_locked(f, off, len, p)) < 0) {
 		r = n;
-	if (!r) {
-		size_t done = 0;
-		for (int i = 0; i < n && !r; i++) {
-			r = write_range(v, p[i].dev, (const char *)buf + done, p[i].len, 0);
-			done += p[i].len;
-		}
-		io_exit(v);
+		goto out;
 	}
+	for (int i = 0; i < n && !r; i++) {
+		r = write_range(v, p[i].dev, (const char *)buf + done, p[i].len, 0);
+		done += p[i].len;
+	}
+	io_exit(v);
+out:
 	if (rmw)
 		pthread_mutex_unlock(&f->mu);
 	return r ? r : (ssize_t)len;
@@ -464,7 +483,8 @@ struct wpiece {
 	int fill;
 };
 
-/* Registers the chunk as a pending write g and looks it up: every hole it
+/* Registers the chunk as a pending write g (not once the open is handed
+ * off: -errno, g never registered) and looks it up: every hole it
  * touches gets a reserved block, every to-be-zeroed block a fill, and the
  * mapped pieces are to be written in place.  v->mu held (tx).  Returns 0
  * with *np pieces (g is WRITING), 1 when the chunk turned out to change no
@@ -478,6 +498,8 @@ static int chunk_map(struct txn *tx, struct lunfs_file *f, struct gwrite *g, con
 	uint64_t bs = v->sb.file_bs, size;
 	struct fmap fm = {tx, of, NULL, 0};
 	int r, n = 0;
+	if ((r = of_handed_off(of)))
+		return r;
 	g->of = of;
 	g->lblk0 = off / bs;
 	g->lblk1 = (off + len - 1) / bs + 1;
@@ -552,9 +574,7 @@ static int pwrite_chunk(struct lunfs_file *f, const char *buf, size_t len, uint6
 again:
 	tx_begin(v, &tx);
 	gw_wait_ready(v, f->of, off / bs, (off + len - 1) / bs + 1);
-	r = of_handed_off(f->of);
-	if (!r)
-		r = chunk_map(&tx, f, g, buf, len, off, p, &n);
+	r = chunk_map(&tx, f, g, buf, len, off, p, &n);
 	int inplace = 0;
 	for (int i = 0; r >= 0 && i < n; i++)
 		inplace |= p[i].fill < 0;
@@ -715,12 +735,14 @@ static void aio_req(const struct lunfs_aio *a, struct dev_io *io, struct iovec *
 static int aio_enter(struct lunfs_vol *v, struct ofile *of, const struct lunfs_aio *a)
 {
 	int r = io_enter(v);
-	if (!r && a->op == LUNFS_AIO_WRITE) {
+	if (r)
+		return r;
+	if (a->op == LUNFS_AIO_WRITE) {
 		struct lunfs_time now;
 		ino_now(&now);
 		of_touch(of, &now);
 	}
-	return r;
+	return 0;
 }
 
 /* Fills io/iov for a: from the open file's cache alone (map_cached), else

@@ -89,11 +89,14 @@ int file_truncate(struct txn *tx, struct lunfs_inode *in, uint64_t size)
 	 * size (tx_zero_at_commit), not before it: a checkpoint's flush in
 	 * between would make the zeros durable while a crash could still lose
 	 * the truncate, leaving the old size with its tail zeroed. */
-	if (size % bs && !(r = bmap_get(tx, in, size / bs, &ptr)) && ptr && !(ptr & PTR_TBZ))
-		r = tx_zero_at_commit(tx, geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + size % bs,
-				      bs - size % bs);
-	if (r)
-		return r;
+	if (size % bs) {
+		if ((r = bmap_get(tx, in, size / bs, &ptr)))
+			return r;
+		if (ptr && !(ptr & PTR_TBZ) &&
+		    (r = tx_zero_at_commit(tx, geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + size % bs,
+					   bs - size % bs)))
+			return r;
+	}
 	in->size = size;
 	if ((r = ino_write(tx, in)))
 		return r;
@@ -136,9 +139,10 @@ static int zero_range(struct txn *tx, struct lunfs_inode *in, uint64_t off, uint
 		if (tx->ndirty > TX_MAX - 20 && ((r = ino_write(tx, in)) || (r = tx_flush(tx))))
 			break;
 	}
-	if (!r)
-		in->flags |= INOF_THICK;
-	return r;
+	if (r)
+		return r;
+	in->flags |= INOF_THICK;
+	return 0;
 }
 
 int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t len)
@@ -185,18 +189,20 @@ int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t 
 		uint64_t end = off + len;
 		uint64_t full0 = (off + bs - 1) / bs, full1 = end / bs;
 		if (off / bs == (end - 1) / bs && (off % bs || end % bs)) {
-			r = zero_in_block(&tx, in, off / bs, off % bs, end - (off / bs) * bs);
+			if ((r = zero_in_block(&tx, in, off / bs, off % bs, end - (off / bs) * bs)))
+				goto out;
 		} else {
-			if (off % bs)
-				r = zero_in_block(&tx, in, off / bs, off % bs, bs);
-			if (!r && end % bs)
-				r = zero_in_block(&tx, in, end / bs, 0, end % bs);
+			if (off % bs && (r = zero_in_block(&tx, in, off / bs, off % bs, bs)))
+				goto out;
+			if (end % bs && (r = zero_in_block(&tx, in, end / bs, 0, end % bs)))
+				goto out;
 		}
-		if (!r && full1 > full0)
-			r = bmap_punch(&tx, in, full0, full1);
+		if (full1 > full0 && (r = bmap_punch(&tx, in, full0, full1)))
+			goto out;
 	} else if (mode & LUNFS_FALLOC_ZERO_RANGE) {
-		r = zero_range(&tx, in, off, len);
-		if (!r && !(mode & LUNFS_FALLOC_KEEP_SIZE) && off + len > in->size)
+		if ((r = zero_range(&tx, in, off, len)))
+			goto out;
+		if (!(mode & LUNFS_FALLOC_KEEP_SIZE) && off + len > in->size)
 			in->size = off + len;
 	} else {
 		int eager = mode & LUNFS_FALLOC_ZERO;
@@ -225,11 +231,11 @@ int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t 
 				break;
 		}
 		in->flags |= INOF_THICK | (eager ? INOF_EZT : 0);
-		if (!r && !(mode & LUNFS_FALLOC_KEEP_SIZE) && off + len > in->size)
+		if (r)
+			goto out;
+		if (!(mode & LUNFS_FALLOC_KEEP_SIZE) && off + len > in->size)
 			in->size = off + len;
 	}
-	if (r)
-		goto out;
 	ino_now(&in->ctime);
 	if ((r = ino_write(&tx, in)))
 		goto out;
@@ -268,6 +274,17 @@ static int collect(void *arg, const char *name, uint64_t ino, uint32_t type, uin
 	return 0;
 }
 
+/* The orphan directory's entries into l (in: room for its inode). */
+static int orphans_list(struct txn *tx, struct lunfs_inode *in, struct olist *l)
+{
+	int r = ino_read(tx, ORPHAN_INO, LK_FREE, in);
+	if (r)
+		return r;
+	if (!S_ISDIR(in->mode))
+		return -EFSCORRUPTED;
+	return dir_iter(tx, in, 2, collect, l);
+}
+
 /* Finishes deletes that a crash interrupted, and frees files that were
  * unlinked while open.  Inodes still open on another host stay listed. */
 int orphans_process(struct lunfs_vol *v)
@@ -279,18 +296,12 @@ int orphans_process(struct lunfs_vol *v)
 	if (!in)
 		return -ENOMEM;
 	tx_begin(v, &tx);
-	r = ino_read(&tx, ORPHAN_INO, LK_FREE, in);
-	if (!r && !S_ISDIR(in->mode))
-		r = -EFSCORRUPTED;
-	if (!r)
-		r = dir_iter(&tx, in, 2, collect, &l);
+	r = orphans_list(&tx, in, &l);
 	tx_end(&tx, r);
 	for (size_t i = 0; i < l.n && !r; i++) {
 		tx_begin(v, &tx);
 		int e = ino_read(&tx, l.ino[i], LK_EXCLUSIVE, in);
-		if (!e && in->nlink == 0)
-			e = file_release_inode(&tx, in);
-		if (e)
+		if (e || (in->nlink == 0 && (e = file_release_inode(&tx, in))))
 			tx_end(&tx, e);
 		else
 			e = tx_commit(&tx);

@@ -26,6 +26,15 @@
 #include "format/format.h"
 #include "fs/internal.h"
 
+/* Reads and decodes the primary superblock into n (blk: its buffer). */
+static int sb_read(struct lunfs_vol *v, uint8_t *blk, struct lunfs_sb *n)
+{
+	int r = dev_read(v->d, LUNFS_SB_OFF, blk, LUNFS_META_BS);
+	if (r)
+		return r;
+	return lunfs_sb_decode(blk, n, NULL);
+}
+
 int vol_grow_check(struct lunfs_vol *v)
 {
 	VOL_HELD(v);
@@ -35,9 +44,7 @@ int vol_grow_check(struct lunfs_vol *v)
 	if (!blk)
 		return -ENOMEM;
 	v->grow_checked_ms = lunfs_now_ms();
-	r = dev_read(v->d, LUNFS_SB_OFF, blk, LUNFS_META_BS);
-	if (!r)
-		r = lunfs_sb_decode(blk, &n, NULL);
+	r = sb_read(v, blk, &n);
 	free(blk);
 	if (r || n.gen <= v->sb.gen)
 		return 0; /* unchanged, or torn by a grow in progress: next time */
@@ -81,16 +88,18 @@ static int grow_write(struct lunfs_vol *v, const struct lunfs_sb *n)
 		return -ENOMEM;
 	/* 1. the new clusters: FREE locks, never-initialised headers */
 	r = dev_zero(v->d, geom_fc_lock(s, s->fc_count), (uint64_t)(n->fc_count - s->fc_count) * TBL_ENTRY);
-	if (!r)
-		r = dev_flush(v->d);
+	if (r || (r = dev_flush(v->d)))
+		goto out;
 	/* 2. the backup at the new end: outside the old volume */
 	lunfs_sb_encode(n, blk, 1);
-	if (!r && !(r = dev_write(v->d, n->backup_off, blk, LUNFS_META_BS)))
-		r = dev_flush(v->d);
+	if ((r = dev_write(v->d, n->backup_off, blk, LUNFS_META_BS)) || (r = dev_flush(v->d)))
+		goto out;
 	/* 3. the primary: the commit point */
 	lunfs_sb_encode(n, blk, 0);
-	if (!r && !(r = dev_write(v->d, LUNFS_SB_OFF, blk, LUNFS_META_BS)))
-		r = dev_flush(v->d);
+	if ((r = dev_write(v->d, LUNFS_SB_OFF, blk, LUNFS_META_BS)))
+		goto out;
+	r = dev_flush(v->d);
+out:
 	free(blk);
 	return r;
 }
@@ -120,7 +129,7 @@ int lunfs_grow(struct lunfs_vol *v, uint64_t size, struct lunfs_grow_info *gi, c
 	pthread_mutex_unlock(&v->mu);
 	if ((r = dev_refresh_size(v->d))) {
 		why = "cannot read the device's size";
-		goto unlock;
+		goto out;
 	}
 	gi->old_size = v->sb.dev_size;
 	gi->old_blocks = v->sb.file_blocks;
@@ -128,7 +137,7 @@ int lunfs_grow(struct lunfs_vol *v, uint64_t size, struct lunfs_grow_info *gi, c
 	if (size > gi->dev_size) {
 		why = "the size asked for is larger than the device";
 		r = -EINVAL;
-		goto unlock;
+		goto out;
 	}
 	r = lunfs_geom_grow(&v->sb, size ? size : gi->dev_size, &n, &gi->max_size);
 	if (r) {
@@ -136,23 +145,23 @@ int lunfs_grow(struct lunfs_vol *v, uint64_t size, struct lunfs_grow_info *gi, c
 				       "(enlarge the image or LUN first)"
 		      : r == -EFBIG  ? "the file-cluster table has no room for that size (see --size)"
 				     : "the size asked for is smaller than the volume";
-		goto unlock;
+		goto out;
 	}
 	gi->new_size = n.dev_size;
 	gi->new_blocks = n.file_blocks;
 	if ((r = grow_write(v, &n))) {
 		why = r == -EFENCED ? "this grow lost its heartbeat (fenced)" : "writing the new geometry failed";
-		goto unlock;
+		goto out;
 	}
 	pthread_mutex_lock(&v->mu);
 	vol_grow_check(v);
 	pthread_mutex_unlock(&v->mu);
-unlock:
-	if (l->mode != LK_FREE) {
-		int r2 = lk_release(v->hb, l);
-		r = r ? r : r2;
-	}
 out:
+	if (l->mode != LK_FREE) { /* not taken when lk_acquire failed */
+		int r2 = lk_release(v->hb, l);
+		if (!r)
+			r = r2;
+	}
 	if (msg)
 		*msg = why;
 	free(l);

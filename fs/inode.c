@@ -272,22 +272,24 @@ int ino_free(struct txn *tx, struct lunfs_inode *in)
 		return -ENOMEM;
 	r = rc_load(tx, geom_ig_lock(s, g), geom_ig_hdr(s, g), RC_INODE, s->ig_inodes,
 		    g * s->ig_inodes, rc, &b);
-	if (!r && !rc_test(rc, i))
+	if (r)
+		goto out;
+	if (!rc_test(rc, i)) {
 		r = -EFSCORRUPTED;
-	if (!r) {
-		rc_set(rc, i, 0);
-		rc->nfree++;
-		r = rc_store(tx, rc, b, g);
+		goto out;
 	}
-	if (!r) {
-		uint64_t gen = in->gen, ino = in->ino;
-		uint32_t igen = in->igen;
-		memset(in, 0, sizeof(*in));
-		in->ino = ino;
-		in->gen = gen;
-		in->igen = igen;
-		r = ino_write(tx, in);
-	}
+	rc_set(rc, i, 0);
+	rc->nfree++;
+	if ((r = rc_store(tx, rc, b, g)))
+		goto out;
+	uint64_t gen = in->gen, ino = in->ino;
+	uint32_t igen = in->igen;
+	memset(in, 0, sizeof(*in));
+	in->ino = ino;
+	in->gen = gen;
+	in->igen = igen;
+	r = ino_write(tx, in);
+out:
 	free(rc);
 	return r;
 }

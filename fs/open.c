@@ -66,31 +66,16 @@ int of_pin(struct lunfs_vol *v, struct ofile *of, int want)
 	return 0;
 }
 
-/* lunfs_open, and lunfs_opendir (dir: ino must be a directory, opened
- * LUNFS_OPEN_READ).  *lock_busy (if not NULL) is set when the open failed
- * with -EBUSY on the inode lock (another host), not on this host's opens. */
-static int open_inode(struct lunfs_vol *v, uint64_t ino, int mode, int dir, struct lunfs_file **out,
-		      int *lock_busy)
+/* open_inode's steps under tx: the inode read into in, this host's open
+ * of it found or made and pinned, f filled in.  Returns 0 or -errno (an
+ * ofile made here is gone again). */
+static int open_in(struct txn *tx, uint64_t ino, int mode, int dir, struct lunfs_inode *in,
+		   struct lunfs_file *f, int *lock_busy)
 {
-	struct txn tx;
-	struct lunfs_inode *in = malloc(sizeof(*in));
-	struct lunfs_file *f = calloc(1, sizeof(*f));
+	struct lunfs_vol *v = tx->v;
 	struct ofile *of = NULL;
 	int r, created = 0;
-	if (!in || !f) {
-		r = -ENOMEM;
-		goto out_free;
-	}
-	if (mode < LUNFS_OPEN_READ || mode > LUNFS_OPEN_RW) {
-		r = -EINVAL;
-		goto out_free;
-	}
-	if (mode_writable(mode) && (r = vol_check_writable(v)))
-		goto out_free;
-	if (v->ro && mode != LUNFS_OPEN_READ)
-		mode = mode == LUNFS_OPEN_SHARED_RO ? LUNFS_OPEN_READ : mode;
-	tx_begin(v, &tx);
-	if ((r = ino_read(&tx, ino, LK_FREE, in)))
+	if ((r = ino_read(tx, ino, LK_FREE, in)))
 		goto out;
 	if (!S_ISDIR(in->mode) != !dir) {
 		r = dir ? -ENOTDIR : -EISDIR;
@@ -124,7 +109,7 @@ static int open_inode(struct lunfs_vol *v, uint64_t ino, int mode, int dir, stru
 			*lock_busy = 1;
 		goto out;
 	}
-	if (mode == LUNFS_OPEN_MULTI && (r = fully_allocated(&tx, in)) != 1) {
+	if (mode == LUNFS_OPEN_MULTI && (r = fully_allocated(tx, in)) != 1) {
 		r = r ? r : -EINVAL; /* multi-writer needs every block allocated and zeroed */
 		if (created && of->h)
 			vl_unpin(v, of->h);
@@ -147,16 +132,45 @@ static int open_inode(struct lunfs_vol *v, uint64_t ino, int mode, int dir, stru
 	f->of = of;
 	f->mode = mode;
 	pthread_mutex_init(&f->mu, NULL);
-	*out = f;
-	f = NULL;
 	r = 0;
 out:
 	if (created) {
 		pthread_mutex_destroy(&of->mapmu);
 		free(of);
 	}
+	return r;
+}
+
+/* lunfs_open, and lunfs_opendir (dir: ino must be a directory, opened
+ * LUNFS_OPEN_READ).  *lock_busy (if not NULL) is set when the open failed
+ * with -EBUSY on the inode lock (another host), not on this host's opens. */
+static int open_inode(struct lunfs_vol *v, uint64_t ino, int mode, int dir, struct lunfs_file **out,
+		      int *lock_busy)
+{
+	struct txn tx;
+	struct lunfs_inode *in = malloc(sizeof(*in));
+	struct lunfs_file *f = calloc(1, sizeof(*f));
+	int r;
+	if (!in || !f) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (mode < LUNFS_OPEN_READ || mode > LUNFS_OPEN_RW) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (mode_writable(mode) && (r = vol_check_writable(v)))
+		goto out;
+	if (v->ro && mode != LUNFS_OPEN_READ)
+		mode = mode == LUNFS_OPEN_SHARED_RO ? LUNFS_OPEN_READ : mode;
+	tx_begin(v, &tx);
+	r = open_in(&tx, ino, mode, dir, in, f, lock_busy);
 	tx_end(&tx, r);
-out_free:
+	if (r)
+		goto out;
+	*out = f;
+	f = NULL;
+out:
 	free(in);
 	free(f);
 	return r;
@@ -229,13 +243,30 @@ static int commit_times(struct txn *tx, struct ofile *of, struct lunfs_inode *in
 	if (!of_take_times(of, &t))
 		return 0; /* taken by another commit meanwhile */
 	int r = ino_read(tx, of->ino, LK_EXCLUSIVE, in);
-	if (!r) {
-		in->mtime = in->ctime = t;
-		r = ino_write(tx, in);
-	}
+	if (r)
+		goto out;
+	in->mtime = in->ctime = t;
+	r = ino_write(tx, in);
+out:
 	if (r)
 		of_restore_times(of, &t); /* still pending */
 	return r;
+}
+
+/* What goes before an open lets go of the inode lock: the times writes
+ * left pending (multi-writer files take no metadata change), with release
+ * the inode of an unlinked file freed, then the flush. */
+static int commit_pending(struct txn *tx, struct ofile *of, struct lunfs_inode *in, int release)
+{
+	int r;
+	if (of->mode == LUNFS_OPEN_MULTI)
+		of_clear_times(of, NULL); /* multi-writer files take no metadata change */
+	if (of_times_dirty(of) && (r = commit_times(tx, of, in)))
+		return r;
+	if (release && of->unlinked &&
+	    ((r = ino_read(tx, of->ino, LK_EXCLUSIVE, in)) || (r = file_release_inode(tx, in))))
+		return r;
+	return tx_flush(tx);
 }
 
 /* The last writable open of of closed on this host while read-only opens
@@ -252,14 +283,8 @@ static int drop_writer_hold(struct txn *tx, struct ofile *of, struct lunfs_inode
 	struct lunfs_vol *v = tx->v;
 	int r = 0;
 	gw_wait_ino(v, of->ino); /* none: the writers' handles are closed */
-	if (vol_check_writable(v) == 0) {
-		if (of->mode == LUNFS_OPEN_MULTI)
-			of_clear_times(of, NULL); /* multi-writer files take no metadata change */
-		if (of_times_dirty(of))
-			r = commit_times(tx, of, in);
-		if (!r)
-			r = tx_flush(tx);
-	}
+	if (vol_check_writable(v) == 0)
+		r = commit_pending(tx, of, in, 0);
 	tx_end(tx, r); /* the tx pinned the lock too: end it before letting go */
 	if (r)
 		return r; /* keep the hold: the times are not committed */
@@ -278,6 +303,38 @@ static int drop_writer_hold(struct txn *tx, struct ofile *of, struct lunfs_inode
 			  (unsigned long long)of->ino, of->opens - 1, r ? ": " : "", r ? lunfs_strerror(r) : "");
 	}
 	pthread_mutex_unlock(&v->mu);
+	return r;
+}
+
+/* The last close of of on this host: what is pending commits, of goes and
+ * its lock is let go.  Ends tx. */
+static int last_close(struct txn *tx, struct ofile *of, struct lunfs_inode *in)
+{
+	struct lunfs_vol *v = tx->v;
+	int r = 0;
+	gw_wait_ino(v, of->ino); /* none: the writers' handles are open */
+	if (vol_check_writable(v) == 0)
+		r = commit_pending(tx, of, in, 1);
+	struct ofile **pp = &v->ofiles;
+	while (*pp != of)
+		pp = &(*pp)->next;
+	*pp = of->next;
+	free(of->mapc);
+	pthread_mutex_destroy(&of->mapmu);
+	if (of->h) {
+		/* the tx pinned it too: end the tx before letting go */
+		struct held *h = of->h;
+		tx_end(tx, r);
+		pthread_mutex_lock(&v->mu);
+		int e = vl_release_now(v, h);
+		pthread_mutex_unlock(&v->mu);
+		if (!r)
+			r = e;
+		free(of);
+		return r;
+	}
+	free(of);
+	tx_end(tx, r);
 	return r;
 }
 
@@ -303,45 +360,56 @@ int lunfs_close(struct lunfs_file *f)
 	}
 	if (--of->opens > 0) {
 		r = rd;
-		goto out;
-	}
-	gw_wait_ino(v, of->ino); /* none: the writers' handles are open */
-	if (vol_check_writable(v) == 0) {
-		if (of->mode == LUNFS_OPEN_MULTI)
-			of_clear_times(of, NULL); /* multi-writer files take no metadata change */
-		if (of_times_dirty(of))
-			r = commit_times(&tx, of, in);
-		if (!r && of->unlinked && !(r = ino_read(&tx, of->ino, LK_EXCLUSIVE, in)))
-			r = file_release_inode(&tx, in);
-		if (!r)
-			r = tx_flush(&tx);
-	}
-	struct ofile **pp = &v->ofiles;
-	while (*pp != of)
-		pp = &(*pp)->next;
-	*pp = of->next;
-	free(of->mapc);
-	pthread_mutex_destroy(&of->mapmu);
-	if (of->h) {
-		/* the tx pinned it too: end the tx before letting go */
-		struct held *h = of->h;
 		tx_end(&tx, r);
-		pthread_mutex_lock(&v->mu);
-		int e = vl_release_now(v, h);
-		pthread_mutex_unlock(&v->mu);
-		if (!r)
-			r = e;
-		free(of);
-		goto done;
+	} else {
+		r = last_close(&tx, of, in);
 	}
-	free(of);
-out:
-	tx_end(&tx, r);
-done:
 	pthread_mutex_destroy(&f->mu);
 	free(f);
 	free(in);
 	return r ? r : rd;
+}
+
+/* lunfs_handoff's first transaction: of (NULL: not open here) must be open
+ * for writing, and the times writes left in memory commit, under our lock. */
+static int handoff_times(struct txn *tx, struct ofile *of, struct lunfs_inode *in)
+{
+	int r;
+	if (!of || !of->h || of->h->lk.mode != LK_EXCLUSIVE || of->handed_off ||
+	    of->mode == LUNFS_OPEN_MULTI)
+		return -ENOLCK; /* not open for writing here */
+	if (of->unlinked)
+		return -ESTALE;
+	/* the times writes left in memory go first, under our lock */
+	if (!of_times_dirty(of))
+		return 0;
+	if ((r = commit_times(tx, of, in)))
+		return r;
+	return tx_flush(tx);
+}
+
+/* lunfs_handoff's second transaction: of's lock goes to the host in slot. */
+static int handoff_lock(struct txn *tx, struct ofile *of, uint64_t ino, uint32_t slot,
+			uint64_t gen)
+{
+	struct lunfs_vol *v = tx->v;
+	int r;
+	/* pending writes commit under our lock; new ones wait for v->mu
+	 * and then find the file handed off */
+	gw_wait_ino(v, ino);
+	if (!of->h || of->handed_off)
+		return -ENOLCK; /* a close raced with us */
+	/* no data I/O in flight when the lock goes, and none starts
+	 * until the file is marked handed off: the fast path's
+	 * registration fails while we drain, the locked path waits
+	 * for v->mu and then finds it handed off */
+	tx_drain(tx);
+	if ((r = vl_hand_over(v, of->h, slot, gen)))
+		return r;
+	of_set_hold(of, NULL, 1);
+	of->excl_here = 0;
+	of_invalidate(v, ino);
+	return 0;
 }
 
 int lunfs_handoff(struct lunfs_vol *v, uint64_t ino, const char *host)
@@ -354,51 +422,42 @@ int lunfs_handoff(struct lunfs_vol *v, uint64_t ino, const char *host)
 	if (!in)
 		return -ENOMEM;
 	if (!host || !*host) {
-		free(in);
-		return -EINVAL;
+		r = -EINVAL;
+		goto out;
 	}
-	if ((r = vol_check_writable(v)) || (r = hb_find_live(v->hb, host, &slot, &gen))) {
-		free(in);
-		return r;
-	}
+	if ((r = vol_check_writable(v)) || (r = hb_find_live(v->hb, host, &slot, &gen)))
+		goto out;
 	if (slot == v->slot) {
-		free(in);
-		return -EINVAL; /* to ourselves */
+		r = -EINVAL; /* to ourselves */
+		goto out;
 	}
 	tx_begin(v, &tx);
 	struct ofile *of = of_find(v, ino);
-	if (!of || !of->h || of->h->lk.mode != LK_EXCLUSIVE || of->handed_off ||
-	    of->mode == LUNFS_OPEN_MULTI)
-		r = -ENOLCK; /* not open for writing here */
-	else if (of->unlinked)
-		r = -ESTALE;
-	/* the times writes left in memory go first, under our lock */
-	if (!r && of_times_dirty(of) && !(r = commit_times(&tx, of, in)))
-		r = tx_flush(&tx);
+	r = handoff_times(&tx, of, in);
 	tx_end(&tx, r);
-	if (!r) {
-		tx_begin(v, &tx);
-		/* pending writes commit under our lock; new ones wait for v->mu
-		 * and then find the file handed off */
-		gw_wait_ino(v, ino);
-		if (!of->h || of->handed_off) {
-			r = -ENOLCK; /* a close raced with us */
-		} else {
-			/* no data I/O in flight when the lock goes, and none starts
-			 * until the file is marked handed off: the fast path's
-			 * registration fails while we drain, the locked path waits
-			 * for v->mu and then finds it handed off */
-			tx_drain(&tx);
-			if (!(r = vl_hand_over(v, of->h, slot, gen))) {
-				of_set_hold(of, NULL, 1);
-				of->excl_here = 0;
-				of_invalidate(v, ino);
-			}
-		}
-		tx_end(&tx, r);
-	}
+	if (r)
+		goto out;
+	tx_begin(v, &tx);
+	r = handoff_lock(&tx, of, ino, slot, gen);
+	tx_end(&tx, r);
+out:
 	free(in);
 	return r;
+}
+
+/* lunfs_fsync's transaction: the times writes left pending commit. */
+static int fsync_times(struct txn *tx, struct lunfs_file *f, struct lunfs_inode *in)
+{
+	int r;
+	if (f->of->handed_off)
+		return -ESTALE;
+	if (mode_writable(f->mode) && (r = vol_check_writable(tx->v)))
+		return r; /* fenced: nothing this host wrote is known to be durable any more */
+	if (!of_times_dirty(f->of) || !mode_writable(f->mode) || f->mode == LUNFS_OPEN_MULTI)
+		return 0;
+	if ((r = commit_times(tx, f->of, in)))
+		return r;
+	return tx_flush(tx);
 }
 
 int lunfs_fsync(struct lunfs_file *f)
@@ -406,22 +465,14 @@ int lunfs_fsync(struct lunfs_file *f)
 	struct lunfs_vol *v = f->v;
 	struct lunfs_inode *in = malloc(sizeof(*in));
 	struct txn tx;
-	int r = 0;
+	int r;
 	if (!in)
 		return -ENOMEM;
 	tx_begin(v, &tx);
-	if (f->of->handed_off)
-		r = -ESTALE;
-	else if (mode_writable(f->mode) && (r = vol_check_writable(v)))
-		; /* fenced: nothing this host wrote is known to be durable any more */
-	else if (of_times_dirty(f->of) && mode_writable(f->mode) && f->mode != LUNFS_OPEN_MULTI) {
-		r = commit_times(&tx, f->of, in);
-		if (!r)
-			r = tx_flush(&tx);
-	}
+	r = fsync_times(&tx, f, in);
 	tx_end(&tx, r);
 	free(in);
-	if (!r && !v->ro)
-		r = dev_flush(v->d);
-	return r;
+	if (r || v->ro)
+		return r;
+	return dev_flush(v->d);
 }

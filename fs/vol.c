@@ -273,10 +273,9 @@ int vl_release(struct lunfs_vol *v, struct held *h)
 
 int vl_hand_over(struct lunfs_vol *v, struct held *h, uint32_t slot, uint64_t mount_gen)
 {
-	int r = hb_ok(v->hb);
-	if (!r)
-		r = jnl_checkpoint(v->j); /* the journal rule, as for a release */
-	if (r)
+	int r;
+	/* the journal rule, as for a release */
+	if ((r = hb_ok(v->hb)) || (r = jnl_checkpoint(v->j)))
 		return r;
 	vol_cache_drop_lock(v, h->lk.off);
 	if ((r = lk_transfer(v->hb, &h->lk, slot, mount_gen, LK_HOLD_OPEN)))
@@ -511,26 +510,40 @@ int tx_zero_at_commit(struct txn *tx, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/* Zeroes the sector off falls in from off to its end: read, cut, written
+ * back. */
+static int late_zero_sector(struct lunfs_vol *v, uint64_t off)
+{
+	uint32_t a = dev_lbs(v->d);
+	uint64_t s = off / a * a;
+	uint8_t *sec = dev_alloc(a);
+	int r;
+	if (!sec)
+		return -ENOMEM;
+	if ((r = dev_read(v->d, s, sec, a)))
+		goto out;
+	memset(sec + off % a, 0, a - off % a);
+	r = dev_write(v->d, s, sec, a);
+out:
+	free(sec);
+	return r;
+}
+
 /* Zeroes [off, off + len), the end on a logical block boundary: the sector
  * the start falls in is read, cut and written back; the rest is zeroed. */
 static int late_zero(struct lunfs_vol *v, uint64_t off, uint64_t len)
 {
 	uint32_t a = dev_lbs(v->d);
 	uint64_t end = off + len;
-	int r = 0;
+	int r;
 	if (off % a) {
-		uint64_t s = off / a * a;
-		uint8_t *sec = dev_alloc(a);
-		if (!sec)
-			return -ENOMEM;
-		if (!(r = dev_read(v->d, s, sec, a))) {
-			memset(sec + off % a, 0, a - off % a);
-			r = dev_write(v->d, s, sec, a);
-		}
-		free(sec);
-		off = s + a;
+		if ((r = late_zero_sector(v, off)))
+			return r;
+		off = off / a * a + a;
 	}
-	return r || off >= end ? r : dev_zero(v->d, off, end - off);
+	if (off >= end)
+		return 0;
+	return dev_zero(v->d, off, end - off);
 }
 
 
@@ -571,16 +584,18 @@ static int tx_seal(struct txn *tx, struct jnl_txn **out, uint64_t *addrs, int *n
 		return 0;
 	if ((r = vol_check_writable(v)) || (r = jnl_txn_begin(v->j, &jt)))
 		goto fail;
-	for (int i = 0; i < tx->ndirty && !r; i++)
-		r = jnl_txn_add(jt, tx->dirty[i]->addr, tx->dirty[i]->data);
+	for (int i = 0; i < tx->ndirty; i++)
+		if ((r = jnl_txn_add(jt, tx->dirty[i]->addr, tx->dirty[i]->data)))
+			goto fail;
 	/* the data that goes with this transaction: after any checkpoint the
 	 * journal needs (it flushes), before the journal write */
-	if (!r && tx->nlate)
-		r = jnl_txn_make_room(jt);
-	for (int i = 0; i < tx->nlate && !r; i++)
-		r = late_zero(v, tx->late[i].off, tx->late[i].len);
+	if (tx->nlate && (r = jnl_txn_make_room(jt)))
+		goto fail;
+	for (int i = 0; i < tx->nlate; i++)
+		if ((r = late_zero(v, tx->late[i].off, tx->late[i].len)))
+			goto fail;
 	late_free(tx);
-	if (r || (r = jnl_txn_seal(jt)))
+	if ((r = jnl_txn_seal(jt)))
 		goto fail;
 	/* data a new pointer exposes must be on disk before the pointer: the
 	 * journal write flushes first */
@@ -606,9 +621,11 @@ int tx_flush(struct txn *tx)
 	struct jnl_txn *jt;
 	uint64_t addrs[TX_MAX];
 	int n, r = tx_seal(tx, &jt, addrs, &n);
+	if (r)
+		return r;
 	/* under v->mu: a step of a long operation, which goes on from what
 	 * it committed */
-	return r ? r : tx_write(v, jt, addrs, n, 1);
+	return tx_write(v, jt, addrs, n, 1);
 }
 
 void tx_park(struct lunfs_vol *v)
@@ -733,7 +750,9 @@ int tx_commit(struct txn *tx)
 	 * transaction changed (the journal writes in sealed order and fails
 	 * everything after a failed write).  Our locks may be released
 	 * meanwhile only through a checkpoint, which waits for this write. */
-	return r ? r : tx_write(v, jt, addrs, n, 0);
+	if (r)
+		return r;
+	return tx_write(v, jt, addrs, n, 0);
 }
 
 int op_finish(struct txn *tx, int r)
@@ -760,6 +779,16 @@ int vol_jtarget_ok(void *arg, uint64_t t)
  * a newer mount generation), but leaving them would keep stale records
  * around until someone needs each lock: clear every holder (slot, gen <
  * below).  The tables are contiguous, so this is a few large reads. */
+/* vol_purge_locks on the volume lock record (vl: its buffer). */
+static int purge_vlock(struct lunfs_vol *v, uint8_t *vl, uint32_t slot, uint64_t below)
+{
+	const struct lunfs_sb *s = &v->sb;
+	int r = dev_read(v->d, s->vlock_off, vl, dev_lbs(v->d));
+	if (r)
+		return r;
+	return lk_purge(v->hb, s->vlock_off, vl, slot, below);
+}
+
 int vol_purge_locks(struct lunfs_vol *v, uint32_t slot, uint64_t below)
 {
 	const struct lunfs_sb *s = &v->sb;
@@ -778,8 +807,8 @@ int vol_purge_locks(struct lunfs_vol *v, uint32_t slot, uint64_t below)
 	if (!buf)
 		return -ENOMEM;
 	uint8_t *vl = dev_alloc(LUNFS_SLOT_STRIDE);
-	if (vl && !(r = dev_read(v->d, s->vlock_off, vl, dev_lbs(v->d))))
-		r = lk_purge(v->hb, s->vlock_off, vl, slot, below);
+	if (vl)
+		r = purge_vlock(v, vl, slot, below);
 	free(vl);
 	r = r < 0 ? r : 0;
 	for (size_t t = 0; t < sizeof(tab) / sizeof(tab[0]) && !r; t++) {

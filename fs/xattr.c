@@ -51,10 +51,9 @@ static int xc_load(struct txn *tx, struct lunfs_inode *in, struct xchain *c)
 		struct buf *b;
 		if (!x)
 			return -ENOMEM;
-		int r = tx_read(tx, addr, lock, &b);
-		if (!r)
-			r = lunfs_xblk_decode(b->data, s->uuid, addr, in->ino, s->meta_blocks, x, &why);
-		if (r) {
+		int r;
+		if ((r = tx_read(tx, addr, lock, &b)) ||
+		    (r = lunfs_xblk_decode(b->data, s->uuid, addr, in->ino, s->meta_blocks, x, &why))) {
 			free(x);
 			return r;
 		}
@@ -113,10 +112,9 @@ static int xc_grow(struct txn *tx, struct xchain *c)
 	struct lunfs_xblk *x = calloc(1, sizeof(*x));
 	if (!x)
 		return -ENOMEM;
-	int r = blk_alloc(tx, RC_META, &blk);
-	if (!r)
-		r = tx_new(tx, geom_meta_blk(s, blk), geom_ino_lock(s, c->in->ino), &b);
-	if (r) {
+	int r;
+	if ((r = blk_alloc(tx, RC_META, &blk)) ||
+	    (r = tx_new(tx, geom_meta_blk(s, blk), geom_ino_lock(s, c->in->ino), &b))) {
 		free(x);
 		return r;
 	}
@@ -143,10 +141,11 @@ static int xc_drop(struct txn *tx, struct xchain *c, unsigned i)
 		c->in->xattr_blk = next;
 	else {
 		c->x[i - 1]->next = next;
-		r = xc_store(tx, c, i - 1);
+		if ((r = xc_store(tx, c, i - 1)))
+			goto out;
 	}
-	if (!r)
-		r = blk_free(tx, RC_META, c->blk[i]);
+	r = blk_free(tx, RC_META, c->blk[i]);
+out:
 	free(c->x[i]);
 	memmove(&c->blk[i], &c->blk[i + 1], (c->n - i - 1) * sizeof(c->blk[0]));
 	memmove(&c->b[i], &c->b[i + 1], (c->n - i - 1) * sizeof(c->b[0]));
@@ -199,9 +198,10 @@ static int do_setxattr(struct txn *tx, struct lunfs_inode *in, void *arg)
 	if (k > c.n && (r = xc_grow(tx, &c)))
 		goto out;
 	struct xarea ar = xc_area(&c, k);
-	if (!(r = lunfs_xattr_add(ar.a, ar.len, ar.cap, a->name, nl, a->val, (uint32_t)a->len)) &&
-	    !(r = xc_changed(tx, &c, k)))
-		ino_now(&in->ctime);
+	if ((r = lunfs_xattr_add(ar.a, ar.len, ar.cap, a->name, nl, a->val, (uint32_t)a->len)) ||
+	    (r = xc_changed(tx, &c, k)))
+		goto out;
+	ino_now(&in->ctime);
 out:
 	xc_free(&c);
 	return r;
@@ -231,7 +231,9 @@ static int read_chain(struct txn *tx, uint64_t ino, struct lunfs_inode *in, stru
 {
 	c->n = 0;
 	int r = ino_read(tx, ino, LK_FREE, in);
-	return r ? r : xc_load(tx, in, c);
+	if (r)
+		return r;
+	return xc_load(tx, in, c);
 }
 
 int lunfs_getxattr(struct lunfs_vol *v, uint64_t ino, const char *name, void *buf, size_t size)
@@ -245,17 +247,20 @@ int lunfs_getxattr(struct lunfs_vol *v, uint64_t ino, const char *name, void *bu
 		return -ENOMEM;
 	tx_begin(v, &tx);
 	int r = read_chain(&tx, ino, in, &c);
-	if (!r && !xc_find(&c, name, &k, &x))
+	if (r)
+		goto out;
+	if (!xc_find(&c, name, &k, &x)) {
 		r = -ENODATA;
-	if (!r) {
-		if (size && size < x.value_len)
-			r = -ERANGE;
-		else {
-			if (size)
-				memcpy(buf, x.value, x.value_len);
-			r = x.value_len;
-		}
+		goto out;
 	}
+	if (size && size < x.value_len) {
+		r = -ERANGE;
+		goto out;
+	}
+	if (size)
+		memcpy(buf, x.value, x.value_len);
+	r = x.value_len;
+out:
 	xc_free(&c);
 	tx_end(&tx, r < 0 ? r : 0);
 	free(in);
@@ -300,10 +305,16 @@ static int do_removexattr(struct txn *tx, struct lunfs_inode *in, void *arg)
 	struct xchain c;
 	unsigned k;
 	int r = xc_load(tx, in, &c);
-	if (!r && !xc_find(&c, arg, &k, &x))
+	if (r)
+		goto out;
+	if (!xc_find(&c, arg, &k, &x)) {
 		r = -ENODATA;
-	if (!r && !(r = xc_del(tx, &c, k, &x)))
-		ino_now(&in->ctime);
+		goto out;
+	}
+	if ((r = xc_del(tx, &c, k, &x)))
+		goto out;
+	ino_now(&in->ctime);
+out:
 	xc_free(&c);
 	return r;
 }
@@ -317,10 +328,13 @@ int xattr_free_all(struct txn *tx, struct lunfs_inode *in)
 {
 	struct xchain c;
 	int r = xc_load(tx, in, &c);
-	for (unsigned i = 0; !r && i < c.n; i++)
-		r = blk_free(tx, RC_META, c.blk[i]);
-	if (!r)
-		in->xattr_blk = 0;
+	if (r)
+		goto out;
+	for (unsigned i = 0; i < c.n; i++)
+		if ((r = blk_free(tx, RC_META, c.blk[i])))
+			goto out;
+	in->xattr_blk = 0;
+out:
 	xc_free(&c);
 	return r;
 }
