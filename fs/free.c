@@ -88,14 +88,23 @@ int file_truncate(struct txn *tx, struct lunfs_inode *in, uint64_t size)
 	 * the file grows again.  They are zeroed with the commit of the new
 	 * size (tx_zero_at_commit), not before it: a checkpoint's flush in
 	 * between would make the zeros durable while a crash could still lose
-	 * the truncate, leaving the old size with its tail zeroed. */
+	 * the truncate, leaving the old size with its tail zeroed.  A data
+	 * write into that tail still in flight (registered before us, outside
+	 * v->mu) would land after the zeros, and a later growth would show its
+	 * bytes past the old end: drain first (tx_drain also keeps new data
+	 * I/O from starting until our transaction ends; they look again and
+	 * find the new size).  lunfs_setattr drained before it read the inode
+	 * (modify_inode), so this wait finds nothing in flight. */
 	if (size % bs) {
 		if ((r = bmap_get(tx, in, size / bs, &ptr)))
 			return r;
-		if (ptr && !(ptr & PTR_TBZ) &&
-		    (r = tx_zero_at_commit(tx, geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + size % bs,
-					   bs - size % bs)))
-			return r;
+		if (ptr && !(ptr & PTR_TBZ)) {
+			tx_drain(tx);
+			if ((r = tx_zero_at_commit(tx, geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) +
+							       size % bs,
+						   bs - size % bs)))
+				return r;
+		}
 	}
 	in->size = size;
 	if ((r = ino_write(tx, in)))

@@ -438,7 +438,7 @@ int alloc_counts(struct lunfs_vol *v, uint64_t *free_file, uint64_t *free_ino)
  * and commit.  st (may be NULL) receives its attributes afterwards. */
 int modify_inode(struct lunfs_vol *v, uint64_t ino,
 		 int (*fn)(struct txn *, struct lunfs_inode *, void *), void *arg,
-		 struct lunfs_stat *st)
+		 struct lunfs_stat *st, int drain)
 {
 	int r = vol_check_writable(v);
 	if (r)
@@ -449,6 +449,10 @@ int modify_inode(struct lunfs_vol *v, uint64_t ino,
 	struct txn tx;
 	tx_begin(v, &tx);
 	gw_wait_ino(v, ino); /* a truncate happens after the writes in flight */
+	/* a size change: no data I/O in flight from here to the commit (the
+	 * wait is over before anything is read, so nothing read goes stale) */
+	if (drain)
+		tx_drain(&tx);
 	if ((r = ino_read(&tx, ino, LK_EXCLUSIVE, in)) || (r = fn(&tx, in, arg)) ||
 	    (r = ino_write(&tx, in)))
 		goto out;
@@ -471,5 +475,5 @@ static int dirty_then_fail(struct txn *tx, struct lunfs_inode *in, void *arg)
 
 int lunfs_test_fail_after_dirty(struct lunfs_vol *v, uint64_t ino)
 {
-	return modify_inode(v, ino, dirty_then_fail, NULL, NULL);
+	return modify_inode(v, ino, dirty_then_fail, NULL, NULL, 0);
 }

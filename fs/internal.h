@@ -375,11 +375,12 @@ ssize_t file_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off);
 ssize_t file_pwrite(struct lunfs_file *f, const void *buf, size_t len, uint64_t off);
 
 /* inode.c: one transaction that reads inode ino locked exclusive (after
- * the writes pending into it), lets fn change it (and what hangs off it),
- * writes it and commits; fills st. */
+ * the writes pending into it, and with drain after the data I/O in flight:
+ * tx_drain), lets fn change it (and what hangs off it), writes it and
+ * commits; fills st. */
 int modify_inode(struct lunfs_vol *v, uint64_t ino,
 		 int (*fn)(struct txn *, struct lunfs_inode *, void *), void *arg,
-		 struct lunfs_stat *st);
+		 struct lunfs_stat *st, int drain);
 /* xattr.c: frees the xattr blocks of in (its inode is being freed: the
  * free path calls it before ino_free). */
 int xattr_free_all(struct txn *tx, struct lunfs_inode *in);

@@ -593,5 +593,5 @@ int lunfs_setattr(struct lunfs_vol *v, uint64_t ino, unsigned mask, const struct
 		  struct lunfs_stat *st)
 {
 	struct setattr_arg a = {mask, sa};
-	return modify_inode(v, ino, do_setattr, &a, st);
+	return modify_inode(v, ino, do_setattr, &a, st, (mask & LUNFS_SET_SIZE) != 0);
 }

@@ -774,11 +774,6 @@ int vol_jtarget_ok(void *arg, uint64_t t)
 	return geom_is_journaled(arg, t);
 }
 
-/* After a crash (ours, or a peer's we recovered), the locks the dead mounts
- * of slot held still name them.  They are void (the slot is FREE or carries
- * a newer mount generation), but leaving them would keep stale records
- * around until someone needs each lock: clear every holder (slot, gen <
- * below).  The tables are contiguous, so this is a few large reads. */
 /* vol_purge_locks on the volume lock record (vl: its buffer). */
 static int purge_vlock(struct lunfs_vol *v, uint8_t *vl, uint32_t slot, uint64_t below)
 {
@@ -789,6 +784,11 @@ static int purge_vlock(struct lunfs_vol *v, uint8_t *vl, uint32_t slot, uint64_t
 	return lk_purge(v->hb, s->vlock_off, vl, slot, below);
 }
 
+/* After a crash (ours, or a peer's we recovered), the locks the dead mounts
+ * of slot held still name them.  They are void (the slot is FREE or carries
+ * a newer mount generation), but leaving them would keep stale records
+ * around until someone needs each lock: clear every holder (slot, gen <
+ * below).  The tables are contiguous, so this is a few large reads. */
 int vol_purge_locks(struct lunfs_vol *v, uint32_t slot, uint64_t below)
 {
 	const struct lunfs_sb *s = &v->sb;

@@ -222,7 +222,7 @@ int lunfs_setxattr(struct lunfs_vol *v, uint64_t ino, const char *name, const vo
 	if (!strcmp(name, "system.posix_acl_access") || !strcmp(name, "system.posix_acl_default"))
 		return -EOPNOTSUPP;
 	struct setx_arg a = {name, val, len, flags};
-	return modify_inode(v, ino, do_setxattr, &a, NULL);
+	return modify_inode(v, ino, do_setxattr, &a, NULL, 0);
 }
 
 /* Reads the inode and its chain without taking its lock (one operation's
@@ -321,7 +321,7 @@ out:
 
 int lunfs_removexattr(struct lunfs_vol *v, uint64_t ino, const char *name)
 {
-	return modify_inode(v, ino, do_removexattr, (void *)name, NULL);
+	return modify_inode(v, ino, do_removexattr, (void *)name, NULL, 0);
 }
 
 int xattr_free_all(struct txn *tx, struct lunfs_inode *in)
