@@ -495,6 +495,7 @@ static int chunk_map(struct txn *tx, struct lunfs_file *f, struct gwrite *g, con
 {
 	struct lunfs_vol *v = tx->v;
 	struct ofile *of = f->of;
+	VOL_HELD(v);
 	uint64_t bs = v->sb.file_bs, size;
 	struct fmap fm = {tx, of, NULL, 0};
 	int r, n = 0;

@@ -203,6 +203,7 @@ static void gw_gather(struct lunfs_vol *v, struct gwrite *me)
  * flush. */
 static void gw_lead(struct lunfs_vol *v, struct gwrite *me)
 {
+	VOL_HELD(v);
 	struct gwrite *batch[GW_BATCH];
 	struct txn tx;
 	int n = 0, fills = 0, took = 0;

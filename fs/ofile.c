@@ -10,6 +10,7 @@
 
 struct ofile *of_find(struct lunfs_vol *v, uint64_t ino)
 {
+	VOL_HELD(v);
 	for (struct ofile *of = v->ofiles; of; of = of->next)
 		if (of->ino == ino)
 			return of;
@@ -75,6 +76,7 @@ int of_take_times(struct ofile *of, struct lunfs_time *t)
 
 void of_invalidate(struct lunfs_vol *v, uint64_t ino)
 {
+	VOL_HELD(v);
 	for (struct ofile *of = v->ofiles; of; of = of->next) {
 		if (ino && of->ino != ino)
 			continue;
@@ -88,6 +90,7 @@ void of_invalidate(struct lunfs_vol *v, uint64_t ino)
 
 void of_forget(struct lunfs_vol *v, uint64_t ino, uint64_t lblk)
 {
+	VOL_HELD(v);
 	struct ofile *of = of_find(v, ino);
 	if (!of)
 		return;
@@ -137,6 +140,7 @@ uint64_t lunfs_file_ino(const struct lunfs_file *f)
  * times) on st, if ino is open here.  v->mu held. */
 void of_overlay_stat(struct lunfs_vol *v, struct lunfs_stat *st)
 {
+	VOL_HELD(v);
 	struct ofile *of = of_find(v, st->ino);
 	if (of)
 		of_overlay(of, st);
@@ -144,6 +148,7 @@ void of_overlay_stat(struct lunfs_vol *v, struct lunfs_stat *st)
 
 void gw_wait_ino(struct lunfs_vol *v, uint64_t ino)
 {
+	VOL_HELD(v);
 	VOL_HELD(v);
 	for (;;) {
 		int busy = 0;

@@ -39,6 +39,7 @@ static int fully_allocated(struct txn *tx, struct lunfs_inode *in)
 
 int of_pin(struct lunfs_vol *v, struct ofile *of, int want)
 {
+	VOL_HELD(v);
 	uint64_t ino = of->ino;
 	if (want == LK_FREE || (of->h && (of->h->lk.mode == want || of->h->lk.mode == LK_EXCLUSIVE)))
 		return 0;

@@ -273,6 +273,7 @@ int vl_release(struct lunfs_vol *v, struct held *h)
 
 int vl_hand_over(struct lunfs_vol *v, struct held *h, uint32_t slot, uint64_t mount_gen)
 {
+	VOL_HELD(v);
 	int r;
 	/* the journal rule, as for a release */
 	if ((r = hb_ok(v->hb)) || (r = jnl_checkpoint(v->j)))
@@ -290,6 +291,7 @@ int vl_hand_over(struct lunfs_vol *v, struct held *h, uint32_t slot, uint64_t mo
 
 int vl_release_now(struct lunfs_vol *v, struct held *h)
 {
+	VOL_HELD(v);
 	if (--h->pins > 0)
 		return 0;
 	if (hb_ok(v->hb))
