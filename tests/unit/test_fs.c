@@ -50,6 +50,21 @@ static struct lunfs_vol *mnt_faulty(char **path, struct dev **d)
 	return v;
 }
 
+/* Waits up to 5 s until the device under v has counted n more reads (reads)
+ * or writes than in s0: a thread that reached a frozen device is counted
+ * there.  Returns whether it did. */
+static int wait_dev_io(struct lunfs_vol *v, const struct dev_stats *s0, int reads, uint64_t n)
+{
+	for (int ms = 0; ms < 5000; ms += 10) {
+		struct dev_stats s;
+		lunfs_dev_stats(v, &s);
+		if ((reads ? s.reads - s0->reads : s.writes - s0->writes) >= n)
+			return 1;
+		usleep(10 * 1000);
+	}
+	return 0;
+}
+
 struct names {
 	char n[64][64];
 	uint64_t next[64];
@@ -1285,13 +1300,7 @@ START_TEST(group_commit_batches)
 		ck_assert_int_eq(pthread_create(&t[i], NULL, gc_writer, &j[i]), 0);
 	}
 	/* until every writer waits for the device with its data write */
-	for (int ms = 0; ms < 5000; ms += 10) {
-		lunfs_dev_stats(v, &s1);
-		if (s1.writes - s0.writes >= N)
-			break;
-		usleep(10 * 1000);
-	}
-	ck_assert_uint_ge(s1.writes - s0.writes, N);
+	ck_assert(wait_dev_io(v, &s0, 0, N));
 	dev_faulty_freeze(d, 0);
 	for (int i = 0; i < N; i++)
 		pthread_join(t[i], NULL);
@@ -1629,18 +1638,12 @@ START_TEST(commit_outside_volume_mutex)
 	uint64_t ino = mkfile(v, 1, "x");
 	ck_assert_int_eq(lunfs_setxattr(v, ino, "user.k1", "v1", 2, 0), 0); /* all cached now */
 	struct cj_job a = {.v = v, .ino = ino}, b = {.v = v, .ino = ino};
-	struct dev_stats s0, s1;
+	struct dev_stats s0;
 	pthread_t ta, tb;
 	lunfs_dev_stats(v, &s0);
 	dev_faulty_freeze(d, 1);
 	ck_assert_int_eq(pthread_create(&ta, NULL, cj_setxattr, &a), 0);
-	for (int ms = 0; ms < 5000; ms += 10) { /* its journal write waits */
-		lunfs_dev_stats(v, &s1);
-		if (s1.writes > s0.writes)
-			break;
-		usleep(10 * 1000);
-	}
-	int writing = s1.writes > s0.writes;
+	int writing = wait_dev_io(v, &s0, 0, 1); /* its journal write waits */
 	ck_assert_int_eq(pthread_create(&tb, NULL, cj_getattr, &b), 0);
 	for (int ms = 0; ms < 3000 && !b.done; ms += 10)
 		usleep(10 * 1000);
@@ -1710,18 +1713,12 @@ START_TEST(punch_never_recaches_freed_block)
 	ck_assert_int_eq(lunfs_pread(f, b1, 4096, MiB), 4096);
 	struct pr_job a = {.f = f, .off = 0, .buf = b0}, pu = {.f = f, .off = MiB},
 		      c = {.f = f, .off = MiB, .buf = b1};
-	struct dev_stats s0, s1;
+	struct dev_stats s0;
 	pthread_t ta, tp, tc;
 	lunfs_dev_stats(v, &s0);
 	dev_faulty_freeze(d, 1);
 	ck_assert_int_eq(pthread_create(&ta, NULL, pr_read, &a), 0);
-	for (int ms = 0; ms < 5000; ms += 10) { /* a's read is at the device */
-		lunfs_dev_stats(v, &s1);
-		if (s1.reads > s0.reads)
-			break;
-		usleep(10 * 1000);
-	}
-	ck_assert(s1.reads > s0.reads);
+	ck_assert(wait_dev_io(v, &s0, 1, 1)); /* a's read is at the device */
 	ck_assert_int_eq(pthread_create(&tp, NULL, pr_punch, &pu), 0);
 	usleep(300 * 1000); /* the punch waits in tx_drain for a's read */
 	ck_assert(!pu.done);
@@ -1773,18 +1770,12 @@ START_TEST(failed_op_beside_commit_in_flight)
 	uint64_t ino = mkfile(v, 1, "x");
 	ck_assert_int_eq(lunfs_setxattr(v, ino, "user.k1", "v1", 2, 0), 0);
 	struct cj_job a = {.v = v, .ino = ino}, c = {.v = v, .ino = ino};
-	struct dev_stats s0, s1;
+	struct dev_stats s0;
 	pthread_t ta, tc;
 	lunfs_dev_stats(v, &s0);
 	dev_faulty_freeze(d, 1);
 	ck_assert_int_eq(pthread_create(&ta, NULL, cj_setxattr, &a), 0);
-	for (int ms = 0; ms < 5000; ms += 10) { /* its journal write waits */
-		lunfs_dev_stats(v, &s1);
-		if (s1.writes > s0.writes)
-			break;
-		usleep(10 * 1000);
-	}
-	ck_assert_uint_gt(s1.writes, s0.writes);
+	ck_assert(wait_dev_io(v, &s0, 0, 1)); /* its journal write waits */
 	/* the failure's drop waits for the commit in flight: in a thread */
 	struct cj_job b = {.v = v, .ino = ino};
 	pthread_t tb;
