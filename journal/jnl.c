@@ -34,11 +34,24 @@ struct jnl {
 	struct pend *pend[PEND_BUCKETS]; /* homes to write at the checkpoint */
 	unsigned npend, pend_max;
 	uint64_t pend_since_ms; /* when the oldest pending image was committed */
-	/* The write phase (jnl_txn_write) runs without the caller's lock;
-	 * mu orders it against the rest.  Under mu: pend and npend (the
-	 * write phase adds what became durable), broken, write_seq.
-	 * head_seq and head_off change only under the caller's lock (seal,
-	 * checkpoint). */
+	/* The homes a checkpoint under way writes: taken out of pend at its
+	 * start (pend then collects what becomes durable meanwhile); a re-read
+	 * finds them here until they are home (jnl_pending_copy: pend first,
+	 * it is newer).  Changed by the ckmu holder under mu. */
+	struct pend *ckpend;
+	/* Transactions from jnl_txn_make_room to the end of their journal
+	 * write: the caller wrote data that must not be durable before them
+	 * (a truncate's tail zeros), so a checkpoint (its flushes) waits. */
+	unsigned zeroing;
+	/* The write phase (jnl_txn_write) runs without the caller's lock, and
+	 * a checkpoint may (jnl_checkpoint: ckmu, one at a time); mu orders
+	 * them against the rest.  Under mu: pend and npend (the write phase
+	 * adds what became durable), ckpend, broken, write_seq, head_seq and
+	 * head_off (changed by a seal, under the caller's lock too), tail_seq
+	 * and tail_off (changed by a checkpoint, under ckmu too).  A seal
+	 * wraps the log only after a checkpoint: none can wrap while another
+	 * checkpoint runs. */
+	pthread_mutex_t ckmu;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;     /* write_seq moved */
 	uint64_t write_seq;    /* the sealed transaction whose turn it is: those
@@ -52,6 +65,7 @@ struct jnl_txn {
 	struct jnl *j;
 	int sealed;     /* jnl_txn_seal placed it at pos with seq */
 	int preflush;   /* flush the device before the journal write */
+	int zeroing;    /* counted in j->zeroing (jnl_txn_make_room) */
 	uint64_t seq, pos;
 	uint8_t *desc, *cm;
 	unsigned n;
@@ -334,6 +348,7 @@ int jnl_open(struct dev *d, const struct jnl_geom *g, struct hb_host *h, struct 
 	j->tail_off = j->head_off = jh.off;
 	j->hdr_gen = jh.gen;
 	j->write_seq = jh.seq;
+	pthread_mutex_init(&j->ckmu, NULL);
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
 	*out = j;
@@ -343,6 +358,24 @@ int jnl_open(struct dev *d, const struct jnl_geom *g, struct hb_host *h, struct 
 uint64_t jnl_next_seq(const struct jnl *j)
 {
 	return j->head_seq;
+}
+
+static void pend_list_free(struct pend *p)
+{
+	while (p) {
+		struct pend *n = p->next;
+		free(p->img);
+		free(p);
+		p = n;
+	}
+}
+
+static struct pend *pend_find(struct pend *p, uint64_t target)
+{
+	for (; p; p = p->next)
+		if (p->target == target)
+			return p;
+	return NULL;
 }
 
 static void pend_free(struct jnl *j)
@@ -384,17 +417,14 @@ static int pend_add(struct jnl *j, uint64_t target, const uint8_t *img)
 
 int jnl_pending_copy(struct jnl *j, uint64_t target, void *buf)
 {
-	int found = 0;
 	pthread_mutex_lock(&j->mu);
-	for (const struct pend *p = j->pend[(target / BS) % PEND_BUCKETS]; p; p = p->next) {
-		if (p->target == target) {
-			memcpy(buf, p->img, BS);
-			found = 1;
-			break;
-		}
-	}
+	const struct pend *p = pend_find(j->pend[(target / BS) % PEND_BUCKETS], target);
+	if (!p)
+		p = pend_find(j->ckpend, target); /* older: a checkpoint writes it home */
+	if (p)
+		memcpy(buf, p->img, BS);
 	pthread_mutex_unlock(&j->mu);
-	return found;
+	return p != NULL;
 }
 
 uint64_t jnl_pending_age_ms(struct jnl *j)
@@ -415,50 +445,131 @@ int jnl_wait_written(struct jnl *j)
 	return r;
 }
 
-int jnl_checkpoint(struct jnl *j)
+/* Takes every pending home out of pend into ckpend.  mu held. */
+static void pend_detach(struct jnl *j)
 {
-	int r;
-	/* every sealed transaction durable (or failed) first: pend then holds
-	 * all of them, and the tail may move past them.  A broken journal is
-	 * not checkpointed: the locks stay held (a release needs a
-	 * checkpoint), and whoever replays it next settles what is on disk */
-	if ((r = jnl_wait_written(j)))
-		return r;
-	if (j->tail_seq == j->head_seq && !j->npend)
-		return 0;
-	if (j->h && (r = hb_ok(j->h)))
-		return r;
-	/* the homes, then a flush, then the tail may move past them */
 	for (unsigned b = 0; b < PEND_BUCKETS; b++) {
-		for (struct pend *p = j->pend[b]; p; p = p->next) {
-			if (j->h && (r = hb_ok(j->h)))
-				return r;
-			if ((r = dev_write(j->d, p->target, p->img, BS)))
-				return r;
+		while (j->pend[b]) {
+			struct pend *p = j->pend[b];
+			j->pend[b] = p->next;
+			p->next = j->ckpend;
+			j->ckpend = p;
 		}
 	}
-	if ((r = dev_flush(j->d)))
+	j->npend = 0;
+}
+
+/* A checkpoint failed: its homes are pending again, but where pend has a
+ * newer image of a block.  mu held. */
+static void pend_reattach(struct jnl *j)
+{
+	while (j->ckpend) {
+		struct pend *p = j->ckpend;
+		unsigned b = (p->target / BS) % PEND_BUCKETS;
+		j->ckpend = p->next;
+		p->next = NULL;
+		if (pend_find(j->pend[b], p->target)) {
+			pend_list_free(p);
+			continue;
+		}
+		p->next = j->pend[b];
+		j->pend[b] = p;
+		if (!j->npend++)
+			j->pend_since_ms = lunfs_now_ms();
+	}
+}
+
+/* The checkpoint proper, ckmu and mu held (mu is dropped): up to the transaction sealed last when
+ * it starts (seq, head: where the next one goes).  Seals and journal
+ * writes go on meanwhile; what they add stays pending, behind the new
+ * tail.  No seal wraps the log meanwhile (it checkpoints first, and waits
+ * for ckmu), so the next transaction still goes at head. */
+static int checkpoint(struct jnl *j)
+{
+	int r;
+	/* every transaction sealed before now durable (or failed): pend then
+	 * holds all of them, and the tail may move past them.  A broken
+	 * journal is not checkpointed: the locks stay held (a release needs a
+	 * checkpoint), and whoever replays it next settles what is on disk */
+	uint64_t seq = j->head_seq, head = j->head_off;
+	while (j->write_seq < seq)
+		pthread_cond_wait(&j->cv, &j->mu);
+	r = j->broken;
+	if (r || (j->tail_seq == seq && !j->npend)) {
+		pthread_mutex_unlock(&j->mu);
 		return r;
+	}
+	pend_detach(j);
+	pthread_mutex_unlock(&j->mu);
+	if (j->h && (r = hb_ok(j->h)))
+		goto fail;
+	/* the homes, then a flush, then the tail may move past them */
+	for (struct pend *p = j->ckpend; p; p = p->next) {
+		if (j->h && (r = hb_ok(j->h)))
+			goto fail;
+		if ((r = dev_write(j->d, p->target, p->img, BS)))
+			goto fail;
+	}
+	if ((r = dev_flush(j->d)))
+		goto fail;
 	pthread_mutex_lock(&j->mu);
-	pend_free(j);
+	pend_list_free(j->ckpend);
+	j->ckpend = NULL;
 	pthread_mutex_unlock(&j->mu);
 	/* a transaction that ended exactly at the end of the log leaves the
 	 * head there; the next one starts at 0 (commit wraps after this) */
-	uint64_t tail = j->head_off >= j->log_size ? 0 : j->head_off;
-	struct jhdr jh = {.seq = j->head_seq, .off = tail, .gen = ++j->hdr_gen,
+	uint64_t tail = head >= j->log_size ? 0 : head;
+	struct jhdr jh = {.seq = seq, .off = tail, .gen = ++j->hdr_gen,
 			  .mount_gen = j->g.mount_gen};
 	if ((r = write_header(j->d, &j->g, &jh)))
 		return r;
 	if ((r = dev_flush(j->d)))
 		return r;
-	j->tail_seq = j->head_seq;
+	pthread_mutex_lock(&j->mu);
+	j->tail_seq = seq;
 	j->tail_off = tail;
+	pthread_mutex_unlock(&j->mu);
 	return 0;
+fail:
+	pthread_mutex_lock(&j->mu);
+	pend_reattach(j);
+	pthread_mutex_unlock(&j->mu);
+	return r;
+}
+
+/* A checkpoint once no transaction but the caller's (own_zeroing: it is
+ * counted in j->zeroing) waits to be written after its zeroing.  It never
+ * waits for zeroing while it holds ckmu: the transaction it would wait for
+ * may itself need ckmu (its seal's checkpoint). */
+static int checkpoint_for(struct jnl *j, unsigned own_zeroing)
+{
+	for (;;) {
+		pthread_mutex_lock(&j->mu);
+		while (j->zeroing > own_zeroing)
+			pthread_cond_wait(&j->cv, &j->mu);
+		pthread_mutex_unlock(&j->mu);
+		pthread_mutex_lock(&j->ckmu);
+		pthread_mutex_lock(&j->mu);
+		if (j->zeroing <= own_zeroing)
+			break;
+		pthread_mutex_unlock(&j->mu);
+		pthread_mutex_unlock(&j->ckmu);
+	}
+	int r = checkpoint(j);
+	pthread_mutex_unlock(&j->ckmu);
+	return r;
+}
+
+int jnl_checkpoint(struct jnl *j)
+{
+	return checkpoint_for(j, 0);
 }
 
 static void jnl_free(struct jnl *j)
 {
 	pend_free(j);
+	pend_list_free(j->ckpend);
+	pthread_mutex_destroy(&j->ckmu);
 	pthread_mutex_destroy(&j->mu);
 	pthread_cond_destroy(&j->cv);
 	free(j);
@@ -524,27 +635,55 @@ void jnl_txn_abort(struct jnl_txn *t)
 {
 	if (!t)
 		return;
+	if (t->zeroing) {
+		struct jnl *j = t->j;
+		pthread_mutex_lock(&j->mu);
+		j->zeroing--;
+		pthread_cond_broadcast(&j->cv);
+		pthread_mutex_unlock(&j->mu);
+	}
 	free(t->desc);
 	free(t->cm);
 	free(t->imgs);
 	free(t);
 }
 
+static int too_many_pending(struct jnl *j)
+{
+	pthread_mutex_lock(&j->mu);
+	int r = j->npend > j->pend_max;
+	pthread_mutex_unlock(&j->mu);
+	return r;
+}
+
 int jnl_txn_make_room(struct jnl_txn *t)
 {
 	struct jnl *j = t->j;
 	uint64_t need = (uint64_t)(t->n + 2) * BS;
+	/* no checkpoint of another thread's starts until t is written (they
+	 * wait for zeroing to come down: jnl_txn_abort) */
+	pthread_mutex_lock(&j->mu);
+	j->zeroing++;
+	t->zeroing = 1;
+	pthread_mutex_unlock(&j->mu);
 	/* nothing sealed before t may flush between the caller's late writes
 	 * and t's own journal write */
 	int r = jnl_wait_written(j);
 	if (r)
 		return r;
-	/* ... nor the seal's checkpoint for too many pending homes */
-	if (j->npend > j->pend_max && (r = jnl_checkpoint(j)))
+	/* ... nor the seal's checkpoint for too many pending homes, nor its
+	 * wrap (done here, before the caller's writes: the seal's then finds
+	 * nothing to write) */
+	if (too_many_pending(j) && (r = checkpoint_for(j, 1)))
 		return r;
 	if (need > j->log_size)
 		return -E2BIG;
-	return j->head_off + need > j->log_size ? jnl_checkpoint(j) : 0;
+	if (j->head_off + need > j->log_size && (r = checkpoint_for(j, 1)))
+		return r;
+	/* ... nor a checkpoint that was already under way: wait it out */
+	pthread_mutex_lock(&j->ckmu);
+	pthread_mutex_unlock(&j->ckmu);
+	return 0;
 }
 
 int jnl_txn_seal(struct jnl_txn *t)
@@ -561,14 +700,15 @@ int jnl_txn_seal(struct jnl_txn *t)
 		return r;
 	if (need > j->log_size)
 		return -E2BIG;
-	/* too many homes pending: write them before this one adds more */
-	if (j->npend > j->pend_max && (r = jnl_checkpoint(j)))
+	/* too many homes pending: write them before this one adds more (not
+	 * after jnl_txn_make_room: it did, before the caller's zeroing) */
+	if (!t->zeroing && too_many_pending(j) && (r = jnl_checkpoint(j)))
 		return r;
 	/* Room: the live part of the log is [tail, head).  Rather than track a
 	 * circular free span, retire everything (checkpoint) before wrapping. */
 	uint64_t pos = j->head_off;
 	if (pos + need > j->log_size) {
-		if ((r = jnl_checkpoint(j)))
+		if ((r = checkpoint_for(j, t->zeroing)))
 			return r;
 		pos = 0;
 	}
@@ -603,10 +743,10 @@ int jnl_txn_seal(struct jnl_txn *t)
 	t->seq = seq;
 	t->pos = pos;
 	t->sealed = 1;
-	pthread_mutex_lock(&j->mu); /* the waiters read head_seq under it */
+	pthread_mutex_lock(&j->mu); /* the waiters and a checkpoint read them under it */
 	j->head_seq++;
-	pthread_mutex_unlock(&j->mu);
 	j->head_off = pos + need;
+	pthread_mutex_unlock(&j->mu);
 	return 0;
 }
 
@@ -658,13 +798,16 @@ int jnl_txn_write(struct jnl_txn *t)
 		/* Durable from here: replay would redo it.  The homes are
 		 * written at the checkpoint (lock release, log wrap, unmount),
 		 * once per block however many transactions touched it. */
-		for (unsigned i = 0; i < t->n; i++)
-			if (pend_add(j, t->targets[i], t->imgs + (size_t)i * BS) &&
-			    dev_write(j->d, t->targets[i], t->imgs + (size_t)i * BS, BS) &&
-			    !j->broken)
-				j->broken = -EIO; /* a home neither remembered nor
-						     written: only the replay can
-						     bring it home */
+		for (unsigned i = 0; i < t->n; i++) {
+			if (!pend_add(j, t->targets[i], t->imgs + (size_t)i * BS) || j->broken)
+				continue;
+			/* a home not remembered (no memory): only a replay
+			 * brings it home (written here, it could race an older
+			 * image a checkpoint writes without our lock) */
+			j->broken = -ENOMEM;
+			if (j->h)
+				hb_fence_self(j->h, "out of memory for a journal home");
+		}
 	}
 	j->write_seq++;
 	pthread_cond_broadcast(&j->cv);

@@ -86,7 +86,8 @@ unsigned jnl_txn_count(const struct jnl_txn *t);
  * The contract:
  *  - 0: the transaction is durable (its write and the flush after it
  *    succeeded).  What follows cannot undo that and is not reported: a home
- *    that cannot be remembered for the checkpoint is written at once, and a
+ *    that cannot be remembered for the checkpoint (no memory) breaks the
+ *    journal and fences the host (a replay brings it home), and a
  *    checkpoint that fails leaves its homes pending for the next one.
  *  - -errno before the write (a wrap's checkpoint, the lease, memory):
  *    nothing was written; the journal goes on.
@@ -99,7 +100,8 @@ int jnl_txn_commit(struct jnl_txn *t);
 /* jnl_txn_commit in two phases, so that the caller's lock need not be held
  * while the device writes (fs/ commits this way; see docs/LOCKING.md
  * section 15):
- *  - jnl_txn_seal, under the caller's lock like every other call here:
+ *  - jnl_txn_seal, under the caller's lock like every other call here but
+ *    jnl_txn_write, jnl_checkpoint and jnl_pending_copy:
  *    places t in the log (the next sequence number, the room after the
  *    last sealed one; a wrap or too many pending homes checkpoint first)
  *    and builds its descriptor and commit block.  An error here is one of
@@ -126,14 +128,19 @@ void jnl_txn_preflush(struct jnl_txn *t);
 /* Makes room in the log for t now: waits until every transaction sealed
  * before t was written, and checkpoints if t would not fit before the end
  * (what jnl_txn_seal would do first), so that nothing of this journal
- * flushes between now and t's own journal write.  Returns 0 or -errno. */
+ * flushes between now and t's own journal write: from here until t is
+ * written or aborted, no other checkpoint starts, and one under way was
+ * waited for.  Returns 0 or -errno. */
 int jnl_txn_make_room(struct jnl_txn *t);
 /* Test hook: checkpoint at a seal beyond n pending homes (default 4096). */
 void jnl_test_set_pend_max(struct jnl *j, unsigned n);
 void jnl_txn_abort(struct jnl_txn *t);
 
-/* Writes every pending home, flushes, and advances the tail to the head.
- * After it, replay finds nothing to do.  Returns 0 or -errno. */
+/* Writes every pending home, flushes, and advances the tail to the head as
+ * it was at the call: what is sealed before it is home after it (replay
+ * finds nothing of it to do).  Needs no lock of the caller's: seals and
+ * journal writes go on meanwhile (what they add stays pending, behind the
+ * new tail), other checkpoints wait for it.  Returns 0 or -errno. */
 int jnl_checkpoint(struct jnl *j);
 
 /* The newest committed image of the block at target whose home is not

@@ -1,4 +1,5 @@
 /* Journal: commit, checkpoint, replay; power cut at every write. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -378,6 +379,124 @@ START_TEST(txn_ending_at_log_end)
 }
 END_TEST
 
+/* A checkpoint runs without the caller's lock beside a transaction that
+ * zeroes data at its commit (jnl_txn_make_room .. its journal write):
+ * (1) one that starts meanwhile waits for that transaction without holding
+ * the checkpoint mutex, which the transaction's seal may need (a wrap);
+ * (2) one already under way is waited out by jnl_txn_make_room, so that
+ * none of its flushes comes between the caller's zeroing and the journal
+ * write. */
+struct ck_job {
+	struct jnl *j;
+	int r;
+	_Atomic int done;
+};
+
+static void *ck_run(void *a)
+{
+	struct ck_job *c = a;
+	c->r = jnl_checkpoint(c->j);
+	c->done = 1;
+	return NULL;
+}
+
+struct seal_job {
+	struct jnl_txn *t;
+	int r;
+	_Atomic int done;
+};
+
+static void *seal_run(void *a)
+{
+	struct seal_job *s = a;
+	s->r = jnl_txn_seal(s->t);
+	s->done = 1;
+	return NULL;
+}
+
+static void *thaw_later(void *a)
+{
+	usleep(300 * 1000);
+	dev_faulty_freeze(a, 0);
+	return NULL;
+}
+
+static void commit_blocks(struct jnl *j, struct lunfs_sb *sb, uint64_t first, uint64_t n)
+{
+	struct jnl_txn *t;
+	uint8_t *blk = dev_alloc(4096);
+	ck_assert_int_eq(jnl_txn_begin(j, &t), 0);
+	for (uint64_t i = 0; i < n; i++) {
+		memset(blk, (int)(first + i), 4096);
+		ck_assert_int_eq(jnl_txn_add(t, geom_meta_blk(sb, first + i), blk), 0);
+	}
+	ck_assert_int_eq(jnl_txn_commit(t), 0);
+	free(blk);
+}
+
+START_TEST(checkpoint_beside_zeroing_commit)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(64 << 20, &sb);
+	struct dev *f;
+	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &f), 0);
+	struct jnl_geom g = geom_of(&sb, 0);
+	struct jnl *j;
+	struct jnl_txn *t;
+	uint8_t *blk = dev_alloc(4096);
+	memset(blk, 0x5a, 4096);
+	ck_assert_int_eq(jnl_open(f, &g, NULL, &j, NULL), 0);
+	/* (1) the log nearly full: the next transaction wraps */
+	uint64_t logblocks = sb.jnl_size / 4096 - 1;
+	commit_blocks(j, &sb, 1, logblocks - 4);
+	ck_assert_int_eq(jnl_txn_begin(j, &t), 0);
+	ck_assert_int_eq(jnl_txn_add(t, geom_meta_blk(&sb, 900), blk), 0);
+	ck_assert_int_eq(jnl_txn_make_room(t), 0);
+	struct ck_job c = {.j = j};
+	struct seal_job sj = {.t = t};
+	pthread_t tc, ts;
+	ck_assert_int_eq(pthread_create(&tc, NULL, ck_run, &c), 0);
+	usleep(200 * 1000);
+	ck_assert(!c.done); /* it waits for t */
+	ck_assert_int_eq(pthread_create(&ts, NULL, seal_run, &sj), 0);
+	for (int ms = 0; ms < 3000 && !sj.done; ms += 10)
+		usleep(10 * 1000);
+	ck_assert_msg(sj.done, "the seal waited for a checkpoint that waits for it");
+	pthread_join(ts, NULL);
+	ck_assert_int_eq(sj.r, 0);
+	ck_assert_int_eq(jnl_txn_write(t), 0);
+	pthread_join(tc, NULL);
+	ck_assert_int_eq(c.r, 0);
+	/* (2) a checkpoint under way (frozen in its home writes) */
+	commit_blocks(j, &sb, 1, 4);
+	struct ck_job c2 = {.j = j};
+	pthread_t tt;
+	dev_faulty_freeze(f, 1);
+	ck_assert_int_eq(pthread_create(&tc, NULL, ck_run, &c2), 0);
+	usleep(100 * 1000);
+	ck_assert_int_eq(pthread_create(&tt, NULL, thaw_later, f), 0);
+	ck_assert_int_eq(jnl_txn_begin(j, &t), 0);
+	ck_assert_int_eq(jnl_txn_add(t, geom_meta_blk(&sb, 901), blk), 0);
+	ck_assert_int_eq(jnl_txn_make_room(t), 0);
+	/* here the caller would zero; no flush may come before t's write */
+	struct dev_stats s0, s1;
+	dev_get_stats(f, &s0);
+	usleep(400 * 1000);
+	dev_get_stats(f, &s1);
+	pthread_join(tt, NULL);
+	pthread_join(tc, NULL);
+	ck_assert_msg(s1.flushes == s0.flushes, "a checkpoint flushed after jnl_txn_make_room");
+	ck_assert_int_eq(c2.r, 0);
+	ck_assert_int_eq(jnl_txn_seal(t), 0);
+	ck_assert_int_eq(jnl_txn_write(t), 0);
+	ck_assert_int_eq(jnl_close(j), 0);
+	dev_close(f);
+	free(blk);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 /* A host fenced while its commit was in flight: the survivor's replay seals
  * the journal, so the late transaction, though it lands at the very tail the
  * replay left, is never applied by a later replay. */
@@ -442,6 +561,7 @@ Suite *journal_suite(void)
 	tcase_add_test(tc, commit_durable_despite_failed_checkpoint);
 	tcase_add_test(tc, power_cut_every_write);
 	tcase_add_test(tc, power_cut_with_wrap);
+	tcase_add_test(tc, checkpoint_beside_zeroing_commit);
 	suite_add_tcase(s, tc);
 	return s;
 }
