@@ -35,18 +35,45 @@ static int sb_read(struct lunfs_vol *v, uint8_t *blk, struct lunfs_sb *n)
 	return lunfs_sb_decode(blk, n, NULL);
 }
 
+/* Reads the superblock into *n (no lock needed). */
+static int sb_fetch(struct lunfs_vol *v, struct lunfs_sb *n)
+{
+	uint8_t *blk = dev_alloc(LUNFS_META_BS);
+	if (!blk)
+		return -ENOMEM;
+	int r = sb_read(v, blk, n);
+	free(blk);
+	return r;
+}
+
+static int grow_follow(struct lunfs_vol *v, const struct lunfs_sb *sn);
+
 int vol_grow_check(struct lunfs_vol *v)
 {
 	VOL_HELD(v);
 	struct lunfs_sb n;
-	uint8_t *blk = dev_alloc(LUNFS_META_BS);
-	int r;
-	if (!blk)
-		return -ENOMEM;
 	v->grow_checked_ms = lunfs_now_ms();
-	r = sb_read(v, blk, &n);
-	free(blk);
-	if (r || n.gen <= v->sb.gen)
+	return sb_fetch(v, &n) ? 0 : grow_follow(v, &n);
+}
+
+void vol_grow_poll(struct lunfs_vol *v)
+{
+	VOL_HELD(v);
+	struct lunfs_sb n;
+	v->grow_checked_ms = lunfs_now_ms();
+	pthread_mutex_unlock(&v->mu);
+	int r = sb_fetch(v, &n);
+	pthread_mutex_lock(&v->mu);
+	if (!r)
+		grow_follow(v, &n);
+}
+
+/* Follows the grow the superblock sn (just read) shows, if any.  v->mu
+ * held.  Returns 1 when it did, else 0. */
+static int grow_follow(struct lunfs_vol *v, const struct lunfs_sb *sn)
+{
+	struct lunfs_sb n = *sn;
+	if (n.gen <= v->sb.gen)
 		return 0; /* unchanged, or torn by a grow in progress: next time */
 	if (!lunfs_geom_is_grow(&v->sb, &n)) {
 		if (v->grow_warned != n.gen)

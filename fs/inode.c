@@ -408,6 +408,22 @@ int blk_free(struct txn *tx, int kind, uint64_t blk)
 
 /* Free counts for statfs: every cluster header, from the cache where this
  * host holds its lock (its newest state may not be on disk yet). */
+/* The free count of cluster or inode group k (ino) under tx: 0 when its
+ * header does not decode. */
+static int rc_count_in(struct txn *tx, uint64_t lock, int ino, uint64_t k, struct lunfs_rc *rc,
+		       uint64_t *nfree)
+{
+	const struct lunfs_sb *s = &tx->v->sb;
+	struct buf *b;
+	int r = tx_read(tx, lock + BS, lock, &b);
+	if (r)
+		return r;
+	*nfree = lunfs_rc_decode(b->data, s->uuid, lock + BS, ino ? RC_INODE : RC_FILE,
+				 ino ? s->ig_inodes : geom_fc_entries(s, k),
+				 ino ? k * s->ig_inodes : k * s->fc_blocks, rc, NULL) ? 0 : rc->nfree;
+	return 0;
+}
+
 int alloc_counts(struct lunfs_vol *v, uint64_t *free_file, uint64_t *free_ino)
 {
 	const struct lunfs_sb *s = &v->sb;
@@ -421,17 +437,36 @@ int alloc_counts(struct lunfs_vol *v, uint64_t *free_file, uint64_t *free_ino)
 		uint64_t k = ino ? c - s->fc_count : c;
 		uint64_t lock = ino ? geom_ig_lock(s, k) : geom_fc_lock(s, k);
 		struct txn tx;
-		struct buf *b;
-		tx_begin(v, &tx);
-		r = tx_read(&tx, lock + BS, lock, &b);
-		if (!r && !lunfs_rc_decode(b->data, s->uuid, lock + BS, ino ? RC_INODE : RC_FILE,
-					   ino ? s->ig_inodes : geom_fc_entries(s, k),
-					   ino ? k * s->ig_inodes : k * s->fc_blocks, rc, NULL))
-			*(ino ? free_ino : free_file) += rc->nfree;
+		uint64_t nfree = 0;
+		TX_RUN(v, &tx, r, rc_count_in(&tx, lock, ino, k, rc, &nfree));
 		tx_end(&tx, 0);
+		if (!r)
+			*(ino ? free_ino : free_file) += nfree;
 	}
 	free(rc);
 	return r;
+}
+
+/* modify_inode under tx (restartable: fn changes nothing outside tx
+ * before its first dirty block) */
+static int modify_in(struct txn *tx, uint64_t ino,
+		     int (*fn)(struct txn *, struct lunfs_inode *, void *), void *arg,
+		     struct lunfs_stat *st, int drain, struct lunfs_inode *in)
+{
+	int r;
+	gw_wait_ino(tx->v, ino); /* a truncate happens after the writes in flight */
+	/* a size change: no data I/O in flight from here to the commit (the
+	 * wait is over before anything is read, so nothing read goes stale) */
+	if (drain)
+		tx_drain(tx);
+	if ((r = ino_read(tx, ino, LK_EXCLUSIVE, in)) || (r = fn(tx, in, arg)) ||
+	    (r = ino_write(tx, in)))
+		return r;
+	if (st) {
+		ino_stat(tx->v, in, st);
+		of_overlay_stat(tx->v, st);
+	}
+	return 0;
 }
 
 /* One change to one inode: lock it exclusively, let fn change it, write it
@@ -447,20 +482,7 @@ int modify_inode(struct lunfs_vol *v, uint64_t ino,
 	if (!in)
 		return -ENOMEM;
 	struct txn tx;
-	tx_begin(v, &tx);
-	gw_wait_ino(v, ino); /* a truncate happens after the writes in flight */
-	/* a size change: no data I/O in flight from here to the commit (the
-	 * wait is over before anything is read, so nothing read goes stale) */
-	if (drain)
-		tx_drain(&tx);
-	if ((r = ino_read(&tx, ino, LK_EXCLUSIVE, in)) || (r = fn(&tx, in, arg)) ||
-	    (r = ino_write(&tx, in)))
-		goto out;
-	if (st) {
-		ino_stat(v, in, st);
-		of_overlay_stat(v, st);
-	}
-out:
+	TX_RUN(v, &tx, r, modify_in(&tx, ino, fn, arg, st, drain, in));
 	r = op_finish(&tx, r);
 	free(in);
 	return r;

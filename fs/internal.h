@@ -1,7 +1,10 @@
 /* Internal to fs/: the mounted volume, its caches and transactions.
  *
  * Concurrency: one mutex per volume (v->mu) protects all metadata state and
- * is held for the length of a metadata operation.  Data I/O to mapped
+ * is held for the length of a metadata operation, but for its waits while
+ * it has changed nothing yet: a restartable operation (TX_RUN) that misses
+ * the cache or needs a lock gives up, the runner reads the block or
+ * acquires the lock without v->mu and runs it again.  Data I/O to mapped
  * blocks (lunfs_pread, lunfs_pwrite of allocated blocks) runs outside it:
  * the thread registers as a data I/O in flight (io_enter_fast, v->data_io)
  * and looks the mapping up in the open file's cache under that file's
@@ -76,6 +79,7 @@ struct held {
 	struct lk_lock lk;
 	uint64_t object;
 	int pins;          /* operations and opens using it now */
+	uint64_t gen;      /* which acquisition (v->nacquired then) */
 	uint64_t last_ms;  /* last use, for the linger release */
 	struct held *next;
 };
@@ -126,11 +130,14 @@ struct lunfs_vol {
 	unsigned data_io;
 	unsigned draining;
 	pthread_cond_t io_cv;   /* data_io reached 0, or draining did */
-	struct acq {            /* locks a thread waits for with mu dropped */
+	struct acq {            /* locks a thread acquires with mu dropped */
 		uint64_t off;
 		struct acq *next;
+		pthread_cond_t cv;  /* the threads waiting for this one */
+		int refs;           /* the acquirer and each waiter */
+		int done;
 	} *acquiring;
-	pthread_cond_t acq_cv;  /* an entry left acquiring */
+	uint64_t cache_epoch;   /* blocks dropped from the cache, ever */
 	uint64_t nacquired;     /* lock records acquired (published for lunfs top) */
 	struct iostat io;       /* data I/O of every file (atomic, not under mu) */
 	struct resv {           /* file blocks reserved for pending writes (inode.c) */
@@ -170,6 +177,9 @@ int vol_jtarget_ok(void *sb, uint64_t target);
  * volume grown online.  Returns 1 when v->sb grew, else 0 (unchanged, torn,
  * or not followable: logged), or -ENOMEM.  v->mu held. */
 int vol_grow_check(struct lunfs_vol *v);
+/* vol_grow_check with v->mu dropped for the superblock read (the linger
+ * thread's poll). */
+void vol_grow_poll(struct lunfs_vol *v);
 /* vol.c: removes the holds of mounts of slot older than below from every
  * lock record */
 int vol_purge_locks(struct lunfs_vol *v, uint32_t slot, uint64_t below);
@@ -244,7 +254,40 @@ struct txn {
 		uint64_t off, len;
 	} *late;
 	int nlate;
+	/* A restartable transaction (tx_run) gives up instead of waiting
+	 * under v->mu while it has changed nothing (tx_can_restart): a cache
+	 * miss or a lock it must acquire or wait for ends it with
+	 * -ERESTART_TX and names what it needs here; the runner gets that
+	 * without v->mu and runs the operation again from the start. */
+	int restartable;
+	int nrestarts;
+	struct tx_need {
+		int kind;               /* NEED_READ or NEED_LOCK */
+		uint64_t addr, lock;    /* a block, and its lock if we hold it */
+		uint64_t off, object;   /* a lock */
+		int mode;
+	} need;
+	struct buf *pre;        /* blocks earlier runs read without their lock */
+	int failed_need;        /* tx_run ended because getting this failed */
 };
+
+/* Internal only: never returned by the library (tx_run consumes it). */
+#define ERESTART_TX (LUNFS_ERRBASE + 64)
+enum { NEED_READ = 1, NEED_LOCK = 2 };
+/* Runs body (an expression using tx) as a restartable transaction: begins
+ * tx, evaluates r = body, and while it asks for a restart, gets what it
+ * needs without v->mu and runs it again.  Ends with tx open (v->mu held)
+ * and r the body's result, or the failure of getting what it needed.  The
+ * body must change nothing outside tx's dirty blocks before its first
+ * dirty block, or call tx_no_restart first (tx_flush does). */
+#define TX_RUN(v, tx, r, body) \
+	for (tx_begin_restartable((v), (tx)); (r) = (body), tx_retry((tx), &(r));)
+void tx_begin_restartable(struct lunfs_vol *v, struct txn *tx);
+int tx_retry(struct txn *tx, int *r);
+static inline void tx_no_restart(struct txn *tx)
+{
+	tx->restartable = 0;
+}
 
 /* Data I/O outside v->mu (see the top of this file).  io_enter: v->mu held;
  * registers the caller and returns 0, or, while a transaction frees file
@@ -283,6 +326,10 @@ int tx_flush(struct txn *tx);
  * flush of another thread outside v->mu at that moment still can.)
  * Nothing is written if tx fails first. */
 int tx_zero_at_commit(struct txn *tx, uint64_t off, uint64_t len);
+/* A restartable transaction that will need the lock at off in mode (for
+ * a caller that takes it another way, of_pin): -ERESTART_TX unless this
+ * host holds it ready to pin, 0 otherwise or when tx cannot restart. */
+int tx_want_lock(struct txn *tx, uint64_t off, uint64_t object, int mode);
 /* Takes (or reuses) the lock at off in mode, pinned until tx_end. */
 int tx_lock(struct txn *tx, uint64_t off, uint64_t object, int mode);
 /* Returns the block at addr: cached when this host holds lock, else a

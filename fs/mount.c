@@ -50,7 +50,6 @@ static void vol_destroy(struct lunfs_vol *v)
 	pthread_mutex_destroy(&v->mu);
 	pthread_cond_destroy(&v->linger_cv);
 	pthread_cond_destroy(&v->io_cv);
-	pthread_cond_destroy(&v->acq_cv);
 	pthread_cond_destroy(&v->gw_cv);
 	free(v);
 }
@@ -89,7 +88,6 @@ int lunfs_mount_test(const char *url, const struct lunfs_mount_opts *o,
 	pthread_mutex_init(&v->mu, NULL);
 	lunfs_cond_init(&v->linger_cv);
 	pthread_cond_init(&v->io_cv, NULL);
-	pthread_cond_init(&v->acq_cv, NULL);
 	lunfs_cond_init(&v->gw_cv); /* gw_gather waits on CLOCK_MONOTONIC */
 	v->ro = o->readonly;
 	v->linger_ms = o->linger_ms ? o->linger_ms : 500;

@@ -105,7 +105,14 @@ static int open_in(struct txn *tx, uint64_t ino, int mode, int dir, struct lunfs
 		pthread_mutex_init(&of->mapmu, NULL);
 		created = 1;
 	}
-	if ((r = of_pin(v, of, lk_mode_for(mode)))) {
+	/* the lock's acquisition or wait without v->mu (a restart); from the
+	 * pin on, the open changes this host's open-file table: no restart */
+	int want = lk_mode_for(mode);
+	if (want != LK_FREE && (r = tx_want_lock(tx, geom_ino_lock(&v->sb, ino),
+						 geom_ino_blk(&v->sb, ino), want)))
+		goto out;
+	tx_no_restart(tx);
+	if ((r = of_pin(v, of, want))) {
 		if (r == -EBUSY && lock_busy)
 			*lock_busy = 1;
 		goto out;
@@ -164,8 +171,9 @@ static int open_inode(struct lunfs_vol *v, uint64_t ino, int mode, int dir, stru
 		goto out;
 	if (v->ro && mode != LUNFS_OPEN_READ)
 		mode = mode == LUNFS_OPEN_SHARED_RO ? LUNFS_OPEN_READ : mode;
-	tx_begin(v, &tx);
-	r = open_in(&tx, ino, mode, dir, in, f, lock_busy);
+	TX_RUN(v, &tx, r, open_in(&tx, ino, mode, dir, in, f, lock_busy));
+	if (r == -EBUSY && tx.failed_need == NEED_LOCK && lock_busy)
+		*lock_busy = 1; /* the restart's acquisition met another host's open pin */
 	tx_end(&tx, r);
 	if (r)
 		goto out;

@@ -14,19 +14,25 @@ static uint32_t dtype(uint32_t mode)
 	return (mode >> 12) & 15;
 }
 
+static int getattr_in(struct txn *tx, uint64_t ino, struct lunfs_inode *in,
+		      struct lunfs_stat *st)
+{
+	int r = ino_read(tx, ino, LK_FREE, in);
+	if (r)
+		return r;
+	ino_stat(tx->v, in, st);
+	of_overlay_stat(tx->v, st);
+	return 0;
+}
+
 int lunfs_getattr(struct lunfs_vol *v, uint64_t ino, struct lunfs_stat *st)
 {
 	struct txn tx;
 	struct lunfs_inode *in = malloc(sizeof(*in));
 	if (!in)
 		return -ENOMEM;
-	tx_begin(v, &tx);
-	int r = ino_read(&tx, ino, LK_FREE, in);
-	if (r)
-		goto out;
-	ino_stat(v, in, st);
-	of_overlay_stat(v, st);
-out:
+	int r;
+	TX_RUN(v, &tx, r, getattr_in(&tx, ino, in, st));
 	tx_end(&tx, r);
 	free(in);
 	return r;
@@ -66,8 +72,7 @@ int lunfs_lookup(struct lunfs_vol *v, uint64_t dir, const char *name, struct lun
 	r = -ENOMEM;
 	if (!d || !in)
 		goto out;
-	tx_begin(v, &tx);
-	r = lookup_in(&tx, dir, name, d, in, st);
+	TX_RUN(v, &tx, r, lookup_in(&tx, dir, name, d, in, st));
 	tx_end(&tx, r);
 out:
 	free(d);
@@ -167,8 +172,8 @@ static int do_create(struct lunfs_vol *v, uint64_t dir, const char *name, uint32
 	r = -ENAMETOOLONG;
 	if (target && strlen(target) > LUNFS_SYMLINK_MAX)
 		goto out;
-	tx_begin(v, &tx);
-	r = op_finish(&tx, create_in(&tx, dir, name, mode, rdev, target, c ? c : &root, d, in, st));
+	TX_RUN(v, &tx, r, create_in(&tx, dir, name, mode, rdev, target, c ? c : &root, d, in, st));
+	r = op_finish(&tx, r);
 out:
 	free(d);
 	free(in);
@@ -233,8 +238,8 @@ int lunfs_readlink(struct lunfs_vol *v, uint64_t ino, char *buf, size_t size)
 	struct lunfs_inode *in = malloc(sizeof(*in));
 	if (!in)
 		return -ENOMEM;
-	tx_begin(v, &tx);
-	int r = readlink_in(&tx, ino, in, buf, size);
+	int r;
+	TX_RUN(v, &tx, r, readlink_in(&tx, ino, in, buf, size));
 	tx_end(&tx, r < 0 ? r : 0);
 	free(in);
 	return r;
@@ -279,8 +284,8 @@ int lunfs_link(struct lunfs_vol *v, uint64_t ino, uint64_t dir, const char *name
 		goto out;
 	if ((r = name_check(name)) || (r = vol_check_writable(v)))
 		goto out;
-	tx_begin(v, &tx);
-	r = op_finish(&tx, link_in(&tx, ino, dir, name, d, in, st));
+	TX_RUN(v, &tx, r, link_in(&tx, ino, dir, name, d, in, st));
+	r = op_finish(&tx, r);
 out:
 	free(d);
 	free(in);
@@ -336,8 +341,8 @@ static int do_remove(struct lunfs_vol *v, uint64_t dir, const char *name, int is
 	}
 	if ((r = vol_check_writable(v)))
 		goto out;
-	tx_begin(v, &tx);
-	r = op_finish(&tx, remove_in(&tx, dir, name, isdir, d, in));
+	TX_RUN(v, &tx, r, remove_in(&tx, dir, name, isdir, d, in));
+	r = op_finish(&tx, r);
 out:
 	free(d);
 	free(in);
@@ -485,29 +490,43 @@ int lunfs_rename(struct lunfs_vol *v, uint64_t odir, const char *oname, uint64_t
 	if (!i)
 		return -ENOMEM;
 	struct txn tx;
-	tx_begin(v, &tx);
-	r = op_finish(&tx, rename_in(&tx, odir, oname, ndir, nname, flags, i));
+	TX_RUN(v, &tx, r, rename_in(&tx, odir, oname, ndir, nname, flags, i));
+	r = op_finish(&tx, r);
 	free(i);
 	return r;
 }
 
+/* The caller's callback is an effect outside the transaction: from the
+ * first entry on, readdir runs to its end without starting over. */
 struct rd_ctx {
 	lunfs_dirfn fn;
 	void *arg;
+	struct txn *tx;
 };
+
+static int rd_entry(void *arg, const char *name, uint64_t ino, uint32_t type, uint64_t next)
+{
+	struct rd_ctx *c = arg;
+	tx_no_restart(c->tx);
+	return c->fn(c->arg, name, ino, type, next);
+}
+
+static int readdir_in(struct txn *tx, uint64_t dir, uint64_t off, struct lunfs_inode *d,
+		      struct rd_ctx *c)
+{
+	int r = dir_read(tx, dir, LK_FREE, d);
+	return r ? r : dir_iter(tx, d, off, rd_entry, c);
+}
 
 int lunfs_readdir(struct lunfs_vol *v, uint64_t dir, uint64_t off, lunfs_dirfn fn, void *arg)
 {
 	struct txn tx;
+	struct rd_ctx c = {fn, arg, &tx};
 	struct lunfs_inode *d = malloc(sizeof(*d));
+	int r;
 	if (!d)
 		return -ENOMEM;
-	tx_begin(v, &tx);
-	int r = dir_read(&tx, dir, LK_FREE, d);
-	if (r)
-		goto out;
-	r = dir_iter(&tx, d, off, fn, arg);
-out:
+	TX_RUN(v, &tx, r, readdir_in(&tx, dir, off, d, &c));
 	tx_end(&tx, r);
 	free(d);
 	return r;
@@ -517,7 +536,7 @@ int lunfs_statfs(struct lunfs_vol *v, struct lunfs_statfs *st)
 {
 	uint64_t ff, fi;
 	pthread_mutex_lock(&v->mu);
-	vol_grow_check(v); /* df shows a grow at once, read-only mounts too */
+	vol_grow_poll(v); /* df shows a grow at once, read-only mounts too */
 	pthread_mutex_unlock(&v->mu);
 	int r = alloc_counts(v, &ff, &fi);
 	if (r)

@@ -51,6 +51,7 @@ static void cache_drop(struct lunfs_vol *v, uint64_t addr)
 			struct buf *b = *pp;
 			*pp = b->next;
 			buf_drop(b);
+			v->cache_epoch++;
 			return;
 		}
 	}
@@ -59,6 +60,7 @@ static void cache_drop(struct lunfs_vol *v, uint64_t addr)
 /* Drops every cached block covered by lock (0: everything). */
 void vol_cache_drop_lock(struct lunfs_vol *v, uint64_t lock)
 {
+	v->cache_epoch++;
 	for (size_t i = 0; i < VOL_NBUCKETS; i++) {
 		struct buf **pp = &v->bh[i];
 		while (*pp) {
@@ -105,7 +107,8 @@ static int mode_covers(int held, int want)
 	       (want == LK_SHARED_RO && held == LK_MULTI_WRITER && 0);
 }
 
-static void release_unpinned(struct lunfs_vol *v, uint64_t idle_ms);
+static void release_unpinned(struct lunfs_vol *v, uint64_t idle_ms, int drop);
+static int release_dropping(struct lunfs_vol *v, struct held **hs, int n);
 
 /* Another host waits for a lock we only linger on: let it go, and give the
  * waiter a moment to take it before we queue behind it (fairness).  That
@@ -115,7 +118,7 @@ static int yield(struct lunfs_vol *v, struct held *h, int may_drop)
 {
 	VOL_HELD(v);
 	uint64_t off = h->lk.off;
-	int r = vl_release(v, h);
+	int r = may_drop ? release_dropping(v, &h, 1) : vl_release(v, h);
 	if (r)
 		return r;
 	if (may_drop)
@@ -131,28 +134,108 @@ static int yield(struct lunfs_vol *v, struct held *h, int may_drop)
 	return 0;
 }
 
-/* Is another thread of this host waiting for the lock at off with v->mu
- * dropped?  Then it alone acquires it: two acquisitions of one record by one
- * host would both find themselves the holder. */
-static int acquiring(struct lunfs_vol *v, uint64_t off)
+/* The entry of the thread of this host that acquires the lock at off with
+ * v->mu dropped, or NULL.  While there is one, it alone acquires that lock:
+ * two acquisitions of one record by one host would both find themselves
+ * the holder.  The others wait on the entry's own condition (acq_wait). */
+static struct acq *acquiring(struct lunfs_vol *v, uint64_t off)
 {
+	VOL_HELD(v);
 	for (struct acq *a = v->acquiring; a; a = a->next)
 		if (a->off == off)
-			return 1;
-	return 0;
+			return a;
+	return NULL;
+}
+
+static void acq_put(struct acq *a)
+{
+	if (--a->refs == 0) {
+		pthread_cond_destroy(&a->cv);
+		free(a);
+	}
+}
+
+/* Waits until a's acquisition is over (v->mu dropped meanwhile). */
+static void acq_wait(struct lunfs_vol *v, struct acq *a)
+{
+	VOL_HELD(v);
+	a->refs++;
+	while (!a->done)
+		pthread_cond_wait(&a->cv, &v->mu);
+	acq_put(a);
+}
+
+static struct acq *acq_start(struct lunfs_vol *v, uint64_t off)
+{
+	VOL_HELD(v);
+	struct acq *a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	a->off = off;
+	a->refs = 1;
+	pthread_cond_init(&a->cv, NULL);
+	a->next = v->acquiring;
+	v->acquiring = a;
+	return a;
+}
+
+static void acq_end(struct lunfs_vol *v, struct acq *a)
+{
+	VOL_HELD(v);
+	struct acq **pp = &v->acquiring;
+	while (*pp != a)
+		pp = &(*pp)->next;
+	*pp = a->next;
+	a->done = 1;
+	pthread_cond_broadcast(&a->cv);
+	acq_put(a);
+}
+
+static int lk_busy(int r, const struct lk_lock *lk)
+{
+	return (r == -EBUSY && !lk->pinned) || r == -ESTALE;
+}
+
+/* Acquires the record at off into h->lk: at once if it is free, else in
+ * short rounds until timeout_ms.  Between them, let go of what other hosts
+ * want and we only linger on: the linger thread cannot while we hold the
+ * volume mutex, and the holder we wait for may itself be waiting for one of
+ * those.  dropped: v->mu is not held (it is taken for that release only). */
+static int acquire_record(struct lunfs_vol *v, struct held *h, uint64_t off, uint64_t object,
+			  int mode, uint32_t timeout_ms, int dropped)
+{
+	int r = lk_acquire_flags(v->hb, &h->lk, off, object, mode, 0, LK_NOWAIT, 0);
+	if (!lk_busy(r, &h->lk))
+		return r;
+	hb_set_want(v->hb, off);
+	uint64_t t0 = lunfs_now_ms();
+	for (;;) {
+		r = lk_acquire_flags(v->hb, &h->lk, off, object, mode, 0, LK_WAIT, 200);
+		if (!lk_busy(r, &h->lk) || lunfs_now_ms() - t0 >= timeout_ms)
+			break;
+		if (dropped)
+			pthread_mutex_lock(&v->mu);
+		release_unpinned(v, UINT64_MAX, dropped);
+		if (dropped)
+			pthread_mutex_unlock(&v->mu);
+	}
+	ios_lock_wait(v, (lunfs_now_ms() - t0) * 1000000);
+	hb_clear_want(v->hb, off);
+	return r;
 }
 
 int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, int may_drop,
 	   struct held **out)
 {
 	struct held *h;
+	struct acq *a;
 	int r;
 again:
-	while (acquiring(v, off)) {
+	while ((a = acquiring(v, off))) {
 		/* an operation that already holds locks or blocks parks here */
 		if (!may_drop)
 			tx_park(v);
-		pthread_cond_wait(&v->acq_cv, &v->mu);
+		acq_wait(v, a);
 		if (!may_drop)
 			tx_unpark(v);
 	}
@@ -191,42 +274,23 @@ again:
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
-	r = lk_acquire_flags(v->hb, &h->lk, off, object, mode, 0, LK_NOWAIT, 0);
-	if ((r == -EBUSY && !h->lk.pinned) || r == -ESTALE) {
-		/* Wait in short rounds.  Between them, let go of what other
-		 * hosts want and we only linger on: the linger thread cannot
-		 * while we hold the volume mutex, and the holder we wait for
-		 * may itself be waiting for one of those. */
-		hb_set_want(v->hb, off);
-		/* The operation's first lock (it read and changed nothing yet):
-		 * wait without the volume mutex, so that this host's other
-		 * operations and its data I/O go on meanwhile. */
-		struct acq me = {off, v->acquiring};
-		if (may_drop)
-			v->acquiring = &me;
-		uint64_t t0 = lunfs_now_ms();
-		for (;;) {
-			if (may_drop)
-				pthread_mutex_unlock(&v->mu);
-			r = lk_acquire_flags(v->hb, &h->lk, off, object, mode, 0, LK_WAIT, 200);
-			if (may_drop)
-				pthread_mutex_lock(&v->mu);
-			if (!((r == -EBUSY && !h->lk.pinned) || r == -ESTALE) ||
-			    lunfs_now_ms() - t0 >= timeout)
-				break;
-			release_unpinned(v, UINT64_MAX);
-		}
-		ios_lock_wait(v, (lunfs_now_ms() - t0) * 1000000);
-		if (may_drop) {
-			struct acq **pp = &v->acquiring;
-			while (*pp != &me)
-				pp = &(*pp)->next;
-			*pp = me.next;
-			pthread_cond_broadcast(&v->acq_cv);
-		}
-		hb_set_want(v->hb, 0);
-		if (!r && may_drop && vl_find(v, off)) {
-			/* cannot happen (acquiring() kept the others out), but
+	/* The caller read and changed nothing under a lock yet (may_drop):
+	 * the acquisition, its compare-and-write and any wait, runs without
+	 * the volume mutex, so that this host's other operations and its data
+	 * I/O go on meanwhile; the entry keeps this host's others off it. */
+	a = may_drop ? acq_start(v, off) : NULL;
+	if (may_drop && !a) {
+		free(h);
+		return -ENOMEM;
+	}
+	if (a)
+		pthread_mutex_unlock(&v->mu);
+	r = acquire_record(v, h, off, object, mode, timeout, a != NULL);
+	if (a) {
+		pthread_mutex_lock(&v->mu);
+		acq_end(v, a);
+		if (!r && vl_find(v, off)) {
+			/* cannot happen (the entry kept the others out), but
 			 * never keep two holds of one record */
 			free(h);
 			goto again;
@@ -237,6 +301,7 @@ again:
 		return r;
 	}
 	v->nacquired++;
+	h->gen = v->nacquired;
 	h->object = object;
 	h->pins = 1;
 	h->last_ms = lunfs_now_ms();
@@ -299,18 +364,80 @@ int vl_release_now(struct lunfs_vol *v, struct held *h)
 	return vl_release(v, h);
 }
 
+/* Releases the n holds hs (unpinned, nobody acquiring them) with v->mu
+ * dropped for the device I/O: each is marked as being acquired meanwhile
+ * (no thread of this host pins it, uses it for a new pin, or acquires its
+ * record again before it is released), then the journal is checkpointed
+ * (the journal rule: every transaction that changed a block under them was
+ * sealed before, since none pins them), their cached blocks are dropped,
+ * and their records released.  A hold whose checkpoint fails stays.  v->mu
+ * held on entry and return.  Returns 0 or the checkpoint's -errno. */
+static int release_dropping(struct lunfs_vol *v, struct held **hs, int n)
+{
+	VOL_HELD(v);
+	struct acq **a = calloc(n, sizeof(*a));
+	int r = a ? 0 : -ENOMEM;
+	for (int i = 0; i < n && !r; i++)
+		if (!(a[i] = acq_start(v, hs[i]->lk.off)))
+			r = -ENOMEM;
+	if (!r) {
+		pthread_mutex_unlock(&v->mu);
+		r = jnl_checkpoint(v->j);
+		pthread_mutex_lock(&v->mu);
+	}
+	for (int i = 0; i < n && !r; i++) {
+		vol_cache_drop_lock(v, hs[i]->lk.off);
+		struct held **pp = &v->locks;
+		while (*pp != hs[i])
+			pp = &(*pp)->next;
+		*pp = hs[i]->next;
+	}
+	if (!r) {
+		pthread_mutex_unlock(&v->mu);
+		for (int i = 0; i < n; i++) {
+			lk_release(v->hb, &hs[i]->lk);
+			free(hs[i]);
+		}
+		pthread_mutex_lock(&v->mu);
+	}
+	for (int i = 0; a && i < n && a[i]; i++)
+		acq_end(v, a[i]);
+	free(a);
+	return r;
+}
+
 /* Releases the holds nothing pins that were idle for idle_ms, or that
- * another host wants.  v->mu held. */
-static void release_unpinned(struct lunfs_vol *v, uint64_t idle_ms)
+ * another host wants (and that no thread of this host is acquiring or
+ * releasing).  v->mu held; with drop, dropped for the device I/O
+ * (release_dropping), else kept throughout. */
+static void release_unpinned(struct lunfs_vol *v, uint64_t idle_ms, int drop)
 {
 	VOL_HELD(v);
 	uint64_t now = lunfs_now_ms();
-	struct held *h = v->locks, *n;
+	struct held *h = v->locks, *n, **go = NULL;
+	int ngo = 0, cgo = 0;
 	for (; h; h = n) {
 		n = h->next;
-		if (h->pins == 0 && (now - h->last_ms >= idle_ms || hb_wanted(v->hb, h->lk.off)))
+		if (h->pins || acquiring(v, h->lk.off) ||
+		    (now - h->last_ms < idle_ms && !hb_wanted(v->hb, h->lk.off)))
+			continue;
+		if (!drop) {
 			vl_release(v, h);
+			continue;
+		}
+		if (ngo == cgo) {
+			int c = cgo ? 2 * cgo : 16;
+			struct held **ng = realloc(go, c * sizeof(*ng));
+			if (!ng)
+				break;
+			go = ng;
+			cgo = c;
+		}
+		go[ngo++] = h;
 	}
+	if (ngo)
+		release_dropping(v, go, ngo);
+	free(go);
 }
 
 /* The linger thread's round: releases holds idle for idle_ms or wanted by
@@ -321,9 +448,13 @@ static void release_idle(struct lunfs_vol *v, uint64_t idle_ms)
 {
 	uint64_t held = 0;
 	struct held *h;
-	release_unpinned(v, idle_ms);
-	if (jnl_pending_age_ms(v->j) >= idle_ms)
+	/* the checkpoints and releases run without v->mu */
+	release_unpinned(v, idle_ms, 1);
+	if (jnl_pending_age_ms(v->j) >= idle_ms) {
+		pthread_mutex_unlock(&v->mu);
 		jnl_checkpoint(v->j);
+		pthread_mutex_lock(&v->mu);
+	}
 	for (h = v->locks; h; h = h->next)
 		held++;
 	struct dev_stats st;
@@ -349,7 +480,7 @@ void *vol_linger_thread(void *arg)
 			release_idle(v, v->linger_ms);
 		/* follow an online grow within a heartbeat (grow.c) */
 		if (!v->stop && lunfs_now_ms() - v->grow_checked_ms >= v->sb.hb_ms)
-			vol_grow_check(v);
+			vol_grow_poll(v);
 	}
 	pthread_mutex_unlock(&v->mu);
 	return NULL;
@@ -364,11 +495,144 @@ int vol_check_writable(struct lunfs_vol *v)
 	return hb_ok(v->hb);
 }
 
+/* Has tx changed nothing yet, so that it may still start over? */
+static int tx_can_restart(const struct txn *tx)
+{
+	return tx->restartable && !tx->ndirty && !tx->nlate && !tx->preflush;
+}
+
+/* Adds h (pinned for tx) to tx's pins. */
+static int tx_pin_add(struct txn *tx, struct held *h)
+{
+	if (tx->npinned == tx->cpinned) {
+		int c = tx->cpinned ? 2 * tx->cpinned : 16;
+		struct held **np = realloc(tx->pinned, c * sizeof(*np));
+		if (!np)
+			return -ENOMEM;
+		tx->pinned = np;
+		tx->cpinned = c;
+	}
+	tx->pinned[tx->npinned++] = h;
+	return 0;
+}
+
 void tx_begin(struct lunfs_vol *v, struct txn *tx)
 {
 	memset(tx, 0, sizeof(*tx));
 	tx->v = v;
 	pthread_mutex_lock(&v->mu);
+}
+
+void tx_begin_restartable(struct lunfs_vol *v, struct txn *tx)
+{
+	tx_begin(v, tx);
+	tx->restartable = 1;
+}
+
+static void buf_list_free(struct buf *b)
+{
+	while (b) {
+		struct buf *n = b->next;
+		buf_free(b);
+		b = n;
+	}
+}
+
+#define TX_MAX_RESTARTS 16 /* then the operation waits under v->mu */
+
+/* Reads the block n names without v->mu; then, under it, caches it if the
+ * lock it was read under is still the same hold (gen) and nothing left
+ * the cache meanwhile (epoch: a block dropped after a failed transaction
+ * may have had a newer image than the one read), else throws it away;
+ * a block read without its lock goes to *pre.  Returns 0 or -errno. */
+static int tx_fetch(struct txn *tx, const struct tx_need *n, struct buf **pre)
+{
+	struct lunfs_vol *v = tx->v;
+	struct held *h = n->lock ? vl_find(v, n->lock) : NULL;
+	uint64_t gen = h ? h->gen : 0, epoch = v->cache_epoch;
+	struct buf *b = buf_new(n->addr, h ? n->lock : 0);
+	if (!b)
+		return -ENOMEM;
+	pthread_mutex_unlock(&v->mu);
+	int r = v->j && jnl_pending_copy(v->j, n->addr, b->data) ? 0 :
+		dev_read(v->d, n->addr, b->data, BS);
+	pthread_mutex_lock(&v->mu);
+	if (r) {
+		buf_free(b);
+		return r;
+	}
+	if (!h) {
+		b->next = *pre;
+		*pre = b;
+		return 0;
+	}
+	h = vl_find(v, n->lock);
+	if (h && h->gen == gen && v->cache_epoch == epoch && !cache_find(v, n->addr)) {
+		b->next = v->bh[bucket(n->addr)];
+		v->bh[bucket(n->addr)] = b;
+	} else {
+		buf_free(b);
+	}
+	return 0;
+}
+
+int tx_retry(struct txn *tx, int *r)
+{
+	/* a request counts even where a callee turned it into another error */
+	if (!tx->need.kind)
+		return 0;
+	struct lunfs_vol *v = tx->v;
+	VOL_HELD(v);
+	struct tx_need n = tx->need;
+	int restarts = tx->nrestarts + 1;
+	/* what this run read without a lock, the next one reads again */
+	struct buf *pre = tx->pre;
+	while (tx->transient) {
+		struct buf *b = tx->transient;
+		tx->transient = b->next;
+		b->next = pre;
+		pre = b;
+	}
+	tx->pre = NULL;
+	/* Its pins go (normally nothing is dirty; after a request a callee
+	 * ignored, what it changed leaves the cache).  The holds linger: the
+	 * next run pins them again in its own order, so no run ever waits
+	 * for a lock while pinning one that comes after it; a hold lost
+	 * meanwhile (another host wanted it, a handoff) is asked for again. */
+	tx_end(tx, tx->ndirty ? -ERESTART_TX : 0);
+	tx_begin(v, tx);
+	tx->restartable = restarts < TX_MAX_RESTARTS;
+	tx->nrestarts = restarts;
+	int e;
+	if (n.kind == NEED_READ) {
+		e = tx_fetch(tx, &n, &pre);
+	} else {
+		struct held *h;
+		if (!(e = vl_get(v, n.off, n.object, n.mode, 1, &h)))
+			vl_unpin(v, h);
+	}
+	tx->pre = pre;
+	if (e) {
+		*r = e;
+		tx->failed_need = n.kind;
+		return 0;
+	}
+	return 1;
+}
+
+/* Would vl_get give us h (the hold of off, or NULL) in mode at once? */
+static int vl_ready(struct lunfs_vol *v, struct held *h, uint64_t off, int mode)
+{
+	return h && mode_covers(h->lk.mode, mode) && !acquiring(v, off) &&
+	       (h->pins || !hb_wanted(v->hb, off));
+}
+
+int tx_want_lock(struct txn *tx, uint64_t off, uint64_t object, int mode)
+{
+	if (tx->v->ro || !tx_can_restart(tx) || vl_ready(tx->v, vl_find(tx->v, off), off, mode))
+		return 0;
+	tx->need = (struct tx_need){.kind = NEED_LOCK, .off = off, .object = object, .mode = mode};
+	return -ERESTART_TX;
 }
 
 int tx_lock(struct txn *tx, uint64_t off, uint64_t object, int mode)
@@ -382,13 +646,11 @@ int tx_lock(struct txn *tx, uint64_t off, uint64_t object, int mode)
 		for (int i = 0; i < tx->npinned; i++)
 			if (tx->pinned[i] == h)
 				return 0;
-	if (tx->npinned == tx->cpinned) {
-		int c = tx->cpinned ? 2 * tx->cpinned : 16;
-		struct held **np = realloc(tx->pinned, c * sizeof(*np));
-		if (!np)
-			return -ENOMEM;
-		tx->pinned = np;
-		tx->cpinned = c;
+	if (tx_can_restart(tx) && !vl_ready(tx->v, h, off, mode)) {
+		/* acquired (or waited for) by tx_retry, without v->mu */
+		tx->need = (struct tx_need){.kind = NEED_LOCK, .off = off, .object = object,
+					    .mode = mode};
+		return -ERESTART_TX;
 	}
 	/* nothing read or changed under a lock yet: its wait may drop v->mu */
 	int may_drop = !tx->npinned && !tx->ndirty && !tx->draining && !tx->transient;
@@ -400,8 +662,9 @@ int tx_lock(struct txn *tx, uint64_t off, uint64_t object, int mode)
 			vl_unpin(tx->v, h); /* upgraded in place: keep one pin */
 			return 0;
 		}
-	tx->pinned[tx->npinned++] = h;
-	return 0;
+	if ((r = tx_pin_add(tx, h)))
+		vl_unpin(tx->v, h);
+	return r;
 }
 
 int tx_read(struct txn *tx, uint64_t addr, uint64_t lock, struct buf **out)
@@ -412,6 +675,25 @@ int tx_read(struct txn *tx, uint64_t addr, uint64_t lock, struct buf **out)
 	if (b) {
 		*out = b;
 		return 0;
+	}
+	if (!locked) {
+		/* read by an earlier run of this restartable transaction */
+		for (struct buf **pp = &tx->pre; *pp; pp = &(*pp)->next) {
+			if ((*pp)->addr == addr) {
+				b = *pp;
+				*pp = b->next;
+				b->next = tx->transient;
+				tx->transient = b;
+				*out = b;
+				return 0;
+			}
+		}
+	}
+	if (tx_can_restart(tx)) {
+		/* read by tx_retry, without v->mu */
+		tx->need = (struct tx_need){.kind = NEED_READ, .addr = addr,
+					    .lock = locked ? lock : 0};
+		return -ERESTART_TX;
 	}
 	b = buf_new(addr, locked ? lock : 0);
 	if (!b)
@@ -620,6 +902,9 @@ fail:
 int tx_flush(struct txn *tx)
 {
 	struct lunfs_vol *v = tx->v;
+	if (tx->need.kind)
+		return -ERESTART_TX; /* built on a request a callee ignored */
+	tx_no_restart(tx); /* what it commits stays */
 	struct jnl_txn *jt;
 	uint64_t addrs[TX_MAX];
 	int n, r = tx_seal(tx, &jt, addrs, &n);
@@ -712,11 +997,10 @@ void tx_end(struct txn *tx, int r)
 			pthread_cond_broadcast(&v->io_cv);
 	}
 	tx_clear_dirty(tx, r != 0);
-	while (tx->transient) {
-		struct buf *b = tx->transient;
-		tx->transient = b->next;
-		buf_free(b);
-	}
+	buf_list_free(tx->transient);
+	tx->transient = NULL;
+	buf_list_free(tx->pre);
+	tx->pre = NULL;
 	late_free(tx); /* never committed: the data stays as it was */
 	for (int i = 0; i < tx->npinned; i++)
 		vl_unpin(v, tx->pinned[i]);
@@ -729,6 +1013,9 @@ void tx_end(struct txn *tx, int r)
 int tx_flush_unlocked(struct txn *tx)
 {
 	struct lunfs_vol *v = tx->v;
+	if (tx->need.kind)
+		return -ERESTART_TX;
+	tx_no_restart(tx);
 	struct jnl_txn *jt;
 	uint64_t addrs[TX_MAX];
 	int n, r = tx_seal(tx, &jt, addrs, &n);

@@ -236,47 +236,50 @@ static int read_chain(struct txn *tx, uint64_t ino, struct lunfs_inode *in, stru
 	return xc_load(tx, in, c);
 }
 
-int lunfs_getxattr(struct lunfs_vol *v, uint64_t ino, const char *name, void *buf, size_t size)
+/* lunfs_getxattr under tx */
+static int getxattr_in(struct txn *tx, uint64_t ino, const char *name, void *buf, size_t size,
+		       struct lunfs_inode *in)
 {
-	struct txn tx;
-	struct lunfs_inode *in = malloc(sizeof(*in));
 	struct lunfs_xattr_info x;
 	struct xchain c;
 	unsigned k;
-	if (!in)
-		return -ENOMEM;
-	tx_begin(v, &tx);
-	int r = read_chain(&tx, ino, in, &c);
+	int r = read_chain(tx, ino, in, &c);
 	if (r)
 		goto out;
-	if (!xc_find(&c, name, &k, &x)) {
-		r = -ENODATA;
+	r = -ENODATA;
+	if (!xc_find(&c, name, &k, &x))
 		goto out;
-	}
-	if (size && size < x.value_len) {
-		r = -ERANGE;
+	r = -ERANGE;
+	if (size && size < x.value_len)
 		goto out;
-	}
 	if (size)
 		memcpy(buf, x.value, x.value_len);
 	r = x.value_len;
 out:
 	xc_free(&c);
+	return r;
+}
+
+int lunfs_getxattr(struct lunfs_vol *v, uint64_t ino, const char *name, void *buf, size_t size)
+{
+	struct txn tx;
+	struct lunfs_inode *in = malloc(sizeof(*in));
+	int r;
+	if (!in)
+		return -ENOMEM;
+	TX_RUN(v, &tx, r, getxattr_in(&tx, ino, name, buf, size, in));
 	tx_end(&tx, r < 0 ? r : 0);
 	free(in);
 	return r;
 }
 
-int lunfs_listxattr(struct lunfs_vol *v, uint64_t ino, char *buf, size_t size)
+/* lunfs_listxattr under tx */
+static int listxattr_in(struct txn *tx, uint64_t ino, char *buf, size_t size,
+			struct lunfs_inode *in)
 {
-	struct txn tx;
-	struct lunfs_inode *in = malloc(sizeof(*in));
 	struct lunfs_xattr_info x;
 	struct xchain c;
-	if (!in)
-		return -ENOMEM;
-	tx_begin(v, &tx);
-	int r = read_chain(&tx, ino, in, &c);
+	int r = read_chain(tx, ino, in, &c);
 	size_t total = 0;
 	for (unsigned k = 0; !r && k <= c.n; k++) {
 		struct xarea a = xc_area(&c, k);
@@ -294,9 +297,20 @@ int lunfs_listxattr(struct lunfs_vol *v, uint64_t ino, char *buf, size_t size)
 		}
 	}
 	xc_free(&c);
-	tx_end(&tx, r);
-	free(in);
 	return r ? r : (int)total;
+}
+
+int lunfs_listxattr(struct lunfs_vol *v, uint64_t ino, char *buf, size_t size)
+{
+	struct txn tx;
+	struct lunfs_inode *in = malloc(sizeof(*in));
+	int r;
+	if (!in)
+		return -ENOMEM;
+	TX_RUN(v, &tx, r, listxattr_in(&tx, ino, buf, size, in));
+	tx_end(&tx, r < 0 ? r : 0);
+	free(in);
+	return r;
 }
 
 static int do_removexattr(struct txn *tx, struct lunfs_inode *in, void *arg)

@@ -749,6 +749,14 @@ void hb_set_want(struct hb_host *h, uint64_t off)
 	pthread_mutex_unlock(&h->mu);
 }
 
+void hb_clear_want(struct hb_host *h, uint64_t off)
+{
+	pthread_mutex_lock(&h->mu);
+	if (h->want_off == off)
+		h->want_off = 0;
+	pthread_mutex_unlock(&h->mu);
+}
+
 int hb_wanted(struct hb_host *h, uint64_t off)
 {
 	int r = 0;

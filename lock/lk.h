@@ -115,6 +115,9 @@ void hb_publish(struct hb_host *h, const struct hb_pub *pub);
 /* Publishes that this host waits for the lock record at off (0: no more),
  * at once: a holder that only lingers on it lets go when it sees that. */
 void hb_set_want(struct hb_host *h, uint64_t off);
+/* Withdraws the want for off, if it is still the one published (another
+ * thread of this host may have announced its own since). */
+void hb_clear_want(struct hb_host *h, uint64_t off);
 
 /* Non-zero when, at the last scan, another live host waited for off. */
 int hb_wanted(struct hb_host *h, uint64_t off);

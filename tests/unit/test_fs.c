@@ -1804,6 +1804,129 @@ START_TEST(failed_op_beside_commit_in_flight)
 }
 END_TEST
 
+/* A metadata operation that must read a block it has no cached copy of,
+ * or acquire a lock, does it without the volume mutex (a restartable
+ * transaction: tx_run): with the device frozen under it, an operation of
+ * the same host whose blocks are cached finishes meanwhile. */
+struct mw_job {
+	struct lunfs_vol *v;
+	uint64_t ino;
+	int mknod;
+	int res;
+	_Atomic int done;
+};
+
+static void *mw_stalled(void *a)
+{
+	struct mw_job *j = a;
+	struct lunfs_stat st;
+	j->res = j->mknod ? lunfs_mknod(j->v, j->ino, "z", S_IFREG | 0644, 0, NULL, &st)
+			  : lunfs_getattr(j->v, j->ino, &st);
+	j->done = 1;
+	return NULL;
+}
+
+/* Starts mw_stalled on the frozen device and a cached getxattr of ino
+ * beside it; returns whether the getxattr finished while the other waited. */
+static int mw_round(struct lunfs_vol *v, struct dev *d, struct mw_job *a, uint64_t ino)
+{
+	struct cj_job b = {.v = v, .ino = ino};
+	struct dev_stats s0;
+	pthread_t ta, tb;
+	lunfs_dev_stats(v, &s0);
+	dev_faulty_freeze(d, 1);
+	ck_assert_int_eq(pthread_create(&ta, NULL, mw_stalled, a), 0);
+	ck_assert(wait_dev_io(v, &s0, 1, 1)); /* it reached the device */
+	usleep(100 * 1000);
+	ck_assert_int_eq(pthread_create(&tb, NULL, cj_getxattr, &b), 0);
+	for (int ms = 0; ms < 1500 && !b.done; ms += 10)
+		usleep(10 * 1000);
+	int b_done = b.done, a_done = a->done;
+	dev_faulty_freeze(d, 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	ck_assert(!a_done); /* it did wait for the device */
+	ck_assert_int_eq(b.res, 2);
+	return b_done;
+}
+
+START_TEST(metadata_waits_outside_volume_mutex)
+{
+	char *p;
+	struct dev *d;
+	struct lunfs_stat st;
+	struct lunfs_vol *v = mnt_faulty(&p, &d);
+	/* another host makes a directory and a file in it, then leaves: h1
+	 * holds neither lock and has neither block cached */
+	struct lunfs_vol *w = mnt(p, "h2");
+	ck_assert_int_eq(lunfs_mkdir(w, 1, "d2", 0755, NULL, &st), 0);
+	uint64_t d2 = st.ino, y = mkfile(w, d2, "y");
+	ck_assert_int_eq(lunfs_unmount(w), 0);
+	uint64_t x = mkfile(v, 1, "x");
+	ck_assert_int_eq(lunfs_setxattr(v, x, "user.k2", "v2", 2, 0), 0); /* cached */
+	/* a read of a block nobody cached */
+	struct mw_job a = {.v = v, .ino = y};
+	ck_assert_msg(mw_round(v, d, &a, x), "a cached getxattr waited for a getattr's device read");
+	ck_assert_int_eq(a.res, 0);
+	/* a lock acquisition (the directory's, to create in it) */
+	struct mw_job m = {.v = v, .ino = d2, .mknod = 1};
+	ck_assert_msg(mw_round(v, d, &m, x), "a cached getxattr waited for a lock acquisition");
+	ck_assert_int_eq(m.res, 0);
+	ck_assert_int_eq(lunfs_lookup(v, d2, "z", &st), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+/* The linger thread's device I/O (its checkpoint for visibility and before
+ * it releases an idle lock, its poll of the superblock) runs without the
+ * volume mutex: with the device frozen under it, a getxattr of a file this
+ * host keeps open (its blocks cached) finishes meanwhile, and what was
+ * committed is there after a remount. */
+START_TEST(linger_checkpoint_outside_volume_mutex)
+{
+	struct lunfs_sb sb;
+	struct dev *d;
+	struct lunfs_vol *v;
+	struct lunfs_file *f;
+	char *p = tu_volume(256 << 20, &sb);
+	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &d), 0);
+	struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 300};
+	struct lunfs_test_opts to = {.device = d};
+	ck_assert_int_eq(lunfs_mount_test(NULL, &o, &to, &v, NULL), 0);
+	uint64_t y = mkfile(v, 1, "y");
+	ck_assert_int_eq(lunfs_open(v, y, LUNFS_OPEN_EXCL, &f), 0); /* y's lock stays */
+	ck_assert_int_eq(lunfs_setxattr(v, y, "user.k2", "v2", 2, 0), 0);
+	uint64_t x = mkfile(v, 1, "x");
+	ck_assert_int_eq(lunfs_setxattr(v, x, "user.k3", "v3", 2, 0), 0); /* pending homes */
+	dev_faulty_freeze(d, 1);
+	/* by then the linger thread waits for the device: in its checkpoint
+	 * (the homes are 300 ms old), or in its poll of the superblock (an
+	 * online grow), whichever came first */
+	usleep(700 * 1000);
+	struct cj_job b = {.v = v, .ino = y};
+	pthread_t tb;
+	ck_assert_int_eq(pthread_create(&tb, NULL, cj_getxattr, &b), 0);
+	for (int ms = 0; ms < 1500 && !b.done; ms += 10)
+		usleep(10 * 1000);
+	int b_done = b.done;
+	dev_faulty_freeze(d, 0);
+	pthread_join(tb, NULL);
+	ck_assert_msg(b_done, "a cached getxattr waited for the linger thread's device I/O");
+	ck_assert_int_eq(b.res, 2);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	v = mnt(p, "h1");
+	char buf[8];
+	ck_assert_int_eq(lunfs_getxattr(v, x, "user.k3", buf, sizeof(buf)), 2);
+	ck_assert_int_eq(lunfs_getxattr(v, y, "user.k2", buf, sizeof(buf)), 2);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 /* A truncate's tail zeros are never durable before its journal record,
  * also when its seal must checkpoint first for too many pending homes
  * (that checkpoint runs before the zeroing): the flush after the zeroing
@@ -1849,6 +1972,8 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, failed_tx_rereads_committed);
 	tcase_add_test(tc, commit_outside_volume_mutex);
 	tcase_add_test(tc, punch_never_recaches_freed_block);
+	tcase_add_test(tc, metadata_waits_outside_volume_mutex);
+	tcase_add_test(tc, linger_checkpoint_outside_volume_mutex);
 	tcase_add_test(tc, failed_op_beside_commit_in_flight);
 	tcase_add_test(tc, truncate_zeroes_after_pending_checkpoint);
 	tcase_add_test(tc, group_commit_holes);
