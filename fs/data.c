@@ -310,8 +310,20 @@ static int pread_map(struct fmap *fm, uint64_t off, size_t *len, size_t done, st
 		return n;
 	/* A mapped block's contents belong to this file while we hold
 	 * its map; the read itself needs no metadata lock, only that
-	 * the block is not freed meanwhile (io_enter). */
-	*again = n && io_enter(fm->tx->v);
+	 * the block is not freed meanwhile (io_enter).  Never registered
+	 * by a run that will start over (tx_retry). */
+	*again = n && !fm->tx->need.kind && io_enter(fm->tx->v);
+	return n;
+}
+
+/* pread_map as one run of a restartable transaction (its map blocks read
+ * without v->mu: tx_retry). */
+static int pread_map_in(struct txn *tx, struct ofile *of, uint64_t off, size_t *len, size_t done,
+			struct piece *p, int *again)
+{
+	struct fmap fm = {tx, of, NULL, 0};
+	int n = pread_map(&fm, off, len, done, p, again);
+	free(fm.in);
 	return n;
 }
 
@@ -336,16 +348,13 @@ ssize_t file_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 	}
 	while (!r) {
 		struct txn tx;
-		tx_begin(v, &tx);
 		/* the inode is loaded (and allocated) only when the open file's
 		 * cache cannot answer: reads of cached mappings do no allocation
 		 * and no metadata I/O */
-		struct fmap fm = {&tx, f->of, NULL, 0};
 		int again = 0;
-		n = pread_map(&fm, off, &len, done, p, &again);
+		TX_RUN(v, &tx, n, pread_map_in(&tx, f->of, off, &len, done, p, &again));
 		r = n < 0 ? n : 0;
 		tx_end(&tx, r);
-		free(fm.in);
 		if (again)
 			continue; /* blocks were freed meanwhile: look again */
 		if (r || !n)
@@ -362,16 +371,12 @@ ssize_t file_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 	return r ? r : (ssize_t)len;
 }
 
-int64_t lunfs_seek_hole_data(struct lunfs_file *f, uint64_t off, int whence)
+/* lunfs_seek_hole_data under tx */
+static int64_t seek_in(struct txn *tx, struct ofile *of, uint64_t off, int whence)
 {
-	struct lunfs_vol *v = f->v;
-	uint64_t bs = v->sb.file_bs, size;
-	struct txn tx;
+	uint64_t bs = tx->v->sb.file_bs, size;
+	struct fmap fm = {tx, of, NULL, 0};
 	int64_t r;
-	if (whence != LUNFS_SEEK_DATA && whence != LUNFS_SEEK_HOLE)
-		return -EINVAL;
-	tx_begin(v, &tx);
-	struct fmap fm = {&tx, f->of, NULL, 0};
 	if ((r = fmap_size(&fm, &size)))
 		goto out;
 	if (off >= size) {
@@ -393,22 +398,33 @@ int64_t lunfs_seek_hole_data(struct lunfs_file *f, uint64_t off, int whence)
 		}
 	}
 out:
-	tx_end(&tx, r < 0 ? (int)r : 0);
 	free(fm.in);
 	return r;
 }
 
-/* pwrite_mapped's lookup when the open file's cache alone cannot answer:
- * under v->mu, loading what is missing into the cache.  Returns the number
- * of pieces, registered as data I/O (io_enter), -EAGAIN when the slow path
- * must decide, or -errno. */
-static int map_write_locked(struct lunfs_file *f, uint64_t off, size_t len, struct piece *p)
+int64_t lunfs_seek_hole_data(struct lunfs_file *f, uint64_t off, int whence)
 {
-	struct lunfs_vol *v = f->v;
 	struct txn tx;
+	int64_t r;
+	if (whence != LUNFS_SEEK_DATA && whence != LUNFS_SEEK_HOLE)
+		return -EINVAL;
+	int e;
+	TX_RUN(f->v, &tx, e, (int)((r = seek_in(&tx, f->of, off, whence)) < 0 ? r : 0));
+	tx_end(&tx, r < 0 ? (int)r : 0);
+	return e < 0 ? e : r;
+}
+
+/* pwrite_mapped's lookup when the open file's cache alone cannot answer:
+ * under v->mu, loading what is missing into the cache (map_write_in, a
+ * restartable transaction: a map block not cached is read without v->mu).
+ * Returns the number of pieces, registered as data I/O (io_enter), -EAGAIN
+ * when the slow path must decide, or -errno. */
+static int map_write_in(struct txn *tx, struct lunfs_file *f, uint64_t off, size_t len,
+			struct piece *p)
+{
+	struct lunfs_vol *v = tx->v;
 	int r = 0, n = 0;
-	tx_begin(v, &tx);
-	struct fmap fm = {&tx, f->of, NULL, 0};
+	struct fmap fm = {tx, f->of, NULL, 0};
 	uint64_t size;
 	/* the size from the open file's cache (loaded once under the pinned
 	 * lock): a write past it changes the inode, the slow path's job */
@@ -429,15 +445,27 @@ static int map_write_locked(struct lunfs_file *f, uint64_t off, size_t len, stru
 		r = -EAGAIN;
 		goto out;
 	}
+	if (tx->need.kind) {
+		r = -ERESTART_TX; /* a run that starts over registers nothing */
+		goto out;
+	}
 	if ((r = io_enter(v)))
 		goto out; /* -EAGAIN: blocks were freed meanwhile: the slow path looks again */
 	struct lunfs_time now;
 	ino_now(&now);
 	of_touch(f->of, &now);
 out:
-	tx_end(&tx, 0);
 	free(fm.in);
 	return r ? r : n;
+}
+
+static int map_write_locked(struct lunfs_file *f, uint64_t off, size_t len, struct piece *p)
+{
+	struct txn tx;
+	int r;
+	TX_RUN(f->v, &tx, r, map_write_in(&tx, f, off, len, p));
+	tx_end(&tx, 0);
+	return r;
 }
 
 /* The fast path of lunfs_pwrite: every piece of the request is an allocated
