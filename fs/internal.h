@@ -511,7 +511,8 @@ static inline int mode_writable(int mode)
  * as held by an open (LK_HOLD_OPEN), until its last close.  v->mu held. */
 int of_pin(struct lunfs_vol *v, struct ofile *of, int want);
 /* vol.c: drops a pin of h; the last one releases it at once (checkpoint
- * first).  v->mu held. */
+ * first), with v->mu dropped for the checkpoint and the CAW.  v->mu held
+ * on entry and return. */
 int vl_release_now(struct lunfs_vol *v, struct held *h);
 /* vol.c: releases h (checkpoint first: the journal rule), dropping its
  * cached blocks.  v->mu held. */

@@ -108,7 +108,7 @@ static int mode_covers(int held, int want)
 }
 
 static void release_unpinned(struct lunfs_vol *v, uint64_t idle_ms, int drop);
-static int release_dropping(struct lunfs_vol *v, struct held **hs, int n);
+static int release_dropping(struct lunfs_vol *v, struct held **hs, int n, int *rel_err);
 
 /* Another host waits for a lock we only linger on: let it go, and give the
  * waiter a moment to take it before we queue behind it (fairness).  That
@@ -118,7 +118,7 @@ static int yield(struct lunfs_vol *v, struct held *h, int may_drop)
 {
 	VOL_HELD(v);
 	uint64_t off = h->lk.off;
-	int r = may_drop ? release_dropping(v, &h, 1) : vl_release(v, h);
+	int r = may_drop ? release_dropping(v, &h, 1, NULL) : vl_release(v, h);
 	if (r)
 		return r;
 	if (may_drop)
@@ -361,7 +361,8 @@ int vl_release_now(struct lunfs_vol *v, struct held *h)
 		return 0;
 	if (hb_ok(v->hb))
 		return -EFENCED;
-	return vl_release(v, h);
+	int e = 0, r = release_dropping(v, &h, 1, &e);
+	return r ? r : e;
 }
 
 /* Releases the n holds hs (unpinned, nobody acquiring them) with v->mu
@@ -371,8 +372,10 @@ int vl_release_now(struct lunfs_vol *v, struct held *h)
  * (the journal rule: every transaction that changed a block under them was
  * sealed before, since none pins them), their cached blocks are dropped,
  * and their records released.  A hold whose checkpoint fails stays.  v->mu
- * held on entry and return.  Returns 0 or the checkpoint's -errno. */
-static int release_dropping(struct lunfs_vol *v, struct held **hs, int n)
+ * held on entry and return.  Returns 0 or the checkpoint's -errno (the
+ * holds stay); the first failed release's -errno goes to *rel_err (if not
+ * NULL; that hold is gone all the same). */
+static int release_dropping(struct lunfs_vol *v, struct held **hs, int n, int *rel_err)
 {
 	VOL_HELD(v);
 	struct acq **a = calloc(n, sizeof(*a));
@@ -395,7 +398,9 @@ static int release_dropping(struct lunfs_vol *v, struct held **hs, int n)
 	if (!r) {
 		pthread_mutex_unlock(&v->mu);
 		for (int i = 0; i < n; i++) {
-			lk_release(v->hb, &hs[i]->lk);
+			int e = lk_release(v->hb, &hs[i]->lk);
+			if (e && rel_err && !*rel_err)
+				*rel_err = e;
 			free(hs[i]);
 		}
 		pthread_mutex_lock(&v->mu);
@@ -436,7 +441,7 @@ static void release_unpinned(struct lunfs_vol *v, uint64_t idle_ms, int drop)
 		go[ngo++] = h;
 	}
 	if (ngo)
-		release_dropping(v, go, ngo);
+		release_dropping(v, go, ngo, NULL);
 	free(go);
 }
 

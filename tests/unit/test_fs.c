@@ -1927,6 +1927,61 @@ START_TEST(linger_checkpoint_outside_volume_mutex)
 }
 END_TEST
 
+/* A last close releases the file's lock (checkpoint, CAW) without the
+ * volume mutex: with the device frozen under that checkpoint, a getxattr
+ * of another open file (cached) finishes meanwhile. */
+struct lc_job {
+	struct lunfs_file *f;
+	int res;
+	_Atomic int done;
+};
+
+static void *lc_close(void *a)
+{
+	struct lc_job *j = a;
+	j->res = lunfs_close(j->f);
+	j->done = 1;
+	return NULL;
+}
+
+START_TEST(last_close_releases_outside_volume_mutex)
+{
+	char *p;
+	struct dev *d;
+	struct lunfs_vol *v = mnt_faulty(&p, &d);
+	struct lunfs_file *fy;
+	struct lc_job a = {0};
+	uint64_t x = mkfile(v, 1, "x"), y = mkfile(v, 1, "y");
+	ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_EXCL, &a.f), 0);
+	ck_assert_int_eq(lunfs_open(v, y, LUNFS_OPEN_EXCL, &fy), 0);
+	ck_assert_int_eq(lunfs_setxattr(v, y, "user.k2", "v2", 2, 0), 0);
+	ck_assert_int_eq(lunfs_setxattr(v, x, "user.k3", "v3", 2, 0), 0); /* homes pending */
+	struct dev_stats s0;
+	lunfs_dev_stats(v, &s0);
+	dev_faulty_freeze(d, 1);
+	pthread_t ta, tb;
+	ck_assert_int_eq(pthread_create(&ta, NULL, lc_close, &a), 0);
+	int writing = wait_dev_io(v, &s0, 0, 1); /* its checkpoint's first home */
+	struct cj_job b = {.v = v, .ino = y};
+	ck_assert_int_eq(pthread_create(&tb, NULL, cj_getxattr, &b), 0);
+	for (int ms = 0; ms < 1500 && !b.done; ms += 10)
+		usleep(10 * 1000);
+	int b_done = b.done, a_done = a.done;
+	dev_faulty_freeze(d, 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	ck_assert(writing);
+	ck_assert(!a_done);
+	ck_assert_msg(b_done, "a cached getxattr waited for a last close's release");
+	ck_assert_int_eq(a.res, 0);
+	ck_assert_int_eq(b.res, 2);
+	ck_assert_int_eq(lunfs_close(fy), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 /* A truncate's tail zeros are never durable before its journal record,
  * also when its seal must checkpoint first for too many pending homes
  * (that checkpoint runs before the zeroing): the flush after the zeroing
@@ -1974,6 +2029,7 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, punch_never_recaches_freed_block);
 	tcase_add_test(tc, metadata_waits_outside_volume_mutex);
 	tcase_add_test(tc, linger_checkpoint_outside_volume_mutex);
+	tcase_add_test(tc, last_close_releases_outside_volume_mutex);
 	tcase_add_test(tc, failed_op_beside_commit_in_flight);
 	tcase_add_test(tc, truncate_zeroes_after_pending_checkpoint);
 	tcase_add_test(tc, group_commit_holes);
