@@ -55,6 +55,36 @@ int tu_fsck(const char *path)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+static void *bg_run(void *a)
+{
+	struct tu_bg *b = a;
+	b->res = b->fn(b->arg);
+	b->done = 1;
+	return NULL;
+}
+
+void tu_bg_start(struct tu_bg *b, int (*fn)(void *), void *arg)
+{
+	b->fn = fn;
+	b->arg = arg;
+	b->res = 0;
+	b->done = 0;
+	ck_assert_int_eq(pthread_create(&b->t, NULL, bg_run, b), 0);
+}
+
+int tu_bg_wait(struct tu_bg *b, int ms)
+{
+	for (int t = 0; t < ms && !b->done; t += 10)
+		usleep(10 * 1000);
+	return b->done;
+}
+
+int tu_bg_join(struct tu_bg *b)
+{
+	pthread_join(b->t, NULL);
+	return b->res;
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/lunfs-unit.XXXXXX";

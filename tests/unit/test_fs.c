@@ -1812,41 +1812,47 @@ struct mw_job {
 	struct lunfs_vol *v;
 	uint64_t ino;
 	int mknod;
-	int res;
-	_Atomic int done;
 };
 
-static void *mw_stalled(void *a)
+static int mw_stalled(void *a)
 {
 	struct mw_job *j = a;
 	struct lunfs_stat st;
-	j->res = j->mknod ? lunfs_mknod(j->v, j->ino, "z", S_IFREG | 0644, 0, NULL, &st)
-			  : lunfs_getattr(j->v, j->ino, &st);
-	j->done = 1;
-	return NULL;
+	return j->mknod ? lunfs_mknod(j->v, j->ino, "z", S_IFREG | 0644, 0, NULL, &st)
+			: lunfs_getattr(j->v, j->ino, &st);
 }
 
-/* Starts mw_stalled on the frozen device and a cached getxattr of ino
- * beside it; returns whether the getxattr finished while the other waited. */
-static int mw_round(struct lunfs_vol *v, struct dev *d, struct mw_job *a, uint64_t ino)
+/* The getxattr of user.k2 of the inode *a (cached: 2). */
+static int getxattr_k2(void *a)
 {
-	struct cj_job b = {.v = v, .ino = ino};
+	struct cj_job *j = a;
+	char buf[8];
+	return lunfs_getxattr(j->v, j->ino, "user.k2", buf, sizeof(buf));
+}
+
+/* With the device frozen, starts stalled(arg), waits until the device
+ * counted reads (reads) or writes past s0 (it reached the device), starts
+ * a cached getxattr of ino beside it, thaws after at most 1.5 s; returns
+ * whether the getxattr finished while the other waited, and the stalled
+ * call's result in *res. */
+static int stall_round(struct lunfs_vol *v, struct dev *d, int reads, int (*stalled)(void *),
+		       void *arg, uint64_t ino, int *res)
+{
+	struct cj_job cj = {.v = v, .ino = ino};
+	struct tu_bg a, b;
 	struct dev_stats s0;
-	pthread_t ta, tb;
 	lunfs_dev_stats(v, &s0);
 	dev_faulty_freeze(d, 1);
-	ck_assert_int_eq(pthread_create(&ta, NULL, mw_stalled, a), 0);
-	ck_assert(wait_dev_io(v, &s0, 1, 1)); /* it reached the device */
+	tu_bg_start(&a, stalled, arg);
+	int reached = wait_dev_io(v, &s0, reads, 1);
 	usleep(100 * 1000);
-	ck_assert_int_eq(pthread_create(&tb, NULL, cj_getxattr, &b), 0);
-	for (int ms = 0; ms < 1500 && !b.done; ms += 10)
-		usleep(10 * 1000);
-	int b_done = b.done, a_done = a->done;
+	tu_bg_start(&b, getxattr_k2, &cj);
+	int b_done = tu_bg_wait(&b, 1500), a_done = a.done;
 	dev_faulty_freeze(d, 0);
-	pthread_join(ta, NULL);
-	pthread_join(tb, NULL);
+	*res = tu_bg_join(&a);
+	ck_assert_int_eq(tu_bg_join(&b), 2);
+	ck_assert(reached);
 	ck_assert(!a_done); /* it did wait for the device */
-	ck_assert_int_eq(b.res, 2);
 	return b_done;
 }
 
@@ -1865,13 +1871,15 @@ START_TEST(metadata_waits_outside_volume_mutex)
 	uint64_t x = mkfile(v, 1, "x");
 	ck_assert_int_eq(lunfs_setxattr(v, x, "user.k2", "v2", 2, 0), 0); /* cached */
 	/* a read of a block nobody cached */
-	struct mw_job a = {.v = v, .ino = y};
-	ck_assert_msg(mw_round(v, d, &a, x), "a cached getxattr waited for a getattr's device read");
-	ck_assert_int_eq(a.res, 0);
+	struct mw_job a = {.v = v, .ino = y}, m = {.v = v, .ino = d2, .mknod = 1};
+	int res;
+	ck_assert_msg(stall_round(v, d, 1, mw_stalled, &a, x, &res),
+		      "a cached getxattr waited for a getattr's device read");
+	ck_assert_int_eq(res, 0);
 	/* a lock acquisition (the directory's, to create in it) */
-	struct mw_job m = {.v = v, .ino = d2, .mknod = 1};
-	ck_assert_msg(mw_round(v, d, &m, x), "a cached getxattr waited for a lock acquisition");
-	ck_assert_int_eq(m.res, 0);
+	ck_assert_msg(stall_round(v, d, 1, mw_stalled, &m, x, &res),
+		      "a cached getxattr waited for a lock acquisition");
+	ck_assert_int_eq(res, 0);
 	ck_assert_int_eq(lunfs_lookup(v, d2, "z", &st), 0);
 	ck_assert_int_eq(lunfs_unmount(v), 0);
 	unlink(p);
@@ -1905,16 +1913,13 @@ START_TEST(linger_checkpoint_outside_volume_mutex)
 	 * (the homes are 300 ms old), or in its poll of the superblock (an
 	 * online grow), whichever came first */
 	usleep(700 * 1000);
-	struct cj_job b = {.v = v, .ino = y};
-	pthread_t tb;
-	ck_assert_int_eq(pthread_create(&tb, NULL, cj_getxattr, &b), 0);
-	for (int ms = 0; ms < 1500 && !b.done; ms += 10)
-		usleep(10 * 1000);
-	int b_done = b.done;
+	struct cj_job cj = {.v = v, .ino = y};
+	struct tu_bg b;
+	tu_bg_start(&b, getxattr_k2, &cj);
+	int b_done = tu_bg_wait(&b, 1500);
 	dev_faulty_freeze(d, 0);
-	pthread_join(tb, NULL);
+	ck_assert_int_eq(tu_bg_join(&b), 2);
 	ck_assert_msg(b_done, "a cached getxattr waited for the linger thread's device I/O");
-	ck_assert_int_eq(b.res, 2);
 	ck_assert_int_eq(lunfs_close(f), 0);
 	ck_assert_int_eq(lunfs_unmount(v), 0);
 	v = mnt(p, "h1");
@@ -1930,18 +1935,9 @@ END_TEST
 /* A last close releases the file's lock (checkpoint, CAW) without the
  * volume mutex: with the device frozen under that checkpoint, a getxattr
  * of another open file (cached) finishes meanwhile. */
-struct lc_job {
-	struct lunfs_file *f;
-	int res;
-	_Atomic int done;
-};
-
-static void *lc_close(void *a)
+static int close_file(void *f)
 {
-	struct lc_job *j = a;
-	j->res = lunfs_close(j->f);
-	j->done = 1;
-	return NULL;
+	return lunfs_close(f);
 }
 
 START_TEST(last_close_releases_outside_volume_mutex)
@@ -1949,32 +1945,17 @@ START_TEST(last_close_releases_outside_volume_mutex)
 	char *p;
 	struct dev *d;
 	struct lunfs_vol *v = mnt_faulty(&p, &d);
-	struct lunfs_file *fy;
-	struct lc_job a = {0};
+	struct lunfs_file *fx, *fy;
 	uint64_t x = mkfile(v, 1, "x"), y = mkfile(v, 1, "y");
-	ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_EXCL, &a.f), 0);
+	ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_EXCL, &fx), 0);
 	ck_assert_int_eq(lunfs_open(v, y, LUNFS_OPEN_EXCL, &fy), 0);
 	ck_assert_int_eq(lunfs_setxattr(v, y, "user.k2", "v2", 2, 0), 0);
 	ck_assert_int_eq(lunfs_setxattr(v, x, "user.k3", "v3", 2, 0), 0); /* homes pending */
-	struct dev_stats s0;
-	lunfs_dev_stats(v, &s0);
-	dev_faulty_freeze(d, 1);
-	pthread_t ta, tb;
-	ck_assert_int_eq(pthread_create(&ta, NULL, lc_close, &a), 0);
-	int writing = wait_dev_io(v, &s0, 0, 1); /* its checkpoint's first home */
-	struct cj_job b = {.v = v, .ino = y};
-	ck_assert_int_eq(pthread_create(&tb, NULL, cj_getxattr, &b), 0);
-	for (int ms = 0; ms < 1500 && !b.done; ms += 10)
-		usleep(10 * 1000);
-	int b_done = b.done, a_done = a.done;
-	dev_faulty_freeze(d, 0);
-	pthread_join(ta, NULL);
-	pthread_join(tb, NULL);
-	ck_assert(writing);
-	ck_assert(!a_done);
-	ck_assert_msg(b_done, "a cached getxattr waited for a last close's release");
-	ck_assert_int_eq(a.res, 0);
-	ck_assert_int_eq(b.res, 2);
+	int res;
+	/* the close's checkpoint writes the first home: it waits there */
+	ck_assert_msg(stall_round(v, d, 0, close_file, fx, y, &res),
+		      "a cached getxattr waited for a last close's release");
+	ck_assert_int_eq(res, 0);
 	ck_assert_int_eq(lunfs_close(fy), 0);
 	ck_assert_int_eq(lunfs_unmount(v), 0);
 	unlink(p);

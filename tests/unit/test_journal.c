@@ -386,32 +386,14 @@ END_TEST
  * (2) one already under way is waited out by jnl_txn_make_room, so that
  * none of its flushes comes between the caller's zeroing and the journal
  * write. */
-struct ck_job {
-	struct jnl *j;
-	int r;
-	_Atomic int done;
-};
-
-static void *ck_run(void *a)
+static int checkpoint_job(void *j)
 {
-	struct ck_job *c = a;
-	c->r = jnl_checkpoint(c->j);
-	c->done = 1;
-	return NULL;
+	return jnl_checkpoint(j);
 }
 
-struct seal_job {
-	struct jnl_txn *t;
-	int r;
-	_Atomic int done;
-};
-
-static void *seal_run(void *a)
+static int seal_job(void *t)
 {
-	struct seal_job *s = a;
-	s->r = jnl_txn_seal(s->t);
-	s->done = 1;
-	return NULL;
+	return jnl_txn_seal(t);
 }
 
 static void *thaw_later(void *a)
@@ -452,27 +434,20 @@ START_TEST(checkpoint_beside_zeroing_commit)
 	ck_assert_int_eq(jnl_txn_begin(j, &t), 0);
 	ck_assert_int_eq(jnl_txn_add(t, geom_meta_blk(&sb, 900), blk), 0);
 	ck_assert_int_eq(jnl_txn_make_room(t), 0);
-	struct ck_job c = {.j = j};
-	struct seal_job sj = {.t = t};
-	pthread_t tc, ts;
-	ck_assert_int_eq(pthread_create(&tc, NULL, ck_run, &c), 0);
-	usleep(200 * 1000);
-	ck_assert(!c.done); /* it waits for t */
-	ck_assert_int_eq(pthread_create(&ts, NULL, seal_run, &sj), 0);
-	for (int ms = 0; ms < 3000 && !sj.done; ms += 10)
-		usleep(10 * 1000);
-	ck_assert_msg(sj.done, "the seal waited for a checkpoint that waits for it");
-	pthread_join(ts, NULL);
-	ck_assert_int_eq(sj.r, 0);
+	struct tu_bg c, sj;
+	tu_bg_start(&c, checkpoint_job, j);
+	ck_assert(!tu_bg_wait(&c, 200)); /* it waits for t */
+	tu_bg_start(&sj, seal_job, t);
+	ck_assert_msg(tu_bg_wait(&sj, 3000), "the seal waited for a checkpoint that waits for it");
+	ck_assert_int_eq(tu_bg_join(&sj), 0);
 	ck_assert_int_eq(jnl_txn_write(t), 0);
-	pthread_join(tc, NULL);
-	ck_assert_int_eq(c.r, 0);
+	ck_assert_int_eq(tu_bg_join(&c), 0);
 	/* (2) a checkpoint under way (frozen in its home writes) */
 	commit_blocks(j, &sb, 1, 4);
-	struct ck_job c2 = {.j = j};
+	struct tu_bg c2;
 	pthread_t tt;
 	dev_faulty_freeze(f, 1);
-	ck_assert_int_eq(pthread_create(&tc, NULL, ck_run, &c2), 0);
+	tu_bg_start(&c2, checkpoint_job, j);
 	usleep(100 * 1000);
 	ck_assert_int_eq(pthread_create(&tt, NULL, thaw_later, f), 0);
 	ck_assert_int_eq(jnl_txn_begin(j, &t), 0);
@@ -484,9 +459,8 @@ START_TEST(checkpoint_beside_zeroing_commit)
 	usleep(400 * 1000);
 	dev_get_stats(f, &s1);
 	pthread_join(tt, NULL);
-	pthread_join(tc, NULL);
+	ck_assert_int_eq(tu_bg_join(&c2), 0);
 	ck_assert_msg(s1.flushes == s0.flushes, "a checkpoint flushed after jnl_txn_make_room");
-	ck_assert_int_eq(c2.r, 0);
 	ck_assert_int_eq(jnl_txn_seal(t), 0);
 	ck_assert_int_eq(jnl_txn_write(t), 0);
 	ck_assert_int_eq(jnl_close(j), 0);
