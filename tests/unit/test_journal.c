@@ -265,6 +265,18 @@ START_TEST(hostile_target_rejected)
 END_TEST
 
 
+/* A fresh 64 MiB volume (*p) on the faulty device (*f), with journal 0
+ * opened (*j, whose geometry it returns). */
+static struct jnl_geom faulty_journal(struct lunfs_sb *sb, char **p, struct dev **f,
+				      struct jnl **j)
+{
+	*p = tu_volume(64 << 20, sb);
+	ck_assert_int_eq(dev_faulty_wrap(tu_open(*p), f), 0);
+	struct jnl_geom g = geom_of(sb, 0);
+	ck_assert_int_eq(jnl_open(*f, &g, NULL, j, NULL), 0);
+	return g;
+}
+
 /* The commit contract (jnl.h): a transaction that is durable is reported
  * committed, and a checkpoint that fails after it (the next seal's, with
  * too many homes pending) fails only the transaction that needed it,
@@ -272,12 +284,10 @@ END_TEST
 START_TEST(commit_durable_despite_failed_checkpoint)
 {
 	struct lunfs_sb sb;
-	char *p = tu_volume(64 << 20, &sb);
+	char *p;
 	struct dev *f;
-	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &f), 0);
-	struct jnl_geom g = geom_of(&sb, 0);
 	struct jnl *j;
-	ck_assert_int_eq(jnl_open(f, &g, NULL, &j, NULL), 0); /* write 1: the header */
+	struct jnl_geom g = faulty_journal(&sb, &p, &f, &j); /* write 1: the header */
 	jnl_test_set_pend_max(j, 1); /* 2 homes pending: the next seal checkpoints */
 	/* write 2 is the log write, made durable by its flush; the power cut
 	 * right after write 3 (the next seal's checkpoint's first home) fails
@@ -419,15 +429,13 @@ static void commit_blocks(struct jnl *j, struct lunfs_sb *sb, uint64_t first, ui
 START_TEST(checkpoint_beside_zeroing_commit)
 {
 	struct lunfs_sb sb;
-	char *p = tu_volume(64 << 20, &sb);
+	char *p;
 	struct dev *f;
-	ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &f), 0);
-	struct jnl_geom g = geom_of(&sb, 0);
 	struct jnl *j;
 	struct jnl_txn *t;
+	faulty_journal(&sb, &p, &f, &j);
 	uint8_t *blk = dev_alloc(4096);
 	memset(blk, 0x5a, 4096);
-	ck_assert_int_eq(jnl_open(f, &g, NULL, &j, NULL), 0);
 	/* (1) the log nearly full: the next transaction wraps */
 	uint64_t logblocks = sb.jnl_size / 4096 - 1;
 	commit_blocks(j, &sb, 1, logblocks - 4);
