@@ -371,19 +371,17 @@ ssize_t file_pread(struct lunfs_file *f, void *buf, size_t len, uint64_t off)
 	return r ? r : (ssize_t)len;
 }
 
-/* lunfs_seek_hole_data under tx */
-static int64_t seek_in(struct txn *tx, struct ofile *of, uint64_t off, int whence)
+/* lunfs_seek_hole_data under tx: the offset in *pos, or -errno */
+static int seek_in(struct txn *tx, struct ofile *of, uint64_t off, int whence, int64_t *pos)
 {
-	uint64_t bs = tx->v->sb.file_bs, size;
+	uint64_t bs = tx->v->sb.file_bs, size = 0;
 	struct fmap fm = {tx, of, NULL, 0};
-	int64_t r;
-	if ((r = fmap_size(&fm, &size)))
+	int r = fmap_size(&fm, &size);
+	if (r || (r = off >= size ? -ENXIO : 0))
 		goto out;
-	if (off >= size) {
-		r = -ENXIO;
-		goto out;
-	}
-	r = whence == LUNFS_SEEK_DATA ? -ENXIO : (int64_t)size;
+	/* no data block from off on: ENXIO; no hole: the end of the file */
+	r = whence == LUNFS_SEEK_DATA ? -ENXIO : 0;
+	*pos = size;
 	for (uint64_t lblk = off / bs; lblk * bs < size; lblk++) {
 		uint64_t ptr;
 		int e = fmap_get(&fm, lblk, &ptr);
@@ -391,9 +389,9 @@ static int64_t seek_in(struct txn *tx, struct ofile *of, uint64_t off, int whenc
 			r = e;
 			break;
 		}
-		int data = ptr && !(ptr & PTR_TBZ);
-		if (data == (whence == LUNFS_SEEK_DATA)) {
-			r = lblk * bs > off ? (int64_t)(lblk * bs) : (int64_t)off;
+		if ((ptr && !(ptr & PTR_TBZ)) == (whence == LUNFS_SEEK_DATA)) {
+			*pos = lblk * bs > off ? lblk * bs : off;
+			r = 0;
 			break;
 		}
 	}
@@ -405,13 +403,13 @@ out:
 int64_t lunfs_seek_hole_data(struct lunfs_file *f, uint64_t off, int whence)
 {
 	struct txn tx;
-	int64_t r;
+	int64_t pos = 0;
+	int r;
 	if (whence != LUNFS_SEEK_DATA && whence != LUNFS_SEEK_HOLE)
 		return -EINVAL;
-	int e;
-	TX_RUN(f->v, &tx, e, (int)((r = seek_in(&tx, f->of, off, whence)) < 0 ? r : 0));
-	tx_end(&tx, r < 0 ? (int)r : 0);
-	return e < 0 ? e : r;
+	TX_RUN(f->v, &tx, r, seek_in(&tx, f->of, off, whence, &pos));
+	tx_end(&tx, r);
+	return r ? r : pos;
 }
 
 /* pwrite_mapped's lookup when the open file's cache alone cannot answer:

@@ -651,16 +651,13 @@ int tx_lock(struct txn *tx, uint64_t off, uint64_t object, int mode)
 		for (int i = 0; i < tx->npinned; i++)
 			if (tx->pinned[i] == h)
 				return 0;
-	if (tx_can_restart(tx) && !vl_ready(tx->v, h, off, mode)) {
-		/* acquired (or waited for) by tx_retry, without v->mu */
-		tx->need = (struct tx_need){.kind = NEED_LOCK, .off = off, .object = object,
-					    .mode = mode};
-		return -ERESTART_TX;
-	}
+	/* acquired (or waited for) by tx_retry, without v->mu */
+	int r = tx_want_lock(tx, off, object, mode);
+	if (r)
+		return r;
 	/* nothing read or changed under a lock yet: its wait may drop v->mu */
 	int may_drop = !tx->npinned && !tx->ndirty && !tx->draining && !tx->transient;
-	int r = vl_get(tx->v, off, object, mode, may_drop, &h);
-	if (r)
+	if ((r = vl_get(tx->v, off, object, mode, may_drop, &h)))
 		return r;
 	for (int i = 0; i < tx->npinned; i++)
 		if (tx->pinned[i] == h) {

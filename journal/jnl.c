@@ -381,12 +381,8 @@ static struct pend *pend_find(struct pend *p, uint64_t target)
 static void pend_free(struct jnl *j)
 {
 	for (unsigned b = 0; b < PEND_BUCKETS; b++) {
-		while (j->pend[b]) {
-			struct pend *p = j->pend[b];
-			j->pend[b] = p->next;
-			free(p->img);
-			free(p);
-		}
+		pend_list_free(j->pend[b]);
+		j->pend[b] = NULL;
 	}
 	j->npend = 0;
 }
