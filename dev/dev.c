@@ -307,9 +307,12 @@ int dev_reserve(struct dev *d, uint64_t off, uint64_t len)
 	return d->ops->reserve ? d->ops->reserve(d, off, len) : -EOPNOTSUPP;
 }
 
-int dev_submit(struct dev *d, struct dev_io **ios, unsigned n)
+/* Checks a batch for dev_submit and dev_tq_submit and counts it; sets
+ * *writes when it holds a write.  0 or the first request's error (nothing
+ * counted then). */
+static int check_batch(struct dev *d, struct dev_io **ios, unsigned n, int *writes)
 {
-	int writes = 0;
+	*writes = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct dev_io *io = ios[i];
 		size_t len = io->op == DEV_OP_FLUSH ? 0 : dev_iov_len(io->iov, io->iovcnt);
@@ -320,33 +323,107 @@ int dev_submit(struct dev *d, struct dev_io **ios, unsigned n)
 			r = -EINVAL;
 		if (r)
 			return r;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct dev_io *io = ios[i];
+		size_t len = io->op == DEV_OP_FLUSH ? 0 : dev_iov_len(io->iov, io->iovcnt);
 		if (io->op == DEV_OP_READ) {
 			STAT_ADD(d, reads, 1);
 			STAT_ADD(d, read_bytes, len);
 		} else if (io->op == DEV_OP_WRITE) {
-			writes = 1;
+			*writes = 1;
 			STAT_ADD(d, writes, 1);
 			STAT_ADD(d, write_bytes, len);
 		} else {
 			STAT_ADD(d, flushes, 1);
 		}
 	}
-	int r = writes ? dev_guard(d) : 0;
-	if (r)
-		return r;
-	return d->ops->submit(d, ios, n);
+	return 0;
 }
 
-int dev_reap(struct dev *d, unsigned min, struct dev_io **out, unsigned max)
+/* What a reaped request's error means for the device (dev_reap, dev_tq_run):
+ * a refused write fences, a full storage is said. */
+static void reaped(struct dev *d, struct dev_io **out, int n)
 {
-	int n = d->ops->reap(d, min, out, max);
 	for (int i = 0; i < n; i++) {
 		if (out[i]->op != DEV_OP_READ && out[i]->res == -EACCES)
 			out[i]->res = fenced(d, -EACCES);
 		if (out[i]->op != DEV_OP_READ && out[i]->res == -ENOSPC)
 			full(d, -ENOSPC);
 	}
+}
+
+int dev_submit(struct dev *d, struct dev_io **ios, unsigned n)
+{
+	int writes, r = check_batch(d, ios, n, &writes);
+	if (!r && writes)
+		r = dev_guard(d);
+	return r ? r : d->ops->submit(d, ios, n);
+}
+
+int dev_reap(struct dev *d, unsigned min, struct dev_io **out, unsigned max)
+{
+	int n = d->ops->reap(d, min, out, max);
+	reaped(d, out, n);
 	return n;
+}
+
+int dev_tq_open(struct dev *d, struct dev_tq **out)
+{
+	*out = NULL;
+	if (!d->ops->tq_open || !(d->caps & DEV_CAP_ASYNC_MT))
+		return -EOPNOTSUPP;
+	int r = d->ops->tq_open(d, out);
+	if (!r)
+		(*out)->d = d;
+	return r;
+}
+
+int dev_tq_watch(struct dev_tq *q, int fd)
+{
+	return q->d->ops->tq_watch(q, fd);
+}
+
+int dev_tq_submit(struct dev_tq *q, struct dev_io **ios, unsigned n)
+{
+	struct dev *d = q->d;
+	int writes, r = check_batch(d, ios, n, &writes);
+	if (!r && writes)
+		r = dev_guard(d);
+	if (!r && (r = d->ops->tq_submit(q, ios, n, writes)) >= 0)
+		q->inflight += n;
+	return r;
+}
+
+int dev_tq_run(struct dev_tq *q, int timeout_ms, struct dev_io **out, unsigned max, int *fired)
+{
+	int n = q->d->ops->tq_run(q, timeout_ms, out, max, fired);
+	if (n > 0) {
+		q->inflight -= (unsigned)n;
+		reaped(q->d, out, n);
+	}
+	return n;
+}
+
+unsigned dev_tq_inflight(const struct dev_tq *q)
+{
+	return q->inflight;
+}
+
+void dev_tq_close(struct dev_tq *q)
+{
+	if (!q)
+		return;
+	struct dev_io *out[64];
+	int fired;
+	/* nothing may outlive the queue: its requests point into the caller's
+	 * memory */
+	while (q->inflight) {
+		int n = dev_tq_run(q, 100, out, 64, &fired);
+		if (n < 0 && n != -EINTR && n != -ETIME)
+			break;
+	}
+	q->d->ops->tq_close(q);
 }
 
 int dev_sync_submit(struct dev *d, struct dev_io **ios, unsigned n)

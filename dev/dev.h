@@ -153,6 +153,32 @@ int dev_reserve(struct dev *d, uint64_t off, uint64_t len);
 int dev_submit(struct dev *d, struct dev_io **ios, unsigned n);
 int dev_reap(struct dev *d, unsigned min, struct dev_io **out, unsigned max);
 
+/* A thread's own queue, for an event loop (the FUSE daemon's): the thread
+ * that opened it submits to it and reaps from it, and nothing else touches
+ * it.  The kernel completes its requests while that thread waits in
+ * dev_tq_run (no other thread is woken per request), and a batch of queued
+ * requests reaches the device in one system call.  It can watch one file
+ * descriptor as well, so the loop waits for its next job and for its
+ * completions in one place.  Devices with DEV_CAP_ASYNC_MT only
+ * (-EOPNOTSUPP elsewhere).
+ *
+ * dev_tq_submit queues n requests (all or none: -EBUSY when the queue is
+ * full, or the error of the first bad one).  The write guard runs there and
+ * again right before the batch is handed to the device (dev_tq_run): a write
+ * refused then completes with the guard's error.  dev_tq_run hands over what
+ * is queued, then waits up to timeout_ms (0: no wait; < 0: no limit) until
+ * a request completed or the watched descriptor became readable; it stores
+ * up to max completed requests in out and sets *fired when the descriptor
+ * fired (edge: read it until it would block).  Returns the number stored,
+ * or -errno.  dev_tq_close waits for the queue's requests first. */
+struct dev_tq;
+int dev_tq_open(struct dev *d, struct dev_tq **out);
+int dev_tq_watch(struct dev_tq *q, int fd);
+int dev_tq_submit(struct dev_tq *q, struct dev_io **ios, unsigned n);
+int dev_tq_run(struct dev_tq *q, int timeout_ms, struct dev_io **out, unsigned max, int *fired);
+unsigned dev_tq_inflight(const struct dev_tq *q);
+void dev_tq_close(struct dev_tq *q);
+
 /* SCSI-3 persistent reservations (iSCSI only; -EOPNOTSUPP elsewhere). */
 enum { DEV_PR_WRITE_EXCLUSIVE_REGS_ONLY = 5 };
 int dev_pr_register(struct dev *d, uint64_t key);

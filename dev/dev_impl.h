@@ -18,6 +18,16 @@ struct dev_ops {
 	int (*reserve)(struct dev *d, uint64_t off, uint64_t len); /* NULL: -EOPNOTSUPP */
 	int (*submit)(struct dev *d, struct dev_io **ios, unsigned n);
 	int (*reap)(struct dev *d, unsigned min, struct dev_io **out, unsigned max);
+	/* A thread's own queue (dev_tq_*); NULL: -EOPNOTSUPP.  tq_submit gets
+	 * checked requests (dev.c ran the guard for a batch with writes) and
+	 * queues all or none; tq_run runs the guard again before it hands
+	 * queued writes to the device. */
+	int (*tq_open)(struct dev *d, struct dev_tq **out);
+	int (*tq_watch)(struct dev_tq *q, int fd);
+	int (*tq_submit)(struct dev_tq *q, struct dev_io **ios, unsigned n, int writes);
+	int (*tq_run)(struct dev_tq *q, int timeout_ms, struct dev_io **out, unsigned max,
+		      int *fired);
+	void (*tq_close)(struct dev_tq *q);
 	int (*pr_register)(struct dev *d, uint64_t key);
 	int (*pr_unregister)(struct dev *d, uint64_t key);
 	int (*pr_reserve)(struct dev *d, uint64_t key, int type);
@@ -53,6 +63,12 @@ struct dev {
 	/* Completed requests of dev_sync_submit(), waiting for dev_sync_reap(). */
 	struct dev_io **done;
 	unsigned ndone, done_cap;
+};
+
+/* Every backend's thread queue embeds this as its first member. */
+struct dev_tq {
+	struct dev *d;
+	unsigned inflight; /* queued or submitted, not reaped */
 };
 
 /* Runs the write guard (dev_set_guard): 0, or the guard's refusal.  Backends

@@ -24,6 +24,7 @@
  * only; that is all the embedded default promises.
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <liburing.h>
 #include <linux/fs.h>
 #include <stdlib.h>
@@ -386,6 +387,165 @@ static int file_reap(struct dev *d, unsigned min, struct dev_io **out, unsigned 
 	return got;
 }
 
+/* A thread's own queue (dev_tq_*): a ring of its own, created with
+ * SINGLE_ISSUER and DEFER_TASKRUN where the kernel has them, so the
+ * completions of its requests are posted while its thread waits in
+ * io_uring_enter (no task work interrupting another thread, no other thread
+ * woken).  Queued requests wait in the submission ring until tq_run; pend[]
+ * remembers the queued writes, so that a guard that refuses them at the
+ * hand-over can turn them into no-ops that complete with its error.
+ * user_data: the dev_io; TQ_WATCH for the watched descriptor's poll; the
+ * dev_io with TQ_REFUSED set for a write turned into a no-op. */
+#define TQ_WATCH 1u
+#define TQ_REFUSED 2u
+
+struct file_tq {
+	struct dev_tq q;
+	struct io_uring ring;
+	int watch_fd;            /* -1: none */
+	int watch_armed;         /* its multishot poll is in the ring */
+	unsigned npend;          /* queued writes in pend[] */
+	struct io_uring_sqe *pend[RING_DEPTH];
+	struct dev_io *pend_io[RING_DEPTH];
+};
+
+static int file_tq_open(struct dev *d, struct dev_tq **out)
+{
+	struct file_tq *q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	(void)d;
+	q->watch_fd = -1;
+	int r = io_uring_queue_init(RING_DEPTH, &q->ring,
+				    getenv("TQ_PLAIN") ? 0 : IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+	if (r == -EINVAL) /* a kernel before 6.1 */
+		r = io_uring_queue_init(RING_DEPTH, &q->ring, 0);
+	if (r < 0) {
+		free(q);
+		return r;
+	}
+	*out = &q->q;
+	return 0;
+}
+
+static struct io_uring_sqe *tq_sqe(struct file_tq *q)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
+	return sqe; /* never NULL: at most RING_DEPTH - 1 requests and the poll */
+}
+
+static int tq_arm(struct file_tq *q)
+{
+	struct io_uring_sqe *sqe = tq_sqe(q);
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_poll_multishot(sqe, q->watch_fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, TQ_WATCH);
+	q->watch_armed = 1;
+	return 0;
+}
+
+static int file_tq_watch(struct dev_tq *dq, int fd)
+{
+	struct file_tq *q = (struct file_tq *)dq;
+	if (q->watch_fd >= 0)
+		return -EBUSY;
+	q->watch_fd = fd;
+	return tq_arm(q);
+}
+
+static int file_tq_submit(struct dev_tq *dq, struct dev_io **ios, unsigned n, int writes)
+{
+	struct file_tq *q = (struct file_tq *)dq;
+	struct file_dev *f = FD(dq->d);
+	(void)writes;
+	/* one entry stays free for the watch's poll */
+	if (dq->inflight + n > RING_DEPTH - 1 || io_uring_sq_space_left(&q->ring) < n + 1)
+		return -EBUSY;
+	for (unsigned i = 0; i < n; i++) {
+		struct dev_io *io = ios[i];
+		struct io_uring_sqe *sqe = tq_sqe(q);
+		if (io->op == DEV_OP_READ)
+			io_uring_prep_readv(sqe, f->fd, io->iov, io->iovcnt, io->off);
+		else if (io->op == DEV_OP_WRITE)
+			io_uring_prep_writev(sqe, f->fd, io->iov, io->iovcnt, io->off);
+		else
+			io_uring_prep_fsync(sqe, f->fd, IORING_FSYNC_DATASYNC);
+		io_uring_sqe_set_data(sqe, io);
+		if (io->op != DEV_OP_READ) {
+			q->pend[q->npend] = sqe;
+			q->pend_io[q->npend++] = io;
+		}
+	}
+	return (int)n;
+}
+
+/* The write guard, right before the queued requests go to the device:
+ * refused writes (and flushes, which a fenced host has no use for) become
+ * no-ops that complete with its error. */
+static void tq_guard(struct file_tq *q)
+{
+	int r = q->npend ? dev_guard(q->q.d) : 0;
+	for (unsigned i = 0; r && i < q->npend; i++) {
+		q->pend_io[i]->res = r;
+		io_uring_prep_nop(q->pend[i]);
+		io_uring_sqe_set_data64(q->pend[i], (uintptr_t)q->pend_io[i] | TQ_REFUSED);
+	}
+	q->npend = 0;
+}
+
+static int file_tq_run(struct dev_tq *dq, int timeout_ms, struct dev_io **out, unsigned max,
+		       int *fired)
+{
+	struct file_tq *q = (struct file_tq *)dq;
+	unsigned got = 0, head, seen = 0;
+	struct io_uring_cqe *cqe;
+	int r;
+	*fired = 0;
+	if (q->watch_fd >= 0 && !q->watch_armed && (r = tq_arm(q)))
+		return r;
+	tq_guard(q);
+	if (timeout_ms == 0) {
+		r = io_uring_submit_and_get_events(&q->ring);
+	} else {
+		struct __kernel_timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000ll};
+		r = io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, timeout_ms > 0 ? &ts : NULL,
+						     NULL);
+	}
+	if (r < 0 && r != -ETIME && r != -EINTR)
+		return r;
+	io_uring_for_each_cqe(&q->ring, head, cqe) {
+		uint64_t ud = io_uring_cqe_get_data64(cqe);
+		if (ud == TQ_WATCH) {
+			*fired = 1;
+			if (!(cqe->flags & IORING_CQE_F_MORE))
+				q->watch_armed = 0; /* armed again at the next run */
+		} else if (got == max) {
+			break;
+		} else {
+			struct dev_io *io = (struct dev_io *)(uintptr_t)(ud & ~(uint64_t)TQ_REFUSED);
+			if (!(ud & TQ_REFUSED)) {
+				int64_t res = cqe->res;
+				if (res >= 0 && io->op != DEV_OP_FLUSH &&
+				    (size_t)res != dev_iov_len(io->iov, io->iovcnt))
+					res = -EIO; /* short at O_DIRECT alignment */
+				io->res = res;
+			}
+			out[got++] = io;
+		}
+		seen++;
+	}
+	io_uring_cq_advance(&q->ring, seen);
+	return (int)got;
+}
+
+static void file_tq_close(struct dev_tq *dq)
+{
+	struct file_tq *q = (struct file_tq *)dq;
+	io_uring_queue_exit(&q->ring);
+	free(q);
+}
+
 static void file_close(struct dev *d)
 {
 	struct file_dev *f = FD(d);
@@ -423,6 +583,11 @@ static const struct dev_ops file_ops = {
 	.reserve = file_reserve,
 	.submit = file_submit,
 	.reap = file_reap,
+	.tq_open = file_tq_open,
+	.tq_watch = file_tq_watch,
+	.tq_submit = file_tq_submit,
+	.tq_run = file_tq_run,
+	.tq_close = file_tq_close,
 	.size = file_size,
 };
 

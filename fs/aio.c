@@ -45,6 +45,7 @@ struct aeng {
 };
 
 struct areq {
+	struct areq *next;     /* a loop's free list */
 	struct lunfs_aio *a;
 	lunfs_aio_done done;
 	struct lunfs_vol *v;   /* for the statistics (ios_end) */
@@ -65,12 +66,18 @@ static void wake(struct aeng *e, pthread_cond_t *cv)
 	pthread_mutex_unlock(&e->mu);
 }
 
-static void finish(struct areq *rq)
+/* Ends rq's request: its result, the statistics, the caller's callback. */
+static void complete(struct areq *rq)
 {
 	struct lunfs_aio *a = rq->a;
 	a->res = rq->err ? rq->err : (ssize_t)a->len;
 	ios_end(rq->v, rq->of, a->op == LUNFS_AIO_WRITE, a->res, rq->t0);
 	rq->done(a);
+}
+
+static void finish(struct areq *rq)
+{
+	complete(rq);
 	free(rq);
 }
 
@@ -157,7 +164,7 @@ void lunfs_aio_start(struct lunfs_file *f, struct lunfs_aio *a, lunfs_aio_done d
 	}
 	struct aeng *e = engine(v);
 	struct areq *rq = e ? calloc(1, sizeof(*rq)) : NULL;
-	int nd = rq ? file_aio_map(f, a, rq->io, rq->iov, rq) : 0;
+	int nd = rq ? file_aio_map(f, a, rq->io, rq->iov, rq, 0) : 0;
 	if (!nd) {
 		free(rq);
 		run_sync(f, a, done);
@@ -221,4 +228,128 @@ void aio_stop(struct lunfs_vol *v)
 	pthread_mutex_lock(&v->mu);
 	v->ioq_busy = 0;
 	pthread_mutex_unlock(&v->mu);
+}
+
+/* ---- lunfs_loop: an event loop's own queue ----
+ *
+ * The same requests as lunfs_aio_start's (file_aio_map, here from the map
+ * cache only, so that trying never waits), on a device queue of the loop's
+ * thread (dev_tq_*): that thread queues them, hands them to the device in
+ * one batch, and reaps and calls back in lunfs_loop_run.  Safety is the
+ * engine's: a request is registered as data I/O (io_enter_fast in
+ * map_cached) before it is queued and leaves at its completion (io_exit),
+ * so no block is freed under it; the device's write guard runs when a write
+ * is queued and again right before the batch goes (dev_tq_run), and a write
+ * it refuses completes with -EFENCED.  The loop is its thread's alone: no
+ * lock.  Its requests come from a free list of its own. */
+/* Completions handled per lunfs_loop_run: the caller goes back to its
+ * watched descriptor between batches, so that a burst of completions (a
+ * batch the device took together) does not keep new requests waiting until
+ * every reply is out. */
+#define LOOP_BATCH 16
+
+struct lunfs_loop {
+	struct lunfs_vol *v;
+	struct dev_tq *q;
+	struct areq *free;
+};
+
+int lunfs_loop_open(struct lunfs_vol *v, struct lunfs_loop **out)
+{
+	struct lunfs_loop *l = calloc(1, sizeof(*l));
+	*out = NULL;
+	if (!l)
+		return -ENOMEM;
+	int r = dev_tq_open(v->d, &l->q);
+	if (r) {
+		free(l);
+		return r;
+	}
+	l->v = v;
+	*out = l;
+	return 0;
+}
+
+int lunfs_loop_watch(struct lunfs_loop *l, int fd)
+{
+	return dev_tq_watch(l->q, fd);
+}
+
+static void loop_put(struct lunfs_loop *l, struct areq *rq)
+{
+	rq->next = l->free;
+	l->free = rq;
+}
+
+int lunfs_loop_try(struct lunfs_loop *l, struct lunfs_file *f, struct lunfs_aio *a,
+		   lunfs_aio_done done)
+{
+	struct lunfs_vol *v = l->v;
+	if ((a->op != LUNFS_AIO_READ && a->op != LUNFS_AIO_WRITE) || f->v != v)
+		return 0;
+	struct areq *rq = l->free;
+	if (rq)
+		l->free = rq->next;
+	else if (!(rq = malloc(sizeof(*rq))))
+		return 0;
+	*rq = (struct areq){0};
+	int nd = file_aio_map(f, a, rq->io, rq->iov, rq, 1);
+	if (!nd) {
+		loop_put(l, rq);
+		return 0;
+	}
+	struct dev_io *ios[2] = {&rq->io[0], &rq->io[1]};
+	if (dev_tq_submit(l->q, ios, nd) != nd) {
+		/* a full queue, or refused (a fenced host: the synchronous path
+		 * says so) */
+		io_exit(v);
+		loop_put(l, rq);
+		return 0;
+	}
+	rq->a = a;
+	rq->done = done;
+	rq->pending = nd;
+	rq->v = v;
+	rq->of = f->of;
+	rq->t0 = ios_begin(v, f->of);
+	return 1;
+}
+
+int lunfs_loop_run(struct lunfs_loop *l, int timeout_ms)
+{
+	struct lunfs_vol *v = l->v;
+	struct dev_io *ios[64];
+	struct areq *fin[64];
+	int fired, nfin = 0;
+	int n = dev_tq_run(l->q, timeout_ms, ios, LOOP_BATCH, &fired);
+	if (n < 0)
+		return n;
+	for (int k = 0; k < n; k++) {
+		struct areq *rq = ios[k]->priv;
+		if (ios[k]->res < 0)
+			rq->err = ios[k]->res;
+		if (!--rq->pending)
+			fin[nfin++] = rq;
+	}
+	io_exit_n(v, nfin);
+	for (int k = 0; k < nfin; k++) {
+		complete(fin[k]);
+		loop_put(l, fin[k]);
+	}
+	return fired;
+}
+
+void lunfs_loop_close(struct lunfs_loop *l)
+{
+	if (!l)
+		return;
+	while (dev_tq_inflight(l->q))
+		if (lunfs_loop_run(l, 100) < 0)
+			break;
+	dev_tq_close(l->q);
+	for (struct areq *rq = l->free, *nx; rq; rq = nx) {
+		nx = rq->next;
+		free(rq);
+	}
+	free(l);
 }

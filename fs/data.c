@@ -776,7 +776,7 @@ static int aio_enter(struct lunfs_vol *v, struct ofile *of, const struct lunfs_a
  * under v->mu.  Returns the number of device requests, or 0: the slow path
  * decides. */
 int file_aio_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io io[2],
-		 struct iovec iov[2], void *priv)
+		 struct iovec iov[2], void *priv, int cached_only)
 {
 	struct lunfs_vol *v = f->v;
 	uint64_t bs = v->sb.file_bs;
@@ -792,6 +792,8 @@ int file_aio_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io io[2],
 			aio_req(a, &io[i], &iov[i], p[i].dev, done, p[i].len, priv);
 		return n;
 	}
+	if (cached_only)
+		return 0;
 	tx_begin(v, &tx);
 	struct fmap fm = {&tx, f->of, NULL, 0};
 	uint64_t size;
@@ -862,7 +864,7 @@ int lunfs_ioq_submit(struct lunfs_ioq *q, struct lunfs_aio **ios, unsigned n)
 			q->done[q->ndone++] = a;
 			continue;
 		}
-		int nd = file_aio_map(q->f, a, rq->io, rq->iov, rq);
+		int nd = file_aio_map(q->f, a, rq->io, rq->iov, rq, 0);
 		if (nd) {
 			rq->pending = nd;
 			q->free = rq->next;

@@ -549,9 +549,11 @@ int file_get_first(struct txn *tx, struct lunfs_inode *in, void *buf, size_t len
  * blocks: aligned, inside the file, nothing to allocate or zero; their priv
  * is priv.  Returns their number, the caller then registered as a data I/O
  * (io_enter: it calls io_exit once they completed), or 0: the synchronous
- * path (lunfs_pread, lunfs_pwrite) must serve a.  v->mu not held. */
+ * path (lunfs_pread, lunfs_pwrite) must serve a.  With cached_only, only
+ * the open file's map cache is asked (no v->mu, no device read: the event
+ * loop's lunfs_loop_try).  v->mu not held. */
 int file_aio_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io io[2],
-		 struct iovec iov[2], void *priv);
+		 struct iovec iov[2], void *priv, int cached_only);
 
 /* aio.c: the completion-driven data path (lunfs_aio_start) */
 struct aeng;

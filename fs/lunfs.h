@@ -299,6 +299,37 @@ void lunfs_ioq_destroy(struct lunfs_ioq *q);
 typedef void (*lunfs_aio_done)(struct lunfs_aio *a);
 void lunfs_aio_start(struct lunfs_file *f, struct lunfs_aio *a, lunfs_aio_done done);
 
+/* ---- an event loop's own queue (the FUSE daemon's loop) ----
+ * One thread opens a loop and is the only one to use it: the loop's reads
+ * and writes of mapped blocks go to the device on a queue of that thread's
+ * own, and their completions are reaped, and done(a) called, by that
+ * thread in lunfs_loop_run.  A loop can watch one file descriptor too, so
+ * its thread waits for new work and for completions in one call.
+ *   lunfs_loop_open: -EOPNOTSUPP when the device has no such queue (iSCSI,
+ *     a test wrapper): serve everything with lunfs_pread/lunfs_pwrite.
+ *   lunfs_loop_try: 1 when a (as for lunfs_aio_start) is on its way (done
+ *     comes from a later lunfs_loop_run; the buffer must stay valid until
+ *     then); 0 when it is not a plain read or write of blocks whose mapping
+ *     the open file has cached (a hole, a partial sector, the end of the
+ *     file, a mapping not cached yet, a fenced host, a full queue): nothing
+ *     was done, serve it with lunfs_pread/lunfs_pwrite (from any thread).
+ *     It never waits for the device or for a lock.
+ *   lunfs_loop_run: hands what was tried to the device, then waits up to
+ *     timeout_ms (0: no wait, < 0: no limit) for a completion or for the
+ *     watched descriptor, and calls done for each completed request.
+ *     Returns 1 when the descriptor became readable (read it until it
+ *     would block: the watch fires on new data, not while data is there), 0
+ *     if not, or -errno.
+ *   lunfs_loop_close: waits for the loop's requests, then frees it; before
+ *     lunfs_unmount. */
+struct lunfs_loop;
+int lunfs_loop_open(struct lunfs_vol *v, struct lunfs_loop **out);
+int lunfs_loop_watch(struct lunfs_loop *l, int fd);
+int lunfs_loop_try(struct lunfs_loop *l, struct lunfs_file *f, struct lunfs_aio *a,
+		   lunfs_aio_done done);
+int lunfs_loop_run(struct lunfs_loop *l, int timeout_ms);
+void lunfs_loop_close(struct lunfs_loop *l);
+
 #ifdef __cplusplus
 }
 #endif

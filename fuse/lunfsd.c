@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <libmount.h>
+#include <linux/fuse.h> /* struct fuse_in_header: the loop looks at the opcode */
 #include <limits.h>
 #include <pthread.h>
 #include <time.h>
@@ -498,8 +499,15 @@ static void lo_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	fuse_reply_err(req, -lunfs_sys_errno(lunfs_fsync((struct lunfs_file *)(uintptr_t)fi->fh)));
 }
 
-/* Reads and writes.  By default (io=threads) the worker thread that took
- * the request does the device I/O and replies: the kernel keeps up to
+/* Reads and writes.  By default (io=loop, serve_loop()) one thread reads
+ * every request from /dev/fuse and sends a read or write of mapped blocks
+ * to the device on a queue of its own (lunfs_loop_try), replying from the
+ * completion, which the kernel posts while that thread waits for its next
+ * request: with many requests in flight, no thread sleeps or wakes per
+ * request.  Everything else goes to a pool of worker threads, with the
+ * request's buffer.  Where the device has no such queue (iSCSI), and with
+ * io=threads, the worker thread that took the request does the device I/O
+ * and replies: the kernel keeps up to
  * MAX_REQUESTS requests in flight (max_background), one worker each, so a
  * guest's queue depth reaches the device.  With io=async the worker hands a
  * read or write of mapped blocks to the library's completion-driven path
@@ -508,7 +516,9 @@ static void lo_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
  * and replied to, by the worker).  On a 2-CPU machine the threads are
  * faster (one completion thread sending every reply is the bottleneck):
  * docs/PERFORMANCE.md. */
-static int IO_ASYNC;
+enum { IO_LOOP = 0, IO_THREADS = 1, IO_AIO = 2 };
+static int IO_MODE; /* io= */
+#define IO_ASYNC (IO_MODE == IO_AIO)
 
 /* Each worker's receive buffer (serve()): a write request's data begins
  * WRITE_HDR bytes in (struct fuse_in_header and struct fuse_write_in), so
@@ -518,6 +528,116 @@ static int IO_ASYNC;
 #define WRITE_HDR 80
 #define WORKER_DATA ((1u << 20) + 8192) /* max_write, and more than libfuse reads */
 static __thread uint8_t *worker_data;
+
+/* io=loop: a request's buffer (4096 + WORKER_DATA bytes, page-aligned).  The
+ * request is read WRITE_HDR bytes before its second page (as above); this
+ * header at its start says what it is for while it is queued for a worker
+ * or on its way to the device. */
+struct rbuf {
+	struct rbuf *next;      /* the pool's or the job queue's list */
+	struct fuse_buf fb;     /* the request as read */
+	int kind;               /* JOB_PROCESS: the whole request; JOB_DATA: a
+				   read or write the loop could not send */
+	fuse_req_t req;         /* JOB_DATA and the loop's requests */
+	struct lunfs_file *f;   /* JOB_DATA */
+	struct lunfs_aio a;     /* JOB_DATA and the loop's requests */
+};
+enum { JOB_PROCESS = 1, JOB_DATA = 2 };
+#define RB_DATA(rb) ((uint8_t *)(rb) + 4096)
+
+static __thread struct lunfs_loop *LOOP; /* this loop thread's queue */
+static __thread int on_loop;        /* this thread is the loop */
+static __thread int loop_kept;      /* a handler kept the loop's buffer */
+static __thread struct rbuf *loop_rb; /* the buffer of the request in hand */
+static __thread int loop_replied;   /* loop_done ran on the loop's thread */
+
+/* Free buffers; at most POOL_KEEP are kept (their touched pages stay). */
+#define POOL_KEEP (2 * MAX_REQUESTS)
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct rbuf *pool;           /* protected by pool_mu */
+static unsigned pool_n;             /* protected by pool_mu */
+
+static struct rbuf *rb_get(void)
+{
+	pthread_mutex_lock(&pool_mu);
+	struct rbuf *rb = pool;
+	if (rb) {
+		pool = rb->next;
+		pool_n--;
+	}
+	pthread_mutex_unlock(&pool_mu);
+	if (!rb && !(rb = aligned_alloc(4096, 4096 + WORKER_DATA)))
+		return NULL;
+	rb->fb = (struct fuse_buf){.mem = (uint8_t *)rb + 4096 - WRITE_HDR};
+	return rb;
+}
+
+static void rb_put(struct rbuf *rb)
+{
+	pthread_mutex_lock(&pool_mu);
+	if (pool_n < POOL_KEEP) {
+		rb->next = pool;
+		pool = rb;
+		pool_n++;
+		rb = NULL;
+	}
+	pthread_mutex_unlock(&pool_mu);
+	free(rb);
+}
+
+/* The job queue of the workers (FIFO). */
+static pthread_mutex_t job_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t job_cv = PTHREAD_COND_INITIALIZER;
+static struct rbuf *job_head, **job_tail = &job_head; /* protected by job_mu */
+static int job_stop;                                   /* protected by job_mu */
+
+static void job_push(struct rbuf *rb)
+{
+	rb->next = NULL;
+	pthread_mutex_lock(&job_mu);
+	*job_tail = rb;
+	job_tail = &rb->next;
+	pthread_cond_signal(&job_cv);
+	pthread_mutex_unlock(&job_mu);
+}
+
+/* A loop request's completion (lunfs_loop_run, on the loop's thread). */
+static void loop_done(struct lunfs_aio *a)
+{
+	struct rbuf *rb = a->priv;
+	if (a->res < 0)
+		reply_err(rb->req, (int)a->res);
+	else if (a->op == LUNFS_AIO_READ)
+		fuse_reply_buf(rb->req, a->buf, a->res);
+	else
+		fuse_reply_write(rb->req, a->res);
+	rb_put(rb);
+	loop_replied = 1;
+}
+
+/* A read or write on the loop's thread: to the device on the loop's queue
+ * when the library can send it so, else to a worker (JOB_DATA) with the
+ * buffer.  Returns 1 when it took the request. */
+static int loop_data(fuse_req_t req, struct fuse_file_info *fi, int op, const void *wbuf,
+		     size_t size, off_t off)
+{
+	struct rbuf *rb = loop_rb;
+	if (!on_loop || (op == LUNFS_AIO_READ && size > WORKER_DATA))
+		return 0;
+	rb->req = req;
+	rb->f = (struct lunfs_file *)(uintptr_t)fi->fh;
+	rb->a = (struct lunfs_aio){.op = op,
+				   .buf = op == LUNFS_AIO_READ ? RB_DATA(rb) : (void *)wbuf,
+				   .len = size,
+				   .off = (uint64_t)off,
+				   .priv = rb};
+	loop_kept = 1;
+	if (lunfs_loop_try(LOOP, rb->f, &rb->a, loop_done) != 1) {
+		rb->kind = JOB_DATA;
+		job_push(rb);
+	}
+	return 1;
+}
 
 struct fop {
 	struct lunfs_aio a;
@@ -567,6 +687,8 @@ static void fop_run(struct fop *o, struct fuse_file_info *fi)
 static void lo_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	(void)ino;
+	if (loop_data(req, fi, LUNFS_AIO_READ, NULL, size, off))
+		return;
 	if (!IO_ASYNC && size <= WORKER_DATA) {
 		/* into the page-aligned part of this worker's receive buffer:
 		 * the request (80 bytes) lies before it, and the reply is sent
@@ -587,6 +709,8 @@ static void lo_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		     struct fuse_file_info *fi)
 {
 	(void)ino;
+	if (loop_data(req, fi, LUNFS_AIO_WRITE, buf, size, off))
+		return;
 	if (!IO_ASYNC) {
 		/* from the request itself: serve() puts a write's data on a page
 		 * boundary, so an aligned write goes to the device as it is */
@@ -834,7 +958,7 @@ struct opts {
 	uint32_t linger, recovery_pause, unmount_pause;
 	uint32_t open_wait; /* open_wait_ms: default OPEN_WAIT_MS */
 	int caw, no_pr;
-	int io_async;   /* io=async: reads and writes through lunfs_aio_start */
+	int io_mode;    /* io=: IO_LOOP (default), IO_THREADS or IO_AIO */
 	int no_rejoin;  /* rejoin=off: a fenced mount stays fenced */
 };
 
@@ -959,7 +1083,12 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case K_UPAUSE:
 		return parse_ms(arg, 600000, &o->unmount_pause);
 	case K_IO:
-		return choice(arg, "threads", "async", &o->io_async);
+		if (!strcmp(v, "loop") || !strcmp(v, "threads") || !strcmp(v, "async")) {
+			o->io_mode = !strcmp(v, "loop") ? IO_LOOP : !strcmp(v, "threads") ? IO_THREADS : IO_AIO;
+			return 0;
+		}
+		fprintf(stderr, "%s: %s: must be io=loop, io=threads or io=async\n", PROG, arg);
+		return -1;
 	case K_REJOIN:
 		return choice(arg, "on", "off", &o->no_rejoin);
 	case K_CAW:
@@ -1117,7 +1246,9 @@ static void usage(void)
 	       "  -o linger_ms=N      idle locks are released after N ms (default 500)\n"
 	       "  -o open_wait_ms=N   a read-write open waits up to N ms for another host's\n"
 	       "                      open to close before EBUSY (default 3000; 0: at once)\n"
-	       "  -o io=threads|async reads and writes: a thread each (default), or the\n"
+	       "  -o io=loop|threads|async  reads and writes: an event loop sends them to\n"
+	       "                      the device and replies (default; threads where the\n"
+	       "                      device has no queue for it), a thread each, or the\n"
 	       "                      library's completion thread replies\n"
 	       "  -o rejoin=on|off    after a fence, mount again by itself (default on)\n"
 	       "  -o log=FILE         log to FILE instead of syslog\n"
@@ -1416,6 +1547,191 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+/* io=loop: a worker runs the jobs the loop hands it. */
+static void run_job(struct fuse_session *se, struct rbuf *rb)
+{
+	if (rb->kind == JOB_PROCESS) {
+		worker_data = RB_DATA(rb); /* lo_read reads into it */
+		fuse_session_process_buf(se, &rb->fb);
+		rb_put(rb);
+		return;
+	}
+	struct lunfs_aio *a = &rb->a;
+	a->res = a->op == LUNFS_AIO_READ ? lunfs_pread(rb->f, a->buf, a->len, a->off)
+					 : lunfs_pwrite(rb->f, a->buf, a->len, a->off);
+	loop_done(a);
+}
+
+static void *job_worker(void *arg)
+{
+	struct fuse_session *se = arg;
+	pthread_mutex_lock(&job_mu);
+	for (;;) {
+		while (!job_head && !job_stop)
+			pthread_cond_wait(&job_cv, &job_mu);
+		struct rbuf *rb = job_head;
+		if (!rb)
+			break; /* stopped, and every job done */
+		if (!(job_head = rb->next))
+			job_tail = &job_head;
+		pthread_mutex_unlock(&job_mu);
+		run_job(se, rb);
+		pthread_mutex_lock(&job_mu);
+	}
+	pthread_mutex_unlock(&job_mu);
+	return NULL;
+}
+
+/* The loop's queue for the volume mounted now (a new one after a rejoin:
+ * lunfs_loop_try serves only files of its own volume). */
+static int loop_for(struct lunfs_vol *v, struct lunfs_vol **lv, int fd)
+{
+	if (*lv == v && LOOP)
+		return 0;
+	lunfs_loop_close(LOOP);
+	LOOP = NULL;
+	*lv = v;
+	int r = lunfs_loop_open(v, &LOOP);
+	if (!r && (r = lunfs_loop_watch(LOOP, fd))) {
+		lunfs_loop_close(LOOP);
+		LOOP = NULL;
+	}
+	return r;
+}
+
+/* io=loop: LOOPS threads read the requests, each with a device queue of
+ * its own (lunfs_loop_open), all watching /dev/fuse.  One is not enough on
+ * a small machine: a reply wakes the guest's thread on the loop's CPU,
+ * which then waits behind it while the other CPU idles; with two, the
+ * other loop takes the next requests meanwhile.  A read or write goes to
+ * fuse_session_process_buf on the loop's thread (lo_read, lo_write:
+ * loop_data); every other request, with its buffer, to the workers, which
+ * may wait (locks, the device).  /dev/fuse is non-blocking: a loop reads
+ * until it would block, then waits in lunfs_loop_run for the next request
+ * or completion, at most a second (a signal ends the session: each loop
+ * looks at least once a second).  At the end each loop waits for its
+ * requests; then the workers finish what they were given. */
+#define LOOPS 2
+static int loop_failed;  /* a loop could not go on (atomic) */
+
+static void loop_fail(struct fuse_session *se)
+{
+	__atomic_store_n(&loop_failed, 1, __ATOMIC_RELAXED);
+	fuse_session_exit(se);
+}
+
+static void loop_main(struct fuse_session *se)
+{
+	int fd = fuse_session_fd(se), ready = 1;
+	struct lunfs_vol *lv = NULL;
+	struct rbuf *rb = rb_get();
+	if (!rb) {
+		logmsg(LOG_ERR, "lunfs: no memory for a FUSE request buffer");
+		loop_fail(se);
+	}
+	on_loop = 1;
+	while (!fuse_session_exited(se)) {
+		if (loop_for(V, &lv, fd)) {
+			logmsg(LOG_ERR, "lunfs: no device queue for the FUSE loop");
+			loop_fail(se);
+			break;
+		}
+		for (int k = 0; ready && k < 64 && !fuse_session_exited(se); k++) {
+			int r = fuse_session_receive_buf(se, &rb->fb);
+			if (r == -EAGAIN) {
+				ready = 0;
+			} else if (r == -EINTR) {
+				continue;
+			} else if (r <= 0) {
+				if (r < 0) {
+					logmsg(LOG_ERR, "lunfs: reading /dev/fuse: %s", strerror(-r));
+					loop_fail(se);
+				}
+				fuse_session_exit(se); /* 0: unmounted */
+			} else {
+				const struct fuse_in_header *h = rb->fb.mem;
+				loop_kept = 0;
+				if (h->opcode == FUSE_READ || h->opcode == FUSE_WRITE) {
+					loop_rb = rb;
+					fuse_session_process_buf(se, &rb->fb);
+				} else {
+					rb->kind = JOB_PROCESS;
+					job_push(rb);
+					loop_kept = 1;
+				}
+				while (loop_kept && !(rb = rb_get())) {
+					logmsg(LOG_ERR, "lunfs: no memory for a FUSE request buffer");
+					usleep(10000);
+				}
+			}
+		}
+		loop_replied = 0;
+		int r = lunfs_loop_run(LOOP, ready ? 0 : 1000);
+		/* a reply brings the next request: look before waiting */
+		if (r > 0 || (r == 0 && loop_replied))
+			ready = 1;
+		else if (r < 0 && r != -EINTR) {
+			logmsg(LOG_ERR, "lunfs: the FUSE loop's device queue: %s", lunfs_strerror(r));
+			loop_fail(se);
+		}
+	}
+	on_loop = 0;
+	lunfs_loop_close(LOOP); /* its requests are answered */
+	LOOP = NULL;
+	if (rb)
+		rb_put(rb);
+}
+
+static void *loop_thread(void *arg)
+{
+	loop_main(arg);
+	return NULL;
+}
+
+/* Returns 1 when the device has no queue for a loop (serve() then), else
+ * as serve(). */
+static int serve_loop(struct fuse_session *se)
+{
+	int fd = fuse_session_fd(se);
+	struct lunfs_loop *probe;
+	pthread_t t[MAX_REQUESTS], lt[LOOPS];
+	int n = 0, nl = 0;
+	if (lunfs_loop_open(V, &probe))
+		return 1;
+	lunfs_loop_close(probe);
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK))
+		return 1;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old); /* the threads inherit it */
+	while (n < MAX_REQUESTS && !pthread_create(&t[n], NULL, job_worker, se))
+		n++;
+	while (n && nl < LOOPS - 1 && !pthread_create(&lt[nl], NULL, loop_thread, se))
+		nl++;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!n) {
+		logmsg(LOG_ERR, "lunfs: cannot start the FUSE workers");
+		loop_fail(se);
+	}
+	loop_main(se);
+	for (int i = 0; i < nl; i++)
+		pthread_join(lt[i], NULL);
+	pthread_mutex_lock(&job_mu);
+	job_stop = 1;
+	pthread_cond_broadcast(&job_cv);
+	pthread_mutex_unlock(&job_mu);
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	for (struct rbuf *p = pool, *nx; p; p = nx) {
+		nx = p->next;
+		free(p);
+	}
+	pool = NULL;
+	pool_n = 0;
+	return loop_failed ? -1 : 0;
+}
+
 static int serve(struct fuse_session *se)
 {
 	pthread_t t[MAX_REQUESTS];
@@ -1575,7 +1891,7 @@ int main(int argc, char **argv)
 		logf_ = stderr;
 	}
 	lunfs_log_set(lib_log);
-	IO_ASYNC = o.io_async;
+	IO_MODE = o.io_mode;
 	struct lunfs_mount_opts mo = {.host = o.host, .readonly = o.ro, .linger_ms = o.linger,
 				      .open_wait_ms = o.open_wait,
 				      .dev = {.caw_mode = o.caw, .no_pr = o.no_pr}};
@@ -1605,7 +1921,9 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&rj.mu, NULL);
 	pthread_cond_init(&rj.cv, NULL);
 	int rj_started = !o.ro && !o.no_rejoin && !pthread_create(&rj.thr, NULL, rejoin_thread, &rj);
-	r = serve(se);
+	r = IO_MODE == IO_LOOP ? serve_loop(se) : 1;
+	if (r == 1)
+		r = serve(se);
 	if (rj_started) {
 		pthread_mutex_lock(&rj.mu);
 		rj.stop = 1;

@@ -83,6 +83,96 @@ START_TEST(file_async_queue)
 }
 END_TEST
 
+/* The thread queue (dev_tq_*): queued requests reach the device only at
+ * dev_tq_run, in one batch; a write the guard refuses at that hand-over
+ * completes with the guard's error and never reaches the device (the lease
+ * ran out between queueing and submission: a stall); the watched
+ * descriptor fires when it becomes readable. */
+static int tq_guard_refuses;
+static int tq_guard(void *arg)
+{
+	(void)arg;
+	return tq_guard_refuses ? -EFENCED : 0;
+}
+
+static int tq_drain(struct dev_tq *q, struct dev_io **done, int want, int *fired)
+{
+	int got = 0, f;
+	*fired = 0;
+	for (int spins = 0; got < want && spins < 100; spins++) {
+		int n = dev_tq_run(q, 1000, done + got, 16, &f);
+		ck_assert_int_ge(n, 0);
+		got += n;
+		*fired |= f;
+	}
+	return got;
+}
+
+START_TEST(thread_queue)
+{
+	char *p = tu_image(4 << 20);
+	struct dev *d = tu_open(p);
+	struct dev_tq *q;
+	ck_assert_int_eq(dev_tq_open(d, &q), 0);
+	dev_set_guard(d, tq_guard, NULL);
+	uint8_t *buf = dev_alloc(3 * 4096), *c = dev_alloc(4096);
+	memset(buf, 0x11, 4096);
+	memset(buf + 4096, 0x22, 4096);
+	struct iovec v[3] = {{buf, 4096}, {buf + 4096, 4096}, {buf + 8192, 4096}};
+	struct dev_io io[3] = {{.op = DEV_OP_WRITE, .off = 0, .iov = &v[0], .iovcnt = 1},
+			       {.op = DEV_OP_WRITE, .off = 8192, .iov = &v[1], .iovcnt = 1},
+			       {.op = DEV_OP_READ, .off = 0, .iov = &v[2], .iovcnt = 1}};
+	struct dev_io *ptr[3] = {&io[0], &io[1], &io[2]}, *done[16];
+	int fired;
+	/* queued, not yet on the device */
+	ck_assert_int_eq(dev_tq_submit(q, ptr, 1), 1);
+	ck_assert_uint_eq(dev_tq_inflight(q), 1);
+	ck_assert_int_eq(dev_read(d, 0, c, 4096), 0);
+	ck_assert(lunfs_is_zero(c, 4096));
+	ck_assert_int_eq(tq_drain(q, done, 1, &fired), 1);
+	ck_assert_ptr_eq(done[0], &io[0]);
+	ck_assert_int_eq(io[0].res, 4096);
+	ck_assert_int_eq(dev_read(d, 0, c, 4096), 0);
+	ck_assert_uint_eq(c[0], 0x11);
+	/* the guard passes at queueing, refuses at the hand-over: the write
+	 * completes with -EFENCED and the device keeps zeros; the read in the
+	 * same batch is served */
+	ck_assert_int_eq(dev_tq_submit(q, ptr + 1, 2), 2);
+	tq_guard_refuses = 1;
+	ck_assert_int_eq(tq_drain(q, done, 2, &fired), 2);
+	ck_assert_int_eq(io[1].res, -EFENCED);
+	ck_assert_int_eq(io[2].res, 4096);
+	ck_assert_uint_eq(buf[8192], 0x11);
+	ck_assert_int_eq(dev_read(d, 8192, c, 4096), 0);
+	ck_assert(lunfs_is_zero(c, 4096));
+	/* refused at queueing: nothing queued */
+	ck_assert_int_eq(dev_tq_submit(q, ptr + 1, 1), -EFENCED);
+	ck_assert_uint_eq(dev_tq_inflight(q), 0);
+	tq_guard_refuses = 0;
+	/* the watch: a pipe that becomes readable */
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0);
+	ck_assert_int_eq(dev_tq_watch(q, pfd[0]), 0);
+	ck_assert_int_eq(dev_tq_run(q, 0, done, 16, &fired), 0);
+	ck_assert_int_eq(fired, 0);
+	ck_assert_int_eq(write(pfd[1], "x", 1), 1);
+	ck_assert_int_eq(dev_tq_run(q, 1000, done, 16, &fired), 0);
+	ck_assert_int_eq(fired, 1);
+	/* a request past the end is refused at queueing */
+	struct dev_io bad = {.op = DEV_OP_READ, .off = 4 << 20, .iov = &v[2], .iovcnt = 1};
+	struct dev_io *bp = &bad;
+	ck_assert_int_eq(dev_tq_submit(q, &bp, 1), -ENOSPC);
+	dev_tq_close(q);
+	close(pfd[0]);
+	close(pfd[1]);
+	free(buf);
+	free(c);
+	dev_close(d);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 START_TEST(file_caw)
 {
 	char *p = tu_image(1 << 20);
@@ -524,6 +614,7 @@ Suite *dev_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, file_rw_and_checks);
 	tcase_add_test(tc, file_async_queue);
+	tcase_add_test(tc, thread_queue);
 	tcase_add_test(tc, file_caw);
 	tcase_add_test(tc, caw_no_lost_update_threads);
 	tcase_add_test(tc, faulty_power_cut);

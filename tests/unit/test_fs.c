@@ -1087,6 +1087,104 @@ START_TEST(aio_engine)
 }
 END_TEST
 
+/* An event loop's own queue (lunfs_loop_*): a write of blocks whose mapping
+ * the open file has cached is queued and completes in lunfs_loop_run on
+ * this thread; a hole, an unaligned range or a mapping not cached yet is
+ * refused (0: nothing done).  A queued write is registered as data I/O: a
+ * punch of its block waits until the write completed, so the block is never
+ * freed under it and reads as zeros after the punch. */
+struct loop_ctx {
+	int done;
+};
+
+static void loop_cb(struct lunfs_aio *a)
+{
+	((struct loop_ctx *)a->priv)->done++;
+}
+
+struct punch_arg {
+	struct lunfs_file *f;
+	uint64_t off;
+};
+
+static int punch_fn(void *arg)
+{
+	struct punch_arg *pa = arg;
+	return lunfs_fallocate(pa->f, LUNFS_FALLOC_PUNCH | LUNFS_FALLOC_KEEP_SIZE, pa->off, MiB);
+}
+
+START_TEST(event_loop_queue)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	struct lunfs_file *f;
+	struct lunfs_loop *l;
+	uint64_t ino = mkfile(v, 1, "vm.img");
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_ZERO, 0, 4 * MiB), 0);
+	struct lunfs_setattr sa = {.size = 5 * MiB};
+	struct lunfs_stat st;
+	ck_assert_int_eq(lunfs_setattr(v, ino, LUNFS_SET_SIZE, &sa, &st), 0);
+	ck_assert_int_eq(lunfs_loop_open(v, &l), 0);
+	struct loop_ctx c = {0};
+	uint8_t *buf = dev_alloc(16 * 4096), *r = dev_alloc(4096);
+	struct lunfs_aio a[16];
+	int queued = 0;
+	for (int i = 0; i < 16; i++) {
+		fill(buf + i * 4096, 4096, 100 + i);
+		a[i] = (struct lunfs_aio){.op = LUNFS_AIO_WRITE, .buf = buf + i * 4096, .len = 4096,
+					  .off = (uint64_t)(i % 4) * MiB + (uint64_t)i * 8192,
+					  .priv = &c};
+		if (lunfs_loop_try(l, f, &a[i], loop_cb) == 1) {
+			queued++;
+			continue;
+		}
+		/* not cached yet: the synchronous path serves it (and caches) */
+		ck_assert_int_eq(lunfs_pwrite(f, a[i].buf, 4096, a[i].off), 4096);
+		a[i].res = 4096;
+	}
+	ck_assert_int_ge(queued, 12); /* the first write of each block may miss */
+	while (c.done < queued)
+		ck_assert_int_ge(lunfs_loop_run(l, 1000), 0);
+	for (int i = 0; i < 16; i++) {
+		ck_assert_int_eq(a[i].res, 4096);
+		ck_assert_int_eq(lunfs_pread(f, r, 4096, a[i].off), 4096);
+		ck_assert_msg(!memcmp(r, a[i].buf, 4096), "request %d differs", i);
+	}
+	/* refused: a hole (4-5 MiB), an unaligned range */
+	struct lunfs_aio h = {.op = LUNFS_AIO_WRITE, .buf = buf, .len = 4096, .off = 4 * MiB,
+			      .priv = &c};
+	ck_assert_int_eq(lunfs_loop_try(l, f, &h, loop_cb), 0);
+	h.off = 100;
+	h.len = 3000;
+	ck_assert_int_eq(lunfs_loop_try(l, f, &h, loop_cb), 0);
+	ck_assert_int_eq(lunfs_loop_run(l, 0), 0);
+	ck_assert_int_eq(c.done, queued);
+	/* a punch waits for a queued write of its block */
+	struct lunfs_aio w = {.op = LUNFS_AIO_WRITE, .buf = buf, .len = 4096, .off = MiB + 8192,
+			      .priv = &c};
+	ck_assert_int_eq(lunfs_loop_try(l, f, &w, loop_cb), 1);
+	struct punch_arg pa = {f, MiB};
+	struct tu_bg bg;
+	tu_bg_start(&bg, punch_fn, &pa);
+	ck_assert_msg(!tu_bg_wait(&bg, 300), "the punch freed a block with a write queued to it");
+	while (c.done < queued + 1)
+		ck_assert_int_ge(lunfs_loop_run(l, 1000), 0);
+	ck_assert_int_eq(w.res, 4096);
+	ck_assert_int_eq(tu_bg_join(&bg), 0);
+	ck_assert_int_eq(lunfs_pread(f, r, 4096, MiB + 8192), 4096);
+	ck_assert(lunfs_is_zero(r, 4096));
+	lunfs_loop_close(l);
+	free(buf);
+	free(r);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 /* A transaction that fails after changing a cluster header drops its
  * changes from the cache; the header must come back as last committed (the
  * journal's pending image), not as its stale home. */
@@ -2005,6 +2103,7 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, io_statistics_published);
 	tcase_add_test(tc, async_queue);
 	tcase_add_test(tc, aio_engine);
+	tcase_add_test(tc, event_loop_queue);
 	tcase_add_test(tc, failed_tx_rereads_committed);
 	tcase_add_test(tc, commit_outside_volume_mutex);
 	tcase_add_test(tc, punch_never_recaches_freed_block);
