@@ -417,7 +417,7 @@ static int file_tq_open(struct dev *d, struct dev_tq **out)
 	(void)d;
 	q->watch_fd = -1;
 	int r = io_uring_queue_init(RING_DEPTH, &q->ring,
-				    getenv("TQ_PLAIN") ? 0 : IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+				    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
 	if (r == -EINVAL) /* a kernel before 6.1 */
 		r = io_uring_queue_init(RING_DEPTH, &q->ring, 0);
 	if (r < 0) {
