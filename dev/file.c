@@ -392,10 +392,12 @@ static int file_reap(struct dev *d, unsigned min, struct dev_io **out, unsigned 
  * completions of its requests are posted while its thread waits in
  * io_uring_enter (no task work interrupting another thread, no other thread
  * woken).  Queued requests wait in the submission ring until tq_run; pend[]
- * remembers the queued writes, so that a guard that refuses them at the
- * hand-over can turn them into no-ops that complete with its error.
+ * lists them in queue order (the watch's poll too, with no dev_io), so that
+ * a guard that refuses the writes among them at the hand-over can turn them
+ * into no-ops that complete with its error, and so that entries the kernel
+ * did not take in one call are guarded again before the next.
  * user_data: the dev_io; TQ_WATCH for the watched descriptor's poll; the
- * dev_io with TQ_REFUSED set for a write turned into a no-op. */
+ * dev_io with TQ_REFUSED set for a request turned into a no-op. */
 #define TQ_WATCH 1u
 #define TQ_REFUSED 2u
 
@@ -404,7 +406,7 @@ struct file_tq {
 	struct io_uring ring;
 	int watch_fd;            /* -1: none */
 	int watch_armed;         /* its multishot poll is in the ring */
-	unsigned npend;          /* queued writes in pend[] */
+	unsigned npend;          /* queued, not yet taken by the kernel */
 	struct io_uring_sqe *pend[RING_DEPTH];
 	struct dev_io *pend_io[RING_DEPTH];
 };
@@ -428,15 +430,21 @@ static int file_tq_open(struct dev *d, struct dev_tq **out)
 	return 0;
 }
 
-static struct io_uring_sqe *tq_sqe(struct file_tq *q)
+/* An entry of the submission ring, listed in pend[] with io (NULL: the
+ * watch).  NULL when the ring is full. */
+static struct io_uring_sqe *tq_sqe(struct file_tq *q, struct dev_io *io)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
-	return sqe; /* never NULL: at most RING_DEPTH - 1 requests and the poll */
+	struct io_uring_sqe *sqe = q->npend < RING_DEPTH ? io_uring_get_sqe(&q->ring) : NULL;
+	if (sqe) {
+		q->pend[q->npend] = sqe;
+		q->pend_io[q->npend++] = io;
+	}
+	return sqe;
 }
 
 static int tq_arm(struct file_tq *q)
 {
-	struct io_uring_sqe *sqe = tq_sqe(q);
+	struct io_uring_sqe *sqe = tq_sqe(q, NULL);
 	if (!sqe)
 		return -EBUSY;
 	io_uring_prep_poll_multishot(sqe, q->watch_fd, POLLIN);
@@ -460,11 +468,12 @@ static int file_tq_submit(struct dev_tq *dq, struct dev_io **ios, unsigned n, in
 	struct file_dev *f = FD(dq->d);
 	(void)writes;
 	/* one entry stays free for the watch's poll */
-	if (dq->inflight + n > RING_DEPTH - 1 || io_uring_sq_space_left(&q->ring) < n + 1)
+	if (dq->inflight + n > RING_DEPTH - 1 || io_uring_sq_space_left(&q->ring) < n + 1 ||
+	    q->npend + n + 1 > RING_DEPTH)
 		return -EBUSY;
 	for (unsigned i = 0; i < n; i++) {
 		struct dev_io *io = ios[i];
-		struct io_uring_sqe *sqe = tq_sqe(q);
+		struct io_uring_sqe *sqe = tq_sqe(q, io);
 		if (io->op == DEV_OP_READ)
 			io_uring_prep_readv(sqe, f->fd, io->iov, io->iovcnt, io->off);
 		else if (io->op == DEV_OP_WRITE)
@@ -472,26 +481,40 @@ static int file_tq_submit(struct dev_tq *dq, struct dev_io **ios, unsigned n, in
 		else
 			io_uring_prep_fsync(sqe, f->fd, IORING_FSYNC_DATASYNC);
 		io_uring_sqe_set_data(sqe, io);
-		if (io->op != DEV_OP_READ) {
-			q->pend[q->npend] = sqe;
-			q->pend_io[q->npend++] = io;
-		}
 	}
 	return (int)n;
 }
 
 /* The write guard, right before the queued requests go to the device:
  * refused writes (and flushes, which a fenced host has no use for) become
- * no-ops that complete with its error. */
+ * no-ops that complete with its error.  Reads and the watch go ahead. */
 static void tq_guard(struct file_tq *q)
 {
-	int r = q->npend ? dev_guard(q->q.d) : 0;
-	for (unsigned i = 0; r && i < q->npend; i++) {
-		q->pend_io[i]->res = r;
+	int writes = 0, r;
+	for (unsigned i = 0; i < q->npend; i++)
+		writes |= q->pend_io[i] && q->pend_io[i]->op != DEV_OP_READ;
+	if (!writes || !(r = dev_guard(q->q.d)))
+		return;
+	for (unsigned i = 0; i < q->npend; i++) {
+		struct dev_io *io = q->pend_io[i];
+		if (!io || io->op == DEV_OP_READ)
+			continue;
+		io->res = r;
 		io_uring_prep_nop(q->pend[i]);
-		io_uring_sqe_set_data64(q->pend[i], (uintptr_t)q->pend_io[i] | TQ_REFUSED);
+		io_uring_sqe_set_data64(q->pend[i], (uintptr_t)io | TQ_REFUSED);
 	}
-	q->npend = 0;
+}
+
+/* After a hand-over: what the kernel did not take stays listed (the last
+ * entries queued), to be guarded again at the next. */
+static void tq_taken(struct file_tq *q)
+{
+	unsigned left = io_uring_sq_ready(&q->ring);
+	if (left > q->npend)
+		left = q->npend;
+	memmove(q->pend, q->pend + q->npend - left, left * sizeof(q->pend[0]));
+	memmove(q->pend_io, q->pend_io + q->npend - left, left * sizeof(q->pend_io[0]));
+	q->npend = left;
 }
 
 static int file_tq_run(struct dev_tq *dq, int timeout_ms, struct dev_io **out, unsigned max,
@@ -512,6 +535,7 @@ static int file_tq_run(struct dev_tq *dq, int timeout_ms, struct dev_io **out, u
 		r = io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, timeout_ms > 0 ? &ts : NULL,
 						     NULL);
 	}
+	tq_taken(q);
 	if (r < 0 && r != -ETIME && r != -EINTR)
 		return r;
 	io_uring_for_each_cqe(&q->ring, head, cqe) {

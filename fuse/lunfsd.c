@@ -622,17 +622,18 @@ static int loop_data(fuse_req_t req, struct fuse_file_info *fi, int op, const vo
 		     size_t size, off_t off)
 {
 	struct rbuf *rb = loop_rb;
-	if (!on_loop || (op == LUNFS_AIO_READ && size > WORKER_DATA))
+	int big = op == LUNFS_AIO_READ && size > WORKER_DATA; /* not from this kernel */
+	if (!on_loop)
 		return 0;
 	rb->req = req;
 	rb->f = (struct lunfs_file *)(uintptr_t)fi->fh;
 	rb->a = (struct lunfs_aio){.op = op,
-				   .buf = op == LUNFS_AIO_READ ? RB_DATA(rb) : (void *)wbuf,
+				   .buf = big ? NULL : op == LUNFS_AIO_READ ? RB_DATA(rb) : (void *)wbuf,
 				   .len = size,
 				   .off = (uint64_t)off,
 				   .priv = rb};
 	loop_kept = 1;
-	if (lunfs_loop_try(LOOP, rb->f, &rb->a, loop_done) != 1) {
+	if (big || lunfs_loop_try(LOOP, rb->f, &rb->a, loop_done) != 1) {
 		rb->kind = JOB_DATA;
 		job_push(rb);
 	}
@@ -1557,9 +1558,14 @@ static void run_job(struct fuse_session *se, struct rbuf *rb)
 		return;
 	}
 	struct lunfs_aio *a = &rb->a;
-	a->res = a->op == LUNFS_AIO_READ ? lunfs_pread(rb->f, a->buf, a->len, a->off)
-					 : lunfs_pwrite(rb->f, a->buf, a->len, a->off);
+	void *big = NULL;
+	if (!a->buf && !(a->buf = big = aligned_alloc(4096, (a->len + 4095) / 4096 * 4096)))
+		a->res = -ENOMEM;
+	else
+		a->res = a->op == LUNFS_AIO_READ ? lunfs_pread(rb->f, a->buf, a->len, a->off)
+						 : lunfs_pwrite(rb->f, a->buf, a->len, a->off);
 	loop_done(a);
+	free(big);
 }
 
 static void *job_worker(void *arg)
