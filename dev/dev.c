@@ -5,6 +5,7 @@
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 #include "dev/dev_impl.h"
 #include "util/log.h"
 
@@ -418,11 +419,9 @@ void dev_tq_close(struct dev_tq *q)
 	int fired;
 	/* nothing may outlive the queue: its requests point into the caller's
 	 * memory */
-	while (q->inflight) {
-		int n = dev_tq_run(q, 100, out, 64, &fired);
-		if (n < 0 && n != -EINTR && n != -ETIME)
-			break;
-	}
+	while (q->inflight)
+		if (dev_tq_run(q, 100, out, 64, &fired) < 0)
+			usleep(1000);
 	q->d->ops->tq_close(q);
 }
 

@@ -159,18 +159,21 @@ int dev_reap(struct dev *d, unsigned min, struct dev_io **out, unsigned max);
  * dev_tq_run (no other thread is woken per request), and a batch of queued
  * requests reaches the device in one system call.  It can watch one file
  * descriptor as well, so the loop waits for its next job and for its
- * completions in one place.  Devices with DEV_CAP_ASYNC_MT only
- * (-EOPNOTSUPP elsewhere).
+ * completions in one place.  Devices with DEV_CAP_ASYNC_MT only, on
+ * Linux 6.1 or later (-EOPNOTSUPP elsewhere).
  *
  * dev_tq_submit queues n requests (all or none: -EBUSY when the queue is
- * full, or the error of the first bad one).  The write guard runs there and
- * again right before the batch is handed to the device (dev_tq_run): a write
- * refused then completes with the guard's error.  dev_tq_run hands over what
+ * full, or the error of the first bad one).  The write guard runs there
+ * (for a batch with a write) and again right before the batch is handed to
+ * the device (dev_tq_run, for any batch): when it refuses then, every queued
+ * request, read or write, completes with its error.  dev_tq_run hands over what
  * is queued, then waits up to timeout_ms (0: no wait; < 0: no limit) until
  * a request completed or the watched descriptor became readable; it stores
  * up to max completed requests in out and sets *fired when the descriptor
  * fired (edge: read it until it would block).  Returns the number stored,
- * or -errno.  dev_tq_close waits for the queue's requests first. */
+ * or -errno (the queue is broken: its requests stay in flight; run it
+ * again).  dev_tq_close waits for the queue's requests first, however long
+ * that takes: their buffers are the caller's. */
 struct dev_tq;
 int dev_tq_open(struct dev *d, struct dev_tq **out);
 int dev_tq_watch(struct dev_tq *q, int fd);

@@ -388,7 +388,7 @@ static int file_reap(struct dev *d, unsigned min, struct dev_io **out, unsigned 
 }
 
 /* A thread's own queue (dev_tq_*): a ring of its own, created with
- * SINGLE_ISSUER and DEFER_TASKRUN where the kernel has them, so the
+ * SINGLE_ISSUER and DEFER_TASKRUN (kernel 6.1 and later), so the
  * completions of its requests are posted while its thread waits in
  * io_uring_enter (no task work interrupting another thread, no other thread
  * woken).  Queued requests wait in the submission ring until tq_run; pend[]
@@ -418,10 +418,18 @@ static int file_tq_open(struct dev *d, struct dev_tq **out)
 		return -ENOMEM;
 	(void)d;
 	q->watch_fd = -1;
+	/* a kernel before 6.1 has no DEFER_TASKRUN (nor, before 5.13, the
+	 * multishot poll, or before 5.11 the wait with a timeout that does not
+	 * queue an entry of its own): no such queue there, the caller serves
+	 * every request another way */
 	int r = io_uring_queue_init(RING_DEPTH, &q->ring,
 				    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
-	if (r == -EINVAL) /* a kernel before 6.1 */
-		r = io_uring_queue_init(RING_DEPTH, &q->ring, 0);
+	if (r == -EINVAL)
+		r = -EOPNOTSUPP;
+	if (!r && !(q->ring.features & IORING_FEAT_EXT_ARG)) {
+		io_uring_queue_exit(&q->ring);
+		r = -EOPNOTSUPP;
+	}
 	if (r < 0) {
 		free(q);
 		return r;
@@ -485,19 +493,21 @@ static int file_tq_submit(struct dev_tq *dq, struct dev_io **ios, unsigned n, in
 	return (int)n;
 }
 
-/* The write guard, right before the queued requests go to the device:
- * refused writes (and flushes, which a fenced host has no use for) become
- * no-ops that complete with its error.  Reads and the watch go ahead. */
+/* The write guard, right before the queued requests go to the device.
+ * When it refuses, every queued request becomes a no-op that completes with
+ * its error: the writes of course, and the reads too, since a host whose
+ * lease is gone may hold mappings to blocks that other hosts have freed and
+ * reused since (a fenced host reads nothing more).  The watch goes ahead. */
 static void tq_guard(struct file_tq *q)
 {
-	int writes = 0, r;
+	int any = 0, r;
 	for (unsigned i = 0; i < q->npend; i++)
-		writes |= q->pend_io[i] && q->pend_io[i]->op != DEV_OP_READ;
-	if (!writes || !(r = dev_guard(q->q.d)))
+		any |= q->pend_io[i] != NULL;
+	if (!any || !(r = dev_guard(q->q.d)))
 		return;
 	for (unsigned i = 0; i < q->npend; i++) {
 		struct dev_io *io = q->pend_io[i];
-		if (!io || io->op == DEV_OP_READ)
+		if (!io)
 			continue;
 		io->res = r;
 		io_uring_prep_nop(q->pend[i]);
@@ -536,7 +546,10 @@ static int file_tq_run(struct dev_tq *dq, int timeout_ms, struct dev_io **out, u
 						     NULL);
 	}
 	tq_taken(q);
-	if (r < 0 && r != -ETIME && r != -EINTR)
+	/* -ETIME, -EINTR: the wait ended; -EAGAIN, -EBUSY: the kernel took
+	 * fewer entries for now (they stay listed and go at the next run).
+	 * Completions are reaped either way. */
+	if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
 		return r;
 	io_uring_for_each_cqe(&q->ring, head, cqe) {
 		uint64_t ud = io_uring_cqe_get_data64(cqe);

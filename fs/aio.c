@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include "fs/internal.h"
 
 struct aeng {
@@ -343,9 +344,11 @@ void lunfs_loop_close(struct lunfs_loop *l)
 {
 	if (!l)
 		return;
+	/* however long it takes: a request given up would stay registered as
+	 * data I/O (every free would wait for it) and its buffer in use */
 	while (dev_tq_inflight(l->q))
 		if (lunfs_loop_run(l, 100) < 0)
-			break;
+			usleep(1000);
 	dev_tq_close(l->q);
 	for (struct areq *rq = l->free, *nx; rq; rq = nx) {
 		nx = rq->next;

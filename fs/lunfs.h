@@ -319,7 +319,8 @@ void lunfs_aio_start(struct lunfs_file *f, struct lunfs_aio *a, lunfs_aio_done d
  *     watched descriptor, and calls done for each completed request.
  *     Returns 1 when the descriptor became readable (read it until it
  *     would block: the watch fires on new data, not while data is there), 0
- *     if not, or -errno.
+ *     if not, or -errno (the device queue failed: what is in flight stays
+ *     so, call it again).
  *   lunfs_loop_close: waits for the loop's requests, then frees it; before
  *     lunfs_unmount. */
 struct lunfs_loop;

@@ -625,6 +625,8 @@ static int loop_data(fuse_req_t req, struct fuse_file_info *fi, int op, const vo
 	int big = op == LUNFS_AIO_READ && size > WORKER_DATA; /* not from this kernel */
 	if (!on_loop)
 		return 0;
+	/* without a queue of its own (loop_for failed), every read and
+	 * write goes to the workers */
 	rb->req = req;
 	rb->f = (struct lunfs_file *)(uintptr_t)fi->fh;
 	rb->a = (struct lunfs_aio){.op = op,
@@ -633,7 +635,7 @@ static int loop_data(fuse_req_t req, struct fuse_file_info *fi, int op, const vo
 				   .off = (uint64_t)off,
 				   .priv = rb};
 	loop_kept = 1;
-	if (big || lunfs_loop_try(LOOP, rb->f, &rb->a, loop_done) != 1) {
+	if (big || !LOOP || lunfs_loop_try(LOOP, rb->f, &rb->a, loop_done) != 1) {
 		rb->kind = JOB_DATA;
 		job_push(rb);
 	}
@@ -1589,11 +1591,13 @@ static void *job_worker(void *arg)
 }
 
 /* The loop's queue for the volume mounted now (a new one after a rejoin:
- * lunfs_loop_try serves only files of its own volume). */
-static int loop_for(struct lunfs_vol *v, struct lunfs_vol **lv, int fd)
+ * lunfs_loop_try serves only files of its own volume).  When it cannot be
+ * opened, LOOP stays NULL: the loop still reads the requests, and hands
+ * every read and write to the workers. */
+static void loop_for(struct lunfs_vol *v, struct lunfs_vol **lv, int fd)
 {
-	if (*lv == v && LOOP)
-		return 0;
+	if (*lv == v)
+		return;
 	lunfs_loop_close(LOOP);
 	LOOP = NULL;
 	*lv = v;
@@ -1602,7 +1606,9 @@ static int loop_for(struct lunfs_vol *v, struct lunfs_vol **lv, int fd)
 		lunfs_loop_close(LOOP);
 		LOOP = NULL;
 	}
-	return r;
+	if (r)
+		logmsg(LOG_WARNING, "lunfs: no device queue for a FUSE loop (%s): its reads and "
+		       "writes go to the worker threads", lunfs_strerror(r));
 }
 
 /* io=loop: LOOPS threads read the requests, each with a device queue of
@@ -1630,19 +1636,13 @@ static void loop_main(struct fuse_session *se)
 {
 	int fd = fuse_session_fd(se), ready = 1;
 	struct lunfs_vol *lv = NULL;
-	struct rbuf *rb = rb_get();
-	if (!rb) {
-		logmsg(LOG_ERR, "lunfs: no memory for a FUSE request buffer");
-		loop_fail(se);
-	}
+	struct rbuf *rb = NULL;
 	on_loop = 1;
 	while (!fuse_session_exited(se)) {
-		if (loop_for(V, &lv, fd)) {
-			logmsg(LOG_ERR, "lunfs: no device queue for the FUSE loop");
-			loop_fail(se);
-			break;
-		}
-		for (int k = 0; ready && k < 64 && !fuse_session_exited(se); k++) {
+		loop_for(V, &lv, fd);
+		if (!rb && !(rb = rb_get()))
+			logmsg(LOG_ERR, "lunfs: no memory for a FUSE request buffer");
+		for (int k = 0; rb && ready && k < 64 && !fuse_session_exited(se); k++) {
 			int r = fuse_session_receive_buf(se, &rb->fb);
 			if (r == -EAGAIN) {
 				ready = 0;
@@ -1665,20 +1665,29 @@ static void loop_main(struct fuse_session *se)
 					job_push(rb);
 					loop_kept = 1;
 				}
-				while (loop_kept && !(rb = rb_get())) {
+				if (loop_kept && !(rb = rb_get()))
 					logmsg(LOG_ERR, "lunfs: no memory for a FUSE request buffer");
-					usleep(10000);
-				}
 			}
 		}
+		/* no buffer: the completions (which free some) go on; look again
+		 * in 10 ms */
+		int wait = !rb ? 10 : ready ? 0 : 1000, r;
 		loop_replied = 0;
-		int r = lunfs_loop_run(LOOP, ready ? 0 : 1000);
+		if (LOOP) {
+			r = lunfs_loop_run(LOOP, wait);
+		} else {
+			struct pollfd p = {.fd = fd, .events = POLLIN};
+			r = poll(&p, 1, wait) > 0;
+		}
 		/* a reply brings the next request: look before waiting */
-		if (r > 0 || (r == 0 && loop_replied))
+		if (r > 0 || (r == 0 && loop_replied)) {
 			ready = 1;
-		else if (r < 0 && r != -EINTR) {
+		} else if (r < 0 && r != -EINTR) {
+			/* the device queue failed: what is in flight stays so
+			 * and is reaped by a later run */
 			logmsg(LOG_ERR, "lunfs: the FUSE loop's device queue: %s", lunfs_strerror(r));
-			loop_fail(se);
+			usleep(1000);
+			ready = 1;
 		}
 	}
 	on_loop = 0;

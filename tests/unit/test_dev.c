@@ -136,15 +136,24 @@ START_TEST(thread_queue)
 	ck_assert_uint_eq(c[0], 0x11);
 	/* the guard passes at queueing, refuses at the hand-over: the write
 	 * completes with -EFENCED and the device keeps zeros; the read in the
-	 * same batch is served */
+	 * same batch too (a fenced host reads nothing more) */
 	ck_assert_int_eq(dev_tq_submit(q, ptr + 1, 2), 2);
 	tq_guard_refuses = 1;
 	ck_assert_int_eq(tq_drain(q, done, 2, &fired), 2);
 	ck_assert_int_eq(io[1].res, -EFENCED);
-	ck_assert_int_eq(io[2].res, 4096);
-	ck_assert_uint_eq(buf[8192], 0x11);
+	ck_assert_int_eq(io[2].res, -EFENCED);
 	ck_assert_int_eq(dev_read(d, 8192, c, 4096), 0);
 	ck_assert(lunfs_is_zero(c, 4096));
+	/* a batch of reads only is guarded as well */
+	ck_assert_int_eq(dev_tq_submit(q, ptr + 2, 1), 1);
+	ck_assert_int_eq(tq_drain(q, done, 1, &fired), 1);
+	ck_assert_int_eq(io[2].res, -EFENCED);
+	tq_guard_refuses = 0;
+	ck_assert_int_eq(dev_tq_submit(q, ptr + 2, 1), 1);
+	ck_assert_int_eq(tq_drain(q, done, 1, &fired), 1);
+	ck_assert_int_eq(io[2].res, 4096);
+	ck_assert_uint_eq(buf[8192], 0x11);
+	tq_guard_refuses = 1;
 	/* refused at queueing: nothing queued */
 	ck_assert_int_eq(dev_tq_submit(q, ptr + 1, 1), -EFENCED);
 	ck_assert_uint_eq(dev_tq_inflight(q), 0);
