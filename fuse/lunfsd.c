@@ -499,23 +499,23 @@ static void lo_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	fuse_reply_err(req, -lunfs_sys_errno(lunfs_fsync((struct lunfs_file *)(uintptr_t)fi->fh)));
 }
 
-/* Reads and writes.  By default (io=loop, serve_loop()) one thread reads
- * every request from /dev/fuse and sends a read or write of mapped blocks
- * to the device on a queue of its own (lunfs_loop_try), replying from the
- * completion, which the kernel posts while that thread waits for its next
+/* Reads and writes.  By default (io=loop, serve_loop()) LOOPS threads read
+ * the requests from /dev/fuse and send each read or write of mapped blocks
+ * to the device on a queue of their own (lunfs_loop_try), replying from the
+ * completion, which the kernel posts while the thread waits for its next
  * request: with many requests in flight, no thread sleeps or wakes per
  * request.  Everything else goes to a pool of worker threads, with the
- * request's buffer.  Where the device has no such queue (iSCSI), and with
- * io=threads, the worker thread that took the request does the device I/O
- * and replies: the kernel keeps up to
- * MAX_REQUESTS requests in flight (max_background), one worker each, so a
- * guest's queue depth reaches the device.  With io=async the worker hands a
- * read or write of mapped blocks to the library's completion-driven path
- * (lunfs_aio_start) and goes back to /dev/fuse; the reply goes from the
- * completion thread (a hole to fill or a partial sector is still served,
- * and replied to, by the worker).  On a 2-CPU machine the threads are
- * faster (one completion thread sending every reply is the bottleneck):
- * docs/PERFORMANCE.md. */
+ * request's buffer.  Where the device has no such queue (iSCSI, a kernel
+ * before 6.1), and with io=threads, the worker thread that took the request
+ * does the device I/O and replies: the kernel keeps up to MAX_REQUESTS
+ * requests in flight (max_background), one worker each, so a guest's queue
+ * depth reaches the device, at the cost of a sleep and a wake-up per
+ * request.  With io=async the worker hands a read or write of mapped blocks
+ * to the library's completion-driven path (lunfs_aio_start) and goes back
+ * to /dev/fuse; the reply goes from the completion thread (a hole to fill or
+ * a partial sector is still served, and replied to, by the worker): the
+ * slowest of the three, since the kernel completes each request in the
+ * thread that submitted it, which it must wake.  docs/PERFORMANCE.md. */
 enum { IO_LOOP = 0, IO_THREADS = 1, IO_AIO = 2 };
 static int IO_MODE; /* io= */
 #define IO_ASYNC (IO_MODE == IO_AIO)

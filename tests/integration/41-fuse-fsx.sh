@@ -31,8 +31,8 @@ ok "fsck clean"
 # the other data paths: the same checks, then fsck again
 for mode in threads async; do
 	mount_lunfs "$T/v.img" "$T/mnt" fsx io=$mode
-	"$TBIN/fsx" "$T/mnt/fsx-$mode" -N 30000 -S 13 -d || fail "fsx O_DIRECT, io=$mode"
-	"$TBIN/fsx" "$T/mnt/fsx-$mode-buf" -N 20000 -S 14 || fail "fsx buffered, io=$mode"
+	"$TBIN/fsx" "$T/mnt/fsx-$mode" -N 15000 -S 13 -d || fail "fsx O_DIRECT, io=$mode"
+	"$TBIN/fsx" "$T/mnt/fsx-$mode-buf" -N 10000 -S 14 || fail "fsx buffered, io=$mode"
 	fio --name=$mode --directory="$T/mnt" --size=64M --bs=4k --rw=randwrite --direct=1 --ioengine=io_uring \
 		--iodepth=32 --verify=crc32c --verify_fatal=1 --output="$T/fio3.out" || fail "fio io=$mode: $(tail -20 "$T/fio3.out")"
 	grep -q 'err= 0' "$T/fio3.out" || fail "fio io=$mode reported errors: $(cat "$T/fio3.out")"
