@@ -772,9 +772,41 @@ static int aio_enter(struct lunfs_vol *v, struct ofile *of, const struct lunfs_a
 	return 0;
 }
 
+/* file_aio_map's lookup as one run of a restartable transaction: the map
+ * blocks it misses are read without v->mu (tx_retry), and only the run that
+ * will not start over registers the requests as data I/O.  Returns the
+ * number of device requests, or 0. */
+static int aio_map_in(struct txn *tx, struct lunfs_file *f, struct lunfs_aio *a,
+		      struct dev_io io[2], struct iovec iov[2], void *priv)
+{
+	struct lunfs_vol *v = tx->v;
+	uint64_t bs = v->sb.file_bs, size;
+	struct fmap fm = {tx, f->of, NULL, 0};
+	int n = 0;
+	if (fmap_size(&fm, &size) || a->off + a->len > size)
+		goto out;
+	for (size_t done = 0; done < a->len; n++) {
+		uint64_t pos = a->off + done, boff = pos % bs, ptr;
+		size_t len = bs - boff < a->len - done ? bs - boff : a->len - done;
+		if (fmap_get(&fm, pos / bs, &ptr) || !ptr || (ptr & PTR_FLAGS_MASK) ||
+		    (ptr & PTR_BLOCK_MASK) >= v->sb.file_blocks) {
+			n = 0;
+			goto out;
+		}
+		aio_req(a, &io[n], &iov[n], geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + boff, done,
+			len, priv);
+		done += len;
+	}
+	if (tx->need.kind || aio_enter(v, f->of, a))
+		n = 0; /* a run that starts over, or blocks freed meanwhile */
+out:
+	free(fm.in);
+	return n;
+}
+
 /* Fills io/iov for a: from the open file's cache alone (map_cached), else
- * under v->mu.  Returns the number of device requests, or 0: the slow path
- * decides. */
+ * (unless cached_only) by a restartable lookup.  Returns the number of
+ * device requests, or 0: the slow path decides. */
 int file_aio_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io io[2],
 		 struct iovec iov[2], void *priv, int cached_only)
 {
@@ -794,29 +826,8 @@ int file_aio_map(struct lunfs_file *f, struct lunfs_aio *a, struct dev_io io[2],
 	}
 	if (cached_only)
 		return 0;
-	tx_begin(v, &tx);
-	struct fmap fm = {&tx, f->of, NULL, 0};
-	uint64_t size;
-	int r = fmap_size(&fm, &size);
-	if (r || a->off + a->len > size)
-		goto out;
-	for (size_t done = 0; done < a->len; n++) {
-		uint64_t pos = a->off + done, boff = pos % bs, ptr;
-		size_t len = bs - boff < a->len - done ? bs - boff : a->len - done;
-		if (fmap_get(&fm, pos / bs, &ptr) || !ptr || (ptr & PTR_FLAGS_MASK) ||
-		    (ptr & PTR_BLOCK_MASK) >= v->sb.file_blocks) {
-			n = 0;
-			goto out;
-		}
-		aio_req(a, &io[n], &iov[n], geom_file_blk(&v->sb, ptr & PTR_BLOCK_MASK) + boff, done,
-			len, priv);
-		done += len;
-	}
-	if (aio_enter(v, f->of, a))
-		n = 0; /* blocks were freed meanwhile: the slow path looks again */
-out:
+	TX_RUN(v, &tx, n, aio_map_in(&tx, f, a, io, iov, priv));
 	tx_end(&tx, 0);
-	free(fm.in);
 	return n;
 }
 

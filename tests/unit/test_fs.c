@@ -1985,6 +1985,64 @@ START_TEST(metadata_waits_outside_volume_mutex)
 }
 END_TEST
 
+/* The async queue's lookup of a mapping the open file has not cached
+ * (file_aio_map) reads the pointer block it needs without v->mu: with the
+ * device frozen under that read, a getxattr of a cached inode completes. */
+struct aq_job {
+	struct lunfs_file *f;
+	uint8_t *buf;
+};
+
+static int aq_read(void *arg)
+{
+	struct aq_job *j = arg;
+	struct lunfs_ioq *q;
+	struct lunfs_aio a = {.op = LUNFS_AIO_READ, .buf = j->buf, .len = 4096, .off = 128 * MiB};
+	struct lunfs_aio *ap = &a, *out;
+	int r = lunfs_ioq_create(j->f, 4, &q);
+	if (r)
+		return r;
+	r = lunfs_ioq_submit(q, &ap, 1);
+	if (r == 1)
+		r = lunfs_ioq_reap(q, 1, &out, 1) == 1 ? (int)a.res : -EIO;
+	lunfs_ioq_destroy(q);
+	return r;
+}
+
+START_TEST(aio_lookup_outside_volume_mutex)
+{
+	char *p;
+	struct dev *d;
+	struct lunfs_vol *v = mnt_faulty(&p, &d);
+	/* another host writes the file's block 128 (behind the single-indirect
+	 * pointer block) and leaves: h1 has not cached that pointer block */
+	struct lunfs_vol *w = mnt(p, "h2");
+	struct lunfs_file *f;
+	uint64_t y = mkfile(w, 1, "y");
+	uint8_t *buf = dev_alloc(4096);
+	fill(buf, 4096, 7);
+	ck_assert_int_eq(lunfs_open(w, y, LUNFS_OPEN_EXCL, &f), 0);
+	ck_assert_int_eq(lunfs_pwrite(f, buf, 4096, 128 * MiB), 4096);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(w), 0);
+	uint64_t x = mkfile(v, 1, "x");
+	ck_assert_int_eq(lunfs_setxattr(v, x, "user.k2", "v2", 2, 0), 0); /* cached */
+	ck_assert_int_eq(lunfs_open(v, y, LUNFS_OPEN_EXCL, &f), 0);
+	struct aq_job j = {f, dev_alloc(4096)};
+	int res;
+	ck_assert_msg(stall_round(v, d, 1, aq_read, &j, x, &res),
+		      "a cached getxattr waited for the async queue's map lookup");
+	ck_assert_int_eq(res, 4096);
+	ck_assert_int_eq(memcmp(j.buf, buf, 4096), 0);
+	free(j.buf);
+	free(buf);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 /* The linger thread's device I/O (its checkpoint for visibility and before
  * it releases an idle lock, its poll of the superblock) runs without the
  * volume mutex: with the device frozen under it, a getxattr of a file this
@@ -2108,6 +2166,7 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, commit_outside_volume_mutex);
 	tcase_add_test(tc, punch_never_recaches_freed_block);
 	tcase_add_test(tc, metadata_waits_outside_volume_mutex);
+	tcase_add_test(tc, aio_lookup_outside_volume_mutex);
 	tcase_add_test(tc, linger_checkpoint_outside_volume_mutex);
 	tcase_add_test(tc, last_close_releases_outside_volume_mutex);
 	tcase_add_test(tc, failed_op_beside_commit_in_flight);
