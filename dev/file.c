@@ -317,6 +317,18 @@ static int ring_setup(struct file_dev *f)
 	return 0;
 }
 
+/* Fills sqe for io on fd; its user_data is io. */
+static void prep_sqe(struct io_uring_sqe *sqe, int fd, struct dev_io *io)
+{
+	if (io->op == DEV_OP_READ)
+		io_uring_prep_readv(sqe, fd, io->iov, io->iovcnt, io->off);
+	else if (io->op == DEV_OP_WRITE)
+		io_uring_prep_writev(sqe, fd, io->iov, io->iovcnt, io->off);
+	else
+		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+	io_uring_sqe_set_data(sqe, io);
+}
+
 static int file_submit(struct dev *d, struct dev_io **ios, unsigned n)
 {
 	struct file_dev *f = FD(d);
@@ -338,13 +350,7 @@ static int file_submit(struct dev *d, struct dev_io **ios, unsigned n)
 				goto out;
 			}
 		}
-		if (io->op == DEV_OP_READ)
-			io_uring_prep_readv(sqe, f->fd, io->iov, io->iovcnt, io->off);
-		else if (io->op == DEV_OP_WRITE)
-			io_uring_prep_writev(sqe, f->fd, io->iov, io->iovcnt, io->off);
-		else
-			io_uring_prep_fsync(sqe, f->fd, IORING_FSYNC_DATASYNC);
-		io_uring_sqe_set_data(sqe, io);
+		prep_sqe(sqe, f->fd, io);
 		/* counted before the kernel sees it, so a reaper that finds it
 		 * completed never finds inflight at 0 */
 		__atomic_fetch_add(&f->inflight, 1, __ATOMIC_RELEASE);
@@ -482,13 +488,7 @@ static int file_tq_submit(struct dev_tq *dq, struct dev_io **ios, unsigned n, in
 	for (unsigned i = 0; i < n; i++) {
 		struct dev_io *io = ios[i];
 		struct io_uring_sqe *sqe = tq_sqe(q, io);
-		if (io->op == DEV_OP_READ)
-			io_uring_prep_readv(sqe, f->fd, io->iov, io->iovcnt, io->off);
-		else if (io->op == DEV_OP_WRITE)
-			io_uring_prep_writev(sqe, f->fd, io->iov, io->iovcnt, io->off);
-		else
-			io_uring_prep_fsync(sqe, f->fd, IORING_FSYNC_DATASYNC);
-		io_uring_sqe_set_data(sqe, io);
+		prep_sqe(sqe, f->fd, io);
 	}
 	return (int)n;
 }

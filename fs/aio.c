@@ -67,6 +67,18 @@ static void wake(struct aeng *e, pthread_cond_t *cv)
 	pthread_mutex_unlock(&e->mu);
 }
 
+/* Starts rq's bookkeeping for a on f, in nd device requests. */
+static void areq_begin(struct areq *rq, struct lunfs_file *f, struct lunfs_aio *a,
+		       lunfs_aio_done done, int nd)
+{
+	rq->a = a;
+	rq->done = done;
+	rq->pending = nd;
+	rq->v = f->v;
+	rq->of = f->of;
+	rq->t0 = ios_begin(f->v, f->of);
+}
+
 /* Ends rq's request: its result, the statistics, the caller's callback. */
 static void complete(struct areq *rq)
 {
@@ -171,12 +183,7 @@ void lunfs_aio_start(struct lunfs_file *f, struct lunfs_aio *a, lunfs_aio_done d
 		run_sync(f, a, done);
 		return;
 	}
-	rq->a = a;
-	rq->done = done;
-	rq->pending = nd;
-	rq->v = v;
-	rq->of = f->of;
-	rq->t0 = ios_begin(v, f->of);
+	areq_begin(rq, f, a, done, nd);
 	struct dev_io *ios[2] = {&rq->io[0], &rq->io[1]};
 	int r = dev_submit(v->d, ios, nd);
 	if (r > 0) {
@@ -307,12 +314,7 @@ int lunfs_loop_try(struct lunfs_loop *l, struct lunfs_file *f, struct lunfs_aio 
 		loop_put(l, rq);
 		return 0;
 	}
-	rq->a = a;
-	rq->done = done;
-	rq->pending = nd;
-	rq->v = v;
-	rq->of = f->of;
-	rq->t0 = ios_begin(v, f->of);
+	areq_begin(rq, f, a, done, nd);
 	return 1;
 }
 

@@ -1031,19 +1031,38 @@ static void *aio_writer(void *arg)
 	return NULL;
 }
 
-START_TEST(aio_engine)
+/* A volume mounted as h1 with a file vm.img open LUNFS_OPEN_EXCL: its first
+ * zeroed bytes allocated (eager-zeroed), the rest up to size holes. */
+static void vm_disk(char **p, struct lunfs_vol **v, struct lunfs_file **f, uint64_t zeroed,
+		    uint64_t size)
 {
 	struct lunfs_sb sb;
-	char *p = tu_volume(256 << 20, &sb);
-	struct lunfs_vol *v = mnt(p, "h1");
+	struct lunfs_setattr sa = {.size = size};
+	struct lunfs_stat st;
+	*p = tu_volume(256 << 20, &sb);
+	*v = mnt(*p, "h1");
+	uint64_t ino = mkfile(*v, 1, "vm.img");
+	ck_assert_int_eq(lunfs_open(*v, ino, LUNFS_OPEN_EXCL, f), 0);
+	ck_assert_int_eq(lunfs_fallocate(*f, LUNFS_FALLOC_ZERO, 0, zeroed), 0);
+	ck_assert_int_eq(lunfs_setattr(*v, ino, LUNFS_SET_SIZE, &sa, &st), 0);
+}
+
+/* Closes f, unmounts v, removes the image p. */
+static void vm_disk_end(char *p, struct lunfs_vol *v, struct lunfs_file *f)
+{
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+
+START_TEST(aio_engine)
+{
+	char *p;
+	struct lunfs_vol *v;
 	struct lunfs_file *f;
 	struct lunfs_ioq *q;
-	uint64_t ino = mkfile(v, 1, "vm.img");
-	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
-	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_ZERO, 0, 8 * MiB), 0);
-	struct lunfs_setattr sa = {.size = 13 * MiB};
-	struct lunfs_stat st;
-	ck_assert_int_eq(lunfs_setattr(v, ino, LUNFS_SET_SIZE, &sa, &st), 0);
+	vm_disk(&p, &v, &f, 8 * MiB, 13 * MiB);
 	struct aio_thr t[4];
 	aio_done_count = 0;
 	for (int i = 0; i < 4; i++) {
@@ -1080,10 +1099,7 @@ START_TEST(aio_engine)
 	lunfs_aio_start(f, &rd, aio_cb);
 	ck_assert_int_eq(rd.res, 1024);
 	free(r);
-	ck_assert_int_eq(lunfs_close(f), 0);
-	ck_assert_int_eq(lunfs_unmount(v), 0);
-	unlink(p);
-	free(p);
+	vm_disk_end(p, v, f);
 }
 END_TEST
 
@@ -1115,17 +1131,11 @@ static int punch_fn(void *arg)
 
 START_TEST(event_loop_queue)
 {
-	struct lunfs_sb sb;
-	char *p = tu_volume(256 << 20, &sb);
-	struct lunfs_vol *v = mnt(p, "h1");
+	char *p;
+	struct lunfs_vol *v;
 	struct lunfs_file *f;
 	struct lunfs_loop *l;
-	uint64_t ino = mkfile(v, 1, "vm.img");
-	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
-	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_ZERO, 0, 4 * MiB), 0);
-	struct lunfs_setattr sa = {.size = 5 * MiB};
-	struct lunfs_stat st;
-	ck_assert_int_eq(lunfs_setattr(v, ino, LUNFS_SET_SIZE, &sa, &st), 0);
+	vm_disk(&p, &v, &f, 4 * MiB, 5 * MiB);
 	ck_assert_int_eq(lunfs_loop_open(v, &l), 0);
 	struct loop_ctx c = {0};
 	uint8_t *buf = dev_alloc(16 * 4096), *r = dev_alloc(4096);
@@ -1178,10 +1188,7 @@ START_TEST(event_loop_queue)
 	lunfs_loop_close(l);
 	free(buf);
 	free(r);
-	ck_assert_int_eq(lunfs_close(f), 0);
-	ck_assert_int_eq(lunfs_unmount(v), 0);
-	unlink(p);
-	free(p);
+	vm_disk_end(p, v, f);
 }
 END_TEST
 
@@ -2036,10 +2043,7 @@ START_TEST(aio_lookup_outside_volume_mutex)
 	ck_assert_int_eq(memcmp(j.buf, buf, 4096), 0);
 	free(j.buf);
 	free(buf);
-	ck_assert_int_eq(lunfs_close(f), 0);
-	ck_assert_int_eq(lunfs_unmount(v), 0);
-	unlink(p);
-	free(p);
+	vm_disk_end(p, v, f);
 }
 END_TEST
 
