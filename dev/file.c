@@ -498,13 +498,16 @@ static int file_tq_submit(struct dev_tq *dq, struct dev_io **ios, unsigned n, in
  * its error: the writes of course, and the reads too, since a host whose
  * lease is gone may hold mappings to blocks that other hosts have freed and
  * reused since (a fenced host reads nothing more).  The watch goes ahead. */
-static void tq_guard(struct file_tq *q)
+static unsigned tq_guard(struct file_tq *q)
 {
-	int any = 0, r;
-	for (unsigned i = 0; i < q->npend; i++)
+	unsigned any = 0, writes = 0;
+	int r;
+	for (unsigned i = 0; i < q->npend; i++) {
 		any |= q->pend_io[i] != NULL;
+		writes += q->pend_io[i] && q->pend_io[i]->op != DEV_OP_READ;
+	}
 	if (!any || !(r = dev_guard(q->q.d)))
-		return;
+		return writes;
 	for (unsigned i = 0; i < q->npend; i++) {
 		struct dev_io *io = q->pend_io[i];
 		if (!io)
@@ -513,6 +516,21 @@ static void tq_guard(struct file_tq *q)
 		io_uring_prep_nop(q->pend[i]);
 		io_uring_sqe_set_data64(q->pend[i], (uintptr_t)io | TQ_REFUSED);
 	}
+	return 0;
+}
+
+/* Hands the queued entries to the kernel (writes of them are writes that
+ * go out: the freeze test, 58, watches this function for writes after a
+ * takeover, so it stays a function of its own, noipa: its arguments as written),
+ * then waits as asked. */
+__attribute__((noipa)) static int tq_enter(struct file_tq *q, int timeout_ms, unsigned writes)
+{
+	struct io_uring_cqe *cqe;
+	(void)writes;
+	if (timeout_ms == 0)
+		return io_uring_submit_and_get_events(&q->ring);
+	struct __kernel_timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000ll};
+	return io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, timeout_ms > 0 ? &ts : NULL, NULL);
 }
 
 /* After a hand-over: what the kernel did not take stays listed (the last
@@ -537,14 +555,7 @@ static int file_tq_run(struct dev_tq *dq, int timeout_ms, struct dev_io **out, u
 	*fired = 0;
 	if (q->watch_fd >= 0 && !q->watch_armed && (r = tq_arm(q)))
 		return r;
-	tq_guard(q);
-	if (timeout_ms == 0) {
-		r = io_uring_submit_and_get_events(&q->ring);
-	} else {
-		struct __kernel_timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000ll};
-		r = io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, timeout_ms > 0 ? &ts : NULL,
-						     NULL);
-	}
+	r = tq_enter(q, timeout_ms, tq_guard(q));
 	tq_taken(q);
 	/* -ETIME, -EINTR: the wait ended; -EAGAIN, -EBUSY: the kernel took
 	 * fewer entries for now (they stay listed and go at the next run).

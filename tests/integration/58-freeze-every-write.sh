@@ -1,8 +1,9 @@
 #!/bin/bash
 # A freeze at every write site: the counterpart of the crash at every write
 # (31).  The write sites of a mounted host are found in the source: every
-# call of dev_write, dev_writev, dev_zero, dev_caw, dev_flush and dev_submit
-# in lock/, journal/ and fs/ (but fs/repair.c, which only fsck runs; mkfs's
+# call of dev_write, dev_writev, dev_zero, dev_caw, dev_flush, dev_submit,
+# and of the thread queue's dev_tq_submit and dev_tq_run (the FUSE event
+# loop's writes: queued, then handed to the kernel) in lock/, journal/ and fs/ (but fs/repair.c, which only fsck runs; mkfs's
 # writes are in format/), so a new site is picked up on its own.  For each site,
 # twice (case a: a peer host B takes over; case b: the same identity A
 # mounts again elsewhere, waits out the silence of its old slot and takes it
@@ -51,7 +52,7 @@ AFTER_MS=700 # how long A runs after the resume before the checks
 
 # ---- the write sites --------------------------------------------------------
 list_sites() {
-	(cd "$ROOT" && grep -nE '(^|[^A-Za-z0-9_])dev_(write|writev|zero|caw|flush|submit)[[:space:]]*\(' \
+	(cd "$ROOT" && grep -nE '(^|[^A-Za-z0-9_])dev_(write|writev|zero|caw|flush|submit|tq_submit|tq_run)[[:space:]]*\(' \
 		lock/*.c journal/*.c fs/*.c) |
 		grep -vE '^fs/repair\.c:' |
 		awk '{ code = $0; sub(/^[^:]*:[^:]*:/, "", code)
@@ -151,9 +152,13 @@ class Late(gdb.Breakpoint):
     def stop(self):
         try:
             fd = -1 if self.location == "file_submit" else int(gdb.parse_and_eval("$rdi"))
+            # the thread queue's hand-over: its third argument counts the
+            # writes that go out (0: reads only, or all refused by the guard)
+            if self.location == "tq_enter" and int(gdb.parse_and_eval("$rdx")) == 0:
+                return False
         except gdb.error:
             fd = -2
-        if self.location == "file_submit" or fd in fds:
+        if self.location in ("file_submit", "tq_enter") or fd in fds:
             try:
                 bt = gdb.execute("bt 12", to_string=True)
             except gdb.error as e:
@@ -162,7 +167,7 @@ class Late(gdb.Breakpoint):
                 f.write("LATE %s(fd %d), thread %d:\n%s\n" %
                         (self.location, fd, gdb.selected_thread().num, bt))
         return False
-for loc in ("pwritev", "pwritev2", "pwrite64", "fallocate", "file_submit"):
+for loc in ("pwritev", "pwritev2", "pwrite64", "fallocate", "file_submit", "tq_enter"):
     try:
         Late(loc)
     except gdb.error:
