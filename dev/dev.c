@@ -391,7 +391,7 @@ int dev_tq_submit(struct dev_tq *q, struct dev_io **ios, unsigned n)
 	int writes, r = check_batch(d, ios, n, &writes);
 	if (!r && writes)
 		r = dev_guard(d);
-	if (!r && (r = d->ops->tq_submit(q, ios, n, writes)) >= 0)
+	if (!r && (r = d->ops->tq_submit(q, ios, n)) >= 0)
 		q->inflight += n;
 	return r;
 }

@@ -24,7 +24,7 @@ struct dev_ops {
 	 * queued writes to the device. */
 	int (*tq_open)(struct dev *d, struct dev_tq **out);
 	int (*tq_watch)(struct dev_tq *q, int fd);
-	int (*tq_submit)(struct dev_tq *q, struct dev_io **ios, unsigned n, int writes);
+	int (*tq_submit)(struct dev_tq *q, struct dev_io **ios, unsigned n);
 	int (*tq_run)(struct dev_tq *q, int timeout_ms, struct dev_io **out, unsigned max,
 		      int *fired);
 	void (*tq_close)(struct dev_tq *q);

@@ -317,6 +317,15 @@ static int ring_setup(struct file_dev *f)
 	return 0;
 }
 
+/* Sets io's result from its completion's: a short transfer at O_DIRECT
+ * alignment is an error for us. */
+static void cqe_done(struct dev_io *io, int64_t res)
+{
+	if (res >= 0 && io->op != DEV_OP_FLUSH && (size_t)res != dev_iov_len(io->iov, io->iovcnt))
+		res = -EIO;
+	io->res = res;
+}
+
 /* Fills sqe for io on fd; its user_data is io. */
 static void prep_sqe(struct io_uring_sqe *sqe, int fd, struct dev_io *io)
 {
@@ -381,13 +390,9 @@ static int file_reap(struct dev *d, unsigned min, struct dev_io **out, unsigned 
 		if (r < 0)
 			return got ? (int)got : r;
 		struct dev_io *io = io_uring_cqe_get_data(cqe);
-		int64_t res = cqe->res;
+		cqe_done(io, cqe->res);
 		io_uring_cqe_seen(&f->ring, cqe);
 		__atomic_fetch_sub(&f->inflight, 1, __ATOMIC_RELEASE);
-		/* A short transfer at O_DIRECT alignment is an error for us. */
-		if (res >= 0 && io->op != DEV_OP_FLUSH && (size_t)res != dev_iov_len(io->iov, io->iovcnt))
-			res = -EIO;
-		io->res = res;
 		out[got++] = io;
 	}
 	return got;
@@ -476,11 +481,10 @@ static int file_tq_watch(struct dev_tq *dq, int fd)
 	return tq_arm(q);
 }
 
-static int file_tq_submit(struct dev_tq *dq, struct dev_io **ios, unsigned n, int writes)
+static int file_tq_submit(struct dev_tq *dq, struct dev_io **ios, unsigned n)
 {
 	struct file_tq *q = (struct file_tq *)dq;
 	struct file_dev *f = FD(dq->d);
-	(void)writes;
 	/* one entry stays free for the watch's poll */
 	if (dq->inflight + n > RING_DEPTH - 1 || io_uring_sq_space_left(&q->ring) < n + 1 ||
 	    q->npend + n + 1 > RING_DEPTH)
@@ -572,13 +576,8 @@ static int file_tq_run(struct dev_tq *dq, int timeout_ms, struct dev_io **out, u
 			break;
 		} else {
 			struct dev_io *io = (struct dev_io *)(uintptr_t)(ud & ~(uint64_t)TQ_REFUSED);
-			if (!(ud & TQ_REFUSED)) {
-				int64_t res = cqe->res;
-				if (res >= 0 && io->op != DEV_OP_FLUSH &&
-				    (size_t)res != dev_iov_len(io->iov, io->iovcnt))
-					res = -EIO; /* short at O_DIRECT alignment */
-				io->res = res;
-			}
+			if (!(ud & TQ_REFUSED))
+				cqe_done(io, cqe->res);
 			out[got++] = io;
 		}
 		seen++;

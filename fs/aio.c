@@ -249,8 +249,9 @@ void aio_stop(struct lunfs_vol *v)
  * so no block is freed under it; the device's write guard runs when a write
  * is queued and again right before the batch goes (dev_tq_run), and a write
  * it refuses completes with -EFENCED.  The loop is its thread's alone: no
- * lock.  Its requests come from a free list of its own. */
-/* Completions handled per lunfs_loop_run: the caller goes back to its
+ * lock.  Its requests come from a free list of its own.
+ *
+ * LOOP_BATCH: completions handled per lunfs_loop_run: the caller goes back to its
  * watched descriptor between batches, so that a burst of completions (a
  * batch the device took together) does not keep new requests waiting until
  * every reply is out. */
@@ -321,8 +322,8 @@ int lunfs_loop_try(struct lunfs_loop *l, struct lunfs_file *f, struct lunfs_aio 
 int lunfs_loop_run(struct lunfs_loop *l, int timeout_ms)
 {
 	struct lunfs_vol *v = l->v;
-	struct dev_io *ios[64];
-	struct areq *fin[64];
+	struct dev_io *ios[LOOP_BATCH];
+	struct areq *fin[LOOP_BATCH];
 	int fired, nfin = 0;
 	int n = dev_tq_run(l->q, timeout_ms, ios, LOOP_BATCH, &fired);
 	if (n < 0)

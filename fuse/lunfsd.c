@@ -601,16 +601,30 @@ static void job_push(struct rbuf *rb)
 	pthread_mutex_unlock(&job_mu);
 }
 
+/* Replies to req with a's result: an error, the data read, or the count
+ * written. */
+static void reply_aio(fuse_req_t req, const struct lunfs_aio *a)
+{
+	if (a->res < 0)
+		reply_err(req, (int)a->res);
+	else if (a->op == LUNFS_AIO_READ)
+		fuse_reply_buf(req, a->buf, a->res);
+	else
+		fuse_reply_write(req, a->res);
+}
+
+/* Serves a synchronously on f (lunfs_pread or lunfs_pwrite): a->res. */
+static void serve_sync(struct lunfs_file *f, struct lunfs_aio *a)
+{
+	a->res = a->op == LUNFS_AIO_READ ? lunfs_pread(f, a->buf, a->len, a->off)
+					 : lunfs_pwrite(f, a->buf, a->len, a->off);
+}
+
 /* A loop request's completion (lunfs_loop_run, on the loop's thread). */
 static void loop_done(struct lunfs_aio *a)
 {
 	struct rbuf *rb = a->priv;
-	if (a->res < 0)
-		reply_err(rb->req, (int)a->res);
-	else if (a->op == LUNFS_AIO_READ)
-		fuse_reply_buf(rb->req, a->buf, a->res);
-	else
-		fuse_reply_write(rb->req, a->res);
+	reply_aio(rb->req, a);
 	rb_put(rb);
 	loop_replied = 1;
 }
@@ -664,12 +678,7 @@ static struct fop *fop_new(fuse_req_t req, int op, size_t size, off_t off)
 static void fop_done(struct lunfs_aio *a)
 {
 	struct fop *o = (struct fop *)a; /* a is its first member */
-	if (a->res < 0)
-		reply_err(o->req, (int)a->res);
-	else if (a->op == LUNFS_AIO_READ)
-		fuse_reply_buf(o->req, a->buf, a->res);
-	else
-		fuse_reply_write(o->req, a->res);
+	reply_aio(o->req, a);
 	free(a->buf);
 	free(o);
 }
@@ -682,8 +691,7 @@ static void fop_run(struct fop *o, struct fuse_file_info *fi)
 		lunfs_aio_start(f, a, fop_done);
 		return;
 	}
-	a->res = a->op == LUNFS_AIO_READ ? lunfs_pread(f, a->buf, a->len, a->off)
-					 : lunfs_pwrite(f, a->buf, a->len, a->off);
+	serve_sync(f, a);
 	fop_done(a);
 }
 
@@ -1564,8 +1572,7 @@ static void run_job(struct fuse_session *se, struct rbuf *rb)
 	if (!a->buf && !(a->buf = big = aligned_alloc(4096, (a->len + 4095) / 4096 * 4096)))
 		a->res = -ENOMEM;
 	else
-		a->res = a->op == LUNFS_AIO_READ ? lunfs_pread(rb->f, a->buf, a->len, a->off)
-						 : lunfs_pwrite(rb->f, a->buf, a->len, a->off);
+		serve_sync(rb->f, a);
 	loop_done(a);
 	free(big);
 }
