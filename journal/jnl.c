@@ -49,8 +49,9 @@ struct jnl {
 	 * adds what became durable), ckpend, broken, write_seq, head_seq and
 	 * head_off (changed by a seal, under the caller's lock too), tail_seq
 	 * and tail_off (changed by a checkpoint, under ckmu too).  A seal
-	 * wraps the log only after a checkpoint: none can wrap while another
-	 * checkpoint runs. */
+	 * places its transaction where the live part of the log leaves room
+	 * (place): it reads the tail under mu, so a checkpoint under way only
+	 * makes it conservative (the tail it moves is still the old one). */
 	pthread_mutex_t ckmu;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;     /* write_seq moved */
@@ -59,6 +60,8 @@ struct jnl {
 	int broken; /* a commit's write or flush failed: whether it is on disk is
 		       unknown, so no further transaction (the next mount's
 		       replay decides) */
+	struct jnl_counters ctr; /* under mu */
+	int no_early;            /* test hook: jnl_room_low says no */
 };
 
 struct jnl_txn {
@@ -475,11 +478,14 @@ static void pend_reattach(struct jnl *j)
 	}
 }
 
-/* The checkpoint proper, ckmu and mu held (mu is dropped): up to the transaction sealed last when
- * it starts (seq, head: where the next one goes).  Seals and journal
- * writes go on meanwhile; what they add stays pending, behind the new
- * tail.  No seal wraps the log meanwhile (it checkpoints first, and waits
- * for ckmu), so the next transaction still goes at head. */
+/* The checkpoint proper, ckmu and mu held (mu is dropped): up to the
+ * transaction sealed last when it starts (seq, head: where the next one
+ * goes).  Seals and journal writes go on meanwhile; what they add stays
+ * pending and live, behind the new tail.  A seal meanwhile places its
+ * transaction against the old tail (place), so none overwrites what this
+ * checkpoint has not retired yet; if the transaction seq itself went to 0
+ * (it did not fit at head), the header's tail_off still names head, and
+ * replay, finding nothing there, looks for seq at 0 (FORMAT.md). */
 static int checkpoint(struct jnl *j)
 {
 	int r;
@@ -644,6 +650,72 @@ void jnl_txn_abort(struct jnl_txn *t)
 	free(t);
 }
 
+/* Where a transaction of need bytes goes now (mu held): at the head, or at
+ * 0 when it does not fit before the end of the log and [0, need) holds no
+ * live transaction.  The live part runs from the tail to the head, and may
+ * wrap: [tail_off, head_off) while head_off > tail_off, else [tail_off, L)
+ * and [0, head_off).  (The transaction tail_seq may lie at 0 rather than at
+ * tail_off, if it did not fit there; then head_off <= tail_off, and the
+ * check below keeps every new one below tail_off.)  Returns 0, or -ENOSPC
+ * when only a checkpoint (which moves the tail to the head) makes room. */
+static int place(const struct jnl *j, uint64_t need, uint64_t *pos)
+{
+	uint64_t h = j->head_off, t = j->tail_off;
+	if (j->tail_seq == j->head_seq) { /* nothing live */
+		*pos = h + need <= j->log_size ? h : 0;
+		return 0;
+	}
+	if (h > t) {
+		if (h + need <= j->log_size) {
+			*pos = h;
+			return 0;
+		}
+		if (need <= t) {
+			*pos = 0;
+			return 0;
+		}
+		return -ENOSPC;
+	}
+	if (h + need <= t) {
+		*pos = h;
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+static int place_locked(struct jnl *j, uint64_t need, uint64_t *pos)
+{
+	pthread_mutex_lock(&j->mu);
+	int r = place(j, need, pos);
+	pthread_mutex_unlock(&j->mu);
+	return r;
+}
+
+int jnl_room_low(struct jnl *j)
+{
+	pthread_mutex_lock(&j->mu);
+	uint64_t used = j->tail_seq == j->head_seq ? 0 :
+			j->head_off > j->tail_off ? j->head_off - j->tail_off :
+			j->log_size - j->tail_off + j->head_off;
+	int low = !j->broken && !j->no_early && (used > j->log_size / 2 || j->npend > j->pend_max / 2);
+	pthread_mutex_unlock(&j->mu);
+	return low;
+}
+
+void jnl_get_counters(struct jnl *j, struct jnl_counters *c)
+{
+	pthread_mutex_lock(&j->mu);
+	*c = j->ctr;
+	pthread_mutex_unlock(&j->mu);
+}
+
+static void count_seal_checkpoint(struct jnl *j)
+{
+	pthread_mutex_lock(&j->mu);
+	j->ctr.seal_checkpoints++;
+	pthread_mutex_unlock(&j->mu);
+}
+
 static int too_many_pending(struct jnl *j)
 {
 	pthread_mutex_lock(&j->mu);
@@ -670,12 +742,19 @@ int jnl_txn_make_room(struct jnl_txn *t)
 	/* ... nor the seal's checkpoint for too many pending homes, nor its
 	 * wrap (done here, before the caller's writes: the seal's then finds
 	 * nothing to write) */
-	if (too_many_pending(j) && (r = checkpoint_for(j, 1)))
-		return r;
+	uint64_t pos;
+	if (too_many_pending(j)) {
+		count_seal_checkpoint(j);
+		if ((r = checkpoint_for(j, 1)))
+			return r;
+	}
 	if (need > j->log_size)
 		return -E2BIG;
-	if (j->head_off + need > j->log_size && (r = checkpoint_for(j, 1)))
-		return r;
+	if (place_locked(j, need, &pos)) {
+		count_seal_checkpoint(j);
+		if ((r = checkpoint_for(j, 1)))
+			return r;
+	}
 	/* ... nor a checkpoint that was already under way: wait it out */
 	pthread_mutex_lock(&j->ckmu);
 	pthread_mutex_unlock(&j->ckmu);
@@ -698,16 +777,29 @@ int jnl_txn_seal(struct jnl_txn *t)
 		return -E2BIG;
 	/* too many homes pending: write them before this one adds more (not
 	 * after jnl_txn_make_room: it did, before the caller's zeroing) */
-	if (!t->zeroing && too_many_pending(j) && (r = jnl_checkpoint(j)))
-		return r;
-	/* Room: the live part of the log is [tail, head).  Rather than track a
-	 * circular free span, retire everything (checkpoint) before wrapping. */
-	uint64_t pos = j->head_off;
-	if (pos + need > j->log_size) {
+	if (!t->zeroing && too_many_pending(j)) {
+		count_seal_checkpoint(j);
+		if ((r = jnl_checkpoint(j)))
+			return r;
+	}
+	/* Room: after the head, or from 0 when it does not fit before the end
+	 * and the live part leaves [0, need) free (place); only when neither,
+	 * a checkpoint first.  The fs layer's linger thread checkpoints when
+	 * half the log is live (jnl_room_low), without the caller's lock, so
+	 * that a seal rarely has to. */
+	uint64_t pos;
+	if (place_locked(j, need, &pos)) {
+		count_seal_checkpoint(j);
 		if ((r = checkpoint_for(j, t->zeroing)))
 			return r;
-		pos = 0;
+		/* under the caller's lock no other seal came: the log is empty */
+		if (place_locked(j, need, &pos))
+			return -ENOSPC;
 	}
+	pthread_mutex_lock(&j->mu);
+	if (pos == 0 && j->head_off != 0 && j->tail_seq != j->head_seq)
+		j->ctr.wraps++; /* live transactions stay at the end of the log */
+	pthread_mutex_unlock(&j->mu);
 	if (j->h && (r = hb_ok(j->h)))
 		return r;
 	t->desc = dev_alloc(BS);
@@ -820,6 +912,13 @@ int jnl_txn_commit(struct jnl_txn *t)
 		return r;
 	}
 	return jnl_txn_write(t);
+}
+
+void jnl_test_no_early_checkpoints(struct jnl *j)
+{
+	pthread_mutex_lock(&j->mu);
+	j->no_early = 1;
+	pthread_mutex_unlock(&j->mu);
 }
 
 void jnl_test_set_pend_max(struct jnl *j, unsigned n)

@@ -103,7 +103,9 @@ int jnl_txn_commit(struct jnl_txn *t);
  *  - jnl_txn_seal, under the caller's lock like every other call here but
  *    jnl_txn_write, jnl_checkpoint and jnl_pending_copy:
  *    places t in the log (the next sequence number, the room after the
- *    last sealed one; a wrap or too many pending homes checkpoint first)
+ *    last sealed one, or at the start when it does not fit before the end
+ *    and the live part leaves room there; a log without room, or too
+ *    many pending homes, checkpoint first)
  *    and builds its descriptor and commit block.  An error here is one of
  *    the "before the write" kind above: nothing reserved, the journal goes
  *    on; t is not freed (jnl_txn_write or jnl_txn_abort does it).  An
@@ -126,7 +128,7 @@ int jnl_txn_write(struct jnl_txn *t);
  * before the seal that t's new pointers expose). */
 void jnl_txn_preflush(struct jnl_txn *t);
 /* Makes room in the log for t now: waits until every transaction sealed
- * before t was written, and checkpoints if t would not fit before the end
+ * before t was written, and checkpoints if the log has no room for t
  * (what jnl_txn_seal would do first), so that nothing of this journal
  * flushes between now and t's own journal write: from here until t is
  * written or aborted, no other checkpoint starts, and one under way was
@@ -134,6 +136,8 @@ void jnl_txn_preflush(struct jnl_txn *t);
 int jnl_txn_make_room(struct jnl_txn *t);
 /* Test hook: checkpoint at a seal beyond n pending homes (default 4096). */
 void jnl_test_set_pend_max(struct jnl *j, unsigned n);
+/* Test hook: jnl_room_low always says no (only seals checkpoint). */
+void jnl_test_no_early_checkpoints(struct jnl *j);
 void jnl_txn_abort(struct jnl_txn *t);
 
 /* Writes every pending home, flushes, and advances the tail to the head as
@@ -151,6 +155,16 @@ int jnl_pending_copy(struct jnl *j, uint64_t target, void *buf);
 /* How long (ms, monotonic) the oldest committed transaction whose homes are
  * not written yet has waited; 0 when nothing is pending. */
 uint64_t jnl_pending_age_ms(struct jnl *j);
+/* Is half the log live, or are half the homes a seal tolerates pending?
+ * Then a checkpoint now (without the caller's lock) spares a later seal
+ * one under it. */
+int jnl_room_low(struct jnl *j);
+struct jnl_counters {
+	uint64_t wraps;            /* seals placed at 0 while transactions at the
+				      end of the log are live (no checkpoint) */
+	uint64_t seal_checkpoints; /* seals (and make_room) that had to checkpoint */
+};
+void jnl_get_counters(struct jnl *j, struct jnl_counters *c);
 
 /* Sequence number the next transaction gets. */
 uint64_t jnl_next_seq(const struct jnl *j);
