@@ -316,6 +316,19 @@ void tx_end(struct txn *tx, int r);
  * tx stays open (its pins hold its locks).  For a caller that acts under
  * v->mu after its commit (the group commit's leader). */
 int tx_flush_unlocked(struct txn *tx);
+/* tx_commit in two halves, for a caller that acts under v->mu between the
+ * seal and tx_end (the last close takes its file out of the table): the
+ * seal (tx stays open; *sd holds what to write, nothing when sd->jt is
+ * NULL), then, after tx_end, the journal write without v->mu.  A sealed
+ * transaction must be written (tx_write_sealed), even after a failure:
+ * the journal writes in sealed order. */
+struct tx_sealed {
+	struct jnl_txn *jt;
+	uint64_t addrs[TX_MAX];
+	int n;
+};
+int tx_seal_only(struct txn *tx, struct tx_sealed *sd);
+int tx_write_sealed(struct lunfs_vol *v, struct tx_sealed *sd);
 /* Commits what is dirty so far and continues (large operations in steps). */
 int tx_flush(struct txn *tx);
 /* Zeroes the device bytes [off, off + len) (off + len on a logical block

@@ -30,5 +30,11 @@ struct dev *lunfs_device(struct lunfs_vol *v);
 int lunfs_test_fail_after_dirty(struct lunfs_vol *v, uint64_t ino);
 /* The journal checkpoints at a seal beyond n pending homes (default 4096). */
 void lunfs_test_set_pend_max(struct lunfs_vol *v, unsigned n);
+/* No checkpoint when half the log is live: only a seal without room
+ * checkpoints (what a test of that seal needs). */
+void lunfs_test_no_early_checkpoints(struct lunfs_vol *v);
+/* The journal's counters: its wraps, and the seals that had to checkpoint. */
+struct jnl_counters;
+void lunfs_test_jnl_counters(struct lunfs_vol *v, struct jnl_counters *c);
 
 #endif

@@ -320,3 +320,13 @@ void lunfs_test_set_pend_max(struct lunfs_vol *v, unsigned n)
 	jnl_test_set_pend_max(v->j, n);
 	pthread_mutex_unlock(&v->mu);
 }
+
+void lunfs_test_jnl_counters(struct lunfs_vol *v, struct jnl_counters *c)
+{
+	jnl_get_counters(v->j, c);
+}
+
+void lunfs_test_no_early_checkpoints(struct lunfs_vol *v)
+{
+	jnl_test_no_early_checkpoints(v->j);
+}

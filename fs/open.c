@@ -264,7 +264,7 @@ out:
 
 /* What goes before an open lets go of the inode lock: the times writes
  * left pending (multi-writer files take no metadata change), with release
- * the inode of an unlinked file freed, then the flush. */
+ * the inode of an unlinked file freed.  The caller commits it. */
 static int commit_pending(struct txn *tx, struct ofile *of, struct lunfs_inode *in, int release)
 {
 	int r;
@@ -275,7 +275,7 @@ static int commit_pending(struct txn *tx, struct ofile *of, struct lunfs_inode *
 	if (release && of->unlinked &&
 	    ((r = ino_read(tx, of->ino, LK_EXCLUSIVE, in)) || (r = file_release_inode(tx, in))))
 		return r;
-	return tx_flush(tx);
+	return 0;
 }
 
 /* The last writable open of of closed on this host while read-only opens
@@ -292,8 +292,8 @@ static int drop_writer_hold(struct txn *tx, struct ofile *of, struct lunfs_inode
 	struct lunfs_vol *v = tx->v;
 	int r = 0;
 	gw_wait_ino(v, of->ino); /* none: the writers' handles are closed */
-	if (vol_check_writable(v) == 0)
-		r = commit_pending(tx, of, in, 0);
+	if (vol_check_writable(v) == 0 && !(r = commit_pending(tx, of, in, 0)))
+		r = tx_flush_unlocked(tx); /* the journal write without v->mu */
 	tx_end(tx, r); /* the tx pinned the lock too: end it before letting go */
 	if (r)
 		return r; /* keep the hold: the times are not committed */
@@ -320,30 +320,33 @@ static int drop_writer_hold(struct txn *tx, struct ofile *of, struct lunfs_inode
 static int last_close(struct txn *tx, struct ofile *of, struct lunfs_inode *in)
 {
 	struct lunfs_vol *v = tx->v;
+	struct tx_sealed sd = {0};
 	int r = 0;
 	gw_wait_ino(v, of->ino); /* none: the writers' handles are open */
-	if (vol_check_writable(v) == 0)
-		r = commit_pending(tx, of, in, 1);
+	if (vol_check_writable(v) == 0 && !(r = commit_pending(tx, of, in, 1)))
+		r = tx_seal_only(tx, &sd);
+	/* of leaves the table under v->mu, before the journal write: an open
+	 * meanwhile makes a new one (and finds the sealed inode in the cache) */
 	struct ofile **pp = &v->ofiles;
 	while (*pp != of)
 		pp = &(*pp)->next;
 	*pp = of->next;
 	free(of->mapc);
 	pthread_mutex_destroy(&of->mapmu);
-	if (of->h) {
-		/* the tx pinned it too: end the tx before letting go */
-		struct held *h = of->h;
-		tx_end(tx, r);
+	struct held *h = of->h;
+	free(of);
+	/* the tx pinned h too: end the tx before letting go */
+	tx_end(tx, r);
+	if (sd.jt)
+		r = tx_write_sealed(v, &sd); /* without v->mu */
+	if (h) {
+		/* the release checkpoints: it waits for that write */
 		pthread_mutex_lock(&v->mu);
 		int e = vl_release_now(v, h);
 		pthread_mutex_unlock(&v->mu);
 		if (!r)
 			r = e;
-		free(of);
-		return r;
 	}
-	free(of);
-	tx_end(tx, r);
 	return r;
 }
 
@@ -383,7 +386,6 @@ int lunfs_close(struct lunfs_file *f)
  * for writing, and the times writes left in memory commit, under our lock. */
 static int handoff_times(struct txn *tx, struct ofile *of, struct lunfs_inode *in)
 {
-	int r;
 	if (!of || !of->h || of->h->lk.mode != LK_EXCLUSIVE || of->handed_off ||
 	    of->mode == LUNFS_OPEN_MULTI)
 		return -ENOLCK; /* not open for writing here */
@@ -392,9 +394,7 @@ static int handoff_times(struct txn *tx, struct ofile *of, struct lunfs_inode *i
 	/* the times writes left in memory go first, under our lock */
 	if (!of_times_dirty(of))
 		return 0;
-	if ((r = commit_times(tx, of, in)))
-		return r;
-	return tx_flush(tx);
+	return commit_times(tx, of, in); /* committed by op_finish, without v->mu */
 }
 
 /* lunfs_handoff's second transaction: of's lock goes to the host in slot. */
@@ -442,9 +442,10 @@ int lunfs_handoff(struct lunfs_vol *v, uint64_t ino, const char *host)
 	}
 	tx_begin(v, &tx);
 	struct ofile *of = of_find(v, ino);
-	r = handoff_times(&tx, of, in);
-	tx_end(&tx, r);
-	if (r)
+	r = op_finish(&tx, handoff_times(&tx, of, in));
+	/* the journal rule's checkpoint, without v->mu: the one of
+	 * vl_hand_over (under it) then writes only what was sealed meanwhile */
+	if (r || (r = jnl_checkpoint(v->j)))
 		goto out;
 	tx_begin(v, &tx);
 	r = handoff_lock(&tx, of, ino, slot, gen);
@@ -464,9 +465,7 @@ static int fsync_times(struct txn *tx, struct lunfs_file *f, struct lunfs_inode 
 		return r; /* fenced: nothing this host wrote is known to be durable any more */
 	if (!of_times_dirty(f->of) || !mode_writable(f->mode) || f->mode == LUNFS_OPEN_MULTI)
 		return 0;
-	if ((r = commit_times(tx, f->of, in)))
-		return r;
-	return tx_flush(tx);
+	return commit_times(tx, f->of, in); /* committed by op_finish, without v->mu */
 }
 
 int lunfs_fsync(struct lunfs_file *f)
@@ -478,8 +477,7 @@ int lunfs_fsync(struct lunfs_file *f)
 	if (!in)
 		return -ENOMEM;
 	tx_begin(v, &tx);
-	r = fsync_times(&tx, f, in);
-	tx_end(&tx, r);
+	r = op_finish(&tx, fsync_times(&tx, f, in));
 	free(in);
 	if (r || v->ro)
 		return r;

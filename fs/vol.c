@@ -224,6 +224,31 @@ static int acquire_record(struct lunfs_vol *v, struct held *h, uint64_t off, uin
 	return r;
 }
 
+/* The upgrade of h (pinned by the caller) to mode with v->mu dropped for
+ * its compare-and-write: on a copy of the lock state, so that the threads
+ * that pin h meanwhile read it unchanged; the entry in v->acquiring keeps
+ * this host's others from acquiring or upgrading the record meanwhile. */
+static int upgrade_dropping(struct lunfs_vol *v, struct held *h, uint64_t object, int mode,
+			    unsigned fl)
+{
+	VOL_HELD(v);
+	struct lk_lock *nl = malloc(sizeof(*nl));
+	struct acq *a = nl ? acq_start(v, h->lk.off) : NULL;
+	if (!a) {
+		free(nl);
+		return -ENOMEM;
+	}
+	*nl = h->lk;
+	pthread_mutex_unlock(&v->mu);
+	int r = lk_acquire_flags(v->hb, nl, nl->off, object, mode, fl, LK_NOWAIT, 0);
+	pthread_mutex_lock(&v->mu);
+	if (!r)
+		h->lk = *nl;
+	acq_end(v, a);
+	free(nl);
+	return r;
+}
+
 int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, int may_drop,
 	   struct held **out)
 {
@@ -263,10 +288,13 @@ again:
 			if (h->lk.rec.holders[i].slot == v->slot &&
 			    h->lk.rec.holders[i].mount_gen == hb_mount_gen(v->hb))
 				fl = h->lk.rec.holders[i].flags;
-		r = lk_acquire_flags(v->hb, &h->lk, off, object, mode, fl, LK_NOWAIT, 0);
-		if (r)
+		h->pins++; /* ours: nothing releases h meanwhile */
+		r = may_drop ? upgrade_dropping(v, h, object, mode, fl) :
+			       lk_acquire_flags(v->hb, &h->lk, off, object, mode, fl, LK_NOWAIT, 0);
+		if (r) {
+			h->pins--;
 			return r;
-		h->pins++;
+		}
 		h->last_ms = lunfs_now_ms();
 		*out = h;
 		return 0;
@@ -455,7 +483,7 @@ static void release_idle(struct lunfs_vol *v, uint64_t idle_ms)
 	struct held *h;
 	/* the checkpoints and releases run without v->mu */
 	release_unpinned(v, idle_ms, 1);
-	if (jnl_pending_age_ms(v->j) >= idle_ms) {
+	if (jnl_pending_age_ms(v->j) >= idle_ms || jnl_room_low(v->j)) {
 		pthread_mutex_unlock(&v->mu);
 		jnl_checkpoint(v->j);
 		pthread_mutex_lock(&v->mu);
@@ -883,6 +911,10 @@ static int tx_seal(struct txn *tx, struct jnl_txn **out, uint64_t *addrs, int *n
 	late_free(tx);
 	if ((r = jnl_txn_seal(jt)))
 		goto fail;
+	/* half the log live: the linger thread checkpoints now, without
+	 * v->mu, so that no seal has to under it */
+	if (jnl_room_low(v->j))
+		pthread_cond_signal(&v->linger_cv);
 	/* data a new pointer exposes must be on disk before the pointer: the
 	 * journal write flushes first */
 	if (tx->preflush)
@@ -1012,19 +1044,32 @@ void tx_end(struct txn *tx, int r)
 	pthread_mutex_unlock(&v->mu);
 }
 
-int tx_flush_unlocked(struct txn *tx)
+int tx_seal_only(struct txn *tx, struct tx_sealed *sd)
 {
-	struct lunfs_vol *v = tx->v;
+	sd->jt = NULL;
+	sd->n = 0;
 	if (tx->need.kind)
 		return -ERESTART_TX;
 	tx_no_restart(tx);
-	struct jnl_txn *jt;
-	uint64_t addrs[TX_MAX];
-	int n, r = tx_seal(tx, &jt, addrs, &n);
-	if (r || !jt)
+	return tx_seal(tx, &sd->jt, sd->addrs, &sd->n);
+}
+
+int tx_write_sealed(struct lunfs_vol *v, struct tx_sealed *sd)
+{
+	int r = tx_write(v, sd->jt, sd->addrs, sd->n, 0);
+	sd->jt = NULL;
+	return r;
+}
+
+int tx_flush_unlocked(struct txn *tx)
+{
+	struct lunfs_vol *v = tx->v;
+	struct tx_sealed sd;
+	int r = tx_seal_only(tx, &sd);
+	if (r || !sd.jt)
 		return r;
 	pthread_mutex_unlock(&v->mu);
-	r = tx_write(v, jt, addrs, n, 0);
+	r = tx_write_sealed(v, &sd);
 	pthread_mutex_lock(&v->mu);
 	return r;
 }
@@ -1032,9 +1077,10 @@ int tx_flush_unlocked(struct txn *tx)
 int tx_commit(struct txn *tx)
 {
 	struct lunfs_vol *v = tx->v;
-	struct jnl_txn *jt;
-	uint64_t addrs[TX_MAX];
-	int n, r = tx_seal(tx, &jt, addrs, &n);
+	struct tx_sealed sd;
+	sd.jt = NULL;
+	sd.n = 0;
+	int r = tx_seal(tx, &sd.jt, sd.addrs, &sd.n);
 	tx_end(tx, r);
 	/* The journal write runs without v->mu: this host's other operations
 	 * and its data I/O go on meanwhile, and may build on what this
@@ -1043,7 +1089,7 @@ int tx_commit(struct txn *tx)
 	 * meanwhile only through a checkpoint, which waits for this write. */
 	if (r)
 		return r;
-	return tx_write(v, jt, addrs, n, 0);
+	return tx_write_sealed(v, &sd);
 }
 
 int op_finish(struct txn *tx, int r)

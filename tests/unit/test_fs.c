@@ -13,6 +13,7 @@
 #include "fs/lunfs_test.h"
 #include "format/format.h"
 #include "format/geom.h"
+#include "journal/jnl.h"
 #include "lock/lk.h"
 #include "util/clock.h"
 
@@ -1655,10 +1656,10 @@ static void truncate_lost(struct lunfs_vol *v, const char *p, uint64_t ino, cons
 	free(r);
 }
 
-/* A truncate whose commit wraps the journal: the checkpoint the wrap needs
- * flushes the device, and the zeroed tail of the cut block must not be
- * durable by then.  The commit's own flush fails (a power cut there): the
- * file keeps its old size and every byte. */
+/* A truncate whose commit finds no room in the journal: the checkpoint it
+ * needs flushes the device, and the zeroed tail of the cut block must not
+ * be durable by then.  The commit's own flush fails (a power cut there):
+ * the file keeps its old size and every byte. */
 START_TEST(truncate_zeroes_with_its_commit)
 {
 	char *p;
@@ -1666,10 +1667,12 @@ START_TEST(truncate_zeroes_with_its_commit)
 	struct lunfs_vol *v = mnt_faulty(&p, &d);
 	uint8_t *src = malloc(2 * MiB);
 	uint64_t ino = two_mib_file(v, src);
+	lunfs_test_no_early_checkpoints(v); /* the seals must */
 	/* Small commits (an xattr: one block, three in the log) until the log
-	 * wraps twice: a wrap costs two more flushes (its checkpoint).  The
-	 * commits between the wraps say how many fit; one fewer after the
-	 * second wrap leaves room for three blocks, not the truncate's four. */
+	 * ran out of room twice: a seal without room costs two more flushes
+	 * (its checkpoint).  The commits between the two say how many fit; one
+	 * fewer after the second leaves room for three blocks, not the
+	 * truncate's four. */
 	int wraps = 0, between = 0;
 	for (int i = 0; wraps < 2; i++) {
 		ck_assert_int_lt(i, 2000);
@@ -2047,11 +2050,92 @@ START_TEST(aio_lookup_outside_volume_mutex)
 }
 END_TEST
 
+/* A lock upgrade (shared to exclusive: a compare-and-write) runs without
+ * the volume mutex: h1 opens y shared read-only, then sets an xattr of y;
+ * with the device frozen under the upgrade, a getxattr of x (cached)
+ * finishes meanwhile. */
+static int setxattr_k3(void *a)
+{
+	struct cj_job *j = a;
+	return lunfs_setxattr(j->v, j->ino, "user.k3", "v3", 2, 0);
+}
+
+START_TEST(lock_upgrade_outside_volume_mutex)
+{
+	char *p;
+	struct dev *d;
+	struct lunfs_vol *v = mnt_faulty(&p, &d);
+	struct lunfs_vol *w = mnt(p, "h2");
+	uint64_t y = mkfile(w, 1, "y"); /* h1 holds no lock of y */
+	ck_assert_int_eq(lunfs_unmount(w), 0);
+	uint64_t x = mkfile(v, 1, "x");
+	ck_assert_int_eq(lunfs_setxattr(v, x, "user.k2", "v2", 2, 0), 0); /* cached */
+	struct lunfs_file *f;
+	ck_assert_int_eq(lunfs_open(v, y, LUNFS_OPEN_SHARED_RO, &f), 0); /* y shared */
+	struct cj_job cy = {.v = v, .ino = y};
+	int res;
+	ck_assert_msg(stall_round(v, d, 1, setxattr_k3, &cy, x, &res),
+		      "a cached getxattr waited for a lock upgrade's compare-and-write");
+	ck_assert_int_eq(res, 0);
+	char buf[8];
+	ck_assert_int_eq(lunfs_getxattr(v, y, "user.k3", buf, sizeof(buf)), 2);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 /* The linger thread's device I/O (its checkpoint for visibility and before
  * it releases an idle lock, its poll of the superblock) runs without the
  * volume mutex: with the device frozen under it, a getxattr of a file this
  * host keeps open (its blocks cached) finishes meanwhile, and what was
  * committed is there after a remount. */
+/* A busy host's seals leave the log's checkpoints to the linger thread:
+ * the log wraps past live transactions (no checkpoint needed), and the
+ * linger thread, woken when half the log is live, checkpoints without
+ * v->mu before the seals run out of room.  1 MiB journal (255 log
+ * blocks), 3000 setxattrs of 2-3 blocks each: the log wraps over 20
+ * times.  With the old rule (a seal checkpoints before every wrap, under
+ * v->mu) every wrap counts as a seal's checkpoint. */
+START_TEST(seals_leave_checkpoints_to_linger)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	uint64_t ino[4];
+	char name[16], val[32];
+	for (int i = 0; i < 4; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		ino[i] = mkfile(v, 1, name);
+	}
+	for (int k = 0; k < 3000; k++) {
+		int n = snprintf(val, sizeof(val), "value %d", k);
+		ck_assert_int_eq(lunfs_setxattr(v, ino[k % 4], "user.k", val, n, 0), 0);
+	}
+	struct jnl_counters c;
+	lunfs_test_jnl_counters(v, &c);
+	printf("fs: %llu wraps past a live tail, %llu seals that had to checkpoint\n",
+	       (unsigned long long)c.wraps, (unsigned long long)c.seal_checkpoints);
+	ck_assert_uint_ge(c.wraps, 10);
+	ck_assert_msg(c.seal_checkpoints * 5 <= c.wraps,
+		      "%llu of the seals checkpointed under v->mu",
+		      (unsigned long long)c.seal_checkpoints);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	v = mnt(p, "h1");
+	for (int i = 0; i < 4; i++) {
+		int n = snprintf(val, sizeof(val), "value %d", 2996 + i);
+		char buf[32];
+		ck_assert_int_eq(lunfs_getxattr(v, ino[i], "user.k", buf, sizeof(buf)), n);
+		ck_assert_int_eq(memcmp(buf, val, n), 0);
+	}
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 START_TEST(linger_checkpoint_outside_volume_mutex)
 {
 	struct lunfs_sb sb;
@@ -2123,6 +2207,46 @@ START_TEST(last_close_releases_outside_volume_mutex)
 }
 END_TEST
 
+/* A last close commits the times its writes left pending with the journal
+ * write outside the volume mutex: with the device frozen under that write,
+ * a getxattr of another open file (cached) finishes meanwhile; after a
+ * remount the close's mtime is there. */
+START_TEST(close_commits_outside_volume_mutex)
+{
+	char *p;
+	struct dev *d;
+	struct lunfs_vol *v = mnt_faulty(&p, &d);
+	struct lunfs_file *fx, *fy;
+	struct lunfs_stat st0, st;
+	uint64_t x = mkfile(v, 1, "x"), y = mkfile(v, 1, "y");
+	uint8_t *buf = dev_alloc(4096);
+	fill(buf, 4096, 3);
+	ck_assert_int_eq(lunfs_open(v, y, LUNFS_OPEN_EXCL, &fy), 0);
+	ck_assert_int_eq(lunfs_setxattr(v, y, "user.k2", "v2", 2, 0), 0);
+	ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_EXCL, &fx), 0);
+	ck_assert_int_eq(lunfs_pwrite(fx, buf, 4096, 0), 4096); /* allocates */
+	ck_assert_int_eq(lunfs_getattr(v, x, &st0), 0);
+	usleep(20 * 1000);
+	ck_assert_int_eq(lunfs_pwrite(fx, buf, 4096, 0), 4096); /* times pending */
+	int res;
+	/* the close's first device write is its journal write */
+	ck_assert_msg(stall_round(v, d, 0, close_file, fx, y, &res),
+		      "a cached getxattr waited for a last close's journal write");
+	ck_assert_int_eq(res, 0);
+	ck_assert_int_eq(lunfs_close(fy), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	v = mnt(p, "h1");
+	ck_assert_int_eq(lunfs_getattr(v, x, &st), 0);
+	ck_assert_msg(st.mtime.tv_sec * 1000000000LL + st.mtime.tv_nsec >
+			      st0.mtime.tv_sec * 1000000000LL + st0.mtime.tv_nsec,
+		      "the close did not commit the times");
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	free(buf);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 /* A truncate's tail zeros are never durable before its journal record,
  * also when its seal must checkpoint first for too many pending homes
  * (that checkpoint runs before the zeroing): the flush after the zeroing
@@ -2172,6 +2296,9 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, metadata_waits_outside_volume_mutex);
 	tcase_add_test(tc, aio_lookup_outside_volume_mutex);
 	tcase_add_test(tc, linger_checkpoint_outside_volume_mutex);
+	tcase_add_test(tc, seals_leave_checkpoints_to_linger);
+	tcase_add_test(tc, lock_upgrade_outside_volume_mutex);
+	tcase_add_test(tc, close_commits_outside_volume_mutex);
 	tcase_add_test(tc, last_close_releases_outside_volume_mutex);
 	tcase_add_test(tc, failed_op_beside_commit_in_flight);
 	tcase_add_test(tc, truncate_zeroes_after_pending_checkpoint);
