@@ -448,7 +448,9 @@ int lunfs_handoff(struct lunfs_vol *v, uint64_t ino, const char *host)
 	if (r || (r = jnl_checkpoint(v->j)))
 		goto out;
 	tx_begin(v, &tx);
-	r = handoff_lock(&tx, of, ino, slot, gen);
+	/* v->mu was dropped: a last close may have freed of */
+	of = of_find(v, ino);
+	r = of ? handoff_lock(&tx, of, ino, slot, gen) : -ENOLCK;
 	tx_end(&tx, r);
 out:
 	free(in);
@@ -477,9 +479,14 @@ int lunfs_fsync(struct lunfs_file *f)
 	if (!in)
 		return -ENOMEM;
 	tx_begin(v, &tx);
+	/* the commits sealed before (another fsync's of these times, any
+	 * operation's) may still be in their journal write without v->mu */
+	uint64_t upto = v->ro ? 0 : jnl_next_seq(v->j);
 	r = op_finish(&tx, fsync_times(&tx, f, in));
 	free(in);
 	if (r || v->ro)
+		return r;
+	if ((r = jnl_wait_written_upto(v->j, upto)))
 		return r;
 	return dev_flush(v->d);
 }

@@ -434,6 +434,16 @@ uint64_t jnl_pending_age_ms(struct jnl *j)
 	return age;
 }
 
+int jnl_wait_written_upto(struct jnl *j, uint64_t seq)
+{
+	pthread_mutex_lock(&j->mu);
+	while (j->write_seq < seq && !j->broken)
+		pthread_cond_wait(&j->cv, &j->mu);
+	int r = j->broken;
+	pthread_mutex_unlock(&j->mu);
+	return r;
+}
+
 int jnl_wait_written(struct jnl *j)
 {
 	pthread_mutex_lock(&j->mu);
@@ -655,7 +665,9 @@ void jnl_txn_abort(struct jnl_txn *t)
  * live transaction.  The live part runs from the tail to the head, and may
  * wrap: [tail_off, head_off) while head_off > tail_off, else [tail_off, L)
  * and [0, head_off).  (The transaction tail_seq may lie at 0 rather than at
- * tail_off, if it did not fit there; then head_off <= tail_off, and the
+ * tail_off, where the header puts it, if it did not fit there.  If the log
+ * was empty then, the seal moved tail_off to 0; if not, the placement at 0
+ * needed need <= tail_off, so head_off <= tail_off from then on, and the
  * check below keeps every new one below tail_off.)  Returns 0, or -ENOSPC
  * when only a checkpoint (which moves the tail to the head) makes room. */
 static int place(const struct jnl *j, uint64_t need, uint64_t *pos)
@@ -832,6 +844,12 @@ int jnl_txn_seal(struct jnl_txn *t)
 	t->pos = pos;
 	t->sealed = 1;
 	pthread_mutex_lock(&j->mu); /* the waiters and a checkpoint read them under it */
+	/* An empty log whose transaction goes to 0 (it did not fit at the
+	 * tail): the live part starts at 0 now, whatever the header says
+	 * (replay, finding nothing at tail_off, looks at 0), so that the
+	 * next ones stay below the end of this one and never reach it */
+	if (j->tail_seq == j->head_seq && pos == 0)
+		j->tail_off = 0;
 	j->head_seq++;
 	j->head_off = pos + need;
 	pthread_mutex_unlock(&j->mu);

@@ -123,6 +123,10 @@ int jnl_txn_seal(struct jnl_txn *t);
 /* Waits until every sealed transaction was written (or failed).  Returns 0,
  * or the error that broke the journal. */
 int jnl_wait_written(struct jnl *j);
+/* Waits, without the caller's lock, until every transaction sealed with a
+ * sequence number below seq (jnl_next_seq when the caller looked) was
+ * written, or the journal broke.  Returns 0, or the error that broke it. */
+int jnl_wait_written_upto(struct jnl *j, uint64_t seq);
 int jnl_txn_write(struct jnl_txn *t);
 /* The device is flushed right before t's journal write (data written
  * before the seal that t's new pointers expose). */

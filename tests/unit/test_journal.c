@@ -387,6 +387,66 @@ START_TEST(wrap_past_live_tail)
 }
 END_TEST
 
+/* A transaction that does not fit at the tail of an empty log goes to 0,
+ * and is longer than the tail's offset: the next one must not go to 0 as
+ * well (over it).  1 MiB journal (255 log blocks): a checkpoint at 100,
+ * then S of 180 log blocks (to 0), then S+1 of 90; a power cut; replay
+ * must bring both home.  reopen: the empty log at 100 comes from a replay
+ * at jnl_open instead of a checkpoint.  (Found by a review: both were
+ * lost, replay stopped at S+1 found where S should be.) */
+static void commit_val(struct jnl *j, struct lunfs_sb *sb, uint64_t first, uint64_t n, int val)
+{
+	struct jnl_txn *t;
+	uint8_t *blk = dev_alloc(4096);
+	ck_assert_int_eq(jnl_txn_begin(j, &t), 0);
+	for (uint64_t i = 0; i < n; i++) {
+		memset(blk, val, 4096);
+		ck_assert_int_eq(jnl_txn_add(t, geom_meta_blk(sb, first + i), blk), 0);
+	}
+	ck_assert_int_eq(jnl_txn_commit(t), 0);
+	free(blk);
+}
+
+static void empty_log_wrap(int reopen)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(64 << 20, &sb);
+	struct dev *d = tu_open(p);
+	struct jnl_geom g = geom_of(&sb, 0);
+	struct jnl *j;
+	uint8_t *blk = dev_alloc(4096);
+	ck_assert_uint_eq(sb.jnl_size / 4096 - 1, 255);
+	ck_assert_int_eq(jnl_open(d, &g, NULL, &j, NULL), 0);
+	commit_val(j, &sb, 1, 98, 0x11); /* [0, 100) */
+	if (reopen) {
+		jnl_abandon(j);
+		g.mount_gen = 2;
+		ck_assert_int_eq(jnl_open(d, &g, NULL, &j, NULL), 0); /* replays: empty at 100 */
+	} else {
+		ck_assert_int_eq(jnl_checkpoint(j), 0); /* empty at 100 */
+	}
+	commit_val(j, &sb, 1, 178, 0xA1);  /* S: 180 blocks, to 0 */
+	commit_val(j, &sb, 300, 88, 0xB2); /* S+1: 90 blocks, after S */
+	jnl_abandon(j); /* a power cut */
+	struct jnl_replay_stats st;
+	ck_assert_int_eq(jnl_replay(d, &g, 1, &st), 0);
+	ck_assert_int_eq(dev_read(d, geom_meta_blk(&sb, 1), blk, 4096), 0);
+	ck_assert_msg(blk[0] == 0xA1, "durable transaction S lost: home holds %#x", blk[0]);
+	ck_assert_int_eq(dev_read(d, geom_meta_blk(&sb, 300), blk, 4096), 0);
+	ck_assert_msg(blk[0] == 0xB2, "durable transaction S+1 lost: home holds %#x", blk[0]);
+	free(blk);
+	dev_close(d);
+	unlink(p);
+	free(p);
+}
+
+START_TEST(wrap_of_empty_log)
+{
+	empty_log_wrap(0);
+	empty_log_wrap(1);
+}
+END_TEST
+
 START_TEST(txn_ending_at_log_end)
 {
 	struct lunfs_sb sb;
@@ -576,6 +636,7 @@ Suite *journal_suite(void)
 	tcase_add_test(tc, power_cut_every_write);
 	tcase_add_test(tc, power_cut_with_wrap);
 	tcase_add_test(tc, wrap_past_live_tail);
+	tcase_add_test(tc, wrap_of_empty_log);
 	tcase_add_test(tc, checkpoint_beside_zeroing_commit);
 	suite_add_tcase(s, tc);
 	return s;
