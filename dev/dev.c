@@ -177,6 +177,20 @@ static int full(struct dev *d, int r)
 	return r;
 }
 
+static void probe(struct dev *d, int op)
+{
+	void (*fn)(void *, int) = d->probe;
+	if (fn)
+		fn(d->probe_arg, op);
+}
+
+void dev_set_probe(struct dev *d, void (*fn)(void *arg, int op), void *arg)
+{
+	d->probe = NULL;
+	d->probe_arg = arg;
+	d->probe = fn;
+}
+
 static int do_rw(struct dev *d, int op, uint64_t off, const struct iovec *iov, int iovcnt)
 {
 	size_t len = dev_iov_len(iov, iovcnt);
@@ -187,6 +201,7 @@ static int do_rw(struct dev *d, int op, uint64_t off, const struct iovec *iov, i
 		return -EROFS;
 	if (len == 0)
 		return 0;
+	probe(d, op);
 	if (op == DEV_OP_READ) {
 		STAT_ADD(d, reads, 1);
 		STAT_ADD(d, read_bytes, len);
@@ -226,6 +241,7 @@ int dev_flush(struct dev *d)
 {
 	if (d->readonly)
 		return 0;
+	probe(d, DEV_OP_FLUSH);
 	STAT_ADD(d, flushes, 1);
 	/* numbered when it starts: it covers every write completed before */
 	uint64_t me = ++d->flush_started;
@@ -256,6 +272,7 @@ int dev_caw(struct dev *d, uint64_t off, const void *cmp, const void *data, size
 		return r;
 	if (!len)
 		return -EINVAL;
+	probe(d, DEV_OP_CAW);
 	STAT_ADD(d, caws, 1);
 	if ((r = dev_guard(d)))
 		return r;
@@ -289,6 +306,7 @@ int dev_zero(struct dev *d, uint64_t off, uint64_t len)
 	int r = check_write(d, off, len);
 	if (r)
 		return r;
+	probe(d, DEV_OP_ZERO);
 	STAT_ADD(d, zeroes, 1);
 	if ((r = dev_guard(d)))
 		return r;

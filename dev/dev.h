@@ -209,6 +209,16 @@ void dev_set_fence_hook(struct dev *d, void (*fn)(void *arg), void *arg);
  * models a stall at the call site, before the last check). */
 void dev_set_guard(struct dev *d, int (*fn)(void *arg), void *arg);
 
+/* The probe: fn(arg, op) runs in the calling thread right before every
+ * synchronous request (dev_read/readv, dev_write/writev, dev_flush, dev_caw,
+ * dev_zero; op is the DEV_OP_* of the request, DEV_OP_CAW for a
+ * compare-and-write, DEV_OP_ZERO for a zeroing), not for the async queues'.
+ * The fs layer counts with it the requests a thread makes while it holds
+ * the volume mutex (docs/LOCKING.md 15).  fn must not block.  NULL removes
+ * it. */
+enum { DEV_OP_CAW = 100, DEV_OP_ZERO = 101 };
+void dev_set_probe(struct dev *d, void (*fn)(void *arg, int op), void *arg);
+
 void dev_get_stats(const struct dev *d, struct dev_stats *out);
 void dev_reset_stats(struct dev *d);
 

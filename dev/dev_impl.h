@@ -54,6 +54,8 @@ struct dev {
 	int (*_Atomic guard)(void *arg); /* dev_set_guard() */
 	void *_Atomic guard_arg;
 	_Atomic uint32_t caw_break_ms; /* dev_set_caw_break_ms(); 0: the default */
+	void (*_Atomic probe)(void *arg, int op); /* dev_set_probe() */
+	void *_Atomic probe_arg;
 	/* writes the storage refused with ENOSPC (full()): all, and when we last
 	 * said so (CLOCK_MONOTONIC ms, 0 never) with how many by then */
 	_Atomic uint64_t nfull, full_said_ms, full_said_n;

@@ -64,7 +64,7 @@ static int fmap_size(struct fmap *m, uint64_t *size)
 static int fmap_get(struct fmap *m, uint64_t lblk, uint64_t *ptr)
 {
 	struct ofile *of = m->of;
-	/* v->mu held: the cache changes under it (and of->mapmu) only */
+	VOL_HELD(m->tx->v); /* the cache changes under it (and of->mapmu) only */
 	if (of->h && of->mapc && of->mapc[lblk % MAPC_SIZE].lblk1 == lblk + 1) {
 		*ptr = of->mapc[lblk % MAPC_SIZE].ptr;
 		return 0;
@@ -598,6 +598,9 @@ static int pwrite_chunk(struct lunfs_file *f, const char *buf, size_t len, uint6
 	int rmw = off % lbs || len % lbs; /* as in pwrite_mapped */
 	if (rmw)
 		pthread_mutex_lock(&f->mu);
+	/* the clusters its holes' blocks may come from, locked and read
+	 * without v->mu (chunk_map reserves under it) */
+	alloc_prefetch(v, RC_FILE, (off + len - 1) / bs - off / bs + 1);
 again:
 	tx_begin(v, &tx);
 	gw_wait_ready(v, f->of, off / bs, (off + len - 1) / bs + 1);
@@ -761,6 +764,7 @@ static void aio_req(const struct lunfs_aio *a, struct dev_io *io, struct iovec *
  * looked up may be stale.  v->mu held. */
 static int aio_enter(struct lunfs_vol *v, struct ofile *of, const struct lunfs_aio *a)
 {
+	VOL_HELD(v);
 	int r = io_enter(v);
 	if (r)
 		return r;

@@ -105,6 +105,49 @@ int dir_lookup(struct txn *tx, struct lunfs_inode *dir, const char *name, uint64
 	return 0;
 }
 
+/* First fit for an entry of need bytes: a free entry, or the slack after
+ * a live one (*split).  Returns 0 with *bp, *idx and *offp, or with *bp
+ * NULL when no block of dir has room; or -errno. */
+static int dir_slot(struct txn *tx, struct lunfs_inode *dir, uint32_t need, uint64_t *idx,
+		    struct buf **bp, uint32_t *offp, int *split)
+{
+	*bp = NULL;
+	for (uint64_t i = 0; i < dir_blocks(tx, dir); i++) {
+		struct buf *b;
+		int r = dblk_load(tx, dir, i, &b);
+		if (r)
+			return r;
+		if (!b)
+			continue;
+		for (uint32_t off = DIR_FIRST; off < BS;) {
+			struct lunfs_dirent_info e;
+			lunfs_dirent_get(b->data, off, &e);
+			uint32_t used = e.ino ? dirent_size(e.name_len) : 0;
+			if ((!e.ino && e.rec_len >= need) || (e.ino && e.rec_len >= used + need)) {
+				*bp = b;
+				*idx = i;
+				*offp = off;
+				*split = e.ino != 0;
+				return 0;
+			}
+			off += e.rec_len;
+		}
+	}
+	return 0;
+}
+
+int dir_prepare_add(struct txn *tx, struct lunfs_inode *dir, const char *name)
+{
+	uint64_t idx;
+	struct buf *b;
+	uint32_t off;
+	int split, r = dir_slot(tx, dir, dirent_size(strlen(name)), &idx, &b, &off, &split);
+	/* the meta cluster its new block (and perhaps a pointer block for
+	 * it) would come from */
+	uint64_t seen;
+	return r || b ? r : blk_alloc_ready(tx, RC_META, 0, 1, 2, &seen);
+}
+
 int dir_add(struct txn *tx, struct lunfs_inode *dir, const char *name, uint64_t ino, uint32_t type)
 {
 	struct lunfs_vol *v = tx->v;
@@ -115,30 +158,27 @@ int dir_add(struct txn *tx, struct lunfs_inode *dir, const char *name, uint64_t 
 		return -EEXIST;
 	if (r != -ENOENT)
 		return r;
-	/* first fit: a free entry, or the slack after a live one */
-	for (uint64_t idx = 0; idx < dir_blocks(tx, dir); idx++) {
-		struct buf *b;
-		if ((r = dblk_load(tx, dir, idx, &b)))
-			return r;
-		if (!b)
-			continue;
-		for (uint32_t off = DIR_FIRST; off < BS;) {
-			struct lunfs_dirent_info e;
-			lunfs_dirent_get(b->data, off, &e);
-			if (!e.ino && e.rec_len >= need) {
-				lunfs_dirent_put(b->data, off, ino, e.rec_len, type, name, nl);
-				return dblk_store(tx, dir, idx, b);
-			}
-			uint32_t used = e.ino ? dirent_size(e.name_len) : 0;
-			if (e.ino && e.rec_len >= used + need) {
-				char keep[LUNFS_NAME_MAX];
-				memcpy(keep, e.name, e.name_len);
-				lunfs_dirent_put(b->data, off, e.ino, used, e.type, keep, e.name_len);
-				lunfs_dirent_put(b->data, off + used, ino, e.rec_len - used, type, name, nl);
-				return dblk_store(tx, dir, idx, b);
-			}
-			off += e.rec_len;
-		}
+	uint64_t slot;
+	struct buf *sb;
+	uint32_t off;
+	int split;
+	if ((r = dir_slot(tx, dir, need, &slot, &sb, &off, &split)))
+		return r;
+	if (sb && !split) {
+		struct lunfs_dirent_info e;
+		lunfs_dirent_get(sb->data, off, &e);
+		lunfs_dirent_put(sb->data, off, ino, e.rec_len, type, name, nl);
+		return dblk_store(tx, dir, slot, sb);
+	}
+	if (sb) {
+		struct lunfs_dirent_info e;
+		char keep[LUNFS_NAME_MAX];
+		lunfs_dirent_get(sb->data, off, &e);
+		uint32_t used = dirent_size(e.name_len);
+		memcpy(keep, e.name, e.name_len);
+		lunfs_dirent_put(sb->data, off, e.ino, used, e.type, keep, e.name_len);
+		lunfs_dirent_put(sb->data, off + used, ino, e.rec_len - used, type, name, nl);
+		return dblk_store(tx, dir, slot, sb);
 	}
 	/* a new block at the end */
 	uint64_t idx = dir_blocks(tx, dir), blk;

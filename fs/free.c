@@ -15,7 +15,8 @@ static void orphan_name(uint64_t ino, char *name)
 	snprintf(name, 24, "%llu", (unsigned long long)ino);
 }
 
-/* Lists ino in the orphan directory (add) or takes it out. */
+/* Lists ino in the orphan directory (add 1) or takes it out (0); with
+ * ORPHAN_PREPARE only reads and locks what listing it will need. */
 int orphan_edit(struct txn *tx, uint64_t ino, int add)
 {
 	struct lunfs_inode *o = malloc(sizeof(*o));
@@ -26,6 +27,10 @@ int orphan_edit(struct txn *tx, uint64_t ino, int add)
 	int r = dir_read(tx, ORPHAN_INO, LK_EXCLUSIVE, o);
 	if (r)
 		goto out;
+	if (add == ORPHAN_PREPARE) {
+		r = dir_prepare_add(tx, o, name);
+		goto out;
+	}
 	r = add ? dir_add(tx, o, name, ino, DT_REG_LUNFS) : dir_remove(tx, o, name);
 	if (r)
 		goto out;
@@ -154,6 +159,149 @@ static int zero_range(struct txn *tx, struct lunfs_inode *in, uint64_t off, uint
 	return 0;
 }
 
+#define FZ_CHUNK 64 /* file blocks an eager fallocate zeroes per transaction */
+
+struct fz {
+	uint64_t lblk, blk, old; /* old: the to-be-zeroed pointer, 0 for a hole */
+};
+
+static void fz_unreserve(struct lunfs_vol *v, const struct fz *z, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!z[i].old)
+			blk_unreserve(v, z[i].blk);
+}
+
+/* The zeroing of eager fallocate's chunk z (n blocks of file units [l0,
+ * l1)), with v->mu dropped: registered as data I/O (a free of one of the
+ * blocks waits for it: tx_drain), and no write into those units registers
+ * until the chunk is mapped (of->zbusy, gw_wait_ready; the caller clears
+ * it with fz_done once its pointers are set); one zeroing per file at a
+ * time.  The holes' blocks are reserved, so nothing else allocates them;
+ * nothing is dirty.  Returns with v->mu held and no transaction parked
+ * half-done (their blocks may be ours to change next), zbusy set unless
+ * it failed; -EAGAIN when a free was under way (look again). */
+static int fz_zero(struct txn *tx, struct ofile *of, const struct fz *z, int n, uint64_t l0,
+		   uint64_t l1)
+{
+	struct lunfs_vol *v = tx->v;
+	VOL_HELD(v);
+	while (of->zbusy) /* another handle's eager fallocate of this file */
+		pthread_cond_wait(&v->gw_cv, &v->mu);
+	int r = io_enter(v);
+	if (r)
+		return r;
+	of->zbusy = 1;
+	of->zb0 = l0;
+	of->zb1 = l1;
+	pthread_mutex_unlock(&v->mu);
+	for (int i = 0; i < n && !r; i++)
+		r = dev_zero(v->d, geom_file_blk(&v->sb, z[i].blk), v->sb.file_bs);
+	io_exit(v);
+	pthread_mutex_lock(&v->mu);
+	while (v->tx_parked)
+		pthread_cond_wait(&v->gw_cv, &v->mu);
+	return r;
+}
+
+static void fz_done(struct lunfs_vol *v, struct ofile *of)
+{
+	VOL_HELD(v);
+	if (!of->zbusy)
+		return;
+	of->zbusy = 0;
+	pthread_cond_broadcast(&v->gw_cv);
+}
+
+/* An eager-zeroed fallocate of file units [first, last] (LUNFS_FALLOC_ZERO),
+ * in transactions of up to FZ_CHUNK blocks: under v->mu, the holes get
+ * reserved blocks and the to-be-zeroed ones are listed; the zeros are
+ * written without it (fz_zero); then, under it again, each block whose
+ * pointer is still what it was is claimed and mapped, and the transaction
+ * commits (after a flush: the zeros are durable before the pointers).
+ * end: the size the file grows to, unless keep_size.  Counted in
+ * of->falloc throughout: a handoff waits for it. */
+static int falloc_eager(struct lunfs_file *f, struct lunfs_inode *in, uint64_t first,
+			uint64_t last, uint64_t end, int keep_size)
+{
+	struct lunfs_vol *v = f->v;
+	struct ofile *of = f->of;
+	struct fz z[FZ_CHUNK];
+	int r = 0;
+	pthread_mutex_lock(&v->mu);
+	of->falloc++;
+	pthread_mutex_unlock(&v->mu);
+	for (uint64_t l = first; l <= last && !r;) {
+		struct txn tx;
+		uint64_t next = l;
+		int n = 0;
+		alloc_prefetch(v, RC_FILE, last - l + 1 < FZ_CHUNK ? last - l + 1 : FZ_CHUNK);
+		tx_begin(v, &tx);
+		gw_wait_ino(v, of->ino); /* the writes in flight commit first */
+		if ((r = of_handed_off(of)) || (r = ino_read(&tx, of->ino, LK_EXCLUSIVE, in)))
+			goto fail;
+		for (; next <= last && n < FZ_CHUNK; next++) {
+			uint64_t ptr, blk = 0;
+			if ((r = bmap_get(&tx, in, next, &ptr)))
+				goto fail;
+			if (ptr && !(ptr & PTR_TBZ))
+				continue;
+			if (!ptr && (r = blk_reserve(&tx, &blk)))
+				goto fail;
+			z[n++] = (struct fz){next, ptr ? ptr & PTR_BLOCK_MASK : blk, ptr};
+		}
+		if (n) {
+			if ((r = fz_zero(&tx, of, z, n, l, next)) == -EAGAIN) {
+				fz_unreserve(v, z, n);
+				tx_end(&tx, 0);
+				r = 0;
+				continue; /* a free came: this chunk again */
+			}
+			/* the inode may have changed meanwhile (our pin kept
+			 * other hosts off, not this host's other threads) */
+			if (r || (r = ino_read(&tx, of->ino, LK_EXCLUSIVE, in)))
+				goto fail;
+			for (int i = 0; i < n; i++) {
+				uint64_t ptr;
+				if ((r = bmap_get(&tx, in, z[i].lblk, &ptr)))
+					goto fail;
+				if (ptr != z[i].old)
+					continue; /* changed meanwhile: theirs */
+				if (!z[i].old) {
+					if ((r = blk_claim(&tx, z[i].blk)))
+						goto fail;
+					in->nblocks++;
+				}
+				if ((r = bmap_set(&tx, in, z[i].lblk, z[i].blk)))
+					goto fail;
+			}
+			tx.preflush = 1;
+		}
+		in->flags |= INOF_THICK | INOF_EZT;
+		if (next > last && !keep_size && end > in->size)
+			in->size = end;
+		ino_now(&in->ctime);
+		if ((r = ino_write(&tx, in)))
+			goto fail;
+		fz_unreserve(v, z, n); /* the claimed ones are marked used now */
+		/* a write that waited for these units finds them mapped once it
+		 * gets v->mu, after this commit's seal */
+		fz_done(v, of);
+		r = tx_commit(&tx);
+		l = next;
+		continue;
+fail:
+		fz_unreserve(v, z, n);
+		fz_done(v, of);
+		tx_end(&tx, r);
+	}
+	pthread_mutex_lock(&v->mu);
+	if (--of->falloc == 0)
+		pthread_cond_broadcast(&v->gw_cv);
+	pthread_mutex_unlock(&v->mu);
+	return r;
+}
+
 int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t len)
 {
 	struct lunfs_vol *v = f->v;
@@ -189,11 +337,20 @@ int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t 
 		return r;
 	}
 	pthread_mutex_lock(&f->mu);
+	if (mode & LUNFS_FALLOC_ZERO) {
+		r = falloc_eager(f, in, off / bs, (off + len - 1) / bs, off + len,
+				 mode & LUNFS_FALLOC_KEEP_SIZE);
+		pthread_mutex_unlock(&f->mu);
+		free(in);
+		return r;
+	}
+	uint64_t first = off / bs, last = (off + len - 1) / bs;
+	if (!(mode & (LUNFS_FALLOC_PUNCH | LUNFS_FALLOC_ZERO_RANGE)))
+		alloc_prefetch(v, RC_FILE, last - first + 1); /* without v->mu */
 	tx_begin(v, &tx);
 	gw_wait_ino(v, f->of->ino); /* the writes in flight commit first */
 	if ((r = ino_read(&tx, f->of->ino, LK_EXCLUSIVE, in)))
 		goto out;
-	uint64_t first = off / bs, last = (off + len - 1) / bs;
 	if (mode & LUNFS_FALLOC_PUNCH) {
 		uint64_t end = off + len;
 		uint64_t full0 = (off + bs - 1) / bs, full1 = end / bs;
@@ -214,32 +371,22 @@ int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t 
 		if (!(mode & LUNFS_FALLOC_KEEP_SIZE) && off + len > in->size)
 			in->size = off + len;
 	} else {
-		int eager = mode & LUNFS_FALLOC_ZERO;
 		for (uint64_t l = first; l <= last && !r; l++) {
 			uint64_t ptr, blk;
 			if ((r = bmap_get(&tx, in, l, &ptr)))
 				break;
-			if (ptr && (!(ptr & PTR_TBZ) || !eager))
+			if (ptr)
 				continue;
-			if (!ptr) {
-				if ((r = blk_alloc(&tx, RC_FILE, &blk)))
-					break;
-				in->nblocks++;
-			} else {
-				blk = ptr & PTR_BLOCK_MASK;
-			}
-			if (eager) {
-				if ((r = dev_zero(v->d, geom_file_blk(&v->sb, blk), bs)))
-					break;
-				tx.preflush = 1;
-			}
-			if ((r = bmap_set(&tx, in, l, blk | (eager ? 0 : PTR_TBZ))))
+			if ((r = blk_alloc(&tx, RC_FILE, &blk)))
+				break;
+			in->nblocks++;
+			if ((r = bmap_set(&tx, in, l, blk | PTR_TBZ)))
 				break;
 			/* commit in steps that each stay consistent */
 			if (tx.ndirty > TX_MAX - 20 && ((r = ino_write(&tx, in)) || (r = tx_flush(&tx))))
 				break;
 		}
-		in->flags |= INOF_THICK | (eager ? INOF_EZT : 0);
+		in->flags |= INOF_THICK;
 		if (r)
 			goto out;
 		if (!(mode & LUNFS_FALLOC_KEEP_SIZE) && off + len > in->size)

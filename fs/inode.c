@@ -178,10 +178,12 @@ void blk_unreserve(struct lunfs_vol *v, uint64_t blk)
 	v->resv[k] = v->resv[--v->nresv];
 }
 
+#define RC_PEEK 2 /* rc_take's reserve: only choose (rc_claim marks it) */
+
 /* Finds a free entry of kind, starting at this host's hint (so hosts
  * allocate in different places), skipping reserved file blocks.  Marks it
  * used (a block with one reference) in the cached header, or, with
- * reserve, only reserves it.  Returns 0 and *n, the block or inode number,
+ * reserve, only reserves it, or, with RC_PEEK, only chooses it.  Returns 0 and *n, the block or inode number,
  * or -ENOSPC. */
 static int rc_take(struct txn *tx, int kind, uint64_t *n, int reserve)
 {
@@ -213,7 +215,9 @@ again:
 			r = -EFSCORRUPTED;
 			break;
 		}
-		if (reserve) {
+		if (reserve == RC_PEEK) {
+			r = 0; /* the caller claims it (rc_claim) */
+		} else if (reserve) {
 			r = resv_add(v, c * per + i, vl_find(v, lock));
 		} else {
 			rc_set(rc, i, 1);
@@ -240,18 +244,60 @@ out:
 	return r;
 }
 
-int ino_alloc(struct txn *tx, uint64_t hint_ino, struct lunfs_inode *in)
+/* Marks entry n of a kind's cluster used (a file or meta block with
+ * reference count 1): -EAGAIN if it is not free any more. */
+static int rc_claim(struct txn *tx, int kind, uint64_t n)
+{
+	const struct lunfs_sb *s = &tx->v->sb;
+	uint64_t count;
+	uint32_t per;
+	struct buf *b;
+	pool(s, kind, &count, &per);
+	uint64_t c = n / per, lock = rc_lock_addr(s, kind, c);
+	uint32_t i = n % per;
+	struct lunfs_rc *rc = malloc(sizeof(*rc));
+	if (!rc)
+		return -ENOMEM;
+	int r = c >= count ? -EFSCORRUPTED :
+		rc_load(tx, lock, lock + BS, kind, entries(s, kind, c), c * per, rc, &b);
+	if (!r && (rc_test(rc, i) || rc->nfree == 0))
+		r = -EAGAIN;
+	if (!r) {
+		rc_set(rc, i, 1);
+		if (kind != RC_INODE)
+			rc->refcnt[i] = 1;
+		rc->nfree--;
+		r = rc_store(tx, rc, b, c);
+	}
+	free(rc);
+	return r;
+}
+
+int ino_alloc(struct txn *tx, struct lunfs_inode *dir, const char *name, struct lunfs_inode *in)
 {
 	struct lunfs_inode old;
 	uint64_t ino;
-	(void)hint_ino;
-	int r = rc_take(tx, RC_INODE, &ino, 0);
+	int r;
+	/* A free inode is chosen first, its lock taken and its block read (and
+	 * what the new entry in dir needs), and only then is it marked used:
+	 * the acquisitions and reads happen before this operation changes
+	 * anything, so a restartable one gets them without v->mu (tx_lock,
+	 * tx_read), in the lock order of LOCKING.md 7 (the group, the new
+	 * inode, a meta cluster).  Between the choice and the claim v->mu was
+	 * held, unless a wait under it dropped it: then another thread may
+	 * have taken the inode, and the next one is tried. */
+	for (int tries = 0;; tries++) {
+		if ((r = rc_take(tx, RC_INODE, &ino, RC_PEEK)) ||
+		    (r = ino_load(tx, ino, LK_EXCLUSIVE, &old, 1)) ||
+		    (dir && (r = dir_prepare_add(tx, dir, name))))
+			return r;
+		if ((r = rc_claim(tx, RC_INODE, ino)) == 0 && old.mode)
+			return -EFSCORRUPTED; /* the bitmap says free, the inode says used */
+		if (r != -EAGAIN || tries == 8)
+			break;
+	}
 	if (r)
-		return r;
-	if ((r = ino_load(tx, ino, LK_EXCLUSIVE, &old, 1)))
-		return r;
-	if (old.mode)
-		return -EFSCORRUPTED; /* the bitmap says free, the inode says used */
+		return r == -EAGAIN ? -EBUSY : r;
 	memset(in, 0, sizeof(*in));
 	in->ino = ino;
 	in->gen = old.gen; /* generations only grow, across reuse too */
@@ -316,6 +362,58 @@ void ino_stat(struct lunfs_vol *v, const struct lunfs_inode *in, struct lunfs_st
 		    ((in->flags & INOF_EZT) ? LUNFS_F_EZT : 0) |
 		    ((in->flags & INOF_SNAPSHOT) ? LUNFS_F_SNAPSHOT : 0);
 	st->igen = in->igen;
+}
+
+int blk_alloc_ready(struct txn *tx, int kind, uint64_t k0, unsigned max, uint64_t n,
+		    uint64_t *seen)
+{
+	struct lunfs_vol *v = tx->v;
+	const struct lunfs_sb *s = &v->sb;
+	uint64_t count, hint = *rc_hint(v, kind);
+	uint32_t per;
+	struct lunfs_rc *rc = malloc(sizeof(*rc));
+	struct buf *b;
+	int r = 0;
+	if (!rc)
+		return -ENOMEM;
+	pool(s, kind, &count, &per);
+	*seen = 0;
+	for (uint64_t k = k0; k < count && k < k0 + max && *seen < n; k++) {
+		uint64_t c = (hint + k) % count, lock = rc_lock_addr(s, kind, c);
+		if ((r = rc_load(tx, lock, lock + BS, kind, entries(s, kind, c), c * per, rc, &b)))
+			break;
+		uint32_t held_back = kind == RC_FILE ? resv_count(v, c * per, per) : 0;
+		if (rc->nfree > held_back)
+			*seen += rc->nfree - held_back;
+	}
+	free(rc);
+	return r;
+}
+
+/* A few clusters per transaction: each one it loads may cost two restarts
+ * (its lock, its header), and a transaction restarts 16 times at most.  It
+ * stops at the first clusters that hold n free entries: the ones after
+ * are other hosts' (their hints), and locking them would make those hosts
+ * take them back. */
+#define PREFETCH_CLUSTERS 6
+
+void alloc_prefetch(struct lunfs_vol *v, int kind, uint64_t n)
+{
+	uint64_t count, total = 0;
+	uint32_t per;
+	if (v->ro)
+		return;
+	pool(&v->sb, kind, &count, &per);
+	for (uint64_t k = 0; k < count && total < n; k += PREFETCH_CLUSTERS) {
+		struct txn tx;
+		uint64_t seen = 0;
+		int r;
+		TX_RUN(v, &tx, r, blk_alloc_ready(&tx, kind, k, PREFETCH_CLUSTERS, n - total, &seen));
+		tx_end(&tx, 0);
+		if (r)
+			return; /* the allocation that follows finds out */
+		total += seen;
+	}
 }
 
 int blk_alloc(struct txn *tx, int kind, uint64_t *blk)

@@ -112,6 +112,12 @@ struct lunfs_vol {
 	uint32_t linger_ms;
 	uint32_t open_wait_ms;   /* a writable open waits this long for another
 				    host's open pin to go (lunfs_open) */
+	/* Synchronous device requests a thread made while it held mu (the
+	 * device's probe, vol_mu_probe): reads, writes, flushes, CAWs,
+	 * zeroings.  LUNFS_TRACE_MU_IO in the environment at mount: each one
+	 * also prints its call stack to stderr. */
+	_Atomic uint64_t mu_io[5];
+	int mu_trace;
 	pthread_mutex_t mu;     /* the volume mutex: everything below */
 	struct buf **bh;        /* buffer hash */
 	size_t nbh;
@@ -169,7 +175,8 @@ struct lunfs_vol {
 };
 
 /* vol.c: gives the hold h (pinned by an open) to the mount (slot,
- * mount_gen), checkpointing first; h is freed.  v->mu held. */
+ * mount_gen), checkpointing first; h is freed.  -EBUSY while a
+ * transaction of this host pins it too.  v->mu held. */
 int vl_hand_over(struct lunfs_vol *v, struct held *h, uint32_t slot, uint64_t mount_gen);
 /* vol.c: the journal replay's check of a home address */
 int vol_jtarget_ok(void *sb, uint64_t target);
@@ -220,6 +227,12 @@ struct ofile {
 	uint64_t size;
 	struct mapc *mapc; /* MAPC_SIZE entries, direct-mapped by unit */
 	struct iostat io;  /* its data I/O while open here (atomic) */
+	/* An eager fallocate zeroes file units [zb0, zb1) with v->mu dropped
+	 * and maps them (zbusy, under v->mu: one at a time per file): no
+	 * write into them registers meanwhile (gw_wait_ready).  falloc: eager
+	 * fallocates under way (under v->mu): a handoff waits for them. */
+	int zbusy, falloc;
+	uint64_t zb0, zb1;
 	struct ofile *next;
 };
 
@@ -262,7 +275,7 @@ struct txn {
 	int restartable;
 	int nrestarts;
 	struct tx_need {
-		int kind;               /* NEED_READ or NEED_LOCK */
+		int kind;               /* NEED_READ, NEED_LOCK, NEED_OPEN_FLAG */
 		uint64_t addr, lock;    /* a block, and its lock if we hold it */
 		uint64_t off, object;   /* a lock */
 		int mode;
@@ -273,7 +286,7 @@ struct txn {
 
 /* Internal only: never returned by the library (tx_run consumes it). */
 #define ERESTART_TX (LUNFS_ERRBASE + 64)
-enum { NEED_READ = 1, NEED_LOCK = 2 };
+enum { NEED_READ = 1, NEED_LOCK = 2, NEED_OPEN_FLAG = 3 };
 /* Runs body (an expression using tx) as a restartable transaction: begins
  * tx, evaluates r = body, and while it asks for a restart, gets what it
  * needs without v->mu and runs it again.  Ends with tx open (v->mu held)
@@ -343,6 +356,11 @@ int tx_zero_at_commit(struct txn *tx, uint64_t off, uint64_t len);
  * a caller that takes it another way, of_pin): -ERESTART_TX unless this
  * host holds it ready to pin, 0 otherwise or when tx cannot restart. */
 int tx_want_lock(struct txn *tx, uint64_t off, uint64_t object, int mode);
+/* Before an open pins the lock at off (held ready: tx_want_lock), so that
+ * of_pin's compare-and-write that marks the record pinned by an open
+ * (LK_HOLD_OPEN) runs without v->mu too: -ERESTART_TX while tx can restart
+ * and this host's holder entry lacks the flag, 0 otherwise. */
+int tx_want_open_flag(struct txn *tx, uint64_t off, uint64_t object);
 /* Takes (or reuses) the lock at off in mode, pinned until tx_end. */
 int tx_lock(struct txn *tx, uint64_t off, uint64_t object, int mode);
 /* Returns the block at addr: cached when this host holds lock, else a
@@ -368,7 +386,9 @@ int ino_check(struct lunfs_vol *v, uint64_t ino);
 /* Reads inode ino (locked in mode if mode != LK_FREE) into *in. */
 int ino_read(struct txn *tx, uint64_t ino, int mode, struct lunfs_inode *in);
 int ino_write(struct txn *tx, struct lunfs_inode *in);
-int ino_alloc(struct txn *tx, uint64_t hint_ino, struct lunfs_inode *in);
+/* A new inode into *in; dir, name (or NULL): the entry it will get, whose
+ * new directory block's cluster is loaded before anything changes. */
+int ino_alloc(struct txn *tx, struct lunfs_inode *dir, const char *name, struct lunfs_inode *in);
 /* Frees inode in in its group (its blocks and xattr blocks must be freed
  * already: file_release_inode does both). */
 int ino_free(struct txn *tx, struct lunfs_inode *in);
@@ -384,6 +404,18 @@ int blk_ref(struct txn *tx, int kind, uint64_t blk, int delta, uint32_t *newref)
  * claim it in the transaction that points at it (marks it used), and give
  * the reservation back after that transaction, whatever its outcome. */
 int blk_reserve(struct txn *tx, uint64_t *blk);
+/* Loads (locks and reads) the clusters of kind from which an allocation
+ * would take its entries, as rc_take would, changing nothing: from the
+ * k0-th from the hint, at most max, until they hold n free entries
+ * (*seen: how many they hold).  Run
+ * as a restartable transaction before one that allocates under v->mu
+ * (alloc_prefetch), it takes the locks and reads the headers without it. */
+int blk_alloc_ready(struct txn *tx, int kind, uint64_t k0, unsigned max, uint64_t n,
+		    uint64_t *seen);
+/* blk_alloc_ready in restartable transactions of its own until the
+ * clusters loaded hold n free entries of kind; errors are left to the
+ * allocation that follows. */
+void alloc_prefetch(struct lunfs_vol *v, int kind, uint64_t n);
 int blk_claim(struct txn *tx, uint64_t blk);
 void blk_unreserve(struct lunfs_vol *v, uint64_t blk);
 int alloc_counts(struct lunfs_vol *v, uint64_t *free_file, uint64_t *free_ino);
@@ -404,6 +436,11 @@ static inline int ino_kind(const struct lunfs_inode *in)
 int dir_lookup(struct txn *tx, struct lunfs_inode *dir, const char *name, uint64_t *ino,
 	       uint32_t *type);
 int dir_add(struct txn *tx, struct lunfs_inode *dir, const char *name, uint64_t ino, uint32_t type);
+/* Before an operation that will dir_add name changes anything: if no
+ * block of dir has room for it, loads the meta cluster its new block would
+ * come from (blk_alloc_ready), so that a restartable operation takes that
+ * lock and reads that header without v->mu.  Changes nothing. */
+int dir_prepare_add(struct txn *tx, struct lunfs_inode *dir, const char *name);
 int dir_remove(struct txn *tx, struct lunfs_inode *dir, const char *name);
 int dir_set(struct txn *tx, struct lunfs_inode *dir, const char *name, uint64_t ino, uint32_t type);
 int dir_is_empty(struct txn *tx, struct lunfs_inode *dir);
@@ -535,6 +572,8 @@ void vol_cache_drop_lock(struct lunfs_vol *v, uint64_t lock);
 /* vol.c: the linger thread (releases idle holds, checkpoints, samples the
  * I/O statistics, follows an online grow); started by the mount. */
 void *vol_linger_thread(void *arg);
+/* The device probe (dev_set_probe) that counts v->mu_io. */
+void vol_mu_probe(void *arg, int op);
 #define VOL_NBUCKETS 4096 /* buckets of the block cache's hash */
 
 /* The free path (free.c). */
@@ -543,6 +582,10 @@ void *vol_linger_thread(void *arg);
 int file_release_inode(struct txn *tx, struct lunfs_inode *in);
 /* Lists ino in the orphan directory (add) or takes it out. */
 int orphan_edit(struct txn *tx, uint64_t ino, int add);
+/* orphan_edit's add: what orphan_edit(tx, ino, 1) will read and lock,
+ * read and locked before the operation changes anything (a restartable
+ * one: without v->mu). */
+#define ORPHAN_PREPARE 2
 /* Sets in's size: a cut frees the blocks past it and zeroes the cut
  * block's tail with the commit (tx_zero_at_commit); growth only changes
  * the size (the new part reads as zeros).  Writes in. */

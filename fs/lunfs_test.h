@@ -33,6 +33,9 @@ void lunfs_test_set_pend_max(struct lunfs_vol *v, unsigned n);
 /* No checkpoint when half the log is live: only a seal without room
  * checkpoints (what a test of that seal needs). */
 void lunfs_test_no_early_checkpoints(struct lunfs_vol *v);
+/* The synchronous device requests made under the volume mutex since the
+ * mount: reads, writes, flushes, CAWs, zeroings (docs/LOCKING.md 15). */
+void lunfs_test_mu_io(struct lunfs_vol *v, uint64_t out[5]);
 /* The journal's counters: its wraps, and the seals that had to checkpoint. */
 struct jnl_counters;
 void lunfs_test_jnl_counters(struct lunfs_vol *v, struct jnl_counters *c);

@@ -106,6 +106,8 @@ int lunfs_mount_test(const char *url, const struct lunfs_mount_opts *o,
 			goto fail;
 		}
 	}
+	v->mu_trace = getenv("LUNFS_TRACE_MU_IO") != NULL;
+	dev_set_probe(v->d, vol_mu_probe, v);
 	if (dev_lbs(v->d) > LUNFS_SLOT_STRIDE) {
 		why = "device logical block size above 4096 is not supported";
 		r = -EINVAL;
@@ -329,4 +331,10 @@ void lunfs_test_jnl_counters(struct lunfs_vol *v, struct jnl_counters *c)
 void lunfs_test_no_early_checkpoints(struct lunfs_vol *v)
 {
 	jnl_test_no_early_checkpoints(v->j);
+}
+
+void lunfs_test_mu_io(struct lunfs_vol *v, uint64_t out[5])
+{
+	for (int i = 0; i < 5; i++)
+		out[i] = v->mu_io[i];
 }

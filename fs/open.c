@@ -108,8 +108,10 @@ static int open_in(struct txn *tx, uint64_t ino, int mode, int dir, struct lunfs
 	/* the lock's acquisition or wait without v->mu (a restart); from the
 	 * pin on, the open changes this host's open-file table: no restart */
 	int want = lk_mode_for(mode);
-	if (want != LK_FREE && (r = tx_want_lock(tx, geom_ino_lock(&v->sb, ino),
-						 geom_ino_blk(&v->sb, ino), want)))
+	if (want != LK_FREE && ((r = tx_want_lock(tx, geom_ino_lock(&v->sb, ino),
+						  geom_ino_blk(&v->sb, ino), want)) ||
+				(r = tx_want_open_flag(tx, geom_ino_lock(&v->sb, ino),
+						       geom_ino_blk(&v->sb, ino)))))
 		goto out;
 	tx_no_restart(tx);
 	if ((r = of_pin(v, of, want))) {
@@ -172,7 +174,8 @@ static int open_inode(struct lunfs_vol *v, uint64_t ino, int mode, int dir, stru
 	if (v->ro && mode != LUNFS_OPEN_READ)
 		mode = mode == LUNFS_OPEN_SHARED_RO ? LUNFS_OPEN_READ : mode;
 	TX_RUN(v, &tx, r, open_in(&tx, ino, mode, dir, in, f, lock_busy));
-	if (r == -EBUSY && tx.failed_need == NEED_LOCK && lock_busy)
+	if (r == -EBUSY && (tx.failed_need == NEED_LOCK || tx.failed_need == NEED_OPEN_FLAG) &&
+	    lock_busy)
 		*lock_busy = 1; /* the restart's acquisition met another host's open pin */
 	tx_end(&tx, r);
 	if (r)
@@ -404,8 +407,17 @@ static int handoff_lock(struct txn *tx, struct ofile *of, uint64_t ino, uint32_t
 	struct lunfs_vol *v = tx->v;
 	int r;
 	/* pending writes commit under our lock; new ones wait for v->mu
-	 * and then find the file handed off */
-	gw_wait_ino(v, ino);
+	 * and then find the file handed off; an eager fallocate under way
+	 * (it drops v->mu while it zeroes, its transaction pinning the lock)
+	 * ends first */
+	for (;;) {
+		gw_wait_ino(v, ino);
+		if (of_find(v, ino) != of)
+			return -ENOLCK; /* closed while v->mu was dropped */
+		if (!of->falloc)
+			break;
+		pthread_cond_wait(&v->gw_cv, &v->mu);
+	}
 	if (!of->h || of->handed_off)
 		return -ENOLCK; /* a close raced with us */
 	/* no data I/O in flight when the lock goes, and none starts

@@ -117,7 +117,7 @@ static int create_in(struct txn *tx, uint64_t dir, const char *name, uint32_t mo
 	uint64_t exist;
 	if ((r = dir_lookup(tx, d, name, &exist, NULL)) != -ENOENT)
 		return r ? r : -EEXIST;
-	if ((r = ino_alloc(tx, dir, in)))
+	if ((r = ino_alloc(tx, d, name, in)))
 		return r;
 	struct lunfs_time now;
 	ino_now(&now);
@@ -308,6 +308,9 @@ static int remove_in(struct txn *tx, uint64_t dir, const char *name, int isdir,
 		return -EISDIR;
 	if (isdir && (r = dir_is_empty(tx, in)) != 1)
 		return r ? r : -ENOTEMPTY;
+	/* the last link: the orphan directory's lock and blocks first */
+	if ((isdir || in->nlink <= 1) && (r = orphan_edit(tx, ino, ORPHAN_PREPARE)))
+		return r;
 	if ((r = dir_remove(tx, d, name)))
 		return r;
 	struct lunfs_time now;

@@ -1,5 +1,6 @@
 /* Mount and unmount, the lock cache with its linger release, the metadata
  * buffer cache, and transactions.  See internal.h for the rules. */
+#include <execinfo.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,6 +225,16 @@ static int acquire_record(struct lunfs_vol *v, struct held *h, uint64_t off, uin
 	return r;
 }
 
+/* This host's holder flags in h's record (0 if it has no entry). */
+static unsigned our_flags(struct lunfs_vol *v, const struct held *h)
+{
+	for (uint32_t i = 0; i < h->lk.rec.nholders; i++)
+		if (h->lk.rec.holders[i].slot == v->slot &&
+		    h->lk.rec.holders[i].mount_gen == hb_mount_gen(v->hb))
+			return h->lk.rec.holders[i].flags;
+	return 0;
+}
+
 /* The upgrade of h (pinned by the caller) to mode with v->mu dropped for
  * its compare-and-write: on a copy of the lock state, so that the threads
  * that pin h meanwhile read it unchanged; the entry in v->acquiring keeps
@@ -283,11 +294,7 @@ again:
 	uint32_t timeout = LOCK_WAIT_MS + v->sb.lease_ms + 4 * v->sb.hb_ms;
 	if (h) {
 		/* upgrade (we are then the only holder) */
-		unsigned fl = 0;
-		for (uint32_t i = 0; i < h->lk.rec.nholders; i++)
-			if (h->lk.rec.holders[i].slot == v->slot &&
-			    h->lk.rec.holders[i].mount_gen == hb_mount_gen(v->hb))
-				fl = h->lk.rec.holders[i].flags;
+		unsigned fl = our_flags(v, h);
 		h->pins++; /* ours: nothing releases h meanwhile */
 		r = may_drop ? upgrade_dropping(v, h, object, mode, fl) :
 			       lk_acquire_flags(v->hb, &h->lk, off, object, mode, fl, LK_NOWAIT, 0);
@@ -368,6 +375,11 @@ int vl_hand_over(struct lunfs_vol *v, struct held *h, uint32_t slot, uint64_t mo
 {
 	VOL_HELD(v);
 	int r;
+	/* the open's own pin only: a transaction of this host that pins it
+	 * too (one that waited with v->mu dropped while the caller drained)
+	 * would go on with a lock that is not ours any more */
+	if (h->pins > 1)
+		return -EBUSY;
 	/* the journal rule, as for a release */
 	if ((r = hb_ok(v->hb)) || (r = jnl_checkpoint(v->j)))
 		return r;
@@ -519,6 +531,26 @@ void *vol_linger_thread(void *arg)
 	return NULL;
 }
 
+void vol_mu_probe(void *arg, int op)
+{
+	struct lunfs_vol *v = arg;
+	if (v->mu.__data.__owner != gettid())
+		return;
+	int i = op == DEV_OP_READ ? 0 : op == DEV_OP_WRITE ? 1 : op == DEV_OP_FLUSH ? 2 :
+		op == DEV_OP_CAW ? 3 : 4;
+	__atomic_add_fetch(&v->mu_io[i], 1, __ATOMIC_RELAXED);
+	if (v->mu_trace) {
+		static const char *const what[] = {"read", "write", "flush", "caw", "zero"};
+		void *pc[32];
+		int n = backtrace(pc, 32);
+		char line[64];
+		int len = snprintf(line, sizeof(line), "lunfs: device %s under v->mu:\n", what[i]);
+		if (write(2, line, len) < 0 || n <= 0)
+			return;
+		backtrace_symbols_fd(pc + 1, n - 1, 2);
+	}
+}
+
 /* ---- transactions ---- */
 
 int vol_check_writable(struct lunfs_vol *v)
@@ -641,8 +673,12 @@ int tx_retry(struct txn *tx, int *r)
 		e = tx_fetch(tx, &n, &pre);
 	} else {
 		struct held *h;
-		if (!(e = vl_get(v, n.off, n.object, n.mode, 1, &h)))
+		if (!(e = vl_get(v, n.off, n.object, n.mode, 1, &h))) {
+			unsigned fl = our_flags(v, h);
+			if (n.kind == NEED_OPEN_FLAG && !(fl & LK_HOLD_OPEN))
+				e = upgrade_dropping(v, h, n.object, h->lk.mode, fl | LK_HOLD_OPEN);
 			vl_unpin(v, h);
+		}
 	}
 	tx->pre = pre;
 	if (e) {
@@ -665,6 +701,17 @@ int tx_want_lock(struct txn *tx, uint64_t off, uint64_t object, int mode)
 	if (tx->v->ro || !tx_can_restart(tx) || vl_ready(tx->v, vl_find(tx->v, off), off, mode))
 		return 0;
 	tx->need = (struct tx_need){.kind = NEED_LOCK, .off = off, .object = object, .mode = mode};
+	return -ERESTART_TX;
+}
+
+int tx_want_open_flag(struct txn *tx, uint64_t off, uint64_t object)
+{
+	struct lunfs_vol *v = tx->v;
+	struct held *h = vl_find(v, off);
+	if (v->ro || !tx_can_restart(tx) || !h || (our_flags(v, h) & LK_HOLD_OPEN))
+		return 0;
+	tx->need = (struct tx_need){.kind = NEED_OPEN_FLAG, .off = off, .object = object,
+				    .mode = h->lk.mode};
 	return -ERESTART_TX;
 }
 

@@ -624,9 +624,7 @@ static int free_own_slot(struct hb_host *h)
 	stamp(h, h->slot, &nb, nimg);
 	r = dev_caw(h->d, slot_off(&h->p, h->slot), h->img, nimg, h->lbs, NULL);
 	free(nimg);
-	/* a clean unmount is durable: after a power cut the slot is still
-	 * free (not a LIVE slot whose host is gone, for others to recover) */
-	return r ? r : dev_flush(h->d);
+	return r;
 }
 
 int hb_release(struct hb_host *h)

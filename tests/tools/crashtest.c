@@ -314,14 +314,15 @@ static int step(struct lunfs_vol *v, struct model *m, int j, struct inflight *fl
 		}
 		mf_copy(f, p);
 		break;
-	case 4: /* fallocate: grows the file with zeros */
+	case 4: /* fallocate: grows the file with zeros (lazy, or eager: zeroed
+		 * with the volume mutex dropped, then mapped) */
 		if (!f->exists || f->size + 1048576 > MAXLEN)
 			break;
 		memset(p->data + p->size, 0, 1048576);
 		p->size += 1048576;
 		if ((r = lookup_path(v, f->path, &st)) || (r = lunfs_open(v, st.ino, LUNFS_OPEN_EXCL, &h)))
 			return r;
-		r = lunfs_fallocate(h, 0, f->size, 1048576);
+		r = lunfs_fallocate(h, (f->size >> 20) & 1 ? LUNFS_FALLOC_ZERO : 0, f->size, 1048576);
 		int e = lunfs_close(h);
 		if (r || (r = e))
 			return r;

@@ -2050,6 +2050,196 @@ START_TEST(aio_lookup_outside_volume_mutex)
 }
 END_TEST
 
+/* What a warm host's creates do under the volume mutex (the device's
+ * probe counts it): nothing.  The new inode's lock (a compare-and-write)
+ * and its block (a read) are taken before the create changes anything, so
+ * the restartable create gets them without v->mu.  (With the inode marked
+ * used first, both came after the first change: 20 CAWs and 20 reads under
+ * v->mu.) */
+START_TEST(create_does_no_io_under_volume_mutex)
+{
+	struct lunfs_sb sb;
+	struct lunfs_stat st;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	ck_assert_int_eq(lunfs_mkdir(v, 1, "d", 0755, NULL, &st), 0);
+	uint64_t d = st.ino;
+	mkfile(v, d, "warm");
+	uint64_t a[5], b[5];
+	lunfs_test_mu_io(v, a);
+	char name[16];
+	for (int i = 0; i < 20; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		mkfile(v, d, name);
+	}
+	lunfs_test_mu_io(v, b);
+	printf("create_does_no_io_under_volume_mutex: 20 creates: %llu reads, %llu writes, "
+	       "%llu flushes, %llu CAWs under v->mu\n",
+	       (unsigned long long)(b[0] - a[0]), (unsigned long long)(b[1] - a[1]),
+	       (unsigned long long)(b[2] - a[2]), (unsigned long long)(b[3] - a[3]));
+	ck_assert_uint_eq(b[0] - a[0], 0);
+	ck_assert_uint_eq(b[3] - a[3], 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+/* An open of a file this host holds no lock of: the lock's acquisition
+ * and the compare-and-write that marks the record pinned by an open
+ * (LK_HOLD_OPEN) both run in restarts without v->mu (tx_want_lock,
+ * tx_want_open_flag): no read and no CAW under it.  (With the flag set by
+ * of_pin under v->mu: a read and a CAW per open.) */
+START_TEST(open_does_no_io_under_volume_mutex)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *w = mnt(p, "h2");
+	uint64_t y = mkfile(w, 1, "y");
+	ck_assert_int_eq(lunfs_unmount(w), 0);
+	struct lunfs_vol *v = mnt(p, "h1");
+	struct lunfs_file *f, *g;
+	uint64_t a[5], b[5];
+	lunfs_test_mu_io(v, a);
+	ck_assert_int_eq(lunfs_open(v, y, LUNFS_OPEN_EXCL, &f), 0);
+	lunfs_test_mu_io(v, b);
+	printf("open_does_no_io_under_volume_mutex: %llu reads, %llu CAWs under v->mu\n",
+	       (unsigned long long)(b[0] - a[0]), (unsigned long long)(b[3] - a[3]));
+	ck_assert_uint_eq(b[0] - a[0], 0);
+	ck_assert_uint_eq(b[3] - a[3], 0);
+	/* the record says pinned by an open: another host's writable open
+	 * fails at once */
+	w = mnt(p, "h2");
+	ck_assert_int_eq(lunfs_open(w, y, LUNFS_OPEN_RW, &g), -EBUSY);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_open(w, y, LUNFS_OPEN_RW, &g), 0);
+	ck_assert_int_eq(lunfs_close(g), 0);
+	ck_assert_int_eq(lunfs_unmount(w), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+/* The first write into a thin file on a fresh mount reserves its block
+ * from a file cluster this host has not loaded: the cluster's lock (a CAW)
+ * and header (a read) come from a restartable prefetch without v->mu
+ * (alloc_prefetch), not from chunk_map under it.  So do a lazy and an
+ * eager fallocate's. */
+START_TEST(allocation_loads_clusters_outside_volume_mutex)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	struct lunfs_file *f;
+	uint64_t x = mkfile(v, 1, "x");
+	uint8_t *buf = dev_alloc(MiB);
+	fill(buf, MiB, 5);
+	ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_EXCL, &f), 0);
+	uint64_t a[5], b[5];
+	lunfs_test_mu_io(v, a);
+	ck_assert_int_eq(lunfs_pwrite(f, buf, MiB, 0), MiB);
+	ck_assert_int_eq(lunfs_pwrite(f, buf, MiB, 3 * MiB), MiB);
+	lunfs_test_mu_io(v, b);
+	printf("allocation_loads_clusters_outside_volume_mutex: thin writes: %llu reads, %llu CAWs "
+	       "under v->mu\n", (unsigned long long)(b[0] - a[0]), (unsigned long long)(b[3] - a[3]));
+	ck_assert_uint_eq(b[0] - a[0], 0);
+	ck_assert_uint_eq(b[3] - a[3], 0);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	/* a fresh mount again: a lazy fallocate, then an eager one */
+	v = mnt(p, "h1");
+	ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_EXCL, &f), 0);
+	lunfs_test_mu_io(v, a);
+	ck_assert_int_eq(lunfs_fallocate(f, 0, 8 * MiB, 8 * MiB), 0);
+	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_ZERO, 16 * MiB, 8 * MiB), 0);
+	lunfs_test_mu_io(v, b);
+	printf("allocation_loads_clusters_outside_volume_mutex: fallocates: %llu reads, %llu CAWs, "
+	       "%llu zeroings under v->mu\n", (unsigned long long)(b[0] - a[0]),
+	       (unsigned long long)(b[3] - a[3]), (unsigned long long)(b[4] - a[4]));
+	ck_assert_uint_eq(b[3] - a[3], 0);
+	ck_assert_uint_eq(b[4] - a[4], 0);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	free(buf);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+/* An eager-zeroed fallocate writes its zeros without the volume mutex:
+ * with the device frozen under the zeroing of a 16 MiB disk, a getxattr of
+ * another file (cached) finishes meanwhile; afterwards the disk reads as
+ * zeros, is fully allocated, and fsck is clean.  (The zeroing ran under
+ * v->mu before: the whole host's metadata waited for it.) */
+struct fz_job {
+	struct lunfs_file *f;
+	uint64_t len;
+};
+
+static int fz_alloc(void *a)
+{
+	struct fz_job *j = a;
+	return lunfs_fallocate(j->f, LUNFS_FALLOC_ZERO, MiB, j->len - MiB);
+}
+
+START_TEST(eager_fallocate_zeroes_outside_volume_mutex)
+{
+	char *p;
+	struct dev *d;
+	struct lunfs_vol *v = mnt_faulty(&p, &d);
+	struct lunfs_file *fx;
+	struct lunfs_stat st;
+	uint64_t x = mkfile(v, 1, "x"), y = mkfile(v, 1, "y");
+	ck_assert_int_eq(lunfs_setxattr(v, y, "user.k2", "v2", 2, 0), 0); /* cached */
+	ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_EXCL, &fx), 0);
+	/* the first MiB: its cluster's header is cached and its lock held */
+	ck_assert_int_eq(lunfs_fallocate(fx, LUNFS_FALLOC_ZERO, 0, MiB), 0);
+	struct fz_job j = {fx, 16 * MiB};
+	struct dev_stats s0, s;
+	lunfs_dev_stats(v, &s0);
+	dev_faulty_freeze(d, 1);
+	struct tu_bg a, b;
+	tu_bg_start(&a, fz_alloc, &j);
+	int reached = 0;
+	for (int ms = 0; ms < 5000 && !reached; ms += 10) {
+		lunfs_dev_stats(v, &s);
+		reached = s.zeroes > s0.zeroes;
+		usleep(10 * 1000);
+	}
+	struct cj_job cj = {.v = v, .ino = y};
+	tu_bg_start(&b, getxattr_k2, &cj);
+	int b_done = tu_bg_wait(&b, 1500), a_done = a.done;
+	dev_faulty_freeze(d, 0);
+	ck_assert_int_eq(tu_bg_join(&a), 0);
+	ck_assert_int_eq(tu_bg_join(&b), 2);
+	ck_assert(reached);
+	ck_assert(!a_done);
+	ck_assert_msg(b_done, "a cached getxattr waited for an eager fallocate's zeroing");
+	ck_assert_int_eq(lunfs_getattr(v, x, &st), 0);
+	ck_assert_uint_eq(st.size, 16 * MiB);
+	ck_assert_uint_eq(st.blocks, 16 * MiB / 512);
+	uint8_t *buf = dev_alloc(MiB), *zero = calloc(1, MiB);
+	for (uint64_t off = 0; off < 16 * MiB; off += MiB) {
+		ck_assert_int_eq(lunfs_pread(fx, buf, MiB, off), MiB);
+		ck_assert_int_eq(memcmp(buf, zero, MiB), 0);
+	}
+	free(buf);
+	free(zero);
+	ck_assert_int_eq(lunfs_close(fx), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	v = mnt(p, "h1");
+	ck_assert_int_eq(lunfs_getattr(v, x, &st), 0);
+	ck_assert_uint_eq(st.blocks, 16 * MiB / 512);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 /* A lock upgrade (shared to exclusive: a compare-and-write) runs without
  * the volume mutex: h1 opens y shared read-only, then sets an xattr of y;
  * with the device frozen under the upgrade, a getxattr of x (cached)
@@ -2081,17 +2271,11 @@ START_TEST(lock_upgrade_outside_volume_mutex)
 	ck_assert_int_eq(lunfs_getxattr(v, y, "user.k3", buf, sizeof(buf)), 2);
 	ck_assert_int_eq(lunfs_close(f), 0);
 	ck_assert_int_eq(lunfs_unmount(v), 0);
-	ck_assert_int_eq(tu_fsck(p), 0);
 	unlink(p);
 	free(p);
 }
 END_TEST
 
-/* The linger thread's device I/O (its checkpoint for visibility and before
- * it releases an idle lock, its poll of the superblock) runs without the
- * volume mutex: with the device frozen under it, a getxattr of a file this
- * host keeps open (its blocks cached) finishes meanwhile, and what was
- * committed is there after a remount. */
 /* A busy host's seals leave the log's checkpoints to the linger thread:
  * the log wraps past live transactions (no checkpoint needed), and the
  * linger thread, woken when half the log is live, checkpoints without
@@ -2136,6 +2320,11 @@ START_TEST(seals_leave_checkpoints_to_linger)
 }
 END_TEST
 
+/* The linger thread's device I/O (its checkpoint for visibility and before
+ * it releases an idle lock, its poll of the superblock) runs without the
+ * volume mutex: with the device frozen under it, a getxattr of a file this
+ * host keeps open (its blocks cached) finishes meanwhile, and what was
+ * committed is there after a remount. */
 START_TEST(linger_checkpoint_outside_volume_mutex)
 {
 	struct lunfs_sb sb;
@@ -2271,6 +2460,285 @@ START_TEST(truncate_zeroes_after_pending_checkpoint)
 }
 END_TEST
 
+
+/* ---- an eager fallocate beside writes, truncates, a handoff, and
+ * several hosts' thin writes (found by a review of the change) ---- */
+struct slowz {
+	_Atomic int on, zeros, ms;
+};
+
+static void slow_probe(void *a, int op)
+{
+	struct slowz *s = a;
+	if (op != DEV_OP_ZERO)
+		return;
+	s->zeros++;
+	if (s->on)
+		usleep(s->ms * 1000);
+}
+
+static int wait_zeros(struct slowz *s, int n)
+{
+	for (int ms = 0; ms < 5000; ms++) {
+		if (s->zeros >= n)
+			return 1;
+		usleep(1000);
+	}
+	return 0;
+}
+
+struct ez_job {
+	struct lunfs_file *f;
+	struct lunfs_vol *v;
+	uint64_t ino, off, len;
+	unsigned mode;
+	const char *host;
+	char buf[4096] __attribute__((aligned(4096)));
+};
+
+static int ez_falloc(void *a)
+{
+	struct ez_job *j = a;
+	return lunfs_fallocate(j->f, j->mode, j->off, j->len);
+}
+
+static int ez_pwrite(void *a)
+{
+	struct ez_job *j = a;
+	ssize_t r = lunfs_pwrite(j->f, j->buf, sizeof(j->buf), j->off);
+	return r == (ssize_t)sizeof(j->buf) ? 0 : r < 0 ? (int)r : -1000;
+}
+
+static int ez_trunc(void *a)
+{
+	struct ez_job *j = a;
+	struct lunfs_setattr sa = {.size = j->off};
+	return lunfs_setattr(j->v, j->ino, LUNFS_SET_SIZE, &sa, NULL);
+}
+
+static int ez_handoff(void *a)
+{
+	struct ez_job *j = a;
+	return lunfs_handoff(j->v, j->ino, j->host);
+}
+
+/* Two eager fallocates of one file through two handles: the second one's
+ * of->zb0/zb1 replace the first one's, so a write into the first one's
+ * to-be-zeroed block registers while that block is being zeroed. */
+START_TEST(two_eager_fallocates_keep_writes)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	uint64_t x = mkfile(v, 1, "x");
+	struct lunfs_file *f1, *f2, *f3;
+	ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_RW, &f1), 0);
+	ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_RW, &f2), 0);
+	ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_RW, &f3), 0);
+	ck_assert_int_eq(lunfs_fallocate(f1, 0, 0, 16 * MiB), 0);            /* TBZ */
+	ck_assert_int_eq(lunfs_fallocate(f1, 0, 32 * MiB, 16 * MiB), 0);     /* TBZ */
+	static struct slowz sz;
+	sz.ms = 30;
+	dev_set_probe(lunfs_device(v), slow_probe, &sz);
+	sz.on = 1;
+	static struct ez_job a, b, w;
+	a = (struct ez_job){.f = f1, .mode = LUNFS_FALLOC_ZERO, .off = 0, .len = 16 * MiB};
+	b = (struct ez_job){.f = f2, .mode = LUNFS_FALLOC_ZERO, .off = 32 * MiB, .len = 16 * MiB};
+	w = (struct ez_job){.f = f3, .off = 12 * MiB};
+	memset(w.buf, 0xAB, sizeof(w.buf));
+	struct tu_bg ta, tb, tw;
+	tu_bg_start(&ta, ez_falloc, &a);
+	ck_assert(wait_zeros(&sz, 1));
+	tu_bg_start(&tb, ez_falloc, &b);
+	ck_assert(wait_zeros(&sz, 2));
+	tu_bg_start(&tw, ez_pwrite, &w);
+	int w_early = tu_bg_wait(&tw, 150);
+	int ra = tu_bg_join(&ta), rb = tu_bg_join(&tb), rw = tu_bg_join(&tw);
+	sz.on = 0;
+	char rd[4096] __attribute__((aligned(4096)));
+	ck_assert_int_eq(lunfs_pread(f3, rd, sizeof(rd), 12 * MiB), sizeof(rd));
+	int same = !memcmp(rd, w.buf, sizeof(rd));
+	printf("two_eager_fallocates_keep_writes: falloc A %d, falloc B %d, write %d (done while A zeroed: %d), "
+	       "the write's data %s\n", ra, rb, rw, w_early, same ? "kept" : "ZEROED");
+	ck_assert_int_eq(lunfs_close(f1), 0);
+	ck_assert_int_eq(lunfs_close(f2), 0);
+	ck_assert_int_eq(lunfs_close(f3), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	ck_assert_int_eq(ra, 0);
+	ck_assert_int_eq(rb, 0);
+	ck_assert_msg(rw != 0 || same, "an acknowledged write was zeroed by an eager fallocate");
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+/* zbusy is cleared before fz_zero waits for the parked transaction (a
+ * truncate of another file, draining for the zeroing): a write into a hole
+ * of the chunk registers meanwhile, and the fallocate then maps that hole
+ * too. */
+START_TEST(eager_fallocate_beside_parked_truncate)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	static struct slowz sz;
+	sz.ms = 25;
+	dev_set_probe(lunfs_device(v), slow_probe, &sz);
+	int bad = 0, runs = 12;
+	for (int i = 0; i < runs; i++) {
+		char nx[16], ny[16];
+		snprintf(nx, sizeof(nx), "x%d", i);
+		snprintf(ny, sizeof(ny), "y%d", i);
+		uint64_t x = mkfile(v, 1, nx), y = mkfile(v, 1, ny);
+		struct lunfs_file *fx, *fw, *fy;
+		ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_RW, &fx), 0);
+		ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_RW, &fw), 0);
+		ck_assert_int_eq(lunfs_open(v, y, LUNFS_OPEN_RW, &fy), 0);
+		static struct ez_job a, t, w;
+		memset(w.buf, 0x5A, sizeof(w.buf));
+		for (int k = 0; k < 4; k++)
+			ck_assert_int_eq(lunfs_pwrite(fy, w.buf, sizeof(w.buf), k * MiB), sizeof(w.buf));
+		a = (struct ez_job){.f = fx, .mode = LUNFS_FALLOC_ZERO, .off = 0, .len = 8 * MiB};
+		t = (struct ez_job){.v = v, .ino = y, .off = MiB};
+		w = (struct ez_job){.f = fw, .off = 5 * MiB};
+		memset(w.buf, 0x5A, sizeof(w.buf));
+		int z0 = sz.zeros;
+		sz.on = 1;
+		struct tu_bg ta, tt, tw;
+		tu_bg_start(&ta, ez_falloc, &a);
+		ck_assert(wait_zeros(&sz, z0 + 1));
+		tu_bg_start(&tt, ez_trunc, &t);
+		usleep(20 * 1000);
+		tu_bg_start(&tw, ez_pwrite, &w);
+		int ra = tu_bg_join(&ta), rt = tu_bg_join(&tt), rw = tu_bg_join(&tw);
+		sz.on = 0;
+		char rd[4096] __attribute__((aligned(4096)));
+		ck_assert_int_eq(lunfs_pread(fw, rd, sizeof(rd), 5 * MiB), sizeof(rd));
+		int same = !memcmp(rd, w.buf, sizeof(rd));
+		if (ra || rt || rw || !same) {
+			bad++;
+			printf("eager_fallocate_beside_parked_truncate: run %d: falloc %d, truncate %d, write %d (%s), "
+			       "data %s\n", i, ra, rt, rw, lunfs_strerror(rw), same ? "kept" : "lost");
+		}
+		lunfs_close(fx);
+		lunfs_close(fw);
+		lunfs_close(fy);
+	}
+	printf("eager_fallocate_beside_parked_truncate: %d of %d runs went wrong\n", bad, runs);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	ck_assert_int_eq(bad, 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+/* A handoff while an eager fallocate zeroes: the handoff drains (parked),
+ * then frees the held entry the fallocate's transaction still pins. */
+START_TEST(handoff_during_eager_zeroing)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *v1 = mnt(p, "h1"), *v2 = mnt(p, "h2");
+	uint64_t x = mkfile(v1, 1, "x");
+	struct lunfs_file *f;
+	ck_assert_int_eq(lunfs_open(v1, x, LUNFS_OPEN_RW, &f), 0);
+	ck_assert_int_eq(lunfs_fallocate(f, LUNFS_FALLOC_ZERO, 0, MiB), 0);
+	static struct slowz sz;
+	sz.ms = 40;
+	dev_set_probe(lunfs_device(v1), slow_probe, &sz);
+	sz.on = 1;
+	static struct ez_job a, h;
+	a = (struct ez_job){.f = f, .mode = LUNFS_FALLOC_ZERO, .off = MiB, .len = 16 * MiB};
+	h = (struct ez_job){.v = v1, .ino = x, .host = "h2"};
+	struct tu_bg ta, th;
+	tu_bg_start(&ta, ez_falloc, &a);
+	ck_assert(wait_zeros(&sz, 1));
+	tu_bg_start(&th, ez_handoff, &h);
+	int ra = tu_bg_join(&ta), rh = tu_bg_join(&th);
+	sz.on = 0;
+	printf("handoff_during_eager_zeroing: fallocate %d (%s), handoff %d\n", ra, lunfs_strerror(ra), rh);
+	/* the handoff waits for the fallocate (which pins the lock) */
+	ck_assert_int_eq(ra, 0);
+	ck_assert_int_eq(rh, 0);
+	lunfs_close(f);
+	ck_assert_int_eq(lunfs_unmount(v1), 0);
+	ck_assert_int_eq(lunfs_unmount(v2), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+
+/* review: several hosts writing into holes of their own files, in turn */
+START_TEST(hosts_thin_writes_keep_their_clusters)
+{
+	struct lunfs_sb sb;
+	char *p = tu_image(8ull << 30);
+	{
+		struct dev *d = tu_open(p);
+		struct lunfs_mkfs_opts o = {.max_hosts = 8, .jnl_size = 1 << 20, .lease_ms = 2400, .hb_ms = 200};
+		char err[200];
+		ck_assert_int_eq(lunfs_geom_compute(&o, dev_size(d), dev_lbs(d), &sb, err, sizeof(err)), 0);
+		ck_assert_int_eq(lunfs_uuid_gen(sb.uuid), 0);
+		sb.gen = 1;
+		ck_assert_int_eq(lunfs_format(d, &sb), 0);
+		dev_close(d);
+	}
+	enum { H = 4, N = 15 };
+	const char *names[H] = {"ha", "hb", "hc", "hd"};
+	struct lunfs_vol *v[H];
+	struct lunfs_file *f[H];
+	for (int i = 0; i < H; i++)
+		v[i] = mnt(p, names[i]);
+	for (int i = 0; i < H; i++) {
+		char n[16];
+		snprintf(n, sizeof(n), "f%d", i);
+		uint64_t ino = mkfile(v[i], 1, n);
+		ck_assert_int_eq(lunfs_open(v[i], ino, LUNFS_OPEN_EXCL, &f[i]), 0);
+	}
+	static char buf[4096] __attribute__((aligned(4096)));
+	memset(buf, 1, sizeof(buf));
+	struct dev_stats s0[H], s1[H];
+	for (int i = 0; i < H; i++)
+		lunfs_dev_stats(v[i], &s0[i]);
+	uint64_t t0 = lunfs_now_ms(), worst = 0;
+	for (int k = 0; k < N; k++)
+		for (int i = 0; i < H; i++) {
+			uint64_t a = lunfs_now_ms();
+			ck_assert_int_eq(lunfs_pwrite(f[i], buf, sizeof(buf), (uint64_t)k * 2 * sb.file_bs),
+					 sizeof(buf));
+			if (lunfs_now_ms() - a > worst)
+				worst = lunfs_now_ms() - a;
+		}
+	uint64_t ms = lunfs_now_ms() - t0, caws = 0;
+	for (int i = 0; i < H; i++) {
+		lunfs_dev_stats(v[i], &s1[i]);
+		caws += s1[i].caws - s0[i].caws;
+	}
+	printf("hosts_thin_writes_keep_their_clusters: fc_count %llu, %d hosts x %d hole writes: %llu ms, worst %llu ms, %llu CAWs\n",
+	       (unsigned long long)sb.fc_count, H, N, (unsigned long long)ms, (unsigned long long)worst,
+	       (unsigned long long)caws);
+	for (int i = 0; i < H; i++) {
+		uint64_t mu[5];
+		lunfs_test_mu_io(v[i], mu);
+		printf("hosts_thin_writes_keep_their_clusters: host %d under v->mu: %llu reads, %llu CAWs\n", i,
+		       (unsigned long long)mu[0], (unsigned long long)mu[3]);
+	}
+	for (int i = 0; i < H; i++) {
+		ck_assert_int_eq(lunfs_close(f[i]), 0);
+		ck_assert_int_eq(lunfs_unmount(v[i]), 0);
+	}
+	/* each host allocates from its own cluster: the prefetch must not
+	 * take its neighbours' (then every write waits for a yield) */
+	ck_assert_uint_lt(caws, 100);
+	ck_assert_uint_lt(worst, 250);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 Suite *fs_suite(void)
 {
 	Suite *s = suite_create("fs");
@@ -2299,6 +2767,14 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, seals_leave_checkpoints_to_linger);
 	tcase_add_test(tc, lock_upgrade_outside_volume_mutex);
 	tcase_add_test(tc, close_commits_outside_volume_mutex);
+	tcase_add_test(tc, create_does_no_io_under_volume_mutex);
+	tcase_add_test(tc, eager_fallocate_zeroes_outside_volume_mutex);
+	tcase_add_test(tc, allocation_loads_clusters_outside_volume_mutex);
+	tcase_add_test(tc, open_does_no_io_under_volume_mutex);
+	tcase_add_test(tc, two_eager_fallocates_keep_writes);
+	tcase_add_test(tc, eager_fallocate_beside_parked_truncate);
+	tcase_add_test(tc, handoff_during_eager_zeroing);
+	tcase_add_test(tc, hosts_thin_writes_keep_their_clusters);
 	tcase_add_test(tc, last_close_releases_outside_volume_mutex);
 	tcase_add_test(tc, failed_op_beside_commit_in_flight);
 	tcase_add_test(tc, truncate_zeroes_after_pending_checkpoint);
