@@ -136,16 +136,22 @@ static int dir_slot(struct txn *tx, struct lunfs_inode *dir, uint32_t need, uint
 	return 0;
 }
 
-int dir_prepare_add(struct txn *tx, struct lunfs_inode *dir, const char *name)
+int dir_has_room(struct txn *tx, struct lunfs_inode *dir, const char *name)
 {
 	uint64_t idx;
 	struct buf *b;
 	uint32_t off;
 	int split, r = dir_slot(tx, dir, dirent_size(strlen(name)), &idx, &b, &off, &split);
+	return r ? r : b != NULL;
+}
+
+int dir_prepare_add(struct txn *tx, struct lunfs_inode *dir, const char *name)
+{
 	/* the meta cluster its new block (and perhaps a pointer block for
 	 * it) would come from */
 	uint64_t seen;
-	return r || b ? r : blk_alloc_ready(tx, RC_META, 0, 1, 2, &seen);
+	int r = dir_has_room(tx, dir, name);
+	return r ? (r < 0 ? r : 0) : blk_alloc_ready(tx, RC_META, 0, 1, 2, &seen);
 }
 
 int dir_add(struct txn *tx, struct lunfs_inode *dir, const char *name, uint64_t ino, uint32_t type)

@@ -273,23 +273,23 @@ static int rc_claim(struct txn *tx, int kind, uint64_t n)
 	return r;
 }
 
-int ino_alloc(struct txn *tx, struct lunfs_inode *dir, const char *name, struct lunfs_inode *in)
+int ino_alloc(struct txn *tx, int new_dir_blk, struct lunfs_inode *in)
 {
 	struct lunfs_inode old;
-	uint64_t ino;
+	uint64_t ino, seen;
 	int r;
 	/* A free inode is chosen first, its lock taken and its block read (and
-	 * what the new entry in dir needs), and only then is it marked used:
-	 * the acquisitions and reads happen before this operation changes
-	 * anything, so a restartable one gets them without v->mu (tx_lock,
-	 * tx_read), in the lock order of LOCKING.md 7 (the group, the new
-	 * inode, a meta cluster).  Between the choice and the claim v->mu was
+	 * the cluster of a new directory block loaded), and only then is it
+	 * marked used: the acquisitions and reads happen before this operation
+	 * changes anything, so a restartable one gets them without v->mu
+	 * (tx_lock, tx_read), in the lock order of LOCKING.md 7 (the group,
+	 * the new inode, a meta cluster).  Between the choice and the claim v->mu was
 	 * held, unless a wait under it dropped it: then another thread may
 	 * have taken the inode, and the next one is tried. */
 	for (int tries = 0;; tries++) {
 		if ((r = rc_take(tx, RC_INODE, &ino, RC_PEEK)) ||
 		    (r = ino_load(tx, ino, LK_EXCLUSIVE, &old, 1)) ||
-		    (dir && (r = dir_prepare_add(tx, dir, name))))
+		    (new_dir_blk && (r = blk_alloc_ready(tx, RC_META, 0, 1, 2, &seen))))
 			return r;
 		if ((r = rc_claim(tx, RC_INODE, ino)) == 0 && old.mode)
 			return -EFSCORRUPTED; /* the bitmap says free, the inode says used */

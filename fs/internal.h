@@ -386,9 +386,10 @@ int ino_check(struct lunfs_vol *v, uint64_t ino);
 /* Reads inode ino (locked in mode if mode != LK_FREE) into *in. */
 int ino_read(struct txn *tx, uint64_t ino, int mode, struct lunfs_inode *in);
 int ino_write(struct txn *tx, struct lunfs_inode *in);
-/* A new inode into *in; dir, name (or NULL): the entry it will get, whose
- * new directory block's cluster is loaded before anything changes. */
-int ino_alloc(struct txn *tx, struct lunfs_inode *dir, const char *name, struct lunfs_inode *in);
+/* A new inode into *in; new_dir_blk: its entry will need a new directory
+ * block (dir_has_room said no), whose meta cluster is loaded before
+ * anything changes. */
+int ino_alloc(struct txn *tx, int new_dir_blk, struct lunfs_inode *in);
 /* Frees inode in in its group (its blocks and xattr blocks must be freed
  * already: file_release_inode does both). */
 int ino_free(struct txn *tx, struct lunfs_inode *in);
@@ -441,6 +442,9 @@ int dir_add(struct txn *tx, struct lunfs_inode *dir, const char *name, uint64_t 
  * come from (blk_alloc_ready), so that a restartable operation takes that
  * lock and reads that header without v->mu.  Changes nothing. */
 int dir_prepare_add(struct txn *tx, struct lunfs_inode *dir, const char *name);
+/* 1 if a block of dir has room for an entry called name, 0 if dir_add
+ * would need a new block, or -errno.  Changes nothing. */
+int dir_has_room(struct txn *tx, struct lunfs_inode *dir, const char *name);
 int dir_remove(struct txn *tx, struct lunfs_inode *dir, const char *name);
 int dir_set(struct txn *tx, struct lunfs_inode *dir, const char *name, uint64_t ino, uint32_t type);
 int dir_is_empty(struct txn *tx, struct lunfs_inode *dir);

@@ -117,8 +117,9 @@ static int create_in(struct txn *tx, uint64_t dir, const char *name, uint32_t mo
 	uint64_t exist;
 	if ((r = dir_lookup(tx, d, name, &exist, NULL)) != -ENOENT)
 		return r ? r : -EEXIST;
-	if ((r = ino_alloc(tx, d, name, in)))
-		return r;
+	int room = dir_has_room(tx, d, name);
+	if (room < 0 || (r = ino_alloc(tx, !room, in)))
+		return room < 0 ? room : r;
 	struct lunfs_time now;
 	ino_now(&now);
 	in->mode = mode;
