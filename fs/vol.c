@@ -533,8 +533,13 @@ void *vol_linger_thread(void *arg)
 
 void vol_mu_probe(void *arg, int op)
 {
+	/* on every synchronous request (the data path's too): the thread id
+	 * once per thread, not a system call per request */
+	static __thread pid_t me;
 	struct lunfs_vol *v = arg;
-	if (v->mu.__data.__owner != gettid())
+	if (!me)
+		me = gettid();
+	if (v->mu.__data.__owner != me)
 		return;
 	int i = op == DEV_OP_READ ? 0 : op == DEV_OP_WRITE ? 1 : op == DEV_OP_FLUSH ? 2 :
 		op == DEV_OP_CAW ? 3 : 4;

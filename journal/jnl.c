@@ -721,11 +721,13 @@ void jnl_get_counters(struct jnl *j, struct jnl_counters *c)
 	pthread_mutex_unlock(&j->mu);
 }
 
-static void count_seal_checkpoint(struct jnl *j)
+/* The checkpoint a seal (or make_room) cannot avoid, counted. */
+static int seal_checkpoint(struct jnl *j, unsigned own_zeroing)
 {
 	pthread_mutex_lock(&j->mu);
 	j->ctr.seal_checkpoints++;
 	pthread_mutex_unlock(&j->mu);
+	return checkpoint_for(j, own_zeroing);
 }
 
 static int too_many_pending(struct jnl *j)
@@ -755,18 +757,12 @@ int jnl_txn_make_room(struct jnl_txn *t)
 	 * wrap (done here, before the caller's writes: the seal's then finds
 	 * nothing to write) */
 	uint64_t pos;
-	if (too_many_pending(j)) {
-		count_seal_checkpoint(j);
-		if ((r = checkpoint_for(j, 1)))
-			return r;
-	}
+	if (too_many_pending(j) && (r = seal_checkpoint(j, 1)))
+		return r;
 	if (need > j->log_size)
 		return -E2BIG;
-	if (place_locked(j, need, &pos)) {
-		count_seal_checkpoint(j);
-		if ((r = checkpoint_for(j, 1)))
-			return r;
-	}
+	if (place_locked(j, need, &pos) && (r = seal_checkpoint(j, 1)))
+		return r;
 	/* ... nor a checkpoint that was already under way: wait it out */
 	pthread_mutex_lock(&j->ckmu);
 	pthread_mutex_unlock(&j->ckmu);
@@ -789,11 +785,8 @@ int jnl_txn_seal(struct jnl_txn *t)
 		return -E2BIG;
 	/* too many homes pending: write them before this one adds more (not
 	 * after jnl_txn_make_room: it did, before the caller's zeroing) */
-	if (!t->zeroing && too_many_pending(j)) {
-		count_seal_checkpoint(j);
-		if ((r = jnl_checkpoint(j)))
-			return r;
-	}
+	if (!t->zeroing && too_many_pending(j) && (r = seal_checkpoint(j, 0)))
+		return r;
 	/* Room: after the head, or from 0 when it does not fit before the end
 	 * and the live part leaves [0, need) free (place); only when neither,
 	 * a checkpoint first.  The fs layer's linger thread checkpoints when
@@ -801,8 +794,7 @@ int jnl_txn_seal(struct jnl_txn *t)
 	 * that a seal rarely has to. */
 	uint64_t pos;
 	if (place_locked(j, need, &pos)) {
-		count_seal_checkpoint(j);
-		if ((r = checkpoint_for(j, t->zeroing)))
+		if ((r = seal_checkpoint(j, t->zeroing)))
 			return r;
 		/* under the caller's lock no other seal came: the log is empty */
 		if (place_locked(j, need, &pos))
