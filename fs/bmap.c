@@ -55,7 +55,10 @@ static int ptr_load(struct txn *tx, const struct lunfs_inode *in, uint64_t blk, 
 	r = lunfs_ptr_decode((*bp)->data, v->sb.uuid, addr, in->ino, lvl, limit, p, &why);
 	/* a block number beyond our geometry: another host may have followed
 	 * an online grow first and allocated in the new space */
-	if (r == -EFSCORRUPTED && lvl == 1 && ino_kind(in) == RC_FILE && vol_grow_check(v) > 0)
+	int g = 0;
+	if (r == -EFSCORRUPTED && lvl == 1 && ino_kind(in) == RC_FILE && (g = tx_grow_check(tx)) < 0)
+		return g;
+	if (r == -EFSCORRUPTED && lvl == 1 && ino_kind(in) == RC_FILE && g > 0)
 		r = lunfs_ptr_decode((*bp)->data, v->sb.uuid, addr, in->ino, lvl, pool_blocks(v, in),
 				     p, &why);
 	return r;
@@ -78,8 +81,11 @@ int bmap_get(struct txn *tx, struct lunfs_inode *in, uint64_t lblk, uint64_t *pt
 	if (lvl == 0) {
 		*ptr = in->direct[lblk];
 		/* see ptr_load: the callers check the block against file_blocks */
-		if ((*ptr & PTR_BLOCK_MASK) >= pool_blocks(tx->v, in))
-			vol_grow_check(tx->v);
+		if ((*ptr & PTR_BLOCK_MASK) >= pool_blocks(tx->v, in)) {
+			int g = tx_grow_check(tx);
+			if (g < 0)
+				return g;
+		}
 		return 0;
 	}
 	uint64_t cur = in->indirect[root] & PTR_BLOCK_MASK;
@@ -177,10 +183,31 @@ out:
 	return r;
 }
 
+/* Room a punch pass leaves in a transaction: each freed unit dirties at
+ * most its cluster header, and the levels above it store their pointer
+ * blocks and free emptied ones on the way out. */
+#define PUNCH_STEP (TX_MAX - 40)
+
+/* Where a pass stands: units it freed; more: it stopped short. */
+struct pstep {
+	uint32_t freed;
+	int more;
+};
+
+/* Counts one freed unit; says whether the pass must stop after it. */
+static void pstep_count(struct txn *tx, struct pstep *ps)
+{
+	if (++ps->freed >= TX_STEP_UNITS || tx->ndirty > PUNCH_STEP)
+		ps->more = 1;
+}
+
 /* Frees the units [from, to) below pointer block blk of level lvl, which
- * maps units starting at base.  *empty: the block maps nothing any more. */
+ * maps units starting at base, until the pass is full (pstep_count: then
+ * ps->more).  Whatever it freed, its pointers are
+ * cleared in the stored block before it returns, so that the caller can
+ * commit there.  *empty: the block maps nothing any more. */
 static int punch_block(struct txn *tx, struct lunfs_inode *in, uint64_t blk, uint32_t lvl,
-		       uint64_t base, uint64_t from, uint64_t to, int *empty)
+		       uint64_t base, uint64_t from, uint64_t to, int *empty, struct pstep *ps)
 {
 	struct lunfs_ptrblk *p = malloc(sizeof(*p));
 	struct buf *b;
@@ -190,7 +217,7 @@ static int punch_block(struct txn *tx, struct lunfs_inode *in, uint64_t blk, uin
 	if ((r = ptr_load(tx, in, blk, lvl, p, &b)))
 		goto out;
 	uint64_t per = span[lvl - 1];
-	for (uint32_t i = 0; i < P && !r; i++) {
+	for (uint32_t i = 0; i < P && !r && !ps->more; i++) {
 		uint64_t lo = base + i * per, hi = lo + per;
 		if (hi <= from || lo >= to || !p->ptrs[i])
 			continue;
@@ -201,9 +228,10 @@ static int punch_block(struct txn *tx, struct lunfs_inode *in, uint64_t blk, uin
 			in->nblocks--;
 			p->ptrs[i] = 0;
 			changed = 1;
+			pstep_count(tx, ps);
 		} else {
 			int cempty = 0;
-			if ((r = punch_block(tx, in, child, lvl - 1, lo, from, to, &cempty)))
+			if ((r = punch_block(tx, in, child, lvl - 1, lo, from, to, &cempty, ps)))
 				break;
 			if (cempty) {
 				if ((r = blk_free(tx, RC_META, child)))
@@ -211,15 +239,6 @@ static int punch_block(struct txn *tx, struct lunfs_inode *in, uint64_t blk, uin
 				p->ptrs[i] = 0;
 				changed = 1;
 			}
-		}
-		/* keep transactions inside the journal: commit in steps, each
-		 * one consistent (pointers cleared with the blocks they free) */
-		if (!r && tx->ndirty > TX_MAX - 40) {
-			if (changed && (r = ptr_store(tx, p, b)))
-				break;
-			changed = 0;
-			if ((r = ino_write(tx, in)) || (r = tx_flush(tx)))
-				break;
 		}
 	}
 	if (r)
@@ -235,13 +254,14 @@ out:
 	return r;
 }
 
-int bmap_punch(struct txn *tx, struct lunfs_inode *in, uint64_t from, uint64_t to)
+/* One pass of bmap_punch: frees what it can of [from, to) until it is full
+ * (ps->more), every copy it changed stored but the inode's (the caller
+ * writes in). */
+static int punch_pass(struct txn *tx, struct lunfs_inode *in, uint64_t from, uint64_t to,
+		      struct pstep *ps)
 {
 	int r;
-	of_invalidate(tx->v, in->ino);
-	if (!to)
-		to = bmap_max_units();
-	for (uint64_t i = from; i < INO_NDIRECT && i < to; i++) {
+	for (uint64_t i = from; i < INO_NDIRECT && i < to && !ps->more; i++) {
 		if (!in->direct[i])
 			continue;
 		r = blk_free(tx, ino_kind(in), in->direct[i] & PTR_BLOCK_MASK);
@@ -249,13 +269,14 @@ int bmap_punch(struct txn *tx, struct lunfs_inode *in, uint64_t from, uint64_t t
 		in->nblocks--;
 		if (r)
 			return r;
+		pstep_count(tx, ps);
 	}
 	uint64_t base = INO_NDIRECT;
-	for (int lvl = 1; lvl <= 3; lvl++) {
+	for (int lvl = 1; lvl <= 3 && !ps->more; lvl++) {
 		uint64_t root = in->indirect[lvl - 1] & PTR_BLOCK_MASK;
 		if (root && to > base && from < base + span[lvl]) {
 			int empty = 0;
-			if ((r = punch_block(tx, in, root, lvl, base, from, to, &empty)))
+			if ((r = punch_block(tx, in, root, lvl, base, from, to, &empty, ps)))
 				return r;
 			if (empty) {
 				r = blk_free(tx, RC_META, root);
@@ -267,4 +288,26 @@ int bmap_punch(struct txn *tx, struct lunfs_inode *in, uint64_t from, uint64_t t
 		base += span[lvl];
 	}
 	return 0;
+}
+
+/* Frees the units [from, to) (to 0: to the end) in passes; between two,
+ * a step commits what the pass freed (tx_step: without v->mu, and data
+ * I/O goes on meanwhile).  Every committed step is consistent: a pointer
+ * is cleared in the transaction that frees its block, at every level.
+ * Each pass first clears the open file's map cache: data I/O between
+ * steps may have cached pointers that this pass frees (it drains before
+ * its first free, and nothing enters the cache until the step). */
+int bmap_punch(struct txn *tx, struct lunfs_inode *in, uint64_t from, uint64_t to)
+{
+	int r;
+	if (!to)
+		to = bmap_max_units();
+	for (;;) {
+		struct pstep ps = {0};
+		of_invalidate(tx->v, in->ino);
+		if ((r = punch_pass(tx, in, from, to, &ps)) || !ps.more)
+			return r;
+		if ((r = ino_write(tx, in)) || (r = tx_step(tx, in->ino)))
+			return r;
+	}
 }

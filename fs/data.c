@@ -600,9 +600,10 @@ static int pwrite_chunk(struct lunfs_file *f, const char *buf, size_t len, uint6
 		pthread_mutex_lock(&f->mu);
 	/* the clusters its holes' blocks may come from, locked and read
 	 * without v->mu (chunk_map reserves under it) */
-	alloc_prefetch(v, RC_FILE, (off + len - 1) / bs - off / bs + 1);
+	int polled = alloc_prefetch(v, RC_FILE, (off + len - 1) / bs - off / bs + 1);
 again:
 	tx_begin(v, &tx);
+	tx.grow_polled = polled;
 	gw_wait_ready(v, f->of, off / bs, (off + len - 1) / bs + 1);
 	r = chunk_map(&tx, f, g, buf, len, off, p, &n);
 	int inplace = 0;

@@ -68,7 +68,8 @@ void gw_wait_ready(struct lunfs_vol *v, struct ofile *of, uint64_t lblk0, uint64
 {
 	VOL_HELD(v);
 	for (;;) {
-		int busy = v->tx_parked > 0 || (of->zbusy && lblk0 < of->zb1 && of->zb0 < lblk1);
+		int busy = v->tx_parked > 0 || of->stepping ||
+			   (of->zbusy && lblk0 < of->zb1 && of->zb0 < lblk1);
 		for (struct gwrite *g = v->gw; g && !busy; g = g->next)
 			busy = touches(g, of, lblk0, lblk1);
 		if (!busy)

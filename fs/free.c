@@ -63,6 +63,70 @@ int file_release_inode(struct txn *tx, struct lunfs_inode *in)
 	return ino_free(tx, in);
 }
 
+/* A truncate that may take steps (more file blocks than a step frees) is
+ * listed in the orphan directory while it runs, with its inode linked: a
+ * crash between two steps leaves the new size committed with blocks past
+ * it still mapped, and a growth would show their old data.  The listing
+ * commits before the truncate and goes after it, each in a transaction of
+ * its own (the orphan directory's lock is never held across the steps);
+ * every read-write mount finishes what a crash left (truncate_finish).
+ * truncate_list: *listed says whether ino was listed (an entry there
+ * already, another truncate's, is left to that one). */
+static int truncate_list_in(struct txn *tx, uint64_t ino, uint64_t size,
+			    struct lunfs_inode *in, int *listed)
+{
+	*listed = 0;
+	int r = ino_read(tx, ino, LK_FREE, in);
+	if (r)
+		return r == -ENOENT ? 0 : r; /* the truncate reports it */
+	if (!S_ISREG(in->mode) || size >= in->size ||
+	    in->nblocks <= TX_STEP_UNITS + size / tx->v->sb.file_bs)
+		return 0;
+	r = orphan_edit(tx, ino, 1);
+	*listed = !r;
+	return r == -EEXIST ? 0 : r;
+}
+
+int truncate_list(struct lunfs_vol *v, uint64_t ino, uint64_t size, int *listed)
+{
+	struct lunfs_inode *in = malloc(sizeof(*in));
+	struct txn tx;
+	int r;
+	*listed = 0;
+	if (!in)
+		return -ENOMEM;
+	TX_RUN(v, &tx, r, truncate_list_in(&tx, ino, size, in, listed));
+	r = op_finish(&tx, r);
+	free(in);
+	if (r)
+		*listed = 0;
+	return r;
+}
+
+int truncate_unlist(struct lunfs_vol *v, uint64_t ino)
+{
+	struct txn tx;
+	int r;
+	TX_RUN(v, &tx, r, orphan_edit(&tx, ino, 0));
+	r = op_finish(&tx, r);
+	return r == -ENOENT ? 0 : r; /* an orphan pass finished it */
+}
+
+/* A truncate a crash interrupted (listed, its inode linked): the blocks
+ * past the size are freed, in steps, and the entry goes.  Lock order as
+ * for a delete: the inode, the orphan directory, the clusters. */
+static int truncate_finish(struct txn *tx, struct lunfs_inode *in)
+{
+	uint64_t bs = tx->v->sb.file_bs;
+	int r = orphan_edit(tx, in->ino, ORPHAN_PREPARE);
+	if (r || (!(in->flags & INOF_INLINE) && (r = bmap_punch(tx, in, (in->size + bs - 1) / bs, 0))))
+		return r;
+	if ((r = ino_write(tx, in)))
+		return r;
+	r = orphan_edit(tx, in->ino, 0);
+	return r == -ENOENT ? 0 : r;
+}
+
 /* Zeroes [from, to) inside block lblk if it is mapped (not TBZ). */
 static int zero_in_block(struct txn *tx, struct lunfs_inode *in, uint64_t lblk, uint64_t from,
 			 uint64_t to)
@@ -117,6 +181,19 @@ int file_truncate(struct txn *tx, struct lunfs_inode *in, uint64_t size)
 	return bmap_punch(tx, in, (size + bs - 1) / bs, 0);
 }
 
+/* After a unit of a long mapping (a preallocation, a zero range): commits
+ * a step (tx_step) once the transaction nears its limit or TX_STEP_UNITS
+ * units were mapped since the last one.  Each step is consistent: the
+ * pointers with the allocations they make. */
+static int map_step(struct txn *tx, struct lunfs_inode *in, uint32_t *units)
+{
+	if (++*units < TX_STEP_UNITS && tx->ndirty <= TX_MAX - 20)
+		return 0;
+	*units = 0;
+	int r = ino_write(tx, in);
+	return r ? r : tx_step(tx, in->ino);
+}
+
 /* FALLOC_FL_ZERO_RANGE: every block the range touches ends up allocated.
  * One it covers whole becomes to-be-zeroed (PTR_TBZ: a pointer change, no
  * data I/O, like an unwritten extent); the partial blocks at the ends are
@@ -127,6 +204,7 @@ int file_truncate(struct txn *tx, struct lunfs_inode *in, uint64_t size)
 static int zero_range(struct txn *tx, struct lunfs_inode *in, uint64_t off, uint64_t len)
 {
 	uint64_t bs = tx->v->sb.file_bs, end = off + len;
+	uint32_t units = 0;
 	int r = 0;
 	for (uint64_t l = off / bs; l <= (end - 1) / bs && !r; l++) {
 		uint64_t from = l == off / bs ? off % bs : 0;
@@ -147,10 +225,7 @@ static int zero_range(struct txn *tx, struct lunfs_inode *in, uint64_t off, uint
 		} else {
 			blk = ptr & PTR_BLOCK_MASK;
 		}
-		if ((r = bmap_set(tx, in, l, blk | PTR_TBZ)))
-			break;
-		/* commit in steps that each stay consistent */
-		if (tx->ndirty > TX_MAX - 20 && ((r = ino_write(tx, in)) || (r = tx_flush(tx))))
+		if ((r = bmap_set(tx, in, l, blk | PTR_TBZ)) || (r = map_step(tx, in, &units)))
 			break;
 	}
 	if (r)
@@ -199,7 +274,7 @@ static int fz_zero(struct txn *tx, struct ofile *of, const struct fz *z, int n, 
 		r = dev_zero(v->d, geom_file_blk(&v->sb, z[i].blk), v->sb.file_bs);
 	io_exit(v);
 	pthread_mutex_lock(&v->mu);
-	while (v->tx_parked)
+	while (v->tx_parked || of->stepping)
 		pthread_cond_wait(&v->gw_cv, &v->mu);
 	return r;
 }
@@ -235,10 +310,13 @@ static int falloc_eager(struct lunfs_file *f, struct lunfs_inode *in, uint64_t f
 		struct txn tx;
 		uint64_t next = l;
 		int n = 0;
-		alloc_prefetch(v, RC_FILE, last - l + 1 < FZ_CHUNK ? last - l + 1 : FZ_CHUNK);
+		int polled =
+			alloc_prefetch(v, RC_FILE, last - l + 1 < FZ_CHUNK ? last - l + 1 : FZ_CHUNK);
 		tx_begin(v, &tx);
-		gw_wait_ino(v, of->ino); /* the writes in flight commit first */
-		if ((r = of_handed_off(of)) || (r = ino_read(&tx, of->ino, LK_EXCLUSIVE, in)))
+		tx.grow_polled = polled;
+		/* the writes in flight commit first */
+		if ((r = ino_lock_settled(&tx, of->ino, 0)) || (r = of_handed_off(of)) ||
+		    (r = ino_read(&tx, of->ino, LK_EXCLUSIVE, in)))
 			goto fail;
 		for (; next <= last && n < FZ_CHUNK; next++) {
 			uint64_t ptr, blk = 0;
@@ -345,11 +423,14 @@ int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t 
 		return r;
 	}
 	uint64_t first = off / bs, last = (off + len - 1) / bs;
+	int polled = 0;
 	if (!(mode & (LUNFS_FALLOC_PUNCH | LUNFS_FALLOC_ZERO_RANGE)))
-		alloc_prefetch(v, RC_FILE, last - first + 1); /* without v->mu */
+		polled = alloc_prefetch(v, RC_FILE, last - first + 1); /* without v->mu */
 	tx_begin(v, &tx);
-	gw_wait_ino(v, f->of->ino); /* the writes in flight commit first */
-	if ((r = ino_read(&tx, f->of->ino, LK_EXCLUSIVE, in)))
+	tx.grow_polled = polled;
+	/* the writes in flight commit first; a punch frees, so it drains */
+	if ((r = ino_lock_settled(&tx, f->of->ino, mode & LUNFS_FALLOC_PUNCH)) ||
+	    (r = ino_read(&tx, f->of->ino, LK_EXCLUSIVE, in)))
 		goto out;
 	if (mode & LUNFS_FALLOC_PUNCH) {
 		uint64_t end = off + len;
@@ -371,6 +452,7 @@ int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t 
 		if (!(mode & LUNFS_FALLOC_KEEP_SIZE) && off + len > in->size)
 			in->size = off + len;
 	} else {
+		uint32_t units = 0;
 		for (uint64_t l = first; l <= last && !r; l++) {
 			uint64_t ptr, blk;
 			if ((r = bmap_get(&tx, in, l, &ptr)))
@@ -380,10 +462,8 @@ int lunfs_fallocate(struct lunfs_file *f, unsigned mode, uint64_t off, uint64_t 
 			if ((r = blk_alloc(&tx, RC_FILE, &blk)))
 				break;
 			in->nblocks++;
-			if ((r = bmap_set(&tx, in, l, blk | PTR_TBZ)))
-				break;
-			/* commit in steps that each stay consistent */
-			if (tx.ndirty > TX_MAX - 20 && ((r = ino_write(&tx, in)) || (r = tx_flush(&tx))))
+			if ((r = bmap_set(&tx, in, l, blk | PTR_TBZ)) ||
+			    (r = map_step(&tx, in, &units)))
 				break;
 		}
 		in->flags |= INOF_THICK;
@@ -441,8 +521,9 @@ static int orphans_list(struct txn *tx, struct lunfs_inode *in, struct olist *l)
 	return dir_iter(tx, in, 2, collect, l);
 }
 
-/* Finishes deletes that a crash interrupted, and frees files that were
- * unlinked while open.  Inodes still open on another host stay listed. */
+/* Finishes deletes and truncates that a crash interrupted, and frees
+ * files that were unlinked while open.  Inodes still open on another host
+ * stay listed. */
 int orphans_process(struct lunfs_vol *v)
 {
 	struct lunfs_inode *in = malloc(sizeof(*in));
@@ -457,10 +538,9 @@ int orphans_process(struct lunfs_vol *v)
 	for (size_t i = 0; i < l.n && !r; i++) {
 		tx_begin(v, &tx);
 		int e = ino_read(&tx, l.ino[i], LK_EXCLUSIVE, in);
-		if (e || (in->nlink == 0 && (e = file_release_inode(&tx, in))))
-			tx_end(&tx, e);
-		else
-			e = tx_commit(&tx);
+		if (!e)
+			e = in->nlink ? truncate_finish(&tx, in) : file_release_inode(&tx, in);
+		e = op_finish(&tx, e);
 		/* Busy: open on another host (its host frees it at the last
 		 * close), or another host frees it right now (a survivor after a
 		 * recovery), or a lock it needs is held elsewhere: whoever next

@@ -56,7 +56,7 @@ int vol_grow_check(struct lunfs_vol *v)
 	return sb_fetch(v, &n) ? 0 : grow_follow(v, &n);
 }
 
-void vol_grow_poll(struct lunfs_vol *v)
+int vol_grow_poll(struct lunfs_vol *v)
 {
 	VOL_HELD(v);
 	struct lunfs_sb n;
@@ -64,8 +64,7 @@ void vol_grow_poll(struct lunfs_vol *v)
 	pthread_mutex_unlock(&v->mu);
 	int r = sb_fetch(v, &n);
 	pthread_mutex_lock(&v->mu);
-	if (!r)
-		grow_follow(v, &n);
+	return r ? 0 : grow_follow(v, &n);
 }
 
 /* Follows the grow the superblock sn (just read) shows, if any.  v->mu

@@ -92,7 +92,10 @@ static int rc_load(struct txn *tx, uint64_t lock, uint64_t hdr, uint32_t kind, u
 	r = lunfs_rc_decode((*bp)->data, v->sb.uuid, hdr, kind, n, first, rc, NULL);
 	/* a host that followed an online grow first rewrote the header that
 	 * was the last one with the count the new geometry gives it */
-	if (r == -EFSCORRUPTED && kind == RC_FILE && vol_grow_check(v) > 0)
+	int g = 0;
+	if (r == -EFSCORRUPTED && kind == RC_FILE && (g = tx_grow_check(tx)) < 0)
+		return g;
+	if (r == -EFSCORRUPTED && kind == RC_FILE && g > 0)
 		r = lunfs_rc_decode((*bp)->data, v->sb.uuid, hdr, kind,
 				    geom_fc_entries(&v->sb, first / v->sb.fc_blocks), first, rc, NULL);
 	return r;
@@ -235,9 +238,14 @@ again:
 	if (r == 0)
 		r = -ENOSPC;
 	/* the volume may have grown since the last check */
-	if (r == -ENOSPC && kind == RC_FILE && !retried++ && vol_grow_check(v) > 0) {
-		pool(s, kind, &count, &per);
-		goto again;
+	if (r == -ENOSPC && kind == RC_FILE && !retried++) {
+		int g = tx_grow_check(tx);
+		if (g < 0)
+			r = g;
+		if (g > 0) {
+			pool(s, kind, &count, &per);
+			goto again;
+		}
 	}
 out:
 	free(rc);
@@ -397,22 +405,34 @@ int blk_alloc_ready(struct txn *tx, int kind, uint64_t k0, unsigned max, uint64_
  * take them back. */
 #define PREFETCH_CLUSTERS 6
 
-void alloc_prefetch(struct lunfs_vol *v, int kind, uint64_t n)
+int alloc_prefetch(struct lunfs_vol *v, int kind, uint64_t n)
 {
-	uint64_t count, total = 0;
-	uint32_t per;
 	if (v->ro)
-		return;
-	pool(&v->sb, kind, &count, &per);
-	for (uint64_t k = 0; k < count && total < n; k += PREFETCH_CLUSTERS) {
-		struct txn tx;
-		uint64_t seen = 0;
-		int r;
-		TX_RUN(v, &tx, r, blk_alloc_ready(&tx, kind, k, PREFETCH_CLUSTERS, n - total, &seen));
-		tx_end(&tx, 0);
-		if (r)
-			return; /* the allocation that follows finds out */
-		total += seen;
+		return 0;
+	for (int polled = 0;; polled = 1) {
+		uint64_t count, total = 0;
+		uint32_t per;
+		pool(&v->sb, kind, &count, &per);
+		for (uint64_t k = 0; k < count && total < n; k += PREFETCH_CLUSTERS) {
+			struct txn tx;
+			uint64_t seen = 0;
+			int r;
+			TX_RUN(v, &tx, r,
+			       blk_alloc_ready(&tx, kind, k, PREFETCH_CLUSTERS, n - total, &seen));
+			tx_end(&tx, 0);
+			if (r)
+				return polled; /* the allocation that follows finds out */
+			total += seen;
+		}
+		if (total >= n || kind != RC_FILE || polled)
+			return polled;
+		/* short of space: the volume may have grown online (another
+		 * host's grow); the superblock read without v->mu */
+		pthread_mutex_lock(&v->mu);
+		int grew = vol_grow_poll(v);
+		pthread_mutex_unlock(&v->mu);
+		if (grew <= 0)
+			return 1;
 	}
 }
 
@@ -545,19 +565,29 @@ int alloc_counts(struct lunfs_vol *v, uint64_t *free_file, uint64_t *free_ino)
 	return r;
 }
 
+int ino_lock_settled(struct txn *tx, uint64_t ino, int drain)
+{
+	struct lunfs_vol *v = tx->v;
+	int r = ino_check(v, ino);
+	if (r || (r = tx_lock(tx, geom_ino_lock(&v->sb, ino), geom_ino_blk(&v->sb, ino),
+			      LK_EXCLUSIVE)))
+		return r;
+	gw_wait_ino(v, ino);
+	if (drain)
+		tx_drain(tx);
+	return 0;
+}
+
 /* modify_inode under tx (restartable: fn changes nothing outside tx
  * before its first dirty block) */
 static int modify_in(struct txn *tx, uint64_t ino,
 		     int (*fn)(struct txn *, struct lunfs_inode *, void *), void *arg,
 		     struct lunfs_stat *st, int drain, struct lunfs_inode *in)
 {
-	int r;
-	gw_wait_ino(tx->v, ino); /* a truncate happens after the writes in flight */
-	/* a size change: no data I/O in flight from here to the commit (the
-	 * wait is over before anything is read, so nothing read goes stale) */
-	if (drain)
-		tx_drain(tx);
-	if ((r = ino_read(tx, ino, LK_EXCLUSIVE, in)) || (r = fn(tx, in, arg)) ||
+	/* a truncate happens after the writes in flight; a size change has
+	 * no data I/O in flight from here to the commit */
+	int r = ino_lock_settled(tx, ino, drain);
+	if (r || (r = ino_read(tx, ino, LK_EXCLUSIVE, in)) || (r = fn(tx, in, arg)) ||
 	    (r = ino_write(tx, in)))
 		return r;
 	if (st) {

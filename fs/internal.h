@@ -186,7 +186,7 @@ int vol_jtarget_ok(void *sb, uint64_t target);
 int vol_grow_check(struct lunfs_vol *v);
 /* vol_grow_check with v->mu dropped for the superblock read (the linger
  * thread's poll). */
-void vol_grow_poll(struct lunfs_vol *v);
+int vol_grow_poll(struct lunfs_vol *v);
 /* vol.c: removes the holds of mounts of slot older than below from every
  * lock record */
 int vol_purge_locks(struct lunfs_vol *v, uint32_t slot, uint64_t below);
@@ -233,6 +233,15 @@ struct ofile {
 	 * fallocates under way (under v->mu): a handoff waits for them. */
 	int zbusy, falloc;
 	uint64_t zb0, zb1;
+	/* A long operation on this inode commits in steps (tx_step) with
+	 * v->mu dropped between them: from its first step to its end, no
+	 * write into a hole registers and no eager fallocate maps blocks
+	 * (they change the inode under the open's pin).  Under v->mu. */
+	int stepping;
+	/* The last close of an unlinked file frees it (file_release_inode,
+	 * in steps with v->mu dropped) while this stays in the table: an
+	 * open that finds it meanwhile gets -ENOENT. */
+	int closing;
 	struct ofile *next;
 };
 
@@ -263,6 +272,9 @@ struct txn {
 	int npinned, cpinned;
 	int preflush;           /* data written for this txn must be durable first */
 	int draining;           /* tx_drain() ran: v->draining counts us */
+	struct acq *owns;       /* from its first tx_step on: the inode's record
+				 * marked in v->acquiring, until tx_end */
+	uint64_t owns_ino;      /* that inode (its open file is stepping) */
 	struct late {           /* data zeroed at the commit (tx_zero_at_commit) */
 		uint64_t off, len;
 	} *late;
@@ -274,6 +286,7 @@ struct txn {
 	 * without v->mu and runs the operation again from the start. */
 	int restartable;
 	int nrestarts;
+	int grow_polled;        /* a restart read the superblock (NEED_GROW) */
 	struct tx_need {
 		int kind;               /* NEED_READ, NEED_LOCK, NEED_OPEN_FLAG */
 		uint64_t addr, lock;    /* a block, and its lock if we hold it */
@@ -286,13 +299,13 @@ struct txn {
 
 /* Internal only: never returned by the library (tx_run consumes it). */
 #define ERESTART_TX (LUNFS_ERRBASE + 64)
-enum { NEED_READ = 1, NEED_LOCK = 2, NEED_OPEN_FLAG = 3 };
+enum { NEED_READ = 1, NEED_LOCK = 2, NEED_OPEN_FLAG = 3, NEED_GROW = 4 };
 /* Runs body (an expression using tx) as a restartable transaction: begins
  * tx, evaluates r = body, and while it asks for a restart, gets what it
  * needs without v->mu and runs it again.  Ends with tx open (v->mu held)
  * and r the body's result, or the failure of getting what it needed.  The
  * body must change nothing outside tx's dirty blocks before its first
- * dirty block, or call tx_no_restart first (tx_flush does). */
+ * dirty block, or call tx_no_restart first (tx_step does). */
 #define TX_RUN(v, tx, r, body) \
 	for (tx_begin_restartable((v), (tx)); (r) = (body), tx_retry((tx), &(r));)
 void tx_begin_restartable(struct lunfs_vol *v, struct txn *tx);
@@ -324,7 +337,7 @@ int tx_commit(struct txn *tx);
 /* Drops the dirty blocks from the cache (a re-read finds the last committed
  * image: the journal's pending copy, else the home). */
 void tx_end(struct txn *tx, int r);
-/* tx_flush with the journal write outside v->mu: the dirty blocks are
+/* A commit that goes on, with the journal write outside v->mu: the dirty blocks are
  * sealed under it, then v->mu is dropped for the write and taken again;
  * tx stays open (its pins hold its locks).  For a caller that acts under
  * v->mu after its commit (the group commit's leader). */
@@ -342,8 +355,16 @@ struct tx_sealed {
 };
 int tx_seal_only(struct txn *tx, struct tx_sealed *sd);
 int tx_write_sealed(struct lunfs_vol *v, struct tx_sealed *sd);
-/* Commits what is dirty so far and continues (large operations in steps). */
-int tx_flush(struct txn *tx);
+/* Commits what is dirty so far and continues: a step of a large operation
+ * on inode ino, its journal write without v->mu (vol.c says what holds
+ * meanwhile).  The caller stored every copy it changed (pointer blocks,
+ * the inode) and keeps no cached block across. */
+int tx_step(struct txn *tx, uint64_t ino);
+/* File units a step of a long operation frees or maps at most: it bounds
+ * how long one step runs under v->mu (a few milliseconds: each unit
+ * decodes and encodes its cluster header) and, for a free, drains data
+ * I/O. */
+#define TX_STEP_UNITS 2048
 /* Zeroes the device bytes [off, off + len) (off + len on a logical block
  * boundary) at the next commit of tx, after the journal made room and
  * right before the journal write, so that no journal flush (a checkpoint)
@@ -352,6 +373,12 @@ int tx_flush(struct txn *tx);
  * flush of another thread outside v->mu at that moment still can.)
  * Nothing is written if tx fails first. */
 int tx_zero_at_commit(struct txn *tx, uint64_t off, uint64_t len);
+/* vol_grow_check for an allocation that found no space, or a block number
+ * past the geometry: a restartable transaction asks for it (-ERESTART_TX;
+ * tx_retry reads the superblock without v->mu, follows a grow and runs
+ * the operation again), once; any other reads under v->mu.  Returns 1 when
+ * the volume grew, 0, or -ERESTART_TX. */
+int tx_grow_check(struct txn *tx);
 /* A restartable transaction that will need the lock at off in mode (for
  * a caller that takes it another way, of_pin): -ERESTART_TX unless this
  * host holds it ready to pin, 0 otherwise or when tx cannot restart. */
@@ -380,9 +407,21 @@ int vl_get(struct lunfs_vol *v, uint64_t off, uint64_t object, int mode, int may
 	   struct held **out);
 void vl_unpin(struct lunfs_vol *v, struct held *h);
 struct held *vl_find(struct lunfs_vol *v, uint64_t off);
+/* While a thread of this host acquires or releases the lock at off with
+ * v->mu dropped, or a long operation owns its inode (tx_step), waits for
+ * that to end (v->mu dropped meanwhile) and returns 1; else 0 at once. */
+int vl_wait_acquired(struct lunfs_vol *v, uint64_t off);
 
 /* Inodes (inode.c) */
 int ino_check(struct lunfs_vol *v, uint64_t ino);
+/* Before an operation that changes inode ino's map or size reads it: its
+ * lock (exclusive) first, then the wait until no write into it is pending
+ * (gw_wait_ino: they commit under a shared pin of the same hold), then,
+ * with drain, the drain of data I/O (tx_drain).  Every wait, each with
+ * v->mu dropped, comes before the inode is read (a copy read first could
+ * go stale), and a wait for the lock (another thread acquires it, or a
+ * long operation owns the inode: tx_step) holds no drain. */
+int ino_lock_settled(struct txn *tx, uint64_t ino, int drain);
 /* Reads inode ino (locked in mode if mode != LK_FREE) into *in. */
 int ino_read(struct txn *tx, uint64_t ino, int mode, struct lunfs_inode *in);
 int ino_write(struct txn *tx, struct lunfs_inode *in);
@@ -415,8 +454,12 @@ int blk_alloc_ready(struct txn *tx, int kind, uint64_t k0, unsigned max, uint64_
 		    uint64_t *seen);
 /* blk_alloc_ready in restartable transactions of its own until the
  * clusters loaded hold n free entries of kind; errors are left to the
- * allocation that follows. */
-void alloc_prefetch(struct lunfs_vol *v, int kind, uint64_t n);
+ * allocation that follows.  Short of n free file blocks, it reads the
+ * superblock (an online grow on another host) without v->mu, follows a
+ * grow, and returns 1: the caller's transaction sets tx.grow_polled, so
+ * that its allocation at ENOSPC does not read it again under v->mu (a grow
+ * committed since is concurrent with the operation).  Else 0. */
+int alloc_prefetch(struct lunfs_vol *v, int kind, uint64_t n);
 int blk_claim(struct txn *tx, uint64_t blk);
 void blk_unreserve(struct lunfs_vol *v, uint64_t blk);
 int alloc_counts(struct lunfs_vol *v, uint64_t *free_file, uint64_t *free_ino);
@@ -590,6 +633,11 @@ int orphan_edit(struct txn *tx, uint64_t ino, int add);
  * read and locked before the operation changes anything (a restartable
  * one: without v->mu). */
 #define ORPHAN_PREPARE 2
+/* A truncate of ino to size that may take steps is listed in the orphan
+ * directory while it runs (free.c says why): truncate_list before it
+ * (*listed: it was), truncate_unlist after it (even after a failure). */
+int truncate_list(struct lunfs_vol *v, uint64_t ino, uint64_t size, int *listed);
+int truncate_unlist(struct lunfs_vol *v, uint64_t ino);
 /* Sets in's size: a cut frees the blocks past it and zeroes the cut
  * block's tail with the commit (tx_zero_at_commit); growth only changes
  * the size (the new part reads as zeros).  Writes in. */

@@ -36,6 +36,12 @@ void lunfs_test_no_early_checkpoints(struct lunfs_vol *v);
 /* The synchronous device requests made under the volume mutex since the
  * mount: reads, writes, flushes, CAWs, zeroings (docs/LOCKING.md 15). */
 void lunfs_test_mu_io(struct lunfs_vol *v, uint64_t out[5]);
+/* Whether a long operation in steps owns f's inode (of->stepping). */
+int lunfs_test_stepping(struct lunfs_file *f);
+/* Transactions freeing file blocks (v->draining) and parked half-done. */
+void lunfs_test_drain_state(struct lunfs_vol *v, unsigned *draining, unsigned *parked);
+/* Whether f's open file is in the volume's open-file table. */
+int lunfs_test_file_listed(struct lunfs_file *f);
 /* The journal's counters: its wraps, and the seals that had to checkpoint. */
 struct jnl_counters;
 void lunfs_test_jnl_counters(struct lunfs_vol *v, struct jnl_counters *c);

@@ -338,3 +338,29 @@ void lunfs_test_mu_io(struct lunfs_vol *v, uint64_t out[5])
 	for (int i = 0; i < 5; i++)
 		out[i] = v->mu_io[i];
 }
+
+int lunfs_test_stepping(struct lunfs_file *f)
+{
+	pthread_mutex_lock(&f->v->mu);
+	int st = f->of->stepping;
+	pthread_mutex_unlock(&f->v->mu);
+	return st;
+}
+
+void lunfs_test_drain_state(struct lunfs_vol *v, unsigned *draining, unsigned *parked)
+{
+	pthread_mutex_lock(&v->mu);
+	*draining = __atomic_load_n(&v->draining, __ATOMIC_SEQ_CST);
+	*parked = v->tx_parked;
+	pthread_mutex_unlock(&v->mu);
+}
+
+int lunfs_test_file_listed(struct lunfs_file *f)
+{
+	int listed = 0;
+	pthread_mutex_lock(&f->v->mu);
+	for (struct ofile *of = f->v->ofiles; of; of = of->next)
+		listed |= of == f->of;
+	pthread_mutex_unlock(&f->v->mu);
+	return listed;
+}

@@ -87,6 +87,11 @@ static int open_in(struct txn *tx, uint64_t ino, int mode, int dir, struct lunfs
 		goto out;
 	}
 	of = of_find(v, ino);
+	if (of && of->closing) {
+		of = NULL;
+		r = -ENOENT; /* unlinked, and its last close frees it right now */
+		goto out;
+	}
 	if (of) {
 		/* this host's other opens */
 		if (of->excl_here || (mode == LUNFS_OPEN_EXCL && of->opens) ||
@@ -326,6 +331,7 @@ static int last_close(struct txn *tx, struct ofile *of, struct lunfs_inode *in)
 	struct tx_sealed sd = {0};
 	int r = 0;
 	gw_wait_ino(v, of->ino); /* none: the writers' handles are open */
+	of->closing = of->unlinked; /* its free drops v->mu between steps */
 	if (vol_check_writable(v) == 0 && !(r = commit_pending(tx, of, in, 1)))
 		r = tx_seal_only(tx, &sd);
 	/* of leaves the table under v->mu, before the journal write: an open
@@ -414,9 +420,14 @@ static int handoff_lock(struct txn *tx, struct ofile *of, uint64_t ino, uint32_t
 		gw_wait_ino(v, ino);
 		if (of_find(v, ino) != of)
 			return -ENOLCK; /* closed while v->mu was dropped */
-		if (!of->falloc)
+		if (of->falloc) {
+			pthread_cond_wait(&v->gw_cv, &v->mu);
+			continue;
+		}
+		/* a long operation that owns the inode (tx_step) pins the
+		 * lock too: it ends first */
+		if (!of->h || !vl_wait_acquired(v, of->h->lk.off))
 			break;
-		pthread_cond_wait(&v->gw_cv, &v->mu);
 	}
 	if (!of->h || of->handed_off)
 		return -ENOLCK; /* a close raced with us */

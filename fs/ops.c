@@ -99,7 +99,7 @@ static int drop_last_link(struct txn *tx, struct lunfs_inode *in)
 		return ino_write(tx, in);
 	}
 	/* commit the unlink itself first, then free in steps */
-	if ((r = ino_write(tx, in)) || (r = tx_flush(tx)))
+	if ((r = ino_write(tx, in)) || (r = tx_step(tx, in->ino)))
 		return r;
 	return file_release_inode(tx, in);
 }
@@ -616,5 +616,10 @@ int lunfs_setattr(struct lunfs_vol *v, uint64_t ino, unsigned mask, const struct
 		  struct lunfs_stat *st)
 {
 	struct setattr_arg a = {mask, sa};
-	return modify_inode(v, ino, do_setattr, &a, st, (mask & LUNFS_SET_SIZE) != 0);
+	int listed = 0, r;
+	if ((mask & LUNFS_SET_SIZE) && !v->ro && (r = truncate_list(v, ino, sa->size, &listed)))
+		return r;
+	r = modify_inode(v, ino, do_setattr, &a, st, (mask & LUNFS_SET_SIZE) != 0);
+	int e = listed ? truncate_unlist(v, ino) : 0;
+	return r ? r : e;
 }

@@ -112,26 +112,27 @@ static void release_unpinned(struct lunfs_vol *v, uint64_t idle_ms, int drop);
 static int release_dropping(struct lunfs_vol *v, struct held **hs, int n, int *rel_err);
 
 /* Another host waits for a lock we only linger on: let it go, and give the
- * waiter a moment to take it before we queue behind it (fairness).  That
- * moment (up to 300 ms) passes without v->mu when the caller may drop it
- * (may_drop of vl_get): this host's other operations and data I/O go on. */
-static int yield(struct lunfs_vol *v, struct held *h, int may_drop)
+ * waiter a moment to take it before we queue behind it (fairness).  The
+ * release's device I/O and that moment (up to 300 ms) pass without v->mu:
+ * this host's other operations and data I/O go on.  Only a caller that may
+ * drop v->mu yields (may_drop of vl_get); one that already pinned or
+ * changed something uses the hold as it is, and the linger thread lets it
+ * go once that operation ends (it sees the want at its next round). */
+static int yield(struct lunfs_vol *v, struct held *h)
 {
 	VOL_HELD(v);
 	uint64_t off = h->lk.off;
-	int r = may_drop ? release_dropping(v, &h, 1, NULL) : vl_release(v, h);
+	int r = release_dropping(v, &h, 1, NULL);
 	if (r)
 		return r;
-	if (may_drop)
-		pthread_mutex_unlock(&v->mu);
+	pthread_mutex_unlock(&v->mu);
 	for (uint64_t t0 = lunfs_now_ms(); lunfs_now_ms() - t0 < 300;) {
 		struct lunfs_lock rec;
 		usleep(5000);
 		if (lk_read(v->d, v->sb.uuid, off, &rec) || rec.mode != LK_FREE)
 			break;
 	}
-	if (may_drop)
-		pthread_mutex_lock(&v->mu);
+	pthread_mutex_lock(&v->mu);
 	return 0;
 }
 
@@ -276,11 +277,8 @@ again:
 			tx_unpark(v);
 	}
 	h = vl_find(v, off);
-	if (h && !h->pins && hb_wanted(v->hb, off) && !yield(v, h, may_drop)) {
-		if (may_drop)
-			goto again; /* v->mu was dropped: look again */
-		h = NULL;
-	}
+	if (h && !h->pins && may_drop && hb_wanted(v->hb, off) && !yield(v, h))
+		goto again; /* v->mu was dropped: look again */
 	if (h && mode_covers(h->lk.mode, mode)) {
 		h->pins++;
 		h->last_ms = lunfs_now_ms();
@@ -344,6 +342,15 @@ again:
 	v->locks = h;
 	*out = h;
 	return 0;
+}
+
+int vl_wait_acquired(struct lunfs_vol *v, uint64_t off)
+{
+	struct acq *a = acquiring(v, off);
+	if (!a)
+		return 0;
+	acq_wait(v, a);
+	return 1;
 }
 
 void vl_unpin(struct lunfs_vol *v, struct held *h)
@@ -670,12 +677,16 @@ int tx_retry(struct txn *tx, int *r)
 	 * for a lock while pinning one that comes after it; a hold lost
 	 * meanwhile (another host wanted it, a handoff) is asked for again. */
 	tx_end(tx, tx->ndirty ? -ERESTART_TX : 0);
+	int grow_polled = tx->grow_polled || n.kind == NEED_GROW;
 	tx_begin(v, tx);
 	tx->restartable = restarts < TX_MAX_RESTARTS;
 	tx->nrestarts = restarts;
-	int e;
+	tx->grow_polled = grow_polled;
+	int e = 0;
 	if (n.kind == NEED_READ) {
 		e = tx_fetch(tx, &n, &pre);
+	} else if (n.kind == NEED_GROW) {
+		vol_grow_poll(v); /* the superblock read without v->mu */
 	} else {
 		struct held *h;
 		if (!(e = vl_get(v, n.off, n.object, n.mode, 1, &h))) {
@@ -699,6 +710,17 @@ static int vl_ready(struct lunfs_vol *v, struct held *h, uint64_t off, int mode)
 {
 	return h && mode_covers(h->lk.mode, mode) && !acquiring(v, off) &&
 	       (h->pins || !hb_wanted(v->hb, off));
+}
+
+int tx_grow_check(struct txn *tx)
+{
+	if (tx->grow_polled)
+		return 0; /* read at the restart before this run: nothing newer */
+	if (tx_can_restart(tx)) {
+		tx->need = (struct tx_need){.kind = NEED_GROW};
+		return -ERESTART_TX;
+	}
+	return vol_grow_check(tx->v);
 }
 
 int tx_want_lock(struct txn *tx, uint64_t off, uint64_t object, int mode)
@@ -985,22 +1007,6 @@ fail:
 	return r;
 }
 
-int tx_flush(struct txn *tx)
-{
-	struct lunfs_vol *v = tx->v;
-	if (tx->need.kind)
-		return -ERESTART_TX; /* built on a request a callee ignored */
-	tx_no_restart(tx); /* what it commits stays */
-	struct jnl_txn *jt;
-	uint64_t addrs[TX_MAX];
-	int n, r = tx_seal(tx, &jt, addrs, &n);
-	if (r)
-		return r;
-	/* under v->mu: a step of a long operation, which goes on from what
-	 * it committed */
-	return tx_write(v, jt, addrs, n, 1);
-}
-
 void tx_park(struct lunfs_vol *v)
 {
 	VOL_HELD(v);
@@ -1074,13 +1080,30 @@ void tx_drain(struct txn *tx)
 	}
 }
 
-void tx_end(struct txn *tx, int r)
+/* Ends tx's drain (tx_drain): data I/O may register again. */
+static void tx_undrain(struct txn *tx)
 {
 	struct lunfs_vol *v = tx->v;
 	if (tx->draining) {
 		tx->draining = 0;
 		if (__atomic_sub_fetch(&v->draining, 1, __ATOMIC_SEQ_CST) == 0)
 			pthread_cond_broadcast(&v->io_cv);
+	}
+}
+
+void tx_end(struct txn *tx, int r)
+{
+	struct lunfs_vol *v = tx->v;
+	tx_undrain(tx);
+	if (tx->owns) {
+		/* by number: a last close may have freed the open file */
+		struct ofile *of = of_find(v, tx->owns_ino);
+		if (of && of->stepping) {
+			of->stepping = 0;
+			pthread_cond_broadcast(&v->gw_cv);
+		}
+		acq_end(v, tx->owns);
+		tx->owns = NULL;
 	}
 	tx_clear_dirty(tx, r != 0);
 	buf_list_free(tx->transient);
@@ -1123,6 +1146,61 @@ int tx_flush_unlocked(struct txn *tx)
 	pthread_mutex_unlock(&v->mu);
 	r = tx_write_sealed(v, &sd);
 	pthread_mutex_lock(&v->mu);
+	return r;
+}
+
+/* A step of a long operation (a truncate, punch, delete or preallocation
+ * of many blocks) on inode ino, which goes on from what the step
+ * committed.  Under v->mu the dirty blocks are sealed and the drain ends:
+ * every pointer the step removed is out of the cache (the caller stored
+ * its copies), so data I/O that looks its blocks up from here on finds
+ * them free, and the next free drains again.  The journal write runs
+ * without v->mu; this host's other operations and its data I/O go on.
+ * From the first step to the end of tx, ino is the caller's alone on this
+ * host (its copy of the inode lives across steps, and across the drain of
+ * its next free, which waits with v->mu dropped too):
+ *   - the inode's lock record is marked as being acquired (tx->owns): no
+ *     other operation of this host pins it anew (they wait for the entry),
+ *     so none changes the inode, its pointers or its size;
+ *   - its open file, if any, is stepping (tx->owns_ino): no write into a
+ *     hole registers and no eager fallocate maps blocks (they change the
+ *     inode under the open's pin, which the entry does not stop).
+ * The caller keeps no block of the cache across a step (it reads them
+ * again).  No transaction counts as parked meanwhile (the caller has
+ * nothing dirty): writes into holes of other files go on.  Returns with
+ * v->mu held; 0 or -errno (the write failed: the journal is broken and
+ * the host fenced). */
+int tx_step(struct txn *tx, uint64_t ino)
+{
+	struct lunfs_vol *v = tx->v;
+	VOL_HELD(v);
+	if (tx->need.kind)
+		return -ERESTART_TX; /* built on a request a callee ignored */
+	tx_no_restart(tx); /* what it commits stays */
+	struct tx_sealed *sd = malloc(sizeof(*sd));
+	if (!sd)
+		return -ENOMEM;
+	int r = tx_seal(tx, &sd->jt, sd->addrs, &sd->n);
+	if (r || !sd->jt) {
+		free(sd);
+		return r;
+	}
+	tx_undrain(tx);
+	uint64_t lock = geom_ino_lock(&v->sb, ino);
+	if (!tx->owns && !acquiring(v, lock) && (tx->owns = acq_start(v, lock))) {
+		struct ofile *of = of_find(v, ino);
+		tx->owns_ino = ino;
+		if (of)
+			of->stepping = 1;
+	}
+	/* without the entry (no memory), the write stays under v->mu */
+	int dropped = tx->owns != NULL;
+	if (dropped)
+		pthread_mutex_unlock(&v->mu);
+	r = tx_write(v, sd->jt, sd->addrs, sd->n, !dropped);
+	if (dropped)
+		pthread_mutex_lock(&v->mu);
+	free(sd);
 	return r;
 }
 

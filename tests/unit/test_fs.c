@@ -2086,6 +2086,156 @@ START_TEST(create_does_no_io_under_volume_mutex)
 }
 END_TEST
 
+/* Long operations commit in steps (tx_step), each step's journal write
+ * without v->mu: a preallocation of 6 GiB, a truncate to 1 GiB and the
+ * delete of the rest take several steps each (at most TX_STEP_UNITS units
+ * a step), and make no device write or flush under v->mu.  Before, every
+ * step wrote and flushed the journal under it (here the delete's first
+ * step: 1 write and 1 flush; the others took steps only every 220 dirty
+ * blocks, and ran under v->mu whole: integration test 69). */
+START_TEST(long_ops_step_outside_volume_mutex)
+{
+	struct lunfs_sb sb;
+	struct lunfs_stat st;
+	struct lunfs_file *f;
+	char *p = tu_volume(8ULL << 30, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	uint64_t ino = mkfile(v, 1, "big"), a[5], b[5];
+	ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+	struct dev_stats s0, s1;
+	lunfs_dev_stats(v, &s0);
+	lunfs_test_mu_io(v, a);
+	ck_assert_int_eq(lunfs_fallocate(f, 0, 0, 6ULL << 30), 0);
+	struct lunfs_setattr sa = {.size = 1ULL << 30};
+	ck_assert_int_eq(lunfs_setattr(v, ino, LUNFS_SET_SIZE, &sa, &st), 0);
+	ck_assert_uint_eq(st.size, 1ULL << 30);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unlink(v, 1, "big"), 0);
+	lunfs_test_mu_io(v, b);
+	lunfs_dev_stats(v, &s1);
+	printf("long_ops_step_outside_volume_mutex: %llu flushes in all; under v->mu: %llu reads, "
+	       "%llu writes, %llu flushes, %llu CAWs\n",
+	       (unsigned long long)(s1.flushes - s0.flushes), (unsigned long long)(b[0] - a[0]),
+	       (unsigned long long)(b[1] - a[1]), (unsigned long long)(b[2] - a[2]),
+	       (unsigned long long)(b[3] - a[3]));
+	ck_assert_uint_ge(s1.flushes - s0.flushes, 8); /* the steps' commits */
+	ck_assert_uint_eq(b[1] - a[1], 0);
+	ck_assert_uint_eq(b[2] - a[2], 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+/* A truncate that takes several steps (tx_step: each step a pass of at
+ * most TX_STEP_UNITS units, ending in the middle of pointer blocks at two
+ * levels) keeps the volume consistent at every step: a power cut after
+ * each of its writes in turn, then a crash and a replay, and fsck is clean
+ * (a pointer is cleared at every level in the transaction that frees its
+ * block: with the parents' copies stored only at their own steps, a step
+ * inside a child committed frees whose pointers were still on disk).  The
+ * file has its old size or the new one; grown back, the cut part reads as
+ * zeros (a truncate that may take steps is listed in the orphan directory,
+ * and the mount finishes it: without that, the old data at 4000 MiB came
+ * back after a cut between two steps). */
+START_TEST(truncate_steps_survive_power_cuts)
+{
+	const uint64_t units = 5000, cut_to = 300;
+	static char buf[4096] __attribute__((aligned(4096)));
+	int done = 0;
+	for (uint64_t k = 1; !done; k++) {
+		ck_assert_uint_lt(k, 200);
+		struct lunfs_sb sb;
+		struct lunfs_stat st;
+		struct lunfs_file *f;
+		struct dev *d;
+		char *p = tu_volume(6ULL << 30, &sb);
+		ck_assert_int_eq(dev_faulty_wrap(tu_open(p), &d), 0);
+		struct lunfs_mount_opts o = {.host = "h1", .linger_ms = 60000};
+		struct lunfs_test_opts to = {.device = d};
+		struct lunfs_vol *v;
+		ck_assert_int_eq(lunfs_mount_test(NULL, &o, &to, &v, NULL), 0);
+		uint64_t ino = mkfile(v, 1, "big");
+		ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_EXCL, &f), 0);
+		memset(buf, 0xEE, sizeof(buf));
+		ck_assert_int_eq(lunfs_pwrite(f, buf, sizeof(buf), 4000ULL * MiB), sizeof(buf));
+		ck_assert_int_eq(lunfs_fallocate(f, 0, 0, units * MiB), 0);
+		ck_assert_int_eq(lunfs_fsync(f), 0);
+		struct dev_fault cut = {.cut_after = dev_faulty_writes(d) + k};
+		dev_faulty_set(d, &cut);
+		struct lunfs_setattr sa = {.size = cut_to * MiB};
+		int r = lunfs_setattr(v, ino, LUNFS_SET_SIZE, &sa, &st);
+		done = !dev_faulty_is_cut(d);
+		if (done)
+			ck_assert_int_eq(r, 0);
+		lunfs_close(f);
+		lunfs_abandon(v);
+		struct lunfs_mount_opts o2 = {.host = "h1", .assume_dead = 1};
+		ck_assert_int_eq(lunfs_mount(p, &o2, &v, NULL), 0);
+		ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
+		ck_assert_msg(st.size == units * MiB || st.size == cut_to * MiB,
+			      "cut after write %llu: size %llu", (unsigned long long)k,
+			      (unsigned long long)st.size);
+		/* grown back: the cut part reads as zeros (the mount finished
+		 * the interrupted truncate), the old size keeps its data */
+		int was_cut = st.size == cut_to * MiB;
+		sa.size = units * MiB;
+		ck_assert_int_eq(lunfs_setattr(v, ino, LUNFS_SET_SIZE, &sa, &st), 0);
+		ck_assert_int_eq(lunfs_open(v, ino, LUNFS_OPEN_READ, &f), 0);
+		ck_assert_int_eq(lunfs_pread(f, buf, sizeof(buf), 4000ULL * MiB), sizeof(buf));
+		ck_assert_msg((buf[0] & 0xff) == (was_cut ? 0 : 0xEE),
+			      "cut after write %llu: size %s, byte at 4000 MiB %#x", (unsigned long long)k,
+			      was_cut ? "cut" : "old", buf[0] & 0xff);
+		ck_assert_int_eq(lunfs_close(f), 0);
+		ck_assert_int_eq(lunfs_unmount(v), 0);
+		ck_assert_msg(tu_fsck(p) == 0, "cut after write %llu of the truncate: fsck",
+			      (unsigned long long)k);
+		if (done)
+			printf("truncate_steps_survive_power_cuts: %llu writes, a cut after each\n",
+			       (unsigned long long)(k - 1));
+		unlink(p);
+		free(p);
+	}
+}
+END_TEST
+
+/* An allocation that finds the volume full reads the superblock (a grow
+ * on another host may have made room): the prefetch before the write's
+ * or fallocate's transaction reads it without v->mu, and the allocation
+ * under v->mu does not read it again.  A full volume, then a thin write
+ * and a fallocate: -ENOSPC, and no read under v->mu (before: 2 reads). */
+START_TEST(enospc_reads_superblock_outside_volume_mutex)
+{
+	struct lunfs_sb sb;
+	struct lunfs_statfs sf;
+	struct lunfs_file *f, *g;
+	char *p = tu_volume(256 << 20, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	uint64_t a = mkfile(v, 1, "a"), b = mkfile(v, 1, "b"), x[5], y[5];
+	ck_assert_int_eq(lunfs_open(v, a, LUNFS_OPEN_EXCL, &f), 0);
+	ck_assert_int_eq(lunfs_open(v, b, LUNFS_OPEN_EXCL, &g), 0);
+	ck_assert_int_eq(lunfs_statfs(v, &sf), 0);
+	ck_assert_int_eq(lunfs_fallocate(f, 0, 0, sf.bfree * sf.bsize), 0);
+	ck_assert_int_eq(lunfs_statfs(v, &sf), 0);
+	ck_assert_uint_eq(sf.bfree, 0);
+	char buf[4096] = {1};
+	lunfs_test_mu_io(v, x);
+	ck_assert_int_eq(lunfs_pwrite(g, buf, sizeof(buf), 0), -ENOSPC);
+	ck_assert_int_eq(lunfs_fallocate(g, 0, 0, MiB), -ENOSPC);
+	lunfs_test_mu_io(v, y);
+	printf("enospc_reads_superblock_outside_volume_mutex: under v->mu: %llu reads\n",
+	       (unsigned long long)(y[0] - x[0]));
+	ck_assert_uint_eq(y[0] - x[0], 0);
+	ck_assert_int_eq(lunfs_close(g), 0);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 /* An open of a file this host holds no lock of: the lock's acquisition
  * and the compare-and-write that marks the record pinned by an open
  * (LK_HOLD_OPEN) both run in restarts without v->mu (tx_want_lock,
@@ -2739,6 +2889,298 @@ START_TEST(hosts_thin_writes_keep_their_clusters)
 }
 END_TEST
 
+/* Long operations in steps beside other operations on the same file
+ * (from a review of tx_step): a slow-write probe holds a step in its
+ * journal write while the others come. */
+struct step_slow {
+	_Atomic int on, writes, ms;
+};
+static pthread_t step_only_tid;
+static _Atomic int step_only_set;
+static void step_probe(void *a, int op)
+{
+	struct step_slow *s = a;
+	if (op != DEV_OP_WRITE)
+		return;
+	s->writes++;
+	if (s->on && (!step_only_set || pthread_equal(pthread_self(), step_only_tid)))
+		usleep(s->ms * 1000);
+}
+
+
+/* A stepped lazy fallocate of 3 GiB ends: a write past the end (into a
+ * hole) and an eager fallocate of the file complete (with of->stepping
+ * left set, both waited for ever). */
+START_TEST(stepping_ends_with_long_op)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(8ULL << 30, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	uint64_t x = mkfile(v, 1, "x");
+	struct lunfs_file *f;
+	ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_RW, &f), 0);
+	ck_assert_int_eq(lunfs_fallocate(f, 0, 0, 3ULL << 30), 0);
+	int st = lunfs_test_stepping(f);
+	static struct ez_job w;
+	w = (struct ez_job){.f = f, .off = 4ULL << 30};
+	memset(w.buf, 0xAB, sizeof(w.buf));
+	struct tu_bg tw;
+	tu_bg_start(&tw, ez_pwrite, &w);
+	int done = tu_bg_wait(&tw, 3000);
+	static struct ez_job e;
+	e = (struct ez_job){.f = f, .mode = LUNFS_FALLOC_ZERO, .off = 5ULL << 30, .len = MiB};
+	struct tu_bg te;
+	tu_bg_start(&te, ez_falloc, &e);
+	int edone = tu_bg_wait(&te, 3000);
+	printf("stepping_ends_with_long_op: after a lazy fallocate of 3 GiB: stepping=%d; "
+	       "a write past EOF done within 3 s: %d; an eager fallocate done within 3 s: %d\n",
+	       st, done, edone);
+	ck_assert_msg(done && edone, "a write or an eager fallocate waits for a long op that ended");
+	ck_assert_int_eq(tu_bg_join(&tw), 0);
+	ck_assert_int_eq(tu_bg_join(&te), 0);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+static int step_trunc0(void *a)
+{
+	struct ez_job *j = a;
+	struct lunfs_setattr sa = {.size = 0};
+	return lunfs_setattr(j->v, j->ino, LUNFS_SET_SIZE, &sa, NULL);
+}
+
+struct step_rd { struct lunfs_file *f; uint64_t ms; };
+static int step_read(void *a)
+{
+	struct step_rd *j = a;
+	static char b[4096] __attribute__((aligned(4096)));
+	uint64_t t0 = lunfs_now_ms();
+	ssize_t r = lunfs_pread(j->f, b, sizeof(b), 0);
+	j->ms = lunfs_now_ms() - t0;
+	return r == 4096 ? 0 : -1;
+}
+
+/* A punch of a file whose truncate is between steps waits for the truncate
+ * before it drains (ino_lock_settled): no drain and no parked transaction
+ * meanwhile, and a cached read of another file does not wait (with the
+ * drain first, it waited for the whole truncate: 1112 ms). */
+START_TEST(punch_beside_steps_holds_no_drain)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(8ULL << 30, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	uint64_t x = mkfile(v, 1, "x"), y = mkfile(v, 1, "y");
+	struct lunfs_file *f1, *fy;
+	ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_RW, &f1), 0);
+	ck_assert_int_eq(lunfs_open(v, y, LUNFS_OPEN_RW, &fy), 0);
+	static char wb[4096] __attribute__((aligned(4096)));
+	memset(wb, 1, sizeof(wb));
+	ck_assert_int_eq(lunfs_pwrite(fy, wb, sizeof(wb), 0), sizeof(wb));
+	ck_assert_int_eq(lunfs_pread(fy, wb, sizeof(wb), 0), sizeof(wb)); /* cached */
+	ck_assert_int_eq(lunfs_fallocate(f1, 0, 0, 6ULL << 30), 0);
+	ck_assert_int_eq(lunfs_fsync(f1), 0);
+	static struct step_slow sl;
+	sl.ms = 400;
+	dev_set_probe(lunfs_device(v), step_probe, &sl);
+	/* a read of y alone, for reference */
+	struct step_rd r0 = {.f = fy};
+	struct tu_bg tr0;
+	tu_bg_start(&tr0, step_read, &r0);
+	tu_bg_join(&tr0);
+	static struct ez_job t, pu;
+	t = (struct ez_job){.v = v, .ino = x};
+	pu = (struct ez_job){.f = f1, .mode = LUNFS_FALLOC_PUNCH | LUNFS_FALLOC_KEEP_SIZE,
+			     .off = 5ULL << 30, .len = MiB};
+	sl.on = 1;
+	int w0 = sl.writes;
+	uint64_t t0 = lunfs_now_ms();
+	struct tu_bg tt, tp, tr;
+	tu_bg_start(&tt, step_trunc0, &t);
+	for (int i = 0; i < 5000 && sl.writes == w0; i++)
+		usleep(1000); /* the truncate's first step is in its journal write */
+	tu_bg_start(&tp, ez_falloc, &pu);
+	usleep(100 * 1000);
+	unsigned dr, pk;
+	lunfs_test_drain_state(v, &dr, &pk);
+	struct step_rd r1 = {.f = fy};
+	tu_bg_start(&tr, step_read, &r1);
+	int rt = tu_bg_join(&tt);
+	uint64_t tdone = lunfs_now_ms() - t0;
+	int rp = tu_bg_join(&tp), rr = tu_bg_join(&tr);
+	sl.on = 0;
+	printf("punch_beside_steps_holds_no_drain: with the truncate between steps and the punch waiting: "
+	       "v->draining=%u tx_parked=%u; truncate %d (%llu ms), punch %d; a cached 4 KiB read of "
+	       "another file took %llu ms (alone: %llu ms)\n",
+	       dr, pk, rt, (unsigned long long)tdone, rp, (unsigned long long)r1.ms,
+	       (unsigned long long)r0.ms);
+	ck_assert_int_eq(lunfs_close(f1), 0);
+	ck_assert_int_eq(lunfs_close(fy), 0);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	unlink(p);
+	free(p);
+	ck_assert_int_eq(rr, 0);
+	ck_assert_msg(dr == 0 && pk == 0, "drain/park held while waiting for a stepping op");
+}
+END_TEST
+
+
+
+/* A lazy fallocate of a file whose other fallocate is in steps waits for
+ * the inode's lock, then for the writes into holes pending meanwhile
+ * (ino_lock_settled), before it maps: with the wait for writes before the
+ * lock's, a write registered during the lock's wait, the fallocate mapped
+ * its hole, and the write's group commit failed (-EFSCORRUPTED). */
+START_TEST(falloc_beside_steps_keeps_writes)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(8ULL << 30, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	static struct step_slow sl;
+	sl.ms = 300;
+	dev_set_probe(lunfs_device(v), step_probe, &sl);
+	int bad = 0, runs = 6;
+	for (int i = 0; i < runs; i++) {
+		char nx[16];
+		snprintf(nx, sizeof(nx), "x%d", i);
+		uint64_t x = mkfile(v, 1, nx);
+		struct lunfs_file *f1, *f2, *f3;
+		ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_RW, &f1), 0);
+		ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_RW, &f2), 0);
+		ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_RW, &f3), 0);
+		static struct ez_job a, b, w;
+		a = (struct ez_job){.f = f1, .mode = LUNFS_FALLOC_KEEP_SIZE, .off = 0, .len = 2100ULL * MiB};
+		b = (struct ez_job){.f = f2, .mode = LUNFS_FALLOC_KEEP_SIZE, .off = 3000ULL * MiB, .len = MiB};
+		w = (struct ez_job){.f = f3, .off = 3000ULL * MiB};
+		memset(w.buf, 0xCD, sizeof(w.buf));
+		sl.on = 1;
+		struct tu_bg ta, tb, tw;
+		tu_bg_start(&ta, ez_falloc, &a);
+		for (int k = 0; k < 10000; k++) {
+			if (lunfs_test_stepping(f1))
+				break;
+			usleep(1000);
+		}
+		if (i % 2) {
+			tu_bg_start(&tw, ez_pwrite, &w);
+			usleep(50 * 1000);
+			tu_bg_start(&tb, ez_falloc, &b);
+		} else {
+			tu_bg_start(&tb, ez_falloc, &b);
+			usleep(50 * 1000);
+			tu_bg_start(&tw, ez_pwrite, &w);
+		}
+		int ra = tu_bg_join(&ta), rb = tu_bg_join(&tb), rw = tu_bg_join(&tw);
+		sl.on = 0;
+		printf("falloc_beside_steps_keeps_writes run %d: falloc A %d, falloc B %d, write %d\n", i, ra, rb, rw);
+		bad += rw != 0;
+			lunfs_close(f1);
+		lunfs_close(f2);
+		lunfs_close(f3);
+		lunfs_unlink(v, 1, nx);
+	}
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+	ck_assert_msg(!bad, "%d of %d writes failed", bad, runs);
+}
+END_TEST
+
+
+static int step_close(void *a)
+{
+	return lunfs_close((struct lunfs_file *)a);
+}
+
+/* A READ open of an unlinked file while its last close frees it in steps
+ * fails (-ENOENT) instead of taking the open file that the close then
+ * frees (of->closing). */
+START_TEST(read_open_beside_last_close_release)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(8ULL << 30, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	uint64_t x = mkfile(v, 1, "x");
+	struct lunfs_file *f, *f2 = NULL;
+	ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_RW, &f), 0);
+	ck_assert_int_eq(lunfs_fallocate(f, 0, 0, 3ULL << 30), 0);
+	ck_assert_int_eq(lunfs_unlink(v, 1, "x"), 0);
+	static struct step_slow sl;
+	sl.ms = 400;
+	dev_set_probe(lunfs_device(v), step_probe, &sl);
+	sl.on = 1;
+	int w0 = sl.writes;
+	struct tu_bg tc;
+	tu_bg_start(&tc, step_close, f);
+	for (int i = 0; i < 5000 && sl.writes == w0; i++)
+		usleep(1000);
+	usleep(50 * 1000);
+	int ro = lunfs_open(v, x, LUNFS_OPEN_READ, &f2);
+	int rc = tu_bg_join(&tc);
+	sl.on = 0;
+	int listed = ro == 0 && lunfs_test_file_listed(f2);
+	printf("read_open_beside_last_close_release: close %d; READ open during its release: %d; "
+	       "the new handle's ofile still in the table after the close: %d\n", rc, ro, listed);
+	ck_assert_msg(ro != 0 || listed, "READ open got an ofile that last_close freed");
+	if (ro == 0 && listed)
+		lunfs_close(f2);
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
+
+static int step_trunc_to(void *a)
+{
+	struct ez_job *j = a;
+	struct lunfs_setattr sa = {.size = j->off};
+	step_only_tid = pthread_self();
+	step_only_set = 1;
+	return lunfs_setattr(j->v, j->ino, LUNFS_SET_SIZE, &sa, NULL);
+}
+
+/* A handoff of a file whose truncate is between steps waits for the
+ * truncate (vl_wait_acquired), and succeeds (it failed with -EBUSY: the
+ * truncate pinned the lock too). */
+START_TEST(handoff_waits_for_steps)
+{
+	struct lunfs_sb sb;
+	char *p = tu_volume(8ULL << 30, &sb);
+	struct lunfs_vol *a = mnt(p, "h1"), *b = mnt(p, "h2");
+	uint64_t x = mkfile(a, 1, "x");
+	struct lunfs_file *f;
+	ck_assert_int_eq(lunfs_open(a, x, LUNFS_OPEN_RW, &f), 0);
+	ck_assert_int_eq(lunfs_fallocate(f, 0, 0, 6ULL << 30), 0);
+	ck_assert_int_eq(lunfs_fsync(f), 0);
+	static struct step_slow sl;
+	sl.ms = 300;
+	dev_set_probe(lunfs_device(a), step_probe, &sl);
+	static struct ez_job t;
+	t = (struct ez_job){.v = a, .ino = x, .off = 0};
+	sl.on = 1;
+	int w0 = sl.writes;
+	struct tu_bg tt;
+	tu_bg_start(&tt, step_trunc_to, &t);
+	for (int i = 0; i < 5000 && sl.writes == w0; i++)
+		usleep(1000);
+	usleep(50 * 1000);
+	int rh = lunfs_handoff(a, x, "h2");
+	int rt = tu_bg_join(&tt);
+	sl.on = 0;
+	printf("handoff_waits_for_steps: truncate %d; handoff during its steps: %d\n", rt, rh);
+	lunfs_close(f);
+	lunfs_unmount(b);
+	lunfs_unmount(a);
+	unlink(p);
+	free(p);
+	ck_assert_int_eq(rh, 0);
+}
+END_TEST
+
 Suite *fs_suite(void)
 {
 	Suite *s = suite_create("fs");
@@ -2768,6 +3210,14 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, lock_upgrade_outside_volume_mutex);
 	tcase_add_test(tc, close_commits_outside_volume_mutex);
 	tcase_add_test(tc, create_does_no_io_under_volume_mutex);
+	tcase_add_test(tc, long_ops_step_outside_volume_mutex);
+	tcase_add_test(tc, truncate_steps_survive_power_cuts);
+	tcase_add_test(tc, enospc_reads_superblock_outside_volume_mutex);
+	tcase_add_test(tc, stepping_ends_with_long_op);
+	tcase_add_test(tc, punch_beside_steps_holds_no_drain);
+	tcase_add_test(tc, falloc_beside_steps_keeps_writes);
+	tcase_add_test(tc, read_open_beside_last_close_release);
+	tcase_add_test(tc, handoff_waits_for_steps);
 	tcase_add_test(tc, eager_fallocate_zeroes_outside_volume_mutex);
 	tcase_add_test(tc, allocation_loads_clusters_outside_volume_mutex);
 	tcase_add_test(tc, open_does_no_io_under_volume_mutex);
