@@ -56,7 +56,7 @@ static int ptr_load(struct txn *tx, const struct lunfs_inode *in, uint64_t blk, 
 	/* a block number beyond our geometry: another host may have followed
 	 * an online grow first and allocated in the new space */
 	int g = 0;
-	if (r == -EFSCORRUPTED && lvl == 1 && ino_kind(in) == RC_FILE && (g = tx_grow_check(tx)) < 0)
+	if (r == -EFSCORRUPTED && lvl == 1 && ino_kind(in) == RC_FILE && (g = tx_grow_check(tx, 0)) < 0)
 		return g;
 	if (r == -EFSCORRUPTED && lvl == 1 && ino_kind(in) == RC_FILE && g > 0)
 		r = lunfs_ptr_decode((*bp)->data, v->sb.uuid, addr, in->ino, lvl, pool_blocks(v, in),
@@ -82,7 +82,7 @@ int bmap_get(struct txn *tx, struct lunfs_inode *in, uint64_t lblk, uint64_t *pt
 		*ptr = in->direct[lblk];
 		/* see ptr_load: the callers check the block against file_blocks */
 		if ((*ptr & PTR_BLOCK_MASK) >= pool_blocks(tx->v, in)) {
-			int g = tx_grow_check(tx);
+			int g = tx_grow_check(tx, 0);
 			if (g < 0)
 				return g;
 		}

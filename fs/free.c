@@ -32,6 +32,8 @@ int orphan_edit(struct txn *tx, uint64_t ino, int add)
 		goto out;
 	}
 	r = add ? dir_add(tx, o, name, ino, DT_REG_LUNFS) : dir_remove(tx, o, name);
+	if (r == -EEXIST)
+		r = 0; /* listed already (a truncate under way): that entry serves */
 	if (r)
 		goto out;
 	r = ino_write(tx, o);
@@ -70,21 +72,46 @@ int file_release_inode(struct txn *tx, struct lunfs_inode *in)
  * commits before the truncate and goes after it, each in a transaction of
  * its own (the orphan directory's lock is never held across the steps);
  * every read-write mount finishes what a crash left (truncate_finish).
- * truncate_list: *listed says whether ino was listed (an entry there
- * already, another truncate's, is left to that one). */
+ * This host's truncates of one inode share one listing (v->truncs counts
+ * them): the last to end removes it.  The entry stays after a failed
+ * truncate (the next orphan pass finishes it), and when the inode lost
+ * its last link meanwhile (the entry is the delete's now). */
+static struct trunc_ref **trunc_ref(struct lunfs_vol *v, uint64_t ino)
+{
+	struct trunc_ref **pp = &v->truncs;
+	while (*pp && (*pp)->ino != ino)
+		pp = &(*pp)->next;
+	return pp;
+}
+
 static int truncate_list_in(struct txn *tx, uint64_t ino, uint64_t size,
 			    struct lunfs_inode *in, int *listed)
 {
+	struct lunfs_vol *v = tx->v;
+	struct trunc_ref **pp = trunc_ref(v, ino);
 	*listed = 0;
+	if (*pp) { /* another truncate of this host listed it */
+		(*pp)->n++;
+		*listed = 1;
+		return 0;
+	}
 	int r = ino_read(tx, ino, LK_FREE, in);
 	if (r)
 		return r == -ENOENT ? 0 : r; /* the truncate reports it */
-	if (!S_ISREG(in->mode) || size >= in->size ||
-	    in->nblocks <= TX_STEP_UNITS + size / tx->v->sb.file_bs)
+	if (!S_ISREG(in->mode) || (in->flags & INOF_SNAPSHOT) || size >= in->size ||
+	    in->nblocks <= TX_STEP_UNITS + size / v->sb.file_bs)
 		return 0;
-	r = orphan_edit(tx, ino, 1);
-	*listed = !r;
-	return r == -EEXIST ? 0 : r;
+	struct trunc_ref *t = malloc(sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	if ((r = orphan_edit(tx, ino, 1))) {
+		free(t);
+		return r;
+	}
+	*t = (struct trunc_ref){ino, 1, v->truncs};
+	v->truncs = t;
+	*listed = 1;
+	return 0;
 }
 
 int truncate_list(struct lunfs_vol *v, uint64_t ino, uint64_t size, int *listed)
@@ -98,18 +125,52 @@ int truncate_list(struct lunfs_vol *v, uint64_t ino, uint64_t size, int *listed)
 	TX_RUN(v, &tx, r, truncate_list_in(&tx, ino, size, in, listed));
 	r = op_finish(&tx, r);
 	free(in);
-	if (r)
+	if (r && *listed) { /* counted, but its commit failed */
+		pthread_mutex_lock(&v->mu);
+		struct trunc_ref **pp = trunc_ref(v, ino), *t = *pp;
+		if (t && --t->n == 0) {
+			*pp = t->next;
+			free(t);
+		}
+		pthread_mutex_unlock(&v->mu);
 		*listed = 0;
+	}
 	return r;
 }
 
-int truncate_unlist(struct lunfs_vol *v, uint64_t ino)
+/* The listing's removal: not while another truncate of this host is under
+ * way, nor when the inode lost its last link (read after the orphan
+ * directory's lock: a delete that found the entry committed first). */
+static int truncate_unlist_in(struct txn *tx, uint64_t ino, int ok, struct lunfs_inode *in)
 {
+	struct trunc_ref **pp = trunc_ref(tx->v, ino), *t = *pp;
+	if (t && t->n > 1) {
+		t->n--;
+		return 0;
+	}
+	int r = ok ? orphan_edit(tx, ino, ORPHAN_PREPARE) : 0;
+	if (!r && ok && !(r = ino_read(tx, ino, LK_FREE, in)) && in->nlink)
+		r = orphan_edit(tx, ino, 0);
+	if (r == -ENOENT)
+		r = 0; /* freed, or an orphan pass finished it */
+	if (!r && t) {
+		tx_no_restart(tx); /* the count changes below: no run again */
+		*pp = t->next;
+		free(t);
+	}
+	return r;
+}
+
+void truncate_unlist(struct lunfs_vol *v, uint64_t ino, int ok)
+{
+	struct lunfs_inode *in = malloc(sizeof(*in));
 	struct txn tx;
 	int r;
-	TX_RUN(v, &tx, r, orphan_edit(&tx, ino, 0));
-	r = op_finish(&tx, r);
-	return r == -ENOENT ? 0 : r; /* an orphan pass finished it */
+	if (!in)
+		return; /* the entry stays: the next orphan pass removes it */
+	TX_RUN(v, &tx, r, truncate_unlist_in(&tx, ino, ok, in));
+	op_finish(&tx, r);
+	free(in);
 }
 
 /* A truncate a crash interrupted (listed, its inode linked): the blocks
@@ -537,7 +598,11 @@ int orphans_process(struct lunfs_vol *v)
 	tx_end(&tx, r);
 	for (size_t i = 0; i < l.n && !r; i++) {
 		tx_begin(v, &tx);
-		int e = ino_read(&tx, l.ino[i], LK_EXCLUSIVE, in);
+		/* as any operation that changes a map: its writes and data
+		 * I/O first (one open on this host), then the read */
+		int e = ino_lock_settled(&tx, l.ino[i], 1);
+		if (!e)
+			e = ino_read(&tx, l.ino[i], LK_EXCLUSIVE, in);
 		if (!e)
 			e = in->nlink ? truncate_finish(&tx, in) : file_release_inode(&tx, in);
 		e = op_finish(&tx, e);

@@ -93,7 +93,7 @@ static int rc_load(struct txn *tx, uint64_t lock, uint64_t hdr, uint32_t kind, u
 	/* a host that followed an online grow first rewrote the header that
 	 * was the last one with the count the new geometry gives it */
 	int g = 0;
-	if (r == -EFSCORRUPTED && kind == RC_FILE && (g = tx_grow_check(tx)) < 0)
+	if (r == -EFSCORRUPTED && kind == RC_FILE && (g = tx_grow_check(tx, 0)) < 0)
 		return g;
 	if (r == -EFSCORRUPTED && kind == RC_FILE && g > 0)
 		r = lunfs_rc_decode((*bp)->data, v->sb.uuid, hdr, kind,
@@ -239,7 +239,7 @@ again:
 		r = -ENOSPC;
 	/* the volume may have grown since the last check */
 	if (r == -ENOSPC && kind == RC_FILE && !retried++) {
-		int g = tx_grow_check(tx);
+		int g = tx_grow_check(tx, 1);
 		if (g < 0)
 			r = g;
 		if (g > 0) {
@@ -568,14 +568,23 @@ int alloc_counts(struct lunfs_vol *v, uint64_t *free_file, uint64_t *free_ino)
 int ino_lock_settled(struct txn *tx, uint64_t ino, int drain)
 {
 	struct lunfs_vol *v = tx->v;
+	uint64_t lock = geom_ino_lock(&v->sb, ino);
 	int r = ino_check(v, ino);
-	if (r || (r = tx_lock(tx, geom_ino_lock(&v->sb, ino), geom_ino_blk(&v->sb, ino),
-			      LK_EXCLUSIVE)))
+	if (r || (r = tx_lock(tx, lock, geom_ino_blk(&v->sb, ino), LK_EXCLUSIVE)))
 		return r;
-	gw_wait_ino(v, ino);
-	if (drain)
-		tx_drain(tx);
-	return 0;
+	for (;;) {
+		gw_wait_ino(v, ino);
+		if (drain)
+			tx_drain(tx);
+		/* A long operation that pinned the inode before us, as we did,
+		 * may have taken it over (tx_step) while we waited: our pin
+		 * does not stop it.  Its end comes first, drained of nothing,
+		 * and then the waits again. */
+		if (tx->owns || !vl_busy(v, lock))
+			return 0;
+		tx_undrain(tx);
+		vl_wait_acquired(v, lock);
+	}
 }
 
 /* modify_inode under tx (restartable: fn changes nothing outside tx

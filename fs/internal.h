@@ -123,6 +123,11 @@ struct lunfs_vol {
 	size_t nbh;
 	struct held *locks;     /* held locks */
 	struct ofile *ofiles;   /* inodes open on this host */
+	struct trunc_ref {      /* truncates listed as orphans (free.c) */
+		uint64_t ino;
+		int n;          /* this host's truncates of ino under way */
+		struct trunc_ref *next;
+	} *truncs;
 	uint64_t ig_hint, fc_hint, mc_hint;
 	pthread_t linger_thr;
 	pthread_cond_t linger_cv;
@@ -238,9 +243,10 @@ struct ofile {
 	 * write into a hole registers and no eager fallocate maps blocks
 	 * (they change the inode under the open's pin).  Under v->mu. */
 	int stepping;
-	/* The last close of an unlinked file frees it (file_release_inode,
-	 * in steps with v->mu dropped) while this stays in the table: an
-	 * open that finds it meanwhile gets -ENOENT. */
+	/* Its last close is under way: it may drop v->mu (a lock wait, the
+	 * steps of an unlinked file's free) while this stays in the table;
+	 * an open that finds it waits until it is gone (gw_cv) and looks
+	 * again. */
 	int closing;
 	struct ofile *next;
 };
@@ -299,7 +305,7 @@ struct txn {
 
 /* Internal only: never returned by the library (tx_run consumes it). */
 #define ERESTART_TX (LUNFS_ERRBASE + 64)
-enum { NEED_READ = 1, NEED_LOCK = 2, NEED_OPEN_FLAG = 3, NEED_GROW = 4 };
+enum { NEED_READ = 1, NEED_LOCK = 2, NEED_OPEN_FLAG = 3, NEED_GROW = 4, NEED_AGAIN = 5 };
 /* Runs body (an expression using tx) as a restartable transaction: begins
  * tx, evaluates r = body, and while it asks for a restart, gets what it
  * needs without v->mu and runs it again.  Ends with tx open (v->mu held)
@@ -330,6 +336,8 @@ int io_enter_fast(struct lunfs_vol *v);
 void io_exit(struct lunfs_vol *v);
 void io_exit_n(struct lunfs_vol *v, unsigned n); /* n I/Os at once */
 void tx_drain(struct txn *tx);
+/* Ends tx's drain before its end (data I/O may register again). */
+void tx_undrain(struct txn *tx);
 
 void tx_begin(struct lunfs_vol *v, struct txn *tx);
 /* Commits the dirty blocks (if any) through the journal, then ends. */
@@ -374,11 +382,13 @@ int tx_step(struct txn *tx, uint64_t ino);
  * Nothing is written if tx fails first. */
 int tx_zero_at_commit(struct txn *tx, uint64_t off, uint64_t len);
 /* vol_grow_check for an allocation that found no space, or a block number
- * past the geometry: a restartable transaction asks for it (-ERESTART_TX;
- * tx_retry reads the superblock without v->mu, follows a grow and runs
- * the operation again), once; any other reads under v->mu.  Returns 1 when
- * the volume grew, 0, or -ERESTART_TX. */
-int tx_grow_check(struct txn *tx);
+ * past the geometry (enospc 0): a restartable transaction asks for it
+ * (-ERESTART_TX; tx_retry reads the superblock without v->mu, follows a
+ * grow and runs the operation again), once; any other reads under v->mu.
+ * At ENOSPC, a read earlier in the operation (tx->grow_polled: at its
+ * restart, or by alloc_prefetch) is enough.  Returns 1 when the volume
+ * grew, 0, or -ERESTART_TX. */
+int tx_grow_check(struct txn *tx, int enospc);
 /* A restartable transaction that will need the lock at off in mode (for
  * a caller that takes it another way, of_pin): -ERESTART_TX unless this
  * host holds it ready to pin, 0 otherwise or when tx cannot restart. */
@@ -411,6 +421,9 @@ struct held *vl_find(struct lunfs_vol *v, uint64_t off);
  * v->mu dropped, or a long operation owns its inode (tx_step), waits for
  * that to end (v->mu dropped meanwhile) and returns 1; else 0 at once. */
 int vl_wait_acquired(struct lunfs_vol *v, uint64_t off);
+/* Whether a thread of this host acquires or releases the lock at off, or
+ * a long operation owns its inode (tx_step), right now. */
+int vl_busy(struct lunfs_vol *v, uint64_t off);
 
 /* Inodes (inode.c) */
 int ino_check(struct lunfs_vol *v, uint64_t ino);
@@ -635,9 +648,10 @@ int orphan_edit(struct txn *tx, uint64_t ino, int add);
 #define ORPHAN_PREPARE 2
 /* A truncate of ino to size that may take steps is listed in the orphan
  * directory while it runs (free.c says why): truncate_list before it
- * (*listed: it was), truncate_unlist after it (even after a failure). */
+ * (*listed: it was), truncate_unlist after it (ok: it succeeded; after a
+ * failure the entry stays for the next orphan pass). */
 int truncate_list(struct lunfs_vol *v, uint64_t ino, uint64_t size, int *listed);
-int truncate_unlist(struct lunfs_vol *v, uint64_t ino);
+void truncate_unlist(struct lunfs_vol *v, uint64_t ino, int ok);
 /* Sets in's size: a cut frees the blocks past it and zeroes the cut
  * block's tail with the commit (tx_zero_at_commit); growth only changes
  * the size (the new part reads as zeros).  Writes in. */

@@ -235,6 +235,11 @@ static void vol_free(struct lunfs_vol *v)
 		pthread_mutex_destroy(&of->mapmu);
 		free(of);
 	}
+	while (v->truncs) { /* a failed truncate's listing: on disk still */
+		struct trunc_ref *t = v->truncs;
+		v->truncs = t->next;
+		free(t);
+	}
 	vol_destroy(v);
 }
 

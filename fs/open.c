@@ -88,8 +88,14 @@ static int open_in(struct txn *tx, uint64_t ino, int mode, int dir, struct lunfs
 	}
 	of = of_find(v, ino);
 	if (of && of->closing) {
+		/* its last close is under way with v->mu dropped (a lock
+		 * wait, an unlinked file's free): wait until it is gone, then
+		 * run again (read nothing of it under a lock yet) */
+		while ((of = of_find(v, ino)) && of->closing)
+			pthread_cond_wait(&v->gw_cv, &v->mu);
 		of = NULL;
-		r = -ENOENT; /* unlinked, and its last close frees it right now */
+		tx->need = (struct tx_need){.kind = NEED_AGAIN};
+		r = -ERESTART_TX;
 		goto out;
 	}
 	if (of) {
@@ -331,7 +337,7 @@ static int last_close(struct txn *tx, struct ofile *of, struct lunfs_inode *in)
 	struct tx_sealed sd = {0};
 	int r = 0;
 	gw_wait_ino(v, of->ino); /* none: the writers' handles are open */
-	of->closing = of->unlinked; /* its free drops v->mu between steps */
+	of->closing = 1; /* it may drop v->mu below: opens wait for it */
 	if (vol_check_writable(v) == 0 && !(r = commit_pending(tx, of, in, 1)))
 		r = tx_seal_only(tx, &sd);
 	/* of leaves the table under v->mu, before the journal write: an open
@@ -340,6 +346,7 @@ static int last_close(struct txn *tx, struct ofile *of, struct lunfs_inode *in)
 	while (*pp != of)
 		pp = &(*pp)->next;
 	*pp = of->next;
+	pthread_cond_broadcast(&v->gw_cv); /* opens waiting for it to go */
 	free(of->mapc);
 	pthread_mutex_destroy(&of->mapmu);
 	struct held *h = of->h;

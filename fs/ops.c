@@ -620,6 +620,7 @@ int lunfs_setattr(struct lunfs_vol *v, uint64_t ino, unsigned mask, const struct
 	if ((mask & LUNFS_SET_SIZE) && !v->ro && (r = truncate_list(v, ino, sa->size, &listed)))
 		return r;
 	r = modify_inode(v, ino, do_setattr, &a, st, (mask & LUNFS_SET_SIZE) != 0);
-	int e = listed ? truncate_unlist(v, ino) : 0;
-	return r ? r : e;
+	if (listed)
+		truncate_unlist(v, ino, r == 0);
+	return r;
 }

@@ -344,6 +344,11 @@ again:
 	return 0;
 }
 
+int vl_busy(struct lunfs_vol *v, uint64_t off)
+{
+	return acquiring(v, off) != NULL;
+}
+
 int vl_wait_acquired(struct lunfs_vol *v, uint64_t off)
 {
 	struct acq *a = acquiring(v, off);
@@ -687,6 +692,8 @@ int tx_retry(struct txn *tx, int *r)
 		e = tx_fetch(tx, &n, &pre);
 	} else if (n.kind == NEED_GROW) {
 		vol_grow_poll(v); /* the superblock read without v->mu */
+	} else if (n.kind == NEED_AGAIN) {
+		/* what it waited for is over: run again */
 	} else {
 		struct held *h;
 		if (!(e = vl_get(v, n.off, n.object, n.mode, 1, &h))) {
@@ -712,11 +719,11 @@ static int vl_ready(struct lunfs_vol *v, struct held *h, uint64_t off, int mode)
 	       (h->pins || !hb_wanted(v->hb, off));
 }
 
-int tx_grow_check(struct txn *tx)
+int tx_grow_check(struct txn *tx, int enospc)
 {
-	if (tx->grow_polled)
-		return 0; /* read at the restart before this run: nothing newer */
-	if (tx_can_restart(tx)) {
+	if (tx->grow_polled && enospc)
+		return 0; /* read earlier in this operation: a grow since is concurrent */
+	if (!tx->grow_polled && tx_can_restart(tx)) {
 		tx->need = (struct tx_need){.kind = NEED_GROW};
 		return -ERESTART_TX;
 	}
@@ -1080,8 +1087,7 @@ void tx_drain(struct txn *tx)
 	}
 }
 
-/* Ends tx's drain (tx_drain): data I/O may register again. */
-static void tx_undrain(struct txn *tx)
+void tx_undrain(struct txn *tx)
 {
 	struct lunfs_vol *v = tx->v;
 	if (tx->draining) {

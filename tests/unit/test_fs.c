@@ -2893,13 +2893,15 @@ END_TEST
  * (from a review of tx_step): a slow-write probe holds a step in its
  * journal write while the others come. */
 struct step_slow {
-	_Atomic int on, writes, ms;
+	_Atomic int on, writes, ms, read_ms;
 };
 static pthread_t step_only_tid;
 static _Atomic int step_only_set;
 static void step_probe(void *a, int op)
 {
 	struct step_slow *s = a;
+	if (op == DEV_OP_READ && s->read_ms)
+		usleep(s->read_ms * 1000);
 	if (op != DEV_OP_WRITE)
 		return;
 	s->writes++;
@@ -3096,8 +3098,8 @@ static int step_close(void *a)
 }
 
 /* A READ open of an unlinked file while its last close frees it in steps
- * fails (-ENOENT) instead of taking the open file that the close then
- * frees (of->closing). */
+ * waits for the close and then fails (-ENOENT: the inode is free) instead
+ * of taking the open file that the close then frees (of->closing). */
 START_TEST(read_open_beside_last_close_release)
 {
 	struct lunfs_sb sb;
@@ -3181,6 +3183,122 @@ START_TEST(handoff_waits_for_steps)
 }
 END_TEST
 
+/* A truncate and a punch of one file, both pinned its lock and wait in
+ * their drains for a read of another file in flight; the truncate goes
+ * first and takes the inode over at its first step (tx_step), and the
+ * punch, which pinned before that, must wait for the truncate's end before
+ * it reads the inode (ino_lock_settled).  Without that, the punch read the
+ * truncate's first step, freed blocks, and the truncate, going on from its
+ * own copy, freed them again. */
+static int step_punch(void *a)
+{
+	struct ez_job *j = a;
+	return lunfs_fallocate(j->f, j->mode, j->off, j->len);
+}
+
+START_TEST(truncate_beside_punch_of_one_file)
+{
+	for (int run = 0; run < 4; run++) {
+		struct lunfs_sb sb;
+		char *p = tu_volume(8ULL << 30, &sb);
+		struct lunfs_vol *v = mnt(p, "h1");
+		uint64_t x = mkfile(v, 1, "x"), y = mkfile(v, 1, "y");
+		struct lunfs_file *f1, *f2, *fy;
+		ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_RW, &f1), 0);
+		ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_RW, &f2), 0);
+		ck_assert_int_eq(lunfs_open(v, y, LUNFS_OPEN_RW, &fy), 0);
+		static char wb[4096] __attribute__((aligned(4096)));
+		memset(wb, 1, sizeof(wb));
+		ck_assert_int_eq(lunfs_pwrite(fy, wb, sizeof(wb), 0), sizeof(wb));
+		ck_assert_int_eq(lunfs_pread(fy, wb, sizeof(wb), 0), sizeof(wb));
+		ck_assert_int_eq(lunfs_fallocate(f1, 0, 0, 6ULL << 30), 0);
+		ck_assert_int_eq(lunfs_fsync(f1), 0);
+		static struct step_slow sl;
+		sl = (struct step_slow){.ms = 200};
+		dev_set_probe(lunfs_device(v), step_probe, &sl);
+		struct step_rd rd = {.f = fy};
+		static struct ez_job t, pu;
+		t = (struct ez_job){.v = v, .ino = x};
+		pu = (struct ez_job){.f = f2, .mode = LUNFS_FALLOC_PUNCH | LUNFS_FALLOC_KEEP_SIZE,
+				     .off = 5ULL << 30, .len = 1ULL << 30};
+		struct tu_bg tr, tt, tp;
+		sl.read_ms = 400; /* y's read stays in flight: both drains wait */
+		tu_bg_start(&tr, step_read, &rd);
+		usleep(50 * 1000);
+		sl.read_ms = 0;
+		sl.on = 1;
+		tu_bg_start(&tt, step_trunc0, &t);
+		usleep(30 * 1000);
+		tu_bg_start(&tp, step_punch, &pu);
+		int rr = tu_bg_join(&tr), rt = tu_bg_join(&tt), rp = tu_bg_join(&tp);
+		sl.on = 0;
+		printf("truncate_beside_punch_of_one_file run %d: read %d, truncate %d, punch %d\n", run,
+		       rr, rt, rp);
+		ck_assert_int_eq(rt, 0);
+		ck_assert_int_eq(rp, 0);
+		ck_assert_int_eq(lunfs_close(f1), 0);
+		ck_assert_int_eq(lunfs_close(f2), 0);
+		ck_assert_int_eq(lunfs_close(fy), 0);
+		ck_assert_int_eq(lunfs_unmount(v), 0);
+		ck_assert_int_eq(tu_fsck(p), 0);
+		unlink(p);
+		free(p);
+	}
+}
+END_TEST
+
+/* A delete of a file while its truncate, listed in the orphan directory
+ * (a truncate that may take steps), runs: the delete finds the entry
+ * there and keeps it (it failed with -EEXIST), the truncate's end leaves
+ * it to the delete (the inode has no link any more), and the file is
+ * freed; fsck is clean. */
+static int step_unlink(void *a)
+{
+	struct ez_job *j = a;
+	return lunfs_unlink(j->v, 1, "x");
+}
+
+START_TEST(unlink_beside_listed_truncate)
+{
+	struct lunfs_sb sb;
+	struct lunfs_statfs s0, s1;
+	char *p = tu_volume(8ULL << 30, &sb);
+	struct lunfs_vol *v = mnt(p, "h1");
+	uint64_t x = mkfile(v, 1, "x");
+	struct lunfs_file *f;
+	ck_assert_int_eq(lunfs_statfs(v, &s0), 0);
+	ck_assert_int_eq(lunfs_open(v, x, LUNFS_OPEN_RW, &f), 0);
+	ck_assert_int_eq(lunfs_fallocate(f, 0, 0, 6ULL << 30), 0);
+	ck_assert_int_eq(lunfs_close(f), 0);
+	static struct step_slow sl;
+	sl = (struct step_slow){.ms = 200};
+	dev_set_probe(lunfs_device(v), step_probe, &sl);
+	static struct ez_job t, u;
+	t = (struct ez_job){.v = v, .ino = x};
+	u = (struct ez_job){.v = v};
+	sl.on = 1;
+	int w0 = sl.writes;
+	struct tu_bg tt, tu;
+	tu_bg_start(&tt, step_trunc0, &t);
+	for (int i = 0; i < 5000 && sl.writes < w0 + 2; i++)
+		usleep(1000); /* listed, and the truncate's first step is writing */
+	tu_bg_start(&tu, step_unlink, &u);
+	int rt = tu_bg_join(&tt), ru = tu_bg_join(&tu);
+	sl.on = 0;
+	printf("unlink_beside_listed_truncate: truncate %d, unlink %d\n", rt, ru);
+	ck_assert(rt == 0 || rt == -ENOENT); /* -ENOENT: the unlink came first */
+	ck_assert_int_eq(ru, 0);
+	struct lunfs_stat st;
+	ck_assert_int_eq(lunfs_getattr(v, x, &st), -ENOENT);
+	ck_assert_int_eq(lunfs_statfs(v, &s1), 0);
+	ck_assert_uint_eq(s1.bfree, s0.bfree); /* every block came back */
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 Suite *fs_suite(void)
 {
 	Suite *s = suite_create("fs");
@@ -3218,6 +3336,8 @@ Suite *fs_suite(void)
 	tcase_add_test(tc, falloc_beside_steps_keeps_writes);
 	tcase_add_test(tc, read_open_beside_last_close_release);
 	tcase_add_test(tc, handoff_waits_for_steps);
+	tcase_add_test(tc, truncate_beside_punch_of_one_file);
+	tcase_add_test(tc, unlink_beside_listed_truncate);
 	tcase_add_test(tc, eager_fallocate_zeroes_outside_volume_mutex);
 	tcase_add_test(tc, allocation_loads_clusters_outside_volume_mutex);
 	tcase_add_test(tc, open_does_no_io_under_volume_mutex);
