@@ -51,6 +51,15 @@ static struct lunfs_vol *mnt_faulty(char **path, struct dev **d)
 	return v;
 }
 
+/* Unmounts v, checks its image p with fsck -n, and removes p. */
+static void unmount_fsck_remove(struct lunfs_vol *v, char *p)
+{
+	ck_assert_int_eq(lunfs_unmount(v), 0);
+	ck_assert_int_eq(tu_fsck(p), 0);
+	unlink(p);
+	free(p);
+}
+
 /* Waits up to 5 s until the device under v has counted n more reads (reads)
  * or writes than in s0: a thread that reached a frozen device is counted
  * there.  Returns whether it did. */
@@ -1599,10 +1608,7 @@ START_TEST(group_commit_faults)
 	ck_assert_int_eq(lunfs_getattr(v, ino, &st), 0);
 	ck_assert_uint_eq(st.size, 4096);
 	ck_assert_uint_eq(st.blocks, MiB / 512);
-	ck_assert_int_eq(lunfs_unmount(v), 0);
-	ck_assert_int_eq(tu_fsck(p), 0);
-	unlink(p);
-	free(p);
+	unmount_fsck_remove(v, p);
 	free(src);
 	free(m);
 }
@@ -2079,10 +2085,7 @@ START_TEST(create_does_no_io_under_volume_mutex)
 	       (unsigned long long)(b[2] - a[2]), (unsigned long long)(b[3] - a[3]));
 	ck_assert_uint_eq(b[0] - a[0], 0);
 	ck_assert_uint_eq(b[3] - a[3], 0);
-	ck_assert_int_eq(lunfs_unmount(v), 0);
-	ck_assert_int_eq(tu_fsck(p), 0);
-	unlink(p);
-	free(p);
+	unmount_fsck_remove(v, p);
 }
 END_TEST
 
@@ -2121,10 +2124,7 @@ START_TEST(long_ops_step_outside_volume_mutex)
 	ck_assert_uint_ge(s1.flushes - s0.flushes, 8); /* the steps' commits */
 	ck_assert_uint_eq(b[1] - a[1], 0);
 	ck_assert_uint_eq(b[2] - a[2], 0);
-	ck_assert_int_eq(lunfs_unmount(v), 0);
-	ck_assert_int_eq(tu_fsck(p), 0);
-	unlink(p);
-	free(p);
+	unmount_fsck_remove(v, p);
 }
 END_TEST
 
@@ -2229,10 +2229,7 @@ START_TEST(enospc_reads_superblock_outside_volume_mutex)
 	ck_assert_uint_eq(y[0] - x[0], 0);
 	ck_assert_int_eq(lunfs_close(g), 0);
 	ck_assert_int_eq(lunfs_close(f), 0);
-	ck_assert_int_eq(lunfs_unmount(v), 0);
-	ck_assert_int_eq(tu_fsck(p), 0);
-	unlink(p);
-	free(p);
+	unmount_fsck_remove(v, p);
 }
 END_TEST
 
@@ -2383,10 +2380,7 @@ START_TEST(eager_fallocate_zeroes_outside_volume_mutex)
 	v = mnt(p, "h1");
 	ck_assert_int_eq(lunfs_getattr(v, x, &st), 0);
 	ck_assert_uint_eq(st.blocks, 16 * MiB / 512);
-	ck_assert_int_eq(lunfs_unmount(v), 0);
-	ck_assert_int_eq(tu_fsck(p), 0);
-	unlink(p);
-	free(p);
+	unmount_fsck_remove(v, p);
 }
 END_TEST
 
@@ -3020,10 +3014,7 @@ START_TEST(punch_beside_steps_holds_no_drain)
 	       (unsigned long long)r0.ms);
 	ck_assert_int_eq(lunfs_close(f1), 0);
 	ck_assert_int_eq(lunfs_close(fy), 0);
-	ck_assert_int_eq(lunfs_unmount(v), 0);
-	ck_assert_int_eq(tu_fsck(p), 0);
-	unlink(p);
-	free(p);
+	unmount_fsck_remove(v, p);
 	ck_assert_int_eq(rr, 0);
 	ck_assert_msg(dr == 0 && pk == 0, "drain/park held while waiting for a stepping op");
 }
@@ -3239,10 +3230,7 @@ START_TEST(truncate_beside_punch_of_one_file)
 		ck_assert_int_eq(lunfs_close(f1), 0);
 		ck_assert_int_eq(lunfs_close(f2), 0);
 		ck_assert_int_eq(lunfs_close(fy), 0);
-		ck_assert_int_eq(lunfs_unmount(v), 0);
-		ck_assert_int_eq(tu_fsck(p), 0);
-		unlink(p);
-		free(p);
+		unmount_fsck_remove(v, p);
 	}
 }
 END_TEST
@@ -3292,10 +3280,7 @@ START_TEST(unlink_beside_listed_truncate)
 	ck_assert_int_eq(lunfs_getattr(v, x, &st), -ENOENT);
 	ck_assert_int_eq(lunfs_statfs(v, &s1), 0);
 	ck_assert_uint_eq(s1.bfree, s0.bfree); /* every block came back */
-	ck_assert_int_eq(lunfs_unmount(v), 0);
-	ck_assert_int_eq(tu_fsck(p), 0);
-	unlink(p);
-	free(p);
+	unmount_fsck_remove(v, p);
 }
 END_TEST
 
