@@ -580,8 +580,10 @@ int ino_lock_settled(struct txn *tx, uint64_t ino, int drain)
 		 * may have taken it over (tx_step) while we waited: our pin
 		 * does not stop it.  Its end comes first, drained of nothing,
 		 * and then the waits again. */
-		if (tx->owns || !vl_busy(v, lock))
+		if (tx->owns || !vl_busy(v, lock)) {
+			tx_own(tx, ino); /* from here until its end, ours alone */
 			return 0;
+		}
 		tx_undrain(tx);
 		vl_wait_acquired(v, lock);
 	}

@@ -278,8 +278,9 @@ struct txn {
 	int npinned, cpinned;
 	int preflush;           /* data written for this txn must be durable first */
 	int draining;           /* tx_drain() ran: v->draining counts us */
-	struct acq *owns;       /* from its first tx_step on: the inode's record
-				 * marked in v->acquiring, until tx_end */
+	int drained;            /* and saw no data I/O registered: done */
+	struct acq *owns;       /* the inode it owns (tx_own): its record marked
+				 * in v->acquiring, until tx_end */
 	uint64_t owns_ino;      /* that inode (its open file is stepping) */
 	struct late {           /* data zeroed at the commit (tx_zero_at_commit) */
 		uint64_t off, len;
@@ -368,6 +369,13 @@ int tx_write_sealed(struct lunfs_vol *v, struct tx_sealed *sd);
  * meanwhile).  The caller stored every copy it changed (pointer blocks,
  * the inode) and keeps no cached block across. */
 int tx_step(struct txn *tx, uint64_t ino);
+/* Makes inode ino tx's alone on this host until tx_end: its lock record is
+ * marked in v->acquiring, so that every other operation of this host waits
+ * before it pins the lock (vl_get) or, pinned already, before it reads the
+ * inode (ino_lock_settled).  A no-op when tx owns it already, or when
+ * another thread acquires the record (tx holds no pin then) or memory is
+ * short (then without the mark, as before).  v->mu held. */
+void tx_own(struct txn *tx, uint64_t ino);
 /* File units a step of a long operation frees or maps at most: it bounds
  * how long one step runs under v->mu (a few milliseconds: each unit
  * decodes and encodes its cluster header) and, for a free, drains data

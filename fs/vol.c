@@ -1080,16 +1080,24 @@ void tx_drain(struct txn *tx)
 		tx->draining = 1;
 		__atomic_add_fetch(&v->draining, 1, __ATOMIC_SEQ_CST);
 	}
+	/* Once no data I/O was registered under our drain, none can be: a
+	 * registration after that sees draining and leaves at once (the
+	 * count it raised for that moment is no I/O).  So a later free of
+	 * this transaction does not wait, and never parks half-done. */
+	if (tx->drained)
+		return;
 	while (__atomic_load_n(&v->data_io, __ATOMIC_SEQ_CST)) {
 		tx_park(v);
 		pthread_cond_wait(&v->io_cv, &v->mu);
 		tx_unpark(v);
 	}
+	tx->drained = 1;
 }
 
 void tx_undrain(struct txn *tx)
 {
 	struct lunfs_vol *v = tx->v;
+	tx->drained = 0;
 	if (tx->draining) {
 		tx->draining = 0;
 		if (__atomic_sub_fetch(&v->draining, 1, __ATOMIC_SEQ_CST) == 0)
@@ -1155,6 +1163,16 @@ int tx_flush_unlocked(struct txn *tx)
 	return r;
 }
 
+void tx_own(struct txn *tx, uint64_t ino)
+{
+	struct lunfs_vol *v = tx->v;
+	VOL_HELD(v);
+	uint64_t lock = geom_ino_lock(&v->sb, ino);
+	if (tx->owns || acquiring(v, lock) || !(tx->owns = acq_start(v, lock)))
+		return;
+	tx->owns_ino = ino;
+}
+
 /* A step of a long operation (a truncate, punch, delete or preallocation
  * of many blocks) on inode ino, which goes on from what the step
  * committed.  Under v->mu the dirty blocks are sealed and the drain ends:
@@ -1192,13 +1210,10 @@ int tx_step(struct txn *tx, uint64_t ino)
 		return r;
 	}
 	tx_undrain(tx);
-	uint64_t lock = geom_ino_lock(&v->sb, ino);
-	if (!tx->owns && !acquiring(v, lock) && (tx->owns = acq_start(v, lock))) {
-		struct ofile *of = of_find(v, ino);
-		tx->owns_ino = ino;
-		if (of)
-			of->stepping = 1;
-	}
+	tx_own(tx, ino);
+	struct ofile *of = tx->owns ? of_find(v, ino) : NULL;
+	if (of)
+		of->stepping = 1;
 	/* without the entry (no memory), the write stays under v->mu */
 	int dropped = tx->owns != NULL;
 	if (dropped)
