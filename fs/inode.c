@@ -576,10 +576,10 @@ int ino_lock_settled(struct txn *tx, uint64_t ino, int drain)
 		gw_wait_ino(v, ino);
 		if (drain)
 			tx_drain(tx);
-		/* A long operation that pinned the inode before us, as we did,
-		 * may have taken it over (tx_step) while we waited: our pin
-		 * does not stop it.  Its end comes first, drained of nothing,
-		 * and then the waits again. */
+		/* Another operation that pinned the inode before us, as we
+		 * did, may have taken it over (tx_own) while we waited: our
+		 * pin does not stop it.  Its end comes first, drained of
+		 * nothing, and then the waits again. */
 		if (tx->owns || !vl_busy(v, lock)) {
 			tx_own(tx, ino); /* from here until its end, ours alone */
 			return 0;
