@@ -1198,30 +1198,20 @@ int tx_step(struct txn *tx, uint64_t ino)
 {
 	struct lunfs_vol *v = tx->v;
 	VOL_HELD(v);
-	if (tx->need.kind)
-		return -ERESTART_TX; /* built on a request a callee ignored */
-	tx_no_restart(tx); /* what it commits stays */
-	struct tx_sealed *sd = malloc(sizeof(*sd));
-	if (!sd)
-		return -ENOMEM;
-	int r = tx_seal(tx, &sd->jt, sd->addrs, &sd->n);
-	if (r || !sd->jt) {
-		free(sd);
+	struct tx_sealed sd;
+	int r = tx_seal_only(tx, &sd); /* what it commits stays: no restart */
+	if (r || !sd.jt)
 		return r;
-	}
 	tx_undrain(tx);
 	tx_own(tx, ino);
-	struct ofile *of = tx->owns ? of_find(v, ino) : NULL;
+	if (!tx->owns) /* no memory for the mark: the write stays under v->mu */
+		return tx_write(v, sd.jt, sd.addrs, sd.n, 1);
+	struct ofile *of = of_find(v, ino);
 	if (of)
 		of->stepping = 1;
-	/* without the entry (no memory), the write stays under v->mu */
-	int dropped = tx->owns != NULL;
-	if (dropped)
-		pthread_mutex_unlock(&v->mu);
-	r = tx_write(v, sd->jt, sd->addrs, sd->n, !dropped);
-	if (dropped)
-		pthread_mutex_lock(&v->mu);
-	free(sd);
+	pthread_mutex_unlock(&v->mu);
+	r = tx_write_sealed(v, &sd);
+	pthread_mutex_lock(&v->mu);
 	return r;
 }
 

@@ -2935,16 +2935,15 @@ START_TEST(stepping_ends_with_long_op)
 	ck_assert_int_eq(tu_bg_join(&tw), 0);
 	ck_assert_int_eq(tu_bg_join(&te), 0);
 	ck_assert_int_eq(lunfs_close(f), 0);
-	ck_assert_int_eq(lunfs_unmount(v), 0);
-	unlink(p);
-	free(p);
+	unmount_fsck_remove(v, p);
 }
 END_TEST
 
-static int step_trunc0(void *a)
+/* Truncates j->ino to j->off. */
+static int step_truncate(void *a)
 {
 	struct ez_job *j = a;
-	struct lunfs_setattr sa = {.size = 0};
+	struct lunfs_setattr sa = {.size = j->off};
 	return lunfs_setattr(j->v, j->ino, LUNFS_SET_SIZE, &sa, NULL);
 }
 
@@ -2994,7 +2993,7 @@ START_TEST(punch_beside_steps_holds_no_drain)
 	int w0 = sl.writes;
 	uint64_t t0 = lunfs_now_ms();
 	struct tu_bg tt, tp, tr;
-	tu_bg_start(&tt, step_trunc0, &t);
+	tu_bg_start(&tt, step_truncate, &t);
 	for (int i = 0; i < 5000 && sl.writes == w0; i++)
 		usleep(1000); /* the truncate's first step is in its journal write */
 	tu_bg_start(&tp, ez_falloc, &pu);
@@ -3120,20 +3119,17 @@ START_TEST(read_open_beside_last_close_release)
 	ck_assert_msg(ro != 0 || listed, "READ open got an ofile that last_close freed");
 	if (ro == 0 && listed)
 		lunfs_close(f2);
-	ck_assert_int_eq(lunfs_unmount(v), 0);
-	unlink(p);
-	free(p);
+	unmount_fsck_remove(v, p);
 }
 END_TEST
 
 
+/* step_truncate with only this thread's writes slowed. */
 static int step_trunc_to(void *a)
 {
-	struct ez_job *j = a;
-	struct lunfs_setattr sa = {.size = j->off};
 	step_only_tid = pthread_self();
 	step_only_set = 1;
-	return lunfs_setattr(j->v, j->ino, LUNFS_SET_SIZE, &sa, NULL);
+	return step_truncate(a);
 }
 
 /* A handoff of a file whose truncate is between steps waits for the
@@ -3181,12 +3177,6 @@ END_TEST
  * it reads the inode (ino_lock_settled).  Without that, the punch read the
  * truncate's first step, freed blocks, and the truncate, going on from its
  * own copy, freed them again. */
-static int step_punch(void *a)
-{
-	struct ez_job *j = a;
-	return lunfs_fallocate(j->f, j->mode, j->off, j->len);
-}
-
 START_TEST(truncate_beside_punch_of_one_file)
 {
 	for (int run = 0; run < 3; run++) {
@@ -3218,9 +3208,9 @@ START_TEST(truncate_beside_punch_of_one_file)
 		usleep(50 * 1000);
 		sl.read_ms = 0;
 		sl.on = 1;
-		tu_bg_start(&tt, step_trunc0, &t);
+		tu_bg_start(&tt, step_truncate, &t);
 		usleep(30 * 1000);
-		tu_bg_start(&tp, step_punch, &pu);
+		tu_bg_start(&tp, ez_falloc, &pu);
 		int rr = tu_bg_join(&tr), rt = tu_bg_join(&tt), rp = tu_bg_join(&tp);
 		sl.on = 0;
 		printf("truncate_beside_punch_of_one_file run %d: read %d, truncate %d, punch %d\n", run,
@@ -3267,7 +3257,7 @@ START_TEST(unlink_beside_listed_truncate)
 	sl.on = 1;
 	int w0 = sl.writes;
 	struct tu_bg tt, tu;
-	tu_bg_start(&tt, step_trunc0, &t);
+	tu_bg_start(&tt, step_truncate, &t);
 	for (int i = 0; i < 5000 && sl.writes < w0 + 2; i++)
 		usleep(1000); /* listed, and the truncate's first step is writing */
 	tu_bg_start(&tu, step_unlink, &u);
